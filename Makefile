@@ -1,0 +1,46 @@
+# aegis — see README.md. Targets that touch the kernel need root.
+GO        ?= go
+FUZZTIME  ?= 10s
+BIN       := bin/aegis
+GENERATED := internal/shield/shield_bpfel.go internal/shield/shield_bpfel.o
+
+.PHONY: all build deps generate check-generated vet test test-unit fuzz bench run clean
+
+all: build
+
+deps:
+	./scripts/install-deps.sh
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/aegis
+
+generate: deps
+	$(GO) generate ./...
+
+# CI regenerates every generated file and fails when the committed ones differ.
+check-generated: generate
+	@git diff --exit-code --stat -- $(GENERATED) || \
+		(echo "generated files are not up to date: run 'make generate' and commit" >&2; exit 1)
+
+vet:
+	@test -z "$$(gofmt -l cmd internal)" || (gofmt -l cmd internal; echo "gofmt needed" >&2; exit 1)
+	$(GO) vet ./...
+
+# test is the README's test command: set-up, generated files, vet, the whole
+# suite (privileged tests included: run as root) and a short fuzz of each target.
+test: deps check-generated vet
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+bench: deps
+	./scripts/bench-shield.sh
+
+# run builds aegis and starts a node with the embedded defaults.
+run: deps build
+	$(BIN) node
+
+clean:
+	rm -rf bin

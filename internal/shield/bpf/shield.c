@@ -1,0 +1,487 @@
+//go:build ignore
+
+// shield.c is aegis's XDP data path: allowlist, blocklist, automatic blocks and
+// per-source rate limits, in that order. Anything the parser does not understand
+// passes and is counted: the shield must never black-hole a node.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+// Capacity ceilings of the list maps. The configured limits (100,000 IPv4 and
+// 50,000 IPv6 blocklist entries by default) are enforced by the daemon, which
+// counts exact and prefix entries of a family together; these sizes are the
+// kernel's hard backstop. Maps are not preallocated, so memory follows use.
+#define BLOCK_V4_CEILING (1 << 20)
+#define BLOCK_V6_CEILING (1 << 19)
+#define ALLOW_CEILING    (1 << 16)
+#define SOURCES_MAX      (1 << 16)
+
+#define MAX_VLAN_TAGS 2
+#define MAX_IPV6_EXT  6
+#define NSEC_PER_SEC  1000000000ULL
+
+enum verdict_reason {
+	REASON_PASSED = 0,
+	REASON_ALLOWLISTED = 1,
+	REASON_BLOCKED_EXACT = 2,
+	REASON_BLOCKED_PREFIX = 3,
+	REASON_RATE_SYN = 4,
+	REASON_RATE_UDP = 5,
+	REASON_RATE_ICMP = 6,
+	REASON_AUTO_BLOCKED = 7,
+	REASON_MALFORMED = 8,
+	REASON_NON_IP = 9,
+	REASON_MAX = 10,
+};
+
+enum rate_class {
+	CLASS_SYN = 0,
+	CLASS_UDP = 1,
+	CLASS_ICMP = 2,
+	CLASS_MAX = 3,
+	CLASS_NONE = 0xff,
+};
+
+enum shield_mode {
+	MODE_ENFORCE = 0,
+	MODE_MONITOR = 1,
+};
+
+// Presence flags let the data path skip lookups in maps the daemon knows are
+// empty; the daemon sets a flag before the first entry goes in and clears it
+// after the last one leaves.
+enum presence_flag {
+	HAS_ALLOW_V4 = 1 << 0,
+	HAS_ALLOW_V4_PREFIX = 1 << 1,
+	HAS_ALLOW_V6 = 1 << 2,
+	HAS_ALLOW_V6_PREFIX = 1 << 3,
+	HAS_BLOCK_V4 = 1 << 4,
+	HAS_BLOCK_V4_PREFIX = 1 << 5,
+	HAS_BLOCK_V6 = 1 << 6,
+	HAS_BLOCK_V6_PREFIX = 1 << 7,
+};
+
+// bucket is one traffic class's rate limit as a GCRA token bucket.
+struct bucket {
+	__u64 interval_ns;    // ns per packet (1e9 / pps); 0 = class not limited
+	__u64 tolerance_ns;   // burst * interval_ns
+	__u64 autoblock_pkts; // packets in one second that trigger an automatic block; 0 = never
+};
+
+struct shield_config {
+	__u32 mode;
+	__u32 presence;
+	__u32 v4_mask;  // network order, applied to sources for rate limiting
+	__u32 _pad;
+	__u32 v6_mask[4];
+	__u64 autoblock_ttl_ns;
+	__u64 now_ns;   // nonzero replaces the clock: tests inject time here
+	struct bucket rate[CLASS_MAX];
+};
+
+struct entry {
+	__u64 expires_ns; // CLOCK_BOOTTIME ns; 0 = permanent
+	__u64 hits;
+	__u32 rule_id;
+	__u32 _pad;
+};
+
+struct lpm_v4_key {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+struct lpm_v6_key {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+struct addr6 {
+	__u32 addr[4];
+};
+
+struct class_state {
+	__u64 tat;       // GCRA theoretical arrival time
+	__u64 win_start; // start of the one-second window counting arrivals
+	__u64 win_pkts;
+};
+
+struct source_state {
+	__u64 blocked_until;
+	struct class_state cls[CLASS_MAX];
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct autoblock_event {
+	__u32 addr[4]; // IPv4 sources as ::ffff:a.b.c.d
+	__u64 until_ns;
+	__u64 window_pkts;
+	__u8 class;
+	__u8 monitor;
+	__u8 _pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct shield_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} config SEC(".maps");
+
+// counters are indexed by reason, plus REASON_MAX in monitor mode for what
+// would have been dropped.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * REASON_MAX);
+	__type(key, __u32);
+	__type(value, struct counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} counters SEC(".maps");
+
+#define EXACT_MAP(name, keytype, size)                 \
+	struct {                                       \
+		__uint(type, BPF_MAP_TYPE_HASH);       \
+		__uint(max_entries, size);             \
+		__type(key, keytype);                  \
+		__type(value, struct entry);           \
+		__uint(map_flags, BPF_F_NO_PREALLOC);  \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
+	} name SEC(".maps")
+
+#define PREFIX_MAP(name, keytype, size)                \
+	struct {                                       \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);   \
+		__uint(max_entries, size);             \
+		__type(key, keytype);                  \
+		__type(value, struct entry);           \
+		__uint(map_flags, BPF_F_NO_PREALLOC);  \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
+	} name SEC(".maps")
+
+EXACT_MAP(allow_v4, __u32, ALLOW_CEILING);
+EXACT_MAP(allow_v6, struct addr6, ALLOW_CEILING);
+PREFIX_MAP(allow_v4_lpm, struct lpm_v4_key, ALLOW_CEILING);
+PREFIX_MAP(allow_v6_lpm, struct lpm_v6_key, ALLOW_CEILING);
+EXACT_MAP(block_v4, __u32, BLOCK_V4_CEILING);
+EXACT_MAP(block_v6, struct addr6, BLOCK_V6_CEILING);
+PREFIX_MAP(block_v4_lpm, struct lpm_v4_key, BLOCK_V4_CEILING);
+PREFIX_MAP(block_v6_lpm, struct lpm_v6_key, BLOCK_V6_CEILING);
+
+// sources holds rate-limit and automatic-block state per source prefix. LRU,
+// so a spoofed flood evicts idle sources instead of exhausting memory.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SOURCES_MAX);
+	__type(key, struct addr6);
+	__type(value, struct source_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sources SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 18);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} events SEC(".maps");
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct ipv6_ext {
+	__u8 nexthdr;
+	__u8 hdrlen;
+	__be16 frag_off; // fragment header only
+};
+
+// Force bpf2go to emit Go types for structs only userspace reads.
+const struct autoblock_event *unused_event __attribute__((unused));
+const struct lpm_v4_key *unused_lpm4 __attribute__((unused));
+const struct lpm_v6_key *unused_lpm6 __attribute__((unused));
+const enum presence_flag *unused_presence __attribute__((unused));
+const enum verdict_reason *unused_reason __attribute__((unused));
+const enum rate_class *unused_class __attribute__((unused));
+const struct source_state *unused_source __attribute__((unused));
+
+static __always_inline int verdict(const struct shield_config *cfg, __u32 reason, __u64 len)
+{
+	int drop = reason >= REASON_BLOCKED_EXACT && reason <= REASON_AUTO_BLOCKED;
+	__u32 idx = reason;
+
+	if (drop && cfg->mode == MODE_MONITOR) {
+		idx += REASON_MAX;
+		drop = 0;
+	}
+	struct counter *c = bpf_map_lookup_elem(&counters, &idx);
+	if (c) {
+		c->packets++;
+		c->bytes += len;
+	}
+	return drop ? XDP_DROP : XDP_PASS;
+}
+
+static __always_inline int live(struct entry *e, __u64 now)
+{
+	if (e->expires_ns != 0 && e->expires_ns <= now)
+		return 0;
+	__sync_fetch_and_add(&e->hits, 1);
+	return 1;
+}
+
+// list_v4 returns REASON_PASSED when no live entry matches, else hit_exact or
+// hit_prefix.
+static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 presence, __u32 has_exact,
+				     __u32 has_prefix, __u32 addr, __u64 now, __u32 hit_exact,
+				     __u32 hit_prefix)
+{
+	struct entry *e;
+
+	if (presence & has_exact) {
+		e = bpf_map_lookup_elem(exact, &addr);
+		if (e && live(e, now))
+			return hit_exact;
+	}
+	if (presence & has_prefix) {
+		struct lpm_v4_key k = {.prefixlen = 32, .addr = addr};
+		e = bpf_map_lookup_elem(prefix, &k);
+		if (e && live(e, now))
+			return hit_prefix;
+	}
+	return REASON_PASSED;
+}
+
+static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 presence, __u32 has_exact,
+				     __u32 has_prefix, const struct addr6 *addr, __u64 now,
+				     __u32 hit_exact, __u32 hit_prefix)
+{
+	struct entry *e;
+
+	if (presence & has_exact) {
+		e = bpf_map_lookup_elem(exact, addr);
+		if (e && live(e, now))
+			return hit_exact;
+	}
+	if (presence & has_prefix) {
+		struct lpm_v6_key k = {.prefixlen = 128};
+		__builtin_memcpy(k.addr, addr->addr, sizeof(k.addr));
+		e = bpf_map_lookup_elem(prefix, &k);
+		if (e && live(e, now))
+			return hit_prefix;
+	}
+	return REASON_PASSED;
+}
+
+static __always_inline void report_autoblock(const struct addr6 *src, __u8 class, __u64 until,
+					     __u64 pkts, __u32 mode)
+{
+	struct autoblock_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev)
+		return; // ring full: the block still holds; userspace sees it in the map
+	__builtin_memcpy(ev->addr, src->addr, sizeof(ev->addr));
+	ev->until_ns = until;
+	ev->window_pkts = pkts;
+	ev->class = class;
+	ev->monitor = mode == MODE_MONITOR;
+	__builtin_memset(ev->_pad, 0, sizeof(ev->_pad));
+	bpf_ringbuf_submit(ev, 0);
+}
+
+// rate_limit applies the automatic block and the class's token bucket to the
+// source; it returns REASON_PASSED when the packet may go on.
+static __always_inline __u32 rate_limit(const struct shield_config *cfg, const struct addr6 *src,
+					__u8 class, __u64 now)
+{
+	struct source_state *st = bpf_map_lookup_elem(&sources, src);
+
+	if (st && st->blocked_until > now)
+		return REASON_AUTO_BLOCKED;
+	if (class >= CLASS_MAX)
+		return REASON_PASSED;
+
+	const struct bucket *b = &cfg->rate[class];
+	if (b->interval_ns == 0)
+		return REASON_PASSED;
+
+	if (!st) {
+		struct source_state fresh = {};
+		fresh.cls[class].tat = now + b->interval_ns;
+		fresh.cls[class].win_start = now;
+		fresh.cls[class].win_pkts = 1;
+		bpf_map_update_elem(&sources, src, &fresh, BPF_NOEXIST);
+		return REASON_PASSED;
+	}
+
+	struct class_state *cs = &st->cls[class];
+	if (now - cs->win_start >= NSEC_PER_SEC) {
+		cs->win_start = now;
+		cs->win_pkts = 0;
+	}
+	cs->win_pkts++;
+	if (b->autoblock_pkts && cs->win_pkts > b->autoblock_pkts) {
+		__u64 until = now + cfg->autoblock_ttl_ns;
+		st->blocked_until = until;
+		report_autoblock(src, class, until, cs->win_pkts, cfg->mode);
+		return REASON_AUTO_BLOCKED;
+	}
+
+	__u64 tat = cs->tat > now ? cs->tat : now;
+	tat += b->interval_ns;
+	if (tat - now > b->tolerance_ns)
+		return REASON_RATE_SYN + class;
+	cs->tat = tat;
+	return REASON_PASSED;
+}
+
+SEC("xdp")
+int aegis_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 len = data_end - data;
+	__u32 zero = 0;
+
+	struct shield_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return XDP_PASS;
+	__u64 now = cfg->now_ns ? cfg->now_ns : bpf_ktime_get_boot_ns();
+
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return verdict(cfg, REASON_MALFORMED, len);
+	__be16 proto = eth->h_proto;
+	void *pos = eth + 1;
+
+#pragma unroll
+	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		struct vlan_hdr *vh = pos;
+		if ((void *)(vh + 1) > data_end)
+			return verdict(cfg, REASON_MALFORMED, len);
+		proto = vh->proto;
+		pos = vh + 1;
+	}
+
+	struct addr6 src = {};
+	__u8 l4proto;
+	void *l4 = 0; // nil when there is no L4 header to read (non-first fragment, ESP...)
+	__u32 reason;
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = pos;
+		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+			return verdict(cfg, REASON_MALFORMED, len);
+		void *next = pos + ip->ihl * 4;
+		if (next > data_end)
+			return verdict(cfg, REASON_MALFORMED, len);
+		l4proto = ip->protocol;
+		if ((ip->frag_off & bpf_htons(0x1fff)) == 0)
+			l4 = next;
+		__u32 saddr = ip->saddr;
+
+		reason = list_v4(&allow_v4, &allow_v4_lpm, cfg->presence, HAS_ALLOW_V4,
+				 HAS_ALLOW_V4_PREFIX, saddr, now, REASON_ALLOWLISTED,
+				 REASON_ALLOWLISTED);
+		if (reason != REASON_PASSED)
+			return verdict(cfg, reason, len);
+		reason = list_v4(&block_v4, &block_v4_lpm, cfg->presence, HAS_BLOCK_V4,
+				 HAS_BLOCK_V4_PREFIX, saddr, now, REASON_BLOCKED_EXACT,
+				 REASON_BLOCKED_PREFIX);
+		if (reason != REASON_PASSED)
+			return verdict(cfg, reason, len);
+		src.addr[2] = bpf_htonl(0xffff);
+		src.addr[3] = saddr & cfg->v4_mask;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = pos;
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return verdict(cfg, REASON_MALFORMED, len);
+		l4proto = ip6->nexthdr;
+		void *next = ip6 + 1;
+		int first = 1;
+
+#pragma unroll
+		for (int i = 0; i < MAX_IPV6_EXT; i++) {
+			if (l4proto != IPPROTO_HOPOPTS && l4proto != IPPROTO_ROUTING &&
+			    l4proto != IPPROTO_DSTOPTS && l4proto != IPPROTO_FRAGMENT &&
+			    l4proto != IPPROTO_AH)
+				break;
+			struct ipv6_ext *ext = next;
+			if ((void *)(ext + 1) > data_end) {
+				first = 0; // cannot reach L4
+				break;
+			}
+			if (l4proto == IPPROTO_FRAGMENT) {
+				if (ext->frag_off & bpf_htons(0xfff8))
+					first = 0;
+				next += 8;
+			} else if (l4proto == IPPROTO_AH) {
+				next += (ext->hdrlen + 2) * 4;
+			} else {
+				next += (ext->hdrlen + 1) * 8;
+			}
+			l4proto = ext->nexthdr;
+		}
+		if (first && next <= data_end && l4proto != IPPROTO_HOPOPTS &&
+		    l4proto != IPPROTO_ROUTING && l4proto != IPPROTO_DSTOPTS &&
+		    l4proto != IPPROTO_FRAGMENT && l4proto != IPPROTO_AH)
+			l4 = next;
+
+		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
+		reason = list_v6(&allow_v6, &allow_v6_lpm, cfg->presence, HAS_ALLOW_V6,
+				 HAS_ALLOW_V6_PREFIX, &src, now, REASON_ALLOWLISTED,
+				 REASON_ALLOWLISTED);
+		if (reason != REASON_PASSED)
+			return verdict(cfg, reason, len);
+		reason = list_v6(&block_v6, &block_v6_lpm, cfg->presence, HAS_BLOCK_V6,
+				 HAS_BLOCK_V6_PREFIX, &src, now, REASON_BLOCKED_EXACT,
+				 REASON_BLOCKED_PREFIX);
+		if (reason != REASON_PASSED)
+			return verdict(cfg, reason, len);
+		src.addr[0] &= cfg->v6_mask[0];
+		src.addr[1] &= cfg->v6_mask[1];
+		src.addr[2] &= cfg->v6_mask[2];
+		src.addr[3] &= cfg->v6_mask[3];
+	} else {
+		return verdict(cfg, REASON_NON_IP, len);
+	}
+
+	// UDP and ICMP are limited by protocol even in non-first fragments, so
+	// fragmenting a flood does not evade the limit; SYN needs the TCP header.
+	__u8 class = CLASS_NONE;
+	int l4_ok = 1;
+	if (l4proto == IPPROTO_TCP) {
+		if (l4) {
+			struct tcphdr *tcp = l4;
+			if ((void *)(tcp + 1) > data_end)
+				l4_ok = 0;
+			else if (tcp->syn && !tcp->ack)
+				class = CLASS_SYN;
+		}
+	} else if (l4proto == IPPROTO_UDP) {
+		class = CLASS_UDP;
+		if (l4 && l4 + 8 > data_end)
+			l4_ok = 0;
+	} else if (l4proto == IPPROTO_ICMP || l4proto == IPPROTO_ICMPV6) {
+		class = CLASS_ICMP;
+		if (l4 && l4 + 4 > data_end)
+			l4_ok = 0;
+	}
+
+	reason = rate_limit(cfg, &src, class, now);
+	if (reason != REASON_PASSED)
+		return verdict(cfg, reason, len);
+	return verdict(cfg, l4_ok ? REASON_PASSED : REASON_MALFORMED, len);
+}

@@ -1,0 +1,313 @@
+package shield
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPinPath is where the shield pins its maps and links.
+const DefaultPinPath = "/sys/fs/bpf/aegis"
+
+// Options configure Load.
+type Options struct {
+	// PinPath is the bpffs directory holding the maps (PinPath/maps) and the
+	// links (PinPath/links). Empty keeps everything unpinned, so the program
+	// detaches when the Shield is closed: for tests and benchmarks.
+	PinPath string
+}
+
+// Shield is the loaded data path. Its methods are safe for concurrent use.
+type Shield struct {
+	mu      sync.Mutex
+	objs    shieldObjects
+	pinPath string
+	links   map[string]link.Link // unpinned links, by interface
+	cfg     shieldShieldConfig
+	// Adopted is true when the maps were already pinned, that is when a
+	// previous daemon's state was taken over rather than created.
+	Adopted bool
+}
+
+// AttachInfo reports how the program is attached to an interface.
+type AttachInfo struct {
+	Interface string         `json:"interface"`
+	Ifindex   int            `json:"ifindex"`
+	Mode      XDPMode        `json:"xdp_mode"`
+	ProgramID ebpf.ProgramID `json:"program_id"`
+	LinkID    link.ID        `json:"link_id"`
+	Adopted   bool           `json:"adopted,omitempty"`
+}
+
+// Load loads the XDP program and creates or adopts its maps. With a pin path
+// the maps are pinned by name, and maps already pinned there by an earlier
+// daemon are reused with their contents, so entries and counters survive.
+func Load(opts Options) (*Shield, error) {
+	spec, err := loadShield()
+	if err != nil {
+		return nil, fmt.Errorf("reading embedded shield object: %w", err)
+	}
+	s := &Shield{pinPath: opts.PinPath, links: map[string]link.Link{}}
+	var collOpts ebpf.CollectionOptions
+	if opts.PinPath == "" {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	} else {
+		if err := ensureBPFFS(opts.PinPath); err != nil {
+			return nil, err
+		}
+		for _, dir := range []string{s.mapsDir(), s.linksDir()} {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("creating pin directory: %w", err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(s.mapsDir(), "config")); err == nil {
+			s.Adopted = true
+		}
+		collOpts.Maps.PinPath = s.mapsDir()
+	}
+	if err := spec.LoadAndAssign(&s.objs, &collOpts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("kernel verifier rejected the shield program: %w", err)
+		}
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("maps pinned under %s belong to an incompatible shield version (remove them to start afresh): %w", s.mapsDir(), err)
+		}
+		return nil, fmt.Errorf("loading shield: %w", err)
+	}
+	var zero uint32
+	if err := s.objs.Config.Lookup(&zero, &s.cfg); err != nil {
+		s.objs.Close()
+		return nil, fmt.Errorf("reading shield config: %w", err)
+	}
+	if s.cfg.V4Mask == 0 { // a fresh map: valid settings never have an empty mask
+		if err := s.setSettingsLocked(DefaultSettings()); err != nil {
+			s.objs.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Shield) mapsDir() string  { return filepath.Join(s.pinPath, "maps") }
+func (s *Shield) linksDir() string { return filepath.Join(s.pinPath, "links") }
+
+// Program is the loaded XDP program.
+func (s *Shield) Program() *ebpf.Program { return s.objs.AegisXdp }
+
+// Close releases the shield's file descriptors. Pinned links stay attached
+// and pinned maps keep their contents; unpinned links are detached.
+func (s *Shield) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for name, l := range s.links {
+		errs = append(errs, l.Close())
+		delete(s.links, name)
+	}
+	errs = append(errs, s.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Attach attaches the program to the interface. A link pinned by an earlier
+// daemon is adopted and its program replaced in place, so the interface is
+// never unprotected during an upgrade.
+func (s *Shield) Attach(iface string, mode XDPMode) (AttachInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ifc, err := net.InterfaceByName(iface)
+	if err != nil {
+		return AttachInfo{}, fmt.Errorf("interface %q: %w", iface, err)
+	}
+	info := AttachInfo{Interface: iface, Ifindex: ifc.Index}
+	pin := filepath.Join(s.linksDir(), iface)
+
+	var l link.Link
+	if s.pinPath != "" {
+		if old, err := link.LoadPinnedLink(pin, nil); err == nil {
+			li, err := old.Info()
+			if err == nil && li.XDP() != nil && int(li.XDP().Ifindex) == ifc.Index {
+				if err := old.Update(s.objs.AegisXdp); err != nil {
+					old.Close()
+					return info, fmt.Errorf("replacing program on %s: %w", iface, err)
+				}
+				l = old
+				info.Adopted = true
+			} else {
+				// The interface the link belonged to is gone or renumbered.
+				old.Unpin()
+				old.Close()
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return info, fmt.Errorf("loading pinned link %s: %w", pin, err)
+		}
+	} else if old, ok := s.links[iface]; ok {
+		if err := old.Update(s.objs.AegisXdp); err != nil {
+			return info, fmt.Errorf("replacing program on %s: %w", iface, err)
+		}
+		l = old
+		info.Adopted = true
+	}
+
+	if l == nil {
+		l, err = attachXDP(s.objs.AegisXdp, ifc.Index, mode)
+		if err != nil {
+			return info, fmt.Errorf("attaching to %s: %w", iface, err)
+		}
+		if s.pinPath != "" {
+			if err := l.Pin(pin); err != nil {
+				l.Close()
+				return info, fmt.Errorf("pinning link for %s: %w", iface, err)
+			}
+		}
+	}
+	if s.pinPath == "" {
+		s.links[iface] = l
+	} else {
+		defer l.Close() // the pin keeps it attached
+	}
+	li, err := l.Info()
+	if err == nil {
+		info.LinkID = li.ID
+		info.ProgramID = li.Program
+	}
+	info.Mode = attachedMode(ifc.Index)
+	return info, nil
+}
+
+func attachXDP(prog *ebpf.Program, ifindex int, mode XDPMode) (link.Link, error) {
+	switch mode {
+	case XDPNative:
+		return link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+	case XDPGeneric:
+		return link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
+	case XDPAuto, "":
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+		if err == nil {
+			return l, nil
+		}
+		l, gerr := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
+		if gerr != nil {
+			return nil, fmt.Errorf("native: %w; generic: %w", err, gerr)
+		}
+		return l, nil
+	}
+	return nil, fmt.Errorf("unknown xdp mode %q", mode)
+}
+
+// attachedMode asks the kernel in which mode an XDP program sits on the
+// interface: a pinned link does not record it.
+func attachedMode(ifindex int) XDPMode {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil || l.Attrs().Xdp == nil {
+		return ""
+	}
+	// Values of IFLA_XDP_ATTACHED (linux/if_link.h).
+	const attachedDrv, attachedSKB, attachedHW, attachedMulti = 1, 2, 3, 4
+	switch l.Attrs().Xdp.AttachMode {
+	case attachedDrv, attachedHW:
+		return XDPNative
+	case attachedSKB:
+		return XDPGeneric
+	case attachedMulti:
+		return XDPAuto
+	}
+	return ""
+}
+
+// Detach removes the program from the interface and forgets its link.
+func (s *Shield) Detach(iface string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.links[iface]; ok {
+		delete(s.links, iface)
+		return l.Close()
+	}
+	if s.pinPath == "" {
+		return fmt.Errorf("%s: %w", iface, ErrNotAttached)
+	}
+	pin := filepath.Join(s.linksDir(), iface)
+	l, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: %w", iface, ErrNotAttached)
+	}
+	if err != nil {
+		return fmt.Errorf("loading pinned link %s: %w", pin, err)
+	}
+	defer l.Close()
+	if err := l.Unpin(); err != nil {
+		return fmt.Errorf("unpinning link for %s: %w", iface, err)
+	}
+	return nil
+}
+
+// Attached lists the interfaces with a pinned (or, unpinned, a held) link.
+func (s *Shield) Attached() ([]AttachInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []AttachInfo
+	describe := func(name string, l link.Link) {
+		ai := AttachInfo{Interface: name}
+		if li, err := l.Info(); err == nil {
+			ai.LinkID, ai.ProgramID = li.ID, li.Program
+			if x := li.XDP(); x != nil {
+				ai.Ifindex = int(x.Ifindex)
+				ai.Mode = attachedMode(ai.Ifindex)
+			}
+		}
+		out = append(out, ai)
+	}
+	if s.pinPath == "" {
+		for name, l := range s.links {
+			describe(name, l)
+		}
+		return out, nil
+	}
+	ents, err := os.ReadDir(s.linksDir())
+	if err != nil {
+		return nil, fmt.Errorf("listing pinned links: %w", err)
+	}
+	for _, e := range ents {
+		l, err := link.LoadPinnedLink(filepath.Join(s.linksDir(), e.Name()), nil)
+		if err != nil {
+			continue
+		}
+		describe(e.Name(), l)
+		l.Close()
+	}
+	return out, nil
+}
+
+// ErrNotAttached is returned when detaching an interface the shield is not on.
+var ErrNotAttached = errors.New("shield is not attached")
+
+// ensureBPFFS mounts bpffs at /sys/fs/bpf when the pin path lies there and
+// nothing is mounted yet.
+func ensureBPFFS(pinPath string) error {
+	const root = "/sys/fs/bpf"
+	if pinPath != root && !strings.HasPrefix(pinPath, root+"/") {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", root, err)
+	}
+	if err := unix.Mount("bpf", root, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mounting bpffs at %s: %w", root, err)
+	}
+	return nil
+}

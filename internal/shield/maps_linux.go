@@ -1,0 +1,462 @@
+package shield
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// Settings returns the settings the data path runs with.
+func (s *Shield) Settings() Settings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return settingsFromConfig(&s.cfg)
+}
+
+// SetSettings changes the data path's settings at runtime.
+func (s *Shield) SetSettings(st Settings) error {
+	if err := st.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.setSettingsLocked(st)
+}
+
+func (s *Shield) setSettingsLocked(st Settings) error {
+	c := s.cfg // keeps presence and the injected clock
+	c.Mode = 0
+	if st.Mode == ModeMonitor {
+		c.Mode = 1
+	}
+	c.V4Mask = prefixMask4(st.IPv4PrefixLen)
+	c.V6Mask = prefixMask6(st.IPv6PrefixLen)
+	c.AutoblockTtlNs = uint64(st.AutoBlockTTL)
+	for i, b := range []Bucket{st.SYN, st.UDP, st.ICMP} {
+		c.Rate[i].IntervalNs, c.Rate[i].ToleranceNs, c.Rate[i].AutoblockPkts = 0, 0, 0
+		if b.PPS == 0 {
+			continue
+		}
+		interval := uint64(time.Second) / uint64(b.PPS)
+		c.Rate[i].IntervalNs = interval
+		c.Rate[i].ToleranceNs = interval * uint64(b.Burst)
+		c.Rate[i].AutoblockPkts = uint64(st.AutoBlockFactor) * uint64(b.PPS)
+	}
+	return s.writeConfigLocked(c)
+}
+
+func (s *Shield) writeConfigLocked(c shieldShieldConfig) error {
+	var zero uint32
+	if err := s.objs.Config.Update(&zero, &c, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("writing shield config: %w", err)
+	}
+	s.cfg = c
+	return nil
+}
+
+func settingsFromConfig(c *shieldShieldConfig) Settings {
+	st := Settings{
+		Mode:          ModeEnforce,
+		IPv4PrefixLen: maskLen(c.V4Mask),
+		IPv6PrefixLen: maskLen(c.V6Mask[0]) + maskLen(c.V6Mask[1]) + maskLen(c.V6Mask[2]) + maskLen(c.V6Mask[3]),
+		AutoBlockTTL:  time.Duration(c.AutoblockTtlNs),
+	}
+	if c.Mode == 1 {
+		st.Mode = ModeMonitor
+	}
+	buckets := []*Bucket{&st.SYN, &st.UDP, &st.ICMP}
+	for i, b := range buckets {
+		r := c.Rate[i]
+		if r.IntervalNs == 0 {
+			continue
+		}
+		b.PPS = uint32(uint64(time.Second) / r.IntervalNs)
+		b.Burst = uint32(r.ToleranceNs / r.IntervalNs)
+		if b.PPS > 0 && st.AutoBlockFactor == 0 {
+			st.AutoBlockFactor = int(r.AutoblockPkts / uint64(b.PPS))
+		}
+	}
+	return st
+}
+
+// prefixMask4 is the network-order mask of an IPv4 prefix length, as the
+// program reads it from memory on a little-endian host.
+func prefixMask4(bits int) uint32 {
+	var b [4]byte
+	for i := 0; i < bits && i < 32; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+func prefixMask6(bits int) [4]uint32 {
+	var out [4]uint32
+	for w := range out {
+		n := bits - 32*w
+		out[w] = prefixMask4(max(0, min(32, n)))
+	}
+	return out
+}
+
+func maskLen(m uint32) int {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], m)
+	n := 0
+	for _, x := range b {
+		for i := 7; i >= 0 && x&(1<<i) != 0; i-- {
+			n++
+		}
+	}
+	return n
+}
+
+// setClock replaces the data path's clock with a fixed CLOCK_BOOTTIME value;
+// zero restores the real clock. Tests use it to make rates deterministic.
+func (s *Shield) setClock(ns uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cfg
+	c.NowNs = ns
+	return s.writeConfigLocked(c)
+}
+
+// bootNow reads CLOCK_BOOTTIME, the clock the data path compares expiries to.
+func bootNow() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		panic(fmt.Sprintf("clock_gettime(CLOCK_BOOTTIME): %v", err))
+	}
+	return uint64(ts.Nano())
+}
+
+// clock converts between wall time and the data path's boot-time clock.
+type clock struct {
+	boot uint64
+	wall time.Time
+}
+
+func (s *Shield) clock() clock {
+	if s.cfg.NowNs != 0 {
+		return clock{boot: s.cfg.NowNs, wall: time.Now()}
+	}
+	return clock{boot: bootNow(), wall: time.Now()}
+}
+
+func (c clock) toBoot(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	d := t.Sub(c.wall)
+	if d <= 0 {
+		return 1 // already expired; 0 would mean permanent
+	}
+	return c.boot + uint64(d)
+}
+
+func (c clock) toWall(ns uint64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return c.wall.Add(time.Duration(int64(ns) - int64(c.boot))).Round(time.Millisecond)
+}
+
+// listMaps are one list's four maps and their presence flags.
+type listMaps struct {
+	exact4, prefix4, exact6, prefix6             *ebpf.Map
+	hasExact4, hasPrefix4, hasExact6, hasPrefix6 uint32
+}
+
+func (s *Shield) maps(l List) (listMaps, error) {
+	switch l {
+	case Blocklist:
+		return listMaps{s.objs.BlockV4, s.objs.BlockV4Lpm, s.objs.BlockV6, s.objs.BlockV6Lpm,
+			uint32(shieldPresenceFlagHAS_BLOCK_V4), uint32(shieldPresenceFlagHAS_BLOCK_V4PREFIX),
+			uint32(shieldPresenceFlagHAS_BLOCK_V6), uint32(shieldPresenceFlagHAS_BLOCK_V6PREFIX)}, nil
+	case Allowlist:
+		return listMaps{s.objs.AllowV4, s.objs.AllowV4Lpm, s.objs.AllowV6, s.objs.AllowV6Lpm,
+			uint32(shieldPresenceFlagHAS_ALLOW_V4), uint32(shieldPresenceFlagHAS_ALLOW_V4PREFIX),
+			uint32(shieldPresenceFlagHAS_ALLOW_V6), uint32(shieldPresenceFlagHAS_ALLOW_V6PREFIX)}, nil
+	}
+	return listMaps{}, fmt.Errorf("unknown list %q", l)
+}
+
+// slot is where one prefix lives: its map, key and presence flag.
+func (lm listMaps) slot(p netip.Prefix) (m *ebpf.Map, key any, flag uint32) {
+	a := p.Addr()
+	if a.Is4() {
+		b := a.As4()
+		addr := binary.NativeEndian.Uint32(b[:]) // bytes as in the packet
+		if p.Bits() == 32 {
+			return lm.exact4, addr, lm.hasExact4
+		}
+		return lm.prefix4, shieldLpmV4Key{Prefixlen: uint32(p.Bits()), Addr: addr}, lm.hasPrefix4
+	}
+	words := addr6Words(a)
+	if p.Bits() == 128 {
+		return lm.exact6, shieldAddr6{Addr: words}, lm.hasExact6
+	}
+	return lm.prefix6, shieldLpmV6Key{Prefixlen: uint32(p.Bits()), Addr: words}, lm.hasPrefix6
+}
+
+func addr6Words(a netip.Addr) [4]uint32 {
+	b := a.As16()
+	var w [4]uint32
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return w
+}
+
+func wordsAddr6(w [4]uint32) netip.Addr {
+	var b [16]byte
+	for i := range w {
+		binary.NativeEndian.PutUint32(b[4*i:], w[i])
+	}
+	return netip.AddrFrom16(b)
+}
+
+// PutRules inserts or updates rules in a list. A rule that is already present
+// keeps its hit counter. Prefixes must be masked.
+func (s *Shield) PutRules(l List, rules []Rule) error {
+	lm, err := s.maps(l)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Raise presence flags first so no entry is ever invisible to the program.
+	var flags uint32
+	for _, r := range rules {
+		if !r.Prefix.IsValid() || r.Prefix != r.Prefix.Masked() {
+			return fmt.Errorf("rule %v: prefix must be valid and masked", r.Prefix)
+		}
+		_, _, f := lm.slot(r.Prefix)
+		flags |= f
+	}
+	if s.cfg.Presence&flags != flags {
+		c := s.cfg
+		c.Presence |= flags
+		if err := s.writeConfigLocked(c); err != nil {
+			return err
+		}
+	}
+	clk := s.clock()
+	for _, r := range rules {
+		m, key, _ := lm.slot(r.Prefix)
+		var old shieldEntry
+		val := shieldEntry{ExpiresNs: clk.toBoot(r.Expires), RuleId: r.RuleID}
+		if err := m.Lookup(key, &old); err == nil {
+			val.Hits = old.Hits
+		}
+		if err := m.Update(key, &val, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("adding %s to %s map: %w", r.Prefix, l, err)
+		}
+	}
+	return nil
+}
+
+// DeleteRules removes prefixes from a list; absent ones are ignored.
+func (s *Shield) DeleteRules(l List, prefixes []netip.Prefix) error {
+	lm, err := s.maps(l)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var touched uint32
+	for _, p := range prefixes {
+		m, key, f := lm.slot(p.Masked())
+		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("removing %s from %s map: %w", p, l, err)
+		}
+		touched |= f
+	}
+	return s.clearEmptyLocked(lm, touched)
+}
+
+// clearEmptyLocked drops the presence flag of every touched map that is empty now.
+func (s *Shield) clearEmptyLocked(lm listMaps, touched uint32) error {
+	c := s.cfg
+	for _, x := range []struct {
+		m    *ebpf.Map
+		flag uint32
+	}{{lm.exact4, lm.hasExact4}, {lm.prefix4, lm.hasPrefix4}, {lm.exact6, lm.hasExact6}, {lm.prefix6, lm.hasPrefix6}} {
+		if touched&x.flag == 0 {
+			continue
+		}
+		var k []byte
+		if err := x.m.NextKey(nil, &k); errors.Is(err, ebpf.ErrKeyNotExist) {
+			c.Presence &^= x.flag
+		}
+	}
+	if c.Presence == s.cfg.Presence {
+		return nil
+	}
+	return s.writeConfigLocked(c)
+}
+
+// Rules reads a list back from the kernel, with hit counters.
+func (s *Shield) Rules(l List) ([]RuleState, error) {
+	lm, err := s.maps(l)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	clk := s.clock()
+	s.mu.Unlock()
+	var out []RuleState
+	add := func(p netip.Prefix, e shieldEntry) {
+		out = append(out, RuleState{Rule: Rule{Prefix: p, RuleID: e.RuleId, Expires: clk.toWall(e.ExpiresNs)}, Hits: e.Hits})
+	}
+	var (
+		k4  uint32
+		k6  shieldAddr6
+		p4  shieldLpmV4Key
+		p6  shieldLpmV6Key
+		val shieldEntry
+	)
+	it := lm.exact4.Iterate()
+	for it.Next(&k4, &val) {
+		var b [4]byte
+		binary.NativeEndian.PutUint32(b[:], k4)
+		add(netip.PrefixFrom(netip.AddrFrom4(b), 32), val)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s map: %w", l, err)
+	}
+	it = lm.prefix4.Iterate()
+	for it.Next(&p4, &val) {
+		var b [4]byte
+		binary.NativeEndian.PutUint32(b[:], p4.Addr)
+		add(netip.PrefixFrom(netip.AddrFrom4(b), int(p4.Prefixlen)), val)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s prefix map: %w", l, err)
+	}
+	it = lm.exact6.Iterate()
+	for it.Next(&k6, &val) {
+		add(netip.PrefixFrom(wordsAddr6(k6.Addr), 128), val)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s map: %w", l, err)
+	}
+	it = lm.prefix6.Iterate()
+	for it.Next(&p6, &val) {
+		add(netip.PrefixFrom(wordsAddr6(p6.Addr), int(p6.Prefixlen)), val)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s prefix map: %w", l, err)
+	}
+	return out, nil
+}
+
+// Counters sums the per-CPU counters.
+func (s *Shield) Counters() (Counters, error) {
+	out := Counters{Verdicts: map[Reason]Counter{}, Monitored: map[Reason]Counter{}}
+	var percpu []shieldCounter
+	for i := uint32(0); i < 2*uint32(numReasons); i++ {
+		if err := s.objs.Counters.Lookup(&i, &percpu); err != nil {
+			return out, fmt.Errorf("reading counters: %w", err)
+		}
+		var sum Counter
+		for _, c := range percpu {
+			sum.Packets += c.Packets
+			sum.Bytes += c.Bytes
+		}
+		if i < uint32(numReasons) {
+			out.Verdicts[Reason(i)] = sum
+		} else {
+			out.Monitored[Reason(i-uint32(numReasons))] = sum
+		}
+	}
+	return out, nil
+}
+
+// sourcePrefix turns a sources-map key back into the prefix it stands for.
+func (s *Shield) sourcePrefix(w [4]uint32) netip.Prefix {
+	a := wordsAddr6(w)
+	if a.Is4In6() {
+		return netip.PrefixFrom(a.Unmap(), maskLen(s.cfg.V4Mask))
+	}
+	return netip.PrefixFrom(a, s.Settings().IPv6PrefixLen)
+}
+
+// AutoBlocks lists the sources the data path currently blocks by itself.
+func (s *Shield) AutoBlocks() ([]AutoBlock, error) {
+	s.mu.Lock()
+	clk := s.clock()
+	s.mu.Unlock()
+	var (
+		key shieldAddr6
+		st  shieldSourceState
+		out []AutoBlock
+	)
+	it := s.objs.Sources.Iterate()
+	for it.Next(&key, &st) {
+		if st.BlockedUntil > clk.boot {
+			out = append(out, AutoBlock{Source: s.sourcePrefix(key.Addr), Until: clk.toWall(st.BlockedUntil)})
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading sources map: %w", err)
+	}
+	return out, nil
+}
+
+// Unblock lifts an automatic block on a source prefix, if there is one.
+func (s *Shield) Unblock(p netip.Prefix) error {
+	a := p.Addr()
+	if a.Is4() {
+		a = netip.AddrFrom16(a.As16())
+	}
+	key := shieldAddr6{Addr: addr6Words(a)}
+	if err := s.objs.Sources.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("lifting automatic block on %s: %w", p, err)
+	}
+	return nil
+}
+
+// ReadEvents delivers automatic-block events from the ring buffer until ctx ends.
+func (s *Shield) ReadEvents(ctx context.Context, fn func(AutoBlock)) error {
+	rd, err := ringbuf.NewReader(s.objs.Events)
+	if err != nil {
+		return fmt.Errorf("opening event ring buffer: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		rd.Close()
+	}()
+	for {
+		rec, err := rd.Read()
+		if err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("reading events: %w", err)
+		}
+		var ev shieldAutoblockEvent
+		if len(rec.RawSample) < binary.Size(ev) {
+			continue
+		}
+		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &ev); err != nil {
+			continue
+		}
+		s.mu.Lock()
+		clk := s.clock()
+		s.mu.Unlock()
+		fn(AutoBlock{
+			Source:     s.sourcePrefix(ev.Addr),
+			Class:      Class(ev.Class).String(),
+			Until:      clk.toWall(ev.UntilNs),
+			WindowPkts: ev.WindowPkts,
+			Monitor:    ev.Monitor != 0,
+		})
+	}
+}
