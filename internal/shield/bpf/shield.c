@@ -345,6 +345,12 @@ static __always_inline __u32 rate_limit(const struct shield_config *cfg, const s
 	return REASON_PASSED;
 }
 
+static __always_inline int is_ipv6_ext(__u8 proto)
+{
+	return proto == IPPROTO_HOPOPTS || proto == IPPROTO_ROUTING || proto == IPPROTO_DSTOPTS ||
+	       proto == IPPROTO_FRAGMENT || proto == IPPROTO_AH;
+}
+
 SEC("xdp")
 int aegis_xdp(struct xdp_md *ctx)
 {
@@ -374,11 +380,14 @@ int aegis_xdp(struct xdp_md *ctx)
 		proto = vh->proto;
 		pos = vh + 1;
 	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return verdict(cfg, REASON_MALFORMED, len); // more tags than we walk
 
 	struct addr6 src = {};
 	__u8 l4proto;
 	void *l4 = 0; // nil when there is no L4 header to read (non-first fragment, ESP...)
 	__u32 reason;
+	int unparsed = 0;
 
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = pos;
@@ -414,15 +423,11 @@ int aegis_xdp(struct xdp_md *ctx)
 
 #pragma unroll
 		for (int i = 0; i < MAX_IPV6_EXT; i++) {
-			if (l4proto != IPPROTO_HOPOPTS && l4proto != IPPROTO_ROUTING &&
-			    l4proto != IPPROTO_DSTOPTS && l4proto != IPPROTO_FRAGMENT &&
-			    l4proto != IPPROTO_AH)
+			if (!is_ipv6_ext(l4proto))
 				break;
 			struct ipv6_ext *ext = next;
-			if ((void *)(ext + 1) > data_end) {
-				first = 0; // cannot reach L4
+			if ((void *)(ext + 1) > data_end)
 				break;
-			}
 			if (l4proto == IPPROTO_FRAGMENT) {
 				if (ext->frag_off & bpf_htons(0xfff8))
 					first = 0;
@@ -434,9 +439,12 @@ int aegis_xdp(struct xdp_md *ctx)
 			}
 			l4proto = ext->nexthdr;
 		}
-		if (first && next <= data_end && l4proto != IPPROTO_HOPOPTS &&
-		    l4proto != IPPROTO_ROUTING && l4proto != IPPROTO_DSTOPTS &&
-		    l4proto != IPPROTO_FRAGMENT && l4proto != IPPROTO_AH)
+		// A chain that is cut short or longer than we walk leaves the L4
+		// header unknown: the source lists still apply, then it passes as
+		// malformed.
+		if (next > data_end || is_ipv6_ext(l4proto))
+			unparsed = 1;
+		else if (first)
 			l4 = next;
 
 		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
@@ -461,7 +469,7 @@ int aegis_xdp(struct xdp_md *ctx)
 	// UDP and ICMP are limited by protocol even in non-first fragments, so
 	// fragmenting a flood does not evade the limit; SYN needs the TCP header.
 	__u8 class = CLASS_NONE;
-	int l4_ok = 1;
+	int l4_ok = !unparsed;
 	if (l4proto == IPPROTO_TCP) {
 		if (l4) {
 			struct tcphdr *tcp = l4;

@@ -1,0 +1,152 @@
+package shield
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+)
+
+// refRule is a list entry as the reference classifier sees it.
+type refRule struct {
+	list    List
+	prefix  netip.Prefix
+	expires uint64 // boot ns, 0 = permanent
+}
+
+// testRules reads both lists back from the kernel for the reference classifier.
+func (s *Shield) testRules(t testing.TB) []refRule {
+	t.Helper()
+	clk := s.clock()
+	var out []refRule
+	for _, l := range []List{Allowlist, Blocklist} {
+		rules, err := s.Rules(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rules {
+			out = append(out, refRule{l, r.Prefix, clk.toBoot(r.Expires)})
+		}
+	}
+	return out
+}
+
+// reference is a straightforward Go model of the data path with rate limits
+// off: it parses the frame the way bpf/shield.c is specified to and returns
+// the XDP verdict (enforce mode) and the reason.
+func reference(frame []byte, rules []refRule, now uint64) (uint32, Reason) {
+	pass := func(r Reason) (uint32, Reason) { return xdpPass, r }
+	if len(frame) < 14 {
+		return pass(ReasonMalformed)
+	}
+	proto := binary.BigEndian.Uint16(frame[12:])
+	off := 14
+	for range 2 {
+		if proto != 0x8100 && proto != 0x88a8 {
+			break
+		}
+		if len(frame) < off+4 {
+			return pass(ReasonMalformed)
+		}
+		proto = binary.BigEndian.Uint16(frame[off+2:])
+		off += 4
+	}
+	var src netip.Addr
+	l4ok := true
+	switch proto {
+	case 0x8100, 0x88a8:
+		return pass(ReasonMalformed)
+	case 0x0800:
+		if len(frame) < off+20 || frame[off]>>4 != 4 || frame[off]&0xf < 5 {
+			return pass(ReasonMalformed)
+		}
+		ihl := int(frame[off]&0xf) * 4
+		if len(frame) < off+ihl {
+			return pass(ReasonMalformed)
+		}
+		src = netip.AddrFrom4([4]byte(frame[off+12 : off+16]))
+		first := binary.BigEndian.Uint16(frame[off+6:])&0x1fff == 0
+		l4ok = !first || l4Complete(frame[off+ihl:], frame[off+9])
+	case 0x86dd:
+		if len(frame) < off+40 || frame[off]>>4 != 6 {
+			return pass(ReasonMalformed)
+		}
+		src = netip.AddrFrom16([16]byte(frame[off+8 : off+24]))
+		next, pos, first := frame[off+6], off+40, true
+		for range 6 {
+			if !isExt(next) || len(frame) < pos+4 {
+				break
+			}
+			hdr := pos
+			switch next {
+			case 44:
+				if binary.BigEndian.Uint16(frame[pos+2:])&0xfff8 != 0 {
+					first = false
+				}
+				pos += 8
+			case 51:
+				pos += (int(frame[pos+1]) + 2) * 4
+			default:
+				pos += (int(frame[pos+1]) + 1) * 8
+			}
+			next = frame[hdr]
+		}
+		switch {
+		case pos > len(frame) || isExt(next):
+			l4ok = false
+		case first:
+			l4ok = l4Complete(frame[pos:], next)
+		}
+	default:
+		return pass(ReasonNonIP)
+	}
+	if hit, _ := refMatch(rules, Allowlist, src, now); hit {
+		return pass(ReasonAllowlisted)
+	}
+	if hit, exact := refMatch(rules, Blocklist, src, now); hit {
+		if exact {
+			return xdpDrop, ReasonBlockedExact
+		}
+		return xdpDrop, ReasonBlockedPrefix
+	}
+	if !l4ok {
+		return pass(ReasonMalformed)
+	}
+	return pass(ReasonPassed)
+}
+
+func isExt(p uint8) bool { return p == 0 || p == 43 || p == 60 || p == 44 || p == 51 }
+
+// l4Complete reports whether the L4 header the data path reads is whole.
+func l4Complete(b []byte, proto uint8) bool {
+	switch proto {
+	case 6:
+		return len(b) >= 20
+	case 17:
+		return len(b) >= 8
+	case 1, 58:
+		return len(b) >= 4
+	}
+	return true
+}
+
+// refMatch looks the source up in a list: exact entries first, then the
+// longest prefix, which alone decides (as in an LPM trie).
+func refMatch(rules []refRule, l List, src netip.Addr, now uint64) (hit, exact bool) {
+	live := func(r refRule) bool { return r.expires == 0 || r.expires > now }
+	var best *refRule
+	for i, r := range rules {
+		if r.list != l || !r.prefix.Contains(src) {
+			continue
+		}
+		if r.prefix.Bits() == src.BitLen() {
+			if live(r) {
+				return true, true
+			}
+			continue
+		}
+		if best == nil || r.prefix.Bits() > best.prefix.Bits() {
+			best = &rules[i]
+		}
+	}
+	return best != nil && live(*best), false
+}
