@@ -1,0 +1,318 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Limits on blocklist capacity and other bounds.
+const (
+	// MaxBlocklistV4Entries is the default capacity of the IPv4 blocklist.
+	MaxBlocklistV4Entries = 100_000
+	// MaxBlocklistV6Entries is the default capacity of the IPv6 blocklist.
+	MaxBlocklistV6Entries = 50_000
+	// CeilingV4 is the largest configurable IPv4 blocklist capacity.
+	CeilingV4 = 1 << 20
+	// CeilingV6 is the largest configurable IPv6 blocklist capacity.
+	CeilingV6 = 1 << 19
+	// MaxPPS is the largest accepted rate limit and burst, in packets.
+	MaxPPS = 100_000_000
+	// MaxFileSize is the largest accepted configuration file, in bytes.
+	MaxFileSize = 1 << 20
+)
+
+// DefaultPath is the configuration file used when --config is not given.
+const DefaultPath = "/etc/aegis/aegis.yaml"
+
+// Shield modes and XDP attach modes.
+const (
+	ModeEnforce = "enforce"
+	ModeMonitor = "monitor"
+
+	XDPModeAuto    = "auto"
+	XDPModeNative  = "native"
+	XDPModeGeneric = "generic"
+)
+
+// bpffsRoot is the directory pin_path must live under.
+const bpffsRoot = "/sys/fs/bpf/"
+
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path
+// is 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// Config is the complete configuration of an aegis node.
+type Config struct {
+	// StateDir holds the state store; absolute.
+	StateDir string `yaml:"state_dir"`
+	Admin    Admin  `yaml:"admin"`
+	Shield   Shield `yaml:"shield"`
+}
+
+// Admin configures the local admin interface.
+type Admin struct {
+	// Socket is the path of the admin unix socket; absolute.
+	Socket string `yaml:"socket"`
+	// ManagementAddrs are IPs or CIDRs that must never be blocked without
+	// --force (lockout guard). See [Admin.ManagementPrefixes].
+	ManagementAddrs []string `yaml:"management_addrs"`
+}
+
+// Shield configures the XDP packet filter.
+type Shield struct {
+	// Interfaces are the network interfaces to attach to; may be empty.
+	Interfaces []string `yaml:"interfaces"`
+	// Mode is ModeEnforce or ModeMonitor.
+	Mode string `yaml:"mode"`
+	// XDPMode is XDPModeAuto, XDPModeNative or XDPModeGeneric.
+	XDPMode string `yaml:"xdp_mode"`
+	// PinPath is the bpffs directory maps and links are pinned in.
+	PinPath       string    `yaml:"pin_path"`
+	Limits        Limits    `yaml:"limits"`
+	RateLimit     RateLimit `yaml:"rate_limit"`
+	SweepInterval Duration  `yaml:"sweep_interval"`
+}
+
+// Limits sets the capacity of the blocklist maps.
+type Limits struct {
+	IPv4 int `yaml:"ipv4"`
+	IPv6 int `yaml:"ipv6"`
+}
+
+// RateLimit configures per-source rate limiting.
+type RateLimit struct {
+	SYN  Bucket `yaml:"syn"`
+	UDP  Bucket `yaml:"udp"`
+	ICMP Bucket `yaml:"icmp"`
+	// IPv4PrefixLen and IPv6PrefixLen group sources by prefix.
+	IPv4PrefixLen int `yaml:"ipv4_prefix_len"`
+	IPv6PrefixLen int `yaml:"ipv6_prefix_len"`
+	// AutoBlockFactor: a source sending more than AutoBlockFactor × PPS
+	// packets in one second is blocked automatically for AutoBlockTTL.
+	AutoBlockFactor int      `yaml:"auto_block_factor"`
+	AutoBlockTTL    Duration `yaml:"auto_block_ttl"`
+}
+
+// Bucket is a token bucket for one packet class.
+type Bucket struct {
+	// PPS is packets per second; 0 means the class is not rate limited.
+	PPS uint32 `yaml:"pps"`
+	// Burst is the bucket size. When a file sets pps but omits burst,
+	// Burst defaults to 2×PPS (capped at MaxPPS).
+	Burst uint32 `yaml:"burst"`
+}
+
+// Duration is a time.Duration written in YAML as a Go duration string
+// such as "10s" or "5m".
+type Duration struct {
+	time.Duration
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler. Only string scalars accepted
+// by time.ParseDuration are valid; bare numbers are rejected because their
+// unit would be ambiguous.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return fmt.Errorf("must be a duration string such as \"10s\", got %q", n.Value)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("must be a duration string such as \"10s\", got %q", n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) {
+	return d.String(), nil
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		StateDir: "/var/lib/aegis",
+		Admin: Admin{
+			Socket: "/run/aegis/admin.sock",
+		},
+		Shield: Shield{
+			Mode:    ModeEnforce,
+			XDPMode: XDPModeAuto,
+			PinPath: "/sys/fs/bpf/aegis",
+			Limits: Limits{
+				IPv4: MaxBlocklistV4Entries,
+				IPv6: MaxBlocklistV6Entries,
+			},
+			RateLimit: RateLimit{
+				SYN:             Bucket{PPS: 100, Burst: 200},
+				UDP:             Bucket{PPS: 1000, Burst: 2000},
+				ICMP:            Bucket{PPS: 20, Burst: 50},
+				IPv4PrefixLen:   32,
+				IPv6PrefixLen:   64,
+				AutoBlockFactor: 10,
+				AutoBlockTTL:    Duration{5 * time.Minute},
+			},
+			SweepInterval: Duration{10 * time.Second},
+		},
+	}
+}
+
+// ManagementPrefixes returns Admin.ManagementAddrs parsed as prefixes. A
+// bare address becomes a single-address prefix (/32 or /128); a CIDR is
+// masked. Entries that do not parse are skipped; [Config.Validate] reports
+// them.
+func (a Admin) ManagementPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(a.ManagementAddrs))
+	for _, s := range a.ManagementAddrs {
+		if p, err := parseAddrOrPrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseAddrOrPrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("address %q has a zone", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Validate checks every value and returns all problems joined with
+// errors.Join, each prefixed by its dotted key.
+func (c Config) Validate() error {
+	var v validator
+	v.absPath("state_dir", c.StateDir)
+
+	v.absPath("admin.socket", c.Admin.Socket)
+	if len(c.Admin.Socket) > maxSocketPath {
+		v.addf("admin.socket", "must be at most %d bytes, got %d", maxSocketPath, len(c.Admin.Socket))
+	}
+	for i, s := range c.Admin.ManagementAddrs {
+		if _, err := parseAddrOrPrefix(s); err != nil {
+			v.addf(fmt.Sprintf("admin.management_addrs[%d]", i), "must be an IP address or CIDR, got %q", s)
+		}
+	}
+
+	seen := make(map[string]int, len(c.Shield.Interfaces))
+	for i, name := range c.Shield.Interfaces {
+		key := fmt.Sprintf("shield.interfaces[%d]", i)
+		if err := checkIfname(name); err != nil {
+			v.addf(key, "%v", err)
+			continue
+		}
+		if j, dup := seen[name]; dup {
+			v.addf(key, "duplicate interface %q (also shield.interfaces[%d])", name, j)
+			continue
+		}
+		seen[name] = i
+	}
+	v.oneOf("shield.mode", c.Shield.Mode, ModeEnforce, ModeMonitor)
+	v.oneOf("shield.xdp_mode", c.Shield.XDPMode, XDPModeAuto, XDPModeNative, XDPModeGeneric)
+	if v.absPath("shield.pin_path", c.Shield.PinPath) {
+		if p := path.Clean(c.Shield.PinPath); !strings.HasPrefix(p, bpffsRoot) {
+			v.addf("shield.pin_path", "must be under %s, got %q", bpffsRoot, c.Shield.PinPath)
+		}
+	}
+	v.intRange("shield.limits.ipv4", c.Shield.Limits.IPv4, 1, CeilingV4)
+	v.intRange("shield.limits.ipv6", c.Shield.Limits.IPv6, 1, CeilingV6)
+
+	rl := c.Shield.RateLimit
+	v.bucket("shield.rate_limit.syn", rl.SYN)
+	v.bucket("shield.rate_limit.udp", rl.UDP)
+	v.bucket("shield.rate_limit.icmp", rl.ICMP)
+	v.intRange("shield.rate_limit.ipv4_prefix_len", rl.IPv4PrefixLen, 8, 32)
+	v.intRange("shield.rate_limit.ipv6_prefix_len", rl.IPv6PrefixLen, 16, 128)
+	v.intRange("shield.rate_limit.auto_block_factor", rl.AutoBlockFactor, 2, 1000)
+	v.durRange("shield.rate_limit.auto_block_ttl", rl.AutoBlockTTL, time.Second, 24*time.Hour)
+	v.durRange("shield.sweep_interval", c.Shield.SweepInterval, time.Second, time.Hour)
+	return errors.Join(v.errs...)
+}
+
+// checkIfname applies the kernel's dev_valid_name rules.
+func checkIfname(name string) error {
+	switch {
+	case name == "":
+		return errors.New("must not be empty")
+	case len(name) > 15:
+		return fmt.Errorf("must be at most 15 bytes, got %q", name)
+	case name == "." || name == "..":
+		return fmt.Errorf("invalid interface name %q", name)
+	case strings.ContainsAny(name, "/:\x00 \t\n\v\f\r"):
+		return fmt.Errorf("must not contain '/', ':', NUL or whitespace, got %q", name)
+	}
+	return nil
+}
+
+type validator struct {
+	errs []error
+}
+
+func (v *validator) addf(key, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+// absPath reports whether p is a non-empty absolute path, recording an
+// error otherwise.
+func (v *validator) absPath(key, p string) bool {
+	if !path.IsAbs(p) {
+		v.addf(key, "must be an absolute path, got %q", p)
+		return false
+	}
+	return true
+}
+
+func (v *validator) oneOf(key, got string, allowed ...string) {
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	quoted := make([]string, len(allowed))
+	for i, a := range allowed {
+		quoted[i] = fmt.Sprintf("%q", a)
+	}
+	v.addf(key, "must be one of %s, got %q", strings.Join(quoted, ", "), got)
+}
+
+func (v *validator) intRange(key string, got, lo, hi int) {
+	if got < lo || got > hi {
+		v.addf(key, "must be between %d and %d, got %d", lo, hi, got)
+	}
+}
+
+func (v *validator) durRange(key string, got Duration, lo, hi time.Duration) {
+	if got.Duration < lo || got.Duration > hi {
+		v.addf(key, "must be between %s and %s, got %s", lo, hi, got.Duration)
+	}
+}
+
+func (v *validator) bucket(key string, b Bucket) {
+	if b.PPS > MaxPPS {
+		v.addf(key+".pps", "must be at most %d, got %d", MaxPPS, b.PPS)
+	}
+	if b.Burst > MaxPPS {
+		v.addf(key+".burst", "must be at most %d, got %d", MaxPPS, b.Burst)
+	}
+	if b.PPS > 0 && b.Burst == 0 {
+		v.addf(key+".burst", "must be at least 1 when pps is set, got 0")
+	}
+}
