@@ -30,6 +30,10 @@ const schemaVersion = 1
 // database.
 var ErrLocked = errors.New("locked by another process")
 
+// ErrInvalidEntry is returned (wrapped) by Apply when an entry or key fails
+// validation; nothing was changed.
+var ErrInvalidEntry = errors.New("invalid entry")
+
 // List names one of the address lists.
 type List string
 
@@ -174,7 +178,7 @@ func (s *Store) Apply(adds []Entry, removes []Key) ([]Entry, error) {
 	for i, e := range adds {
 		n, err := normalize(e)
 		if err != nil {
-			return nil, fmt.Errorf("applying changes: add %d: %w", i, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidEntry, err)
 		}
 		out[i] = n
 	}
@@ -182,7 +186,7 @@ func (s *Store) Apply(adds []Entry, removes []Key) ([]Entry, error) {
 	for i, k := range removes {
 		n, err := normalizeKey(k)
 		if err != nil {
-			return nil, fmt.Errorf("applying changes: remove %d: %w", i, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidEntry, err)
 		}
 		rm[i] = n
 	}

@@ -237,7 +237,7 @@ func TestApplyInvalidChangesNothing(t *testing.T) {
 		{"reason newline", []Entry{{List: Blocklist, Prefix: pfx("1.2.3.4"), Reason: "a\nb"}}, nil, "control character"},
 		{"reason C1 control", []Entry{{List: Blocklist, Prefix: pfx("1.2.3.4"), Reason: "a\u0085b"}}, nil, "control character"},
 		{"expires out of range", []Entry{{List: Blocklist, Prefix: pfx("1.2.3.4"), Expires: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}}, nil, "out of range"},
-		{"bad remove", nil, []Key{{List: "x", Prefix: pfx("1.1.1.1")}}, "remove 1"},
+		{"bad remove", nil, []Key{{List: "x", Prefix: pfx("1.1.1.1")}}, "unknown list \"x\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/aegis-edge/aegis/internal/admin"
+	"github.com/aegis-edge/aegis/internal/node"
+	"github.com/aegis-edge/aegis/internal/shield"
+	"github.com/spf13/cobra"
+)
+
+func newShieldCmd(e *env) *cobra.Command {
+	cmd := groupCmd("shield", "Inspect and steer the XDP shield")
+
+	var asJSON bool
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show interfaces, XDP mode, program, map fill and counters",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st node.Status
+			if err := e.client().Do(cmd.Context(), "GET", "/v1/shield", nil, &st); err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(e, st)
+			return nil
+		},
+	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	mode := &cobra.Command{
+		Use:       "mode enforce|monitor",
+		Short:     "Switch between dropping (enforce) and only counting (monitor)",
+		Args:      args(cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs)),
+		ValidArgs: []string{"enforce", "monitor"},
+		RunE: func(cmd *cobra.Command, a []string) error {
+			var st shield.Settings
+			if err := e.client().Do(cmd.Context(), "PUT", "/v1/shield/mode", admin.ModeRequest{Mode: a[0]}, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "shield mode: %s\n", st.Mode)
+			return nil
+		},
+	}
+
+	var pps, burst uint32
+	rate := &cobra.Command{
+		Use:       "rate syn|udp|icmp --pps N [--burst N]",
+		Short:     "Change a class's per-source rate limit at runtime (--pps 0 lifts it)",
+		Args:      args(cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs)),
+		ValidArgs: []string{"syn", "udp", "icmp"},
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if !cmd.Flags().Changed("pps") {
+				return usageError{fmt.Errorf("--pps is required")}
+			}
+			if !cmd.Flags().Changed("burst") {
+				burst = 2 * pps
+			}
+			var st shield.Settings
+			req := admin.RateRequest{Class: a[0], PPS: pps, Burst: burst}
+			if err := e.client().Do(cmd.Context(), "PUT", "/v1/shield/rate", req, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "rate limits: syn %d/s burst %d, udp %d/s burst %d, icmp %d/s burst %d\n",
+				st.SYN.PPS, st.SYN.Burst, st.UDP.PPS, st.UDP.Burst, st.ICMP.PPS, st.ICMP.Burst)
+			return nil
+		},
+	}
+	rate.Flags().Uint32Var(&pps, "pps", 0, "packets per second per source")
+	rate.Flags().Uint32Var(&burst, "burst", 0, "bucket size (default 2×pps)")
+
+	detach := &cobra.Command{
+		Use:   "detach IFACE",
+		Short: "Remove the shield from an interface",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := e.client().Do(cmd.Context(), "POST", "/v1/shield/detach", admin.DetachRequest{Interface: a[0]}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "detached from %s\n", a[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(status, mode, rate, detach)
+	return cmd
+}
+
+func printStatus(e *env, st node.Status) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "mode:\t%s\n", st.Settings.Mode)
+	fmt.Fprintf(tw, "rate limits:\tsyn %d/s (burst %d), udp %d/s (burst %d), icmp %d/s (burst %d) per /%d IPv4, /%d IPv6 source\n",
+		st.Settings.SYN.PPS, st.Settings.SYN.Burst, st.Settings.UDP.PPS, st.Settings.UDP.Burst,
+		st.Settings.ICMP.PPS, st.Settings.ICMP.Burst, st.Settings.IPv4PrefixLen, st.Settings.IPv6PrefixLen)
+	fmt.Fprintf(tw, "auto-block:\tover %d× the rate for %s; %d sources blocked now\n", st.Settings.AutoBlockFactor, st.Settings.AutoBlockTTL, st.AutoBlocks)
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "INTERFACE\tIFINDEX\tXDP MODE\tPROGRAM\tLINK")
+	if len(st.Interfaces) == 0 {
+		fmt.Fprintln(tw, "(none)")
+	}
+	for _, i := range st.Interfaces {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\n", i.Interface, i.Ifindex, i.Mode, i.ProgramID, i.LinkID)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "MAP\tFAMILY\tENTRIES\tLIMIT")
+	for _, m := range st.Maps {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", m.List, m.Family, m.Entries, m.Limit)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "REASON\tVERDICT\tPACKETS\tBYTES\tMONITORED PACKETS")
+	for _, r := range shield.Reasons() {
+		c := st.Counters[r.String()]
+		verdict := "pass"
+		if r.Drops() {
+			verdict = "drop"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", r, verdict, c.Packets, c.Bytes, c.MonitoredPackets)
+	}
+	tw.Flush()
+	for _, ev := range st.Recent {
+		fmt.Fprintf(e.stdout, "auto-blocked %s (%s flood, %d packets in 1s) until %s\n", ev.Source, ev.Class, ev.WindowPkts, ev.Until.Format("15:04:05"))
+	}
+}
