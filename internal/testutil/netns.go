@@ -1,0 +1,570 @@
+package testutil
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// NetNSRunDir is where named network namespaces are bind-mounted, as by
+// `ip netns add`.
+const NetNSRunDir = "/run/netns"
+
+// NetNSPrefix starts the name of every namespace that NewNetNS creates.
+const NetNSPrefix = "aegis-t-"
+
+// NetNS is a named network namespace owned by one test. It is bind-mounted at
+// Path (under NetNSRunDir), so `ip netns exec Name ...` and
+// `nsenter --net=Path ...` work while the test runs. Handle is an open file
+// descriptor for the namespace, closed at cleanup; it is valid for
+// netlink.NewHandleAt, netlink.NsFd and setns(2).
+type NetNS struct {
+	Name   string
+	Handle netns.NsHandle
+	Path   string
+}
+
+// NewNetNS creates a fresh named network namespace with its loopback
+// interface up, and registers its removal (unmount, file removal, handle
+// close) with t.Cleanup. It requires root (see RequireRoot).
+//
+// The namespace is created on a separate, locked OS thread that is switched
+// back to its original namespace afterwards (and discarded if that fails), so
+// the calling goroutine's namespace never changes.
+func NewNetNS(t testing.TB) *NetNS {
+	t.Helper()
+	RequireRoot(t)
+
+	if err := ensureNetNSRunDir(); err != nil {
+		t.Fatalf("testutil: preparing %s: %v", NetNSRunDir, err)
+	}
+
+	n := &NetNS{Handle: netns.None()}
+	for range 10 {
+		name := NetNSPrefix + randHex(4)
+		path := filepath.Join(NetNSRunDir, name)
+		// O_EXCL: the name is ours alone, even among concurrent test binaries.
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("testutil: creating %s: %v", path, err)
+		}
+		unix.Close(fd)
+		n.Name, n.Path = name, path
+		break
+	}
+	if n.Path == "" {
+		t.Fatalf("testutil: could not find a free namespace name under %s", NetNSRunDir)
+	}
+	// Registered before anything else, so that the file (and the mount, if
+	// any) goes away whatever fails below.
+	t.Cleanup(func() {
+		if err := n.destroy(); err != nil {
+			t.Errorf("testutil: removing network namespace %s: %v", n.Name, err)
+		}
+	})
+
+	err := onThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
+		}
+		if err := unix.Mount("/proc/thread-self/ns/net", n.Path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind-mounting namespace on %s: %w", n.Path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("testutil: creating network namespace %s: %v", n.Name, err)
+	}
+
+	h, err := netns.GetFromPath(n.Path)
+	if err != nil {
+		t.Fatalf("testutil: opening network namespace %s: %v", n.Path, err)
+	}
+	n.Handle = h
+
+	nl, err := netlink.NewHandleAt(n.Handle)
+	if err != nil {
+		t.Fatalf("testutil: netlink handle in namespace %s: %v", n.Name, err)
+	}
+	defer nl.Close()
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		t.Fatalf("testutil: namespace %s: finding lo: %v", n.Name, err)
+	}
+	if err := nl.LinkSetUp(lo); err != nil {
+		t.Fatalf("testutil: namespace %s: setting lo up: %v", n.Name, err)
+	}
+	return n
+}
+
+// destroy closes the handle, unmounts the namespace and removes its file.
+// Each step tolerates the step never having been reached.
+func (n *NetNS) destroy() error {
+	var errs []error
+	if n.Handle.IsOpen() {
+		if err := n.Handle.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing handle: %w", err))
+		}
+		n.Handle = netns.None()
+	}
+	if n.Path == "" {
+		return nil
+	}
+	// EINVAL: not a mount point (creation failed before the bind mount).
+	if err := unix.Unmount(n.Path, unix.MNT_DETACH); err != nil &&
+		!errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("unmounting %s: %w", n.Path, err))
+	}
+	if err := os.Remove(n.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// NetlinkHandle returns a netlink handle whose sockets live in the namespace
+// (netlink.NewHandleAt), so that configuring the namespace through it needs
+// no thread switching. It is closed at cleanup.
+func (n *NetNS) NetlinkHandle(t testing.TB) *netlink.Handle {
+	t.Helper()
+	h, err := netlink.NewHandleAt(n.Handle)
+	if err != nil {
+		t.Fatalf("testutil: netlink handle in namespace %s: %v", n.Name, err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+// Do runs fn on a locked OS thread switched into the namespace and returns
+// fn's error, or an error if the switch itself failed.
+//
+// fn runs on its own goroutine, which Do waits for; the calling goroutine
+// never changes namespace. After fn the thread is switched back and unlocked;
+// if switching back fails the thread stays locked, so the runtime discards it
+// when the goroutine ends. Sockets that fn opens stay in the namespace and
+// may be used afterwards from any goroutine. Goroutines that fn starts do not
+// run in the namespace. A panic in fn is re-raised in the caller, and if fn
+// calls t.FailNow, t.Fatal or t.SkipNow, Do stops the calling test the same
+// way.
+func (n *NetNS) Do(t testing.TB, fn func() error) error {
+	t.Helper()
+	type result struct {
+		err      error
+		exited   bool // fn called runtime.Goexit (t.FailNow, t.SkipNow)
+		panicked bool
+		panicVal any
+		restore  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res := result{exited: true}
+		defer func() { done <- res }()
+
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			res = result{err: fmt.Errorf("testutil: getting current network namespace: %w", err)}
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(n.Handle); err != nil {
+			runtime.UnlockOSThread()
+			res = result{err: fmt.Errorf("testutil: entering network namespace %s: %w", n.Name, err)}
+			return
+		}
+		defer func() {
+			if err := netns.Set(orig); err != nil {
+				// Keep the thread locked: it dies with this goroutine.
+				res.restore = err
+				return
+			}
+			runtime.UnlockOSThread()
+		}()
+		defer func() {
+			if r := recover(); r != nil {
+				res = result{panicked: true, panicVal: r}
+			}
+		}()
+		err = fn()
+		res = result{err: err}
+	}()
+
+	res := <-done
+	if res.restore != nil {
+		t.Logf("testutil: leaving network namespace %s failed (thread discarded): %v", n.Name, res.restore)
+	}
+	switch {
+	case res.panicked:
+		panic(res.panicVal)
+	case res.exited:
+		if t.Skipped() && !t.Failed() {
+			t.SkipNow()
+		}
+		t.FailNow()
+	}
+	return res.err
+}
+
+// onThread runs fn on a fresh goroutine locked to its OS thread, saving the
+// thread's network namespace before and restoring it after. If the restore
+// fails the thread stays locked and is discarded when the goroutine ends.
+func onThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("getting current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		err = fn()
+		if rerr := netns.Set(orig); rerr != nil {
+			errc <- errors.Join(err, fmt.Errorf("restoring network namespace: %w", rerr))
+			return // thread stays locked and is discarded
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
+
+var runDirMu sync.Mutex
+
+// ensureNetNSRunDir makes NetNSRunDir exist and be a shared mount point, the
+// way iproute2 does before `ip netns add`, so that namespace mounts propagate
+// into mount namespaces created later (as by `ip netns exec`).
+func ensureNetNSRunDir() error {
+	runDirMu.Lock()
+	defer runDirMu.Unlock()
+	if err := os.MkdirAll(NetNSRunDir, 0o755); err != nil {
+		return err
+	}
+	// Serialise with other test binaries doing the same.
+	dir, err := os.Open(NetNSRunDir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("locking: %w", err)
+	}
+	defer unix.Flock(int(dir.Fd()), unix.LOCK_UN)
+
+	madeMount := false
+	for {
+		err := unix.Mount("", NetNSRunDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) || madeMount {
+			return fmt.Errorf("making it a shared mount: %w", err)
+		}
+		// Not a mount point yet: bind-mount it onto itself first.
+		if err := unix.Mount(NetNSRunDir, NetNSRunDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind-mounting it onto itself: %w", err)
+		}
+		madeMount = true
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// Side names one end of a VethPair.
+type Side int
+
+// The two ends of a VethPair.
+const (
+	SideA Side = iota
+	SideB
+)
+
+// String returns "A" or "B".
+func (s Side) String() string {
+	switch s {
+	case SideA:
+		return "A"
+	case SideB:
+		return "B"
+	}
+	return fmt.Sprintf("Side(%d)", int(s))
+}
+
+// VethPair is a veth pair joining two test-owned namespaces: interface IfA in
+// A and IfB in B, both up, with documentation addresses IPv4A/IPv4B
+// (192.0.2.1/24, 192.0.2.2/24) and IPv6A/IPv6B (2001:db8::1/64,
+// 2001:db8::2/64, without duplicate address detection) and permanent
+// neighbour entries both ways, so that traffic flows at once with no ARP or
+// NDP. MACA and MACB are DefaultSrcMAC and DefaultDstMAC, the defaults of
+// Packet, so a default frame looks like one sent from A to B.
+type VethPair struct {
+	A, B                       *NetNS
+	IfA, IfB                   string
+	IndexA, IndexB             int
+	MACA, MACB                 net.HardwareAddr
+	IPv4A, IPv4B, IPv6A, IPv6B netip.Addr
+
+	nlA, nlB *netlink.Handle
+}
+
+// Prefix lengths of the addresses that NewVethPair assigns.
+const (
+	VethIPv4Bits = 24
+	VethIPv6Bits = 64
+)
+
+// NewVethPair creates two namespaces (see NewNetNS) joined by a veth pair as
+// described at VethPair. Everything is removed at cleanup. It requires root.
+func NewVethPair(t testing.TB) *VethPair {
+	t.Helper()
+	a := NewNetNS(t)
+	b := NewNetNS(t)
+	suffix := randHex(4)
+	v := &VethPair{
+		A: a, B: b,
+		IfA: "vA" + suffix, IfB: "vB" + suffix,
+		MACA:  append(net.HardwareAddr(nil), DefaultSrcMAC...),
+		MACB:  append(net.HardwareAddr(nil), DefaultDstMAC...),
+		IPv4A: netip.MustParseAddr("192.0.2.1"),
+		IPv4B: netip.MustParseAddr("192.0.2.2"),
+		IPv6A: netip.MustParseAddr("2001:db8::1"),
+		IPv6B: netip.MustParseAddr("2001:db8::2"),
+		nlA:   a.NetlinkHandle(t),
+		nlB:   b.NetlinkHandle(t),
+	}
+
+	veth := &netlink.Veth{
+		LinkAttrs:        netlink.LinkAttrs{Name: v.IfA, HardwareAddr: v.MACA},
+		PeerName:         v.IfB,
+		PeerHardwareAddr: v.MACB,
+		PeerNamespace:    netlink.NsFd(b.Handle),
+	}
+	if err := v.nlA.LinkAdd(veth); err != nil {
+		t.Fatalf("testutil: creating veth %s/%s: %v", v.IfA, v.IfB, err)
+	}
+	// Runs before the handles are closed and the namespaces removed.
+	t.Cleanup(func() {
+		l, err := v.nlA.LinkByName(v.IfA)
+		if err != nil {
+			var nf netlink.LinkNotFoundError
+			if !errors.As(err, &nf) {
+				t.Errorf("testutil: finding veth %s for removal: %v", v.IfA, err)
+			}
+			return
+		}
+		if err := v.nlA.LinkDel(l); err != nil {
+			t.Errorf("testutil: removing veth %s: %v", v.IfA, err)
+		}
+	})
+
+	la := v.setUp(t, SideA, netip.PrefixFrom(v.IPv4A, VethIPv4Bits), netip.PrefixFrom(v.IPv6A, VethIPv6Bits))
+	lb := v.setUp(t, SideB, netip.PrefixFrom(v.IPv4B, VethIPv4Bits), netip.PrefixFrom(v.IPv6B, VethIPv6Bits))
+	v.IndexA, v.MACA = la.Attrs().Index, la.Attrs().HardwareAddr
+	v.IndexB, v.MACB = lb.Attrs().Index, lb.Attrs().HardwareAddr
+
+	v.waitReady(t, SideA)
+	v.waitReady(t, SideB)
+	v.waitLocal(t, SideA, v.IPv4A)
+	v.waitLocal(t, SideA, v.IPv6A)
+	v.waitLocal(t, SideB, v.IPv4B)
+	v.waitLocal(t, SideB, v.IPv6B)
+
+	v.addNeigh(t, SideA, v.IPv4B, v.MACB)
+	v.addNeigh(t, SideA, v.IPv6B, v.MACB)
+	v.addNeigh(t, SideB, v.IPv4A, v.MACA)
+	v.addNeigh(t, SideB, v.IPv6A, v.MACA)
+	return v
+}
+
+func (v *VethPair) side(s Side) (h *netlink.Handle, ifname string, ns *NetNS) {
+	switch s {
+	case SideA:
+		return v.nlA, v.IfA, v.A
+	case SideB:
+		return v.nlB, v.IfB, v.B
+	}
+	panic(fmt.Sprintf("testutil: invalid %v", s))
+}
+
+func (s Side) other() Side {
+	if s == SideA {
+		return SideB
+	}
+	return SideA
+}
+
+// setUp assigns the prefixes to one end and brings it up, returning the link
+// as read back from the kernel.
+func (v *VethPair) setUp(t testing.TB, s Side, prefixes ...netip.Prefix) netlink.Link {
+	t.Helper()
+	h, ifname, ns := v.side(s)
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		t.Fatalf("testutil: namespace %s: finding %s: %v", ns.Name, ifname, err)
+	}
+	for _, p := range prefixes {
+		v.addAddr(t, s, l, p)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatalf("testutil: namespace %s: setting %s up: %v", ns.Name, ifname, err)
+	}
+	if l, err = h.LinkByName(ifname); err != nil {
+		t.Fatalf("testutil: namespace %s: finding %s: %v", ns.Name, ifname, err)
+	}
+	return l
+}
+
+// waitReady waits until the kernel's link watcher has handled the carrier
+// coming up on one end: operational state up and a real root qdisc in place.
+// Until then the device still has the noop qdisc, which drops every packet
+// sent, so a test sending at once would lose its first packets.
+func (v *VethPair) waitReady(t testing.TB, s Side) {
+	t.Helper()
+	h, ifname, ns := v.side(s)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		state, qdisc := "?", "?"
+		l, err := h.LinkByName(ifname)
+		if err == nil {
+			state = l.Attrs().OperState.String()
+			var qs []netlink.Qdisc
+			qs, err = h.QdiscList(l)
+			for _, q := range qs {
+				if q.Attrs().Parent == netlink.HANDLE_ROOT {
+					qdisc = q.Type()
+				}
+			}
+			if err == nil && l.Attrs().OperState == netlink.OperUp && qdisc != "noop" && qdisc != "?" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testutil: namespace %s: %s not ready (operstate %s, root qdisc %s, err %v)", ns.Name, ifname, state, qdisc, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitLocal waits until a routing lookup for addr on the given side finds a
+// local route. IPv6 addresses, even without DAD, get their local route from
+// a kernel work queue some time after being added; until then packets to
+// them are dropped (Ip6InAddrErrors).
+func (v *VethPair) waitLocal(t testing.TB, s Side, addr netip.Addr) {
+	t.Helper()
+	h, _, ns := v.side(s)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		routes, err := h.RouteGet(addr.AsSlice())
+		for _, r := range routes {
+			if r.Type == unix.RTN_LOCAL {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testutil: namespace %s: no local route for %v (routes %v, err %v)", ns.Name, addr, routes, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (v *VethPair) addAddr(t testing.TB, s Side, l netlink.Link, p netip.Prefix) {
+	t.Helper()
+	h, ifname, ns := v.side(s)
+	a := p.Addr()
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(p.Bits(), a.BitLen())}}
+	if a.Is6() {
+		addr.Flags = unix.IFA_F_NODAD
+	}
+	if err := h.AddrAdd(l, addr); err != nil {
+		t.Fatalf("testutil: namespace %s: adding %v to %s: %v", ns.Name, p, ifname, err)
+	}
+}
+
+func (v *VethPair) addNeigh(t testing.TB, s Side, ip netip.Addr, mac net.HardwareAddr) {
+	t.Helper()
+	h, ifname, ns := v.side(s)
+	idx := v.IndexA
+	if s == SideB {
+		idx = v.IndexB
+	}
+	fam := unix.AF_INET
+	if ip.Is6() {
+		fam = unix.AF_INET6
+	}
+	n := &netlink.Neigh{
+		LinkIndex:    idx,
+		Family:       fam,
+		State:        netlink.NUD_PERMANENT,
+		IP:           ip.AsSlice(),
+		HardwareAddr: mac,
+	}
+	if err := h.NeighSet(n); err != nil {
+		t.Fatalf("testutil: namespace %s: neighbour %v lladdr %v on %s: %v", ns.Name, ip, mac, ifname, err)
+	}
+}
+
+// documentationPrefixes are the only ranges test namespaces may use.
+var documentationPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("2001:db8::/32"),
+}
+
+// IsDocumentationAddr reports whether a lies in one of the documentation
+// ranges that this project's network tests may use: 192.0.2.0/24,
+// 198.51.100.0/24 or 2001:db8::/32.
+func IsDocumentationAddr(a netip.Addr) bool {
+	for _, p := range documentationPrefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// AddAddr adds prefix (an address with its prefix length, such as
+// 192.0.2.10/24 or 2001:db8::10/64) to the given side's interface, without
+// duplicate address detection, and adds a permanent neighbour entry for it on
+// the other side, so that it can be used as a source address at once. The
+// address must be in a documentation range (see IsDocumentationAddr).
+func (v *VethPair) AddAddr(t testing.TB, side Side, prefix netip.Prefix) {
+	t.Helper()
+	if !prefix.IsValid() || !IsDocumentationAddr(prefix.Addr()) {
+		t.Fatalf("testutil: AddAddr(%v): only 192.0.2.0/24, 198.51.100.0/24 and 2001:db8::/32 are allowed", prefix)
+	}
+	h, ifname, ns := v.side(side)
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		t.Fatalf("testutil: namespace %s: finding %s: %v", ns.Name, ifname, err)
+	}
+	v.addAddr(t, side, l, prefix)
+	v.waitLocal(t, side, prefix.Addr())
+	mac := v.MACA
+	if side == SideB {
+		mac = v.MACB
+	}
+	v.addNeigh(t, side.other(), prefix.Addr(), mac)
+}
