@@ -54,19 +54,15 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 }
 
 func newRoot(e *env) *cobra.Command {
-	root := &cobra.Command{
-		Use:           "aegis",
-		Short:         "aegis hardened edge node",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, args []string) {
-			if e.socket == "" {
-				e.socket = e.getenv("AEGIS_SOCKET")
-			}
-			if e.socket == "" {
-				e.socket = admin.DefaultSocket
-			}
-		},
+	root := groupCmd("aegis", "aegis hardened edge node")
+	root.SilenceUsage, root.SilenceErrors = true, true
+	root.PersistentPreRun = func(cmd *cobra.Command, args []string) {
+		if e.socket == "" {
+			e.socket = e.getenv("AEGIS_SOCKET")
+		}
+		if e.socket == "" {
+			e.socket = admin.DefaultSocket
+		}
 	}
 	root.PersistentFlags().StringVar(&e.socket, "socket", "", "admin socket of the node (env AEGIS_SOCKET, default "+admin.DefaultSocket+")")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"encoding/json"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/admin"
+	"github.com/aegis-edge/aegis/internal/node"
+	"github.com/aegis-edge/aegis/internal/testutil"
+	"go.yaml.in/yaml/v3"
+)
+
+// daemon is an `aegis node` process running in a namespace.
+type daemon struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  *os.File
+}
+
+// startDaemon execs this test binary as `aegis node` inside ns.
+func startDaemon(t *testing.T, ns *testutil.NetNS, cfgPath, sock string) *daemon {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.CreateTemp(t.TempDir(), "node-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "--net="+ns.Path, self, "node", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "AEGIS_TEST_MAIN=1")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting node: %v", err)
+	}
+	d := &daemon{cmd: cmd, done: make(chan error, 1), log: logf}
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		d.kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("node log:\n%s", b)
+		}
+	})
+	waitForNode(t, sock, d.done)
+	return d
+}
+
+func (d *daemon) kill() {
+	if d.cmd.ProcessState == nil {
+		d.cmd.Process.Signal(syscall.SIGKILL)
+		<-d.done
+	}
+}
+
+func writeConfig(t *testing.T, v any) string {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "aegis.yaml")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func listJSON(t *testing.T, sock string) admin.ListResponse {
+	t.Helper()
+	code, out, stderr := cli("--socket", sock, "block", "ls", "--json")
+	if code != 0 {
+		t.Fatalf("block ls: exit %d: %s", code, stderr)
+	}
+	var resp admin.ListResponse
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func statusJSON(t *testing.T, sock string) node.Status {
+	t.Helper()
+	code, out, stderr := cli("--socket", sock, "shield", "status", "--json")
+	if code != 0 {
+		t.Fatalf("shield status: exit %d: %s", code, stderr)
+	}
+	var st node.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestNodeSurvivesSIGKILL protects an interface, blocks a source, kills the
+// daemon with SIGKILL and shows the block still holds; a new daemon adopts
+// the pinned program and maps, lists the same entries and counts on.
+func TestNodeSurvivesSIGKILL(t *testing.T) {
+	cfg := testNodeConfig(t)
+	v := testutil.NewVethPair(t)
+	clean := netip.MustParseAddr("192.0.2.10")
+	v.AddAddr(t, testutil.SideA, netip.PrefixFrom(clean, testutil.VethIPv4Bits))
+	cfg.Shield.Interfaces = []string{v.IfB}
+	cfgPath := writeConfig(t, cfg)
+	sock := cfg.Admin.Socket
+	udp := testutil.UDPListen(t, v.B, netip.AddrPortFrom(v.IPv4B, 0))
+
+	d := startDaemon(t, v.B, cfgPath, sock)
+	st := statusJSON(t, sock)
+	if len(st.Interfaces) != 1 || st.Interfaces[0].Interface != v.IfB || st.Interfaces[0].Mode != "native" {
+		t.Fatalf("status interfaces: %+v", st.Interfaces)
+	}
+	progID := st.Interfaces[0].ProgramID
+
+	if code, _, stderr := cli("--socket", sock, "block", "add", v.IPv4A.String(), v.IPv6A.String(), "--reason", "e2e"); code != 0 {
+		t.Fatalf("block add: %s", stderr)
+	}
+	if testutil.UDPDelivered(t, v.A, v.IPv4A, udp, 300*time.Millisecond) {
+		t.Fatal("blocked source got through")
+	}
+	if !testutil.UDPDelivered(t, v.A, clean, udp, time.Second) {
+		t.Fatal("clean source was dropped")
+	}
+	before := listJSON(t, sock)
+	dropsBefore := statusJSON(t, sock).Counters["blocked_exact"].Packets
+
+	d.kill()
+	// No daemon: the pinned program still enforces.
+	for range 3 {
+		if testutil.UDPDelivered(t, v.A, v.IPv4A, udp, 300*time.Millisecond) {
+			t.Fatal("blocked source got through while the daemon was dead")
+		}
+	}
+	if !testutil.UDPDelivered(t, v.A, clean, udp, time.Second) {
+		t.Fatal("clean source dropped while the daemon was dead")
+	}
+
+	startDaemon(t, v.B, cfgPath, sock)
+	after := listJSON(t, sock)
+	if len(after.Entries) != 2 || len(before.Entries) != 2 {
+		t.Fatalf("entries before %d, after restart %d", len(before.Entries), len(after.Entries))
+	}
+	for i := range after.Entries {
+		b, a := before.Entries[i], after.Entries[i]
+		if a.Prefix != b.Prefix || a.RuleID != b.RuleID || a.Reason != b.Reason || !a.Created.Equal(b.Created) {
+			t.Errorf("entry changed across restart: %+v -> %+v", b.Entry, a.Entry)
+		}
+	}
+	st = statusJSON(t, sock)
+	if got := st.Counters["blocked_exact"].Packets; got < dropsBefore+3 {
+		t.Errorf("blocked_exact went from %d to %d; the restart lost counts", dropsBefore, got)
+	}
+	if len(st.Interfaces) != 1 || st.Interfaces[0].ProgramID == 0 {
+		t.Fatalf("after restart: %+v", st.Interfaces)
+	}
+	t.Logf("program %d replaced in place by %d", progID, st.Interfaces[0].ProgramID)
+	if testutil.UDPDelivered(t, v.A, v.IPv4A, udp, 300*time.Millisecond) {
+		t.Fatal("blocked source got through after the restart")
+	}
+}
