@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -284,3 +286,79 @@ func TestRestartAdoptsPinnedState(t *testing.T) {
 		t.Errorf("counters did not survive the restart: %+v", st.Counters["non_ip"])
 	}
 }
+
+// TestAutoBlockEventReachesNode floods the program through BPF_PROG_TEST_RUN
+// until it blocks the source by itself, and checks the ring-buffer event
+// reaches the node's status and its log.
+func TestAutoBlockEventReachesNode(t *testing.T) {
+	cfg := testConfig(t)
+	var logs strings.Builder
+	var mu sync.Mutex
+	n, err := New(cfg, slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	if _, err := n.SetSettings(func(s *shield.Settings) {
+		s.UDP = shield.Bucket{PPS: 5, Burst: 5}
+		s.AutoBlockFactor = 2
+	}, Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	frame := testutil.UDP4("192.0.2.40", "198.51.100.1").Bytes()
+	for range 20 {
+		if _, err := n.shield.Program().Run(&ebpf.RunOptions{Data: frame}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := n.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Recent) > 0 {
+			if ev := st.Recent[0]; ev.Source.String() != "192.0.2.40/32" || ev.Class != "udp" {
+				t.Errorf("event %+v", ev)
+			}
+			if st.AutoBlocks != 1 {
+				t.Errorf("status counts %d automatic blocks", st.AutoBlocks)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no automatic-block event reached the node")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	logged := logs.String()
+	mu.Unlock()
+	if !strings.Contains(logged, `"msg":"source blocked automatically","source":"192.0.2.40/32"`) {
+		t.Errorf("event not logged:\n%s", logged)
+	}
+	// The operator can lift it through the blocklist.
+	entries, auto, err := n.List(store.Blocklist)
+	if err != nil || len(entries) != 0 || len(auto) != 1 {
+		t.Fatalf("list: %v %v %v", entries, auto, err)
+	}
+	if _, err := n.Remove(store.Blocklist, []netip.Prefix{auto[0].Source}, Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, auto, _ := n.List(store.Blocklist); len(auto) != 0 {
+		t.Errorf("automatic block not lifted: %v", auto)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

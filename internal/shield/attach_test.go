@@ -2,6 +2,7 @@ package shield
 
 import (
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -151,4 +152,62 @@ func TestRealTrafficSYNFloodLimited(t *testing.T) {
 		t.Errorf("rate_syn dropped %d of %d flood SYNs", limited, flood)
 	}
 	t.Logf("SYN flood: %d of %d dropped by the rate limit", limited, flood)
+}
+
+func TestAttachGenericModeAndReplaceInPlace(t *testing.T) {
+	v := tu.NewVethPair(t)
+	pin := "/sys/fs/bpf/aegis-test-" + v.IfB
+	t.Cleanup(func() { os.RemoveAll(pin) })
+
+	s1, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first AttachInfo
+	if err := v.B.Do(t, func() (err error) {
+		first, err = s1.Attach(v.IfB, XDPGeneric)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if first.Mode != XDPGeneric || first.Adopted {
+		t.Fatalf("first attach: %+v", first)
+	}
+	if err := s1.PutRules(Blocklist, []Rule{{Prefix: netip.PrefixFrom(v.IPv4A, 32), RuleID: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	s1.Close() // the pinned link keeps the program attached
+
+	s2, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if !s2.Adopted {
+		t.Error("second load did not adopt the pinned maps")
+	}
+	var second AttachInfo
+	if err := v.B.Do(t, func() (err error) {
+		second, err = s2.Attach(v.IfB, XDPGeneric)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !second.Adopted || second.LinkID != first.LinkID || second.ProgramID == first.ProgramID {
+		t.Errorf("program not replaced in place through the same link: first %+v, second %+v", first, second)
+	}
+	rules, err := s2.Rules(Blocklist)
+	if err != nil || len(rules) != 1 || rules[0].RuleID != 7 {
+		t.Errorf("maps not kept across the replacement: %+v %v", rules, err)
+	}
+	udp := tu.UDPListen(t, v.B, netip.AddrPortFrom(v.IPv4B, 0))
+	if tu.UDPDelivered(t, v.A, v.IPv4A, udp, dropped) {
+		t.Error("blocked source got through the replaced program")
+	}
+	if err := v.B.Do(t, func() error { return s2.Detach(v.IfB) }); err != nil {
+		t.Fatal(err)
+	}
+	if !tu.UDPDelivered(t, v.A, v.IPv4A, udp, delivered) {
+		t.Error("traffic still dropped after detach")
+	}
 }
