@@ -30,6 +30,7 @@ vet:
 # suite (privileged tests included: run as root) and a short fuzz of each target.
 test: deps check-generated vet
 	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x -skip BenchmarkPeerXDPFilter ./...
 	$(MAKE) fuzz
 
 fuzz:

@@ -101,7 +101,7 @@ func startInProcessNode(t *testing.T, cfg config.Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runNode(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() { done <- runNode(ctx, cfg, discardLogger()) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -162,3 +162,5 @@ func TestImport(t *testing.T) {
 		t.Fatalf("add to a full list: exit %d, %q", code, stderr)
 	}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

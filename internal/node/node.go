@@ -218,14 +218,16 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 		return nil, err
 	}
 	var new4, new6 int
-	previous := map[netip.Prefix]store.Entry{}
+	keys := make([]store.Key, len(req.Targets))
+	for i, p := range req.Targets {
+		keys[i] = store.Key{List: req.List, Prefix: p}
+	}
+	previous, err := n.store.GetMany(keys)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range req.Targets {
-		old, ok, err := n.store.Get(store.Key{List: req.List, Prefix: p})
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			previous[p] = old
+		if _, ok := previous[p]; ok {
 			continue
 		}
 		if p.Addr().Is4() {

@@ -214,26 +214,47 @@ func (s *Store) Apply(adds []Entry, removes []Key) ([]Entry, error) {
 
 // Get returns the entry for k, if any.
 func (s *Store) Get(k Key) (Entry, bool, error) {
-	k, err := normalizeKey(k)
+	found, err := s.GetMany([]Key{k})
 	if err != nil {
-		return Entry{}, false, fmt.Errorf("getting entry: %w", err)
+		return Entry{}, false, err
 	}
-	var (
-		e     Entry
-		found bool
-	)
-	err = s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket([]byte(k.List)).Get(encodeKey(k.Prefix))
-		if v == nil {
-			return nil
+	e, ok := found[k.Prefix.Masked()]
+	return e, ok, nil
+}
+
+// GetMany returns the entries that exist for keys, by masked prefix, read in
+// one transaction. All keys must name the same list.
+func (s *Store) GetMany(keys []Key) (map[netip.Prefix]Entry, error) {
+	norm := make([]Key, len(keys))
+	for i, k := range keys {
+		n, err := normalizeKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("getting entry: %w", err)
 		}
-		found = true
-		return json.Unmarshal(v, &e)
+		if i > 0 && n.List != norm[0].List {
+			return nil, fmt.Errorf("getting entries: keys name more than one list")
+		}
+		norm[i] = n
+	}
+	out := map[netip.Prefix]Entry{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, k := range norm {
+			v := tx.Bucket([]byte(k.List)).Get(encodeKey(k.Prefix))
+			if v == nil {
+				continue
+			}
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("%s %s: %w", k.List, k.Prefix, err)
+			}
+			out[k.Prefix] = e
+		}
+		return nil
 	})
 	if err != nil {
-		return Entry{}, false, fmt.Errorf("getting entry %s %s: %w", k.List, k.Prefix, err)
+		return nil, fmt.Errorf("getting entries: %w", err)
 	}
-	return e, found, nil
+	return out, nil
 }
 
 // List returns the entries of l sorted by prefix (address, then length),
