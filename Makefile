@@ -1,6 +1,6 @@
 # aegis — see README.md. Targets that touch the kernel need root.
 GO        ?= go
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 200000x
 BIN       := bin/aegis
 GENERATED := internal/shield/shield_bpfel.go internal/shield/shield_bpfel.o
 

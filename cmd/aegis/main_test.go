@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -85,14 +83,11 @@ func TestRefusalsExitOne(t *testing.T) {
 func testNodeConfig(t testing.TB) config.Config {
 	t.Helper()
 	testutil.RequireRoot(t)
-	b := make([]byte, 4)
-	rand.Read(b)
 	dir := t.TempDir()
 	cfg := config.Default()
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Admin.Socket = filepath.Join(dir, "admin.sock")
-	cfg.Shield.PinPath = "/sys/fs/bpf/aegis-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(cfg.Shield.PinPath) })
+	cfg.Shield.PinPath = testutil.PinPath(t)
 	return cfg
 }
 

@@ -2,8 +2,6 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"log/slog"
 	"net"
@@ -22,12 +20,9 @@ import (
 func serve(t *testing.T) (*Client, string) {
 	t.Helper()
 	testutil.RequireRoot(t)
-	b := make([]byte, 4)
-	rand.Read(b)
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
-	cfg.Shield.PinPath = "/sys/fs/bpf/aegis-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(cfg.Shield.PinPath) })
+	cfg.Shield.PinPath = testutil.PinPath(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := node.New(cfg, log)
 	if err != nil {

@@ -2,14 +2,11 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -27,12 +24,9 @@ import (
 func testConfig(t testing.TB) config.Config {
 	t.Helper()
 	testutil.RequireRoot(t)
-	b := make([]byte, 4)
-	rand.Read(b)
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
-	cfg.Shield.PinPath = "/sys/fs/bpf/aegis-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(cfg.Shield.PinPath) })
+	cfg.Shield.PinPath = testutil.PinPath(t)
 	return cfg
 }
 
@@ -85,21 +79,12 @@ func assertConsistent(t testing.TB, n *Node, l store.List, want int) {
 	}
 }
 
-func seq4(base netip.Addr, count int) []netip.Prefix {
+// seq returns count consecutive single-address prefixes from base.
+func seq(base netip.Addr, count int) []netip.Prefix {
 	out := make([]netip.Prefix, count)
 	a := base
 	for i := range out {
-		out[i] = netip.PrefixFrom(a, 32)
-		a = a.Next()
-	}
-	return out
-}
-
-func seq6(base netip.Addr, count int) []netip.Prefix {
-	out := make([]netip.Prefix, count)
-	a := base
-	for i := range out {
-		out[i] = netip.PrefixFrom(a, 128)
+		out[i] = netip.PrefixFrom(a, a.BitLen())
 		a = a.Next()
 	}
 	return out
@@ -109,12 +94,12 @@ func TestBlocklistLimitsAtDefaultCapacity(t *testing.T) {
 	cfg := testConfig(t)
 	n := startNode(t, cfg)
 
-	v4 := seq4(netip.MustParseAddr("10.0.0.0"), config.MaxBlocklistV4Entries-1)
+	v4 := seq(netip.MustParseAddr("10.0.0.0"), config.MaxBlocklistV4Entries-1)
 	v4 = append(v4, netip.MustParsePrefix("172.16.0.0/12")) // prefixes count with exact entries
 	if _, err := n.Add(AddRequest{List: store.Blocklist, Targets: v4}); err != nil {
 		t.Fatalf("filling the IPv4 blocklist: %v", err)
 	}
-	v6 := seq6(netip.MustParseAddr("2001:db8::"), config.MaxBlocklistV6Entries-1)
+	v6 := seq(netip.MustParseAddr("2001:db8::"), config.MaxBlocklistV6Entries-1)
 	v6 = append(v6, netip.MustParsePrefix("2001:db8:ffff::/48"))
 	if _, err := n.Add(AddRequest{List: store.Blocklist, Targets: v6}); err != nil {
 		t.Fatalf("filling the IPv6 blocklist: %v", err)
@@ -153,10 +138,10 @@ func TestBulkAddOverflowRefusedWhole(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Shield.Limits.IPv4 = 10
 	n := startNode(t, cfg)
-	if _, err := n.Add(AddRequest{List: store.Blocklist, Targets: seq4(netip.MustParseAddr("192.0.2.0"), 8)}); err != nil {
+	if _, err := n.Add(AddRequest{List: store.Blocklist, Targets: seq(netip.MustParseAddr("192.0.2.0"), 8)}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := n.Add(AddRequest{List: store.Blocklist, Targets: seq4(netip.MustParseAddr("198.51.100.0"), 3)})
+	_, err := n.Add(AddRequest{List: store.Blocklist, Targets: seq(netip.MustParseAddr("198.51.100.0"), 3)})
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "IPv4 blocklist full (10 entries)") {
 		t.Fatalf("overflowing bulk add: %v", err)
 	}

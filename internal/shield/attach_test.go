@@ -2,7 +2,6 @@ package shield
 
 import (
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -156,8 +155,7 @@ func TestRealTrafficSYNFloodLimited(t *testing.T) {
 
 func TestAttachGenericModeAndReplaceInPlace(t *testing.T) {
 	v := tu.NewVethPair(t)
-	pin := "/sys/fs/bpf/aegis-test-" + v.IfB
-	t.Cleanup(func() { os.RemoveAll(pin) })
+	pin := tu.PinPath(t)
 
 	s1, err := Load(Options{PinPath: pin})
 	if err != nil {

@@ -27,3 +27,12 @@ func RequireRoot(t testing.TB) {
 	}
 	t.Skipf("privileged test requires root (euid is %d); run as root, or set CI=true to make this a failure", os.Geteuid())
 }
+
+// PinPath returns a fresh bpffs directory name for a test's pins and removes
+// whatever is pinned there when the test ends (unpinning a link detaches it).
+func PinPath(t testing.TB) string {
+	t.Helper()
+	p := "/sys/fs/bpf/aegis-test-" + randHex(4)
+	t.Cleanup(func() { os.RemoveAll(p) })
+	return p
+}
