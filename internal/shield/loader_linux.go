@@ -33,6 +33,7 @@ type Shield struct {
 	pinPath string
 	links   map[string]link.Link // unpinned links, by interface
 	cfg     shieldShieldConfig
+	filters [numPrefilters]*prefilter
 	// Adopted is true when the maps were already pinned, that is when a
 	// previous daemon's state was taken over rather than created.
 	Adopted bool
@@ -90,6 +91,10 @@ func Load(opts Options) (*Shield, error) {
 	if err := s.objs.Config.Lookup(&zero, &s.cfg); err != nil {
 		s.objs.Close()
 		return nil, fmt.Errorf("reading shield config: %w", err)
+	}
+	if err := s.initPrefilters(); err != nil {
+		s.objs.Close()
+		return nil, err
 	}
 	if s.cfg.V4Mask == 0 { // a fresh map: valid settings never have an empty mask
 		if err := s.setSettingsLocked(DefaultSettings()); err != nil {

@@ -248,14 +248,24 @@ func (s *Shield) PutRules(l List, rules []Rule) error {
 		}
 	}
 	clk := s.clock()
-	for _, r := range rules {
+	vals := make([]shieldEntry, len(rules))
+	for i, r := range rules {
 		m, key, _ := lm.slot(r.Prefix)
+		vals[i] = shieldEntry{ExpiresNs: clk.toBoot(r.Expires), RuleId: r.RuleID}
 		var old shieldEntry
-		val := shieldEntry{ExpiresNs: clk.toBoot(r.Expires), RuleId: r.RuleID}
 		if err := m.Lookup(key, &old); err == nil {
-			val.Hits = old.Hits
+			vals[i].Hits = old.Hits
+		} else if r.Prefix.Bits() != r.Prefix.Addr().BitLen() {
+			buckets(r.Prefix, s.filters[prefilterIndex(l, r.Prefix)].add)
 		}
-		if err := m.Update(key, &val, ebpf.UpdateAny); err != nil {
+	}
+	// The filter bits go in before the prefixes they admit.
+	if err := s.flushPrefilters(); err != nil {
+		return err
+	}
+	for i, r := range rules {
+		m, key, _ := lm.slot(r.Prefix)
+		if err := m.Update(key, &vals[i], ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("adding %s to %s map: %w", r.Prefix, l, err)
 		}
 	}
@@ -272,11 +282,19 @@ func (s *Shield) DeleteRules(l List, prefixes []netip.Prefix) error {
 	defer s.mu.Unlock()
 	var touched uint32
 	for _, p := range prefixes {
-		m, key, f := lm.slot(p.Masked())
-		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		p = p.Masked()
+		m, key, f := lm.slot(p)
+		err := m.Delete(key)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("removing %s from %s map: %w", p, l, err)
 		}
+		if err == nil && p.Bits() != p.Addr().BitLen() {
+			buckets(p, s.filters[prefilterIndex(l, p)].remove)
+		}
 		touched |= f
+	}
+	if err := s.flushPrefilters(); err != nil {
+		return err
 	}
 	return s.clearEmptyLocked(lm, touched)
 }

@@ -54,6 +54,11 @@ type shieldLpmV6Key struct {
 	Addr      [4]uint32
 }
 
+type shieldPrefilter struct {
+	_     structs.HostLayout
+	Words [1024]uint64
+}
+
 type shieldPresenceFlag uint32
 
 const (
@@ -136,6 +141,7 @@ const (
 	shieldMapConfig         = "config"
 	shieldMapCounters       = "counters"
 	shieldMapEvents         = "events"
+	shieldMapPrefilters     = "prefilters"
 	shieldMapSources        = "sources"
 	shieldProgAegisXdp      = "aegis_xdp"
 	shieldVarUnusedClass    = "unused_class"
@@ -207,6 +213,7 @@ type shieldMapSpecs struct {
 	Config     *ebpf.MapSpec `ebpf:"config"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
+	Prefilters *ebpf.MapSpec `ebpf:"prefilters"`
 	Sources    *ebpf.MapSpec `ebpf:"sources"`
 }
 
@@ -254,6 +261,7 @@ type shieldMaps struct {
 	Config     *ebpf.Map `ebpf:"config"`
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
+	Prefilters *ebpf.Map `ebpf:"prefilters"`
 	Sources    *ebpf.Map `ebpf:"sources"`
 }
 
@@ -270,6 +278,7 @@ func (m *shieldMaps) Close() error {
 		m.Config,
 		m.Counters,
 		m.Events,
+		m.Prefilters,
 		m.Sources,
 	)
 }

@@ -196,6 +196,34 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
+// prefilter holds one bitmap per prefix trie (allow v4, block v4, allow v6,
+// block v6): bit b is set when some prefix in the trie covers an address of
+// bucket b. A clear bit proves no prefix can match, so the trie lookup — the
+// costliest step on the pass path — is skipped. IPv4 buckets are the top 16
+// address bits; IPv6 buckets fold the top 32 bits into 16.
+#define PREFILTER_BITS  (1 << 16)
+#define PREFILTER_WORDS (PREFILTER_BITS / 64)
+
+enum prefilter_index {
+	PREFILTER_ALLOW_V4 = 0,
+	PREFILTER_BLOCK_V4 = 1,
+	PREFILTER_ALLOW_V6 = 2,
+	PREFILTER_BLOCK_V6 = 3,
+	PREFILTER_MAX = 4,
+};
+
+struct prefilter {
+	__u64 words[PREFILTER_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PREFILTER_MAX);
+	__type(key, __u32);
+	__type(value, struct prefilter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} prefilters SEC(".maps");
+
 struct vlan_hdr {
 	__be16 tci;
 	__be16 proto;
@@ -233,6 +261,20 @@ static __always_inline int verdict(const struct shield_config *cfg, __u32 reason
 	return drop ? XDP_DROP : XDP_PASS;
 }
 
+static __always_inline int may_match(__u32 which, __u32 bucket)
+{
+	struct prefilter *f = bpf_map_lookup_elem(&prefilters, &which);
+	if (!f)
+		return 1;
+	return (f->words[(bucket >> 6) & (PREFILTER_WORDS - 1)] >> (bucket & 63)) & 1;
+}
+
+static __always_inline __u32 bucket_v6(__u32 first_word)
+{
+	__u32 w = bpf_ntohl(first_word);
+	return (w ^ (w >> 16)) & 0xffff;
+}
+
 static __always_inline int live(struct entry *e, __u64 now)
 {
 	if (e->expires_ns != 0 && e->expires_ns <= now)
@@ -243,9 +285,9 @@ static __always_inline int live(struct entry *e, __u64 now)
 
 // list_v4 returns REASON_PASSED when no live entry matches, else hit_exact or
 // hit_prefix.
-static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 presence, __u32 has_exact,
-				     __u32 has_prefix, __u32 addr, __u64 now, __u32 hit_exact,
-				     __u32 hit_prefix)
+static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 filter, __u32 presence,
+				     __u32 has_exact, __u32 has_prefix, __u32 addr, __u64 now,
+				     __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
@@ -254,7 +296,7 @@ static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 presence, 
 		if (e && live(e, now))
 			return hit_exact;
 	}
-	if (presence & has_prefix) {
+	if ((presence & has_prefix) && may_match(filter, bpf_ntohl(addr) >> 16)) {
 		struct lpm_v4_key k = {.prefixlen = 32, .addr = addr};
 		e = bpf_map_lookup_elem(prefix, &k);
 		if (e && live(e, now))
@@ -263,9 +305,9 @@ static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 presence, 
 	return REASON_PASSED;
 }
 
-static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 presence, __u32 has_exact,
-				     __u32 has_prefix, const struct addr6 *addr, __u64 now,
-				     __u32 hit_exact, __u32 hit_prefix)
+static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 filter, __u32 presence,
+				     __u32 has_exact, __u32 has_prefix, const struct addr6 *addr,
+				     __u64 now, __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
@@ -274,7 +316,7 @@ static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 presence, 
 		if (e && live(e, now))
 			return hit_exact;
 	}
-	if (presence & has_prefix) {
+	if ((presence & has_prefix) && may_match(filter, bucket_v6(addr->addr[0]))) {
 		struct lpm_v6_key k = {.prefixlen = 128};
 		__builtin_memcpy(k.addr, addr->addr, sizeof(k.addr));
 		e = bpf_map_lookup_elem(prefix, &k);
@@ -401,12 +443,12 @@ int aegis_xdp(struct xdp_md *ctx)
 			l4 = next;
 		__u32 saddr = ip->saddr;
 
-		reason = list_v4(&allow_v4, &allow_v4_lpm, cfg->presence, HAS_ALLOW_V4,
+		reason = list_v4(&allow_v4, &allow_v4_lpm, PREFILTER_ALLOW_V4, cfg->presence, HAS_ALLOW_V4,
 				 HAS_ALLOW_V4_PREFIX, saddr, now, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
-		reason = list_v4(&block_v4, &block_v4_lpm, cfg->presence, HAS_BLOCK_V4,
+		reason = list_v4(&block_v4, &block_v4_lpm, PREFILTER_BLOCK_V4, cfg->presence, HAS_BLOCK_V4,
 				 HAS_BLOCK_V4_PREFIX, saddr, now, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
@@ -448,12 +490,12 @@ int aegis_xdp(struct xdp_md *ctx)
 			l4 = next;
 
 		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
-		reason = list_v6(&allow_v6, &allow_v6_lpm, cfg->presence, HAS_ALLOW_V6,
+		reason = list_v6(&allow_v6, &allow_v6_lpm, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
 				 HAS_ALLOW_V6_PREFIX, &src, now, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
-		reason = list_v6(&block_v6, &block_v6_lpm, cfg->presence, HAS_BLOCK_V6,
+		reason = list_v6(&block_v6, &block_v6_lpm, PREFILTER_BLOCK_V6, cfg->presence, HAS_BLOCK_V6,
 				 HAS_BLOCK_V6_PREFIX, &src, now, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
