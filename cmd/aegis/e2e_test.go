@@ -73,30 +73,26 @@ func writeConfig(t *testing.T, v any) string {
 	return p
 }
 
-func listJSON(t *testing.T, sock string) admin.ListResponse {
+// cliJSON runs a CLI command that prints JSON and decodes its output.
+func cliJSON[T any](t *testing.T, args ...string) T {
 	t.Helper()
-	code, out, stderr := cli("--socket", sock, "block", "ls", "--json")
+	var v T
+	code, out, stderr := cli(append(args, "--json")...)
 	if code != 0 {
-		t.Fatalf("block ls: exit %d: %s", code, stderr)
+		t.Fatalf("aegis %v: exit %d: %s", args, code, stderr)
 	}
-	var resp admin.ListResponse
-	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatal(err)
 	}
-	return resp
+	return v
+}
+
+func listJSON(t *testing.T, sock string) admin.ListResponse {
+	return cliJSON[admin.ListResponse](t, "--socket", sock, "block", "ls")
 }
 
 func statusJSON(t *testing.T, sock string) node.Status {
-	t.Helper()
-	code, out, stderr := cli("--socket", sock, "shield", "status", "--json")
-	if code != 0 {
-		t.Fatalf("shield status: exit %d: %s", code, stderr)
-	}
-	var st node.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return cliJSON[node.Status](t, "--socket", sock, "shield", "status")
 }
 
 // TestNodeSurvivesSIGKILL protects an interface, blocks a source, kills the

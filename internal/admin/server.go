@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -33,13 +34,13 @@ type actorKey struct{}
 func NewServer(n *node.Node, log *slog.Logger) *Server {
 	s := &Server{node: n, log: log}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/lists/{list}", s.handleList)
-	mux.HandleFunc("POST /v1/lists/{list}", s.handleAdd)
-	mux.HandleFunc("POST /v1/lists/{list}/remove", s.handleRemove)
-	mux.HandleFunc("GET /v1/shield", s.handleStatus)
-	mux.HandleFunc("PUT /v1/shield/mode", s.handleMode)
-	mux.HandleFunc("PUT /v1/shield/rate", s.handleRate)
-	mux.HandleFunc("POST /v1/shield/detach", s.handleDetach)
+	mux.HandleFunc("GET /v1/lists/{list}", s.handle(s.handleList))
+	mux.HandleFunc("POST /v1/lists/{list}", s.handle(s.handleAdd))
+	mux.HandleFunc("POST /v1/lists/{list}/remove", s.handle(s.handleRemove))
+	mux.HandleFunc("GET /v1/shield", s.handle(s.handleStatus))
+	mux.HandleFunc("PUT /v1/shield/mode", s.handle(s.handleMode))
+	mux.HandleFunc("PUT /v1/shield/rate", s.handle(s.handleRate))
+	mux.HandleFunc("POST /v1/shield/detach", s.handle(s.handleDetach))
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -170,110 +171,100 @@ func listOf(r *http.Request) (store.List, error) {
 	}
 }
 
-func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+// handle adapts an operation that returns its answer or an error to an
+// http.HandlerFunc, so every route replies and fails the same way.
+func (s *Server) handle(op func(http.ResponseWriter, *http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := op(w, r)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		s.reply(w, http.StatusOK, v)
+	}
+}
+
+// listTargets reads a list request: the list from the path, the JSON body
+// into req, and the targets it names, parsed.
+func listTargets(w http.ResponseWriter, r *http.Request, req any, targets *[]string) (store.List, []netip.Prefix, error) {
 	l, err := listOf(r)
 	if err != nil {
-		s.fail(w, err)
-		return
+		return "", nil, err
+	}
+	if err := decode(w, r, req); err != nil {
+		return "", nil, err
+	}
+	ps, err := node.ParseTargets(*targets)
+	return l, ps, err
+}
+
+func (s *Server) handleList(_ http.ResponseWriter, r *http.Request) (any, error) {
+	l, err := listOf(r)
+	if err != nil {
+		return nil, err
 	}
 	entries, auto, err := s.node.List(l)
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
 	if entries == nil {
 		entries = []node.ListedEntry{}
 	}
-	s.reply(w, http.StatusOK, ListResponse{Entries: entries, AutoBlocks: auto})
+	return ListResponse{Entries: entries, AutoBlocks: auto}, nil
 }
 
-func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
-	l, err := listOf(r)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
+func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req AddRequest
-	if err := decode(w, r, &req); err != nil {
-		s.fail(w, err)
-		return
-	}
-	targets, err := node.ParseTargets(req.Targets)
+	l, targets, err := listTargets(w, r, &req, &req.Targets)
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		if ttl, err = time.ParseDuration(req.TTL); err != nil {
-			s.fail(w, fmt.Errorf("%w: ttl %q is not a duration (e.g. 10m, 24h)", node.ErrInvalid, req.TTL))
-			return
+			return nil, fmt.Errorf("%w: ttl %q is not a duration (e.g. 10m, 24h)", node.ErrInvalid, req.TTL)
 		}
 	}
 	added, err := s.node.Add(node.AddRequest{List: l, Targets: targets, TTL: ttl, Reason: req.Reason, Force: req.Force, Actor: actorOf(r)})
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
 	resp := AddResponse{Added: make([]node.ListedEntry, len(added))}
 	for i, e := range added {
 		resp.Added[i] = node.ListedEntry{Entry: e}
 	}
-	s.reply(w, http.StatusOK, resp)
+	return resp, nil
 }
 
-func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
-	l, err := listOf(r)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
+func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req RemoveRequest
-	if err := decode(w, r, &req); err != nil {
-		s.fail(w, err)
-		return
-	}
-	targets, err := node.ParseTargets(req.Targets)
+	l, targets, err := listTargets(w, r, &req, &req.Targets)
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
 	n, err := s.node.Remove(l, targets, actorOf(r))
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
-	s.reply(w, http.StatusOK, RemoveResponse{Removed: n})
+	return RemoveResponse{Removed: n}, nil
 }
 
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.node.Status()
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	s.reply(w, http.StatusOK, st)
+func (s *Server) handleStatus(_ http.ResponseWriter, _ *http.Request) (any, error) {
+	return s.node.Status()
 }
 
-func (s *Server) handleMode(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleMode(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req ModeRequest
 	if err := decode(w, r, &req); err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
-	st, err := s.node.SetSettings(func(st *shield.Settings) { st.Mode = shield.Mode(req.Mode) }, actorOf(r))
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	s.reply(w, http.StatusOK, st)
+	return s.node.SetSettings(func(st *shield.Settings) { st.Mode = shield.Mode(req.Mode) }, actorOf(r))
 }
 
-func (s *Server) handleRate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleRate(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req RateRequest
 	if err := decode(w, r, &req); err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
 	b := shield.Bucket{PPS: req.PPS, Burst: req.Burst}
 	var change func(*shield.Settings)
@@ -285,30 +276,21 @@ func (s *Server) handleRate(w http.ResponseWriter, r *http.Request) {
 	case "icmp":
 		change = func(st *shield.Settings) { st.ICMP = b }
 	default:
-		s.fail(w, fmt.Errorf("%w: unknown class %q (want syn, udp or icmp)", node.ErrInvalid, req.Class))
-		return
+		return nil, fmt.Errorf("%w: unknown class %q (want syn, udp or icmp)", node.ErrInvalid, req.Class)
 	}
-	st, err := s.node.SetSettings(change, actorOf(r))
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	s.reply(w, http.StatusOK, st)
+	return s.node.SetSettings(change, actorOf(r))
 }
 
-func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req DetachRequest
 	if err := decode(w, r, &req); err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
 	if req.Interface == "" {
-		s.fail(w, fmt.Errorf("%w: interface is required", node.ErrInvalid))
-		return
+		return nil, fmt.Errorf("%w: interface is required", node.ErrInvalid)
 	}
 	if err := s.node.Detach(req.Interface, actorOf(r)); err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
-	s.reply(w, http.StatusOK, map[string]string{"detached": req.Interface})
+	return map[string]string{"detached": req.Interface}, nil
 }
