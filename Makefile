@@ -2,7 +2,8 @@
 GO        ?= go
 FUZZTIME  ?= 200000x
 BIN       := bin/aegis
-GENERATED := internal/shield/shield_bpfel.go internal/shield/shield_bpfel.o
+# Every generated artefact: bpf2go output, eBPF test objects, Wasm modules.
+GENERATED := '*_bpfel.go' '*_bpfel.o' '*.wasm' 'internal/bpfguard/testdata/*.o'
 
 .PHONY: all build deps generate check-generated vet test test-unit fuzz bench run clean
 
@@ -19,8 +20,10 @@ generate: deps
 
 # CI regenerates every generated file and fails when the committed ones differ.
 check-generated: generate
-	@git diff --exit-code --stat -- $(GENERATED) || \
-		(echo "generated files are not up to date: run 'make generate' and commit" >&2; exit 1)
+	@git diff --exit-code --stat -- $(GENERATED) && \
+		test -z "$$(git ls-files --others --exclude-standard -- $(GENERATED))" || \
+		(git ls-files --others --exclude-standard -- $(GENERATED); \
+		echo "generated files are not up to date: run 'make generate' and commit" >&2; exit 1)
 
 vet:
 	@test -z "$$(gofmt -l cmd internal)" || (gofmt -l cmd internal; echo "gofmt needed" >&2; exit 1)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what building and testing aegis needs on Debian 12:
 # clang/llvm and the libbpf headers for the XDP program, bpftool, xdp-tools
-# (xdp-filter, the benchmark peer) and iproute2 for the namespace tests.
+# (xdp-filter, the benchmark peer), iproute2 for the namespace tests, and
+# the WebAssembly toolchain for the example functions and test fixtures (wabt's
+# wat2wasm, wasi-libc, lld and the wasm32 compiler runtime).
 set -euo pipefail
 
 need=()
@@ -12,6 +14,10 @@ command -v xdp-filter >/dev/null || need+=(xdp-tools)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 [ -d "/usr/include/$(uname -m)-linux-gnu/asm" ] || need+=(linux-libc-dev)
+command -v wat2wasm >/dev/null || need+=(wabt)
+[ -f /usr/include/wasm32-wasi/stdio.h ] || need+=(wasi-libc)
+command -v wasm-ld >/dev/null || command -v wasm-ld-14 >/dev/null || need+=(lld)
+ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev-wasm32)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
