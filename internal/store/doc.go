@@ -1,6 +1,7 @@
 // Package store is the durable state of an aegis node: the block and allow
-// lists and a few runtime settings, kept in a bbolt database (state.db) in
-// the node's state directory.
+// lists, a few runtime settings, the deployed edge functions with their
+// modules, and the functions' key-value data, kept in a bbolt database
+// (state.db) in the node's state directory.
 //
 // It is for surviving restarts: every write is a single fsynced bbolt
 // transaction, rule ids come from a persistent counter and are never reused,

@@ -129,7 +129,8 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketSettings, bucketExpiry, []byte(Blocklist), []byte(Allowlist)} {
+		names := append([][]byte{bucketMeta, bucketSettings, bucketExpiry, []byte(Blocklist), []byte(Allowlist)}, functionBuckets()...)
+		for _, name := range names {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
