@@ -1,6 +1,7 @@
 package shield
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -207,5 +208,70 @@ func TestAttachGenericModeAndReplaceInPlace(t *testing.T) {
 	}
 	if !tu.UDPDelivered(t, v.A, v.IPv4A, udp, delivered) {
 		t.Error("traffic still dropped after detach")
+	}
+}
+
+// TestNetlinkAttachFallback forces the pre-5.9 attach path: the program is
+// attached through netlink, survives the daemon, is replaced in place by the
+// next one and is detached cleanly.
+func TestNetlinkAttachFallback(t *testing.T) {
+	v := tu.NewVethPair(t)
+	pin := tu.PinPath(t)
+	udp := tu.UDPListen(t, v.B, netip.AddrPortFrom(v.IPv4B, 0))
+
+	s1, err := Load(Options{PinPath: pin, NetlinkAttach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first AttachInfo
+	if err := v.B.Do(t, func() (err error) {
+		first, err = s1.Attach(v.IfB, XDPAuto)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.B.Do(t, func() error { return s1.Detach(v.IfB) }) })
+	if first.Via != ViaNetlink || first.Adopted || first.ProgramID == 0 || first.Mode != XDPNative {
+		t.Fatalf("first attach: %+v", first)
+	}
+	if err := s1.PutRules(Blocklist, []Rule{{Prefix: netip.PrefixFrom(v.IPv4A, 32), RuleID: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	s1.Close() // a netlink attachment is not tied to the process
+	if tu.UDPDelivered(t, v.A, v.IPv4A, udp, dropped) {
+		t.Fatal("blocked source got through after the first daemon closed")
+	}
+
+	s2, err := Load(Options{PinPath: pin, NetlinkAttach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var second AttachInfo
+	if err := v.B.Do(t, func() (err error) {
+		second, err = s2.Attach(v.IfB, XDPAuto)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !second.Adopted || second.ProgramID == first.ProgramID || second.Mode != first.Mode {
+		t.Errorf("program not replaced in place: first %+v, second %+v", first, second)
+	}
+	var listed []AttachInfo
+	v.B.Do(t, func() (err error) { listed, err = s2.Attached(); return err })
+	if len(listed) != 1 || listed[0].Via != ViaNetlink || listed[0].ProgramID != second.ProgramID {
+		t.Errorf("Attached() = %+v", listed)
+	}
+	if tu.UDPDelivered(t, v.A, v.IPv4A, udp, dropped) {
+		t.Error("blocked source got through the replaced program")
+	}
+	if err := v.B.Do(t, func() error { return s2.Detach(v.IfB) }); err != nil {
+		t.Fatal(err)
+	}
+	if !tu.UDPDelivered(t, v.A, v.IPv4A, udp, delivered) {
+		t.Error("traffic still dropped after detach")
+	}
+	if err := v.B.Do(t, func() error { return s2.Detach(v.IfB) }); !errors.Is(err, ErrNotAttached) {
+		t.Errorf("second detach = %v, want ErrNotAttached", err)
 	}
 }

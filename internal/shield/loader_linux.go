@@ -24,6 +24,10 @@ type Options struct {
 	// links (PinPath/links). Empty keeps everything unpinned, so the program
 	// detaches when the Shield is closed: for tests and benchmarks.
 	PinPath string
+	// NetlinkAttach attaches through netlink instead of bpf_link, the path
+	// kernels before 5.9 need (it is also taken automatically when the
+	// kernel has no bpf_link for XDP). For testing that fallback.
+	NetlinkAttach bool
 }
 
 // Shield is the loaded data path. Its methods are safe for concurrent use.
@@ -32,6 +36,8 @@ type Shield struct {
 	objs    shieldObjects
 	pinPath string
 	links   map[string]link.Link // unpinned links, by interface
+	legacy  map[string]int       // unpinned netlink attachments: ifindex by interface
+	netlink bool                 // attach through netlink (Options.NetlinkAttach)
 	cfg     shieldShieldConfig
 	filters [numPrefilters]*prefilter
 	// Adopted is true when the maps were already pinned, that is when a
@@ -45,8 +51,10 @@ type AttachInfo struct {
 	Ifindex   int            `json:"ifindex"`
 	Mode      XDPMode        `json:"xdp_mode"`
 	ProgramID ebpf.ProgramID `json:"program_id"`
-	LinkID    link.ID        `json:"link_id"`
-	Adopted   bool           `json:"adopted,omitempty"`
+	LinkID    link.ID        `json:"link_id,omitempty"`
+	// Via is ViaLink or ViaNetlink.
+	Via     string `json:"via"`
+	Adopted bool   `json:"adopted,omitempty"`
 }
 
 // Load loads the XDP program and creates or adopts its maps. With a pin path
@@ -57,7 +65,7 @@ func Load(opts Options) (*Shield, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading embedded shield object: %w", err)
 	}
-	s := &Shield{pinPath: opts.PinPath, links: map[string]link.Link{}}
+	s := &Shield{pinPath: opts.PinPath, links: map[string]link.Link{}, legacy: map[string]int{}, netlink: opts.NetlinkAttach}
 	var collOpts ebpf.CollectionOptions
 	if opts.PinPath == "" {
 		for _, m := range spec.Maps {
@@ -106,6 +114,16 @@ func Load(opts Options) (*Shield, error) {
 }
 
 func (s *Shield) mapsDir() string  { return filepath.Join(s.pinPath, "maps") }
+
+// netlinkPinned reports whether an earlier daemon attached to iface through
+// netlink; such an attachment is adopted the same way.
+func (s *Shield) netlinkPinned(iface string) bool {
+	if s.pinPath == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(s.netlinkDir(), iface))
+	return err == nil
+}
 func (s *Shield) linksDir() string { return filepath.Join(s.pinPath, "links") }
 
 // Program is the loaded XDP program.
@@ -121,6 +139,10 @@ func (s *Shield) Close() error {
 		errs = append(errs, l.Close())
 		delete(s.links, name)
 	}
+	for name := range s.legacy {
+		_, err := s.detachNetlink(name)
+		errs = append(errs, err)
+	}
 	errs = append(errs, s.objs.Close())
 	return errors.Join(errs...)
 }
@@ -135,7 +157,10 @@ func (s *Shield) Attach(iface string, mode XDPMode) (AttachInfo, error) {
 	if err != nil {
 		return AttachInfo{}, fmt.Errorf("interface %q: %w", iface, err)
 	}
-	info := AttachInfo{Interface: iface, Ifindex: ifc.Index}
+	info := AttachInfo{Interface: iface, Ifindex: ifc.Index, Via: ViaLink}
+	if s.netlink || s.netlinkPinned(iface) {
+		return info, s.attachNetlink(iface, ifc.Index, mode, &info)
+	}
 	pin := filepath.Join(s.linksDir(), iface)
 
 	var l link.Link
@@ -167,6 +192,10 @@ func (s *Shield) Attach(iface string, mode XDPMode) (AttachInfo, error) {
 
 	if l == nil {
 		l, err = attachXDP(s.objs.AegisXdp, ifc.Index, mode)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			// No bpf_link for XDP on this kernel: fall back to netlink.
+			return info, s.attachNetlink(iface, ifc.Index, mode, &info)
+		}
 		if err != nil {
 			return info, fmt.Errorf("attaching to %s: %w", iface, err)
 		}
@@ -235,6 +264,9 @@ func attachedMode(ifindex int) XDPMode {
 func (s *Shield) Detach(iface string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if found, err := s.detachNetlink(iface); found {
+		return err
+	}
 	if l, ok := s.links[iface]; ok {
 		delete(s.links, iface)
 		return l.Close()
@@ -263,7 +295,7 @@ func (s *Shield) Attached() ([]AttachInfo, error) {
 	defer s.mu.Unlock()
 	var out []AttachInfo
 	describe := func(name string, l link.Link) {
-		ai := AttachInfo{Interface: name}
+		ai := AttachInfo{Interface: name, Via: ViaLink}
 		if li, err := l.Info(); err == nil {
 			ai.LinkID, ai.ProgramID = li.ID, li.Program
 			if x := li.XDP(); x != nil {
@@ -273,6 +305,7 @@ func (s *Shield) Attached() ([]AttachInfo, error) {
 		}
 		out = append(out, ai)
 	}
+	out = append(out, s.netlinkAttached()...)
 	if s.pinPath == "" {
 		for name, l := range s.links {
 			describe(name, l)
