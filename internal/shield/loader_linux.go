@@ -113,7 +113,7 @@ func Load(opts Options) (*Shield, error) {
 	return s, nil
 }
 
-func (s *Shield) mapsDir() string  { return filepath.Join(s.pinPath, "maps") }
+func (s *Shield) mapsDir() string { return filepath.Join(s.pinPath, "maps") }
 
 // netlinkPinned reports whether an earlier daemon attached to iface through
 // netlink; such an attachment is adopted the same way.
