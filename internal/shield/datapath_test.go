@@ -1,6 +1,8 @@
 package shield
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -243,5 +245,51 @@ func TestDataPathAutoBlock(t *testing.T) {
 	}
 	if ret, reason, _ := run(t, s, flood); ret != xdpPass {
 		t.Errorf("after ttl: %d %s", ret, reason)
+	}
+}
+
+// TestAutoBlockEvents checks that automatic blocks reach userspace through
+// the ring buffer and, forced, through the perf event array that kernels
+// before 5.8 use instead.
+func TestAutoBlockEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{{"ringbuf", Options{}}, {"perf", Options{PerfEvents: true}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := noLimits()
+			st.UDP = Bucket{PPS: 5, Burst: 5}
+			st.AutoBlockFactor = 4
+			st.AutoBlockTTL = time.Minute
+			s := newTestShieldWith(t, tc.opts, st)
+			ctx, cancel := context.WithCancel(t.Context())
+			events := make(chan AutoBlock, 4)
+			done := make(chan error, 1)
+			go func() { done <- s.ReadEvents(ctx, func(ev AutoBlock) { events <- ev }) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("ReadEvents: %v", err)
+				}
+			}()
+			// The reader may still be setting up, and a perf event without a
+			// reader is lost: flood from fresh sources until one is reported.
+			for i := range 50 {
+				src := fmt.Sprintf("192.0.2.%d", 100+i)
+				flood := tu.UDP4(src, dst4).Bytes()
+				for range 21 {
+					run(t, s, flood)
+				}
+				select {
+				case ev := <-events:
+					if ev.Source.String() != src+"/32" || ev.Class != "udp" || ev.WindowPkts != 21 || ev.Monitor {
+						t.Errorf("event = %+v, want an auto-block of %s", ev, src)
+					}
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			t.Fatal("no auto-block event")
+		})
 	}
 }

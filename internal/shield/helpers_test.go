@@ -22,8 +22,14 @@ const testNow = uint64(1000 * time.Second)
 // testNow and the given settings.
 func newTestShield(t testing.TB, st Settings) *Shield {
 	t.Helper()
+	return newTestShieldWith(t, Options{}, st)
+}
+
+// newTestShieldWith is newTestShield with load options.
+func newTestShieldWith(t testing.TB, opts Options, st Settings) *Shield {
+	t.Helper()
 	testutil.RequireRoot(t)
-	s, err := Load(Options{})
+	s, err := Load(opts)
 	if err != nil {
 		t.Fatalf("loading shield: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -28,6 +29,10 @@ type Options struct {
 	// kernels before 5.9 need (it is also taken automatically when the
 	// kernel has no bpf_link for XDP). For testing that fallback.
 	NetlinkAttach bool
+	// PerfEvents reports automatic blocks through a perf event array
+	// instead of the ring buffer, the path kernels before 5.8 need (it is
+	// also taken automatically when the kernel has no ring buffer).
+	PerfEvents bool
 }
 
 // Shield is the loaded data path. Its methods are safe for concurrent use.
@@ -38,6 +43,7 @@ type Shield struct {
 	links   map[string]link.Link // unpinned links, by interface
 	legacy  map[string]int       // unpinned netlink attachments: ifindex by interface
 	netlink bool                 // attach through netlink (Options.NetlinkAttach)
+	perf    bool                 // events through perf_events (Options.PerfEvents)
 	cfg     shieldShieldConfig
 	filters [numPrefilters]*prefilter
 	// Adopted is true when the maps were already pinned, that is when a
@@ -66,6 +72,12 @@ func Load(opts Options) (*Shield, error) {
 		return nil, fmt.Errorf("reading embedded shield object: %w", err)
 	}
 	s := &Shield{pinPath: opts.PinPath, links: map[string]link.Link{}, legacy: map[string]int{}, netlink: opts.NetlinkAttach}
+	s.perf = opts.PerfEvents || features.HaveMapType(ebpf.RingBuf) != nil
+	if s.perf {
+		if err := usePerfEvents(spec); err != nil {
+			return nil, err
+		}
+	}
 	var collOpts ebpf.CollectionOptions
 	if opts.PinPath == "" {
 		for _, m := range spec.Maps {
@@ -111,6 +123,23 @@ func Load(opts Options) (*Shield, error) {
 		}
 	}
 	return s, nil
+}
+
+// usePerfEvents switches the program to the perf event array. The ring
+// buffer map becomes a one-slot array: the program still refers to it, but
+// only from the branch the constant rules out, which the verifier skips.
+func usePerfEvents(spec *ebpf.CollectionSpec) error {
+	v, ok := spec.Variables["use_perf_events"]
+	if !ok {
+		return fmt.Errorf("shield object has no use_perf_events constant")
+	}
+	if err := v.Set(uint32(1)); err != nil {
+		return fmt.Errorf("selecting perf events: %w", err)
+	}
+	ev := spec.Maps["events"]
+	ev.Type, ev.KeySize, ev.ValueSize, ev.MaxEntries = ebpf.Array, 4, 4, 1
+	ev.Pinning = ebpf.PinNone
+	return nil
 }
 
 func (s *Shield) mapsDir() string { return filepath.Join(s.pinPath, "maps") }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
@@ -443,27 +445,27 @@ func (s *Shield) Unblock(p netip.Prefix) error {
 
 // ReadEvents delivers automatic-block events from the ring buffer until ctx ends.
 func (s *Shield) ReadEvents(ctx context.Context, fn func(AutoBlock)) error {
-	rd, err := ringbuf.NewReader(s.objs.Events)
+	read, closeReader, err := s.eventReader()
 	if err != nil {
-		return fmt.Errorf("opening event ring buffer: %w", err)
+		return err
 	}
 	go func() {
 		<-ctx.Done()
-		rd.Close()
+		closeReader()
 	}()
 	for {
-		rec, err := rd.Read()
+		sample, err := read()
 		if err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) {
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, perf.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("reading events: %w", err)
 		}
 		var ev shieldAutoblockEvent
-		if len(rec.RawSample) < binary.Size(ev) {
+		if len(sample) < binary.Size(ev) {
 			continue
 		}
-		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &ev); err != nil {
+		if _, err := binary.Decode(sample, binary.NativeEndian, &ev); err != nil {
 			continue
 		}
 		s.mu.Lock()
@@ -477,4 +479,31 @@ func (s *Shield) ReadEvents(ctx context.Context, fn func(AutoBlock)) error {
 			Monitor:    ev.Monitor != 0,
 		})
 	}
+}
+
+// eventReader opens the ring buffer, or the perf event array where the ring
+// buffer is not used, behind one read function.
+func (s *Shield) eventReader() (read func() ([]byte, error), closeReader func() error, err error) {
+	if s.perf {
+		rd, err := perf.NewReader(s.objs.PerfEvents, os.Getpagesize())
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening perf event array: %w", err)
+		}
+		return func() ([]byte, error) {
+			for {
+				rec, err := rd.Read()
+				if err != nil || rec.LostSamples == 0 {
+					return rec.RawSample, err
+				}
+			}
+		}, rd.Close, nil
+	}
+	rd, err := ringbuf.NewReader(s.objs.Events)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening event ring buffer: %w", err)
+	}
+	return func() ([]byte, error) {
+		rec, err := rd.Read()
+		return rec.RawSample, err
+	}, rd.Close, nil
 }

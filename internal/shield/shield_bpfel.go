@@ -141,6 +141,7 @@ const (
 	shieldMapConfig         = "config"
 	shieldMapCounters       = "counters"
 	shieldMapEvents         = "events"
+	shieldMapPerfEvents     = "perf_events"
 	shieldMapPrefilters     = "prefilters"
 	shieldMapSources        = "sources"
 	shieldProgAegisXdp      = "aegis_xdp"
@@ -151,6 +152,7 @@ const (
 	shieldVarUnusedPresence = "unused_presence"
 	shieldVarUnusedReason   = "unused_reason"
 	shieldVarUnusedSource   = "unused_source"
+	shieldVarUsePerfEvents  = "use_perf_events"
 )
 
 // loadShield returns the embedded CollectionSpec for shield.
@@ -213,6 +215,7 @@ type shieldMapSpecs struct {
 	Config     *ebpf.MapSpec `ebpf:"config"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
+	PerfEvents *ebpf.MapSpec `ebpf:"perf_events"`
 	Prefilters *ebpf.MapSpec `ebpf:"prefilters"`
 	Sources    *ebpf.MapSpec `ebpf:"sources"`
 }
@@ -228,6 +231,7 @@ type shieldVariableSpecs struct {
 	UnusedPresence *ebpf.VariableSpec `ebpf:"unused_presence"`
 	UnusedReason   *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedSource   *ebpf.VariableSpec `ebpf:"unused_source"`
+	UsePerfEvents  *ebpf.VariableSpec `ebpf:"use_perf_events"`
 }
 
 // shieldObjects contains all objects after they have been loaded into the kernel.
@@ -261,6 +265,7 @@ type shieldMaps struct {
 	Config     *ebpf.Map `ebpf:"config"`
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
+	PerfEvents *ebpf.Map `ebpf:"perf_events"`
 	Prefilters *ebpf.Map `ebpf:"prefilters"`
 	Sources    *ebpf.Map `ebpf:"sources"`
 }
@@ -278,6 +283,7 @@ func (m *shieldMaps) Close() error {
 		m.Config,
 		m.Counters,
 		m.Events,
+		m.PerfEvents,
 		m.Prefilters,
 		m.Sources,
 	)
@@ -294,6 +300,7 @@ type shieldVariables struct {
 	UnusedPresence *ebpf.Variable `ebpf:"unused_presence"`
 	UnusedReason   *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedSource   *ebpf.Variable `ebpf:"unused_source"`
+	UsePerfEvents  *ebpf.Variable `ebpf:"use_perf_events"`
 }
 
 // shieldPrograms contains all programs after they have been loaded into the kernel.

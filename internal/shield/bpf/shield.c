@@ -196,6 +196,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
+// perf_events carries the same events on kernels without the ring buffer
+// (before 5.8). The loader sets use_perf_events there and turns the unused
+// events map into a plain array: the verifier only walks the branch the
+// constant selects, so the ring buffer helpers are never checked.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} perf_events SEC(".maps");
+
+volatile const __u32 use_perf_events = 0;
+
 // prefilter holds one bitmap per prefix trie (allow v4, block v4, allow v6,
 // block v6): bit b is set when some prefix in the trie covers an address of
 // bucket b. A clear bit proves no prefix can match, so the trie lookup — the
@@ -326,9 +338,20 @@ static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 filter, __
 	return REASON_PASSED;
 }
 
-static __always_inline void report_autoblock(const struct addr6 *src, __u8 class, __u64 until,
-					     __u64 pkts, __u32 mode)
+static __always_inline void report_autoblock(struct xdp_md *ctx, const struct addr6 *src,
+					     __u8 class, __u64 until, __u64 pkts, __u32 mode)
 {
+	if (use_perf_events) {
+		struct autoblock_event pe = {
+			.until_ns = until,
+			.window_pkts = pkts,
+			.class = class,
+			.monitor = mode == MODE_MONITOR,
+		};
+		__builtin_memcpy(pe.addr, src->addr, sizeof(pe.addr));
+		bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &pe, sizeof(pe));
+		return;
+	}
 	struct autoblock_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev)
 		return; // ring full: the block still holds; userspace sees it in the map
@@ -343,8 +366,8 @@ static __always_inline void report_autoblock(const struct addr6 *src, __u8 class
 
 // rate_limit applies the automatic block and the class's token bucket to the
 // source; it returns REASON_PASSED when the packet may go on.
-static __always_inline __u32 rate_limit(const struct shield_config *cfg, const struct addr6 *src,
-					__u8 class, __u64 now)
+static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_config *cfg,
+					const struct addr6 *src, __u8 class, __u64 now)
 {
 	struct source_state *st = bpf_map_lookup_elem(&sources, src);
 
@@ -375,7 +398,7 @@ static __always_inline __u32 rate_limit(const struct shield_config *cfg, const s
 	if (b->autoblock_pkts && cs->win_pkts > b->autoblock_pkts) {
 		__u64 until = now + cfg->autoblock_ttl_ns;
 		st->blocked_until = until;
-		report_autoblock(src, class, until, cs->win_pkts, cfg->mode);
+		report_autoblock(ctx, src, class, until, cs->win_pkts, cfg->mode);
 		return REASON_AUTO_BLOCKED;
 	}
 
@@ -530,7 +553,7 @@ int aegis_xdp(struct xdp_md *ctx)
 			l4_ok = 0;
 	}
 
-	reason = rate_limit(cfg, &src, class, now);
+	reason = rate_limit(ctx, cfg, &src, class, now);
 	if (reason != REASON_PASSED)
 		return verdict(cfg, reason, len);
 	return verdict(cfg, l4_ok ? REASON_PASSED : REASON_MALFORMED, len);
