@@ -50,9 +50,11 @@ const maxSocketPath = 107
 // Config is the complete configuration of an aegis node.
 type Config struct {
 	// StateDir holds the state store; absolute.
-	StateDir string `yaml:"state_dir"`
-	Admin    Admin  `yaml:"admin"`
-	Shield   Shield `yaml:"shield"`
+	StateDir  string    `yaml:"state_dir"`
+	Admin     Admin     `yaml:"admin"`
+	Shield    Shield    `yaml:"shield"`
+	Gateway   Gateway   `yaml:"gateway"`
+	Functions Functions `yaml:"functions"`
 }
 
 // Admin configures the local admin interface.
@@ -160,6 +162,8 @@ func Default() Config {
 			},
 			SweepInterval: Duration{10 * time.Second},
 		},
+		Gateway:   defaultGateway(),
+		Functions: defaultFunctions(),
 	}
 }
 
@@ -244,7 +248,9 @@ func (c Config) Validate() error {
 	v.intRange("shield.rate_limit.auto_block_factor", rl.AutoBlockFactor, 2, 1000)
 	v.durRange("shield.rate_limit.auto_block_ttl", rl.AutoBlockTTL, time.Second, 24*time.Hour)
 	v.durRange("shield.sweep_interval", c.Shield.SweepInterval, time.Second, time.Hour)
-	return errors.Join(v.errs...)
+	v.gateway(c.Gateway)
+	v.functions(c.Functions)
+	return joinErrs(v.errs)
 }
 
 // checkIfname applies the kernel's dev_valid_name rules.
@@ -265,6 +271,8 @@ func checkIfname(name string) error {
 type validator struct {
 	errs []error
 }
+
+func joinErrs(errs []error) error { return errors.Join(errs...) }
 
 func (v *validator) addf(key, format string, args ...any) {
 	v.errs = append(v.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))

@@ -157,6 +157,22 @@ shield:
     auto_block_factor: 1000
     auto_block_ttl: 24h
   sweep_interval: 1s
+gateway:
+  listen: "[::]:80"
+functions:
+  max_module_size: 32MiB
+  defaults:
+    fuel: 5000
+    timeout: 250ms
+    memory: 1MiB
+    max_request_body: 0
+    max_response_body: 65536
+    fetch_count: 0
+    fetch_max_body: 1KB
+    fetch_timeout: 1s
+    kv_max_key: 64
+    kv_max_value: 1K
+    kv_quota: 1GiB
 `
 
 func TestParseFull(t *testing.T) {
@@ -186,6 +202,15 @@ func TestParseFull(t *testing.T) {
 				AutoBlockTTL:    Duration{24 * time.Hour},
 			},
 			SweepInterval: Duration{time.Second},
+		},
+		Gateway: Gateway{Listen: "[::]:80"},
+		Functions: Functions{
+			MaxModuleSize: 32 << 20,
+			Defaults: FunctionLimits{
+				Fuel: 5000, Timeout: Duration{250 * time.Millisecond}, Memory: 1 << 20,
+				MaxRequestBody: 0, MaxResponseBody: 65536, FetchCount: 0, FetchMaxBody: 1000,
+				FetchTimeout: Duration{time.Second}, KVMaxKey: 64, KVMaxValue: 1024, KVQuota: 1 << 30,
+			},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -226,6 +251,13 @@ func TestParseErrors(t *testing.T) {
 		{"multiple documents", "shield: {mode: monitor}\n---\nshield: {mode: enforce}\n", "multiple YAML documents"},
 		{"duplicate key", "state_dir: /a\nstate_dir: /b\n", "already defined"},
 		{"syntax", "shield: [\n", "parsing config"},
+		{"gateway listen", "gateway: {listen: 'localhost:80'}", `gateway.listen: must be IP:port`},
+		{"bad size", "functions: {defaults: {memory: lots}}", `functions.defaults.memory: invalid size "lots"`},
+		{"negative size", "functions: {max_module_size: -1}", `functions.max_module_size: invalid size "-1"`},
+		{"memory not pages", "functions: {defaults: {memory: 100000}}", `functions.defaults.memory: must be a multiple of the 64KiB Wasm page`},
+		{"memory over 4GiB", "functions: {defaults: {memory: 8GiB}}", `functions.defaults.memory: must be between 64KiB and 4GiB`},
+		{"fuel zero", "functions: {defaults: {fuel: 0}}", `functions.defaults.fuel: must be between 1 and`},
+		{"unknown function key", "functions: {defaults: {cpu: 1}}", `functions.defaults.cpu: unknown key`},
 
 		{"state_dir relative", "state_dir: var/lib/aegis", `state_dir: must be an absolute path, got "var/lib/aegis"`},
 		{"state_dir empty", "state_dir: ''", `state_dir: must be an absolute path, got ""`},
