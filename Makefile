@@ -48,3 +48,12 @@ run: deps build
 
 clean:
 	rm -rf bin
+
+# test-kernels boots each kernel of the matrix under QEMU and runs the
+# privileged test packages in it (see docs/KERNELS.md); one summary line per
+# kernel. KERNEL_PKGS lists the packages, KERNEL_TEST_FLAGS adds go test flags.
+KERNELS     ?= 6.1 6.12
+KERNEL_PKGS ?= ./internal/shield ./internal/testutil ./internal/features ./internal/bpfguard ./internal/privilege ./internal/sandbox
+.PHONY: test-kernels
+test-kernels:
+	KERNELS="$(KERNELS)" KERNEL_PKGS="$(KERNEL_PKGS)" KERNEL_TEST_FLAGS="$(KERNEL_TEST_FLAGS)" ./scripts/kernels/test.sh

@@ -1,0 +1,96 @@
+// Command vmexec is a `go test -exec` wrapper that runs each test binary
+// inside a QEMU guest booted on another kernel:
+//
+//	CGO_ENABLED=0 go test -exec "vmexec -kernel /var/cache/aegis-kernels/6.1" ./internal/shield
+//
+// go test calls it as `vmexec [flags] BINARY ARGS...` in the package's
+// directory; vmexec boots the kernel with the binary, streams the test's
+// output and exits with the test's status, so a failure in the guest fails
+// go test with the guest's output. vmexec must itself be built with
+// CGO_ENABLED=0: it is also the guest's init (when it runs as PID 1).
+//
+// Exit status: the test binary's, or 3 when the guest could not run it
+// (setup error, crash, timeout; the guest console goes to stderr).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/vmtest"
+)
+
+func main() {
+	if os.Getpid() == 1 {
+		vmtest.GuestMain()
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// statusHarness is the exit status when the guest could not run the test;
+// it differs from go test binaries' 1 (failed) and 2 (panic, bad flags).
+const statusHarness = 3
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vmexec", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := vmtest.Config{Stdout: stdout, Stderr: stderr}
+	fs.StringVar(&cfg.Kernel, "kernel", os.Getenv("VMEXEC_KERNEL"), "kernel directory from scripts/kernels/fetch.sh (env VMEXEC_KERNEL)")
+	// xfrm_user and nfnetlink: vishvananda/netlink opens sockets of those
+	// families for every handle; veth: the traffic tests.
+	modules := fs.String("modules", "veth,xfrm_user,nfnetlink", "comma-separated kernel modules to load in the guest")
+	fs.StringVar(&cfg.Busybox, "busybox", "/bin/busybox", "static busybox for the guest's shell tools; empty for none")
+	fs.DurationVar(&cfg.Timeout, "timeout", 15*time.Minute, "bound on one guest run, boot included")
+	fs.IntVar(&cfg.CPUs, "smp", 2, "guest CPUs")
+	fs.IntVar(&cfg.MemoryMB, "m", 1024, "guest memory in MiB")
+	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU binary")
+	var env multiFlag
+	fs.Var(&env, "env", "KEY=VALUE for the test's environment (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.Kernel == "" || fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "usage: vmexec -kernel DIR [flags] TEST-BINARY [ARGS...]")
+		return 2
+	}
+	if *modules != "" {
+		cfg.Modules = strings.Split(*modules, ",")
+	}
+	cfg.Env = env
+	cfg.Binary, cfg.Args = fs.Arg(0), fs.Args()[1:]
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "vmexec: %v\n", err)
+		return statusHarness
+	}
+	cfg.Init = self
+	if cfg.Dir, err = os.Getwd(); err != nil {
+		fmt.Fprintf(stderr, "vmexec: %v\n", err)
+		return statusHarness
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	status, err := vmtest.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmexec: %s: %v\n", cfg.Kernel, err)
+		if errors.Is(err, vmtest.ErrNotStatic) {
+			fmt.Fprintln(stderr, "vmexec: build vmexec and the tests with CGO_ENABLED=0")
+		}
+		return statusHarness
+	}
+	return status
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
