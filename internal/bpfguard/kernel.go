@@ -3,6 +3,7 @@ package bpfguard
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -32,47 +33,79 @@ func (e *KernelRejection) Error() string {
 	if prog == "" {
 		prog = "(unknown)"
 	}
-	tail := e.Log[max(len(e.Log)-quotedLines, 0):]
+	// Quote the last lines before the statistics: they hold the reason.
+	var tail []string
+	for i := len(e.Log) - 1; i >= 0 && len(tail) < quotedLines; i-- {
+		if !isStatsLine(e.Log[i]) {
+			tail = append(tail, e.Log[i])
+		}
+	}
+	slices.Reverse(tail)
 	return fmt.Sprintf("kernel verifier rejected program %s: %s", prog, strings.Join(tail, " | "))
+}
+
+// isStatsLine reports whether a log line is one of the statistics the
+// verifier appends at LogLevelStats.
+func isStatsLine(l string) bool {
+	for _, p := range []string{"verification time ", "stack depth ", "processed "} {
+		if strings.HasPrefix(l, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *KernelRejection) Unwrap() error { return e.Err }
 
 // LoadCollection loads a verified object's collection into the kernel with
-// the verifier log enabled; see withVerifierLog. A verifier refusal is
-// returned as a *KernelRejection.
+// the verifier log enabled (see load). A verifier refusal is returned as a
+// *KernelRejection.
 func LoadCollection(spec *ebpf.CollectionSpec, opts *ebpf.CollectionOptions) (*ebpf.Collection, error) {
-	coll, err := ebpf.NewCollectionWithOptions(spec, *withVerifierLog(opts))
+	var coll *ebpf.Collection
+	err := load(opts, func(o *ebpf.CollectionOptions) error {
+		var err error
+		coll, err = ebpf.NewCollectionWithOptions(spec, *o)
+		return err
+	})
 	if err != nil {
-		return nil, kernelError(err)
+		return nil, err
 	}
 	return coll, nil
 }
 
 // LoadAndAssign is spec.LoadAndAssign(to, opts) with the verifier log
-// enabled, for bpf2go's generated object structs. A verifier refusal is
-// returned as a *KernelRejection.
+// enabled (see load), for bpf2go's generated object structs. A verifier
+// refusal is returned as a *KernelRejection.
 func LoadAndAssign(spec *ebpf.CollectionSpec, to any, opts *ebpf.CollectionOptions) error {
-	if err := spec.LoadAndAssign(to, withVerifierLog(opts)); err != nil {
-		return kernelError(err)
-	}
-	return nil
+	return load(opts, func(o *ebpf.CollectionOptions) error { return spec.LoadAndAssign(to, o) })
 }
 
-// withVerifierLog returns a copy of opts whose programs load with the
-// verifier's statistics and error messages logged. A caller's own log level
-// is kept. The instruction-by-instruction trace (LogLevelBranch) is not asked
-// for up front: for a large program it runs to megabytes on every load.
-func withVerifierLog(opts *ebpf.CollectionOptions) *ebpf.CollectionOptions {
+// load runs do with the verifier's statistics and error messages logged,
+// so an accepted program's VerifierLog says what verification cost. The
+// instruction-by-instruction trace (LogLevelBranch) makes loading the shield
+// four times slower, so it is asked for only after a refusal: the load is
+// retried once with it, and that attempt's log is the one reported. A log
+// level set by the caller is kept as it is, without the retry.
+func load(opts *ebpf.CollectionOptions, do func(*ebpf.CollectionOptions) error) error {
 	var o ebpf.CollectionOptions
 	if opts != nil {
 		o = *opts
 	}
 	o.Programs.LogDisabled = false
-	if o.Programs.LogLevel == 0 {
+	callerLevel := o.Programs.LogLevel
+	if callerLevel == 0 {
 		o.Programs.LogLevel = ebpf.LogLevelStats
 	}
-	return &o
+	err := do(&o)
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) && callerLevel == 0 {
+		o.Programs.LogLevel = ebpf.LogLevelBranch | ebpf.LogLevelStats
+		err = do(&o)
+	}
+	if err != nil {
+		return kernelError(err)
+	}
+	return nil
 }
 
 // kernelError turns a verifier error into a *KernelRejection and passes any
