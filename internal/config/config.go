@@ -55,6 +55,7 @@ type Config struct {
 	Shield    Shield    `yaml:"shield"`
 	Gateway   Gateway   `yaml:"gateway"`
 	Functions Functions `yaml:"functions"`
+	Audit     Audit     `yaml:"audit"`
 }
 
 // Admin configures the local admin interface.
@@ -164,6 +165,7 @@ func Default() Config {
 		},
 		Gateway:   defaultGateway(),
 		Functions: defaultFunctions(),
+		Audit:     defaultAudit(),
 	}
 }
 
@@ -250,6 +252,7 @@ func (c Config) Validate() error {
 	v.durRange("shield.sweep_interval", c.Shield.SweepInterval, time.Second, time.Hour)
 	v.gateway(c.Gateway)
 	v.functions(c.Functions)
+	v.audit(c.Audit)
 	return joinErrs(v.errs)
 }
 

@@ -173,6 +173,9 @@ functions:
     kv_max_key: 64
     kv_max_value: 1K
     kv_quota: 1GiB
+audit:
+  dir: /var/log/aegis-audit
+  max_file_bytes: 64MiB
 `
 
 func TestParseFull(t *testing.T) {
@@ -212,6 +215,7 @@ func TestParseFull(t *testing.T) {
 				FetchTimeout: Duration{time.Second}, KVMaxKey: 64, KVMaxValue: 1024, KVQuota: 1 << 30,
 			},
 		},
+		Audit: Audit{Dir: "/var/log/aegis-audit", MaxFileBytes: 64 << 20},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", got, want)
@@ -258,6 +262,9 @@ func TestParseErrors(t *testing.T) {
 		{"memory over 4GiB", "functions: {defaults: {memory: 8GiB}}", `functions.defaults.memory: must be between 64KiB and 4GiB`},
 		{"fuel zero", "functions: {defaults: {fuel: 0}}", `functions.defaults.fuel: must be between 1 and`},
 		{"unknown function key", "functions: {defaults: {cpu: 1}}", `functions.defaults.cpu: unknown key`},
+		{"audit dir relative", "audit: {dir: audit}", `audit.dir: must be an absolute path, got "audit"`},
+		{"audit file too small", "audit: {max_file_bytes: 1K}", `audit.max_file_bytes: must be between 4KiB and 1GiB`},
+		{"unknown audit key", "audit: {path: /x}", `audit.path: unknown key`},
 
 		{"state_dir relative", "state_dir: var/lib/aegis", `state_dir: must be an absolute path, got "var/lib/aegis"`},
 		{"state_dir empty", "state_dir: ''", `state_dir: must be an absolute path, got ""`},
@@ -340,5 +347,25 @@ func TestDurationRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(normalize(got), Default()) {
 		t.Errorf("round trip = %+v, want defaults", got)
+	}
+}
+
+func TestAuditDir(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"default under state_dir", "state_dir: /srv/aegis", "/srv/aegis/audit"},
+		{"explicit dir", "state_dir: /srv/aegis\naudit: {dir: /var/log/aegis}", "/var/log/aegis"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.in))
+			if err != nil {
+				t.Fatalf("Parse = %v", err)
+			}
+			if got := cfg.AuditDir(); got != tt.want {
+				t.Errorf("AuditDir = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
