@@ -153,7 +153,7 @@ func Verify(obj []byte, p Policy, sig []byte) (r *Report) {
 		return r
 	}
 	if len(obj) > p.MaxObjectSize {
-		r.add(CheckSize, "", "%d bytes is over the limit of %d", len(obj), p.MaxObjectSize)
+		r.add(CheckSize, "", "the object is larger than the limit of %d bytes", p.MaxObjectSize)
 		return r
 	}
 	sum := sha256.Sum256(obj)
