@@ -311,8 +311,10 @@ func (r *Report) checkMaps(spec *ebpf.CollectionSpec, p Policy) {
 		if !named {
 			limit = p.MaxEntries
 		}
-		if m.MaxEntries > limit {
-			r.add(CheckMaxEntries, name, "max_entries %d is over the cap of %d", m.MaxEntries, limit)
+		// The declared size is capped: a perf event array declared without
+		// one gets one slot per CPU from the loader, whatever the machine.
+		if ms.MaxEntries > limit {
+			r.add(CheckMaxEntries, name, "max_entries %d is over the cap of %d", ms.MaxEntries, limit)
 		}
 		r.TotalMapBytes = add(r.TotalMapBytes, m.EstimatedBytes)
 		r.Maps = append(r.Maps, m)

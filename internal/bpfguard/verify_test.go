@@ -506,3 +506,20 @@ func TestEstimateMapBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestPerfEventArraySizedByCPUsIsNotCapped(t *testing.T) {
+	spec := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{
+		"perf":  {Type: ebpf.PerfEventArray, KeySize: 4, ValueSize: 4},
+		"fixed": {Type: ebpf.PerfEventArray, KeySize: 4, ValueSize: 4, MaxEntries: 2},
+	}}
+	p := DefaultPolicy()
+	p.MaxEntries = 1
+	r := &Report{}
+	r.checkMaps(spec, p)
+	if len(r.Violations) != 1 || r.Violations[0].Subject != "fixed" {
+		t.Errorf("violations %v, want max-entries for fixed only", r.Violations)
+	}
+	if r.Maps[1].Name != "perf" || r.Maps[1].MaxEntries != uint32(possibleCPUs()) {
+		t.Errorf("maps %+v: perf should report one entry per possible CPU", r.Maps)
+	}
+}
