@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/aegis-edge/aegis/internal/features"
+	"github.com/spf13/cobra"
+)
+
+// newDoctorCmd is `aegis doctor`: it probes the running kernel and prints
+// what aegis finds and what it does about each gap. It exits 1 when a
+// feature without a fallback is missing (or could not be probed, as when
+// run without privilege), 0 otherwise.
+func newDoctorCmd(e *env) *cobra.Command {
+	var asJSON bool
+	var without []string
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check what the kernel offers aegis and how aegis copes with each gap",
+		Long: "doctor probes the running kernel (run it as root, like the node) and prints one row per\n" +
+			"feature: found or not, the kernel that brought it, and aegis's fallback when it is missing.\n" +
+			"It exits 1 when a feature aegis cannot work without is missing.",
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := features.Probe(features.Options{Without: without})
+			if errors.Is(err, features.ErrUnknownFeature) {
+				return usageError{err}
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			} else {
+				printFeatures(e, r)
+			}
+			if missing := r.MissingRequired(); len(missing) > 0 {
+				names := make([]string, len(missing))
+				for i, f := range missing {
+					names[i] = f.Name
+				}
+				return fmt.Errorf("the kernel lacks what aegis needs: %s", strings.Join(names, ", "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringSliceVar(&without, "without", nil,
+		"report these features as missing (to see the fallbacks an older kernel would get): "+strings.Join(features.Names(), ","))
+	return cmd
+}
+
+func printFeatures(e *env, r features.Report) {
+	fmt.Fprintf(e.stdout, "kernel %s (aegis supports %s and later)\n", r.Kernel, features.MinimumKernel)
+	if r.BelowMinimum() {
+		fmt.Fprintf(e.stdout, "warning: this kernel is older than %s; aegis is not tested on it\n", features.MinimumKernel)
+	}
+	fmt.Fprintln(e.stdout)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FEATURE\tSTATUS\tSINCE\tDETAIL")
+	var gaps []features.Feature
+	for _, f := range r.Features {
+		detail := f.Detail
+		if f.Unknown() {
+			detail = "probe failed: " + f.ProbeError
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, featureStatus(f), f.MinKernel, detail)
+		if !f.Available {
+			gaps = append(gaps, f)
+		}
+	}
+	tw.Flush()
+	if len(gaps) == 0 {
+		fmt.Fprintln(e.stdout, "\nevery feature is present.")
+		return
+	}
+	fmt.Fprintln(e.stdout, "\nwhat aegis does about the gaps:")
+	unknown := false
+	for _, f := range gaps {
+		name := f.Name
+		if f.Required {
+			name += " (required, no fallback)"
+		}
+		fmt.Fprintf(e.stdout, "  %s: %s\n", name, f.Fallback)
+		unknown = unknown || f.Unknown()
+	}
+	if unknown {
+		fmt.Fprintln(e.stdout, "\nsome probes failed: run aegis doctor as root, like the node.")
+	}
+}
+
+func featureStatus(f features.Feature) string {
+	switch {
+	case f.Available:
+		return "yes"
+	case f.Unknown():
+		return "unknown"
+	default:
+		return "no"
+	}
+}

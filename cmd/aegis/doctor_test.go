@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/aegis-edge/aegis/internal/features"
+	"github.com/aegis-edge/aegis/internal/testutil"
+)
+
+// doctorRows maps each feature row of the table to its status column.
+func doctorRows(t *testing.T, stdout string) map[string]string {
+	t.Helper()
+	rows := map[string]string{}
+	for _, line := range strings.Split(stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			rows[f[0]] = f[1]
+		}
+	}
+	return rows
+}
+
+func TestDoctorTable(t *testing.T) {
+	testutil.RequireRoot(t)
+	code, stdout, stderr := cli("doctor")
+	r, err := features.Probe(features.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	if len(r.MissingRequired()) > 0 {
+		want = 1
+	}
+	if code != want {
+		t.Fatalf("exit %d, want %d (stderr %q)", code, want, stderr)
+	}
+	if !strings.HasPrefix(stdout, "kernel "+r.Kernel+" ") {
+		t.Errorf("output does not start with the kernel release %s:\n%s", r.Kernel, stdout)
+	}
+	rows := doctorRows(t, stdout)
+	for _, f := range r.Features {
+		if got := rows[f.Name]; got != featureStatus(f) {
+			t.Errorf("row %s: status %q, want %q\n%s", f.Name, got, featureStatus(f), stdout)
+		}
+		// Every gap comes with what aegis does about it.
+		if !f.Available && !strings.Contains(stdout, f.Fallback) {
+			t.Errorf("gap %s without its fallback %q:\n%s", f.Name, f.Fallback, stdout)
+		}
+	}
+}
+
+// TestDoctorForcedGapsKeepExitZero hides features that have fallbacks:
+// doctor names the fallbacks and still succeeds.
+func TestDoctorForcedGapsKeepExitZero(t *testing.T) {
+	testutil.RequireRoot(t)
+	if r, _ := features.Probe(features.Options{}); len(r.MissingRequired()) > 0 {
+		t.Skipf("this kernel lacks required features %v; the exit status would not tell", r.MissingRequired())
+	}
+	code, stdout, stderr := cli("doctor", "--without", features.XDPLink+","+features.MemcgAccounting)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0 (stderr %q)", code, stderr)
+	}
+	rows := doctorRows(t, stdout)
+	for _, name := range []string{features.XDPLink, features.MemcgAccounting} {
+		if rows[name] != "no" {
+			t.Errorf("row %s: %q, want no", name, rows[name])
+		}
+	}
+	for _, want := range []string{"netlink", "RLIMIT_MEMLOCK"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output does not mention the %s fallback:\n%s", want, stdout)
+		}
+	}
+}
+
+// TestDoctorMissingRequiredExitsOne needs no privilege: a hidden feature
+// is missing whoever asks, and an unprobed one counts as missing too.
+func TestDoctorMissingRequiredExitsOne(t *testing.T) {
+	code, stdout, stderr := cli("doctor", "--without", features.XDP)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (stdout %q)", code, stdout)
+	}
+	if !strings.Contains(stderr, features.XDP) {
+		t.Errorf("stderr %q does not name the missing feature", stderr)
+	}
+	if !strings.Contains(stdout, features.XDP+" (required, no fallback)") {
+		t.Errorf("the table does not flag %s as required:\n%s", features.XDP, stdout)
+	}
+}
+
+func TestDoctorJSON(t *testing.T) {
+	code, stdout, stderr := cli("doctor", "--json", "--without", features.RingBuf)
+	var r features.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("output is not a report: %v\n%s", err, stdout)
+	}
+	want := 0
+	if len(r.MissingRequired()) > 0 {
+		want = 1
+	}
+	if code != want {
+		t.Errorf("exit %d, want %d (stderr %q)", code, want, stderr)
+	}
+	if len(r.Features) != len(features.Names()) {
+		t.Errorf("%d features in the JSON, want %d", len(r.Features), len(features.Names()))
+	}
+	if f, ok := r.Feature(features.RingBuf); !ok || f.Available || f.Fallback == "" {
+		t.Errorf("ringbuf row %+v; want missing with its fallback", f)
+	}
+}
+
+func TestDoctorUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"doctor", "--without", "no-such-feature"},
+		{"doctor", "extra"},
+	} {
+		if code, _, stderr := cli(args...); code != 2 {
+			t.Errorf("aegis %s: exit %d, want 2 (stderr %q)", strings.Join(args, " "), code, stderr)
+		}
+	}
+}
