@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 200000x
 BIN       := bin/aegis
 # Every generated artefact: bpf2go output, eBPF test objects, Wasm modules.
-GENERATED := '*_bpfel.go' '*_bpfel.o' '*.sha256' '*.wasm' 'internal/bpfguard/testdata/*.o'
+GENERATED := '*_bpfel.go' '*_bpfel.o' '*.sha256' '*.wasm' 'internal/bpfguard/testdata/*.o' 'internal/shield/testdata/*.o'
 
 .PHONY: all build deps generate check-generated vet test test-unit fuzz bench run clean
 

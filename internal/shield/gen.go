@@ -8,3 +8,7 @@ package shield
 // The object's SHA-256 is recorded when it is generated; the loader refuses
 // an embedded object that does not match it (see ObjectDigest).
 //go:generate sh -c "sha256sum shield_bpfel.o | cut -d' ' -f1 > shield_bpfel.o.sha256"
+
+// A copy of the program with an out-of-bounds packet read: the kernel
+// verifier's refusal is tested with it.
+//go:generate clang -target bpf -O2 -g -Wall -Werror -DAEGIS_TEST_OOB_READ -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -c bpf/shield.c -o testdata/shield_oob.o

@@ -1,6 +1,7 @@
 package shield
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/aegis-edge/aegis/internal/audit"
+	"github.com/aegis-edge/aegis/internal/bpfguard"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
@@ -33,6 +36,15 @@ type Options struct {
 	// instead of the ring buffer, the path kernels before 5.8 need (it is
 	// also taken automatically when the kernel has no ring buffer).
 	PerfEvents bool
+	// Audit receives one event per eBPF operation; nil records nothing.
+	Audit AuditFunc
+	// Policy replaces the shield's verification policy (Policy()).
+	Policy *bpfguard.Policy
+	// ForceMemlock raises RLIMIT_MEMLOCK as kernels before 5.11 need even
+	// where the kernel charges BPF memory to the memory cgroup: for tests.
+	ForceMemlock bool
+
+	object []byte // replaces the embedded object, for tests
 }
 
 // Shield is the loaded data path. Its methods are safe for concurrent use.
@@ -44,6 +56,7 @@ type Shield struct {
 	legacy  map[string]int       // unpinned netlink attachments: ifindex by interface
 	netlink bool                 // attach through netlink (Options.NetlinkAttach)
 	perf    bool                 // events through perf_events (Options.PerfEvents)
+	audit   func(audit.Event) error
 	cfg     shieldShieldConfig
 	filters [numPrefilters]*prefilter
 	// Adopted is true when the maps were already pinned, that is when a
@@ -66,12 +79,28 @@ type AttachInfo struct {
 // Load loads the XDP program and creates or adopts its maps. With a pin path
 // the maps are pinned by name, and maps already pinned there by an earlier
 // daemon are reused with their contents, so entries and counters survive.
+//
+// Nothing reaches the kernel before the capabilities are checked and the
+// embedded object has passed verification against Policy (its recorded
+// digest included); RLIMIT_MEMLOCK is raised only where the kernel charges
+// it; the kernel verifier's log is kept for a refusal. Each step is
+// recorded through Options.Audit.
 func Load(opts Options) (*Shield, error) {
-	spec, err := loadShield()
+	if err := checkPrivileges(opts); err != nil {
+		return nil, err
+	}
+	if err := verifyObject(opts); err != nil {
+		return nil, err
+	}
+	obj := opts.object
+	if obj == nil {
+		obj = Object()
+	}
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
 	if err != nil {
 		return nil, fmt.Errorf("reading embedded shield object: %w", err)
 	}
-	s := &Shield{pinPath: opts.PinPath, links: map[string]link.Link{}, legacy: map[string]int{}, netlink: opts.NetlinkAttach}
+	s := &Shield{pinPath: opts.PinPath, links: map[string]link.Link{}, legacy: map[string]int{}, netlink: opts.NetlinkAttach, audit: opts.audit}
 	s.perf = opts.PerfEvents || features.HaveMapType(ebpf.RingBuf) != nil
 	if s.perf {
 		if err := usePerfEvents(spec); err != nil {
@@ -97,10 +126,13 @@ func Load(opts Options) (*Shield, error) {
 		}
 		collOpts.Maps.PinPath = s.mapsDir()
 	}
-	if err := spec.LoadAndAssign(&s.objs, &collOpts); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("kernel verifier rejected the shield program: %w", err)
+	if err := raiseMemlock(spec, opts); err != nil {
+		return nil, err
+	}
+	if err := s.loadVerified(spec, &collOpts, opts); err != nil {
+		var rej *bpfguard.KernelRejection
+		if errors.As(err, &rej) {
+			return nil, err
 		}
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("maps pinned under %s belong to an incompatible shield version (remove them to start afresh): %w", s.mapsDir(), err)
@@ -178,10 +210,31 @@ func (s *Shield) Close() error {
 
 // Attach attaches the program to the interface. A link pinned by an earlier
 // daemon is adopted and its program replaced in place, so the interface is
-// never unprotected during an upgrade.
+// never unprotected during an upgrade. The outcome is audited; when that
+// record cannot be written a fresh attachment is undone (a replacement
+// cannot be: the old program is gone) and the error returned.
 func (s *Shield) Attach(iface string, mode XDPMode) (AttachInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	info, err := s.attach(iface, mode)
+	op := audit.OpAttach
+	if info.Adopted {
+		op = audit.OpReplace
+	}
+	details := map[string]any{"requested_mode": mode, "xdp_mode": info.Mode, "via": info.Via, "program_id": info.ProgramID}
+	if info.LinkID != 0 {
+		details["link_id"] = info.LinkID
+	}
+	if aerr := s.audit(audit.Event{Op: op, Target: iface, Details: details, Err: err}); aerr != nil {
+		if err == nil && !info.Adopted {
+			s.detach(iface)
+		}
+		return info, errors.Join(err, aerr)
+	}
+	return info, err
+}
+
+func (s *Shield) attach(iface string, mode XDPMode) (AttachInfo, error) {
 	ifc, err := net.InterfaceByName(iface)
 	if err != nil {
 		return AttachInfo{}, fmt.Errorf("interface %q: %w", iface, err)
@@ -289,10 +342,44 @@ func attachedMode(ifindex int) XDPMode {
 	return ""
 }
 
-// Detach removes the program from the interface and forgets its link.
+// Detach removes the program from the interface and forgets its link. The
+// decision is audited first: when it cannot be recorded nothing is detached.
 func (s *Shield) Detach(iface string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.isAttached(iface) {
+		return fmt.Errorf("%s: %w", iface, ErrNotAttached)
+	}
+	if err := s.audit(audit.Event{Op: audit.OpDetach, Target: iface}); err != nil {
+		return err
+	}
+	if err := s.detach(iface); err != nil {
+		s.audit(audit.Event{Op: audit.OpDetach, Target: iface, Err: err})
+		return err
+	}
+	return nil
+}
+
+// isAttached reports whether the shield holds or pinned an attachment to
+// iface.
+func (s *Shield) isAttached(iface string) bool {
+	if _, ok := s.links[iface]; ok {
+		return true
+	}
+	if _, ok := s.legacy[iface]; ok {
+		return true
+	}
+	if s.pinPath == "" {
+		return false
+	}
+	if s.netlinkPinned(iface) {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(s.linksDir(), iface))
+	return err == nil
+}
+
+func (s *Shield) detach(iface string) error {
 	if found, err := s.detachNetlink(iface); found {
 		return err
 	}

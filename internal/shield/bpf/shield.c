@@ -424,6 +424,15 @@ int aegis_xdp(struct xdp_md *ctx)
 	__u64 len = data_end - data;
 	__u32 zero = 0;
 
+#ifdef AEGIS_TEST_OOB_READ
+	// Test fixture only (testdata/shield_oob.o): a read past the checked
+	// bounds, which the kernel verifier must refuse.
+	if (data + 14 > data_end)
+		return XDP_PASS;
+	if (*(volatile __u32 *)(data + 64) == 0)
+		return XDP_DROP;
+#endif
+
 	struct shield_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return XDP_PASS;
