@@ -47,7 +47,7 @@ func TestCollector(t *testing.T) {
 		"aegis_shield_packets_total mode=enforce reason=passed":        1,
 		"aegis_shield_packets_total mode=monitor reason=blocked_exact": 0,
 		"aegis_shield_auto_blocked_sources":                            0,
-		"aegis_shield_scrape_failed":                             0,
+		"aegis_shield_scrape_failed":                                   0,
 	}
 	for k, v := range want {
 		if got[k] != v {
