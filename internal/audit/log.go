@@ -351,7 +351,7 @@ func (l *Log) resume() (*Event, error) {
 			return nil, fmt.Errorf("creating audit head: %w", err)
 		}
 	case errors.Is(err, errNoHead):
-		return nil, &TamperError{File: l.headF.Name(), Reason: "head file missing or unreadable"}
+		return nil, &TamperError{File: l.headF.Name(), Reason: "missing or unreadable"}
 	case err != nil:
 		return nil, err
 	default:

@@ -70,7 +70,7 @@ func VerifyDir(dir string) (Result, error) {
 	case errors.Is(err, os.ErrNotExist) && len(files) == 0:
 		return Result{}, nil
 	case errors.Is(err, os.ErrNotExist) || errors.Is(err, errNoHead):
-		return Result{}, &TamperError{File: filepath.Join(dir, HeadFile), Reason: "head file missing or unreadable"}
+		return Result{}, &TamperError{File: filepath.Join(dir, HeadFile), Reason: "missing or unreadable"}
 	case err != nil:
 		return Result{}, err
 	}
