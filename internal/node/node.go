@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
@@ -46,6 +47,10 @@ type Node struct {
 	log    *slog.Logger
 	store  *store.Store
 	shield *shield.Shield
+	audit  *audit.Log
+	// autoBlocks turns the data path's automatic-block events into at most
+	// one audit record per source per period.
+	autoBlocks *audit.Aggregator
 
 	mu       sync.Mutex // serializes changes to lists and settings
 	attached map[string]shield.AttachInfo
@@ -56,19 +61,39 @@ type Node struct {
 
 const maxRecentEvents = 256
 
+// autoBlockAuditPeriod is how often automatic blocks are written to the
+// audit log: at most one record per source per period.
+const autoBlockAuditPeriod = time.Minute
+
 // New opens the state store, loads (or adopts) the shield, reconciles the
 // kernel maps with the store and attaches to the configured interfaces.
 func New(cfg config.Config, log *slog.Logger) (*Node, error) {
+	alog, err := audit.Open(cfg.AuditDir(), audit.Options{MaxFileBytes: int64(cfg.Audit.MaxFileBytes), Logger: log.With("audit", true)})
+	if err != nil {
+		return nil, fmt.Errorf("opening the audit log: %w", err)
+	}
 	st, err := store.Open(cfg.StateDir)
 	if err != nil {
+		alog.Close()
 		return nil, err
 	}
-	sh, err := shield.Load(shield.Options{PinPath: cfg.Shield.PinPath})
+	n := &Node{cfg: cfg, log: log, store: st, audit: alog, attached: map[string]shield.AttachInfo{}}
+	n.autoBlocks = audit.NewAggregator(alog, audit.OpAutoBlock, 0)
+	if _, err := n.record(audit.Event{Op: audit.OpNodeStart, Details: map[string]any{"config_interfaces": cfg.Shield.Interfaces}}); err != nil {
+		st.Close()
+		alog.Close()
+		return nil, err
+	}
+	sh, err := shield.Load(shield.Options{PinPath: cfg.Shield.PinPath, Audit: func(ev audit.Event) error {
+		_, err := n.record(ev)
+		return err
+	}})
 	if err != nil {
 		st.Close()
+		alog.Close()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, store: st, shield: sh, attached: map[string]shield.AttachInfo{}}
+	n.shield = sh
 	if err := n.start(); err != nil {
 		n.Close()
 		return nil, err
@@ -131,6 +156,7 @@ func (n *Node) Run(ctx context.Context) error {
 		err := n.shield.ReadEvents(ctx, func(ev shield.AutoBlock) {
 			n.log.Warn("source blocked automatically", "source", ev.Source, "class", ev.Class,
 				"until", ev.Until, "packets_in_window", ev.WindowPkts, "monitor", ev.Monitor)
+			n.autoBlocks.Add(ev.Source.String(), ev.WindowPkts, time.Now())
 			n.eventsMu.Lock()
 			n.events = append(n.events, ev)
 			if len(n.events) > maxRecentEvents {
@@ -141,6 +167,11 @@ func (n *Node) Run(ctx context.Context) error {
 		if err != nil {
 			n.log.Error("automatic-block events stopped", "err", err)
 		}
+	})
+	wg.Go(func() {
+		n.autoBlocks.Run(ctx, autoBlockAuditPeriod, func(err error) {
+			n.log.Error("auditing automatic blocks", "err", err)
+		})
 	})
 	tick := time.NewTicker(n.cfg.Shield.SweepInterval.Duration)
 	defer tick.Stop()
@@ -161,8 +192,32 @@ func (n *Node) Run(ctx context.Context) error {
 
 // Close releases the node's resources; the pinned shield stays in force.
 func (n *Node) Close() error {
-	return errors.Join(n.shield.Close(), n.store.Close())
+	flushErr := n.autoBlocks.Flush(context.Background())
+	_, stopErr := n.record(audit.Event{Op: audit.OpNodeStop})
+	return errors.Join(flushErr, stopErr, n.shield.Close(), n.store.Close(), n.audit.Close())
 }
+
+// record appends an event to the audit log and returns its sequence
+// number. The caller must not go on with the operation when it fails.
+func (n *Node) record(ev audit.Event) (uint64, error) {
+	rec, err := n.audit.Append(context.Background(), ev)
+	if err != nil {
+		return 0, fmt.Errorf("audit log: %w (nothing was changed)", err)
+	}
+	return rec.Seq, nil
+}
+
+// recordFailure completes the record of an accepted operation whose apply
+// then failed.
+func (n *Node) recordFailure(ref uint64, ev audit.Event, err error) {
+	ev.Ref, ev.Err, ev.Result = ref, err, audit.ResultFailed
+	if _, aerr := n.record(ev); aerr != nil {
+		n.log.Error("recording a failed operation", "op", ev.Op, "err", aerr)
+	}
+}
+
+// AuditLog is the node's audit log.
+func (n *Node) AuditLog() *audit.Log { return n.audit }
 
 // Shield exposes the loaded shield (for status and tests).
 func (n *Node) Shield() *shield.Shield { return n.shield }
@@ -210,7 +265,7 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 
 	if req.List == store.Blocklist && !req.Force {
 		if err := n.lockoutGuard(req.Targets); err != nil {
-			return nil, err
+			return nil, n.refuse(req.List, req.Targets, req.Actor, err)
 		}
 	}
 	v4, v6, err := n.store.Count(req.List)
@@ -238,10 +293,19 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 	}
 	max4, max6 := n.capacity(req.List)
 	if v4+new4 > max4 {
-		return nil, fmt.Errorf("%w: IPv4 %s full (%d entries)", ErrRefused, listName(req.List), max4)
+		return nil, n.refuse(req.List, req.Targets, req.Actor, fmt.Errorf("%w: IPv4 %s full (%d entries)", ErrRefused, listName(req.List), max4))
 	}
 	if v6+new6 > max6 {
-		return nil, fmt.Errorf("%w: IPv6 %s full (%d entries)", ErrRefused, listName(req.List), max6)
+		return nil, n.refuse(req.List, req.Targets, req.Actor, fmt.Errorf("%w: IPv6 %s full (%d entries)", ErrRefused, listName(req.List), max6))
+	}
+	ev := mapEvent(audit.OpMapAdd, req.List, req.Targets, req.Actor)
+	ev.Details.(map[string]any)["ttl"] = req.TTL.String()
+	if req.Reason != "" {
+		ev.Details.(map[string]any)["reason"] = req.Reason
+	}
+	seq, err := n.record(ev)
+	if err != nil {
+		return nil, err
 	}
 
 	now := time.Now()
@@ -254,6 +318,7 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 	}
 	stored, err := n.store.Apply(adds, nil)
 	if err != nil {
+		n.recordFailure(seq, ev, err)
 		if errors.Is(err, store.ErrInvalidEntry) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
@@ -261,6 +326,7 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 	}
 	if err := n.shield.PutRules(shield.List(req.List), rulesOf(stored)); err != nil {
 		n.rollbackAdd(req.List, stored, previous)
+		n.recordFailure(seq, ev, err)
 		return nil, fmt.Errorf("updating kernel maps: %w", err)
 	}
 	n.log.Info("list entries added", "list", req.List, "count", len(stored), "ttl", req.TTL, "reason", req.Reason, "actor", req.Actor.String())
@@ -286,6 +352,42 @@ func (n *Node) rollbackAdd(l store.List, stored []store.Entry, previous map[neti
 	}
 	n.shield.DeleteRules(shield.List(l), drop)
 	n.shield.PutRules(shield.List(l), rulesOf(restore))
+}
+
+// maxAuditedTargets is how many targets a map change's record lists; a
+// bulk change beyond it is recorded by count and first and last target.
+const maxAuditedTargets = 64
+
+// mapEvent is the audit event of a change to a list: one target is a
+// map_add or map_remove, more are a map_bulk.
+func mapEvent(op string, l store.List, targets []netip.Prefix, actor Actor) audit.Event {
+	details := map[string]any{"list": string(l), "count": len(targets)}
+	if len(targets) > 1 {
+		details["change"] = map[string]string{audit.OpMapAdd: "add", audit.OpMapRemove: "remove"}[op]
+		op = audit.OpMapBulk
+	}
+	if len(targets) <= maxAuditedTargets {
+		details["targets"] = targets
+	} else {
+		details["first"], details["last"] = targets[0], targets[len(targets)-1]
+	}
+	target := string(l)
+	if len(targets) == 1 {
+		target = targets[0].String()
+	}
+	return audit.Event{Op: op, Target: target, Details: details, Actor: actor.String()}
+}
+
+// refuse records a change a limit or the lockout guard refused and returns
+// the refusal (joined with the audit error, if recording failed).
+func (n *Node) refuse(l store.List, targets []netip.Prefix, actor Actor, refusal error) error {
+	ev := mapEvent(audit.OpLimitRefused, l, targets, actor)
+	ev.Op, ev.Result, ev.Err = audit.OpLimitRefused, audit.ResultRefused, refusal
+	ev.Details.(map[string]any)["change"] = "add"
+	if _, err := n.record(ev); err != nil {
+		return errors.Join(refusal, err)
+	}
+	return refusal
 }
 
 func rulesOf(es []store.Entry) []shield.Rule {
@@ -358,16 +460,25 @@ func (n *Node) Remove(l store.List, targets []netip.Prefix, actor Actor) (int, e
 			return 0, fmt.Errorf("%w: %s is not on the %s", ErrNotFound, p, listName(l))
 		}
 	}
+	ev := mapEvent(audit.OpMapRemove, l, targets, actor)
+	ev.Details.(map[string]any)["auto_blocks_lifted"] = len(lift)
+	seq, err := n.record(ev)
+	if err != nil {
+		return 0, err
+	}
 	if len(keys) > 0 {
 		if _, err := n.store.Apply(nil, keys); err != nil {
+			n.recordFailure(seq, ev, err)
 			return 0, fmt.Errorf("persisting removal: %w", err)
 		}
 		if err := n.shield.DeleteRules(shield.List(l), prefixes); err != nil {
+			n.recordFailure(seq, ev, err)
 			return 0, fmt.Errorf("updating kernel maps (the store is updated; reconciled on next start): %w", err)
 		}
 	}
 	for _, p := range lift {
 		if err := n.shield.Unblock(p); err != nil {
+			n.recordFailure(seq, ev, err)
 			return 0, err
 		}
 	}
@@ -452,6 +563,13 @@ func (n *Node) Reconcile() error {
 				stale = append(stale, p)
 			}
 		}
+		if len(put)+len(stale)+len(expired) > 0 {
+			_, err := n.record(audit.Event{Op: audit.OpMapBulk, Target: string(l), Details: map[string]any{
+				"change": "reconcile", "written": len(put), "removed_stale": len(stale), "expired": len(expired)}})
+			if err != nil {
+				return err
+			}
+		}
 		if len(expired) > 0 {
 			if _, err := n.store.Apply(nil, expired); err != nil {
 				return err
@@ -491,6 +609,15 @@ func (n *Node) Sweep(now time.Time) (int, error) {
 		keys[i] = e.Key()
 		byList[e.List] = append(byList[e.List], e.Prefix)
 	}
+	for _, l := range store.Lists {
+		if ps := byList[l]; len(ps) > 0 {
+			ev := mapEvent(audit.OpMapRemove, l, ps, Actor{})
+			ev.Details.(map[string]any)["expired"] = true
+			if _, err := n.record(ev); err != nil {
+				return 0, err
+			}
+		}
+	}
 	if _, err := n.store.Apply(nil, keys); err != nil {
 		return 0, err
 	}
@@ -516,11 +643,22 @@ func (n *Node) SetSettings(change func(*shield.Settings), actor Actor) (shield.S
 	if err != nil {
 		return st, err
 	}
+	old := n.shield.Settings()
+	ev := audit.Event{Op: audit.OpRate, Target: "shield", Actor: actor.String(), Details: map[string]any{"old": old, "new": st}}
+	if st.Mode != old.Mode {
+		ev.Op, ev.Details = audit.OpMode, map[string]any{"old": old.Mode, "new": st.Mode}
+	}
+	seq, err := n.record(ev)
+	if err != nil {
+		return old, err
+	}
 	if err := n.store.PutSetting(settingsKey, raw); err != nil {
-		return st, fmt.Errorf("persisting settings: %w", err)
+		n.recordFailure(seq, ev, err)
+		return old, fmt.Errorf("persisting settings: %w", err)
 	}
 	if err := n.shield.SetSettings(st); err != nil {
-		return st, err
+		n.recordFailure(seq, ev, err)
+		return old, err
 	}
 	n.log.Info("shield settings changed", "mode", st.Mode, "syn", st.SYN, "udp", st.UDP, "icmp", st.ICMP, "actor", actor.String())
 	return st, nil
@@ -530,7 +668,7 @@ func (n *Node) SetSettings(change func(*shield.Settings), actor Actor) (shield.S
 func (n *Node) Detach(iface string, actor Actor) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.shield.Detach(iface); err != nil {
+	if err := n.shield.DetachBy(iface, actor.String()); err != nil {
 		if errors.Is(err, shield.ErrNotAttached) {
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
 		}

@@ -344,17 +344,20 @@ func attachedMode(ifindex int) XDPMode {
 
 // Detach removes the program from the interface and forgets its link. The
 // decision is audited first: when it cannot be recorded nothing is detached.
-func (s *Shield) Detach(iface string) error {
+func (s *Shield) Detach(iface string) error { return s.DetachBy(iface, "") }
+
+// DetachBy is Detach on behalf of actor, as the audit record names it.
+func (s *Shield) DetachBy(iface, actor string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.isAttached(iface) {
 		return fmt.Errorf("%s: %w", iface, ErrNotAttached)
 	}
-	if err := s.audit(audit.Event{Op: audit.OpDetach, Target: iface}); err != nil {
+	if err := s.audit(audit.Event{Op: audit.OpDetach, Target: iface, Actor: actor}); err != nil {
 		return err
 	}
 	if err := s.detach(iface); err != nil {
-		s.audit(audit.Event{Op: audit.OpDetach, Target: iface, Err: err})
+		s.audit(audit.Event{Op: audit.OpDetach, Target: iface, Actor: actor, Err: err})
 		return err
 	}
 	return nil
