@@ -102,7 +102,14 @@ type Record struct {
 	// Hash is the hex SHA-256 of the record's line up to, not including,
 	// its ",\"hash\":" member.
 	Hash string `json:"hash"`
+
+	line []byte // the exact line, without its newline
 }
+
+// Line returns the record's line exactly as it is in the log, without
+// the newline; nil for a Record that was neither read from nor written to
+// a log.
+func (r Record) Line() []byte { return r.line }
 
 // wireRecord fixes the member order and time format of a line. Hash is
 // not part of it: it is appended after the hashed bytes.
@@ -197,6 +204,7 @@ func seal(r *Record, seq uint64, prev string) ([]byte, error) {
 	if len(line) > MaxLineBytes {
 		return nil, fmt.Errorf("record of %s is %d bytes, limit is %d", r.Op, len(line), MaxLineBytes)
 	}
+	r.line = line[:len(line)-1]
 	return line, nil
 }
 
@@ -228,6 +236,7 @@ func parseLine(line []byte) (Record, error) {
 	r := Record{
 		Seq: w.Seq, Time: t, Op: w.Op, Target: w.Target, Details: w.Details, Actor: w.Actor,
 		Result: w.Result, Error: w.Error, Ref: w.Ref, Prev: w.Prev, Hash: w.Hash,
+		line: bytes.Clone(line),
 	}
 	sum := sha256.Sum256(line[:i])
 	if hex.EncodeToString(sum[:]) != string(line[i+len(hashMember):len(line)-2]) || w.Hash != string(line[i+len(hashMember):len(line)-2]) {
