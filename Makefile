@@ -51,9 +51,10 @@ clean:
 
 # test-kernels boots each kernel of the matrix under QEMU and runs the
 # privileged test packages in it (see docs/KERNELS.md); one summary line per
-# kernel. KERNEL_PKGS lists the packages, KERNEL_TEST_FLAGS adds go test flags.
+# kernel. KERNEL_PKGS lists the packages, KERNEL_TEST_FLAGS adds go test flags,
+# KERNEL_SYSCTLS sets key=value kernel settings in the guests.
 KERNELS     ?= 6.1 6.12
 KERNEL_PKGS ?= ./internal/shield ./internal/testutil ./internal/features ./internal/bpfguard ./internal/privilege ./internal/sandbox
 .PHONY: test-kernels
 test-kernels:
-	KERNELS="$(KERNELS)" KERNEL_PKGS="$(KERNEL_PKGS)" KERNEL_TEST_FLAGS="$(KERNEL_TEST_FLAGS)" ./scripts/kernels/test.sh
+	KERNELS="$(KERNELS)" KERNEL_PKGS="$(KERNEL_PKGS)" KERNEL_TEST_FLAGS="$(KERNEL_TEST_FLAGS)" KERNEL_SYSCTLS="$(KERNEL_SYSCTLS)" ./scripts/kernels/test.sh

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -94,6 +95,11 @@ func guestRun() (out *os.File, token string, status int) {
 			return fail(err)
 		}
 	}
+	for _, kv := range p.Sysctls {
+		if err := setSysctl(kv); err != nil {
+			return fail(err)
+		}
+	}
 	if err := loopbackUp(); err != nil {
 		return fail(err)
 	}
@@ -134,6 +140,19 @@ func loadModule(file string) error {
 	}
 	if err := unix.FinitModule(int(f.Fd()), "", flags); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("loading module %s: %w", file, err)
+	}
+	return nil
+}
+
+// setSysctl applies "kernel.perf_event_paranoid=2" through /proc/sys.
+func setSysctl(kv string) error {
+	key, value, ok := strings.Cut(kv, "=")
+	if !ok || key == "" {
+		return fmt.Errorf("sysctl %q: want key=value", kv)
+	}
+	file := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	if err := os.WriteFile(file, []byte(value), 0); err != nil {
+		return fmt.Errorf("sysctl %s: %w", key, err)
 	}
 	return nil
 }

@@ -39,12 +39,20 @@ type Config struct {
 	// Binary is the statically linked test binary and Args its arguments.
 	Binary string
 	Args   []string
-	// Dir is mirrored into the guest at the same path and is the test's
-	// working directory (go test runs a test binary in its package's
-	// directory, where testdata lives). Empty for /.
+	// Dir is the test's working directory (go test runs a test binary in
+	// its package's directory, where testdata lives). Empty for /.
 	Dir string
+	// Tree is copied into the guest at the same path; it must hold Dir.
+	// Empty for the Go module around Dir (tests may read files of sibling
+	// packages, such as a committed eBPF object), or Dir itself outside a
+	// module.
+	Tree string
 	// Env is the test's environment; CI=true is added unless it is set.
 	Env []string
+	// Sysctls are key=value kernel settings applied before the test, to
+	// reproduce a host's tuning; none by default, so the guest keeps the
+	// distribution's defaults.
+	Sysctls []string
 	// CPUs and MemoryMB size the guest (default 2 and 1024).
 	CPUs, MemoryMB int
 	// Timeout bounds the whole guest run, boot included (default 10m).
@@ -152,6 +160,9 @@ func (cfg *Config) defaults() {
 	if cfg.Dir == "" {
 		cfg.Dir = "/"
 	}
+	if cfg.Tree == "" {
+		cfg.Tree = moduleRoot(cfg.Dir)
+	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
 	}
@@ -245,12 +256,15 @@ func (cfg *Config) writeInitramfs(file, token string) error {
 	if err := c.CopyFile(cfg.Binary, cfg.Binary); err != nil {
 		return err
 	}
-	if err := mirrorDir(c, cfg.Dir, cfg.Binary); err != nil {
+	if rel, err := filepath.Rel(cfg.Tree, cfg.Dir); err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("working directory %s is outside the copied tree %s", cfg.Dir, cfg.Tree)
+	}
+	if err := mirrorDir(c, cfg.Tree, cfg.Binary); err != nil {
 		return err
 	}
 	p := plan{
 		Binary: cfg.Binary, Args: cfg.Args, Dir: cfg.Dir,
-		Env: guestEnv(cfg.Env), Modules: guestPaths(modules), Token: token,
+		Env: guestEnv(cfg.Env), Modules: guestPaths(modules), Sysctls: cfg.Sysctls, Token: token,
 	}
 	data, err := json.Marshal(p)
 	if err != nil {
@@ -356,6 +370,19 @@ func checkStatic(file string) error {
 		}
 	}
 	return nil
+}
+
+// moduleRoot returns the nearest directory at or above dir holding go.mod,
+// or dir when there is none.
+func moduleRoot(dir string) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if d == filepath.Dir(d) {
+			return dir
+		}
+	}
 }
 
 // mirrorDir copies the tree at dir into the archive at the same path,

@@ -31,3 +31,20 @@ func TestCheckStatic(t *testing.T) {
 		t.Error("a source file passed as a static binary")
 	}
 }
+
+func TestModuleRoot(t *testing.T) {
+	root := t.TempDir()
+	pkg := root + "/internal/pkg"
+	if err := os.MkdirAll(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := moduleRoot(pkg); got != pkg {
+		t.Errorf("without go.mod: moduleRoot = %s, want the directory itself", got)
+	}
+	if err := os.WriteFile(root+"/go.mod", []byte("module x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := moduleRoot(pkg); got != root {
+		t.Errorf("moduleRoot = %s, want %s", got, root)
+	}
+}

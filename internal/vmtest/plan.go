@@ -22,6 +22,7 @@ type plan struct {
 	Dir     string   `json:"dir"`     // working directory
 	Env     []string `json:"env"`     // complete environment
 	Modules []string `json:"modules"` // module files to load, in order
+	Sysctls []string `json:"sysctls"` // key=value settings applied before the test
 	Token   string   `json:"token"`   // makes the status marker unforgeable by test output
 }
 

@@ -10,6 +10,8 @@
 #                      out with a note (default: every package that loads
 #                      eBPF, uses namespaces or seccomp)
 #   KERNEL_TEST_FLAGS  extra go test flags, e.g. -run or -short
+#   KERNEL_SYSCTLS     key=value kernel settings for the guests (default none:
+#                      Debian's own defaults, e.g. kernel.perf_event_paranoid=3)
 #   AEGIS_KERNEL_CACHE where fetch.sh keeps the kernels
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +19,10 @@ cd "$(dirname "$0")/../.."
 kernels=(${KERNELS:-6.1 6.12})
 candidates=(${KERNEL_PKGS:-./internal/shield ./internal/testutil ./internal/features ./internal/bpfguard ./internal/privilege ./internal/sandbox})
 flags=(${KERNEL_TEST_FLAGS:-})
+sysctls=""
+for kv in ${KERNEL_SYSCTLS:-}; do
+	sysctls+=" -sysctl $kv"
+done
 
 pkgs=()
 for p in "${candidates[@]}"; do
@@ -46,7 +52,7 @@ for i in "${!kernels[@]}"; do
 	# -p 1: one guest at a time, each emulating two CPUs on this 2-core
 	# machine. The wrapper's bound sits above go test's own -timeout.
 	if CGO_ENABLED=0 go test -count=1 -p 1 -timeout 10m \
-		-exec "$tmp/vmexec -kernel $dir -timeout 12m" "${flags[@]}" "${pkgs[@]}"; then
+		-exec "$tmp/vmexec -kernel $dir -timeout 12m$sysctls" "${flags[@]}" "${pkgs[@]}"; then
 		result=PASS
 	else
 		result=FAIL failed=1

@@ -52,8 +52,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.CPUs, "smp", 2, "guest CPUs")
 	fs.IntVar(&cfg.MemoryMB, "m", 1024, "guest memory in MiB")
 	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU binary")
-	var env multiFlag
+	var env, sysctls multiFlag
 	fs.Var(&env, "env", "KEY=VALUE for the test's environment (repeatable)")
+	fs.Var(&sysctls, "sysctl", "key=value kernel setting in the guest, e.g. kernel.perf_event_paranoid=2 (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -64,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *modules != "" {
 		cfg.Modules = strings.Split(*modules, ",")
 	}
-	cfg.Env = env
+	cfg.Env, cfg.Sysctls = env, sysctls
 	cfg.Binary, cfg.Args = fs.Arg(0), fs.Args()[1:]
 	self, err := os.Executable()
 	if err != nil {
