@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command vmexec is a `go test -exec` wrapper that runs each test binary
 // inside a QEMU guest booted on another kernel:
 //
