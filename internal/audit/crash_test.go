@@ -207,3 +207,34 @@ func TestUnacknowledgedRecordsAreMarked(t *testing.T) {
 		t.Errorf("VerifyDir after Open = %+v", res)
 	}
 }
+
+// TestUnacknowledgedRecordsBeforeRotation covers a crash after a group
+// commit that rotated: the head still points into the file before the
+// newest one.
+func TestUnacknowledgedRecordsBeforeRotation(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, Options{MaxFileBytes: 1500})
+	recs := appendN(t, l, "r", 20)
+	l.Close()
+	files, _ := Files(dir)
+	if len(files) < 3 {
+		t.Fatalf("%d files", len(files))
+	}
+	newest, _ := firstSeqOf(files[len(files)-1])
+	stale := recs[newest-3] // two records before the newest file
+	slot := head{Seq: stale.Seq, Hash: stale.Hash}.slot()
+	os.WriteFile(dir+"/"+HeadFile, append(slot, slot...), 0o640)
+
+	res := mustVerifyDir(t, dir)
+	if res.Unacknowledged != 20-stale.Seq {
+		t.Fatalf("VerifyDir = %+v", res)
+	}
+	l = openTest(t, dir, Options{MaxFileBytes: 1500})
+	if seq, _ := l.Head(); seq != 21 {
+		t.Errorf("Head after Open = %d, want the recovery record 21", seq)
+	}
+	l.Close()
+	if res := mustVerifyDir(t, dir); res.LastSeq != 21 || res.Unacknowledged != 0 {
+		t.Errorf("VerifyDir after Open = %+v", res)
+	}
+}

@@ -367,21 +367,32 @@ func (l *Log) resume() (*Event, error) {
 		l.seq, l.hash, l.durable, l.size = 0, Genesis, h, 0
 		return nil, nil
 	}
-	last := files[len(files)-1]
-	if len(files) > 1 {
-		prev, err := lastRecord(files[len(files)-2])
+	// Check from the file holding the record after the head: normally the
+	// newest, but a crash after a rotation can leave unacknowledged
+	// records in the file before it.
+	from := 0
+	for i, p := range files {
+		if seq, _ := firstSeqOf(p); seq <= h.Seq+1 {
+			from = i
+		}
+	}
+	if from > 0 {
+		prev, err := lastRecord(files[from-1])
 		if err != nil {
 			return nil, err
 		}
 		if h.Seq < prev.Seq || (h.Seq == prev.Seq && h.Hash != prev.Hash) {
-			return nil, &TamperError{Seq: prev.Seq, File: files[len(files)-2], Reason: "does not match the head file (edited or rewritten)"}
+			return nil, &TamperError{Seq: prev.Seq, File: files[from-1], Reason: "does not match the head file (edited or rewritten)"}
 		}
 		c.nextSeq, c.prev = prev.Seq+1, prev.Hash
 		c.res.LastSeq, c.res.LastHash = prev.Seq, prev.Hash
 	}
-	if err := c.file(last, true); err != nil {
-		return nil, err
+	for i, p := range files[from:] {
+		if err := c.file(p, from+i == len(files)-1); err != nil {
+			return nil, err
+		}
 	}
+	last := files[len(files)-1]
 	if err := c.finish(last); err != nil {
 		return nil, err
 	}

@@ -106,6 +106,9 @@ func TestAppendWritesVerifiableRecords(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
 		t.Fatal(err)
 	}
+	if string(recs[0].Line()) != lines[0] {
+		t.Errorf("Line() = %s, file has %s", recs[0].Line(), lines[0])
+	}
 	if !first.Time.Equal(recs[0].Time) || first.Hash != recs[0].Hash || string(first.Details) != `{"list":"block","ttl":"1h"}` {
 		t.Errorf("line 1 decodes to %+v, Append returned %+v", first, recs[0])
 	}

@@ -3,9 +3,11 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -141,6 +143,63 @@ func TestFullDiskFailsClosed(t *testing.T) {
 	}
 	l.Close()
 	mustVerifyDir(t, dir)
+}
+
+// TestFullDiskConcurrentAppends checks group commit under failure: the
+// log holds exactly the records that were acknowledged.
+func TestFullDiskConcurrentAppends(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := filepath.Join(mountTmpfs(t, "64k"), "audit")
+	l := openTest(t, dir, Options{})
+	pad := strings.Repeat("y", 700)
+	var mu sync.Mutex
+	acked := make(map[string]bool)
+	refused := 0
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				target := fmt.Sprintf("w%d-%d", w, i)
+				_, err := l.Append(context.Background(), Event{Op: OpMapAdd, Target: target, Details: pad})
+				mu.Lock()
+				if err == nil {
+					acked[target] = true
+				} else {
+					refused++
+				}
+				mu.Unlock()
+				if err != nil {
+					if !errors.Is(err, syscall.ENOSPC) {
+						t.Errorf("Append = %v, want ENOSPC", err)
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	l.Close()
+
+	res := mustVerifyDir(t, dir)
+	files, _ := Files(dir)
+	inLog := make(map[string]bool)
+	for _, p := range files {
+		recs, _, _ := readRecords(p, 0)
+		for _, r := range recs {
+			inLog[r.Target] = true
+		}
+	}
+	if len(inLog) != len(acked) || uint64(len(acked)) != res.Records || res.Unacknowledged != 0 {
+		t.Errorf("%d acknowledged, %d in the log, VerifyDir %+v", len(acked), len(inLog), res)
+	}
+	for target := range acked {
+		if !inLog[target] {
+			t.Errorf("acknowledged %s is not in the log", target)
+		}
+	}
+	if refused != 8 || len(acked) == 0 {
+		t.Errorf("%d refused, %d acknowledged: the test did not fill the disk as intended", refused, len(acked))
+	}
 }
 
 func TestImmutableFilesFailClosed(t *testing.T) {
