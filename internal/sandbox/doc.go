@@ -1,0 +1,26 @@
+// Package sandbox runs untrusted payloads in locked-down worker processes:
+// the aegis binary re-executed by a supervisor as `aegis sandbox-worker`.
+//
+// A worker lives in new user, pid, mount, net, ipc, uts and cgroup
+// namespaces, with an empty read-only root (tmpfs + pivot_root), no file
+// descriptor but its IPC socket, uid and gid nobody, no capabilities,
+// rlimits, no_new_privs, dumpable 0, speculative store bypass disabled,
+// Landlock denying all filesystem and network access, and finally a
+// deny-by-default seccomp filter (Policy) installed on every thread. The
+// supervisor (Pool) keeps a set of workers, sends them requests as framed
+// messages over a socketpair, serves their host calls itself, counts and
+// attributes seccomp violations through a user-notification listener, and
+// kills and replaces a worker that overruns a deadline, crashes or breaks
+// the protocol.
+//
+// The payload is a Handler chosen by name when the pool is built; this
+// package ships test handlers (echo, sleep, crash, call-host) and the
+// self-test (escape attempts and the syscall sweep), which the supervisor
+// selects and a payload cannot. It does not run WebAssembly itself, and it
+// does not implement the host services (key-value store, fetch, log): the
+// caller supplies a HostServer that applies the function's policy.
+//
+// The package is Linux-only and the supervisor must run as root (it writes
+// a two-line uid map: the worker's setup runs as root of its own user
+// namespace, then drops to nobody).
+package sandbox

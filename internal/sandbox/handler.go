@@ -1,0 +1,101 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Handler is the payload a worker runs for each request: the Wasm runtime
+// later, the test handlers now. It runs inside the sandbox, so whatever it
+// needs from the outside world it asks for through host.
+type Handler interface {
+	Handle(ctx context.Context, req []byte, host HostCaller) ([]byte, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req []byte, host HostCaller) ([]byte, error)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, req []byte, host HostCaller) ([]byte, error) {
+	return f(ctx, req, host)
+}
+
+// HostCaller is the worker's only way out: a call the supervisor serves
+// (key-value store, fetch, log) under the function's policy.
+type HostCaller interface {
+	Call(ctx context.Context, op string, data []byte) ([]byte, error)
+}
+
+// HostServer serves workers' host calls in the supervisor, for the function
+// whose request is in flight. It must apply that function's policy: the
+// worker is not trusted.
+type HostServer interface {
+	ServeHost(ctx context.Context, function, op string, data []byte) ([]byte, error)
+}
+
+// HostServerFunc adapts a function to HostServer.
+type HostServerFunc func(ctx context.Context, function, op string, data []byte) ([]byte, error)
+
+// ServeHost calls f.
+func (f HostServerFunc) ServeHost(ctx context.Context, function, op string, data []byte) ([]byte, error) {
+	return f(ctx, function, op, data)
+}
+
+// Names of the handlers BuiltinHandlers provides.
+const (
+	HandlerEcho     = "echo"      // answers the request
+	HandlerSleep    = "sleep"     // never answers (deadline tests)
+	HandlerCrash    = "crash"     // dies mid-request
+	HandlerCallHost = "call-host" // request "op:data": one host call, its answer
+	HandlerSelftest = "selftest"  // request "escape PID PORT" or "sweep"
+)
+
+// BuiltinHandlers returns the handlers this package ships: test payloads
+// and the self-test. Only the supervisor picks a worker's handler; nothing
+// a payload does can reach another one.
+func BuiltinHandlers() map[string]Handler {
+	return map[string]Handler{
+		HandlerEcho: HandlerFunc(func(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
+			return req, nil
+		}),
+		HandlerSleep: HandlerFunc(func(context.Context, []byte, HostCaller) ([]byte, error) {
+			select {} // ignores its deadline: the supervisor must kill it
+		}),
+		HandlerCrash: HandlerFunc(func(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
+			if string(req) == "panic" {
+				panic("sandbox: crash handler")
+			}
+			os.Exit(3)
+			return nil, nil
+		}),
+		HandlerCallHost: HandlerFunc(func(ctx context.Context, req []byte, host HostCaller) ([]byte, error) {
+			op, data, ok := strings.Cut(string(req), ":")
+			if !ok {
+				return nil, errors.New("want op:data")
+			}
+			return host.Call(ctx, op, []byte(data))
+		}),
+		HandlerSelftest: HandlerFunc(selftest),
+	}
+}
+
+func selftest(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
+	f := strings.Fields(string(req))
+	switch {
+	case len(f) == 3 && f[0] == "escape":
+		var pid, port int
+		if _, err := fmt.Sscan(f[1], &pid); err != nil {
+			return nil, fmt.Errorf("supervisor pid: %w", err)
+		}
+		if _, err := fmt.Sscan(f[2], &port); err != nil {
+			return nil, fmt.Errorf("port: %w", err)
+		}
+		return encodeAttempts(escapeAttempts(pid, port)), nil
+	case len(f) == 1 && f[0] == "sweep":
+		return encodeSweep(sweep()), nil
+	}
+	return nil, fmt.Errorf("selftest: unknown request %q", req)
+}

@@ -1,0 +1,15 @@
+package sandbox
+
+import (
+	"os"
+	"testing"
+)
+
+// The test binary is also the worker binary: the pool re-executes it as
+// `aegis sandbox-worker` (Config.Executable defaults to /proc/self/exe).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == WorkerCommand[1] {
+		WorkerMain(BuiltinHandlers())
+	}
+	os.Exit(m.Run())
+}

@@ -1,0 +1,556 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config describes a pool of workers. Zero fields take the defaults noted.
+type Config struct {
+	// Size is the number of workers (default 2).
+	Size int
+	// Handler names the payload every worker runs (see BuiltinHandlers).
+	Handler string
+	// Executable is the aegis binary to re-execute (default /proc/self/exe).
+	Executable string
+	// Timeout is a request's deadline when its context has none (default 10s).
+	Timeout time.Duration
+	// StartTimeout bounds a worker's start, from exec to ready (default 5s).
+	StartTimeout time.Duration
+	// MaxFrame bounds a message's payload both ways (default DefaultMaxFrame).
+	MaxFrame int
+	// Memory and Pids cap each worker through its cgroup (default 256 MiB
+	// and 64), when the host offers a writable one.
+	Memory int64
+	Pids   int64
+	// NoFile and NProc are the worker's rlimits (default 16 and 64).
+	NoFile uint64
+	NProc  uint64
+	// Host serves host calls; nil answers every host call with an error.
+	Host HostServer
+	// PlainDeny makes the filter deny in the kernel (EPERM) instead of
+	// handing denied calls to the supervisor, which then cannot count them.
+	PlainDeny bool
+	// Logger receives worker lifecycle and violation records (default: none).
+	Logger *slog.Logger
+	// Stderr, for debugging, keeps the workers' stderr open and copies it
+	// here (default: closed in the worker).
+	Stderr io.Writer
+}
+
+func (c Config) withDefaults() Config {
+	if c.Size <= 0 {
+		c.Size = 2
+	}
+	if c.Executable == "" {
+		c.Executable = "/proc/self/exe"
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = 5 * time.Second
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = DefaultMaxFrame
+	}
+	if c.Memory == 0 {
+		c.Memory = 256 << 20
+	}
+	if c.Pids == 0 {
+		c.Pids = 64
+	}
+	if c.NoFile == 0 {
+		c.NoFile = 16
+	}
+	if c.NProc == 0 {
+		c.NProc = 64
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Errors of Pool.Do, matched with errors.Is. ErrorStatus maps them to HTTP.
+var (
+	ErrWorkerCrashed = errors.New("sandbox worker died")
+	ErrDeadline      = errors.New("sandbox worker overran the deadline")
+	ErrProtocol      = errors.New("sandbox worker broke the protocol")
+	ErrNoWorker      = errors.New("no sandbox worker became free in time")
+	ErrPoolClosed    = errors.New("sandbox pool is closed")
+)
+
+// HandlerError is the payload's own failure; the worker is healthy.
+type HandlerError struct{ Msg string }
+
+func (e *HandlerError) Error() string { return "function failed: " + e.Msg }
+
+// ErrorStatus is the HTTP status and the aegis-error header value for an
+// error of Pool.Do: 502 when the worker or the function failed, 503 when
+// no answer could be had in time.
+func ErrorStatus(err error) (int, string) {
+	var he *HandlerError
+	switch {
+	case errors.As(err, &he):
+		return http.StatusBadGateway, "function-error"
+	case errors.Is(err, ErrWorkerCrashed):
+		return http.StatusBadGateway, "worker-crashed"
+	case errors.Is(err, ErrProtocol):
+		return http.StatusBadGateway, "worker-protocol"
+	case errors.Is(err, ErrDeadline):
+		return http.StatusServiceUnavailable, "deadline-exceeded"
+	case errors.Is(err, ErrNoWorker):
+		return http.StatusServiceUnavailable, "no-worker"
+	case errors.Is(err, ErrPoolClosed):
+		return http.StatusServiceUnavailable, "shutting-down"
+	}
+	return http.StatusBadGateway, "sandbox"
+}
+
+// Stats are a pool's counters.
+type Stats struct {
+	Live     int    // workers alive now
+	Started  uint64 // workers started, replacements included
+	Replaced uint64 // workers killed or lost and replaced
+	// Violations counts denied syscalls by function ("" for a worker
+	// between requests) and by syscall name; empty with PlainDeny.
+	Violations          map[string]uint64
+	ViolationsBySyscall map[string]uint64
+}
+
+// Pool is the supervisor: it keeps Size workers, hands each request to an
+// idle one, serves its host calls, and replaces a worker that fails.
+type Pool struct {
+	cfg  Config
+	idle chan *worker
+	done chan struct{}
+	wg   sync.WaitGroup // replacements being started
+
+	mu         sync.Mutex
+	workers    map[*worker]bool
+	closed     bool
+	started    uint64
+	replaced   uint64
+	violations map[string]uint64
+	bySyscall  map[string]uint64
+	nextID     uint64
+}
+
+type worker struct {
+	id       uint64
+	cmd      *exec.Cmd
+	sock     *os.File
+	conn     *frameConn
+	pidfd    int
+	listener *os.File
+	cg       *workerCgroup
+	report   Report
+	exited   chan struct{}
+	function atomic.Pointer[string]
+	retire   sync.Once
+	logged   atomic.Int32
+}
+
+// NewPool starts cfg.Size workers and returns once all are ready.
+func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Handler == "" {
+		return nil, errors.New("sandbox: no handler named")
+	}
+	p := &Pool{
+		cfg: cfg, idle: make(chan *worker, cfg.Size), done: make(chan struct{}),
+		workers: map[*worker]bool{}, violations: map[string]uint64{}, bySyscall: map[string]uint64{},
+	}
+	for range cfg.Size {
+		w, err := p.spawn(ctx)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.idle <- w
+	}
+	return p, nil
+}
+
+// Do runs one request for function in a worker and returns the response.
+// The deadline is ctx's, or cfg.Timeout; a worker that overruns it is killed.
+func (p *Pool) Do(ctx context.Context, function string, req []byte) ([]byte, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(p.cfg.Timeout)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	w, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.function.Store(&function)
+	out, err := p.roundTrip(ctx, w, function, req, deadline)
+	w.function.Store(nil)
+	var he *HandlerError
+	if err != nil && !errors.As(err, &he) {
+		p.retireWorker(w, err)
+		return nil, err
+	}
+	p.idle <- w
+	return out, err
+}
+
+func (p *Pool) acquire(ctx context.Context) (*worker, error) {
+	for {
+		select {
+		case w := <-p.idle:
+			select {
+			case <-w.exited:
+				p.retireWorker(w, ErrWorkerCrashed)
+				continue
+			default:
+				return w, nil
+			}
+		case <-p.done:
+			return nil, ErrPoolClosed
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrNoWorker, ctx.Err())
+		}
+	}
+}
+
+func (p *Pool) roundTrip(ctx context.Context, w *worker, function string, req []byte, deadline time.Time) ([]byte, error) {
+	w.sock.SetDeadline(deadline)
+	// A caller that gives up early stops the exchange at once.
+	stop := context.AfterFunc(ctx, func() { w.sock.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	defer w.sock.SetDeadline(time.Time{})
+	const id = 1 // one request at a time per worker
+	if err := w.conn.write(frame{typ: msgRequest, id: id, payload: encodeRequest(int64(time.Until(deadline)), req)}); err != nil {
+		return nil, p.ioError(ctx, w, err)
+	}
+	for {
+		f, err := w.conn.read()
+		if err != nil {
+			return nil, p.ioError(ctx, w, err)
+		}
+		if f.id != id {
+			return nil, fmt.Errorf("%w: %s frame for id %d", ErrProtocol, f.typ, f.id)
+		}
+		switch f.typ {
+		case msgResponse:
+			return f.payload, nil
+		case msgError:
+			return nil, &HandlerError{Msg: string(f.payload)}
+		case msgHostCall:
+			reply := p.serveHost(ctx, function, f.payload)
+			reply.id = id
+			if err := w.conn.write(reply); err != nil {
+				return nil, p.ioError(ctx, w, err)
+			}
+		default:
+			return nil, fmt.Errorf("%w: unexpected %s frame", ErrProtocol, f.typ)
+		}
+	}
+}
+
+func (p *Pool) serveHost(ctx context.Context, function string, payload []byte) frame {
+	op, data, err := decodeHostCall(payload)
+	if err == nil && p.cfg.Host == nil {
+		err = errors.New("no host services")
+	}
+	var out []byte
+	if err == nil {
+		out, err = p.cfg.Host.ServeHost(ctx, function, op, data)
+	}
+	if err == nil && len(out) > p.cfg.MaxFrame {
+		err = fmt.Errorf("host reply of %d bytes: %w", len(out), ErrFrameTooLarge)
+	}
+	if err != nil {
+		return frame{typ: msgHostError, payload: []byte(err.Error())}
+	}
+	return frame{typ: msgHostReply, payload: out}
+}
+
+// ioError names what an I/O failure with a worker means.
+func (p *Pool) ioError(ctx context.Context, w *worker, err error) error {
+	switch {
+	case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrBadFrame):
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w: caller gave up: %w", ErrDeadline, ctx.Err())
+		}
+		return ErrDeadline
+	}
+	select {
+	case <-w.exited:
+		return fmt.Errorf("%w: %s", ErrWorkerCrashed, w.cmd.ProcessState)
+	case <-time.After(100 * time.Millisecond):
+		return fmt.Errorf("%w: %w", ErrWorkerCrashed, err)
+	}
+}
+
+// spawn starts one worker and waits until it is ready.
+func (p *Pool) spawn(ctx context.Context) (*worker, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrPoolClosed
+	}
+	p.nextID++
+	w := &worker{id: p.nextID, pidfd: -1, exited: make(chan struct{})}
+	p.mu.Unlock()
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, err
+	}
+	w.sock = os.NewFile(uintptr(fds[0]), "sandbox-ipc")
+	child := os.NewFile(uintptr(fds[1]), "sandbox-ipc-worker")
+	defer child.Close()
+	w.conn = newFrameConn(w.sock, p.cfg.MaxFrame)
+
+	w.cmd = &exec.Cmd{
+		Path:       p.cfg.Executable,
+		Args:       WorkerCommand,
+		Env:        []string{},
+		Dir:        "/",
+		ExtraFiles: []*os.File{child},
+		Stderr:     p.cfg.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWNET |
+				unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWCGROUP,
+			// Root of the new user namespace sets the worker up, then
+			// drops to nobody; no other id exists inside.
+			UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: nobody, HostID: nobody, Size: 1}},
+			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: nobody, HostID: nobody, Size: 1}},
+			GidMappingsEnableSetgroups: true,
+			Credential:                 &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
+			Pdeathsig:                  syscall.SIGKILL,
+			PidFD:                      &w.pidfd,
+		},
+	}
+	cg, cgDesc, cgErr := newWorkerCgroup(fmt.Sprintf("w%d-%d", os.Getpid(), w.id), p.cfg.Memory, p.cfg.Pids)
+	if cgErr != nil {
+		cgDesc = "unavailable: " + cgErr.Error()
+	}
+	w.cg = cg
+	if err := w.cmd.Start(); err != nil {
+		w.sock.Close()
+		p.cleanup(w)
+		return nil, fmt.Errorf("starting worker: %w", err)
+	}
+	go func() {
+		w.cmd.Wait()
+		close(w.exited)
+	}()
+	fail := func(err error) (*worker, error) {
+		p.retireWorker(w, err)
+		return nil, fmt.Errorf("worker %d: %w", w.cmd.Process.Pid, err)
+	}
+	p.mu.Lock()
+	closed := p.closed
+	if !closed {
+		p.workers[w] = true
+		p.started++
+	}
+	p.mu.Unlock()
+	if closed {
+		return fail(ErrPoolClosed)
+	}
+	if cg != nil {
+		if err := cg.join(w.cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
+	}
+	init, _ := json.Marshal(workerConfig{
+		Handler: p.cfg.Handler, NoFile: p.cfg.NoFile, NProc: p.cfg.NProc,
+		Notify: !p.cfg.PlainDeny, MaxFrame: p.cfg.MaxFrame, KeepStderr: p.cfg.Stderr != nil,
+	})
+	deadline := time.Now().Add(p.cfg.StartTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	w.sock.SetDeadline(deadline)
+	if err := w.conn.write(frame{typ: msgInit, payload: init}); err != nil {
+		return fail(p.ioError(ctx, w, err))
+	}
+	f, err := w.conn.read()
+	if err != nil {
+		return fail(p.ioError(ctx, w, err))
+	}
+	switch f.typ {
+	case msgReady:
+	case msgError:
+		return fail(fmt.Errorf("set-up failed: %s", f.payload))
+	default:
+		return fail(fmt.Errorf("%w: %s frame instead of ready", ErrProtocol, f.typ))
+	}
+	if err := json.Unmarshal(f.payload, &w.report); err != nil {
+		return fail(fmt.Errorf("%w: ready report: %w", ErrProtocol, err))
+	}
+	w.report.PID = w.cmd.Process.Pid
+	w.report.Cgroup = cgDesc
+	w.report.Violations = "not observable (kernel EPERM)"
+	if !p.cfg.PlainDeny {
+		l, err := takeListener(w.pidfd, w.report.ListenerFD)
+		if err != nil {
+			return fail(err)
+		}
+		w.listener = l
+		w.report.Violations = "counted and attributed by the supervisor (user notification)"
+		go func() {
+			if err := serveNotifications(l, func(d seccompData) { p.violation(w, d) }); err != nil && !errors.Is(err, os.ErrClosed) {
+				p.cfg.Logger.Warn("sandbox: seccomp listener failed", "pid", w.report.PID, "err", err)
+			}
+		}()
+	}
+	if err := w.conn.write(frame{typ: msgAck}); err != nil {
+		return fail(p.ioError(ctx, w, err))
+	}
+	w.sock.SetDeadline(time.Time{})
+	p.cfg.Logger.Debug("sandbox: worker ready", "pid", w.report.PID, "setup", w.report.SetupTime)
+	return w, nil
+}
+
+func (p *Pool) violation(w *worker, d seccompData) {
+	fn := ""
+	if f := w.function.Load(); f != nil {
+		fn = *f
+	}
+	name := syscallName(d.Nr)
+	p.mu.Lock()
+	p.violations[fn]++
+	p.bySyscall[name]++
+	p.mu.Unlock()
+	if w.logged.Add(1) <= 8 {
+		p.cfg.Logger.Warn("sandbox: syscall denied", "function", fn, "syscall", name, "pid", w.report.PID)
+	}
+}
+
+// retireWorker kills a worker, reaps it, releases what it held and starts
+// a replacement unless the pool is closing. It runs once per worker.
+func (p *Pool) retireWorker(w *worker, cause error) {
+	w.retire.Do(func() {
+		if w.cmd.Process != nil {
+			w.cmd.Process.Kill()
+			<-w.exited
+		}
+		w.sock.Close()
+		p.cleanup(w)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.workers, w)
+		if p.closed {
+			return
+		}
+		p.replaced++
+		p.cfg.Logger.Info("sandbox: replacing worker", "pid", w.report.PID, "cause", cause)
+		// Added under mu while open: Close's Wait comes after.
+		p.wg.Add(1)
+		go p.replace()
+	})
+}
+
+func (p *Pool) cleanup(w *worker) {
+	if w.listener != nil {
+		w.listener.Close()
+	}
+	if w.pidfd >= 0 {
+		unix.Close(w.pidfd)
+		w.pidfd = -1
+	}
+	if w.cg != nil {
+		if err := w.cg.remove(); err != nil {
+			p.cfg.Logger.Warn("sandbox: removing cgroup", "err", err)
+		}
+	}
+}
+
+func (p *Pool) replace() {
+	defer p.wg.Done()
+	backoff := 10 * time.Millisecond
+	for {
+		w, err := p.spawn(context.Background())
+		if err == nil {
+			p.idle <- w
+			return
+		}
+		if errors.Is(err, ErrPoolClosed) {
+			return
+		}
+		p.cfg.Logger.Error("sandbox: starting a replacement worker", "err", err)
+		select {
+		case <-p.done:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// Close kills every worker and waits until all are reaped and cleaned up.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	close(p.done)
+	ws := make([]*worker, 0, len(p.workers))
+	for w := range p.workers {
+		ws = append(ws, w)
+	}
+	p.mu.Unlock()
+	// A worker being retired elsewhere is waited for by its sync.Once.
+	for _, w := range ws {
+		p.retireWorker(w, ErrPoolClosed)
+	}
+	p.wg.Wait()
+	return nil
+}
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := Stats{Live: len(p.workers), Started: p.started, Replaced: p.replaced,
+		Violations: map[string]uint64{}, ViolationsBySyscall: map[string]uint64{}}
+	for k, v := range p.violations {
+		s.Violations[k] = v
+	}
+	for k, v := range p.bySyscall {
+		s.ViolationsBySyscall[k] = v
+	}
+	return s
+}
+
+// Reports returns the set-up report of every live worker.
+func (p *Pool) Reports() []Report {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Report
+	for w := range p.workers {
+		out = append(out, w.report)
+	}
+	return out
+}

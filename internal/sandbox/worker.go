@@ -1,0 +1,425 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// WorkerCommand is the command line a worker runs under (and ps shows).
+var WorkerCommand = []string{"aegis", "sandbox-worker"}
+
+// ipcFD is where the supervisor puts the worker's end of the socketpair.
+const ipcFD = 3
+
+// nobody is the uid and gid a worker serves as.
+const nobody = 65534
+
+// workerConfig is what the supervisor tells a new worker (msgInit).
+type workerConfig struct {
+	Handler    string `json:"handler"`
+	NoFile     uint64 `json:"nofile"`
+	NProc      uint64 `json:"nproc"`
+	Notify     bool   `json:"notify"`
+	MaxFrame   int    `json:"max_frame"`
+	KeepStderr bool   `json:"keep_stderr"`
+}
+
+// Report is what a worker set up, sent to the supervisor once it is ready
+// (the supervisor adds what only it knows: PID, Cgroup, Violations).
+type Report struct {
+	PID        int            `json:"pid"`
+	Arch       string         `json:"arch"`
+	UID        int            `json:"uid"`
+	GID        int            `json:"gid"`
+	Root       string         `json:"root"`
+	Rlimits    string         `json:"rlimits"`
+	Landlock   LandlockStatus `json:"landlock"`
+	SSBD       string         `json:"ssbd"`
+	Seccomp    string         `json:"seccomp"`
+	Violations string         `json:"violations"`
+	Cgroup     string         `json:"cgroup"`
+	Threads    int            `json:"threads"`
+	// ListenerFD is the worker's seccomp listener, which the supervisor
+	// takes with pidfd_getfd; -1 without one.
+	ListenerFD int `json:"listener_fd"`
+	// SetupTime is the worker's set-up, from its main to its filter.
+	SetupTime time.Duration `json:"setup_ns"`
+}
+
+// Exit codes of a worker that could not start serving.
+const (
+	exitSetup    = 70 // set-up failed (the reason went to the supervisor)
+	exitProtocol = 71 // the supervisor broke the protocol
+)
+
+// WorkerMain turns this process into a sandbox worker and serves requests
+// with handlers[name], the name chosen by the supervisor, until the
+// supervisor hangs up. It never returns. It must be called as early as
+// possible by the command the supervisor starts (WorkerCommand).
+func WorkerMain(handlers map[string]Handler) {
+	// Per-thread restrictions that cannot reach every thread (see
+	// allThreadsSyscall) are made on this thread, which then serves.
+	runtime.LockOSThread()
+	start := time.Now()
+	raw := newFrameConn(fdReadWriter(ipcFD), DefaultMaxFrame)
+	cfg, err := readInit(raw)
+	if err != nil {
+		os.Exit(exitProtocol)
+	}
+	h, ok := handlers[cfg.Handler]
+	if !ok {
+		fail(raw, fmt.Errorf("no handler %q in this binary", cfg.Handler))
+	}
+	rep, listener, conn, err := setUp(cfg)
+	if err != nil {
+		fail(raw, err)
+	}
+	rep.SetupTime = time.Since(start)
+	b, _ := json.Marshal(rep)
+	if err := conn.write(frame{typ: msgReady, payload: b}); err != nil {
+		os.Exit(exitProtocol)
+	}
+	if f, err := conn.read(); err != nil || f.typ != msgAck {
+		os.Exit(exitProtocol)
+	}
+	// The supervisor holds the listener now; a worker must never keep
+	// one, or it could answer its own denied calls with "continue".
+	if listener >= 0 {
+		unix.Close(listener)
+	}
+	os.Exit(serve(conn, h))
+}
+
+func readInit(c *frameConn) (workerConfig, error) {
+	var cfg workerConfig
+	f, err := c.read()
+	if err != nil {
+		return cfg, err
+	}
+	if f.typ != msgInit {
+		return cfg, fmt.Errorf("first frame is %s: %w", f.typ, ErrBadFrame)
+	}
+	return cfg, json.Unmarshal(f.payload, &cfg)
+}
+
+// fail reports a set-up error to the supervisor and exits.
+func fail(c *frameConn, err error) {
+	c.write(frame{typ: msgError, payload: []byte(err.Error())})
+	os.Exit(exitSetup)
+}
+
+// fdReadWriter does blocking read(2)/write(2) on a descriptor; it carries
+// the init frame and set-up errors, before the netpoller takes the socket.
+type fdReadWriter int
+
+func (fd fdReadWriter) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(fd), p)
+		if err == unix.EINTR {
+			continue
+		}
+		if n == 0 && err == nil && len(p) > 0 {
+			return 0, io.EOF
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}
+
+func (fd fdReadWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(int(fd), p[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// setUp applies every layer, in order, and returns what it did, the seccomp
+// listener (or -1) and the connection to serve on.
+func setUp(cfg workerConfig) (Report, int, *frameConn, error) {
+	rep := Report{Arch: runtime.GOARCH, ListenerFD: -1}
+	fail := func(step string, err error) (Report, int, *frameConn, error) {
+		return rep, -1, nil, fmt.Errorf("%s: %w", step, err)
+	}
+	if err := closeOtherFDs(cfg.KeepStderr); err != nil {
+		return fail("closing descriptors", err)
+	}
+	if err := privateRoot(); err != nil {
+		return fail("private root", err)
+	}
+	rep.Root = "empty read-only tmpfs, no /proc"
+	// Dropping every id away from 0 clears all capabilities; Go applies
+	// these to every thread.
+	if err := syscall.Setgroups(nil); err != nil {
+		return fail("setgroups", err)
+	}
+	if err := syscall.Setresgid(nobody, nobody, nobody); err != nil {
+		return fail("setresgid", err)
+	}
+	if err := syscall.Setresuid(nobody, nobody, nobody); err != nil {
+		return fail("setresuid", err)
+	}
+	rep.UID, rep.GID = unix.Getuid(), unix.Getgid()
+	// A credential change clears the parent-death signal: set it again.
+	// (If the supervisor already died, the socket reads EOF and we exit.)
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fail("parent-death signal", err)
+	}
+	for _, l := range []struct {
+		res int
+		v   uint64
+	}{{unix.RLIMIT_NOFILE, cfg.NoFile}, {unix.RLIMIT_NPROC, cfg.NProc}, {unix.RLIMIT_CORE, 0}, {unix.RLIMIT_FSIZE, 0}} {
+		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.v, Max: l.v}); err != nil {
+			return fail(fmt.Sprintf("rlimit %d", l.res), err)
+		}
+	}
+	rep.Rlimits = fmt.Sprintf("NOFILE %d, NPROC %d, CORE 0, FSIZE 0", cfg.NoFile, cfg.NProc)
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fail("PR_SET_DUMPABLE", err)
+	}
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("sandbox-worker\x00")[0])), 0, 0, 0)
+	if _, err := allThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
+		return fail("no_new_privs", err)
+	}
+	rep.SSBD = disableSSB()
+	rep.Landlock = restrictLandlock()
+
+	// The IPC socket joins the netpoller before the filter, and the
+	// runtime starts its threads, GC workers and timers, so lazy set-up
+	// paths run while every syscall is still allowed.
+	if err := unix.SetNonblock(ipcFD, true); err != nil {
+		return fail("IPC socket", err)
+	}
+	conn := newFrameConn(os.NewFile(ipcFD, "ipc"), cfg.MaxFrame)
+	rep.Threads = warmUp()
+
+	deny := uint32(ActionErrno)
+	if cfg.Notify {
+		deny = ActionNotify
+	}
+	prog, err := BuildFilter(Policy, deny)
+	if err != nil {
+		return fail("building the filter", err)
+	}
+	listener, err := installFilter(prog, cfg.Notify)
+	if err != nil {
+		return fail("installing the filter", err)
+	}
+	rep.ListenerFD = listener
+	rep.Seccomp = fmt.Sprintf("filter of %d instructions on all threads (TSYNC), %d rules, default EPERM", len(prog), len(Policy))
+	return rep, listener, conn, nil
+}
+
+// closeOtherFDs leaves only the IPC socket (and stderr when debugging).
+// Among what it closes is the runtime's cgroup CPU-limit file: the runtime
+// re-reads it with pread, which then fails harmlessly, even if the number
+// is reused (pread on an eventfd or epoll fd fails with ESPIPE/EINVAL).
+func closeOtherFDs(keepStderr bool) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(ipcFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return fmt.Errorf("fd %d is not the IPC socket (%v)", ipcFD, err)
+	}
+	last := 2
+	if keepStderr {
+		last = 1
+	}
+	if err := unix.CloseRange(0, uint(last), 0); err != nil {
+		return err
+	}
+	return unix.CloseRange(ipcFD+1, ^uint(0), 0)
+}
+
+// privateRoot pivots into an empty tmpfs and detaches the host's tree. The
+// worker is root in its own user and mount namespaces at this point.
+func privateRoot() error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	// Any existing directory can hold the new root: the mount is only in
+	// this namespace.
+	dir := ""
+	for _, d := range []string{"/tmp", "/mnt", "/run", "/var/tmp", "/"} {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			dir = d
+			break
+		}
+	}
+	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if err := unix.Mount("aegis-sandbox", dir, "tmpfs", flags, "size=4k,nr_inodes=4,mode=0555"); err != nil {
+		return fmt.Errorf("mounting tmpfs on %s: %w", dir, err)
+	}
+	if err := unix.Chdir(dir); err != nil {
+		return err
+	}
+	// pivot_root(".", ".") stacks the old root on the new one; detaching
+	// it leaves only the tmpfs.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detaching the old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, ""); err != nil {
+		return fmt.Errorf("remounting the root read-only: %w", err)
+	}
+	return nil
+}
+
+// disableSSB turns speculative store bypass off for the process, for good.
+func disableSSB() string {
+	all, err := allThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_SPECULATION_CTRL, unix.PR_SPEC_STORE_BYPASS, unix.PR_SPEC_FORCE_DISABLE)
+	switch {
+	case errors.Is(err, unix.ENXIO):
+		return "not available: the kernel's mitigation is off (spec_store_bypass_disable)"
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENODEV):
+		return "not applicable on this CPU"
+	case err != nil:
+		return "failed: " + err.Error()
+	}
+	return "disabled on " + threadsWord(all)
+}
+
+// warmUp exercises the runtime so that its threads exist and its lazily
+// initialised parts have run before the filter; it returns the thread count.
+func warmUp() int {
+	var wg sync.WaitGroup
+	n := runtime.GOMAXPROCS(0)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := 0
+			for i := range 200000 {
+				x += i
+			}
+			_ = x
+			time.Sleep(time.Millisecond)
+		}()
+	}
+	wg.Wait()
+	runtime.GC()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	<-ctx.Done()
+	cancel()
+	return threadCount()
+}
+
+// threadCount is how many threads the runtime has created (there is no
+// /proc to count them in).
+func threadCount() int { return pprof.Lookup("threadcreate").Count() }
+
+// installFilter loads prog on every thread. With notify, the kernel returns
+// a listener for the supervisor; TSYNC_ESRCH lets TSYNC and NEW_LISTENER
+// share the return value.
+func installFilter(prog []unix.SockFilter, notify bool) (int, error) {
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	flags := uintptr(unix.SECCOMP_FILTER_FLAG_TSYNC)
+	if notify {
+		flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+	}
+	r, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(prog)
+	if e != 0 {
+		return -1, e
+	}
+	if !notify {
+		if r != 0 {
+			return -1, fmt.Errorf("thread %d could not be synchronised", r)
+		}
+		return -1, nil
+	}
+	return int(r), nil
+}
+
+// serve answers requests until the supervisor hangs up, and returns the
+// exit code.
+func serve(c *frameConn, h Handler) int {
+	for {
+		f, err := c.read()
+		if errors.Is(err, io.EOF) {
+			return 0
+		}
+		if err != nil || f.typ != msgRequest {
+			return exitProtocol
+		}
+		timeout, body, err := decodeRequest(f.payload)
+		if err != nil {
+			return exitProtocol
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeout))
+		hc := &hostCaller{conn: c, id: f.id}
+		out, err := h.Handle(ctx, body, hc)
+		cancel()
+		if hc.broken {
+			return exitProtocol
+		}
+		reply := frame{typ: msgResponse, id: f.id, payload: out}
+		if err != nil {
+			reply = frame{typ: msgError, id: f.id, payload: []byte(err.Error())}
+		}
+		if err := c.write(reply); errors.Is(err, ErrFrameTooLarge) {
+			reply = frame{typ: msgError, id: f.id, payload: []byte(err.Error())}
+			err = c.write(reply)
+		}
+		if err != nil {
+			return exitProtocol
+		}
+	}
+}
+
+// hostCaller sends host calls for one request and waits for each answer.
+type hostCaller struct {
+	conn   *frameConn
+	id     uint64
+	broken bool
+}
+
+// ErrHost wraps an error the supervisor returned for a host call.
+var ErrHost = errors.New("host call failed")
+
+func (h *hostCaller) Call(_ context.Context, op string, data []byte) ([]byte, error) {
+	if h.broken {
+		return nil, ErrBadFrame
+	}
+	b, err := encodeHostCall(op, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.conn.write(frame{typ: msgHostCall, id: h.id, payload: b}); err != nil {
+		h.broken = true
+		return nil, err
+	}
+	f, err := h.conn.read()
+	if err != nil || f.id != h.id || (f.typ != msgHostReply && f.typ != msgHostError) {
+		h.broken = true
+		return nil, fmt.Errorf("host call %s: no reply: %w", op, ErrBadFrame)
+	}
+	if f.typ == msgHostError {
+		return nil, fmt.Errorf("%w: %s: %s", ErrHost, op, f.payload)
+	}
+	return f.payload, nil
+}
