@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,6 +20,8 @@ const DefaultSocket = "/run/aegis/admin.sock"
 type Client struct {
 	socket string
 	http   *http.Client
+	// stream has no overall timeout: a followed log may run for hours.
+	stream *http.Client
 }
 
 // NewClient returns a client for the node listening on socket.
@@ -29,7 +32,7 @@ func NewClient(socket string) *Client {
 			return d.DialContext(ctx, "unix", socket)
 		},
 	}
-	return &Client{socket: socket, http: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
+	return &Client{socket: socket, http: &http.Client{Transport: tr, Timeout: 5 * time.Minute}, stream: &http.Client{Transport: tr}}
 }
 
 // APIError is a refusal from the node, with the HTTP status it came with.
@@ -43,40 +46,14 @@ func (e *APIError) Error() string { return e.Message }
 // Do sends a request with an optional JSON body and decodes the JSON answer
 // into out (when non-nil).
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://aegis"+path, body)
+	resp, err := c.send(ctx, c.http, method, path, in)
 	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var ne *net.OpError
-		if errors.As(err, &ne) {
-			return fmt.Errorf("cannot reach the node at %s (is `aegis node` running? set --socket or AEGIS_SOCKET): %w", c.socket, ne.Err)
-		}
 		return err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return fmt.Errorf("reading answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e ErrorResponse
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return &APIError{Status: resp.StatusCode, Message: e.Error}
-		}
-		return &APIError{Status: resp.StatusCode, Message: fmt.Sprintf("node answered %s", resp.Status)}
 	}
 	if out == nil {
 		return nil
@@ -85,4 +62,62 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("decoding answer: %w", err)
 	}
 	return nil
+}
+
+// Stream sends a GET and calls fn with each line of the answer as it
+// arrives, until the answer ends, ctx ends or fn fails.
+func (c *Client) Stream(ctx context.Context, path string, fn func(line []byte) error) error {
+	resp, err := c.send(ctx, c.stream, "GET", path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if err := fn(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("reading answer: %w", err)
+	}
+	return nil
+}
+
+// send performs a request and turns a non-2xx answer into an *APIError.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://aegis"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		var ne *net.OpError
+		if errors.As(err, &ne) {
+			return nil, fmt.Errorf("cannot reach the node at %s (is `aegis node` running? set --socket or AEGIS_SOCKET): %w", c.socket, ne.Err)
+		}
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e ErrorResponse
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
+		}
+		return nil, &APIError{Status: resp.StatusCode, Message: fmt.Sprintf("node answered %s", resp.Status)}
+	}
+	return resp, nil
 }
