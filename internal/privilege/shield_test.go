@@ -34,12 +34,13 @@ import (
 // sets the permitted and effective sets to the bounding set, so the child
 // holds exactly the capabilities it was given.
 const (
-	envStage     = "AEGIS_PRIVILEGE_STAGE"
-	envNetNS     = "AEGIS_PRIVILEGE_NETNS"     // namespace path to enter
-	envCaps      = "AEGIS_PRIVILEGE_CAPS"      // comma-separated capability numbers to keep
-	envPin       = "AEGIS_PRIVILEGE_PIN"       // the shield's pin path
-	envIface     = "AEGIS_PRIVILEGE_IFACE"     // interface to attach to
-	envFallbacks = "AEGIS_PRIVILEGE_FALLBACKS" // "1": perf event array and netlink attach
+	envStage   = "AEGIS_PRIVILEGE_STAGE"
+	envNetNS   = "AEGIS_PRIVILEGE_NETNS"   // namespace path to enter
+	envCaps    = "AEGIS_PRIVILEGE_CAPS"    // comma-separated capability numbers to keep
+	envPin     = "AEGIS_PRIVILEGE_PIN"     // the shield's pin path
+	envIface   = "AEGIS_PRIVILEGE_IFACE"   // interface to attach to
+	envNetlink = "AEGIS_PRIVILEGE_NETLINK" // "1": attach through netlink
+	envPerf    = "AEGIS_PRIVILEGE_PERF"    // "1": events through the perf event array
 )
 
 func TestMain(m *testing.M) {
@@ -156,8 +157,7 @@ func child() int {
 	iface := os.Getenv(envIface)
 	rep.Kernel = errText(loadAndAttachRaw(iface))
 
-	fallbacks := os.Getenv(envFallbacks) == "1"
-	s, err := shield.Load(shield.Options{PinPath: os.Getenv(envPin), PerfEvents: fallbacks, NetlinkAttach: fallbacks})
+	s, err := shield.Load(shield.Options{PinPath: os.Getenv(envPin), NetlinkAttach: os.Getenv(envNetlink) == "1", PerfEvents: os.Getenv(envPerf) == "1"})
 	if err != nil {
 		rep.Load = err.Error()
 		return 1
@@ -230,7 +230,10 @@ func operate(s *shield.Shield) error {
 
 // runChild starts the launcher for one capability set and returns the
 // child's report and exit status.
-func runChild(t *testing.T, ns *testutil.NetNS, iface string, keep []privilege.Capability, fallbacks bool) (childReport, int) {
+// childPaths selects the shield's fallback paths in the child.
+type childPaths struct{ netlink, perf bool }
+
+func runChild(t *testing.T, ns *testutil.NetNS, iface string, keep []privilege.Capability, paths childPaths) (childReport, int) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -249,7 +252,8 @@ func runChild(t *testing.T, ns *testutil.NetNS, iface string, keep []privilege.C
 		envCaps+"="+strings.Join(nums, ","),
 		envPin+"="+testutil.PinPath(t),
 		envIface+"="+iface,
-		envFallbacks+"="+map[bool]string{true: "1", false: "0"}[fallbacks],
+		envNetlink+"="+flag(paths.netlink),
+		envPerf+"="+flag(paths.perf),
 	)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -272,6 +276,13 @@ func runChild(t *testing.T, ns *testutil.NetNS, iface string, keep []privilege.C
 	return rep, code
 }
 
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
 func setOf(cs []privilege.Capability) privilege.CapSet {
 	var s privilege.CapSet
 	for _, c := range cs {
@@ -283,8 +294,8 @@ func setOf(cs []privilege.Capability) privilege.CapSet {
 // TestShieldNeedsExactlyTheDocumentedCapabilities proves the documented set
 // (privilege.Required, docs/SECURITY.md, deploy/aegis.service): a process
 // holding only those capabilities passes the check and loads, attaches,
-// operates and detaches the shield on both attach paths and both event
-// paths; with any one of them removed the check and the loader name it, and
+// operates and detaches the shield through bpf_link and through netlink, and
+// the set of kernels before 5.8 does so through the perf event array; with any one of them removed the check and the loader name it, and
 // the kernel itself refuses to load or attach the object.
 func TestShieldNeedsExactlyTheDocumentedCapabilities(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -302,7 +313,7 @@ func TestShieldNeedsExactlyTheDocumentedCapabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range documented {
+	for _, c := range append(slices.Clone(documented), privilege.CapSysAdmin) {
 		if !eff.Has(c) {
 			t.Fatalf("the test process lacks %s, so it cannot hand it to the child", c)
 		}
@@ -317,21 +328,34 @@ func TestShieldNeedsExactlyTheDocumentedCapabilities(t *testing.T) {
 	}
 	v := testutil.NewVethPair(t)
 
-	for _, fallbacks := range []bool{false, true} {
-		name := "documented set"
-		if fallbacks {
-			name += ", netlink attach and perf events"
-		}
-		t.Run(name, func(t *testing.T) {
-			rep, code := runChild(t, v.A, v.IfA, documented, fallbacks)
+	var oldKernel []privilege.Capability // what kernels before 5.8 need
+	for _, n := range (privilege.Kernel{LastCap: privilege.CapPerfmon - 1, BPFFSMounted: true}).Required() {
+		oldKernel = append(oldKernel, n.Cap)
+	}
+	tests := []struct {
+		name  string
+		caps  []privilege.Capability
+		paths childPaths
+	}{
+		{"documented set", documented, childPaths{}},
+		{"documented set, netlink attach", documented, childPaths{netlink: true}},
+		// The perf event array is the path of kernels before 5.8, which
+		// need CAP_SYS_ADMIN anyway; with kernel.perf_event_paranoid=3
+		// (Debian's default) opening it takes CAP_SYS_ADMIN even on new
+		// kernels, so it is tested with the old kernels' set.
+		{"pre-5.8 set, netlink attach and perf events", oldKernel, childPaths{netlink: true, perf: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, code := runChild(t, v.A, v.IfA, tc.caps, tc.paths)
 			if code != 0 || !rep.ok() {
-				t.Fatalf("exit %d with %v: %+v", code, documented, rep)
+				t.Fatalf("exit %d with %v: %+v", code, tc.caps, rep)
 			}
-			if rep.Effective != setOf(documented) {
-				t.Errorf("child held %#x, want exactly %#x", uint64(rep.Effective), uint64(setOf(documented)))
+			if rep.Effective != setOf(tc.caps) {
+				t.Errorf("child held %#x, want exactly %#x", uint64(rep.Effective), uint64(setOf(tc.caps)))
 			}
 			want := shield.ViaLink
-			if fallbacks {
+			if tc.paths.netlink {
 				want = shield.ViaNetlink
 			}
 			if rep.Via != want {
@@ -346,7 +370,7 @@ func TestShieldNeedsExactlyTheDocumentedCapabilities(t *testing.T) {
 	for _, removed := range documented {
 		t.Run("without "+removed.String(), func(t *testing.T) {
 			keep := slices.DeleteFunc(slices.Clone(documented), func(c privilege.Capability) bool { return c == removed })
-			rep, code := runChild(t, v.A, v.IfA, keep, false)
+			rep, code := runChild(t, v.A, v.IfA, keep, childPaths{})
 			if code == 0 || rep.ok() {
 				t.Fatalf("child succeeded without %s: %+v", removed, rep)
 			}
