@@ -87,7 +87,7 @@ func (k Kernel) HasCapBPF() bool { return k.LastCap >= CapBPF }
 
 // Why each capability is needed: what the kernel refuses without it. Measured
 // on 6.18 by loading and attaching the shield with each one removed (see
-// TestShieldNeedsEveryDocumentedCapability).
+// TestShieldNeedsExactlyTheDocumentedCapabilities).
 const (
 	whyBPF      = "create BPF maps and load BPF programs"
 	whyNetAdmin = "load XDP programs and attach them to interfaces"
