@@ -161,7 +161,7 @@ func verifySummary(res audit.Result) string {
 		fmt.Fprintf(&b, "ok: %d records, seq %d..%d, %d %s", res.Records, res.FirstSeq, res.LastSeq, res.Files, plural(res.Files, "file", "files"))
 	}
 	if res.Unacknowledged > 0 {
-		fmt.Fprintf(&b, "; %d unacknowledged after the head (seq %d..%d: written, never acknowledged)",
+		fmt.Fprintf(&b, "; %d after the head (seq %d..%d: being written, or never acknowledged before a crash)",
 			res.Unacknowledged, res.HeadSeq+1, res.LastSeq)
 	}
 	if res.TornBytes > 0 {

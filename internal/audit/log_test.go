@@ -324,3 +324,32 @@ func TestRecordsGoToSlog(t *testing.T) {
 		t.Errorf("refusal slog line: %v", got[1])
 	}
 }
+
+func TestVerifyWhileAppending(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, Options{MaxFileBytes: 4096})
+	appendN(t, l, "first", 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() { appendN(t, l, fmt.Sprintf("w%d-", w), 100) })
+		}
+		wg.Wait()
+	}()
+	checks := 0
+	for running := true; running; checks++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		if _, err := VerifyDir(dir); err != nil {
+			t.Fatalf("VerifyDir of a log being written: %v", err)
+		}
+	}
+	if res := mustVerifyDir(t, dir); res.Records != 401 {
+		t.Errorf("VerifyDir = %+v after %d checks", res, checks)
+	}
+}

@@ -47,9 +47,9 @@ type Result struct {
 	// removing records from the end of the log cannot be detected.
 	Anchored bool
 	HeadSeq  uint64
-	// Unacknowledged counts complete records beyond the head: written,
-	// but the writer stopped before acknowledging them, so their
-	// operations were not performed.
+	// Unacknowledged counts complete records beyond the head: being
+	// committed while Verify read, or written before a crash and never
+	// acknowledged (their operations were not performed).
 	Unacknowledged uint64
 	// TornBytes is the size of an incomplete final line of the last
 	// file, beyond the head: a write cut short by a crash. It is not a
@@ -61,11 +61,13 @@ type Result struct {
 // from record 1, the sequence numbers, and the head file. An empty or
 // new directory verifies with no records.
 func VerifyDir(dir string) (Result, error) {
-	files, err := Files(dir)
-	if err != nil {
-		return Result{}, err
-	}
+	// The head first: records committed while we read are then after it
+	// (counted as unacknowledged), never missing before it.
 	h, err := loadHead(dir)
+	files, ferr := Files(dir)
+	if ferr != nil {
+		return Result{}, ferr
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist) && len(files) == 0:
 		return Result{}, nil
@@ -90,8 +92,8 @@ func Verify(paths ...string) (Result, error) {
 	c := checker{}
 	last := paths[len(paths)-1]
 	dir := filepath.Dir(last)
-	if files, err := Files(dir); err == nil && len(files) > 0 && sameFile(files[len(files)-1], last) {
-		if h, err := loadHead(dir); err == nil {
+	if h, err := loadHead(dir); err == nil {
+		if files, err := Files(dir); err == nil && len(files) > 0 && sameFile(files[len(files)-1], last) {
 			c.anchor = &h
 		}
 	}
