@@ -30,11 +30,13 @@ vet:
 	$(GO) vet ./...
 
 # test is the README's test command: set-up, generated files, vet, the whole
-# suite (privileged tests included: run as root) and a short fuzz of each target.
+# suite (privileged tests included: run as root), a short fuzz of each target,
+# and the privileged packages again on Debian's 6.1 and 6.12 kernels (QEMU).
 test: deps check-generated vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x -skip BenchmarkPeerXDPFilter ./...
 	$(MAKE) fuzz
+	$(MAKE) test-kernels
 
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)

@@ -3,7 +3,8 @@
 # clang/llvm and the libbpf headers for the XDP program, bpftool, xdp-tools
 # (xdp-filter, the benchmark peer), iproute2 for the namespace tests, and
 # the WebAssembly toolchain for the example functions and test fixtures (wabt's
-# wat2wasm, wasi-libc, lld and the wasm32 compiler runtime).
+# wat2wasm, wasi-libc, lld and the wasm32 compiler runtime). The kernel
+# matrix's own needs (QEMU, busybox) are installed by scripts/kernels/install.sh.
 set -euo pipefail
 
 need=()
@@ -20,7 +21,7 @@ command -v wasm-ld >/dev/null || command -v wasm-ld-14 >/dev/null || need+=(lld)
 ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev-wasm32)
 
 if [ ${#need[@]} -eq 0 ]; then
-	exit 0
+	exec "$(dirname "$0")/kernels/install.sh"
 fi
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps: missing ${need[*]}; run as root to install them" >&2
@@ -29,3 +30,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+exec "$(dirname "$0")/kernels/install.sh"
