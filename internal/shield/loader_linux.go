@@ -13,6 +13,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/bpfguard"
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
@@ -36,6 +37,10 @@ type Options struct {
 	// instead of the ring buffer, the path kernels before 5.8 need (it is
 	// also taken automatically when the kernel has no ring buffer).
 	PerfEvents bool
+	// MonotonicClock reads CLOCK_MONOTONIC in the data path instead of
+	// CLOCK_BOOTTIME, as kernels before 5.8 need (it is also taken
+	// automatically when the kernel lacks bpf_ktime_get_boot_ns).
+	MonotonicClock bool
 	// Audit receives one event per eBPF operation; nil records nothing.
 	Audit AuditFunc
 	// Policy replaces the shield's verification policy (Policy()).
@@ -56,6 +61,7 @@ type Shield struct {
 	legacy  map[string]int       // unpinned netlink attachments: ifindex by interface
 	netlink bool                 // attach through netlink (Options.NetlinkAttach)
 	perf    bool                 // events through perf_events (Options.PerfEvents)
+	mono    bool                 // CLOCK_MONOTONIC data path (Options.MonotonicClock)
 	audit   func(audit.Event) error
 	cfg     shieldShieldConfig
 	filters [numPrefilters]*prefilter
@@ -105,6 +111,12 @@ func Load(opts Options) (*Shield, error) {
 	if s.perf {
 		if err := usePerfEvents(spec); err != nil {
 			return nil, err
+		}
+	}
+	s.mono = opts.MonotonicClock || features.HaveProgramHelper(ebpf.XDP, asm.FnKtimeGetBootNs) != nil
+	if s.mono {
+		if err := spec.Variables["use_monotonic_clock"].Set(uint32(1)); err != nil {
+			return nil, fmt.Errorf("selecting the monotonic clock: %w", err)
 		}
 	}
 	var collOpts ebpf.CollectionOptions

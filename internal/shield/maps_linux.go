@@ -129,11 +129,17 @@ func (s *Shield) setClock(ns uint64) error {
 	return s.writeConfigLocked(c)
 }
 
-// bootNow reads CLOCK_BOOTTIME, the clock the data path compares expiries to.
-func bootNow() uint64 {
+// kernelNow reads the clock the data path compares expiries to:
+// CLOCK_BOOTTIME, or CLOCK_MONOTONIC where the kernel lacks the helper
+// that reads boot time.
+func (s *Shield) kernelNow() uint64 {
+	id := int32(unix.CLOCK_BOOTTIME)
+	if s.mono {
+		id = unix.CLOCK_MONOTONIC
+	}
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		panic(fmt.Sprintf("clock_gettime(CLOCK_BOOTTIME): %v", err))
+	if err := unix.ClockGettime(id, &ts); err != nil {
+		panic(fmt.Sprintf("clock_gettime(%d): %v", id, err))
 	}
 	return uint64(ts.Nano())
 }
@@ -148,7 +154,7 @@ func (s *Shield) clock() clock {
 	if s.cfg.NowNs != 0 {
 		return clock{boot: s.cfg.NowNs, wall: time.Now()}
 	}
-	return clock{boot: bootNow(), wall: time.Now()}
+	return clock{boot: s.kernelNow(), wall: time.Now()}
 }
 
 func (c clock) toBoot(t time.Time) uint64 {

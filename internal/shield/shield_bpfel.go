@@ -130,29 +130,30 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	shieldMapAllowV4        = "allow_v4"
-	shieldMapAllowV4Lpm     = "allow_v4_lpm"
-	shieldMapAllowV6        = "allow_v6"
-	shieldMapAllowV6Lpm     = "allow_v6_lpm"
-	shieldMapBlockV4        = "block_v4"
-	shieldMapBlockV4Lpm     = "block_v4_lpm"
-	shieldMapBlockV6        = "block_v6"
-	shieldMapBlockV6Lpm     = "block_v6_lpm"
-	shieldMapConfig         = "config"
-	shieldMapCounters       = "counters"
-	shieldMapEvents         = "events"
-	shieldMapPerfEvents     = "perf_events"
-	shieldMapPrefilters     = "prefilters"
-	shieldMapSources        = "sources"
-	shieldProgAegisXdp      = "aegis_xdp"
-	shieldVarUnusedClass    = "unused_class"
-	shieldVarUnusedEvent    = "unused_event"
-	shieldVarUnusedLpm4     = "unused_lpm4"
-	shieldVarUnusedLpm6     = "unused_lpm6"
-	shieldVarUnusedPresence = "unused_presence"
-	shieldVarUnusedReason   = "unused_reason"
-	shieldVarUnusedSource   = "unused_source"
-	shieldVarUsePerfEvents  = "use_perf_events"
+	shieldMapAllowV4           = "allow_v4"
+	shieldMapAllowV4Lpm        = "allow_v4_lpm"
+	shieldMapAllowV6           = "allow_v6"
+	shieldMapAllowV6Lpm        = "allow_v6_lpm"
+	shieldMapBlockV4           = "block_v4"
+	shieldMapBlockV4Lpm        = "block_v4_lpm"
+	shieldMapBlockV6           = "block_v6"
+	shieldMapBlockV6Lpm        = "block_v6_lpm"
+	shieldMapConfig            = "config"
+	shieldMapCounters          = "counters"
+	shieldMapEvents            = "events"
+	shieldMapPerfEvents        = "perf_events"
+	shieldMapPrefilters        = "prefilters"
+	shieldMapSources           = "sources"
+	shieldProgAegisXdp         = "aegis_xdp"
+	shieldVarUnusedClass       = "unused_class"
+	shieldVarUnusedEvent       = "unused_event"
+	shieldVarUnusedLpm4        = "unused_lpm4"
+	shieldVarUnusedLpm6        = "unused_lpm6"
+	shieldVarUnusedPresence    = "unused_presence"
+	shieldVarUnusedReason      = "unused_reason"
+	shieldVarUnusedSource      = "unused_source"
+	shieldVarUseMonotonicClock = "use_monotonic_clock"
+	shieldVarUsePerfEvents     = "use_perf_events"
 )
 
 // loadShield returns the embedded CollectionSpec for shield.
@@ -224,14 +225,15 @@ type shieldMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type shieldVariableSpecs struct {
-	UnusedClass    *ebpf.VariableSpec `ebpf:"unused_class"`
-	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedLpm4     *ebpf.VariableSpec `ebpf:"unused_lpm4"`
-	UnusedLpm6     *ebpf.VariableSpec `ebpf:"unused_lpm6"`
-	UnusedPresence *ebpf.VariableSpec `ebpf:"unused_presence"`
-	UnusedReason   *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedSource   *ebpf.VariableSpec `ebpf:"unused_source"`
-	UsePerfEvents  *ebpf.VariableSpec `ebpf:"use_perf_events"`
+	UnusedClass       *ebpf.VariableSpec `ebpf:"unused_class"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedLpm4        *ebpf.VariableSpec `ebpf:"unused_lpm4"`
+	UnusedLpm6        *ebpf.VariableSpec `ebpf:"unused_lpm6"`
+	UnusedPresence    *ebpf.VariableSpec `ebpf:"unused_presence"`
+	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedSource      *ebpf.VariableSpec `ebpf:"unused_source"`
+	UseMonotonicClock *ebpf.VariableSpec `ebpf:"use_monotonic_clock"`
+	UsePerfEvents     *ebpf.VariableSpec `ebpf:"use_perf_events"`
 }
 
 // shieldObjects contains all objects after they have been loaded into the kernel.
@@ -293,14 +295,15 @@ func (m *shieldMaps) Close() error {
 //
 // It can be passed to loadShieldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type shieldVariables struct {
-	UnusedClass    *ebpf.Variable `ebpf:"unused_class"`
-	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
-	UnusedLpm4     *ebpf.Variable `ebpf:"unused_lpm4"`
-	UnusedLpm6     *ebpf.Variable `ebpf:"unused_lpm6"`
-	UnusedPresence *ebpf.Variable `ebpf:"unused_presence"`
-	UnusedReason   *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedSource   *ebpf.Variable `ebpf:"unused_source"`
-	UsePerfEvents  *ebpf.Variable `ebpf:"use_perf_events"`
+	UnusedClass       *ebpf.Variable `ebpf:"unused_class"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedLpm4        *ebpf.Variable `ebpf:"unused_lpm4"`
+	UnusedLpm6        *ebpf.Variable `ebpf:"unused_lpm6"`
+	UnusedPresence    *ebpf.Variable `ebpf:"unused_presence"`
+	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedSource      *ebpf.Variable `ebpf:"unused_source"`
+	UseMonotonicClock *ebpf.Variable `ebpf:"use_monotonic_clock"`
+	UsePerfEvents     *ebpf.Variable `ebpf:"use_perf_events"`
 }
 
 // shieldPrograms contains all programs after they have been loaded into the kernel.

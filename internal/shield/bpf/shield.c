@@ -208,6 +208,11 @@ struct {
 
 volatile const __u32 use_perf_events = 0;
 
+// use_monotonic_clock selects bpf_ktime_get_ns on kernels without
+// bpf_ktime_get_boot_ns (before 5.8); userspace then converts expiries with
+// CLOCK_MONOTONIC. The unused helper sits in a branch the verifier skips.
+volatile const __u32 use_monotonic_clock = 0;
+
 // prefilter holds one bitmap per prefix trie (allow v4, block v4, allow v6,
 // block v6): bit b is set when some prefix in the trie covers an address of
 // bucket b. A clear bit proves no prefix can match, so the trie lookup — the
@@ -436,7 +441,9 @@ int aegis_xdp(struct xdp_md *ctx)
 	struct shield_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return XDP_PASS;
-	__u64 now = cfg->now_ns ? cfg->now_ns : bpf_ktime_get_boot_ns();
+	__u64 now = cfg->now_ns			? cfg->now_ns
+		    : use_monotonic_clock	? bpf_ktime_get_ns()
+						: bpf_ktime_get_boot_ns();
 
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
