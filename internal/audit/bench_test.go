@@ -2,7 +2,10 @@ package audit
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 // benchEvent is a typical control operation: a block with a few details.
@@ -63,4 +66,33 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkWriteSyncBaseline is the floor Append is measured against: a
+// line of the same size appended and fdatasynced, with no hashing, no
+// head and no group commit.
+func BenchmarkWriteSyncBaseline(b *testing.B) {
+	r, err := newRecord(benchEvent, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, err := seal(&r, 1, Genesis)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(b.TempDir(), "baseline"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := f.Write(line); err != nil {
+			b.Fatal(err)
+		}
+		if err := fdatasync(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
