@@ -13,8 +13,10 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/features"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
+	"github.com/cilium/ebpf"
 )
 
 // Errors that classify a refused operation; the admin API maps them to
@@ -84,7 +86,11 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 		alog.Close()
 		return nil, err
 	}
-	sh, err := shield.Load(shield.Options{PinPath: cfg.Shield.PinPath, Audit: func(ev audit.Event) error {
+	// Kernels 5.7 and 5.8 answer a bpf_link XDP attach with EINVAL rather
+	// than "not supported": ask first, and attach through netlink there. A
+	// probe that cannot run (it needs CAP_SYS_ADMIN) leaves the default.
+	netlinkAttach := errors.Is(features.HaveXDPLink(), ebpf.ErrNotSupported)
+	sh, err := shield.Load(shield.Options{PinPath: cfg.Shield.PinPath, NetlinkAttach: netlinkAttach, Audit: func(ev audit.Event) error {
 		_, err := n.record(ev)
 		return err
 	}})
