@@ -41,12 +41,24 @@
 //     tampering at the first missing sequence number, as is any invalid
 //     complete line anywhere.
 //
+// VerifyDir checks a whole directory from record 1 to the head. Verify
+// checks files named on the command line as one chain: a file whose name
+// says it starts the log must start with record 1, otherwise the first
+// record is taken on trust, and the head is used only when the last file
+// is the newest of its directory.
+//
+// Open checks the files from the one holding the head's record onward and
+// refuses a log that fails (errors.Is(err, ErrTampered)) rather than chain
+// new records onto it: a node whose log was tampered with does not start
+// until an operator has kept the evidence and moved the directory aside.
+//
 // # Failure is closed
 //
 // If a write, sync or head update fails, Append returns the error and the
 // record is not part of the log: the file is cut back to where the batch
-// began, the chain rewinds, and records queued behind it fail too (they
-// were chained onto it). The next Append re-reads the log from disk as
+// began (should even that fail, the records stay beyond the head,
+// unacknowledged, as after a crash), the chain rewinds, and records queued
+// behind it fail too (they were chained onto it). The next Append re-reads the log from disk as
 // Open does before continuing, so a record that may or may not have
 // reached the disk never forks the chain. The intended use is: Append the
 // operation with its result, then apply it; if applying fails, Append a

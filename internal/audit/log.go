@@ -72,8 +72,9 @@ type batch struct {
 	err  error
 }
 
-// Open opens or creates the log in dir. It checks the newest file against
-// the head (the whole log is checked by VerifyDir), removes a torn final
+// Open opens or creates the log in dir. It checks the files from the one
+// holding the head's record onward (normally just the newest; the whole
+// log is checked by VerifyDir), removes a torn final
 // line left by a crash, and, when it found records written but never
 // acknowledged or removed a torn line, appends an OpRecover record saying
 // so. A log that fails these checks is not opened: the error matches

@@ -53,8 +53,8 @@ func TestVerifyPinpointsTampering(t *testing.T) {
 	tests := []struct {
 		name   string
 		rotate bool // 30 records in several files instead of 10 in one
-		// openMisses: Open, which checks only the newest file against
-		// the head, does not notice (VerifyDir does).
+		// openMisses: Open, which checks only the files from the head
+		// on, does not notice (VerifyDir does).
 		openMisses bool
 		tamper     func(t *testing.T, dir string, files []string)
 		wantSeq    func(files []string) uint64
