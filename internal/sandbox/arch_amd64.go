@@ -11,6 +11,11 @@ const (
 	maxSyscall = unix.SYS_RSEQ_SLICE_YIELD
 )
 
+// seccompBypass lists the calls the kernel never shows to seccomp: the
+// uprobe trampolines' own syscalls, which deliver SIGILL to any other
+// caller. The sweep cannot test them (they would kill the worker).
+var seccompBypass = map[uintptr]string{unix.SYS_URETPROBE: "uretprobe", unix.SYS_UPROBE: "uprobe"}
+
 // syscallNumbers names the calls the policy, the self-test and the
 // violation reports mention.
 var syscallNumbers = map[string]uintptr{

@@ -9,6 +9,10 @@ const (
 	maxSyscall = unix.SYS_RSEQ_SLICE_YIELD
 )
 
+// seccompBypass lists the calls the kernel never shows to seccomp (none
+// on arm64).
+var seccompBypass = map[uintptr]string{}
+
 // syscallNumbers names the calls the policy, the self-test and the
 // violation reports mention.
 var syscallNumbers = map[string]uintptr{

@@ -28,7 +28,7 @@ const (
 
 // BuildFilter compiles rules into a classic BPF seccomp program for this
 // architecture. Calls that no rule allows get deny; a foreign architecture
-// kills the process; x32 numbers on x86-64 get deny. Hot rules come first
+// kills the process; x32 numbers on x86-64 get EPERM. Hot rules come first
 // and every rule costs one comparison before its own checks, so all jumps
 // stay short.
 func BuildFilter(rules []Rule, deny uint32) ([]unix.SockFilter, error) {
@@ -37,7 +37,12 @@ func BuildFilter(rules []Rule, deny uint32) ([]unix.SockFilter, error) {
 	a.jeq(auditArch, "", "kill")
 	a.load(offNr)
 	if x32Bit != 0 {
-		a.jge(x32Bit, "deny", "")
+		// Refused in the kernel, never handed to the supervisor: a signal
+		// arriving while an x32-numbered call waits for its answer would
+		// get an x32 signal frame, which kills a 64-bit process.
+		a.jge(x32Bit, "", "native")
+		a.ret(ActionErrno)
+		a.label("native")
 	}
 	seen := map[uintptr]bool{}
 	ordered := append([]Rule(nil), rules...)

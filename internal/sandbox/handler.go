@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Handler is the payload a worker runs for each request: the Wasm runtime
@@ -48,7 +50,7 @@ func (f HostServerFunc) ServeHost(ctx context.Context, function, op string, data
 const (
 	HandlerEcho     = "echo"      // answers the request
 	HandlerSleep    = "sleep"     // never answers (deadline tests)
-	HandlerCrash    = "crash"     // dies mid-request
+	HandlerCrash    = "crash"     // dies mid-request ("panic": panics, "garbage": breaks the protocol)
 	HandlerCallHost = "call-host" // request "op:data": one host call, its answer
 	HandlerSelftest = "selftest"  // request "escape PID PORT" or "sweep"
 )
@@ -65,8 +67,13 @@ func BuiltinHandlers() map[string]Handler {
 			select {} // ignores its deadline: the supervisor must kill it
 		}),
 		HandlerCrash: HandlerFunc(func(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
-			if string(req) == "panic" {
+			switch string(req) {
+			case "panic":
 				panic("sandbox: crash handler")
+			case "garbage":
+				// A frame header no supervisor accepts, then silence.
+				unix.Write(ipcFD, []byte{0xff, 0xff, 0xff, 0xff, 0xee, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0})
+				select {}
 			}
 			os.Exit(3)
 			return nil, nil

@@ -67,6 +67,9 @@ var Policy = []Rule{
 	{Syscall: "mmap", Why: "heap and stacks"},
 	{Syscall: "munmap", Why: "heap and stacks"},
 	{Syscall: "mincore", Why: "runtime probes (heap growth)"},
+	{Syscall: "mprotect", Why: "glibc thread stacks (cgo binaries); never executable",
+		Args: []ArgCheck{{Index: 2, OneOf: []uint64{unix.PROT_NONE, unix.PROT_READ, unix.PROT_READ | unix.PROT_WRITE},
+			Names: []string{"PROT_NONE", "PROT_READ", "PROT_READ|PROT_WRITE"}}}},
 
 	// Signals: preemption (SIGURG) and crash handling.
 	{Syscall: "rt_sigaction", Why: "runtime signal set-up"},
@@ -83,6 +86,8 @@ var Policy = []Rule{
 	{Syscall: "clone", Why: "new runtime threads, thread flags only",
 		Args: []ArgCheck{{Index: 0, OneOf: []uint64{goThreadFlags, glibcThreadFlags}, Names: []string{"Go thread", "glibc thread"}}}},
 	{Syscall: "clone3", Errno: unix.ENOSYS, Why: "flags live in memory a filter cannot read: callers fall back to clone"},
+	{Syscall: "rseq", Why: "glibc thread start (cgo binaries): glibc aborts when registration fails"},
+	{Syscall: "set_robust_list", Why: "glibc thread start (cgo binaries)"},
 	{Syscall: "exit", Why: "thread exit"},
 	{Syscall: "exit_group", Why: "process exit"},
 	{Syscall: "sched_getaffinity", Why: "GOMAXPROCS updates"},

@@ -196,6 +196,9 @@ func (p *Pool) Do(ctx context.Context, function string, req []byte) ([]byte, err
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
+	if 8+len(req) > p.cfg.MaxFrame {
+		return nil, fmt.Errorf("request of %d bytes: %w", len(req), ErrFrameTooLarge)
+	}
 	w, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -553,4 +556,16 @@ func (p *Pool) Reports() []Report {
 		out = append(out, w.report)
 	}
 	return out
+}
+
+// workerByPID finds a live worker (tests).
+func (p *Pool) workerByPID(pid int) *worker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for w := range p.workers {
+		if w.report.PID == pid {
+			return w
+		}
+	}
+	return nil
 }

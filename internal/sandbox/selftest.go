@@ -53,6 +53,8 @@ type SweepResult struct {
 	Denied int `json:"denied"`
 	// Clone3 is what clone3 returned (want ENOSYS).
 	Clone3 string `json:"clone3"`
+	// Skipped lists numbers the kernel never filters (see seccompBypass).
+	Skipped []string `json:"skipped,omitempty"`
 	// Failures lists numbers that did anything but fail with EPERM.
 	Failures []string `json:"failures,omitempty"`
 }
@@ -149,6 +151,7 @@ func escapeAttempts(supervisor, port int) []Attempt {
 	try("ioctl TIOCSTI", eperm, unix.SYS_IOCTL, ipcFD, unix.TIOCSTI, uintptr(unsafe.Pointer(&c)))
 	try("ioctl TIOCSTI with high bits set", eperm, unix.SYS_IOCTL, ipcFD, 1<<32|unix.TIOCSTI, uintptr(unsafe.Pointer(&c)))
 	try("personality ADDR_NO_RANDOMIZE", eperm, unix.SYS_PERSONALITY, 0x0040000)
+	try("mprotect a stack page executable", eperm, unix.SYS_MPROTECT, uintptr(unsafe.Pointer(&buf[0]))&^0xfff, 4096, unix.PROT_READ|unix.PROT_EXEC)
 	try("prctl PR_SET_DUMPABLE 1", eperm, unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 1)
 	if x32Bit != 0 {
 		try("x32 getpid", eperm, x32Bit|sys("getpid"))
@@ -177,6 +180,10 @@ func sweep() SweepResult {
 	for _, base := range bases {
 		for nr := uintptr(0); nr <= sweepMax; nr++ {
 			if base == 0 && listed[nr] {
+				continue
+			}
+			if _, bypass := seccompBypass[nr]; bypass && base == 0 {
+				res.Skipped = append(res.Skipped, fmt.Sprintf("%d (%s: bypasses seccomp, SIGILL outside a uprobe)", nr, seccompBypass[nr]))
 				continue
 			}
 			r, _, e := unix.RawSyscall6(base|nr, 0, 0, 0, 0, 0, 0)
