@@ -77,4 +77,6 @@ var syscallNumbers = map[string]uintptr{
 	"ioctl":             unix.SYS_IOCTL,
 	"personality":       unix.SYS_PERSONALITY,
 	"mprotect":          unix.SYS_MPROTECT,
+	"rseq":              unix.SYS_RSEQ,
+	"set_robust_list":   unix.SYS_SET_ROBUST_LIST,
 }
