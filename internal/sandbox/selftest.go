@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"unsafe"
@@ -195,4 +196,35 @@ func sweep() SweepResult {
 		}
 	}
 	return res
+}
+
+// SelftestFunction is the function name self-test requests run under, so
+// their violations are attributed to it.
+const SelftestFunction = "selftest"
+
+// SelftestResult is what RunSelftest found.
+type SelftestResult struct {
+	Attempts []Attempt
+	Sweep    SweepResult
+}
+
+// RunSelftest runs the escape suite and the sweep in a worker of p, whose
+// handler must be HandlerSelftest. supervisor is the pid the worker should
+// try to reach, port a TCP listener on the host's loopback.
+func RunSelftest(ctx context.Context, p *Pool, supervisor, port int) (SelftestResult, error) {
+	var res SelftestResult
+	out, err := p.Do(ctx, SelftestFunction, fmt.Appendf(nil, "escape %d %d", supervisor, port))
+	if err != nil {
+		return res, fmt.Errorf("escape suite: %w", err)
+	}
+	if err := json.Unmarshal(out, &res.Attempts); err != nil {
+		return res, fmt.Errorf("escape suite: %w", err)
+	}
+	if out, err = p.Do(ctx, SelftestFunction, []byte("sweep")); err != nil {
+		return res, fmt.Errorf("sweep: %w", err)
+	}
+	if err := json.Unmarshal(out, &res.Sweep); err != nil {
+		return res, fmt.Errorf("sweep: %w", err)
+	}
+	return res, nil
 }

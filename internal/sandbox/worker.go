@@ -9,6 +9,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -231,10 +233,12 @@ func setUp(cfg workerConfig) (Report, int, *frameConn, error) {
 	return rep, listener, conn, nil
 }
 
-// closeOtherFDs leaves only the IPC socket (and stderr when debugging).
-// Among what it closes is the runtime's cgroup CPU-limit file: the runtime
-// re-reads it with pread, which then fails harmlessly, even if the number
-// is reused (pread on an eventfd or epoll fd fails with ESPIPE/EINVAL).
+// closeOtherFDs closes what the worker inherited (0-2; 3 is the IPC
+// socket, exec passed nothing else) and every file the runtime or a
+// package's init opened since, such as the runtime's cgroup CPU-limit file
+// (the runtime re-reads it with pread, which then fails harmlessly, even
+// on a reused number: pread on an eventfd or epoll fd fails). The runtime's
+// own anonymous descriptors (netpoller epoll and eventfd) stay.
 func closeOtherFDs(keepStderr bool) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(ipcFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
@@ -247,7 +251,25 @@ func closeOtherFDs(keepStderr bool) error {
 	if err := unix.CloseRange(0, uint(last), 0); err != nil {
 		return err
 	}
-	return unix.CloseRange(ipcFD+1, ^uint(0), 0)
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= ipcFD {
+			continue
+		}
+		target, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil { // the directory's own descriptor, already closed
+			continue
+		}
+		if strings.HasPrefix(target, "anon_inode:") {
+			continue
+		}
+		unix.Close(fd)
+	}
+	return nil
 }
 
 // privateRoot pivots into an empty tmpfs and detaches the host's tree. The
