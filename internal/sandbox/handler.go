@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,6 +54,10 @@ const (
 	HandlerCrash    = "crash"     // dies mid-request ("panic": panics, "garbage": breaks the protocol)
 	HandlerCallHost = "call-host" // request "op:data": one host call, its answer
 	HandlerSelftest = "selftest"  // request "escape PID PORT" or "sweep"
+	// HandlerSyscallBench times N allowed syscalls: request "read N"
+	// (a hot call, cached by the kernel) or "prctl N" (an argument-checked
+	// call: the whole filter runs); the answer is the total in ns.
+	HandlerSyscallBench = "syscall-bench"
 )
 
 // BuiltinHandlers returns the handlers this package ships: test payloads
@@ -85,7 +90,8 @@ func BuiltinHandlers() map[string]Handler {
 			}
 			return host.Call(ctx, op, []byte(data))
 		}),
-		HandlerSelftest: HandlerFunc(selftest),
+		HandlerSelftest:     HandlerFunc(selftest),
+		HandlerSyscallBench: HandlerFunc(syscallBench),
 	}
 }
 
@@ -105,4 +111,27 @@ func selftest(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
 		return encodeSweep(sweep()), nil
 	}
 	return nil, fmt.Errorf("selftest: unknown request %q", req)
+}
+
+func syscallBench(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
+	var kind string
+	var n int
+	if _, err := fmt.Sscan(string(req), &kind, &n); err != nil {
+		return nil, err
+	}
+	call, ok := benchCalls[kind]
+	if !ok {
+		return nil, fmt.Errorf("unknown call %q", kind)
+	}
+	start := time.Now()
+	for range n {
+		call()
+	}
+	return fmt.Appendf(nil, "%d", time.Since(start).Nanoseconds()), nil
+}
+
+// benchCalls are allowed calls that fail at once without side effects.
+var benchCalls = map[string]func(){
+	"read":  func() { unix.RawSyscall(unix.SYS_READ, ^uintptr(0), 0, 0) },         // EBADF
+	"prctl": func() { unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_VMA, 0xff, 0) }, // EINVAL
 }
