@@ -3,7 +3,8 @@
 # clang/llvm and the libbpf headers for the XDP program, bpftool, xdp-tools
 # (xdp-filter, the benchmark peer), iproute2 for the namespace tests, and
 # the WebAssembly toolchain for the example functions and test fixtures (wabt's
-# wat2wasm, wasi-libc, lld and the wasm32 compiler runtime). The kernel
+# wat2wasm, wasi-libc, lld and the wasm32 compiler runtime), and bubblewrap,
+# the sandbox benchmark's peer. The kernel
 # matrix's own needs (QEMU, busybox) are installed by scripts/kernels/install.sh.
 set -euo pipefail
 
@@ -16,6 +17,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 [ -d "/usr/include/$(uname -m)-linux-gnu/asm" ] || need+=(linux-libc-dev)
 command -v wat2wasm >/dev/null || need+=(wabt)
+command -v bwrap >/dev/null || need+=(bubblewrap)
 [ -f /usr/include/wasm32-wasi/stdio.h ] || need+=(wasi-libc)
 command -v wasm-ld >/dev/null || command -v wasm-ld-14 >/dev/null || need+=(lld)
 ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev-wasm32)
