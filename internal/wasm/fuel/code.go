@@ -1,0 +1,473 @@
+package fuel
+
+import "fmt"
+
+// Instruction costs: one unit per executed instruction, except the
+// structural markers block, loop, else and end, which compile to nothing.
+// Bulk operations add a dynamic charge for their length (see bulkShift).
+const instructionCost = 1
+
+// Dynamic charges of bulk operations, as shifts of the length operand:
+// memory.fill, memory.copy and memory.init cost one unit per 16 bytes,
+// table.fill, table.copy, table.init and table.grow one per element, and
+// memory.grow one per 16 bytes of the pages it adds.
+const (
+	memoryBytesShift = 4       // length >> 4
+	tableShift       = 0       // length
+	memoryPagesShift = -16 + 4 // pages << 12: 65536 bytes a page, 16 per unit
+)
+
+type frameKind uint8
+
+const (
+	kindFunction frameKind = iota
+	kindBlock
+	kindLoop
+	kindIf
+	kindElse // an if whose else arm has begun
+)
+
+// frame is an open control construct.
+type frame struct {
+	kind           frameKind
+	entryReachable bool // the construct was entered by reachable code
+	thenReachable  bool // kindElse: the then arm fell through to else
+	targeted       bool // a reachable branch targets the label
+}
+
+type insertKind uint8
+
+const (
+	insCharge      insertKind = iota // subtract the segment's static cost
+	insChargeCheck                   // the same, then trap if negative
+	insCheck                         // trap if negative
+	insBulk                          // subtract the shifted length on the stack, then trap if negative
+)
+
+// insertion is code added at offset at of the function body.
+type insertion struct {
+	at    int
+	kind  insertKind
+	cost  int64 // static cost of the segment (insCharge, insChargeCheck)
+	shift int   // insBulk: right shift of the length, negative for left
+}
+
+// rewriter instruments function bodies. It is reused across the functions
+// of a module so its slices are allocated once.
+type rewriter struct {
+	m         *module
+	fuelIndex uint32
+
+	inserts     []insertion
+	frames      []frame
+	reachable   bool
+	segment     int // index in inserts of the open segment's charge
+	needScratch bool
+	scratch     uint32 // index of the added i32 local holding a bulk length
+}
+
+// open starts a basic block at offset at: its static cost accumulates in
+// a charge emitted there.
+func (w *rewriter) open(at int, kind insertKind) {
+	w.segment = len(w.inserts)
+	w.inserts = append(w.inserts, insertion{at: at, kind: kind})
+}
+
+func (w *rewriter) target(r *reader, depth uint32) error {
+	if uint64(depth) >= uint64(len(w.frames)) {
+		return r.errorf("branch depth %d out of range", depth)
+	}
+	if w.reachable {
+		w.frames[len(w.frames)-1-int(depth)].targeted = true
+	}
+	return nil
+}
+
+func (w *rewriter) bulk(at int, shift int) {
+	if w.reachable {
+		w.inserts = append(w.inserts, insertion{at: at, kind: insBulk, shift: shift})
+		w.needScratch = true
+	}
+}
+
+func (w *rewriter) blockType(r *reader) error {
+	b, err := r.peek()
+	if err != nil {
+		return err
+	}
+	if b == 0x40 || isValueType(b) {
+		r.pos++
+		return nil
+	}
+	idx, err := r.s33()
+	if err != nil {
+		return err
+	}
+	if idx < 0 || idx >= int64(len(w.m.typeParams)) {
+		return r.errorf("invalid block type %d", idx)
+	}
+	return nil
+}
+
+// memarg reads alignment (with the multi-memory flag) and offset.
+func memarg(r *reader) error {
+	align, err := r.u32()
+	if err != nil {
+		return err
+	}
+	if align&0x40 != 0 {
+		if _, err := r.u32(); err != nil {
+			return err
+		}
+	}
+	_, err = r.u32()
+	return err
+}
+
+func u32s(r *reader, n int) error {
+	for i := 0; i < n; i++ {
+		if _, err := r.u32(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// instrumentBody appends the instrumented body of function fn (without
+// its size prefix) to out.
+func (w *rewriter) instrumentBody(out []byte, fn uint32, body []byte) ([]byte, error) {
+	r := &reader{buf: body}
+	groups, err := r.count(2)
+	if err != nil {
+		return nil, err
+	}
+	groupsStart := r.pos
+	locals := uint64(w.m.typeParams[w.m.funcTypes[fn]])
+	for i := uint32(0); i < groups; i++ {
+		n, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		if err := parseValueType(r); err != nil {
+			return nil, err
+		}
+		if locals += uint64(n); locals >= maxLocals {
+			return nil, fmt.Errorf("%w: more than %d locals", ErrUnsupported, maxLocals-1)
+		}
+	}
+	codeStart := r.pos
+	w.scratch = uint32(locals)
+	w.needScratch = false
+	w.inserts = w.inserts[:0]
+	w.frames = append(w.frames[:0], frame{kind: kindFunction, entryReachable: true})
+	w.reachable = true
+	w.open(codeStart, insChargeCheck)
+	if err := w.walk(r); err != nil {
+		return nil, err
+	}
+
+	if w.needScratch {
+		out = appendU32(out, groups+1)
+		out = append(out, body[groupsStart:codeStart]...)
+		out = append(out, 1, typeI32)
+	} else {
+		out = append(out, body[:codeStart]...)
+	}
+	last := codeStart
+	for _, ins := range w.inserts {
+		out = append(out, body[last:ins.at]...)
+		out = w.emit(out, ins)
+		last = ins.at
+	}
+	return append(out, body[last:]...), nil
+}
+
+// walk reads instructions up to the function's final end, tracking
+// control frames and reachability and recording insertions.
+func (w *rewriter) walk(r *reader) error {
+	for {
+		start := r.pos
+		op, err := r.byte()
+		if err != nil {
+			return err
+		}
+		cost := int64(instructionCost)
+		switch op {
+		case 0x00, 0x01, 0x0f, 0x1a, 0x1b: // unreachable nop return drop select
+		case 0x02, 0x03, 0x04: // block loop if
+			if err := w.blockType(r); err != nil {
+				return err
+			}
+			if op != 0x04 {
+				cost = 0
+			}
+		case 0x05, 0x0b: // else end
+			cost = 0
+		case 0x0c, 0x0d: // br br_if
+			depth, err := r.u32()
+			if err != nil {
+				return err
+			}
+			if err := w.target(r, depth); err != nil {
+				return err
+			}
+		case 0x0e: // br_table
+			n, err := r.count(1)
+			if err != nil {
+				return err
+			}
+			for i := uint32(0); i <= n; i++ { // the targets, then the default
+				depth, err := r.u32()
+				if err != nil {
+					return err
+				}
+				if err := w.target(r, depth); err != nil {
+					return err
+				}
+			}
+		case 0x10: // call
+			f, err := r.u32()
+			if err != nil {
+				return err
+			}
+			// A defined callee checks at its entry; a host function
+			// must not run once the fuel is gone.
+			if f < w.m.importedFuncs && w.reachable {
+				w.inserts = append(w.inserts, insertion{at: start, kind: insCheck})
+			}
+		case 0x11: // call_indirect typeidx tableidx
+			if err := u32s(r, 2); err != nil {
+				return err
+			}
+			if w.reachable { // the callee may be an import
+				w.inserts = append(w.inserts, insertion{at: start, kind: insCheck})
+			}
+		case 0x1c: // select t*
+			if _, err := parseValueTypes(r); err != nil {
+				return err
+			}
+		case 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26: // local.*, global.*, table.get/set
+			if _, err := r.u32(); err != nil {
+				return err
+			}
+		case 0x3f: // memory.size
+			if _, err := r.u32(); err != nil {
+				return err
+			}
+		case 0x40: // memory.grow
+			if _, err := r.u32(); err != nil {
+				return err
+			}
+			w.bulk(start, memoryPagesShift)
+		case 0x41:
+			_, err = r.s32()
+		case 0x42:
+			_, err = r.s64()
+		case 0x43:
+			err = r.skip(4)
+		case 0x44:
+			err = r.skip(8)
+		case 0xd0: // ref.null
+			err = parseRefType(r)
+		case 0xd1: // ref.is_null
+		case 0xd2: // ref.func
+			_, err = r.u32()
+		case 0xfc:
+			err = w.miscOp(r, start)
+		case 0xfd:
+			err = simdOp(r)
+		case 0x06, 0x07, 0x08, 0x09, 0x0a, 0x18, 0x19, 0x1f:
+			return fmt.Errorf("%w: opcode 0x%x (exception handling) at offset %d", ErrUnsupported, op, start)
+		case 0x12, 0x13, 0x14, 0x15:
+			return fmt.Errorf("%w: opcode 0x%x (tail calls or typed function references) at offset %d", ErrUnsupported, op, start)
+		case 0xfe:
+			return fmt.Errorf("%w: opcode 0xfe (threads) at offset %d", ErrUnsupported, start)
+		default:
+			switch {
+			case op >= 0x28 && op <= 0x3e: // loads and stores
+				err = memarg(r)
+			case op >= 0x45 && op <= 0xc4: // numeric and sign extension
+			default:
+				r.pos = start
+				return r.errorf("unknown opcode 0x%x", op)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if w.reachable {
+			w.inserts[w.segment].cost += cost
+		}
+		if done, err := w.control(r, op); done || err != nil {
+			return err
+		}
+	}
+}
+
+// control applies the effect of a control instruction on frames,
+// reachability and basic blocks. It reports done at the function's end.
+func (w *rewriter) control(r *reader, op byte) (done bool, err error) {
+	switch op {
+	case 0x00, 0x0c, 0x0e, 0x0f: // unreachable br br_table return
+		w.reachable = false
+	case 0x0d: // br_if: the fall-through is a new block
+		if w.reachable {
+			w.open(r.pos, insCharge)
+		}
+	case 0x02:
+		w.frames = append(w.frames, frame{kind: kindBlock, entryReachable: w.reachable})
+	case 0x03:
+		w.frames = append(w.frames, frame{kind: kindLoop, entryReachable: w.reachable})
+		if w.reachable { // the back edge's target: charge and check
+			w.open(r.pos, insChargeCheck)
+		}
+	case 0x04:
+		w.frames = append(w.frames, frame{kind: kindIf, entryReachable: w.reachable})
+		if w.reachable {
+			w.open(r.pos, insCharge)
+		}
+	case 0x05:
+		f := &w.frames[len(w.frames)-1]
+		if f.kind != kindIf {
+			return false, r.errorf("else without if")
+		}
+		f.kind = kindElse
+		f.thenReachable = w.reachable
+		w.reachable = f.entryReachable
+		if w.reachable {
+			w.open(r.pos, insCharge)
+		}
+	case 0x0b:
+		f := w.frames[len(w.frames)-1]
+		w.frames = w.frames[:len(w.frames)-1]
+		join := false // whether more than fall-through reaches past end
+		switch f.kind {
+		case kindFunction:
+			if !r.done() {
+				return false, r.errorf("code after the function's end")
+			}
+			return true, nil
+		case kindBlock:
+			join = f.targeted
+		case kindIf:
+			join = f.entryReachable // the false edge
+		case kindElse:
+			join = f.thenReachable || f.targeted
+		}
+		if join {
+			w.reachable = true
+			w.open(r.pos, insCharge)
+		}
+	}
+	return false, nil
+}
+
+// miscOp reads the immediates of a 0xfc instruction.
+func (w *rewriter) miscOp(r *reader, start int) error {
+	sub, err := r.u32()
+	if err != nil {
+		return err
+	}
+	switch {
+	case sub <= 7: // saturating truncation
+		return nil
+	case sub == 8: // memory.init data mem
+		err = u32s(r, 2)
+		w.bulk(start, memoryBytesShift)
+	case sub == 9, sub == 13, sub == 16: // data.drop elem.drop table.size
+		err = u32s(r, 1)
+	case sub == 10: // memory.copy mem mem
+		err = u32s(r, 2)
+		w.bulk(start, memoryBytesShift)
+	case sub == 11: // memory.fill mem
+		err = u32s(r, 1)
+		w.bulk(start, memoryBytesShift)
+	case sub == 12, sub == 14: // table.init elem table, table.copy table table
+		err = u32s(r, 2)
+		w.bulk(start, tableShift)
+	case sub == 15, sub == 17: // table.grow table, table.fill table
+		err = u32s(r, 1)
+		w.bulk(start, tableShift)
+	default:
+		return r.errorf("unknown opcode 0xfc %d", sub)
+	}
+	return err
+}
+
+// simdReserved marks the unassigned opcodes of 0xfd 94..255.
+var simdReserved = func() (m [256]bool) {
+	for _, op := range []byte{0x9a, 0xa2, 0xa5, 0xa6, 0xaf, 0xb0, 0xb2, 0xb3, 0xb4,
+		0xbb, 0xc2, 0xc5, 0xc6, 0xcf, 0xd0, 0xd2, 0xd3, 0xd4, 0xe2, 0xee} {
+		m[op] = true
+	}
+	return m
+}()
+
+// simdOp reads the immediates of a 0xfd instruction.
+func simdOp(r *reader) error {
+	sub, err := r.u32()
+	if err != nil {
+		return err
+	}
+	switch {
+	case sub <= 11, sub == 92, sub == 93: // loads and stores
+		return memarg(r)
+	case sub == 12, sub == 13: // v128.const, i8x16.shuffle
+		return r.skip(16)
+	case sub <= 20: // swizzle, splats
+		return nil
+	case sub <= 34: // extract and replace lane
+		return r.skip(1)
+	case sub <= 83: // comparisons and bitwise
+		return nil
+	case sub <= 91: // load and store lane
+		if err := memarg(r); err != nil {
+			return err
+		}
+		return r.skip(1)
+	case sub <= 255 && !simdReserved[sub]:
+		return nil
+	case sub >= 0x100 && sub <= 0x113:
+		return fmt.Errorf("%w: opcode 0xfd %d (relaxed SIMD)", ErrUnsupported, sub)
+	}
+	return r.errorf("unknown opcode 0xfd %d", sub)
+}
+
+// emit appends the code of one insertion.
+func (w *rewriter) emit(out []byte, ins insertion) []byte {
+	switch ins.kind {
+	case insCharge, insChargeCheck:
+		if ins.cost > 0 {
+			out = appendU32(append(out, 0x23), w.fuelIndex) // global.get
+			out = appendS64(append(out, 0x42), ins.cost)    // i64.const
+			out = append(out, 0x7d)                         // i64.sub
+			out = appendU32(append(out, 0x24), w.fuelIndex) // global.set
+		}
+		if ins.kind == insChargeCheck {
+			out = w.emitCheck(out)
+		}
+	case insCheck:
+		out = w.emitCheck(out)
+	case insBulk:
+		out = appendU32(append(out, 0x22), w.scratch)   // local.tee
+		out = appendU32(append(out, 0x23), w.fuelIndex) // global.get
+		out = appendU32(append(out, 0x20), w.scratch)   // local.get
+		out = append(out, 0xad)                         // i64.extend_i32_u
+		switch {
+		case ins.shift > 0:
+			out = append(out, 0x42, byte(ins.shift), 0x88) // i64.const; i64.shr_u
+		case ins.shift < 0:
+			out = append(out, 0x42, byte(-ins.shift), 0x86) // i64.const; i64.shl
+		}
+		out = append(out, 0x7d)                         // i64.sub
+		out = appendU32(append(out, 0x24), w.fuelIndex) // global.set
+		out = w.emitCheck(out)
+	}
+	return out
+}
+
+// emitCheck appends: if fuel < 0 then unreachable.
+func (w *rewriter) emitCheck(out []byte) []byte {
+	out = appendU32(append(out, 0x23), w.fuelIndex)              // global.get
+	return append(out, 0x42, 0x00, 0x53, 0x04, 0x40, 0x00, 0x0b) // i64.const 0; i64.lt_s; if; unreachable; end
+}

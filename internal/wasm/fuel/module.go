@@ -1,0 +1,505 @@
+package fuel
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
+
+// Section ids of the binary format.
+const (
+	secCustom    = 0
+	secType      = 1
+	secImport    = 2
+	secFunction  = 3
+	secTable     = 4
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secElement   = 9
+	secCode      = 10
+	secData      = 11
+	secDataCount = 12
+)
+
+// sectionRank orders the known sections as the spec requires; the data
+// count section sits between element and code. Zero means unknown.
+var sectionRank = [...]int{
+	secType: 1, secImport: 2, secFunction: 3, secTable: 4, secMemory: 5,
+	secGlobal: 6, secExport: 7, secStart: 8, secElement: 9, secDataCount: 10,
+	secCode: 11, secData: 12,
+}
+
+// Value and reference types of Wasm 2.0.
+const (
+	typeI32       = 0x7f
+	typeI64       = 0x7e
+	typeF32       = 0x7d
+	typeF64       = 0x7c
+	typeV128      = 0x7b
+	typeFuncref   = 0x70
+	typeExternref = 0x6f
+)
+
+// maxLocals bounds params plus locals of one function after
+// instrumentation, as web engines do (50000); it keeps the added scratch
+// local within every runtime's limits.
+const maxLocals = 50000
+
+var header = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
+
+// section is one section of the input: its id and payload.
+type section struct {
+	id      byte
+	payload []byte
+	name    string // custom sections only
+}
+
+// module holds what the pass needs to know about its input.
+type module struct {
+	sections      []section
+	typeParams    []uint32 // param count per type index
+	funcTypes     []uint32 // type index per function index, imports first
+	importedFuncs uint32
+	globals       uint32 // imported plus defined
+	definedGlobal int    // index in sections of the global section, or -1
+	export        int    // index in sections of the export section, or -1
+	code          int    // index in sections of the code section, or -1
+}
+
+func parseModule(bin []byte) (*module, error) {
+	if len(bin) < len(header) || !bytes.Equal(bin[:4], header[:4]) {
+		return nil, fmt.Errorf("%w: missing magic number", ErrMalformed)
+	}
+	if !bytes.Equal(bin[4:8], header[4:]) {
+		return nil, fmt.Errorf("%w: unsupported version %x", ErrUnsupported, bin[4:8])
+	}
+	m := &module{definedGlobal: -1, export: -1, code: -1}
+	r := &reader{buf: bin, pos: len(header)}
+	lastRank := 0
+	var funcCount uint32
+	funcCountSeen := false
+	for !r.done() {
+		id, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		size, err := r.u32()
+		if err != nil {
+			return nil, fmt.Errorf("section %d size: %w", id, err)
+		}
+		payload, err := r.bytes(size)
+		if err != nil {
+			return nil, fmt.Errorf("section %d: %w", id, err)
+		}
+		s := section{id: id, payload: payload}
+		if id != secCustom {
+			if int(id) >= len(sectionRank) || sectionRank[id] == 0 {
+				if id == 13 {
+					return nil, fmt.Errorf("%w: tag section (exception handling)", ErrUnsupported)
+				}
+				return nil, fmt.Errorf("%w: unknown section id %d", ErrMalformed, id)
+			}
+			if sectionRank[id] <= lastRank {
+				return nil, fmt.Errorf("%w: section %d out of order or repeated", ErrMalformed, id)
+			}
+			lastRank = sectionRank[id]
+		}
+		sr := &reader{buf: payload}
+		switch id {
+		case secCustom:
+			s.name, err = sr.name()
+			sr.pos = len(payload) // the contents are opaque
+		case secType:
+			err = m.parseTypes(sr)
+		case secImport:
+			err = m.parseImports(sr)
+		case secFunction:
+			funcCount, err = m.parseFunctions(sr)
+			funcCountSeen = true
+		case secTable:
+			err = parseVector(sr, 3, parseTable)
+		case secMemory:
+			err = parseVector(sr, 2, parseLimits)
+		case secGlobal:
+			m.definedGlobal = len(m.sections)
+			err = m.parseGlobals(sr)
+		case secExport:
+			m.export = len(m.sections)
+			err = parseVector(sr, 3, parseExport)
+		case secStart:
+			err = fmt.Errorf("%w: a start function would run before the host sets the budget", ErrUnsupported)
+		case secElement:
+			err = parseVector(sr, 2, parseElement)
+		case secDataCount:
+			_, err = sr.u32()
+		case secCode:
+			m.code = len(m.sections)
+			var n uint32
+			if n, err = sr.count(1); err == nil && n != funcCount {
+				err = fmt.Errorf("%w: %d function bodies for %d functions", ErrMalformed, n, funcCount)
+			}
+			sr.pos = len(payload) // bodies are parsed while instrumenting
+		case secData:
+			err = parseVector(sr, 2, parseData)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("section %d: %w", id, err)
+		}
+		if !sr.done() {
+			return nil, fmt.Errorf("section %d: %w", id, sr.errorf("section size mismatch"))
+		}
+		m.sections = append(m.sections, s)
+	}
+	if funcCountSeen && funcCount > 0 && m.code < 0 {
+		return nil, fmt.Errorf("%w: %d functions without a code section", ErrMalformed, funcCount)
+	}
+	return m, nil
+}
+
+func parseVector(r *reader, minSize int, parse func(*reader) error) error {
+	n, err := r.count(minSize)
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		if err := parse(r); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (m *module) parseTypes(r *reader) error {
+	n, err := r.count(3)
+	if err != nil {
+		return err
+	}
+	m.typeParams = make([]uint32, 0, n)
+	for i := uint32(0); i < n; i++ {
+		form, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if form != 0x60 {
+			return fmt.Errorf("%w: type %d: form 0x%x (only function types are supported)", ErrUnsupported, i, form)
+		}
+		params, err := parseValueTypes(r)
+		if err != nil {
+			return fmt.Errorf("type %d params: %w", i, err)
+		}
+		if _, err := parseValueTypes(r); err != nil {
+			return fmt.Errorf("type %d results: %w", i, err)
+		}
+		m.typeParams = append(m.typeParams, params)
+	}
+	return nil
+}
+
+func parseValueTypes(r *reader) (uint32, error) {
+	n, err := r.count(1)
+	if err != nil {
+		return 0, err
+	}
+	for i := uint32(0); i < n; i++ {
+		if err := parseValueType(r); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func isValueType(b byte) bool {
+	switch b {
+	case typeI32, typeI64, typeF32, typeF64, typeV128, typeFuncref, typeExternref:
+		return true
+	}
+	return false
+}
+
+func parseValueType(r *reader) error {
+	b, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if !isValueType(b) {
+		r.pos--
+		return r.errorf("unknown value type 0x%x", b)
+	}
+	return nil
+}
+
+func parseRefType(r *reader) error {
+	b, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if b != typeFuncref && b != typeExternref {
+		r.pos--
+		return r.errorf("unknown reference type 0x%x", b)
+	}
+	return nil
+}
+
+func (m *module) parseImports(r *reader) error {
+	n, err := r.count(4)
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		if _, err := r.name(); err != nil {
+			return err
+		}
+		if _, err := r.name(); err != nil {
+			return err
+		}
+		kind, err := r.byte()
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case 0x00: // function
+			t, err := r.u32()
+			if err != nil {
+				return err
+			}
+			if int(t) >= len(m.typeParams) {
+				return fmt.Errorf("%w: import %d: type index %d out of range", ErrMalformed, i, t)
+			}
+			m.funcTypes = append(m.funcTypes, t)
+			m.importedFuncs++
+		case 0x01:
+			err = parseTable(r)
+		case 0x02:
+			err = parseLimits(r)
+		case 0x03:
+			if err = parseValueType(r); err == nil {
+				err = parseMutability(r)
+			}
+			m.globals++
+		case 0x04:
+			err = fmt.Errorf("%w: tag import (exception handling)", ErrUnsupported)
+		default:
+			err = r.errorf("unknown import kind 0x%x", kind)
+		}
+		if err != nil {
+			return fmt.Errorf("import %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (m *module) parseFunctions(r *reader) (uint32, error) {
+	n, err := r.count(1)
+	if err != nil {
+		return 0, err
+	}
+	for i := uint32(0); i < n; i++ {
+		t, err := r.u32()
+		if err != nil {
+			return 0, err
+		}
+		if int(t) >= len(m.typeParams) {
+			return 0, fmt.Errorf("%w: function %d: type index %d out of range", ErrMalformed, i, t)
+		}
+		m.funcTypes = append(m.funcTypes, t)
+	}
+	return n, nil
+}
+
+func parseTable(r *reader) error {
+	if err := parseRefType(r); err != nil {
+		return err
+	}
+	return parseLimits(r)
+}
+
+func parseLimits(r *reader) error {
+	flags, err := r.byte()
+	if err != nil {
+		return err
+	}
+	switch flags {
+	case 0x00:
+		_, err = r.u32()
+	case 0x01:
+		if _, err = r.u32(); err == nil {
+			_, err = r.u32()
+		}
+	case 0x02, 0x03:
+		err = fmt.Errorf("%w: shared memory (threads)", ErrUnsupported)
+	default:
+		err = r.errorf("unknown limits flags 0x%x", flags)
+	}
+	return err
+}
+
+func parseMutability(r *reader) error {
+	b, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if b > 1 {
+		r.pos--
+		return r.errorf("invalid mutability 0x%x", b)
+	}
+	return nil
+}
+
+func (m *module) parseGlobals(r *reader) error {
+	n, err := r.count(4)
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		if err := parseValueType(r); err != nil {
+			return err
+		}
+		if err := parseMutability(r); err != nil {
+			return err
+		}
+		if err := parseConstExpr(r); err != nil {
+			return fmt.Errorf("global %d: %w", i, err)
+		}
+		m.globals++
+	}
+	return nil
+}
+
+// parseConstExpr reads a Wasm 2.0 constant expression up to its end.
+func parseConstExpr(r *reader) error {
+	for {
+		op, err := r.byte()
+		if err != nil {
+			return err
+		}
+		switch op {
+		case 0x0b: // end
+			return nil
+		case 0x41:
+			_, err = r.s32()
+		case 0x42:
+			_, err = r.s64()
+		case 0x43:
+			err = r.skip(4)
+		case 0x44:
+			err = r.skip(8)
+		case 0x23, 0xd2: // global.get, ref.func
+			_, err = r.u32()
+		case 0xd0: // ref.null
+			err = parseRefType(r)
+		case 0xfd: // v128.const
+			var sub uint32
+			if sub, err = r.u32(); err == nil {
+				if sub != 12 {
+					return r.errorf("opcode 0xfd %d in a constant expression", sub)
+				}
+				err = r.skip(16)
+			}
+		default:
+			r.pos--
+			return r.errorf("opcode 0x%x in a constant expression", op)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func parseExport(r *reader) error {
+	name, err := r.name()
+	if err != nil {
+		return err
+	}
+	if name == GlobalName {
+		return fmt.Errorf("%w: the module already exports %q", ErrUnsupported, GlobalName)
+	}
+	kind, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if kind > 3 {
+		r.pos--
+		return r.errorf("unknown export kind 0x%x", kind)
+	}
+	_, err = r.u32()
+	return err
+}
+
+func parseElement(r *reader) error {
+	flags, err := r.u32()
+	if err != nil {
+		return err
+	}
+	if flags > 7 {
+		return r.errorf("unknown element segment flags %d", flags)
+	}
+	// Bit 0: passive or declarative; bit 1: explicit table (active) or
+	// declarative (passive); bit 2: expressions instead of indices.
+	active := flags&1 == 0
+	if active && flags&2 != 0 {
+		if _, err := r.u32(); err != nil { // table index
+			return err
+		}
+	}
+	if active {
+		if err := parseConstExpr(r); err != nil {
+			return err
+		}
+	}
+	if flags&3 != 0 { // an element kind or reference type follows
+		if flags&4 == 0 {
+			kind, err := r.byte()
+			if err != nil {
+				return err
+			}
+			if kind != 0x00 {
+				r.pos--
+				return r.errorf("unknown element kind 0x%x", kind)
+			}
+		} else if err := parseRefType(r); err != nil {
+			return err
+		}
+	}
+	if flags&4 == 0 {
+		return parseVector(r, 1, func(r *reader) error { _, err := r.u32(); return err })
+	}
+	return parseVector(r, 1, parseConstExpr)
+}
+
+func parseData(r *reader) error {
+	flags, err := r.u32()
+	if err != nil {
+		return err
+	}
+	switch flags {
+	case 0:
+		err = parseConstExpr(r)
+	case 1:
+	case 2:
+		if _, err = r.u32(); err == nil {
+			err = parseConstExpr(r)
+		}
+	default:
+		return r.errorf("unknown data segment flags %d", flags)
+	}
+	if err != nil {
+		return err
+	}
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	_, err = r.bytes(n)
+	return err
+}
+
+// droppedCustom reports whether a custom section refers to code by byte
+// offset, which instrumentation invalidates.
+func droppedCustom(name string) bool {
+	return strings.HasPrefix(name, ".debug_") || // DWARF
+		strings.HasPrefix(name, "reloc.") || name == "linking" || // object files
+		name == "sourceMappingURL" || name == "external_debug_info" ||
+		strings.HasPrefix(name, "metadata.code.") // branch hints
+}

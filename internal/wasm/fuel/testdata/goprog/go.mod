@@ -1,0 +1,3 @@
+module aegis.test/goprog
+
+go 1.26
