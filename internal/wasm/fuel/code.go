@@ -61,7 +61,8 @@ type rewriter struct {
 	inserts     []insertion
 	frames      []frame
 	reachable   bool
-	segment     int // index in inserts of the open segment's charge
+	segment     int  // index in inserts of the open segment's charge
+	checked     bool // no charge since the last check on this path
 	needScratch bool
 	scratch     uint32 // index of the added i32 local holding a bulk length
 }
@@ -71,6 +72,21 @@ type rewriter struct {
 func (w *rewriter) open(at int, kind insertKind) {
 	w.segment = len(w.inserts)
 	w.inserts = append(w.inserts, insertion{at: at, kind: kind})
+	w.checked = kind == insChargeCheck
+}
+
+// check traps at offset at if the fuel is negative, unless nothing was
+// charged since the last check.
+func (w *rewriter) check(at int) {
+	if w.reachable && !w.checked {
+		w.inserts = append(w.inserts, insertion{at: at, kind: insCheck})
+		w.checked = true
+	}
+}
+
+// exits reports whether a branch of the given depth leaves the function.
+func (w *rewriter) exits(depth uint32) bool {
+	return uint64(depth) == uint64(len(w.frames)-1)
 }
 
 func (w *rewriter) target(r *reader, depth uint32) error {
@@ -87,6 +103,7 @@ func (w *rewriter) bulk(at int, shift int) {
 	if w.reachable {
 		w.inserts = append(w.inserts, insertion{at: at, kind: insBulk, shift: shift})
 		w.needScratch = true
+		w.checked = true // the bulk charge ends with a check
 	}
 }
 
@@ -193,7 +210,9 @@ func (w *rewriter) walk(r *reader) error {
 		}
 		cost := int64(instructionCost)
 		switch op {
-		case 0x00, 0x01, 0x0f, 0x1a, 0x1b: // unreachable nop return drop select
+		case 0x00, 0x01, 0x1a, 0x1b: // unreachable nop drop select
+		case 0x0f: // return
+			w.check(start)
 		case 0x02, 0x03, 0x04: // block loop if
 			if err := w.blockType(r); err != nil {
 				return err
@@ -201,8 +220,13 @@ func (w *rewriter) walk(r *reader) error {
 			if op != 0x04 {
 				cost = 0
 			}
-		case 0x05, 0x0b: // else end
+		case 0x05: // else
 			cost = 0
+		case 0x0b: // end
+			cost = 0
+			if len(w.frames) == 1 {
+				w.check(start)
+			}
 		case 0x0c, 0x0d: // br br_if
 			depth, err := r.u32()
 			if err != nil {
@@ -210,6 +234,9 @@ func (w *rewriter) walk(r *reader) error {
 			}
 			if err := w.target(r, depth); err != nil {
 				return err
+			}
+			if w.exits(depth) {
+				w.check(start)
 			}
 		case 0x0e: // br_table
 			n, err := r.count(1)
@@ -224,6 +251,9 @@ func (w *rewriter) walk(r *reader) error {
 				if err := w.target(r, depth); err != nil {
 					return err
 				}
+				if w.exits(depth) {
+					w.check(start)
+				}
 			}
 		case 0x10: // call
 			f, err := r.u32()
@@ -232,16 +262,14 @@ func (w *rewriter) walk(r *reader) error {
 			}
 			// A defined callee checks at its entry; a host function
 			// must not run once the fuel is gone.
-			if f < w.m.importedFuncs && w.reachable {
-				w.inserts = append(w.inserts, insertion{at: start, kind: insCheck})
+			if f < w.m.importedFuncs {
+				w.check(start)
 			}
 		case 0x11: // call_indirect typeidx tableidx
 			if err := u32s(r, 2); err != nil {
 				return err
 			}
-			if w.reachable { // the callee may be an import
-				w.inserts = append(w.inserts, insertion{at: start, kind: insCheck})
-			}
+			w.check(start) // the callee may be an import
 		case 0x1c: // select t*
 			if _, err := parseValueTypes(r); err != nil {
 				return err

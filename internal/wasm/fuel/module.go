@@ -109,8 +109,10 @@ func parseModule(bin []byte) (*module, error) {
 		sr := &reader{buf: payload}
 		switch id {
 		case secCustom:
-			s.name, err = sr.name()
-			sr.pos = len(payload) // the contents are opaque
+			if s.name, err = sr.name(); err == nil && s.name == "name" {
+				err = parseNameSection(sr)
+			}
+			sr.pos = len(payload) // other contents are opaque
 		case secType:
 			err = m.parseTypes(sr)
 		case secImport:
@@ -502,4 +504,57 @@ func droppedCustom(name string) bool {
 		strings.HasPrefix(name, "reloc.") || name == "linking" || // object files
 		name == "sourceMappingURL" || name == "external_debug_info" ||
 		strings.HasPrefix(name, "metadata.code.") // branch hints
+}
+
+// parseNameSection checks the framing of the name section and the contents
+// of its module, function and local subsections. The section is kept in
+// the output, and runtimes decode it without regard to the section's end,
+// so it must be well formed for the output to decode as the input did.
+func parseNameSection(r *reader) error {
+	nameMap := func(r *reader) error {
+		return parseVector(r, 2, func(r *reader) error {
+			if _, err := r.u32(); err != nil {
+				return err
+			}
+			_, err := r.name()
+			return err
+		})
+	}
+	for !r.done() {
+		id, err := r.byte()
+		if err != nil {
+			return err
+		}
+		size, err := r.u32()
+		if err != nil {
+			return err
+		}
+		content, err := r.bytes(size)
+		if err != nil {
+			return err
+		}
+		sr := &reader{buf: content}
+		switch id {
+		case 0: // module name
+			_, err = sr.name()
+		case 1: // function names
+			err = nameMap(sr)
+		case 2: // local names
+			err = parseVector(sr, 2, func(r *reader) error {
+				if _, err := r.u32(); err != nil {
+					return err
+				}
+				return nameMap(r)
+			})
+		default:
+			sr.pos = len(content)
+		}
+		if err == nil && !sr.done() {
+			err = sr.errorf("subsection size mismatch")
+		}
+		if err != nil {
+			return fmt.Errorf("name subsection %d: %w", id, err)
+		}
+	}
+	return nil
 }
