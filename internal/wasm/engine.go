@@ -1,0 +1,142 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Import module names a function may use.
+const (
+	WASIModule = wasi_snapshot_preview1.ModuleName
+	HostModule = "aegis"
+)
+
+// EngineOptions configure an Engine.
+type EngineOptions struct {
+	// CacheDir keeps compiled code across restarts; empty keeps it in
+	// memory only.
+	CacheDir string
+	// Logger receives the engine's own messages (nil: discarded).
+	Logger *slog.Logger
+}
+
+// Engine compiles and runs functions. One per node; safe for concurrent
+// use. Every module shares one wazero runtime, so compiled code is cached
+// per module content (the fuel-instrumented bytes) in memory and, with
+// CacheDir, on disk.
+type Engine struct {
+	runtime wazero.Runtime
+	cache   wazero.CompilationCache
+	log     *slog.Logger
+	// hostFuncs holds every function an import may name, by module and
+	// name, to check imports at deploy.
+	hostFuncs map[string]map[string]api.FunctionDefinition
+}
+
+// NewEngine starts an engine with WASI preview 1 and the host module.
+func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var cache wazero.CompilationCache
+	if opts.CacheDir != "" {
+		if err := os.MkdirAll(opts.CacheDir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating the compilation cache directory: %w", err)
+		}
+		var err error
+		if cache, err = wazero.NewCompilationCacheWithDir(opts.CacheDir); err != nil {
+			return nil, fmt.Errorf("opening the compilation cache: %w", err)
+		}
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	// Close on context done stays off: it polls in every loop and
+	// function entry, several times slower than fuel in hot loops, and
+	// fuel bounds the CPU anyway (see Serve for deadlines).
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCompilationCache(cache).
+		WithCloseOnContextDone(false))
+	e := &Engine{runtime: rt, cache: cache, log: log, hostFuncs: map[string]map[string]api.FunctionDefinition{}}
+	for _, b := range []interface {
+		Compile(context.Context) (wazero.CompiledModule, error)
+	}{wasi_snapshot_preview1.NewBuilder(rt), hostModuleBuilder(rt)} {
+		compiled, err := b.Compile(ctx)
+		if err != nil {
+			e.Close(ctx)
+			return nil, fmt.Errorf("compiling a host module: %w", err)
+		}
+		if _, err := rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig()); err != nil {
+			e.Close(ctx)
+			return nil, fmt.Errorf("instantiating host module %s: %w", compiled.Name(), err)
+		}
+		e.hostFuncs[compiled.Name()] = compiled.ExportedFunctions()
+	}
+	return e, nil
+}
+
+// Close releases the runtime and every module compiled with it.
+func (e *Engine) Close(ctx context.Context) error {
+	return errors.Join(e.runtime.Close(ctx), e.cache.Close(ctx))
+}
+
+// Module is one compiled version of a function. Serve runs requests on
+// fresh instances of it; Close releases it once they have ended.
+type Module struct {
+	engine   *Engine
+	compiled wazero.CompiledModule
+	limits   Limits
+	// metered is false only for modules compiled without the fuel pass
+	// (tests of the pass-less path).
+	metered bool
+
+	mu      sync.Mutex
+	running int
+	closed  bool
+}
+
+// Limits returns the limits the module was compiled with.
+func (m *Module) Limits() Limits { return m.limits }
+
+// Close releases the compiled code when no request is running on it;
+// otherwise the last request to end releases it. Serve after Close fails.
+func (m *Module) Close() error {
+	m.mu.Lock()
+	already := m.closed
+	m.closed = true
+	idle := m.running == 0
+	m.mu.Unlock()
+	if already || !idle {
+		return nil
+	}
+	return m.compiled.Close(context.Background())
+}
+
+// acquire pins the module for one request.
+func (m *Module) acquire() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.running++
+	return true
+}
+
+func (m *Module) release() {
+	m.mu.Lock()
+	m.running--
+	last := m.closed && m.running == 0
+	m.mu.Unlock()
+	if last {
+		m.compiled.Close(context.Background())
+	}
+}

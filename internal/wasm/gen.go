@@ -1,0 +1,5 @@
+package wasm
+
+// Test fixtures: every testdata/**/*.wat, and the C fixture with the SDK.
+//go:generate sh -c "for f in testdata/*.wat testdata/invalid/*.wat; do wat2wasm \"$DOLLAR{f}\" -o \"$DOLLAR{f%.wat}.wasm\" || exit 1; done"
+//go:generate clang --target=wasm32-wasi -O2 -s -I ../../sdk/c -o testdata/hostcalls.wasm testdata/hostcalls.c

@@ -1,0 +1,10 @@
+package wasm
+
+import "github.com/aegis-edge/aegis/internal/wasm/fuel"
+
+// The fuel pass, as Compile and Serve use it.
+const fuelGlobalName = fuel.GlobalName
+
+func instrumentFuel(module []byte) ([]byte, error) { return fuel.Instrument(module) }
+
+func fuelExhausted(remaining int64) bool { return fuel.Exhausted(remaining) }

@@ -1,0 +1,379 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Invocation is one request to run.
+type Invocation struct {
+	// Function and Version name the function, for its environment
+	// (AEGIS_FUNCTION, AEGIS_VERSION, argv[0]) and its host calls.
+	Function string
+	Version  string
+	// Limits, if not the zero value, replace the module's limits for this
+	// request, except MemoryPages and MaxModuleBytes, which are fixed at
+	// Compile.
+	Limits Limits
+	// AllowedHosts are the hosts http_fetch may reach (see Policy).
+	AllowedHosts []string
+	Request      Request
+	// Host serves key-value and fetch calls behind a Guard; nil answers
+	// them with CodeUnavailable.
+	Host Host
+	// Log receives stderr lines, log calls and failures; nil discards them.
+	Log LogFunc
+}
+
+// Response is a function's answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	// FuelUsed is the budget minus what remained (at most the budget).
+	FuelUsed int64
+	Duration time.Duration
+}
+
+// Output bounds that are not per-function limits: they protect the node's
+// log, not the function.
+const (
+	maxLogLineBytes    = 4 << 10
+	maxLogBytesPerCall = 64 << 10
+)
+
+// Serve runs one request on a fresh instance: CGI environment and body on
+// stdin in, CGI response on stdout out. Failures return an *Error (and,
+// once the instance ran, a Response with FuelUsed and Duration):
+//
+//   - the request body over MaxRequestBytes: request-size, nothing runs;
+//   - stdout over MaxResponseBytes: response-size; the instance is stopped
+//     at its next fuel check;
+//   - ctx done (the deadline): timeout. Serve interrupts the instance by
+//     setting its fuel negative, so it stops at its next fuel check (at
+//     the latest a loop header or function entry away) or when its host
+//     call returns, since host calls and sleeps honour ctx;
+//   - fuel exhausted: fuel;
+//   - a trap or non-zero exit after the memory limit refused a grow:
+//     memory (memory.grow returns -1; most guests then abort);
+//   - any other trap or non-zero exit: trap; stdout that is not a CGI
+//     response: cgi. Both carry an ErrorID, also written to the log.
+//
+// ctx should carry the Timeout; Serve adds it if ctx has no deadline.
+func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
+	started := time.Now()
+	lim := m.limits
+	if inv.Limits != (Limits{}) {
+		lim = inv.Limits
+		lim.MemoryPages, lim.MaxModuleBytes = m.limits.MemoryPages, m.limits.MaxModuleBytes
+	}
+	if int64(len(inv.Request.Body)) > lim.MaxRequestBytes {
+		err := newError(KindRequestSize, fmt.Errorf("request body of %d bytes, over the %d byte limit", len(inv.Request.Body), lim.MaxRequestBytes))
+		return nil, err
+	}
+	if !m.acquire() {
+		return nil, fmt.Errorf("serving %s: module %w", inv.Function, ErrClosed)
+	}
+	defer m.release()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, lim.Timeout)
+		defer cancel()
+	}
+
+	host := inv.Host
+	if host == nil {
+		host = unavailableHost{}
+	}
+	st := &instanceState{
+		inv:    inv,
+		guard:  NewGuard(host, Policy{Function: inv.Function, Limits: lim, AllowedHosts: inv.AllowedHosts}),
+		alloc:  &memoryAllocator{limit: uint64(lim.MemoryPages) * PageSize},
+		stdout: cappedBuffer{max: lim.MaxResponseBytes},
+	}
+	st.logs = &logSink{log: inv.Log, budget: maxLogBytesPerCall}
+	st.stdout.overflow = st.interrupt
+	callCtx := experimental.WithMemoryAllocator(context.WithValue(ctx, stateKey{}, st), st.alloc)
+
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithArgs(inv.Function).
+		WithStdin(bytes.NewReader(inv.Request.Body)).
+		WithStdout(&st.stdout).
+		WithStderr(&stderrWriter{sink: st.logs}).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithNanosleep(func(ns int64) { sleepCtx(ctx, ns) }).
+		WithRandSource(rand.Reader)
+	for _, kv := range cgiEnv(inv.Function, inv.Version, inv.Request) {
+		k, v, _ := cutEnv(kv)
+		cfg = cfg.WithEnv(k, v)
+	}
+	mod, err := m.engine.runtime.InstantiateModule(callCtx, m.compiled, cfg)
+	if err != nil {
+		// Compile instantiated this module once, so this is the node's
+		// trouble (memory, say), not the function's.
+		return nil, fmt.Errorf("instantiating %s: %w", inv.Function, err)
+	}
+	defer mod.Close(context.Background())
+	if g, ok := mod.ExportedGlobal(fuelGlobalName).(api.MutableGlobal); ok && m.metered {
+		st.fuel = g
+		g.Set(uint64(lim.Fuel))
+	}
+	stop := context.AfterFunc(ctx, func() {
+		st.mu.Lock()
+		st.timedOut = true
+		st.mu.Unlock()
+		st.interrupt()
+	})
+	_, callErr := mod.ExportedFunction("_start").Call(callCtx)
+	stop()
+
+	st.mu.Lock()
+	st.finished = true
+	timedOut := st.timedOut
+	remaining := lim.Fuel
+	if st.fuel != nil {
+		remaining = int64(st.fuel.Get())
+	}
+	st.mu.Unlock()
+	st.logs.flushStderr()
+
+	resp := &Response{FuelUsed: min(max(lim.Fuel-remaining, 0), lim.Fuel), Duration: time.Since(started)}
+	if ferr := st.classify(callErr, timedOut, remaining, ctx.Err(), lim); ferr != nil {
+		st.logFailure(ferr)
+		return resp, ferr
+	}
+	status, header, body, err := ParseCGIResponse(st.stdout.buf.Bytes())
+	if err != nil {
+		ferr := newError(KindCGI, err)
+		st.logFailure(ferr)
+		return resp, ferr
+	}
+	resp.Status, resp.Header, resp.Body = status, header, body
+	return resp, nil
+}
+
+// classify turns how the call ended into an *Error, or nil on success.
+func (st *instanceState) classify(callErr error, timedOut bool, remaining int64, ctxErr error, lim Limits) *Error {
+	if st.stdout.over {
+		return newError(KindResponseSize, fmt.Errorf("output over the %d byte limit", lim.MaxResponseBytes))
+	}
+	exit := uint32(0)
+	var exitErr *sys.ExitError
+	if errors.As(callErr, &exitErr) {
+		exit, callErr = exitErr.ExitCode(), nil
+	}
+	if callErr == nil && exit == 0 {
+		return nil
+	}
+	switch {
+	case timedOut:
+		if ctxErr == nil {
+			ctxErr = context.DeadlineExceeded
+		}
+		return newError(KindTimeout, fmt.Errorf("stopped after %s: %w", lim.Timeout, ctxErr))
+	case st.fuel != nil && fuelExhausted(remaining):
+		return newError(KindFuel, fmt.Errorf("used its budget of %d fuel", lim.Fuel))
+	case st.alloc.refused:
+		return newError(KindMemory, fmt.Errorf("failed after a memory grow over the limit of %d pages was refused", lim.MemoryPages))
+	case callErr != nil:
+		return newError(KindTrap, callErr)
+	default:
+		return newError(KindTrap, fmt.Errorf("exited with code %d", exit))
+	}
+}
+
+func (st *instanceState) logFailure(e *Error) {
+	attrs := map[string]string{"kind": string(e.Kind)}
+	if e.ErrorID != "" {
+		attrs["error_id"] = e.ErrorID
+	}
+	st.logs.emit(StreamError, "error", "request failed: "+e.Error(), attrs, true)
+}
+
+// stateKey carries the *instanceState to host functions.
+type stateKey struct{}
+
+// instanceState is what one request's instance and its host calls share.
+type instanceState struct {
+	inv    Invocation
+	guard  *Guard
+	alloc  *memoryAllocator
+	stdout cappedBuffer
+	logs   *logSink
+	// lastFetch is the last http_fetch answer, for http_fetch_result.
+	lastFetch []byte
+
+	mu       sync.Mutex // guards fuel against the interrupting goroutine
+	fuel     api.MutableGlobal
+	timedOut bool
+	finished bool
+}
+
+// stopFuel is what interrupt writes: negative, far from overflowing when
+// the guest keeps subtracting block costs from it.
+const stopFuel = -(int64(1) << 62)
+
+// interrupt makes the instance stop at its next fuel check. The guest
+// subtracts from the global with a read-modify-write that can overwrite
+// one store, so the global is set until the call has returned.
+func (st *instanceState) interrupt() {
+	for {
+		st.mu.Lock()
+		if st.finished || st.fuel == nil {
+			st.mu.Unlock()
+			return
+		}
+		st.fuel.Set(api.EncodeI64(stopFuel))
+		st.mu.Unlock()
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// sleepCtx is WASI's sleep: it ends early when the request does.
+func sleepCtx(ctx context.Context, ns int64) {
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func cutEnv(kv string) (string, string, bool) {
+	for i := 0; i < len(kv); i++ {
+		if kv[i] == '=' {
+			return kv[:i], kv[i+1:], true
+		}
+	}
+	return kv, "", false
+}
+
+// memoryAllocator backs the instance's linear memory and enforces the
+// page limit itself, so the engine knows a grow was refused: wazero
+// reports a refusal only to the guest, as -1.
+type memoryAllocator struct {
+	limit     uint64
+	buf       []byte
+	allocated bool // the instance's minimum, which Compile checked, is in place
+	refused   bool
+}
+
+func (a *memoryAllocator) Allocate(_, _ uint64) experimental.LinearMemory { return a }
+
+// Reallocate implements experimental.LinearMemory.
+func (a *memoryAllocator) Reallocate(size uint64) []byte {
+	if size > a.limit && a.allocated {
+		a.refused = true
+		return nil
+	}
+	a.allocated = true
+	if size <= uint64(cap(a.buf)) {
+		// Bytes past the old length were never handed out: still zero.
+		a.buf = a.buf[:size]
+		return a.buf
+	}
+	next := make([]byte, size, min(max(size, 2*uint64(cap(a.buf))), max(a.limit, size)))
+	copy(next, a.buf)
+	a.buf = next
+	return next
+}
+
+// Free implements experimental.LinearMemory.
+func (a *memoryAllocator) Free() { a.buf = nil }
+
+// cappedBuffer collects stdout up to max bytes; past it, the write fails,
+// over is set and overflow (stopping the instance) is called.
+type cappedBuffer struct {
+	buf      bytes.Buffer
+	max      int64
+	over     bool
+	overflow func()
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if c.over {
+		return 0, errOutputLimit
+	}
+	if int64(c.buf.Len())+int64(len(p)) > c.max {
+		c.over = true
+		go c.overflow()
+		return 0, errOutputLimit
+	}
+	return c.buf.Write(p)
+}
+
+var errOutputLimit = errors.New("output over the response size limit")
+
+// logSink passes log lines to the Invocation's LogFunc within a byte
+// budget per request, noting once when it runs out.
+type logSink struct {
+	log     LogFunc
+	budget  int
+	noted   bool
+	partial []byte // stderr since the last newline
+}
+
+func (s *logSink) emit(stream, level, msg string, attrs map[string]string, always bool) {
+	if s.log == nil {
+		return
+	}
+	if len(msg) > maxLogLineBytes {
+		msg = msg[:maxLogLineBytes] + "…"
+	}
+	if !always {
+		if s.budget < len(msg) {
+			if !s.noted {
+				s.noted = true
+				s.log(StreamError, "warn", "log output over "+strconv.Itoa(maxLogBytesPerCall)+" bytes in one request: the rest is dropped", nil)
+			}
+			return
+		}
+		s.budget -= len(msg)
+	}
+	s.log(stream, level, msg, attrs)
+}
+
+// stderrWriter turns stderr into log lines.
+type stderrWriter struct{ sink *logSink }
+
+func (w *stderrWriter) Write(p []byte) (int, error) {
+	s := w.sink
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			s.partial = append(s.partial, p...)
+			if len(s.partial) >= maxLogLineBytes {
+				s.flushStderr()
+			}
+			break
+		}
+		s.partial = append(s.partial, p[:i]...)
+		p = p[i+1:]
+		s.flushStderr()
+	}
+	return n, nil
+}
+
+func (s *logSink) flushStderr() {
+	if len(s.partial) == 0 {
+		return
+	}
+	s.emit(StreamStderr, "info", string(bytes.TrimSuffix(s.partial, []byte{'\r'})), nil, false)
+	s.partial = s.partial[:0]
+}

@@ -1,0 +1,3 @@
+;; exports no memory.
+(module
+  (func (export "_start")))
