@@ -1,0 +1,463 @@
+package functions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/audit"
+	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/gateway"
+	"github.com/aegis-edge/aegis/internal/store"
+	"github.com/aegis-edge/aegis/internal/wasm"
+)
+
+// Errors that classify a refused request; the admin API maps them to
+// status codes.
+var (
+	ErrInvalid  = errors.New("invalid request")
+	ErrConflict = errors.New("conflict")
+	ErrNotFound = errors.New("not found")
+)
+
+// Executor prepares module versions for serving: the in-process Wasm
+// engine, or the sandbox's worker pool.
+type Executor interface {
+	Load(ctx context.Context, p Program) (Loaded, error)
+}
+
+// Program is one version of a function as the executor needs it.
+type Program struct {
+	Name       string
+	Version    uint64
+	Module     []byte
+	Limits     wasm.Limits
+	AllowHosts []string
+}
+
+// Loaded is a prepared version; Serve runs one request. *wasm.Module is
+// one.
+type Loaded interface {
+	Serve(ctx context.Context, inv wasm.Invocation) (*wasm.Response, error)
+	Close() error
+}
+
+// InProcess is the Executor that compiles and runs modules in the node's
+// own process with a wasm.Engine: for tests and benchmarks; the node runs
+// functions in sandboxed workers.
+type InProcess struct{ Engine *wasm.Engine }
+
+// Load compiles the module.
+func (x InProcess) Load(ctx context.Context, p Program) (Loaded, error) {
+	return x.Engine.Compile(ctx, p.Module, p.Limits)
+}
+
+// Spec is what a deploy may set besides the module; nil fields take the
+// node's defaults (functions.defaults), now and after later config changes.
+type Spec struct {
+	Route      string           `json:"route"`
+	Fuel       *int64           `json:"fuel,omitempty"`
+	Timeout    *config.Duration `json:"timeout,omitempty"`
+	Memory     *config.Size     `json:"memory,omitempty"`
+	AllowHosts []string         `json:"allow_hosts,omitempty"`
+}
+
+// Info describes a deployed function.
+type Info struct {
+	Name       string    `json:"name"`
+	Version    uint64    `json:"version"`
+	Route      string    `json:"route"`
+	Digest     string    `json:"sha256"`
+	Size       int64     `json:"size"`
+	Deployed   time.Time `json:"deployed"`
+	Fuel       int64     `json:"fuel"`
+	Timeout    string    `json:"timeout"`
+	Memory     string    `json:"memory"`
+	AllowHosts []string  `json:"allow_hosts,omitempty"`
+	// Requests counts requests served by this node process.
+	Requests uint64 `json:"requests"`
+}
+
+// deployment is one live version: its record, its prepared module and the
+// requests running on it.
+type deployment struct {
+	fn         store.Function
+	spec       Spec
+	route      gateway.Route
+	limits     config.FunctionLimits
+	wasmLimits wasm.Limits
+	loaded     Loaded
+	logs       *logRing
+	requests   atomic.Uint64
+
+	mu      sync.Mutex
+	running int
+	retired bool
+}
+
+// acquire pins the deployment for one request; false once it is retired.
+func (d *deployment) acquire() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.retired {
+		return false
+	}
+	d.running++
+	return true
+}
+
+func (d *deployment) release() {
+	d.mu.Lock()
+	d.running--
+	last := d.retired && d.running == 0
+	d.mu.Unlock()
+	if last {
+		d.loaded.Close()
+	}
+}
+
+// retire takes the deployment out of service; its module is closed when
+// the last running request ends.
+func (d *deployment) retire() {
+	d.mu.Lock()
+	d.retired = true
+	idle := d.running == 0
+	d.mu.Unlock()
+	if idle {
+		d.loaded.Close()
+	}
+}
+
+// Options configure a Registry.
+type Options struct {
+	Store    *store.Store
+	Executor Executor
+	// Defaults and MaxModuleSize come from the node's config.
+	Defaults      config.FunctionLimits
+	MaxModuleSize config.Size
+	Log           *slog.Logger
+	// Host serves the functions' key-value and fetch calls; the engine
+	// applies each function's limits and allowed hosts around it.
+	Host wasm.Host
+	// Audit records a deploy or removal once it is decided and before it
+	// takes effect; when it fails, nothing changes. Nil records nothing.
+	Audit func(audit.Event) error
+	// Now is the clock, for tests; nil means time.Now.
+	Now func() time.Time
+}
+
+// Registry is the set of deployed functions. It is safe for concurrent use.
+type Registry struct {
+	opts Options
+
+	mu    sync.Mutex // serializes deploys and removals
+	byFn  map[string]*deployment
+	logs  map[string]*logRing
+	table atomic.Pointer[gateway.Table[*deployment]]
+}
+
+// New returns an empty registry; Restore fills it from the store.
+func New(opts Options) *Registry {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	r := &Registry{opts: opts, byFn: map[string]*deployment{}, logs: map[string]*logRing{}}
+	r.table.Store(gateway.NewTable(map[gateway.Route]*deployment{}))
+	return r
+}
+
+// Restore prepares every stored function. A function whose module no
+// longer prepares (a tightened limit, say) is left out of the routing table
+// and reported; the others serve.
+func (r *Registry) Restore(ctx context.Context) error {
+	fns, err := r.opts.Store.Functions()
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, fn := range fns {
+		var spec Spec
+		if len(fn.Settings) > 0 {
+			if err := json.Unmarshal(fn.Settings, &spec); err != nil {
+				errs = append(errs, fmt.Errorf("function %s: stored settings: %w", fn.Name, err))
+				continue
+			}
+		}
+		module, err := r.opts.Store.Module(fn.Digest)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("function %s: %w", fn.Name, err))
+			continue
+		}
+		d, err := r.prepare(ctx, fn, spec, module)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("function %s version %d: %w", fn.Name, fn.Version, err))
+			continue
+		}
+		r.byFn[fn.Name] = d
+	}
+	r.publish()
+	return errors.Join(errs...)
+}
+
+// prepare validates spec, resolves the limits and loads the module.
+func (r *Registry) prepare(ctx context.Context, fn store.Function, spec Spec, module []byte) (*deployment, error) {
+	route, err := gateway.ParseRoute(spec.Route)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	lim := r.opts.Defaults
+	if spec.Fuel != nil {
+		lim.Fuel = *spec.Fuel
+	}
+	if spec.Timeout != nil {
+		lim.Timeout = *spec.Timeout
+	}
+	if spec.Memory != nil {
+		lim.Memory = *spec.Memory
+	}
+	if err := config.ValidateFunctionLimits("", lim); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.ReplaceAll(err.Error(), ".", ""))
+	}
+	for _, h := range spec.AllowHosts {
+		if err := validAllowHost(h); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	wl := WasmLimits(lim, r.opts.MaxModuleSize)
+	loaded, err := r.opts.Executor.Load(ctx, Program{
+		Name: fn.Name, Version: fn.Version, Module: module, Limits: wl, AllowHosts: spec.AllowHosts,
+	})
+	if err != nil {
+		if errors.Is(err, wasm.ErrInvalidModule) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		return nil, err
+	}
+	return &deployment{fn: fn, spec: spec, route: route, limits: lim, wasmLimits: wl, loaded: loaded, logs: r.ring(fn.Name)}, nil
+}
+
+// WasmLimits turns configured limits into the runtime's.
+func WasmLimits(l config.FunctionLimits, maxModule config.Size) wasm.Limits {
+	return wasm.Limits{
+		Fuel:             l.Fuel,
+		Timeout:          l.Timeout.Duration,
+		MemoryPages:      uint32(l.Memory / config.WasmPage),
+		MaxRequestBytes:  int64(l.MaxRequestBody),
+		MaxResponseBytes: int64(l.MaxResponseBody),
+		FetchCount:       l.FetchCount,
+		FetchMaxBytes:    int64(l.FetchMaxBody),
+		FetchTimeout:     l.FetchTimeout.Duration,
+		KVMaxKeyBytes:    int(l.KVMaxKey),
+		KVMaxValueBytes:  int(l.KVMaxValue),
+		KVQuotaBytes:     int64(l.KVQuota),
+		MaxModuleBytes:   int64(maxModule),
+	}
+}
+
+// validAllowHost accepts host or host:port, lower-case, no scheme or path.
+func validAllowHost(h string) error {
+	if h == "" || strings.ContainsAny(h, "/?#@ \t") || strings.ToLower(h) != h {
+		return fmt.Errorf("allowed host %q: want a lower-case host or host:port, without scheme or path", h)
+	}
+	return nil
+}
+
+func (r *Registry) ring(name string) *logRing {
+	l, ok := r.logs[name]
+	if !ok {
+		l = newLogRing()
+		r.logs[name] = l
+	}
+	return l
+}
+
+// publish swaps in a routing table built from byFn. The caller holds r.mu.
+func (r *Registry) publish() {
+	routes := make(map[gateway.Route]*deployment, len(r.byFn))
+	for _, d := range r.byFn {
+		routes[d.route] = d
+	}
+	r.table.Store(gateway.NewTable(routes))
+}
+
+// Deploy validates, prepares and persists a new version of name and then
+// switches its route to it. On any error nothing changes. Two functions may
+// not share a route.
+func (r *Registry) Deploy(ctx context.Context, name string, module []byte, spec Spec, actor string) (Info, error) {
+	if err := store.ValidFunctionName(name); err != nil {
+		return Info{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if max := r.opts.MaxModuleSize; max > 0 && int64(len(module)) > int64(max) {
+		return Info{}, fmt.Errorf("%w: module is %d bytes, over the %s limit (functions.max_module_size)", ErrInvalid, len(module), max)
+	}
+	spec.AllowHosts = slices.Compact(slices.Sorted(slices.Values(spec.AllowHosts)))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	route, err := gateway.ParseRoute(spec.Route)
+	if err != nil {
+		return Info{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	spec.Route = route.String()
+	for other, d := range r.byFn {
+		if other != name && d.route == route {
+			return Info{}, fmt.Errorf("%w: route %s is served by function %s", ErrConflict, route, other)
+		}
+	}
+	settings, err := json.Marshal(spec)
+	if err != nil {
+		return Info{}, err
+	}
+	next := store.Function{Name: name, Route: spec.Route, Settings: settings, Deployed: r.opts.Now()}
+	next.Version = 1
+	if old, ok := r.byFn[name]; ok {
+		next.Version = old.fn.Version + 1
+	}
+	d, err := r.prepare(ctx, next, spec, module)
+	if err != nil {
+		return Info{}, err
+	}
+	next.Digest, next.Size = store.ModuleDigest(module), int64(len(module))
+	d.fn = next
+	ev := audit.Event{Op: OpDeploy, Target: name, Actor: actor, Details: d.info()}
+	if err := r.record(ev); err != nil {
+		d.retire()
+		return Info{}, err
+	}
+	stored, err := r.opts.Store.PutFunction(next, module)
+	if err != nil {
+		d.retire()
+		ev.Result, ev.Err = audit.ResultFailed, err
+		r.record(ev)
+		return Info{}, fmt.Errorf("persisting function: %w", err)
+	}
+	d.fn = stored
+	old := r.byFn[name]
+	r.byFn[name] = d
+	r.publish()
+	if old != nil {
+		old.retire()
+	}
+	r.logLine(d, "access", "info", fmt.Sprintf("deployed version %d on %s", stored.Version, spec.Route), nil)
+	return d.info(), nil
+}
+
+// Remove takes a function out of service and deletes it with its module
+// and key-value data.
+func (r *Registry) Remove(name, actor string) (Info, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := r.byFn[name]
+	if !ok {
+		return Info{}, fmt.Errorf("%w: no function %q", ErrNotFound, name)
+	}
+	ev := audit.Event{Op: OpRemove, Target: name, Actor: actor, Details: d.info()}
+	if err := r.record(ev); err != nil {
+		return Info{}, err
+	}
+	if _, err := r.opts.Store.DeleteFunction(name); err != nil {
+		ev.Result, ev.Err = audit.ResultFailed, err
+		r.record(ev)
+		return Info{}, err
+	}
+	delete(r.byFn, name)
+	r.publish()
+	d.retire()
+	return d.info(), nil
+}
+
+// List describes every deployed function, sorted by name.
+func (r *Registry) List() []Info {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Info, 0, len(r.byFn))
+	for _, d := range r.byFn {
+		out = append(out, d.info())
+	}
+	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Get describes one function.
+func (r *Registry) Get(name string) (Info, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := r.byFn[name]
+	if !ok {
+		return Info{}, fmt.Errorf("%w: no function %q", ErrNotFound, name)
+	}
+	return d.info(), nil
+}
+
+func (d *deployment) info() Info {
+	return Info{
+		Name: d.fn.Name, Version: d.fn.Version, Route: d.fn.Route, Digest: d.fn.Digest, Size: d.fn.Size,
+		Deployed: d.fn.Deployed, Fuel: d.limits.Fuel, Timeout: d.limits.Timeout.String(), Memory: d.limits.Memory.String(),
+		AllowHosts: d.spec.AllowHosts, Requests: d.requests.Load(),
+	}
+}
+
+// Logs calls fn with the last n lines of a function's log and, if follow,
+// with every new line until ctx ends.
+func (r *Registry) Logs(ctx context.Context, name string, n int, follow bool, fn func(LogLine) error) error {
+	r.mu.Lock()
+	_, deployed := r.byFn[name]
+	ring, ok := r.logs[name]
+	r.mu.Unlock()
+	if !deployed && !ok {
+		return fmt.Errorf("%w: no function %q", ErrNotFound, name)
+	}
+	if ring == nil {
+		return nil
+	}
+	if !follow {
+		lines, _, _ := ring.since(ring.tail(n))
+		for _, l := range lines {
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return ring.follow(ctx, n, fn)
+}
+
+// logLine adds a line to the function's log and the node's log.
+func (r *Registry) logLine(d *deployment, stream, level, msg string, attrs map[string]string) {
+	d.logs.add(LogLine{Time: r.opts.Now(), Function: d.fn.Name, Version: d.fn.Version, Stream: stream, Level: level, Message: msg, Attrs: attrs})
+}
+
+// Audited operations of the registry.
+const (
+	OpDeploy = "function.deploy"
+	OpRemove = "function.remove"
+)
+
+func (r *Registry) record(ev audit.Event) error {
+	if r.opts.Audit == nil {
+		return nil
+	}
+	if err := r.opts.Audit(ev); err != nil {
+		return fmt.Errorf("audit log: %w (nothing was changed)", err)
+	}
+	return nil
+}
+
+// Close retires every deployment.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, d := range r.byFn {
+		d.retire()
+		delete(r.byFn, name)
+	}
+	r.publish()
+}
