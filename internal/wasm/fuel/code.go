@@ -152,8 +152,8 @@ func u32s(r *reader, n int) error {
 
 // instrumentBody appends the instrumented body of function fn (without
 // its size prefix) to out.
-func (w *rewriter) instrumentBody(out []byte, fn uint32, body []byte) ([]byte, error) {
-	r := &reader{buf: body}
+func (w *rewriter) instrumentBody(out []byte, fn uint32, r *reader) ([]byte, error) {
+	body := r.buf
 	groups, err := r.count(2)
 	if err != nil {
 		return nil, err
@@ -305,11 +305,11 @@ func (w *rewriter) walk(r *reader) error {
 		case 0xfd:
 			err = simdOp(r)
 		case 0x06, 0x07, 0x08, 0x09, 0x0a, 0x18, 0x19, 0x1f:
-			return fmt.Errorf("%w: opcode 0x%x (exception handling) at offset %d", ErrUnsupported, op, start)
+			return fmt.Errorf("%w: opcode 0x%x (exception handling) at offset %d", ErrUnsupported, op, r.base+start)
 		case 0x12, 0x13, 0x14, 0x15:
-			return fmt.Errorf("%w: opcode 0x%x (tail calls or typed function references) at offset %d", ErrUnsupported, op, start)
+			return fmt.Errorf("%w: opcode 0x%x (tail calls or typed function references) at offset %d", ErrUnsupported, op, r.base+start)
 		case 0xfe:
-			return fmt.Errorf("%w: opcode 0xfe (threads) at offset %d", ErrUnsupported, start)
+			return fmt.Errorf("%w: opcode 0xfe (threads) at offset %d", ErrUnsupported, r.base+start)
 		default:
 			switch {
 			case op >= 0x28 && op <= 0x3e: // loads and stores

@@ -42,7 +42,7 @@ func (m *module) instrument() ([]byte, error) {
 			out = appendSection(out, secExport, appendEntry(s.payload, export))
 			exportDone = true
 		case i == m.code:
-			code, err := m.instrumentCode(s.payload, fuelIndex)
+			code, err := m.instrumentCode(&reader{buf: s.payload, base: s.offset}, fuelIndex)
 			if err != nil {
 				return nil, fmt.Errorf("code section: %w", err)
 			}
@@ -77,8 +77,8 @@ func appendEntry(payload, entry []byte) []byte {
 }
 
 // instrumentCode rewrites every function body of the code section.
-func (m *module) instrumentCode(payload []byte, fuelIndex uint32) ([]byte, error) {
-	r := &reader{buf: payload}
+func (m *module) instrumentCode(r *reader, fuelIndex uint32) ([]byte, error) {
+	payload := r.buf
 	n, err := r.count(1)
 	if err != nil {
 		return nil, err
@@ -96,7 +96,7 @@ func (m *module) instrumentCode(payload []byte, fuelIndex uint32) ([]byte, error
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
-		body, err = w.instrumentBody(body[:0], m.importedFuncs+i, in)
+		body, err = w.instrumentBody(body[:0], m.importedFuncs+i, r.sub(in))
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", m.importedFuncs+i, err)
 		}

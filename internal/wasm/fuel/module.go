@@ -54,6 +54,7 @@ type section struct {
 	id      byte
 	payload []byte
 	name    string // custom sections only
+	offset  int    // of the payload in the module
 }
 
 // module holds what the pass needs to know about its input.
@@ -93,7 +94,7 @@ func parseModule(bin []byte) (*module, error) {
 		if err != nil {
 			return nil, fmt.Errorf("section %d: %w", id, err)
 		}
-		s := section{id: id, payload: payload}
+		s := section{id: id, payload: payload, offset: r.pos - len(payload)}
 		if id != secCustom {
 			if int(id) >= len(sectionRank) || sectionRank[id] == 0 {
 				if id == 13 {
@@ -106,7 +107,7 @@ func parseModule(bin []byte) (*module, error) {
 			}
 			lastRank = sectionRank[id]
 		}
-		sr := &reader{buf: payload}
+		sr := r.sub(payload)
 		switch id {
 		case secCustom:
 			if s.name, err = sr.name(); err == nil && s.name == "name" {
@@ -533,7 +534,7 @@ func parseNameSection(r *reader) error {
 		if err != nil {
 			return err
 		}
-		sr := &reader{buf: content}
+		sr := r.sub(content)
 		switch id {
 		case 0: // module name
 			_, err = sr.name()

@@ -14,16 +14,22 @@ var errEOF = errors.New("unexpected end")
 // (the spec's limits: 5 bytes for 32 bits, 10 for 64), so a value that
 // decodes here decodes the same in any conforming runtime.
 type reader struct {
-	buf []byte
-	pos int
+	buf  []byte
+	pos  int
+	base int // offset of buf in the module, for error messages
+}
+
+// sub returns a reader of b, which r's last read returned.
+func (r *reader) sub(b []byte) *reader {
+	return &reader{buf: b, base: r.base + r.pos - len(b)}
 }
 
 func (r *reader) errorf(format string, args ...any) error {
-	return fmt.Errorf("%w at offset %d: %s", ErrMalformed, r.pos, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w at offset %d: %s", ErrMalformed, r.base+r.pos, fmt.Sprintf(format, args...))
 }
 
 func (r *reader) eof() error {
-	return fmt.Errorf("%w at offset %d: %w", ErrMalformed, r.pos, errEOF)
+	return fmt.Errorf("%w at offset %d: %w", ErrMalformed, r.base+r.pos, errEOF)
 }
 
 func (r *reader) done() bool { return r.pos >= len(r.buf) }
