@@ -88,6 +88,7 @@ func testNodeConfig(t testing.TB) config.Config {
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Admin.Socket = filepath.Join(dir, "admin.sock")
 	cfg.Shield.PinPath = testutil.PinPath(t)
+	cfg.Gateway.Listen = "127.0.0.1:0"
 	return cfg
 }
 

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/node"
 	"github.com/aegis-edge/aegis/internal/shield"
 )
@@ -60,3 +61,16 @@ type ErrorResponse struct {
 
 // MaxBodyBytes bounds a request body: a million targets fit.
 const MaxBodyBytes = 32 << 20
+
+// DeployRequest is the body of PUT /v1/functions/{name}. Module is the
+// Wasm binary (base64 in JSON); the other fields override the node's
+// function defaults.
+type DeployRequest struct {
+	Module []byte `json:"module"`
+	functions.Spec
+}
+
+// FunctionsResponse answers GET /v1/functions.
+type FunctionsResponse struct {
+	Functions []functions.Info `json:"functions"`
+}

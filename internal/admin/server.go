@@ -13,8 +13,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/node"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
@@ -41,6 +43,11 @@ func NewServer(n *node.Node, log *slog.Logger) *Server {
 	mux.HandleFunc("PUT /v1/shield/mode", s.handle(s.handleMode))
 	mux.HandleFunc("PUT /v1/shield/rate", s.handle(s.handleRate))
 	mux.HandleFunc("POST /v1/shield/detach", s.handle(s.handleDetach))
+	mux.HandleFunc("GET /v1/functions", s.handle(s.handleFunctions))
+	mux.HandleFunc("GET /v1/functions/{name}", s.handle(s.handleFunction))
+	mux.HandleFunc("PUT /v1/functions/{name}", s.handle(s.handleDeploy))
+	mux.HandleFunc("DELETE /v1/functions/{name}", s.handle(s.handleRemoveFunction))
+	mux.HandleFunc("GET /v1/functions/{name}/logs", s.handleLogs)
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -117,11 +124,15 @@ func actorOf(r *http.Request) node.Actor {
 
 // decode reads a strict JSON body: bounded size, no unknown fields, one value.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	return decodeLimit(w, r, v, MaxBodyBytes)
+}
+
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: request body exceeds %d bytes", errTooLarge, MaxBodyBytes)
+			return fmt.Errorf("%w: request body exceeds %d bytes", errTooLarge, limit)
 		}
 		return fmt.Errorf("%w: reading body: %v", node.ErrInvalid, err)
 	}
@@ -149,11 +160,11 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, errTooLarge):
 		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, node.ErrInvalid):
+	case errors.Is(err, node.ErrInvalid), errors.Is(err, functions.ErrInvalid):
 		status = http.StatusBadRequest
-	case errors.Is(err, node.ErrNotFound):
+	case errors.Is(err, node.ErrNotFound), errors.Is(err, functions.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, node.ErrRefused):
+	case errors.Is(err, node.ErrRefused), errors.Is(err, functions.ErrConflict):
 		status = http.StatusConflict
 	}
 	if status == http.StatusInternalServerError {
@@ -293,4 +304,67 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) (any, erro
 		return nil, err
 	}
 	return map[string]string{"detached": req.Interface}, nil
+}
+
+func (s *Server) handleFunctions(_ http.ResponseWriter, _ *http.Request) (any, error) {
+	return FunctionsResponse{Functions: s.node.Functions().List()}, nil
+}
+
+func (s *Server) handleFunction(_ http.ResponseWriter, r *http.Request) (any, error) {
+	return s.node.Functions().Get(r.PathValue("name"))
+}
+
+func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req DeployRequest
+	// The module travels as base64: a third larger than its size limit.
+	limit := max(MaxBodyBytes, int64(s.node.Config().Functions.MaxModuleSize)/3*4+1<<20)
+	if err := decodeLimit(w, r, &req, limit); err != nil {
+		return nil, err
+	}
+	if len(req.Module) == 0 {
+		return nil, fmt.Errorf("%w: module is required", node.ErrInvalid)
+	}
+	return s.node.Functions().Deploy(r.Context(), r.PathValue("name"), req.Module, req.Spec, actorOf(r).String())
+}
+
+func (s *Server) handleRemoveFunction(_ http.ResponseWriter, r *http.Request) (any, error) {
+	return s.node.Functions().Remove(r.PathValue("name"), actorOf(r).String())
+}
+
+// handleLogs streams a function's log as JSON lines: the last n (query n,
+// default 100), then, with follow=1, every new line until the client goes.
+func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
+	n := 100
+	if v := r.URL.Query().Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 0 {
+			s.fail(w, fmt.Errorf("%w: n must be a non-negative integer, got %q", node.ErrInvalid, v))
+			return
+		}
+	}
+	follow := r.URL.Query().Get("follow") == "1"
+	started := false
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	err := s.node.Functions().Logs(r.Context(), r.PathValue("name"), n, follow, func(l functions.LogLine) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			started = true
+		}
+		if err := enc.Encode(l); err != nil {
+			return err
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	})
+	if err != nil && !started {
+		s.fail(w, err)
+		return
+	}
+	if !started {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+	}
 }

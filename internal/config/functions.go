@@ -24,6 +24,10 @@ type Functions struct {
 	MaxModuleSize Size `yaml:"max_module_size"`
 	// Defaults apply to every function unless overridden at deploy.
 	Defaults FunctionLimits `yaml:"defaults"`
+	// FetchPrivateAddrs lets functions' outbound fetches reach loopback,
+	// private and link-local addresses (off: an allowed host name cannot be
+	// pointed at the node's own services).
+	FetchPrivateAddrs bool `yaml:"fetch_private_addrs"`
 }
 
 // FunctionLimits are the per-function limits.

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -14,8 +17,10 @@ import (
 	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/features"
+	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
+	"github.com/aegis-edge/aegis/internal/wasm"
 	"github.com/cilium/ebpf"
 )
 
@@ -59,6 +64,10 @@ type Node struct {
 
 	eventsMu sync.Mutex
 	events   []shield.AutoBlock // most recent automatic blocks, newest last
+
+	engine    *wasm.Engine
+	functions *functions.Registry
+	gateway   net.Listener // nil when gateway.listen is empty
 }
 
 const maxRecentEvents = 256
@@ -110,7 +119,65 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
+	if err := n.startFunctions(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	return n, nil
+}
+
+// startFunctions restores the deployed functions and opens the gateway's
+// listener, so a port in use fails the start rather than the first request.
+func (n *Node) startFunctions() error {
+	engine, err := wasm.NewEngine(context.Background(), wasm.EngineOptions{
+		CacheDir: filepath.Join(n.cfg.StateDir, "wasm-cache"), Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.engine = engine
+	fc := n.cfg.Functions
+	n.functions = functions.New(functions.Options{
+		Store:         n.store,
+		Executor:      functions.InProcess{Engine: engine},
+		Defaults:      fc.Defaults,
+		MaxModuleSize: fc.MaxModuleSize,
+		Log:           n.log,
+		Host: &wasm.LocalHost{
+			KV:      functions.StoreKV{Store: n.store},
+			Fetcher: wasm.NewHTTPFetcher(wasm.FetcherOptions{AllowPrivateAddrs: fc.FetchPrivateAddrs}),
+		},
+		Audit: func(ev audit.Event) error {
+			_, err := n.record(ev)
+			return err
+		},
+	})
+	if err := n.functions.Restore(context.Background()); err != nil {
+		// The others serve; the broken ones are named in the log.
+		n.log.Error("some functions could not be restored", "err", err)
+	}
+	if n.cfg.Gateway.Listen != "" {
+		l, err := net.Listen("tcp", n.cfg.Gateway.Listen)
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		n.gateway = l
+	}
+	return nil
+}
+
+// Functions is the node's registry of edge functions.
+func (n *Node) Functions() *functions.Registry { return n.functions }
+
+// Config is the configuration the node runs with.
+func (n *Node) Config() config.Config { return n.cfg }
+
+// GatewayAddr is the address the gateway listens on, or nil.
+func (n *Node) GatewayAddr() net.Addr {
+	if n.gateway == nil {
+		return nil
+	}
+	return n.gateway.Addr()
 }
 
 func (n *Node) start() error {
@@ -185,6 +252,27 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Error("auditing automatic blocks", "err", err)
 		})
 	})
+	if n.gateway != nil {
+		srv := &http.Server{
+			Handler:           n.functions,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		}
+		wg.Go(func() {
+			if err := srv.Serve(n.gateway); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("gateway stopped", "err", err)
+			}
+		})
+		wg.Go(func() {
+			<-ctx.Done()
+			// Drain: requests in flight finish (bounded by their deadlines).
+			shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			srv.Shutdown(shutdown)
+		})
+		n.log.Info("gateway listening", "addr", n.gateway.Addr().String())
+	}
 	tick := time.NewTicker(n.cfg.Shield.SweepInterval.Duration)
 	defer tick.Stop()
 	for {
@@ -198,15 +286,31 @@ func (n *Node) Run(ctx context.Context) error {
 			} else if removed > 0 {
 				n.log.Info("swept expired entries", "removed", removed)
 			}
+			if removed, err := n.store.SweepKV(time.Now()); err != nil {
+				n.log.Error("sweeping expired function data", "err", err)
+			} else if removed > 0 {
+				n.log.Info("swept expired function data", "removed", removed)
+			}
 		}
 	}
 }
 
 // Close releases the node's resources; the pinned shield stays in force.
 func (n *Node) Close() error {
-	flushErr := n.autoBlocks.Flush(context.Background())
+	var errs []error
+	if n.gateway != nil {
+		n.gateway.Close()
+	}
+	if n.functions != nil {
+		n.functions.Close()
+	}
+	if n.engine != nil {
+		errs = append(errs, n.engine.Close(context.Background()))
+	}
+	errs = append(errs, n.autoBlocks.Flush(context.Background()))
 	_, stopErr := n.record(audit.Event{Op: audit.OpNodeStop})
-	return errors.Join(flushErr, stopErr, n.shield.Close(), n.store.Close(), n.audit.Close())
+	errs = append(errs, stopErr, n.shield.Close(), n.store.Close(), n.audit.Close())
+	return errors.Join(errs...)
 }
 
 // record appends an event to the audit log and returns its sequence

@@ -27,6 +27,7 @@ func testConfig(t testing.TB) config.Config {
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
 	cfg.Shield.PinPath = testutil.PinPath(t)
+	cfg.Gateway.Listen = "127.0.0.1:0"
 	return cfg
 }
 

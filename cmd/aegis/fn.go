@@ -1,0 +1,194 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/admin"
+	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/gateway"
+	"github.com/aegis-edge/aegis/internal/store"
+	"github.com/spf13/cobra"
+)
+
+func newFnCmd(e *env) *cobra.Command {
+	cmd := groupCmd("fn", "Deploy and manage edge functions")
+	cmd.AddCommand(newFnDeployCmd(e), newFnLsCmd(e), newFnRmCmd(e), newFnLogsCmd(e))
+	return cmd
+}
+
+func newFnDeployCmd(e *env) *cobra.Command {
+	var (
+		route, memory string
+		fuel          int64
+		timeout       time.Duration
+		allowHosts    []string
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy NAME FILE.wasm --route [HOST]/PATH [--fuel N] [--timeout DUR] [--memory SIZE] [--allow-host HOST]...",
+		Short: "Validate, instrument and compile a module, then switch its route to it",
+		Long: "Deploy a WASI (preview 1) module as function NAME. The module is validated, instrumented " +
+			"with fuel and compiled before the route switches to the new version; requests in flight " +
+			"finish on the old one. Flags not given take the node's defaults (functions.defaults).",
+		Args: args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			name, file := a[0], a[1]
+			if err := store.ValidFunctionName(name); err != nil {
+				return usageError{err}
+			}
+			if route == "" {
+				return usageError{fmt.Errorf("--route is required, e.g. --route /hello or --route example.com/hello")}
+			}
+			if _, err := gateway.ParseRoute(route); err != nil {
+				return usageError{err}
+			}
+			req := admin.DeployRequest{Spec: functions.Spec{Route: route, AllowHosts: allowHosts}}
+			if cmd.Flags().Changed("fuel") {
+				if fuel < 1 {
+					return usageError{fmt.Errorf("--fuel must be positive")}
+				}
+				req.Fuel = &fuel
+			}
+			if cmd.Flags().Changed("timeout") {
+				if timeout <= 0 {
+					return usageError{fmt.Errorf("--timeout must be positive")}
+				}
+				req.Timeout = &config.Duration{Duration: timeout}
+			}
+			if memory != "" {
+				sz, err := config.ParseSize(memory)
+				if err != nil {
+					return usageError{fmt.Errorf("--memory: %w", err)}
+				}
+				req.Memory = &sz
+			}
+			module, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			req.Module = module
+			var info functions.Info
+			if err := e.client().Do(cmd.Context(), "PUT", "/v1/functions/"+url.PathEscape(name), req, &info); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "deployed %s version %d on %s (sha256 %.12s, %d bytes)\n", info.Name, info.Version, info.Route, info.Digest, info.Size)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&route, "route", "", "where the function answers: [HOST]/PATH")
+	cmd.Flags().Int64Var(&fuel, "fuel", 0, "instruction budget per request")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "wall-clock deadline per request (e.g. 500ms)")
+	cmd.Flags().StringVar(&memory, "memory", "", "largest linear memory (e.g. 16MiB)")
+	cmd.Flags().StringArrayVar(&allowHosts, "allow-host", nil, "host[:port] the function may fetch from (repeatable)")
+	return cmd
+}
+
+func newFnLsCmd(e *env) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls [--json]",
+		Short: "List deployed functions",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var resp admin.FunctionsResponse
+			if err := e.client().Do(cmd.Context(), "GET", "/v1/functions", nil, &resp); err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(resp.Functions)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVERSION\tROUTE\tSHA256\tSIZE\tFUEL\tTIMEOUT\tMEMORY\tREQUESTS\tDEPLOYED")
+			for _, f := range resp.Functions {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.12s\t%d\t%d\t%s\t%s\t%d\t%s\n", f.Name, f.Version, f.Route, f.Digest, f.Size,
+					f.Fuel, f.Timeout, f.Memory, f.Requests, f.Deployed.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newFnRmCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove a function, its module and its key-value data",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			var info functions.Info
+			if err := e.client().Do(cmd.Context(), "DELETE", "/v1/functions/"+url.PathEscape(a[0]), nil, &info); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed %s (version %d)\n", info.Name, info.Version)
+			return nil
+		},
+	}
+}
+
+func newFnLogsCmd(e *env) *cobra.Command {
+	var (
+		follow bool
+		lines  int
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "logs NAME [-f] [-n N] [--json]",
+		Short: "Show a function's log: its stderr, host log calls, errors and access log",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if lines < 0 {
+				return usageError{fmt.Errorf("-n must not be negative")}
+			}
+			q := url.Values{"n": {strconv.Itoa(lines)}}
+			if follow {
+				q.Set("follow", "1")
+			}
+			path := "/v1/functions/" + url.PathEscape(a[0]) + "/logs?" + q.Encode()
+			return e.client().Stream(cmd.Context(), path, func(line []byte) error {
+				if asJSON {
+					_, err := fmt.Fprintf(e.stdout, "%s\n", line)
+					return err
+				}
+				var l functions.LogLine
+				if err := json.Unmarshal(line, &l); err != nil {
+					return fmt.Errorf("decoding log line: %w", err)
+				}
+				_, err := fmt.Fprintln(e.stdout, formatLogLine(l))
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().IntVarP(&lines, "lines", "n", 100, "how many recent lines to print first")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
+	return cmd
+}
+
+func formatLogLine(l functions.LogLine) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s v%d %s", l.Time.Local().Format("2006-01-02T15:04:05.000"), l.Function, l.Version, l.Stream)
+	if l.Level != "" && l.Level != "info" {
+		fmt.Fprintf(&b, " %s", l.Level)
+	}
+	fmt.Fprintf(&b, ": %s", l.Message)
+	keys := make([]string, 0, len(l.Attrs))
+	for k := range l.Attrs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%s", k, l.Attrs[k])
+	}
+	return b.String()
+}
