@@ -22,14 +22,21 @@ func testLimits() Limits {
 	return l
 }
 
+var shared struct {
+	once   sync.Once
+	engine *Engine
+	err    error
+}
+
+// newTestEngine returns the engine the package's tests share, so each
+// fixture is compiled once per test binary.
 func newTestEngine(t testing.TB) *Engine {
 	t.Helper()
-	e, err := NewEngine(context.Background(), EngineOptions{})
-	if err != nil {
-		t.Fatal(err)
+	shared.once.Do(func() { shared.engine, shared.err = NewEngine(context.Background(), EngineOptions{}) })
+	if shared.err != nil {
+		t.Fatal(shared.err)
 	}
-	t.Cleanup(func() { e.Close(context.Background()) })
-	return e
+	return shared.engine
 }
 
 func readFixture(t testing.TB, path string) []byte {

@@ -144,7 +144,9 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 
 	st.mu.Lock()
 	st.finished = true
-	timedOut := st.timedOut
+	// The deadline may pass with AfterFunc not yet run: a sleep that
+	// ended on ctx returns to a guest that then returns normally.
+	timedOut := st.timedOut || ctx.Err() != nil
 	remaining := lim.Fuel
 	if st.fuel != nil {
 		remaining = int64(st.fuel.Get())
@@ -172,6 +174,14 @@ func (st *instanceState) classify(callErr error, timedOut bool, remaining int64,
 	if st.stdout.over {
 		return newError(KindResponseSize, fmt.Errorf("output over the %d byte limit", lim.MaxResponseBytes))
 	}
+	if timedOut {
+		// Whatever the instance did after the deadline (stop at a fuel
+		// check, return early from a sleep), the request is over.
+		if ctxErr == nil {
+			ctxErr = context.DeadlineExceeded
+		}
+		return newError(KindTimeout, fmt.Errorf("stopped at the deadline: %w", ctxErr))
+	}
 	exit := uint32(0)
 	var exitErr *sys.ExitError
 	if errors.As(callErr, &exitErr) {
@@ -181,11 +191,6 @@ func (st *instanceState) classify(callErr error, timedOut bool, remaining int64,
 		return nil
 	}
 	switch {
-	case timedOut:
-		if ctxErr == nil {
-			ctxErr = context.DeadlineExceeded
-		}
-		return newError(KindTimeout, fmt.Errorf("stopped after %s: %w", lim.Timeout, ctxErr))
 	case st.fuel != nil && fuelExhausted(remaining):
 		return newError(KindFuel, fmt.Errorf("used its budget of %d fuel", lim.Fuel))
 	case st.alloc.refused:
@@ -229,8 +234,11 @@ type instanceState struct {
 const stopFuel = -(int64(1) << 62)
 
 // interrupt makes the instance stop at its next fuel check. The guest
-// subtracts from the global with a read-modify-write that can overwrite
-// one store, so the global is set until the call has returned.
+// subtracts from the global with a read-modify-write, which overwrites a
+// store landing between its load and its store; in a hot loop that is
+// most of the time. So interrupt reads the global back and stores again
+// at once while it is not negative, and only checks now and then once it
+// is (the guest may be in a host call), until the call has returned.
 func (st *instanceState) interrupt() {
 	for {
 		st.mu.Lock()
@@ -238,9 +246,14 @@ func (st *instanceState) interrupt() {
 			st.mu.Unlock()
 			return
 		}
-		st.fuel.Set(api.EncodeI64(stopFuel))
+		stuck := int64(st.fuel.Get()) < 0
+		if !stuck {
+			st.fuel.Set(api.EncodeI64(stopFuel))
+		}
 		st.mu.Unlock()
-		time.Sleep(100 * time.Microsecond)
+		if stuck {
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 
