@@ -35,7 +35,7 @@ func TestLimitFailures(t *testing.T) {
 		{"exponential call tree", "fib", nil, KindFuel, 503, "budget of"},
 		{"memory.grow bomb", "grow", nil, KindMemory, 503, "64 pages"},
 		{"huge output", "spew", nil, KindResponseSize, 503, "byte limit"},
-		{"deadline in a loop", "loop", func(l *Limits) { l.Fuel, l.Timeout = 1 << 40, 50 * time.Millisecond }, KindTimeout, 503, "deadline"},
+		{"deadline in a loop", "loop", func(l *Limits) { l.Fuel, l.Timeout = 1<<40, 50*time.Millisecond }, KindTimeout, 503, "deadline"},
 		{"deadline in a sleep", "sleep", func(l *Limits) { l.Timeout = 50 * time.Millisecond }, KindTimeout, 503, "deadline"},
 		{"trap", "trap", nil, KindTrap, 502, "unreachable"},
 		{"non-zero exit", "exit", nil, KindTrap, 502, "exited with code 3"},
