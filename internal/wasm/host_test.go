@@ -153,8 +153,8 @@ func TestFetch(t *testing.T) {
 	}
 
 	wantLines(t, runScript(t, m, "f", host, allowed,
-		"fetch GET "+other.URL+"/hello",            // not allowed
-		"fetch GET ftp://"+u.Host+"/hello",         // not http
+		"fetch GET "+other.URL+"/hello",             // not allowed
+		"fetch GET ftp://"+u.Host+"/hello",          // not http
 		"fetch GET http://user:pw@"+u.Host+"/hello", // user info
 	), "fetch -5", "fetch -2", "fetch -2")
 
