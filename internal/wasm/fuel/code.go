@@ -84,11 +84,6 @@ func (w *rewriter) check(at int) {
 	}
 }
 
-// exits reports whether a branch of the given depth leaves the function.
-func (w *rewriter) exits(depth uint32) bool {
-	return uint64(depth) == uint64(len(w.frames)-1)
-}
-
 func (w *rewriter) target(r *reader, depth uint32) error {
 	if uint64(depth) >= uint64(len(w.frames)) {
 		return r.errorf("branch depth %d out of range", depth)
@@ -210,9 +205,7 @@ func (w *rewriter) walk(r *reader) error {
 		}
 		cost := int64(instructionCost)
 		switch op {
-		case 0x00, 0x01, 0x1a, 0x1b: // unreachable nop drop select
-		case 0x0f: // return
-			w.check(start)
+		case 0x00, 0x01, 0x0f, 0x1a, 0x1b: // unreachable nop return drop select
 		case 0x02, 0x03, 0x04: // block loop if
 			if err := w.blockType(r); err != nil {
 				return err
@@ -220,13 +213,8 @@ func (w *rewriter) walk(r *reader) error {
 			if op != 0x04 {
 				cost = 0
 			}
-		case 0x05: // else
+		case 0x05, 0x0b: // else end
 			cost = 0
-		case 0x0b: // end
-			cost = 0
-			if len(w.frames) == 1 {
-				w.check(start)
-			}
 		case 0x0c, 0x0d: // br br_if
 			depth, err := r.u32()
 			if err != nil {
@@ -234,9 +222,6 @@ func (w *rewriter) walk(r *reader) error {
 			}
 			if err := w.target(r, depth); err != nil {
 				return err
-			}
-			if w.exits(depth) {
-				w.check(start)
 			}
 		case 0x0e: // br_table
 			n, err := r.count(1)
@@ -250,9 +235,6 @@ func (w *rewriter) walk(r *reader) error {
 				}
 				if err := w.target(r, depth); err != nil {
 					return err
-				}
-				if w.exits(depth) {
-					w.check(start)
 				}
 			}
 		case 0x10: // call

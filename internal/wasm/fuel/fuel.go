@@ -22,7 +22,8 @@ var (
 // global GlobalName (appended to the global index space; no other index
 // changes); function entries and loop headers, and the points before
 // indirect calls and calls to imports, execute unreachable once the
-// global is negative. Bulk memory and table operations are charged in
+// global is negative (see the package documentation for the overdraw
+// bound and how to read the global). Bulk memory and table operations are charged in
 // proportion to their length as well. The global starts at zero: the host
 // sets it to the budget before calling into the module and reads it
 // afterwards. Invalid or unsupported input returns an error wrapping
@@ -38,8 +39,10 @@ func Instrument(module []byte) ([]byte, error) {
 	return m.instrument()
 }
 
-// Exhausted reports whether a remaining-fuel value read after a trap means
-// the fuel ran out: the pass traps for fuel only once the global is
-// negative, and any trap after that point happened in code the budget did
-// not cover.
+// Exhausted reports whether a remaining-fuel value read after a call means
+// the fuel ran out: after a trap, the trap was the fuel check (the pass
+// traps only once the global is negative, and any other trap after that
+// point came from code the budget did not cover); after a normal return,
+// the call overdrew its budget in straight-line code after its last check
+// and called no host function since.
 func Exhausted(remaining int64) bool { return remaining < 0 }
