@@ -48,6 +48,7 @@ func NewServer(n *node.Node, log *slog.Logger) *Server {
 	mux.HandleFunc("PUT /v1/functions/{name}", s.handle(s.handleDeploy))
 	mux.HandleFunc("DELETE /v1/functions/{name}", s.handle(s.handleRemoveFunction))
 	mux.HandleFunc("GET /v1/functions/{name}/logs", s.handleLogs)
+	mux.Handle("GET /metrics", n.MetricsHandler())
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -65,6 +65,9 @@ type Admin struct {
 	// ManagementAddrs are IPs or CIDRs that must never be blocked without
 	// --force (lockout guard). See [Admin.ManagementPrefixes].
 	ManagementAddrs []string `yaml:"management_addrs"`
+	// MetricsListen is a TCP address (IP:port) serving Prometheus
+	// /metrics; empty (the default) serves them on the admin socket only.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // Shield configures the XDP packet filter.
@@ -211,6 +214,11 @@ func (c Config) Validate() error {
 	v.absPath("admin.socket", c.Admin.Socket)
 	if len(c.Admin.Socket) > maxSocketPath {
 		v.addf("admin.socket", "must be at most %d bytes, got %d", maxSocketPath, len(c.Admin.Socket))
+	}
+	if c.Admin.MetricsListen != "" {
+		if _, err := netip.ParseAddrPort(c.Admin.MetricsListen); err != nil {
+			v.addf("admin.metrics_listen", "must be IP:port such as 127.0.0.1:9400, got %q", c.Admin.MetricsListen)
+		}
 	}
 	for i, s := range c.Admin.ManagementAddrs {
 		if _, err := parseAddrOrPrefix(s); err != nil {

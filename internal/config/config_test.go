@@ -256,6 +256,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate key", "state_dir: /a\nstate_dir: /b\n", "already defined"},
 		{"syntax", "shield: [\n", "parsing config"},
 		{"gateway listen", "gateway: {listen: 'localhost:80'}", `gateway.listen: must be IP:port`},
+		{"metrics listen", "admin: {metrics_listen: ':9400'}", `admin.metrics_listen: must be IP:port`},
 		{"bad size", "functions: {defaults: {memory: lots}}", `functions.defaults.memory: invalid size "lots"`},
 		{"negative size", "functions: {max_module_size: -1}", `functions.max_module_size: invalid size "-1"`},
 		{"memory not pages", "functions: {defaults: {memory: 100000}}", `functions.defaults.memory: must be a multiple of the 64KiB Wasm page`},

@@ -155,7 +155,8 @@ type Options struct {
 
 // Registry is the set of deployed functions. It is safe for concurrent use.
 type Registry struct {
-	opts Options
+	opts    Options
+	metrics *metrics
 
 	mu    sync.Mutex // serializes deploys and removals
 	byFn  map[string]*deployment
@@ -168,7 +169,7 @@ func New(opts Options) *Registry {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &Registry{opts: opts, byFn: map[string]*deployment{}, logs: map[string]*logRing{}}
+	r := &Registry{opts: opts, metrics: newMetrics(), byFn: map[string]*deployment{}, logs: map[string]*logRing{}}
 	r.table.Store(gateway.NewTable(map[gateway.Route]*deployment{}))
 	return r
 }
@@ -371,6 +372,7 @@ func (r *Registry) Remove(name, actor string) (Info, error) {
 	delete(r.byFn, name)
 	r.publish()
 	d.retire()
+	r.metrics.forget(name)
 	return d.info(), nil
 }
 

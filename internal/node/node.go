@@ -22,6 +22,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/aegis-edge/aegis/internal/wasm"
 	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Errors that classify a refused operation; the admin API maps them to
@@ -68,6 +69,9 @@ type Node struct {
 	engine    *wasm.Engine
 	functions *functions.Registry
 	gateway   net.Listener // nil when gateway.listen is empty
+
+	metricsOnce sync.Once
+	metrics     *prometheus.Registry
 }
 
 const maxRecentEvents = 256
@@ -272,6 +276,18 @@ func (n *Node) Run(ctx context.Context) error {
 			srv.Shutdown(shutdown)
 		})
 		n.log.Info("gateway listening", "addr", n.gateway.Addr().String())
+	}
+	if addr := n.cfg.Admin.MetricsListen; addr != "" {
+		msrv := &http.Server{Addr: addr, Handler: n.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("metrics listener stopped", "addr", addr, "err", err)
+			}
+		})
+		wg.Go(func() {
+			<-ctx.Done()
+			msrv.Close()
+		})
 	}
 	tick := time.NewTicker(n.cfg.Shield.SweepInterval.Duration)
 	defer tick.Stop()

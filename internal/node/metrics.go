@@ -1,0 +1,104 @@
+package node
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/aegis-edge/aegis/internal/shield"
+	"github.com/aegis-edge/aegis/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// topRules is how many of the most-hit rules of each list are exported.
+const topRules = 10
+
+// nodeCollector exports what the node knows beyond the shield's counters:
+// list fill against limits, the most-hit rules, the audit log's length and
+// the deployed functions. It reads on scrape.
+type nodeCollector struct {
+	n                                    *Node
+	entries, limit, ruleHits, audit, fns *prometheus.Desc
+}
+
+func newNodeCollector(n *Node) *nodeCollector {
+	return &nodeCollector{
+		n: n,
+		entries: prometheus.NewDesc("aegis_shield_list_entries", "Entries on a list, by list and family.",
+			[]string{"list", "family"}, nil),
+		limit: prometheus.NewDesc("aegis_shield_list_limit_entries", "Capacity of a list, by list and family.",
+			[]string{"list", "family"}, nil),
+		ruleHits: prometheus.NewDesc("aegis_shield_rule_hits_total",
+			"Packets matched by the most-hit rules of each list (the top 10), by list and prefix.",
+			[]string{"list", "prefix"}, nil),
+		audit: prometheus.NewDesc("aegis_audit_records_total", "Records written to the audit log.", nil, nil),
+		fns:   prometheus.NewDesc("aegis_gateway_functions", "Deployed edge functions.", nil, nil),
+	}
+}
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.entries, c.limit, c.ruleHits, c.audit, c.fns} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	for _, l := range store.Lists {
+		if v4, v6, err := n.store.Count(l); err == nil {
+			max4, max6 := n.capacity(l)
+			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(v4), string(l), "ipv4")
+			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(v6), string(l), "ipv6")
+			ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(max4), string(l), "ipv4")
+			ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(max6), string(l), "ipv6")
+		}
+		rules, err := n.shield.Rules(shield.List(l))
+		if err != nil {
+			continue
+		}
+		slices.SortFunc(rules, func(a, b shield.RuleState) int {
+			switch {
+			case a.Hits > b.Hits:
+				return -1
+			case a.Hits < b.Hits:
+				return 1
+			}
+			return a.Prefix.Addr().Compare(b.Prefix.Addr())
+		})
+		for _, r := range rules[:min(topRules, len(rules))] {
+			if r.Hits > 0 {
+				ch <- prometheus.MustNewConstMetric(c.ruleHits, prometheus.CounterValue, float64(r.Hits), string(l), r.Prefix.String())
+			}
+		}
+	}
+	seq, _ := n.audit.Head()
+	ch <- prometheus.MustNewConstMetric(c.audit, prometheus.CounterValue, float64(seq))
+	if n.functions != nil {
+		ch <- prometheus.MustNewConstMetric(c.fns, prometheus.GaugeValue, float64(len(n.functions.List())))
+	}
+}
+
+// newMetricsRegistry gathers every series the node exports.
+func (n *Node) newMetricsRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(shield.NewCollector(n.shield), newNodeCollector(n),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if n.functions != nil {
+		reg.MustRegister(n.functions.Collectors()...)
+	}
+	return reg
+}
+
+// MetricsHandler serves the node's metrics in the Prometheus format.
+func (n *Node) MetricsHandler() http.Handler {
+	n.metricsOnce.Do(func() { n.metrics = n.newMetricsRegistry() })
+	return promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// metricsMux serves /metrics alone, for the optional TCP listener.
+func (n *Node) metricsMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", n.MetricsHandler())
+	return mux
+}
