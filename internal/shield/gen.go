@@ -11,4 +11,4 @@ package shield
 
 // A copy of the program with an out-of-bounds packet read: the kernel
 // verifier's refusal is tested with it.
-//go:generate clang -target bpf -O2 -g -Wall -Werror -DAEGIS_TEST_OOB_READ -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -c bpf/shield.c -o testdata/shield_oob.o
+//go:generate clang -target bpf -O2 -g -fdebug-compilation-dir=. -Wall -Werror -DAEGIS_TEST_OOB_READ -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -c bpf/shield.c -o testdata/shield_oob.o
