@@ -121,3 +121,17 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	}
 	return resp, nil
 }
+
+// Get fetches path and returns the answer's body as it is (for /metrics).
+func (c *Client) Get(ctx context.Context, path string) ([]byte, error) {
+	resp, err := c.send(ctx, c.http, "GET", path, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading answer: %w", err)
+	}
+	return b, nil
+}
