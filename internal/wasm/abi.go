@@ -66,7 +66,7 @@ func DecodeFetchRequest(b []byte) (FetchRequest, error) {
 		return FetchRequest{}, fmt.Errorf("fetch request: no request line: %w", ErrInvalidArgument)
 	}
 	method, target, ok := strings.Cut(line, " ")
-	if !ok || method == "" || target == "" || strings.ContainsAny(target, " \t") {
+	if !ok || !validToken(method) || target == "" || strings.ContainsAny(target, " \t") || !validFieldValue(target) {
 		return FetchRequest{}, fmt.Errorf("fetch request: want \"METHOD URL\", got %q: %w", line, ErrInvalidArgument)
 	}
 	header, body, err := decodeHeader(rest)
