@@ -100,3 +100,50 @@ func BenchmarkInstrumentGo(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOverhead alternates the original and the instrumented module
+// call by call and reports their time ratio ("fuel/orig"), so load from
+// other processes on a shared machine affects both alike.
+func BenchmarkOverhead(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		fn   string
+		arg  uint64
+	}{
+		{"fib", "fib", 25},
+		{"collatz", "collatz", 3000},
+		{"sort", "sort", 1000},
+		{"sieve", "primes", 100000},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			ctx := context.Background()
+			rt := wazero.NewRuntime(ctx)
+			defer rt.Close(ctx)
+			orig := readModule(b, "programs.wasm")
+			var fns [2]api.Function
+			var g api.MutableGlobal
+			for i, bin := range [][]byte{orig, mustInstrument(b, orig)} {
+				m, err := rt.InstantiateWithConfig(ctx, bin, wazero.NewModuleConfig().WithName(""))
+				if err != nil {
+					b.Fatal(err)
+				}
+				fns[i] = m.ExportedFunction(tt.fn)
+				if i == 1 {
+					g = m.ExportedGlobal(GlobalName).(api.MutableGlobal)
+				}
+			}
+			var spent [2]time.Duration
+			for b.Loop() {
+				for i, f := range fns {
+					g.Set(uint64(unlimited))
+					start := time.Now()
+					if _, err := f.Call(ctx, tt.arg); err != nil {
+						b.Fatal(err)
+					}
+					spent[i] += time.Since(start)
+				}
+			}
+			b.ReportMetric(float64(spent[1])/float64(spent[0]), "fuel/orig")
+		})
+	}
+}

@@ -23,10 +23,10 @@ var (
 // changes); function entries and loop headers, and the points before
 // indirect calls and calls to imports, execute unreachable once the
 // global is negative (see the package documentation for the overdraw
-// bound and how to read the global). Bulk memory and table operations are charged in
-// proportion to their length as well. The global starts at zero: the host
-// sets it to the budget before calling into the module and reads it
-// afterwards. Invalid or unsupported input returns an error wrapping
+// bound and how to read the global). Bulk memory and table operations are
+// charged in proportion to their length as well. The global starts at
+// zero: the host sets it to the budget before calling into the module and
+// reads it afterwards. Invalid or unsupported input returns an error wrapping
 // ErrMalformed or ErrUnsupported; the input slice is not modified.
 //
 // DWARF (.debug_*) and other custom sections that hold code offsets are
