@@ -248,3 +248,40 @@ func TestFetchRequestEncoding(t *testing.T) {
 		}
 	}
 }
+
+func TestFetchResultAfterSmallBuffer(t *testing.T) {
+	srv, _ := fetchServer(t, "")
+	u, _ := url.Parse(srv.URL)
+	host := &LocalHost{Fetcher: NewHTTPFetcher(FetcherOptions{AllowPrivateAddrs: true})}
+	m := compileFixture(t, newTestEngine(t), "testdata/hostcalls.wasm", testLimits())
+	got := runScript(t, m, "f", host, []string{u.Host}, "fetchcap 8 "+srv.URL+"/hello", "fetchcap 0 "+srv.URL+"/hello")
+	if len(got) != 4 || got[0] == "fetchcap 8" || got[1] != strings.Replace(got[0], "fetchcap", "result", 1)+" 200" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestLogBudget(t *testing.T) {
+	m := compileFixture(t, newTestEngine(t), "testdata/hostcalls.wasm", testLimits())
+	req := getRequest("/", "")
+	req.Method, req.Body = "POST", []byte("stderr 2000\nlog 1 after")
+	rec := &logRecorder{}
+	resp, err := m.Serve(context.Background(), Invocation{Function: "f", Request: req, Log: rec.log})
+	if err != nil || !strings.Contains(string(resp.Body), "stderr 2000") {
+		t.Fatalf("%v %v", resp, err)
+	}
+	lines := rec.all()
+	bytes, notes := 0, 0
+	for _, l := range lines {
+		switch l.stream {
+		case StreamStderr, StreamLog:
+			bytes += len(l.msg)
+		case StreamError:
+			notes++
+		}
+	}
+	// 2000 lines of 99 bytes do not fit in the budget: what fits is
+	// logged, then one note, and the log call after it is dropped too.
+	if bytes > maxLogBytesPerCall || bytes < maxLogBytesPerCall-100 || notes != 1 || lines[len(lines)-1].stream != StreamError {
+		t.Fatalf("%d lines, %d bytes, %d notes, last %+v", len(lines), bytes, notes, lines[len(lines)-1])
+	}
+}

@@ -109,9 +109,9 @@ func TestFuelIsDeterministic(t *testing.T) {
 	if used[0] <= 0 || used[0] != used[1] {
 		t.Fatalf("fuel used %v", used)
 	}
-	// One unit short of what it needs, the same request fails for fuel.
+	// With half of what it needs, the same request fails for fuel.
 	l := testLimits()
-	l.Fuel = used[0] - 1
+	l.Fuel = used[0] / 2
 	m = compileFixture(t, newTestEngine(t), "../../examples/echo-c/echo.wasm", l)
 	_, err, _ := serve(t, m, getRequest("/same", "q=1"), &LocalHost{KV: NewMemoryKV(nil)})
 	var we *Error

@@ -333,7 +333,8 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 var errOutputLimit = errors.New("output over the response size limit")
 
 // logSink passes log lines to the Invocation's LogFunc within a byte
-// budget per request, noting once when it runs out.
+// budget per request; the first line that does not fit is replaced by a
+// note, and nothing after it is logged but the request's failure.
 type logSink struct {
 	log     LogFunc
 	budget  int
@@ -349,7 +350,7 @@ func (s *logSink) emit(stream, level, msg string, attrs map[string]string, alway
 		msg = msg[:maxLogLineBytes] + "…"
 	}
 	if !always {
-		if s.budget < len(msg) {
+		if s.noted || s.budget < len(msg) {
 			if !s.noted {
 				s.noted = true
 				s.log(StreamError, "warn", "log output over "+strconv.Itoa(maxLogBytesPerCall)+" bytes in one request: the rest is dropped", nil)

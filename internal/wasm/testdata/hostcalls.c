@@ -4,7 +4,10 @@
 //   get KEY              read KEY                    -> "get KEY RC [VALUE]"
 //   del KEY                                          -> "del KEY RC"
 //   fetch METHOD URL     fetch with an empty body    -> "fetch RC STATUS BODYLEN" and the body on the next line
+//   fetchcap CAP URL     GET into a CAP-byte buffer  -> "fetchcap RC", then
+//                        "result RC2 STATUS" after http_fetch_result if RC > CAP
 //   log LEVEL MSG                                    -> "log RC"
+//   stderr N             N lines of 100 bytes to stderr -> "stderr N"
 // RC is the host function's result: a length, 0, or a negative code.
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +41,14 @@ int main(void) {
 			printf("\n");
 		} else if (sscanf(line, "del %1023s", a) == 1) {
 			printf("del %s %d\n", a, aegis_kv_delete(a));
+		} else if (sscanf(line, "fetchcap %ld %1023s", &len, a) == 2) {
+			int m = snprintf(b, sizeof b, "GET %s\n\n", a);
+			int32_t rc = aegis_http_fetch(b, (size_t)m, resp, (size_t)len);
+			printf("fetchcap %d\n", rc);
+			if (rc > len) {
+				int32_t rc2 = aegis_http_fetch_result(resp, sizeof resp);
+				printf("result %d %d\n", rc2, atoi(resp));
+			}
 		} else if (sscanf(line, "fetch %15s %1023s", op, a) == 2) {
 			int m = snprintf(b, sizeof b, "%s %s\nX-Test: 1\n\n", op, a);
 			int32_t rc = aegis_http_fetch(b, (size_t)m, resp, sizeof resp);
@@ -53,6 +64,10 @@ int main(void) {
 			int status = atoi(resp);
 			int blen = body ? rc - (int)(body + 2 - resp) : 0;
 			printf("fetch %d %d %d\n%.*s\n", rc, status, blen, blen, body ? body + 2 : "");
+		} else if (sscanf(line, "stderr %ld", &len) == 1) {
+			for (long i = 0; i < len; i++)
+				fprintf(stderr, "%099ld\n", i);
+			printf("stderr %ld\n", len);
 		} else if (sscanf(line, "log %ld %1023[^\n]", &len, a) == 2) {
 			printf("log %d\n", aegis_log((int32_t)len, a, "source=hostcalls\nline=1"));
 		} else {
