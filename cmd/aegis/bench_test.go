@@ -18,7 +18,7 @@ func BenchmarkBlockAddRoundTrip(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- runNode(ctx, cfg, discardLogger()) }()
+	go func() { done <- runNode(ctx, cfg, discardLogger(), nil) }()
 	waitForNode(b, cfg.Admin.Socket, done)
 	c := admin.NewClient(cfg.Admin.Socket)
 

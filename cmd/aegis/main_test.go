@@ -97,7 +97,7 @@ func startInProcessNode(t *testing.T, cfg config.Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runNode(ctx, cfg, discardLogger()) }()
+	go func() { done <- runNode(ctx, cfg, discardLogger(), nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -29,14 +29,17 @@ func newNodeCmd(e *env) *cobra.Command {
 				return err
 			}
 			log := slog.New(slog.NewJSONHandler(e.stderr, nil))
-			return runNode(cmd.Context(), cfg, log)
+			return runNode(cmd.Context(), cfg, log, func() (config.Config, error) { return config.Load(cfgPath) })
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "YAML config file (default: embedded defaults)")
 	return cmd
 }
 
-func runNode(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+// runNode runs the daemon until SIGTERM or SIGINT; on SIGHUP it re-reads
+// the configuration with reload (nil: SIGHUP is ignored) and applies it, or
+// logs why it refused.
+func runNode(ctx context.Context, cfg config.Config, log *slog.Logger, reload func() (config.Config, error)) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
@@ -54,6 +57,31 @@ func runNode(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	go func() { serveErr <- srv.Serve(l) }()
 	runErr := make(chan error, 1)
 	go func() { runErr <- n.Run(ctx) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			if reload == nil {
+				log.Warn("SIGHUP ignored: the node was started without a configuration file")
+				continue
+			}
+			next, err := reload()
+			if err == nil {
+				err = n.Reload(next)
+			}
+			if err != nil {
+				log.Error("configuration reload refused; the running configuration stays", "err", err)
+				continue
+			}
+			log.Info("configuration reloaded")
+		}
+	}()
 	log.Info("aegis node running", "socket", cfg.Admin.Socket, "state_dir", cfg.StateDir, "interfaces", cfg.Shield.Interfaces)
 
 	select {
@@ -65,6 +93,11 @@ func runNode(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer cancel()
 	err = errors.Join(err, srv.Shutdown(shutdownCtx), <-runErr)
 	os.Remove(cfg.Admin.Socket)
+	if cfg.Shield.DetachOnExit {
+		err = errors.Join(err, n.DetachAll(node.Actor{}))
+		log.Info("aegis node stopped; the shield was detached (shield.detach_on_exit)")
+		return err
+	}
 	log.Info("aegis node stopped; the shield stays attached")
 	return err
 }

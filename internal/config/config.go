@@ -83,6 +83,10 @@ type Shield struct {
 	Limits        Limits    `yaml:"limits"`
 	RateLimit     RateLimit `yaml:"rate_limit"`
 	SweepInterval Duration  `yaml:"sweep_interval"`
+	// DetachOnExit detaches the program from every interface when the
+	// daemon stops on SIGTERM or SIGINT. Off by default: the shield keeps
+	// enforcing while the daemon is down or restarting.
+	DetachOnExit bool `yaml:"detach_on_exit"`
 }
 
 // Limits sets the capacity of the blocklist maps.

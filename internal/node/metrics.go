@@ -47,7 +47,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	for _, l := range store.Lists {
 		if v4, v6, err := n.store.Count(l); err == nil {
+			n.mu.Lock()
 			max4, max6 := n.capacity(l)
+			n.mu.Unlock()
 			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(v4), string(l), "ipv4")
 			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(v6), string(l), "ipv6")
 			ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(max4), string(l), "ipv4")

@@ -768,6 +768,12 @@ func (n *Node) SetSettings(change func(*shield.Settings), actor Actor) (shield.S
 	defer n.mu.Unlock()
 	st := n.shield.Settings()
 	change(&st)
+	return n.setSettingsLocked(st, actor)
+}
+
+// setSettingsLocked validates, audits, persists and applies st. The caller
+// holds n.mu.
+func (n *Node) setSettingsLocked(st shield.Settings, actor Actor) (shield.Settings, error) {
 	if err := st.Validate(); err != nil {
 		return st, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -809,6 +815,21 @@ func (n *Node) Detach(iface string, actor Actor) error {
 	delete(n.attached, iface)
 	n.log.Info("shield detached", "interface", iface, "actor", actor.String())
 	return nil
+}
+
+// DetachAll removes the shield from every interface it is attached to.
+func (n *Node) DetachAll(actor Actor) error {
+	infos, err := n.shield.Attached()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ai := range infos {
+		if err := n.Detach(ai.Interface, actor); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // MapFill is one list family's use against its limit.
