@@ -81,14 +81,20 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// metricCollectors are every collector of the node's metrics.
+func (n *Node) metricCollectors() []prometheus.Collector {
+	cs := []prometheus.Collector{shield.NewCollector(n.shield), newNodeCollector(n),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
+	if n.functions != nil {
+		cs = append(cs, n.functions.Collectors()...)
+	}
+	return cs
+}
+
 // newMetricsRegistry gathers every series the node exports.
 func (n *Node) newMetricsRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(shield.NewCollector(n.shield), newNodeCollector(n),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if n.functions != nil {
-		reg.MustRegister(n.functions.Collectors()...)
-	}
+	reg.MustRegister(n.metricCollectors()...)
 	return reg
 }
 
