@@ -68,6 +68,9 @@ func TestLimitFailures(t *testing.T) {
 			if tt.kind == KindFuel && resp.FuelUsed != l.Fuel {
 				t.Fatalf("fuel error after %d of %d fuel", resp.FuelUsed, l.Fuel)
 			}
+			if tt.kind == KindTimeout && tt.fixture == "loop" && (resp.FuelUsed == 0 || resp.FuelUsed == l.Fuel) {
+				t.Fatalf("stopped at the deadline after %d of %d fuel, want what it used", resp.FuelUsed, l.Fuel)
+			}
 			checkStillServing(t, e)
 		})
 	}

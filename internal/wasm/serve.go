@@ -151,10 +151,14 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 	if st.fuel != nil {
 		remaining = int64(st.fuel.Get())
 	}
+	used := remaining
+	if st.stopped && st.remainingAtStop >= 0 {
+		used = st.remainingAtStop
+	}
 	st.mu.Unlock()
 	st.logs.flushStderr()
 
-	resp := &Response{FuelUsed: min(max(lim.Fuel-remaining, 0), lim.Fuel), Duration: time.Since(started)}
+	resp := &Response{FuelUsed: min(max(lim.Fuel-used, 0), lim.Fuel), Duration: time.Since(started)}
 	if ferr := st.classify(callErr, timedOut, remaining, ctx.Err(), lim); ferr != nil {
 		st.logFailure(ferr)
 		return resp, ferr
@@ -227,6 +231,10 @@ type instanceState struct {
 	fuel     api.MutableGlobal
 	timedOut bool
 	finished bool
+	// remainingAtStop is the fuel left when interrupt first ran, so that
+	// a stopped request reports what it used rather than the whole budget.
+	stopped         bool
+	remainingAtStop int64
 }
 
 // stopFuel is what interrupt writes: negative, far from overflowing when
@@ -246,7 +254,11 @@ func (st *instanceState) interrupt() {
 			st.mu.Unlock()
 			return
 		}
-		stuck := int64(st.fuel.Get()) < 0
+		remaining := int64(st.fuel.Get())
+		if !st.stopped {
+			st.stopped, st.remainingAtStop = true, remaining
+		}
+		stuck := remaining < 0
 		if !stuck {
 			st.fuel.Set(api.EncodeI64(stopFuel))
 		}
