@@ -23,6 +23,7 @@ func serve(t *testing.T) (*Client, string) {
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
 	cfg.Shield.PinPath = testutil.PinPath(t)
+	cfg.Gateway.Listen = "127.0.0.1:0"
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := node.New(cfg, log)
 	if err != nil {
@@ -98,6 +99,17 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"detach unknown", "POST", "/v1/shield/detach", `{"interface": "nope0"}`, 404, "not attached"},
 		{"remove unlisted", "POST", "/v1/lists/block/remove", `{"targets": ["192.0.2.1", "192.0.2.9"]}`, 404, "192.0.2.9"},
 		{"wrong method", "DELETE", "/v1/lists/block", ``, 405, ""},
+		{"deploy malformed json", "PUT", "/v1/functions/f", `{"module": `, 400, "malformed JSON"},
+		{"deploy unknown field", "PUT", "/v1/functions/f", `{"module": "AA==", "route": "/f", "cpu": 1}`, 400, "unknown field"},
+		{"deploy wrong type", "PUT", "/v1/functions/f", `{"module": "AA==", "route": "/f", "fuel": "lots"}`, 400, "malformed JSON"},
+		{"deploy no module", "PUT", "/v1/functions/f", `{"route": "/f"}`, 400, "module is required"},
+		{"deploy not wasm", "PUT", "/v1/functions/f", `{"module": "AAEC", "route": "/f"}`, 400, "invalid module"},
+		{"deploy bad route", "PUT", "/v1/functions/f", `{"module": "AA==", "route": "f"}`, 400, "route"},
+		{"deploy traversal name", "PUT", "/v1/functions/..%2f..%2fetc", `{"module": "AA==", "route": "/f"}`, 400, "invalid function name"},
+		{"deploy huge body", "PUT", "/v1/functions/f", `{"module": "` + strings.Repeat("A", 64<<20) + `"}`, 413, "exceeds"},
+		{"remove missing function", "DELETE", "/v1/functions/nope", ``, 404, "no function"},
+		{"logs of missing function", "GET", "/v1/functions/nope/logs", ``, 404, "no function"},
+		{"logs bad count", "GET", "/v1/functions/nope/logs?n=-1", ``, 400, "non-negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := raw(t, c, tc.method, tc.path, tc.body)
@@ -119,6 +131,10 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	}
 	if st.Settings.Mode != "enforce" || st.Settings.SYN.PPS != 100 {
 		t.Errorf("bad requests changed the settings: %+v", st.Settings)
+	}
+	var fns FunctionsResponse
+	if err := c.Do(ctx, "GET", "/v1/functions", nil, &fns); err != nil || len(fns.Functions) != 0 {
+		t.Errorf("bad requests deployed something: %+v %v", fns, err)
 	}
 }
 
