@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -42,6 +43,7 @@ func (e *Engine) Compile(ctx context.Context, module []byte, limits Limits) (*Mo
 			return nil, invalidModule("imports %s %s.%s: only functions of %s and %s may be imported", im.kind, im.module, im.name, WASIModule, HostModule)
 		}
 	}
+	started := time.Now()
 	metered, err := instrumentFuel(module)
 	if err != nil {
 		return nil, invalidModule("%v", err)
@@ -50,11 +52,12 @@ func (e *Engine) Compile(ctx context.Context, module []byte, limits Limits) (*Mo
 	if err != nil {
 		return nil, invalidModule("%v", err)
 	}
-	m := &Module{engine: e, compiled: compiled, limits: limits, metered: true}
+	m := &Module{engine: e, compiled: compiled, limits: limits}
 	if err := e.check(ctx, m); err != nil {
 		compiled.Close(ctx)
 		return nil, err
 	}
+	e.log.Debug("compiled a function module", "bytes", len(module), "instrumented_bytes", len(metered), "duration", time.Since(started))
 	return m, nil
 }
 

@@ -94,9 +94,6 @@ type Module struct {
 	engine   *Engine
 	compiled wazero.CompiledModule
 	limits   Limits
-	// metered is false only for modules compiled without the fuel pass
-	// (tests of the pass-less path).
-	metered bool
 
 	mu      sync.Mutex
 	running int

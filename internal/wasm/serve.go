@@ -98,7 +98,6 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 		host = unavailableHost{}
 	}
 	st := &instanceState{
-		inv:    inv,
 		guard:  NewGuard(host, Policy{Function: inv.Function, Limits: lim, AllowedHosts: inv.AllowedHosts}),
 		alloc:  &memoryAllocator{limit: uint64(lim.MemoryPages) * PageSize},
 		stdout: cappedBuffer{max: lim.MaxResponseBytes},
@@ -129,10 +128,12 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 		return nil, fmt.Errorf("instantiating %s: %w", inv.Function, err)
 	}
 	defer mod.Close(context.Background())
-	if g, ok := mod.ExportedGlobal(fuelGlobalName).(api.MutableGlobal); ok && m.metered {
-		st.fuel = g
-		g.Set(uint64(lim.Fuel))
+	g, ok := mod.ExportedGlobal(fuelGlobalName).(api.MutableGlobal)
+	if !ok {
+		return nil, fmt.Errorf("serving %s: the instrumented module has no %s global", inv.Function, fuelGlobalName)
 	}
+	st.fuel = g
+	g.Set(api.EncodeI64(lim.Fuel))
 	stop := context.AfterFunc(ctx, func() {
 		st.mu.Lock()
 		st.timedOut = true
@@ -147,10 +148,7 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 	// The deadline may pass with AfterFunc not yet run: a sleep that
 	// ended on ctx returns to a guest that then returns normally.
 	timedOut := st.timedOut || ctx.Err() != nil
-	remaining := lim.Fuel
-	if st.fuel != nil {
-		remaining = int64(st.fuel.Get())
-	}
+	remaining := int64(st.fuel.Get())
 	used := remaining
 	if st.stopped && st.remainingAtStop >= 0 {
 		used = st.remainingAtStop
@@ -195,7 +193,7 @@ func (st *instanceState) classify(callErr error, timedOut bool, remaining int64,
 		return nil
 	}
 	switch {
-	case st.fuel != nil && fuelExhausted(remaining):
+	case fuelExhausted(remaining):
 		return newError(KindFuel, fmt.Errorf("used its budget of %d fuel", lim.Fuel))
 	case st.alloc.refused:
 		return newError(KindMemory, fmt.Errorf("failed after a memory grow over the limit of %d pages was refused", lim.MemoryPages))
@@ -219,7 +217,6 @@ type stateKey struct{}
 
 // instanceState is what one request's instance and its host calls share.
 type instanceState struct {
-	inv    Invocation
 	guard  *Guard
 	alloc  *memoryAllocator
 	stdout cappedBuffer
@@ -250,7 +247,7 @@ const stopFuel = -(int64(1) << 62)
 func (st *instanceState) interrupt() {
 	for {
 		st.mu.Lock()
-		if st.finished || st.fuel == nil {
+		if st.finished {
 			st.mu.Unlock()
 			return
 		}
