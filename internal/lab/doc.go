@@ -1,0 +1,15 @@
+// Package lab is the self-contained demonstration behind `aegis lab`: it
+// builds a throwaway topology of three network namespaces (attacker, client,
+// edge) joined by veth pairs, runs an `aegis node` child inside the edge
+// namespace, floods the edge from the attacker while the client calls an edge
+// function, shows a live view of what the shield drops and how the function
+// answers, and tears everything down again.
+//
+// Everything the lab creates is named after one random ID (see [Names]), so
+// that [Clean] can find and remove leftovers of a lab that was killed or
+// kept with --keep.
+//
+// It is not a test harness (internal/testutil is, and the binary must not
+// import it) nor a benchmark: the flood is paced to what a small VM
+// sustains, and the figures it shows are for people to look at.
+package lab

@@ -1,0 +1,164 @@
+package lab
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Rates is how fast the attacker sends each kind of packet, in packets per
+// second. The defaults add up to what a 2-core VM sends and filters
+// comfortably while also serving the function.
+type Rates struct {
+	// SYN is a SYN flood from forged sources in SpoofedPrefix, each above
+	// the SYN rate limit but below the automatic-block threshold, so the
+	// shield keeps rate-limiting it.
+	SYN int
+	// UDP is a UDP flood from AttackerAddr, far above the automatic-block
+	// threshold, so the shield blocks the source outright.
+	UDP int
+	// Blocked is UDP from BlockedAddr, which the lab puts on the blocklist.
+	Blocked int
+}
+
+// DefaultRates are the rates `aegis lab` uses.
+var DefaultRates = Rates{SYN: 8000, UDP: 8000, Blocked: 2000}
+
+// Attack stream names, as the view and Summary.Sent show them.
+const (
+	StreamSYN     = "syn flood"
+	StreamUDP     = "udp flood"
+	StreamBlocked = "blocklisted"
+)
+
+// stream is one paced sequence of packets.
+type stream struct {
+	name string
+	pps  int
+	// next appends the stream's next frame to b.
+	next func(b []byte, rnd *rand.Rand) []byte
+	sent atomic.Uint64
+	// refused counts packets the attacker's own kernel refused to queue
+	// (ENOBUFS and the like): the flood outran its link.
+	refused atomic.Uint64
+}
+
+// flood sends the attack from the attacker namespace through a packet
+// socket, so it can forge sources and needs no routes.
+type flood struct {
+	fd      int
+	to      unix.SockaddrLinklayer
+	streams []*stream
+	wg      sync.WaitGroup
+}
+
+func newFlood(t *topology, r Rates) (*flood, error) {
+	f := &flood{fd: -1, to: unix.SockaddrLinklayer{Ifindex: t.attackerIndex, Halen: 6}}
+	copy(f.to.Addr[:], t.edgeMAC)
+	// Protocol 0: the socket only sends, it never receives a copy of traffic.
+	err := t.attacker.do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		f.fd = fd
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening a packet socket in %s: %w", t.attacker.name, err)
+	}
+	base := frame{srcMAC: t.attackerMAC, dstMAC: t.edgeMAC, dst: EdgeAttackerAddr}
+	spoofed := SpoofedPrefix.Addr().As4()
+	hosts := uint32(1) << (32 - SpoofedPrefix.Bits())
+	f.streams = []*stream{
+		{name: StreamSYN, pps: r.SYN, next: func(b []byte, rnd *rand.Rand) []byte {
+			fr := base
+			a := spoofed
+			binary.BigEndian.PutUint32(a[:], binary.BigEndian.Uint32(a[:])+rnd.Uint32N(hosts))
+			fr.src, fr.proto, fr.dstPort = netip.AddrFrom4(a), protoTCP, 80
+			fr.srcPort, fr.seq = uint16(1024+rnd.IntN(64512)), rnd.Uint32()
+			return fr.appendTo(b)
+		}},
+		{name: StreamUDP, pps: r.UDP, next: func(b []byte, rnd *rand.Rand) []byte {
+			fr := base
+			fr.src, fr.proto, fr.dstPort, fr.payload = AttackerAddr, protoUDP, 9, 64
+			fr.srcPort = uint16(1024 + rnd.IntN(64512))
+			return fr.appendTo(b)
+		}},
+		{name: StreamBlocked, pps: r.Blocked, next: func(b []byte, rnd *rand.Rand) []byte {
+			fr := base
+			fr.src, fr.proto, fr.dstPort, fr.payload = BlockedAddr, protoUDP, 53, 32
+			fr.srcPort = uint16(1024 + rnd.IntN(64512))
+			return fr.appendTo(b)
+		}},
+	}
+	return f, nil
+}
+
+// start sends every stream until ctx ends; wait returns after they stop.
+func (f *flood) start(ctx context.Context) {
+	for i, s := range f.streams {
+		if s.pps <= 0 {
+			continue
+		}
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.pace(ctx, s, rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(i))))
+		}()
+	}
+}
+
+// pace sends s at its rate: every millisecond or so, as many packets as
+// are due by now. After a stall it skips what is more than 100 ms overdue
+// rather than bursting.
+func (f *flood) pace(ctx context.Context, s *stream, rnd *rand.Rand) {
+	buf := make([]byte, 0, 256)
+	start, sent := time.Now(), 0
+	for ctx.Err() == nil {
+		due := int(time.Since(start).Seconds()*float64(s.pps)) - sent
+		if limit := s.pps/10 + 1; due > limit {
+			sent += due - limit
+			due = limit
+		}
+		for range due {
+			if err := unix.Sendto(f.fd, s.next(buf[:0], rnd), 0, &f.to); err != nil {
+				s.refused.Add(1)
+			} else {
+				s.sent.Add(1)
+			}
+		}
+		sent += due
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (f *flood) wait() { f.wg.Wait() }
+
+// counts returns the packets sent so far per stream.
+func (f *flood) counts() map[string]uint64 {
+	m := make(map[string]uint64, len(f.streams))
+	for _, s := range f.streams {
+		m[s.name] = s.sent.Load()
+	}
+	return m
+}
+
+func (f *flood) refused() uint64 {
+	var n uint64
+	for _, s := range f.streams {
+		n += s.refused.Load()
+	}
+	return n
+}
+
+func (f *flood) close() {
+	if f.fd >= 0 {
+		unix.Close(f.fd)
+		f.fd = -1
+	}
+}

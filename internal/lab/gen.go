@@ -1,0 +1,18 @@
+package lab
+
+import _ "embed"
+
+//go:generate wat2wasm function.wat -o function.wasm
+
+// FunctionModule is the edge function the lab deploys unless told
+// otherwise, built from function.wat and embedded so that the lab needs no
+// file beside the binary.
+//
+//go:embed function.wasm
+var FunctionModule []byte
+
+// FunctionName and FunctionRoute are where the lab deploys its function.
+const (
+	FunctionName  = "lab-hello"
+	FunctionRoute = "/hello"
+)

@@ -1,0 +1,249 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/admin"
+	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/node"
+	"go.yaml.in/yaml/v3"
+)
+
+// GatewayPort is where the edge's gateway listens, on EdgeClientAddr.
+const GatewayPort = 8080
+
+// Files in Names.Dir.
+const (
+	configFile = "aegis.yaml"
+	socketFile = "admin.sock"
+	logFile    = "node.log"
+	pidFile    = "node.pid"
+)
+
+// Socket returns the admin socket of the lab's node.
+func (n Names) Socket() string { return filepath.Join(n.Dir, socketFile) }
+
+// Log returns the file the lab's node logs to.
+func (n Names) Log() string { return filepath.Join(n.Dir, logFile) }
+
+// nodeConfig is the edge node's configuration: private state, socket and
+// pins, both edge links shielded, and rate limits low enough that the flood
+// trips them at once.
+func nodeConfig(n Names) config.Config {
+	cfg := config.Default()
+	cfg.StateDir = filepath.Join(n.Dir, "state")
+	cfg.Admin.Socket = n.Socket()
+	// The client must never be blocked, not even by mistake.
+	cfg.Admin.ManagementAddrs = []string{ClientAddr.String()}
+	cfg.Shield.Interfaces = []string{edgeAttackerIf, edgeClientIf}
+	cfg.Shield.PinPath = n.PinPath
+	rl := &cfg.Shield.RateLimit
+	rl.SYN = config.Bucket{PPS: 50, Burst: 100}
+	rl.UDP = config.Bucket{PPS: 200, Burst: 400}
+	// Short, so a long run shows the block lapse and come back.
+	rl.AutoBlockTTL = config.Duration{Duration: 10 * time.Second}
+	cfg.Gateway.Listen = netip.AddrPortFrom(EdgeClientAddr, GatewayPort).String()
+	return cfg
+}
+
+// nodeProcess is the `aegis node` child running in the edge namespace.
+type nodeProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has been waited for
+	err  error         // its exit, valid after done
+}
+
+// startNode writes the config and starts exe (the aegis binary) as
+// `aegis node` inside the edge namespace, logging to Names.Log.
+func startNode(exe string, env []string, edge *namespace, n Names) (*nodeProcess, error) {
+	cfg := nodeConfig(n)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("lab node config: %w", err)
+	}
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(n.Dir, configFile)
+	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(n.Log(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own copy
+
+	cmd := exec.Command(exe, "node", "--config", cfgPath)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group: a Ctrl-C at the terminal reaches the lab,
+	// which stops the node itself, in order, after the traffic.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A child inherits the network namespace of the thread that forks it.
+	if err := edge.do(cmd.Start); err != nil {
+		return nil, fmt.Errorf("starting the node: %w", err)
+	}
+	p := &nodeProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if err := os.WriteFile(filepath.Join(n.Dir, pidFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// waitReady waits until the node answers on its admin socket.
+func (p *nodeProcess) waitReady(ctx context.Context, c *admin.Client, n Names) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		var st node.Status
+		err := c.Do(ctx, "GET", "/v1/shield", nil, &st)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("the node exited while starting (%v):\n%s", p.err, logTail(n.Log()))
+		case <-ctx.Done():
+			return fmt.Errorf("the node did not answer on %s: %w\n%s", n.Socket(), err, logTail(n.Log()))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stopGrace is how long a node gets to stop after SIGTERM before SIGKILL.
+const stopGrace = 10 * time.Second
+
+// stop terminates the node and waits for it.
+func (p *nodeProcess) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(stopGrace):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// logTail returns the end of a log file, for error messages.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	const keep = 2000
+	if len(b) > keep {
+		b = b[len(b)-keep:]
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// Clean removes everything the lab with this ID left behind: it stops its
+// node (found by the pid file, and only if that process is still the lab's
+// node), removes its pins (which detaches the shield), its namespaces (and
+// the links in them) and its directory. What is already gone is skipped.
+func Clean(id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%q is not a lab ID", id)
+	}
+	n := NamesFor(id)
+	var errs []error
+	if err := stopLeftoverNode(n); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(append(errs, removeArtifacts(n))...)
+}
+
+// removeArtifacts removes a lab's pins, namespaces and directory, once its
+// node is gone.
+func removeArtifacts(n Names) error {
+	var errs []error
+	// Unpinning the links detaches the programs; unpinning the maps frees
+	// them once nothing holds them.
+	if err := os.RemoveAll(n.PinPath); err != nil {
+		errs = append(errs, fmt.Errorf("removing pins: %w", err))
+	}
+	if err := removeNamespaces(n); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(n.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// stopLeftoverNode stops a node that is not this process's child.
+func stopLeftoverNode(n Names) error {
+	raw, err := os.ReadFile(filepath.Join(n.Dir, pidFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("%s: bad pid %q", pidFile, raw)
+	}
+	// The pid may have been reused since: only a process started with this
+	// lab's config is the lab's node.
+	isNode := func() bool {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return err == nil && bytes.Contains(cmdline, []byte(filepath.Join(n.Dir, configFile)))
+	}
+	if !isNode() {
+		return nil
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(stopGrace)
+	for isNode() {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			deadline = time.Now().Add(stopGrace)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// Leftovers lists the IDs of labs that left something behind: a namespace,
+// a pin directory or a lab directory.
+func Leftovers() ([]string, error) {
+	ids := map[string]bool{}
+	scan := func(dir string, trim func(string) string) error {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		for _, e := range entries {
+			if name, ok := strings.CutPrefix(e.Name(), namePrefix); ok {
+				if id := trim(name); ValidID(id) {
+					ids[id] = true
+				}
+			}
+		}
+		return err
+	}
+	untilDash := func(s string) string { id, _, _ := strings.Cut(s, "-"); return id }
+	same := func(s string) string { return s }
+	err := errors.Join(scan(netnsDir, untilDash), scan("/sys/fs/bpf", same), scan(os.TempDir(), same))
+	return slices.Sorted(maps.Keys(ids)), err
+}

@@ -1,0 +1,178 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/node"
+	"github.com/aegis-edge/aegis/internal/shield"
+)
+
+// sample is one look at the lab, taken once a second.
+type sample struct {
+	at         time.Time
+	counters   map[string]node.Counter // the shield's, by reason
+	autoBlocks int
+	sent       map[string]uint64 // attack packets by stream
+	fn         interval          // the client's since the previous sample
+}
+
+// streamOrder is the order the view lists attack streams in.
+var streamOrder = []string{StreamSYN, StreamUDP, StreamBlocked}
+
+// clearScreen moves the cursor home and clears the terminal.
+const clearScreen = "\x1b[H\x1b[2J"
+
+// view draws the live view.
+type view struct {
+	w     io.Writer
+	live  bool // redraw in place; otherwise one compact line per second
+	id    string
+	total time.Duration
+	start time.Time
+}
+
+// draw shows the interval between prev and cur.
+func (v *view) draw(prev, cur sample) {
+	secs := cur.at.Sub(prev.at).Seconds()
+	if secs <= 0 {
+		return
+	}
+	rate := func(c, p uint64) float64 { return float64(c-min(p, c)) / secs }
+	elapsed := cur.at.Sub(v.start).Round(time.Second)
+	fnRPS := float64(cur.fn.OK) / secs
+
+	if !v.live {
+		var drops []string
+		for _, r := range shield.Reasons() {
+			if c := cur.counters[r.String()].Packets; r.Drops() && c > 0 {
+				drops = append(drops, fmt.Sprintf("%s %.0f/s", r, rate(c, prev.counters[r.String()].Packets)))
+			}
+		}
+		fmt.Fprintf(v.w, "%3.0fs  sent %.0f pkt/s  dropped %s  auto-blocked %d  function %.0f req/s p99 %s errors %d\n",
+			elapsed.Seconds(), rate(sum64(cur.sent), sum64(prev.sent)), strings.Join(drops, ", "),
+			cur.autoBlocks, fnRPS, fmtLatency(cur.fn.P99), cur.fn.Failed)
+		return
+	}
+
+	var b strings.Builder
+	b.WriteString(clearScreen)
+	fmt.Fprintf(&b, "aegis lab %s   %s of %s   Ctrl-C stops and cleans up\n\n", v.id, elapsed, v.total)
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "ATTACKER\tSENT\tPKT/S\t\n")
+	for _, s := range streamOrder {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t\n", s, cur.sent[s], rate(cur.sent[s], prev.sent[s]))
+	}
+	fmt.Fprintf(tw, "\t\t\t\nSHIELD\tPACKETS\tPKT/S\t\n")
+	for _, r := range shield.Reasons() {
+		c, p := cur.counters[r.String()].Packets, prev.counters[r.String()].Packets
+		if c == 0 && !r.Drops() {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t\n", r, c, rate(c, p))
+	}
+	tw.Flush()
+	fmt.Fprintf(&b, "auto-blocked sources: %d\n\n", cur.autoBlocks)
+	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "FUNCTION\tREQ/S\tP99\tERRORS\t\n")
+	fmt.Fprintf(tw, "%s\t%.0f\t%s\t%d\t\n", FunctionRoute, fnRPS, fmtLatency(cur.fn.P99), cur.fn.Failed)
+	tw.Flush()
+	io.WriteString(v.w, b.String())
+}
+
+func sum64(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func fmtLatency(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+// Summary is what a lab run showed.
+type Summary struct {
+	ID       string
+	Duration time.Duration
+	// Sent counts the attacker's packets by stream (StreamSYN, ...);
+	// Refused those its own kernel would not queue.
+	Sent    map[string]uint64
+	Refused uint64
+	// Shield counts packets by reason ("passed", "rate_syn", ...), on both
+	// edge links, client traffic included.
+	Shield map[string]uint64
+	// AutoBlocked is how many sources were blocked automatically at the end.
+	AutoBlocked int
+	// Function calls from the client: answered 200, and everything else.
+	OK, Failed int
+	P50, P99   time.Duration
+}
+
+// Dropped is the number of packets the shield dropped, for any reason.
+func (s Summary) Dropped() uint64 {
+	var n uint64
+	for _, r := range shield.Reasons() {
+		if r.Drops() {
+			n += s.Shield[r.String()]
+		}
+	}
+	return n
+}
+
+// Check returns why the run did not show what the lab is for, or nil: the
+// shield dropped the blocklisted source and the flood, and the function
+// answered.
+func (s Summary) Check() error {
+	var problems []string
+	if s.Shield[shield.ReasonBlockedExact.String()] == 0 {
+		problems = append(problems, "the blocklisted source was never dropped")
+	}
+	if s.Shield[shield.ReasonRateSYN.String()]+s.Shield[shield.ReasonRateUDP.String()]+s.Shield[shield.ReasonAutoBlocked.String()] == 0 {
+		problems = append(problems, "the flood was never rate-limited or blocked")
+	}
+	if s.OK == 0 {
+		problems = append(problems, "the function never answered 200")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("the lab did not show the shield working: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Write prints the summary.
+func (s Summary) Write(w io.Writer) {
+	sent := sum64(s.Sent)
+	fmt.Fprintf(w, "\nsummary of lab %s (%s)\n", s.ID, s.Duration.Round(100*time.Millisecond))
+	var parts []string
+	for _, st := range streamOrder {
+		parts = append(parts, fmt.Sprintf("%s %d", st, s.Sent[st]))
+	}
+	fmt.Fprintf(w, "  attacker sent:   %d packets (%s)\n", sent, strings.Join(parts, ", "))
+	dropped := s.Dropped()
+	share := 0.0
+	if sent > 0 {
+		share = 100 * float64(dropped) / float64(sent)
+	}
+	fmt.Fprintf(w, "  shield dropped:  %d packets (%.1f%% of the attack)\n", dropped, share)
+	for _, r := range shield.Reasons() {
+		if n := s.Shield[r.String()]; n > 0 {
+			fmt.Fprintf(w, "    %-16s %d\n", r.String()+":", n)
+		}
+	}
+	fmt.Fprintf(w, "  auto-blocked sources at the end: %d\n", s.AutoBlocked)
+	calls := s.OK + s.Failed
+	success := 0.0
+	if calls > 0 {
+		success = 100 * float64(s.OK) / float64(calls)
+	}
+	fmt.Fprintf(w, "  function %s: %d requests, %d answered 200 (%.2f%%), p50 %s, p99 %s\n",
+		FunctionRoute, calls, s.OK, success, fmtLatency(s.P50), fmtLatency(s.P99))
+}
