@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
-		count=$(grep -ho "^// fuzzcount: ${target} [0-9]*x\$" "$dir"/*_test.go 2>/dev/null | awk '{print $4}' | head -1)
+		count=$(grep -ho "^// fuzzcount: ${target} [0-9]*x\$" "$dir"/*_test.go 2>/dev/null | awk '{print $4}' | head -1 || true)
 		count="${count:-$fuzztime}"
 		echo "fuzz: $pkg $target ($count)"
 		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$count" "$pkg"
