@@ -139,7 +139,7 @@ func TestFetch(t *testing.T) {
 	u, _ := url.Parse(srv.URL)
 	host := &LocalHost{Fetcher: NewHTTPFetcher(FetcherOptions{AllowPrivateAddrs: true})}
 	l := testLimits()
-	l.FetchCount, l.FetchMaxBytes, l.FetchTimeout = 3, 1024, 200*time.Millisecond
+	l.FetchCount, l.FetchMaxBytes, l.FetchTimeout = 3, 1024, time.Second
 	m := compileFixture(t, newTestEngine(t), "testdata/hostcalls.wasm", l)
 	allowed := []string{u.Host}
 
