@@ -4,7 +4,7 @@ import "fmt"
 
 // Instruction costs: one unit per executed instruction, except the
 // structural markers block, loop, else and end, which compile to nothing.
-// Bulk operations add a dynamic charge for their length (see bulkShift).
+// Bulk operations add a dynamic charge for their length (the shifts below).
 const instructionCost = 1
 
 // Dynamic charges of bulk operations, as shifts of the length operand:
@@ -164,7 +164,7 @@ func (w *rewriter) instrumentBody(out []byte, fn uint32, r *reader) ([]byte, err
 			return nil, err
 		}
 		if locals += uint64(n); locals >= maxLocals {
-			return nil, fmt.Errorf("%w: more than %d locals", ErrUnsupported, maxLocals-1)
+			return nil, fmt.Errorf("%w: more than %d params and locals", ErrUnsupported, maxLocals-1)
 		}
 	}
 	codeStart := r.pos
