@@ -30,14 +30,17 @@ func newLabCmd(e *env) *cobra.Command {
 			"shield dropped nothing or the function never answered.",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if clean != "" && clean != "all" && !lab.ValidID(clean) {
+				return usageError{fmt.Errorf("--clean: %q is not a lab ID (hex digits) or all", clean)}
+			}
+			if duration <= 0 {
+				return usageError{fmt.Errorf("--duration must be positive")}
+			}
 			if os.Geteuid() != 0 {
 				return errors.New("aegis lab needs root: it creates network namespaces and loads XDP programs")
 			}
 			if clean != "" {
 				return cleanLabs(e, clean)
-			}
-			if duration <= 0 {
-				return usageError{fmt.Errorf("--duration must be positive")}
 			}
 			exe, err := os.Executable()
 			if err != nil {
@@ -83,8 +86,6 @@ func cleanLabs(e *env, which string) error {
 		if ids, err = lab.Leftovers(); err != nil {
 			return err
 		}
-	} else if !lab.ValidID(which) {
-		return usageError{fmt.Errorf("--clean: %q is not a lab ID (hex digits) or all", which)}
 	}
 	var errs []error
 	for _, id := range ids {
