@@ -10,8 +10,8 @@ import (
 )
 
 // StoreKV keeps the functions' key-value data in the node's state store,
-// so it is durable and survives restarts. Usage counts expired values
-// until the node's sweep deletes them.
+// so it is durable and survives restarts. Expired values stop counting
+// against the quota at once; the node's sweep deletes them.
 type StoreKV struct {
 	Store *store.Store
 	// Now is the clock (nil: time.Now).
@@ -34,7 +34,7 @@ func (k StoreKV) Get(_ context.Context, fn string, key []byte) ([]byte, bool, er
 
 // Put implements wasm.KVStore.
 func (k StoreKV) Put(_ context.Context, fn string, key, value []byte, expires time.Time, quota int64) error {
-	err := k.Store.KVPut(fn, key, value, expires, quota)
+	err := k.Store.KVPut(fn, key, value, expires, quota, k.now())
 	if errors.Is(err, store.ErrKVQuota) {
 		return errors.Join(wasm.ErrKVQuota, err)
 	}
@@ -48,5 +48,5 @@ func (k StoreKV) Delete(_ context.Context, fn string, key []byte) error {
 
 // Usage implements wasm.KVStore.
 func (k StoreKV) Usage(_ context.Context, fn string) (int64, error) {
-	return k.Store.KVUsage(fn)
+	return k.Store.KVUsage(fn, k.now())
 }

@@ -241,8 +241,9 @@ func (s *Store) KVGet(fn string, key []byte, now time.Time) ([]byte, bool, error
 
 // KVPut stores value under key in fn's space, expiring at expires (zero:
 // never). When quota is positive and the function's usage after the write
-// would exceed it, nothing is written and the error wraps ErrKVQuota.
-func (s *Store) KVPut(fn string, key, value []byte, expires time.Time, quota int64) error {
+// would exceed it — after the values expired by now are deleted — nothing
+// is written and the error wraps ErrKVQuota.
+func (s *Store) KVPut(fn string, key, value []byte, expires time.Time, quota int64, now time.Time) error {
 	if len(key) == 0 || len(key) > bolt.MaxKeySize {
 		return fmt.Errorf("kv put: key must be 1 to %d bytes", bolt.MaxKeySize)
 	}
@@ -255,13 +256,22 @@ func (s *Store) KVPut(fn string, key, value []byte, expires time.Time, quota int
 		if err != nil {
 			return err
 		}
-		usage := getU64(tx.Bucket(bucketKVUsage), []byte(fn))
-		if old := b.Get(key); old != nil {
-			usage -= uint64(len(key) + len(old) - kvHeader)
+		projected := func() uint64 {
+			usage := getU64(tx.Bucket(bucketKVUsage), []byte(fn))
+			if old := b.Get(key); old != nil {
+				usage -= uint64(len(key) + len(old) - kvHeader)
+			}
+			return usage + uint64(len(key)+len(value))
 		}
-		usage += uint64(len(key) + len(value))
+		usage := projected()
 		if quota > 0 && usage > uint64(quota) {
-			return fmt.Errorf("%w: %d of %d bytes", ErrKVQuota, usage, quota)
+			// Expired values no longer count: delete them and look again.
+			if _, err := purgeExpired(tx, b, fn, now); err != nil {
+				return err
+			}
+			if usage = projected(); usage > uint64(quota) {
+				return fmt.Errorf("%w: %d of %d bytes", ErrKVQuota, usage, quota)
+			}
 		}
 		v := make([]byte, kvHeader+len(value))
 		binary.BigEndian.PutUint64(v, exp)
@@ -292,13 +302,22 @@ func (s *Store) KVDelete(fn string, key []byte) error {
 	return nil
 }
 
-// KVUsage returns the bytes (keys plus values) fn stores, expired values
-// included until swept.
-func (s *Store) KVUsage(fn string) (int64, error) {
+// KVUsage returns the bytes (keys plus values) fn stores in values that
+// have not expired by now.
+func (s *Store) KVUsage(fn string, now time.Time) (int64, error) {
 	var n uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		n = getU64(tx.Bucket(bucketKVUsage), []byte(fn))
-		return nil
+		b := tx.Bucket(bucketKV).Bucket([]byte(fn))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if kvExpired(v, now) {
+				n -= min(n, uint64(len(k)+len(v)-kvHeader))
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("kv usage: %w", err)
@@ -311,30 +330,35 @@ func (s *Store) SweepKV(now time.Time) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketKV).ForEachBucket(func(fn []byte) error {
-			b := tx.Bucket(bucketKV).Bucket(fn)
-			var dead [][]byte
-			err := b.ForEach(func(k, v []byte) error {
-				if kvExpired(v, now) {
-					dead = append(dead, bytes.Clone(k))
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			for _, k := range dead {
-				if err := kvDelete(tx, b, string(fn), k); err != nil {
-					return err
-				}
-			}
-			n += len(dead)
-			return nil
+			removed, err := purgeExpired(tx, tx.Bucket(bucketKV).Bucket(fn), string(fn), now)
+			n += removed
+			return err
 		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sweeping kv: %w", err)
 	}
 	return n, nil
+}
+
+// purgeExpired deletes fn's values expired by now.
+func purgeExpired(tx *bolt.Tx, b *bolt.Bucket, fn string, now time.Time) (int, error) {
+	var dead [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		if kvExpired(v, now) {
+			dead = append(dead, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range dead {
+		if err := kvDelete(tx, b, fn, k); err != nil {
+			return 0, err
+		}
+	}
+	return len(dead), nil
 }
 
 func kvDelete(tx *bolt.Tx, b *bolt.Bucket, fn string, key []byte) error {

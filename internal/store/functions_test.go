@@ -77,29 +77,29 @@ func TestKV(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(s.KVPut("a", []byte("k"), []byte("v1"), time.Time{}, 0))
-	must(s.KVPut("b", []byte("k"), []byte("other"), time.Time{}, 0))
+	must(s.KVPut("a", []byte("k"), []byte("v1"), time.Time{}, 0, now))
+	must(s.KVPut("b", []byte("k"), []byte("other"), time.Time{}, 0, now))
 	if v, ok, err := s.KVGet("a", []byte("k"), now); err != nil || !ok || string(v) != "v1" {
 		t.Fatalf("get = %q %v %v", v, ok, err)
 	}
 	// Overwrite adjusts usage by the difference.
-	must(s.KVPut("a", []byte("k"), []byte("value2"), time.Time{}, 0))
-	if u, _ := s.KVUsage("a"); u != 7 {
+	must(s.KVPut("a", []byte("k"), []byte("value2"), time.Time{}, 0, now))
+	if u, _ := s.KVUsage("a", now); u != 7 {
 		t.Fatalf("usage = %d, want 7", u)
 	}
 	// Over quota: refused, nothing changes.
-	err := s.KVPut("a", []byte("big"), make([]byte, 10), time.Time{}, 16)
+	err := s.KVPut("a", []byte("big"), make([]byte, 10), time.Time{}, 16, now)
 	if !errors.Is(err, ErrKVQuota) {
 		t.Fatalf("over-quota put = %v", err)
 	}
 	if _, ok, _ := s.KVGet("a", []byte("big"), now); ok {
 		t.Fatal("over-quota value was stored")
 	}
-	if u, _ := s.KVUsage("a"); u != 7 {
+	if u, _ := s.KVUsage("a", now); u != 7 {
 		t.Fatalf("usage after refusal = %d, want 7", u)
 	}
 	// Expiry: invisible once due, swept later, usage returned.
-	must(s.KVPut("a", []byte("tmp"), []byte("x"), now.Add(time.Second), 0))
+	must(s.KVPut("a", []byte("tmp"), []byte("x"), now.Add(time.Second), 0, now))
 	if _, ok, _ := s.KVGet("a", []byte("tmp"), now); !ok {
 		t.Fatal("value missing before expiry")
 	}
@@ -110,12 +110,12 @@ func TestKV(t *testing.T) {
 	if n, err := s.SweepKV(later); err != nil || n != 1 {
 		t.Fatalf("sweep = %d, %v", n, err)
 	}
-	if u, _ := s.KVUsage("a"); u != 7 {
+	if u, _ := s.KVUsage("a", now); u != 7 {
 		t.Fatalf("usage after sweep = %d, want 7", u)
 	}
 	must(s.KVDelete("a", []byte("k")))
 	must(s.KVDelete("a", []byte("missing")))
-	if u, _ := s.KVUsage("a"); u != 0 {
+	if u, _ := s.KVUsage("a", now); u != 0 {
 		t.Fatalf("usage after delete = %d", u)
 	}
 	// Spaces are separate, and deleting a function drops its data.
@@ -131,7 +131,7 @@ func TestKV(t *testing.T) {
 	if _, ok, _ := s.KVGet("b", []byte("k"), now); ok {
 		t.Fatal("KV data outlived its function")
 	}
-	if err := s.KVPut("a", nil, []byte("x"), time.Time{}, 0); err == nil {
+	if err := s.KVPut("a", nil, []byte("x"), time.Time{}, 0, now); err == nil {
 		t.Fatal("empty key accepted")
 	}
 }
