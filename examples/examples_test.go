@@ -58,6 +58,13 @@ func TestHelloWAT(t *testing.T) {
 	}
 }
 
+func TestHelloC(t *testing.T) {
+	resp := serveExample(t, "hello-c/hello.wasm")(request("GET", "/there", "", ""))
+	if resp.Status != 200 || string(resp.Body) != "hello from C, you asked for /there\n" {
+		t.Fatalf("%d %v %q", resp.Status, resp.Header, resp.Body)
+	}
+}
+
 func TestEchoC(t *testing.T) {
 	serve := serveExample(t, "echo-c/echo.wasm")
 	for visit := 1; visit <= 2; visit++ {
