@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/node"
@@ -60,26 +59,25 @@ func (v *view) draw(prev, cur sample) {
 
 	var b strings.Builder
 	b.WriteString(clearScreen)
-	fmt.Fprintf(&b, "aegis lab %s   %s of %s   Ctrl-C stops and cleans up\n\n", v.id, elapsed, v.total)
-	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "ATTACKER\tSENT\tPKT/S\t\n")
+	fmt.Fprintf(&b, "aegis lab %s   %s of %s   Ctrl-C stops and cleans up\n", v.id, elapsed, v.total)
+	fmt.Fprintf(&b, "attacker %s (blocklisted %s, forged %s) -> edge %s\nclient %s -> function http://%s%s\n\n",
+		AttackerAddr, BlockedAddr, SpoofedPrefix, EdgeAttackerAddr, ClientAddr, gatewayAddr(), FunctionRoute)
+	const row = "%-16s %12v %10v\n"
+	fmt.Fprintf(&b, row, "ATTACKER", "SENT", "PKT/S")
 	for _, s := range streamOrder {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t\n", s, cur.sent[s], rate(cur.sent[s], prev.sent[s]))
+		fmt.Fprintf(&b, row, s, cur.sent[s], fmt.Sprintf("%.0f", rate(cur.sent[s], prev.sent[s])))
 	}
-	fmt.Fprintf(tw, "\t\t\t\nSHIELD\tPACKETS\tPKT/S\t\n")
+	fmt.Fprintf(&b, "\n"+row, "SHIELD", "PACKETS", "PKT/S")
 	for _, r := range shield.Reasons() {
 		c, p := cur.counters[r.String()].Packets, prev.counters[r.String()].Packets
 		if c == 0 && !r.Drops() {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t\n", r, c, rate(c, p))
+		fmt.Fprintf(&b, row, r, c, fmt.Sprintf("%.0f", rate(c, p)))
 	}
-	tw.Flush()
 	fmt.Fprintf(&b, "auto-blocked sources: %d\n\n", cur.autoBlocks)
-	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "FUNCTION\tREQ/S\tP99\tERRORS\t\n")
-	fmt.Fprintf(tw, "%s\t%.0f\t%s\t%d\t\n", FunctionRoute, fnRPS, fmtLatency(cur.fn.P99), cur.fn.Failed)
-	tw.Flush()
+	fmt.Fprintf(&b, "%-16s %12s %10s %10s\n", "FUNCTION", "REQ/S", "P99", "ERRORS")
+	fmt.Fprintf(&b, "%-16s %12.0f %10s %10d\n", FunctionRoute, fnRPS, fmtLatency(cur.fn.P99), cur.fn.Failed)
 	io.WriteString(v.w, b.String())
 }
 

@@ -1,0 +1,41 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/testutil"
+)
+
+// TestRunTearsDownWhenTheNodeFails gives the lab a "node" that exits at
+// once: Run reports it and removes the namespaces and the directory it had
+// already made.
+func TestRunTearsDownWhenTheNodeFails(t *testing.T) {
+	testutil.RequireRoot(t)
+	var out bytes.Buffer
+	sum, err := Run(context.Background(), Options{Executable: "/bin/false", Duration: time.Second, Rates: DefaultRates, Out: &out})
+	if err == nil || !strings.Contains(err.Error(), "exited while starting") {
+		t.Fatalf("Run with a failing node: %v", err)
+	}
+	if !ValidID(sum.ID) || !strings.Contains(out.String(), "aegis lab "+sum.ID) {
+		t.Fatalf("summary ID %q, output %q", sum.ID, out.String())
+	}
+	n := NamesFor(sum.ID)
+	t.Cleanup(func() { Clean(sum.ID) })
+	for _, p := range []string{filepath.Join(netnsDir, n.Edge), filepath.Join(netnsDir, n.Attacker), filepath.Join(netnsDir, n.Client), n.Dir, n.PinPath} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s remains (%v)", p, err)
+		}
+	}
+}
+
+func TestRunRefusesNoDuration(t *testing.T) {
+	if _, err := Run(context.Background(), Options{Executable: "/bin/false", Out: &bytes.Buffer{}}); err == nil {
+		t.Fatal("Run without a duration succeeded")
+	}
+}
