@@ -43,6 +43,7 @@ fuzz:
 
 bench: deps
 	./scripts/bench-shield.sh
+	./scripts/bench-functions.sh
 
 # run builds aegis and starts a node with the embedded defaults.
 run: deps build

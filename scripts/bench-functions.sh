@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# bench-functions.sh - edge functions through the gateway, side by side with
+# the V8 peer: the same module served by a minimal Node.js server using
+# node:wasi (scripts/bench/node-wasi-server.mjs), in the same run.
+#
+# Run as root (the node loads the shield):  sudo scripts/bench-functions.sh
+#
+# It builds bin/aegis, starts `aegis node` with a private state directory,
+# admin socket and bpffs pin path and no protected interface, deploys
+# examples/hello-wat and examples/hello-c, starts one Node.js peer per
+# module, and drives each server with internal/loadgen (closed loop, C
+# clients, D per round), alternating aegis and the peer ROUNDS times. It
+# prints the median requests/s and p50/p99 of each and the ratio. Everything
+# is stopped and removed on exit.
+#
+# Environment: C (clients, default 16), D (duration per round, default 5s),
+# ROUNDS (default 3), PORT (gateway port, default 18080; the peers use the
+# next two).
+set -euo pipefail
+
+C=${C:-16}
+D=${D:-5s}
+ROUNDS=${ROUNDS:-3}
+PORT=${PORT:-18080}
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+[ "$(id -u)" -eq 0 ] || { echo "bench-functions: run as root" >&2; exit 1; }
+command -v node >/dev/null || { echo "bench-functions: node (Node.js) is needed for the peer" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+pin=/sys/fs/bpf/aegis-bench-$$
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$pin" "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+make -s build >/dev/null
+go build -o "$tmp/loadgen" ./internal/loadgen/cmd/loadgen
+cat >"$tmp/aegis.yaml" <<YAML
+state_dir: $tmp/state
+admin: {socket: $tmp/admin.sock}
+shield: {pin_path: $pin}
+gateway: {listen: 127.0.0.1:$PORT}
+YAML
+bin/aegis node --config "$tmp/aegis.yaml" 2>"$tmp/node.log" &
+pids+=($!)
+for _ in $(seq 100); do
+	bin/aegis --socket "$tmp/admin.sock" shield status >/dev/null 2>&1 && break
+	sleep 0.1
+done
+aegis() { bin/aegis --socket "$tmp/admin.sock" "$@"; }
+aegis fn deploy wat examples/hello-wat/hello.wasm --route /wat >/dev/null
+aegis fn deploy c examples/hello-c/hello.wasm --route /c >/dev/null
+
+node scripts/bench/node-wasi-server.mjs examples/hello-wat/hello.wasm $((PORT + 1)) 2>/dev/null &
+pids+=($!)
+node scripts/bench/node-wasi-server.mjs examples/hello-c/hello.wasm $((PORT + 2)) 2>/dev/null &
+pids+=($!)
+sleep 1
+
+run() { "$tmp/loadgen" -url "$1" -c "$C" -d "$D" -json; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "machine: $(nproc) CPUs, $(uname -r); $C clients, $D per round, $ROUNDS rounds, medians"
+printf '%-10s %-10s %10s %10s %10s\n' module server req/s p50_us p99_us
+for mod in wat c; do
+	declare -A rps=() p50=() p99=()
+	for _ in $(seq "$ROUNDS"); do
+		for srv in aegis node; do
+			if [ $srv = aegis ]; then url=http://127.0.0.1:$PORT/$mod; else
+				off=1; [ $mod = c ] && off=2
+				url=http://127.0.0.1:$((PORT + off))/$mod
+			fi
+			out=$(run "$url")
+			rps[$srv]+="$(echo "$out" | sed -E 's/.*"rps":([0-9.]+).*/\1/') "
+			p50[$srv]+="$(echo "$out" | sed -E 's/.*"p50_us":([0-9]+).*/\1/') "
+			p99[$srv]+="$(echo "$out" | sed -E 's/.*"p99_us":([0-9]+).*/\1/') "
+		done
+	done
+	for srv in aegis node; do
+		r=$(echo ${rps[$srv]} | tr ' ' '\n' | median)
+		a=$(echo ${p50[$srv]} | tr ' ' '\n' | median)
+		b=$(echo ${p99[$srv]} | tr ' ' '\n' | median)
+		printf '%-10s %-10s %10.0f %10s %10s\n' "$mod" "$srv" "$r" "$a" "$b"
+		eval "last_$srv=$r"
+	done
+	awk -v a="$last_aegis" -v n="$last_node" -v m="$mod" 'BEGIN {printf "%-10s aegis/node throughput ratio %.2f\n", m, a / n}'
+	unset rps p50 p99
+done
