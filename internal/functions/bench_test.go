@@ -29,8 +29,8 @@ func bigModule(b testing.TB, size int) []byte {
     (i32.store (i32.const 4) (i32.const 30))
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
 `)
-	// Each filler function is about 1 KB of code.
-	for i := range size / 1000 {
+	// Each filler function is about 580 bytes of code.
+	for i := range size / 580 {
 		fmt.Fprintf(&wat, "  (func $f%d (param $x i32) (result i32)\n    local.get $x\n", i)
 		for j := range 160 {
 			fmt.Fprintf(&wat, "    i32.const %d\n    i32.add\n", j+1)
