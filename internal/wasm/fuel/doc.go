@@ -30,7 +30,7 @@
 //
 // Checks before function exits would make the trap the only outcome, but
 // they cost fib(25) 1.63x instead of 1.22x its uninstrumented time; see
-// RATIONALE.md for this and the other measured choices.
+// docs/RATIONALE.md (the fuel pass) for this and the other measured choices.
 //
 // All existing indices are unchanged (the global is appended to the
 // global index space; a function that uses a bulk operation gets one
