@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -12,6 +13,9 @@ import (
 
 // clientWorkers is how many requests the client keeps in flight.
 const clientWorkers = 4
+
+// maxSamples bounds the latencies kept for the summary's percentiles.
+const maxSamples = 1 << 20
 
 // client calls the function from the client namespace, closed loop: each
 // worker sends its next request when the previous one is answered.
@@ -23,11 +27,14 @@ type client struct {
 
 	mu     sync.Mutex
 	window []time.Duration // latencies of answered requests since the last take
-	all    []time.Duration
-	ok     int // 200 answers
-	failed int // transport errors and other statuses
-	winOK  int
-	winBad int
+	// all is a uniform sample of every answered request's latency, at
+	// most maxSamples long, so a long run's memory stays bounded.
+	all        []time.Duration
+	maxSamples int
+	ok         int // 200 answers
+	failed     int // transport errors and other statuses
+	winOK      int
+	winBad     int
 }
 
 func newClient(ns *namespace, url string) *client {
@@ -46,7 +53,7 @@ func newClient(ns *namespace, url string) *client {
 		MaxIdleConnsPerHost: clientWorkers,
 		DisableCompression:  true,
 	}
-	return &client{url: url, tr: tr, hc: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+	return &client{url: url, tr: tr, hc: &http.Client{Transport: tr, Timeout: 5 * time.Second}, maxSamples: maxSamples}
 }
 
 func (c *client) start(ctx context.Context) {
@@ -99,7 +106,13 @@ func (c *client) record(ok bool, took time.Duration) {
 	c.ok++
 	c.winOK++
 	c.window = append(c.window, took)
-	c.all = append(c.all, took)
+	// Reservoir sampling: the ok-th latency replaces a random one with
+	// probability maxSamples/ok.
+	if len(c.all) < c.maxSamples {
+		c.all = append(c.all, took)
+	} else if i := rand.IntN(c.ok); i < c.maxSamples {
+		c.all[i] = took
+	}
 }
 
 // interval is what the client saw since the previous take.

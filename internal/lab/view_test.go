@@ -180,3 +180,28 @@ func regexpLine(s, pattern string) bool {
 	}
 	return false
 }
+
+// TestLatencySampleStaysUniform records more latencies than the client
+// keeps: the sample is capped and its median still that of all of them.
+func TestLatencySampleStaysUniform(t *testing.T) {
+	c := &client{maxSamples: 1000}
+	const n = 100_000
+	for i := range n {
+		c.record(true, time.Duration(i+1))
+	}
+	c.record(false, 0)
+	ok, failed, lat := c.totals()
+	if ok != n || failed != 1 || len(lat) != 1000 {
+		t.Fatalf("totals: ok %d failed %d, %d samples", ok, failed, len(lat))
+	}
+	// The sample median's standard error is about 1.6% of n here.
+	if med := percentile(lat, 0.5); med < n*4/10 || med > n*6/10 {
+		t.Errorf("sample median %d, want about %d", med, n/2)
+	}
+	if iv := c.take(); iv.OK != n || iv.Failed != 1 || iv.P99 < n*9/10 {
+		t.Errorf("take() = %+v", iv)
+	}
+	if iv := c.take(); iv.OK != 0 || iv.P99 != 0 {
+		t.Errorf("a second take() = %+v, want an empty interval", iv)
+	}
+}
