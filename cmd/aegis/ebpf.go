@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/aegis-edge/aegis/internal/bpfguard"
+	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
 )
@@ -43,9 +44,10 @@ func newEBPFVerifyCmd(e *env) *cobra.Command {
 		policyPath, sigPath string
 		keyPaths, digests   []string
 		asJSON, kernel      bool
+		shieldPolicy        bool
 	)
 	cmd := &cobra.Command{
-		Use:   "verify FILE.o [--policy FILE] [--sig FILE] [--key PUB.pem]... [--json] [--kernel]",
+		Use:   "verify FILE.o [--policy FILE | --shield] [--sig FILE] [--key PUB.pem]... [--json] [--kernel]",
 		Short: "Check an eBPF object against a policy; exit 0 pass, 1 reject",
 		Long: `Check an eBPF ELF object against a policy (the generic default policy, or
 --policy FILE in YAML) and print its programs, maps, license, digest and every
@@ -57,6 +59,12 @@ to run the kernel verifier, and unloaded again (needs CAP_BPF).`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			p := bpfguard.DefaultPolicy()
+			if shieldPolicy && policyPath != "" {
+				return usageError{fmt.Errorf("--shield and --policy are exclusive")}
+			}
+			if shieldPolicy {
+				p = shield.Policy()
+			}
 			if policyPath != "" {
 				var err error
 				if p, err = bpfguard.LoadPolicy(policyPath); err != nil {
@@ -111,6 +119,7 @@ to run the kernel verifier, and unloaded again (needs CAP_BPF).`,
 	f.StringArrayVar(&digests, "digest", nil, "also trust the object with this hex SHA-256 (repeatable)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&kernel, "kernel", false, "also run the kernel verifier on an object that passes")
+	f.BoolVar(&shieldPolicy, "shield", false, "use the shield's own policy (its maps, helpers and recorded digest)")
 	return cmd
 }
 

@@ -200,3 +200,27 @@ func TestEBPFExitStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestEBPFVerifyShieldFlag(t *testing.T) {
+	obj := filepath.Join("..", "..", "internal", "shield", "shield_bpfel.o")
+	if code, out, stderr := cli("ebpf", "verify", "--shield", obj); code != 0 || !strings.Contains(out, "result: pass") {
+		t.Fatalf("verify --shield of the shield's object: exit %d\n%s%s", code, out, stderr)
+	}
+	// The generic default policy rejects it (its maps exceed the default budget).
+	if code, _, _ := cli("ebpf", "verify", obj); code != 1 {
+		t.Fatalf("verify under the default policy: exit %d, want 1", code)
+	}
+	if code, _, _ := cli("ebpf", "verify", "--shield", "--policy", "x.yaml", obj); code != 2 {
+		t.Fatalf("--shield with --policy: exit %d, want 2", code)
+	}
+	tampered := filepath.Join(t.TempDir(), "tampered.o")
+	raw, err := os.ReadFile(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 1
+	os.WriteFile(tampered, raw, 0o644)
+	if code, out, _ := cli("ebpf", "verify", "--shield", tampered); code != 1 || !strings.Contains(out, "integrity") {
+		t.Fatalf("tampered object under --shield: exit %d\n%s", code, out)
+	}
+}
