@@ -118,6 +118,8 @@ func (f *flood) start(ctx context.Context) {
 // rather than bursting.
 func (f *flood) pace(ctx context.Context, s *stream, rnd *rand.Rand) {
 	buf := make([]byte, 0, 256)
+	// Sendto encodes into the sockaddr it is given: one per goroutine.
+	to := f.to
 	start, sent := time.Now(), 0
 	for ctx.Err() == nil {
 		due := int(time.Since(start).Seconds()*float64(s.pps)) - sent
@@ -126,7 +128,7 @@ func (f *flood) pace(ctx context.Context, s *stream, rnd *rand.Rand) {
 			due = limit
 		}
 		for range due {
-			if err := unix.Sendto(f.fd, s.next(buf[:0], rnd), 0, &f.to); err != nil {
+			if err := unix.Sendto(f.fd, s.next(buf[:0], rnd), 0, &to); err != nil {
 				s.refused.Add(1)
 			} else {
 				s.sent.Add(1)
