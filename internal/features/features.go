@@ -130,10 +130,10 @@ var specs = []spec{
 		"the shield cannot hold prefix rules", probeLPMTrie},
 	{LRUMaps, "LRU hash and LRU per-CPU hash maps", "4.10", true,
 		"the shield cannot bound its rate-limit state", probeLRUMaps},
-	{KtimeBootNs, "bpf_ktime_get_boot_ns helper in XDP", "5.8", true,
-		"the shield's program does not load (it reads expiry times from this clock)", probeKtimeBootNs},
+	{KtimeBootNs, "bpf_ktime_get_boot_ns helper in XDP", "5.8", false,
+		"the shield reads bpf_ktime_get_ns (CLOCK_MONOTONIC, which stops during suspend) for expiry times", probeKtimeBootNs},
 	{CapBPF, "CAP_BPF capability", "5.8", false,
-		"loading eBPF needs CAP_SYS_ADMIN instead of CAP_BPF with CAP_NET_ADMIN", probeCapBPF},
+		"loading eBPF needs CAP_SYS_ADMIN with CAP_NET_ADMIN instead of CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON", probeCapBPF},
 	{MemcgAccounting, "memcg accounting of BPF memory", "5.11", false,
 		"the loader raises RLIMIT_MEMLOCK to a bound computed from the map sizes", probeMemcg},
 	{Landlock, "Landlock LSM", "5.13", false,
@@ -143,7 +143,7 @@ var specs = []spec{
 	{SeccompUserNotif, "seccomp user notification", "5.0", false,
 		"best effort: calls the supervisor would mediate are refused with EPERM", probeSeccompUserNotif},
 	{CgroupV2, "cgroup v2 (unified hierarchy)", "4.5", false,
-		"worker memory is bounded by rlimits only; no cgroup limits", probeCgroupV2},
+		"workers' memory and pids are capped through the v1 memory and pids controllers where writable, else by rlimits only", probeCgroupV2},
 }
 
 // Names lists every feature Probe checks, in report order.
