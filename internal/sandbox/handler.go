@@ -90,6 +90,7 @@ func BuiltinHandlers() map[string]Handler {
 			}
 			return host.Call(ctx, op, []byte(data))
 		}),
+		HandlerWasm:         newWasmHandler(),
 		HandlerSelftest:     HandlerFunc(selftest),
 		HandlerSyscallBench: HandlerFunc(syscallBench),
 	}

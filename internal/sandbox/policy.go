@@ -64,12 +64,14 @@ var Policy = []Rule{
 	{Syscall: "madvise", Hot: true, Why: "returning memory to the kernel"},
 
 	// Memory.
-	{Syscall: "mmap", Why: "heap and stacks"},
+	{Syscall: "mmap", Why: "heap, stacks, wazero code buffers; never executable",
+		Args: []ArgCheck{{Index: 2, OneOf: []uint64{unix.PROT_NONE, unix.PROT_READ | unix.PROT_WRITE},
+			Names: []string{"PROT_NONE", "PROT_READ|PROT_WRITE"}}}},
 	{Syscall: "munmap", Why: "heap and stacks"},
 	{Syscall: "mincore", Why: "runtime probes (heap growth)"},
-	{Syscall: "mprotect", Why: "glibc thread stacks (cgo binaries); never executable",
-		Args: []ArgCheck{{Index: 2, OneOf: []uint64{unix.PROT_NONE, unix.PROT_READ, unix.PROT_READ | unix.PROT_WRITE},
-			Names: []string{"PROT_NONE", "PROT_READ", "PROT_READ|PROT_WRITE"}}}},
+	{Syscall: "mprotect", Why: "glibc thread stacks (cgo binaries); wazero seals compiled code read+exec (never writable and executable)",
+		Args: []ArgCheck{{Index: 2, OneOf: []uint64{unix.PROT_NONE, unix.PROT_READ, unix.PROT_READ | unix.PROT_WRITE, unix.PROT_READ | unix.PROT_EXEC},
+			Names: []string{"PROT_NONE", "PROT_READ", "PROT_READ|PROT_WRITE", "PROT_READ|PROT_EXEC"}}}},
 
 	// Signals: preemption (SIGURG) and crash handling.
 	{Syscall: "rt_sigaction", Why: "runtime signal set-up"},

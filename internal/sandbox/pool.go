@@ -189,23 +189,46 @@ func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
 // Do runs one request for function in a worker and returns the response.
 // The deadline is ctx's, or cfg.Timeout; a worker that overruns it is killed.
 func (p *Pool) Do(ctx context.Context, function string, req []byte) ([]byte, error) {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(p.cfg.Timeout)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
+	return p.do(ctx, function, req, exchange{})
+}
+
+// exchange tunes one request for a caller that knows its payload.
+type exchange struct {
+	// deadline, if set, replaces ctx's.
+	deadline time.Time
+	// accept checks the response; when it refuses it, the worker is killed
+	// and replaced and the request fails with ErrProtocol.
+	accept func([]byte) error
+	// extend is called after each host call the worker made and may give
+	// it more time (to compile a module it has just fetched, say).
+	extend func(op string) time.Duration
+}
+
+func (p *Pool) do(ctx context.Context, function string, req []byte, ex exchange) ([]byte, error) {
+	deadline := ex.deadline
+	if deadline.IsZero() {
+		var ok bool
+		if deadline, ok = ctx.Deadline(); !ok {
+			deadline = time.Now().Add(p.cfg.Timeout)
+		}
 	}
 	if 8+len(req) > p.cfg.MaxFrame {
 		return nil, fmt.Errorf("request of %d bytes: %w", len(req), ErrFrameTooLarge)
 	}
-	w, err := p.acquire(ctx)
+	actx, cancel := context.WithDeadline(ctx, deadline)
+	w, err := p.acquire(actx)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
 	w.function.Store(&function)
-	out, err := p.roundTrip(ctx, w, function, req, deadline)
+	out, err := p.roundTrip(ctx, w, function, req, deadline, ex.extend)
 	w.function.Store(nil)
+	if err == nil && ex.accept != nil {
+		if err = ex.accept(out); err != nil && !errors.Is(err, ErrProtocol) {
+			err = fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+	}
 	var he *HandlerError
 	if err != nil && !errors.As(err, &he) {
 		p.retireWorker(w, err)
@@ -234,7 +257,7 @@ func (p *Pool) acquire(ctx context.Context) (*worker, error) {
 	}
 }
 
-func (p *Pool) roundTrip(ctx context.Context, w *worker, function string, req []byte, deadline time.Time) ([]byte, error) {
+func (p *Pool) roundTrip(ctx context.Context, w *worker, function string, req []byte, deadline time.Time, extend func(string) time.Duration) ([]byte, error) {
 	w.sock.SetDeadline(deadline)
 	// A caller that gives up early stops the exchange at once.
 	stop := context.AfterFunc(ctx, func() { w.sock.SetDeadline(time.Unix(1, 0)) })
@@ -258,10 +281,16 @@ func (p *Pool) roundTrip(ctx context.Context, w *worker, function string, req []
 		case msgError:
 			return nil, &HandlerError{Msg: string(f.payload)}
 		case msgHostCall:
-			reply := p.serveHost(ctx, function, f.payload)
+			reply, op := p.serveHost(ctx, function, f.payload)
 			reply.id = id
 			if err := w.conn.write(reply); err != nil {
 				return nil, p.ioError(ctx, w, err)
+			}
+			if extend != nil {
+				if d := extend(op); d > 0 {
+					deadline = deadline.Add(d)
+					w.sock.SetDeadline(deadline)
+				}
 			}
 		default:
 			return nil, fmt.Errorf("%w: unexpected %s frame", ErrProtocol, f.typ)
@@ -269,7 +298,7 @@ func (p *Pool) roundTrip(ctx context.Context, w *worker, function string, req []
 	}
 }
 
-func (p *Pool) serveHost(ctx context.Context, function string, payload []byte) frame {
+func (p *Pool) serveHost(ctx context.Context, function string, payload []byte) (frame, string) {
 	op, data, err := decodeHostCall(payload)
 	if err == nil && p.cfg.Host == nil {
 		err = errors.New("no host services")
@@ -282,9 +311,9 @@ func (p *Pool) serveHost(ctx context.Context, function string, payload []byte) f
 		err = fmt.Errorf("host reply of %d bytes: %w", len(out), ErrFrameTooLarge)
 	}
 	if err != nil {
-		return frame{typ: msgHostError, payload: []byte(err.Error())}
+		return frame{typ: msgHostError, payload: []byte(err.Error())}, op
 	}
-	return frame{typ: msgHostReply, payload: out}
+	return frame{typ: msgHostReply, payload: out}, op
 }
 
 // ioError names what an I/O failure with a worker means.
@@ -407,22 +436,30 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	default:
 		return fail(fmt.Errorf("%w: %s frame instead of ready", ErrProtocol, f.typ))
 	}
-	if err := json.Unmarshal(f.payload, &w.report); err != nil {
+	// The report is filled in here and published under mu: Reports reads
+	// it from other goroutines once the worker is in p.workers.
+	var rep Report
+	if err := json.Unmarshal(f.payload, &rep); err != nil {
 		return fail(fmt.Errorf("%w: ready report: %w", ErrProtocol, err))
 	}
-	w.report.PID = w.cmd.Process.Pid
-	w.report.Cgroup = cgDesc
-	w.report.Violations = "not observable (kernel EPERM)"
+	rep.PID = w.cmd.Process.Pid
+	rep.Cgroup = cgDesc
+	rep.Violations = "not observable (kernel EPERM)"
 	if !p.cfg.PlainDeny {
-		l, err := takeListener(w.pidfd, w.report.ListenerFD)
+		l, err := takeListener(w.pidfd, rep.ListenerFD)
 		if err != nil {
 			return fail(err)
 		}
 		w.listener = l
-		w.report.Violations = "counted and attributed by the supervisor (user notification)"
+		rep.Violations = "counted and attributed by the supervisor (user notification)"
+	}
+	p.mu.Lock()
+	w.report = rep
+	p.mu.Unlock()
+	if w.listener != nil {
 		go func() {
-			if err := serveNotifications(l, func(d seccompData) { p.violation(w, d) }); err != nil && !errors.Is(err, os.ErrClosed) {
-				p.cfg.Logger.Warn("sandbox: seccomp listener failed", "pid", w.report.PID, "err", err)
+			if err := serveNotifications(w.listener, func(d seccompData) { p.violation(w, d) }); err != nil && !errors.Is(err, os.ErrClosed) {
+				p.cfg.Logger.Warn("sandbox: seccomp listener failed", "pid", rep.PID, "err", err)
 			}
 		}()
 	}

@@ -23,17 +23,26 @@ import (
 func newTestPool(t *testing.T, cfg Config) *Pool {
 	t.Helper()
 	testutil.RequireRoot(t)
-	fdsBefore := openFDs(t)
+	checkLeaks := leakCheck(t)
 	p, err := NewPool(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("starting pool: %v", err)
 	}
-	t.Cleanup(func() {
+	t.Cleanup(func() { checkLeaks(p, p.Close) })
+	return p
+}
+
+// leakCheck notes the descriptors open now; the function it returns
+// closes the pool (with stop) and checks that nothing it had outlives it.
+func leakCheck(t *testing.T) func(p *Pool, stop func() error) {
+	t.Helper()
+	fdsBefore := openFDs(t)
+	return func(p *Pool, stop func() error) {
 		pids := []int{}
 		for _, r := range p.Reports() {
 			pids = append(pids, r.PID)
 		}
-		p.Close()
+		stop()
 		if got := openFDs(t); got != fdsBefore {
 			t.Errorf("descriptors: %d before the pool, %d after Close", fdsBefore, got)
 		}
@@ -49,8 +58,7 @@ func newTestPool(t *testing.T, cfg Config) *Pool {
 		if len(leftover) > 0 {
 			t.Errorf("cgroups left behind: %v", leftover)
 		}
-	})
-	return p
+	}
 }
 
 func openFDs(t *testing.T) int {

@@ -152,7 +152,11 @@ func escapeAttempts(supervisor, port int) []Attempt {
 	try("ioctl TIOCSTI", eperm, unix.SYS_IOCTL, ipcFD, unix.TIOCSTI, uintptr(unsafe.Pointer(&c)))
 	try("ioctl TIOCSTI with high bits set", eperm, unix.SYS_IOCTL, ipcFD, 1<<32|unix.TIOCSTI, uintptr(unsafe.Pointer(&c)))
 	try("personality ADDR_NO_RANDOMIZE", eperm, unix.SYS_PERSONALITY, 0x0040000)
-	try("mprotect a stack page executable", eperm, unix.SYS_MPROTECT, uintptr(unsafe.Pointer(&buf[0]))&^0xfff, 4096, unix.PROT_READ|unix.PROT_EXEC)
+	// Code may become executable only once it is no longer writable
+	// (wazero's W^X sealing): writable and executable together is refused.
+	try("mprotect a stack page writable and executable", eperm, unix.SYS_MPROTECT, uintptr(unsafe.Pointer(&buf[0]))&^0xfff, 4096, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC)
+	try("mmap executable memory", eperm, unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
+	try("mmap writable and executable memory", eperm, unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
 	try("prctl PR_SET_DUMPABLE 1", eperm, unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 1)
 	if x32Bit != 0 {
 		try("x32 getpid", eperm, x32Bit|sys("getpid"))

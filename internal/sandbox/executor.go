@@ -1,0 +1,386 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/wasm"
+)
+
+// ExecutorConfig configures an Executor. Zero fields take the defaults
+// noted.
+type ExecutorConfig struct {
+	// Pool configures the workers. The executor sets Handler and Host;
+	// MaxFrame defaults to what MaxModuleBytes and MaxResponseBytes need.
+	Pool Config
+	// MaxModuleBytes and MaxResponseBytes are the largest module and
+	// function response any Program will have (default: wasm.DefaultLimits).
+	// Load refuses a Program whose limits need larger frames.
+	MaxModuleBytes   int64
+	MaxResponseBytes int64
+	// Grace is how long past a request's deadline a worker has to report
+	// the timeout itself before it is killed (default 250ms).
+	Grace time.Duration
+	// CompileTimeout is the extra time a worker has, on the first request
+	// for a version, to compile it; the request's own timeout starts
+	// after (default 10s).
+	CompileTimeout time.Duration
+	// Engine validates and compiles modules at Load, in the supervisor, so
+	// that deploy errors are immediate; nil starts one for the executor.
+	Engine *wasm.Engine
+}
+
+// Executor is the functions.Executor the node uses: it runs every
+// invocation in a sandboxed worker of its Pool. The supervisor keeps each
+// version's bytes and serves the workers' host calls itself, through a
+// wasm.Guard built from the invocation it sent, never from what a worker
+// says.
+type Executor struct {
+	pool      *Pool
+	engine    *wasm.Engine
+	ownEngine bool
+	grace     time.Duration
+	compile   time.Duration
+	maxFrame  int
+}
+
+var _ functions.Executor = (*Executor)(nil)
+
+// frameSlack is what a frame needs beyond a module or response body:
+// headers, log lines, the request's fields.
+const frameSlack = 1 << 20
+
+// NewExecutor starts the engine (unless given one) and the pool.
+func NewExecutor(ctx context.Context, cfg ExecutorConfig) (*Executor, error) {
+	def := wasm.DefaultLimits()
+	if cfg.MaxModuleBytes <= 0 {
+		cfg.MaxModuleBytes = def.MaxModuleBytes
+	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = def.MaxResponseBytes
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 250 * time.Millisecond
+	}
+	if cfg.CompileTimeout <= 0 {
+		cfg.CompileTimeout = 10 * time.Second
+	}
+	if cfg.Pool.MaxFrame <= 0 {
+		cfg.Pool.MaxFrame = int(max(DefaultMaxFrame, cfg.MaxModuleBytes+frameSlack, cfg.MaxResponseBytes+maxLogBytes+frameSlack))
+	}
+	x := &Executor{engine: cfg.Engine, grace: cfg.Grace, compile: cfg.CompileTimeout, maxFrame: cfg.Pool.MaxFrame}
+	if x.engine == nil {
+		e, err := wasm.NewEngine(ctx, wasm.EngineOptions{})
+		if err != nil {
+			return nil, err
+		}
+		x.engine, x.ownEngine = e, true
+	}
+	cfg.Pool.Handler = HandlerWasm
+	cfg.Pool.Host = HostServerFunc(x.serveHost)
+	p, err := NewPool(ctx, cfg.Pool)
+	if err != nil {
+		x.Close()
+		return nil, err
+	}
+	x.pool = p
+	return x, nil
+}
+
+// Pool returns the executor's pool, for its Stats and Reports.
+func (x *Executor) Pool() *Pool { return x.pool }
+
+// Close stops the workers and, if the executor started it, the engine.
+func (x *Executor) Close() error {
+	var errs []error
+	if x.pool != nil {
+		errs = append(errs, x.pool.Close())
+	}
+	if x.ownEngine {
+		errs = append(errs, x.engine.Close(context.Background()))
+	}
+	return errors.Join(errs...)
+}
+
+// Load validates and compiles the module in the supervisor's engine, so a
+// module that cannot run is refused at deploy, then keeps its bytes for
+// the workers, which compile it on their first request for it.
+func (x *Executor) Load(ctx context.Context, p functions.Program) (functions.Loaded, error) {
+	if n := len(p.Module) + frameSlack; n > x.maxFrame {
+		return nil, fmt.Errorf("module of %d bytes: over what the sandbox carries (%d): %w", len(p.Module), x.maxFrame-frameSlack, wasm.ErrInvalidModule)
+	}
+	if n := p.Limits.MaxResponseBytes + maxLogBytes + frameSlack; n > int64(x.maxFrame) {
+		return nil, fmt.Errorf("response limit of %d bytes: over what the sandbox carries", p.Limits.MaxResponseBytes)
+	}
+	m, err := x.engine.Compile(ctx, p.Module, p.Limits)
+	if err != nil {
+		return nil, err
+	}
+	// Only the verdict is needed here: workers run their own copy.
+	m.Close()
+	sum := sha256.Sum256(p.Module)
+	return &program{x: x, prog: p, digest: hex.EncodeToString(sum[:])}, nil
+}
+
+// program is one loaded version.
+type program struct {
+	x      *Executor
+	prog   functions.Program
+	digest string
+	closed atomic.Bool
+}
+
+// Close implements functions.Loaded. Workers drop the compiled code when
+// their cache needs the room.
+func (p *program) Close() error {
+	p.closed.Store(true)
+	return nil
+}
+
+// invocation is the supervisor's state for one request in flight, which
+// the workers' host calls are served from.
+type invocation struct {
+	program  *program
+	guard    *wasm.Guard // nil: no host services
+	deadline time.Time
+	// moduleSent: a worker gets the module, and time to compile it, once
+	// per request.
+	moduleSent atomic.Bool
+}
+
+type invocationKey struct{}
+
+// Serve runs one request in a worker. Failures of the function come back
+// as the same *wasm.Error as in-process; failures of the worker (killed at
+// the deadline, crashed, broke the protocol) as a *wasm.Error whose Kind
+// is ErrorStatus's cause.
+func (p *program) Serve(ctx context.Context, inv wasm.Invocation) (*wasm.Response, error) {
+	if p.closed.Load() {
+		return nil, fmt.Errorf("serving %s: module %w", p.prog.Name, wasm.ErrClosed)
+	}
+	start := time.Now()
+	lim := p.prog.Limits
+	if inv.Limits != (wasm.Limits{}) {
+		lim = inv.Limits
+		lim.MemoryPages, lim.MaxModuleBytes = p.prog.Limits.MemoryPages, p.prog.Limits.MaxModuleBytes
+	}
+	if n := int64(len(inv.Request.Body)); n > lim.MaxRequestBytes {
+		return nil, &wasm.Error{Kind: wasm.KindRequestSize, Status: http.StatusRequestEntityTooLarge,
+			Err: fmt.Errorf("request body of %d bytes, over the %d byte limit", n, lim.MaxRequestBytes)}
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = start.Add(lim.Timeout)
+	}
+	call := &invocation{program: p, deadline: deadline}
+	if inv.Host != nil {
+		call.guard = wasm.NewGuard(inv.Host, wasm.Policy{Function: p.prog.Name, Limits: lim, AllowedHosts: inv.AllowedHosts})
+	}
+	req := wasmRequest{
+		Function: inv.Function, Version: inv.Version, Digest: p.digest, Timeout: time.Until(deadline),
+		Limits: lim, AllowedHosts: inv.AllowedHosts, Request: inv.Request,
+	}
+	// The worker stops the function at its deadline and reports it; the
+	// pool kills it only a grace period later, or later still if it had
+	// to compile the module first (its timeout starts after). A caller
+	// that goes away does not kill the worker: the request ends by its
+	// deadline anyway.
+	var out wasmResponse
+	_, err := p.x.pool.do(context.WithValue(context.WithoutCancel(ctx), invocationKey{}, call), p.prog.Name, req.encode(), exchange{
+		deadline: deadline.Add(p.x.grace),
+		accept: func(b []byte) error {
+			var err error
+			out, err = decodeWasmResponse(b)
+			if err == nil {
+				err = checkResponse(&out, lim)
+			}
+			return err
+		},
+		extend: func(op string) time.Duration {
+			if op == opModule {
+				return p.x.compile
+			}
+			return 0
+		},
+	})
+	if err != nil {
+		status, cause := ErrorStatus(err)
+		return nil, &wasm.Error{Kind: wasm.Kind(cause), Status: status, Err: err}
+	}
+	forwardLogs(inv.Log, out.Logs)
+	resp := &wasm.Response{FuelUsed: min(max(out.FuelUsed, 0), lim.Fuel), Duration: time.Since(start)}
+	if out.Failed {
+		return resp, &wasm.Error{Kind: wasm.Kind(out.Kind), Status: out.ErrStatus, ErrorID: out.ErrorID, Err: errors.New(out.Message)}
+	}
+	resp.Status, resp.Header, resp.Body = out.Status, out.Header, out.Body
+	return resp, nil
+}
+
+// functionErrors are the kinds a worker may report, with their statuses:
+// a worker cannot pick the status or put anything else in aegis-error.
+var functionErrors = map[wasm.Kind]int{
+	wasm.KindFuel: http.StatusServiceUnavailable, wasm.KindTimeout: http.StatusServiceUnavailable,
+	wasm.KindMemory: http.StatusServiceUnavailable, wasm.KindResponseSize: http.StatusServiceUnavailable,
+	wasm.KindRequestSize: http.StatusRequestEntityTooLarge,
+	wasm.KindTrap:        http.StatusBadGateway, wasm.KindCGI: http.StatusBadGateway,
+}
+
+// maxErrorMessage bounds the error text a worker reports.
+const maxErrorMessage = 4 << 10
+
+// checkResponse holds a worker's answer to what the function may send:
+// a known error kind with its status and a hex error id, or a response
+// within the size limit whose status and header pass the CGI parser again.
+// It replaces the header with the parser's copy.
+func checkResponse(r *wasmResponse, lim wasm.Limits) error {
+	if r.Failed {
+		status, ok := functionErrors[wasm.Kind(r.Kind)]
+		if !ok || status != r.ErrStatus {
+			return fmt.Errorf("%w: error kind %.32q with status %d", ErrProtocol, r.Kind, r.ErrStatus)
+		}
+		if _, err := hex.DecodeString(r.ErrorID); err != nil || len(r.ErrorID) > 32 {
+			return fmt.Errorf("%w: error id %.40q", ErrProtocol, r.ErrorID)
+		}
+		if len(r.Message) > maxErrorMessage {
+			r.Message = r.Message[:maxErrorMessage] + "…"
+		}
+		return nil
+	}
+	if int64(len(r.Body)) > lim.MaxResponseBytes {
+		return fmt.Errorf("%w: body of %d bytes over the %d byte limit", ErrProtocol, len(r.Body), lim.MaxResponseBytes)
+	}
+	var b strings.Builder
+	b.WriteString("Status: " + strconv.Itoa(r.Status) + "\n")
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			// A line break would let one value pose as more lines.
+			if strings.ContainsAny(k, "\r\n") || strings.ContainsAny(v, "\r\n") {
+				return fmt.Errorf("%w: header %.64q has a line break", ErrProtocol, k)
+			}
+			b.WriteString(k + ": " + v + "\n")
+		}
+	}
+	b.WriteString("\n")
+	status, header, _, err := wasm.ParseCGIResponse([]byte(b.String()))
+	if err != nil {
+		return fmt.Errorf("%w: response: %w", ErrProtocol, err)
+	}
+	r.Status, r.Header = status, header
+	return nil
+}
+
+// Bounds of what the supervisor forwards of a worker's log lines, which
+// it does not trust to have kept the engine's budget.
+const (
+	maxForwardedLine  = 4 << 10
+	maxForwardedAttrs = 16
+)
+
+var logStreams = map[string]bool{wasm.StreamStderr: true, wasm.StreamLog: true, wasm.StreamError: true}
+var logLevels = map[string]bool{"debug": true, "info": true, "warn": true, "error": true}
+
+func forwardLogs(log wasm.LogFunc, lines []logLine) {
+	if log == nil {
+		return
+	}
+	budget := maxLogBytes
+	for i, l := range lines {
+		if i >= maxLogLines || budget <= 0 {
+			return
+		}
+		if !logStreams[l.Stream] {
+			continue
+		}
+		if !logLevels[l.Level] {
+			l.Level = "info"
+		}
+		if len(l.Msg) > maxForwardedLine {
+			l.Msg = l.Msg[:maxForwardedLine] + "…"
+		}
+		if len(l.Attrs) > maxForwardedAttrs {
+			l.Attrs = nil
+		}
+		budget -= len(l.Msg)
+		for k, v := range l.Attrs {
+			budget -= len(k) + len(v)
+		}
+		log(l.Stream, l.Level, l.Msg, l.Attrs)
+	}
+}
+
+// serveHost answers a worker's host call from the invocation in flight,
+// whose policy its Guard holds.
+func (x *Executor) serveHost(ctx context.Context, _ string, op string, data []byte) ([]byte, error) {
+	call, _ := ctx.Value(invocationKey{}).(*invocation)
+	if call == nil {
+		return nil, errors.New("no invocation in flight")
+	}
+	if op == opModule {
+		if string(data) != call.program.digest {
+			return nil, fmt.Errorf("module %.64q is not the one in flight", data)
+		}
+		if call.moduleSent.Swap(true) {
+			return nil, errors.New("module already sent for this request")
+		}
+		return call.program.prog.Module, nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, call.deadline)
+	defer cancel()
+	if call.guard == nil {
+		return reply(hostUnavailable, []byte("no host services for this request")), nil
+	}
+	g := call.guard
+	switch op {
+	case opKVGet:
+		v, ok, err := g.KVGet(ctx, data)
+		if err == nil && !ok {
+			return reply(hostNotFound, nil), nil
+		}
+		return replyErr(err, v), nil
+	case opKVSet:
+		d := &decoder{b: data}
+		ttl, key, value := time.Duration(d.int()), d.bytes(), d.bytes()
+		if err := d.end(); err != nil {
+			return nil, err
+		}
+		return replyErr(g.KVSet(ctx, key, value, ttl), nil), nil
+	case opKVDelete:
+		return replyErr(g.KVDelete(ctx, data), nil), nil
+	case opFetch:
+		req, err := wasm.DecodeFetchRequest(data)
+		if err != nil {
+			return replyErr(err, nil), nil
+		}
+		resp, err := g.Fetch(ctx, req)
+		if err != nil {
+			return replyErr(err, nil), nil
+		}
+		return reply(hostOK, wasm.EncodeFetchResponse(resp)), nil
+	}
+	return nil, fmt.Errorf("unknown host call %.64q", op)
+}
+
+func reply(s hostStatus, payload []byte) []byte {
+	b := make([]byte, 1+len(payload))
+	b[0] = byte(s)
+	copy(b[1:], payload)
+	return b
+}
+
+// replyErr answers with err's status and text, or with payload if err is
+// nil.
+func replyErr(err error, payload []byte) []byte {
+	if err != nil {
+		return reply(statusOf(err), []byte(err.Error()))
+	}
+	return reply(hostOK, payload)
+}
