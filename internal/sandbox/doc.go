@@ -14,11 +14,16 @@
 // the protocol.
 //
 // The payload is a Handler chosen by name when the pool is built; this
-// package ships test handlers (echo, sleep, crash, call-host) and the
-// self-test (escape attempts and the syscall sweep), which the supervisor
-// selects and a payload cannot. It does not run WebAssembly itself, and it
-// does not implement the host services (key-value store, fetch, log): the
-// caller supplies a HostServer that applies the function's policy.
+// package ships the wasm handler (edge functions, see Executor), test
+// handlers (echo, sleep, crash, call-host) and the self-test (escape
+// attempts and the syscall sweep), which the supervisor selects and a
+// payload cannot. Executor is the functions.Executor the node runs
+// functions with: the supervisor keeps each version's bytes, validates
+// them at deploy in its own engine, and serves the workers' host calls
+// (module bytes, key-value store, fetch) through a wasm.Guard built from
+// the invocation it sent; workers compile and run the modules. The package
+// does not implement the host services themselves (the node's wasm.Host
+// does), nor route requests (the functions registry does).
 //
 // The package is Linux-only and the supervisor must run as root (it writes
 // a two-line uid map: the worker's setup runs as root of its own user

@@ -237,8 +237,10 @@ func TestWorkerKilledMidRequest(t *testing.T) {
 	var wg sync.WaitGroup
 	var got answer
 	wg.Go(func() { got = g.send(t, "GET", "/sleep", "") })
-	for w.function.Load() == nil {
-		time.Sleep(time.Millisecond)
+	for give := time.Now().Add(30 * time.Second); w.function.Load() == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(give) {
+			t.Fatal("the request never reached the worker")
+		}
 	}
 	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
 		t.Fatal(err)
