@@ -54,6 +54,11 @@ func newLabCmd(e *env) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// Asking for SIGPIPE turns a closed stdout (`aegis lab | head`)
+			// into failed writes instead of death before the teardown.
+			sigpipe := make(chan os.Signal, 1)
+			signal.Notify(sigpipe, syscall.SIGPIPE)
+			defer signal.Stop(sigpipe)
 			sum, err := lab.Run(ctx, lab.Options{
 				Executable: exe,
 				Env:        os.Environ(),

@@ -235,3 +235,31 @@ func TestLabKeep(t *testing.T) {
 	}
 	assertNothingLeft(t, id)
 }
+
+// TestLabClosedStdout closes the lab's stdout after its first line, as
+// `aegis lab | head -1` does: the lab must not die of SIGPIPE before its
+// teardown.
+func TestLabClosedStdout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := labCmd(t, ctx, "--duration", "2s", "--plain")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := labID(t, first)
+	stdout.Close()
+	err = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		t.Fatalf("the lab died of %v", ws.Signal())
+	}
+	t.Logf("lab with a closed stdout: %v", err)
+	assertNothingLeft(t, id)
+}
