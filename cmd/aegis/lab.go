@@ -52,7 +52,7 @@ func newLabCmd(e *env) *cobra.Command {
 					return err
 				}
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			// Asking for SIGPIPE turns a closed stdout (`aegis lab | head`)
 			// into failed writes instead of death before the teardown.

@@ -24,7 +24,9 @@ type Options struct {
 	Env        []string
 	// Duration is how long the traffic runs.
 	Duration time.Duration
-	Rates    Rates
+	// Rates paces the attack; a zero rate leaves that stream out
+	// (DefaultRates is the demo's).
+	Rates Rates
 	// Module is the function to deploy; nil deploys FunctionModule.
 	Module []byte
 	// Keep leaves the topology and the node running after the traffic
