@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,6 +61,9 @@ func guestRun() (out *os.File, token string, status int) {
 			out.WriteString(msg)
 		}
 		return out, token, statusSetupFailed
+	}
+	if err := leaveRootfs(); err != nil {
+		return fail(fmt.Errorf("moving off the initramfs root: %w", err))
 	}
 	for _, m := range guestMounts {
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
@@ -213,4 +217,75 @@ func (l *lastByteWriter) Write(b []byte) (int, error) {
 		l.last = b[n-1]
 	}
 	return n, err
+}
+
+// leaveRootfs copies the initramfs into a tmpfs and makes that the root, as
+// a distribution's initramfs does before starting init: pivot_root(2) (which
+// the sandbox's workers use) refuses to move the initial rootfs, so a guest
+// left on it could not test them.
+func leaveRootfs() error {
+	const newRoot = "/.root"
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", newRoot, "tmpfs", 0, "mode=0755"); err != nil {
+		return err
+	}
+	skip := map[string]bool{newRoot: true, "/proc": true, "/sys": true, "/dev": true}
+	err := filepath.WalkDir("/", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if skip[path] {
+			return filepath.SkipDir
+		}
+		dst := filepath.Join(newRoot, path)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, info.Mode().Perm())
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, dst)
+		case d.Type().IsRegular():
+			return copyFile(path, dst, info.Mode().Perm())
+		}
+		return nil // devices and sockets are not part of the image
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.Chdir(newRoot); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return err
+	}
+	if err := unix.Chroot("."); err != nil {
+		return err
+	}
+	return os.Chdir("/")
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
