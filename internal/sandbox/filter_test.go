@@ -65,6 +65,7 @@ func TestFilterVerdicts(t *testing.T) {
 			{"clone3 answers ENOSYS", auditArch, nr("clone3"), [6]uint64{}, unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
 			{"clone Go thread", auditArch, nr("clone"), [6]uint64{goThreadFlags}, unix.SECCOMP_RET_ALLOW},
 			{"clone glibc thread", auditArch, nr("clone"), [6]uint64{glibcThreadFlags}, unix.SECCOMP_RET_ALLOW},
+			{"clone Go thread with its TLS", auditArch, nr("clone"), [6]uint64{goTLSThreadFlags}, unix.SECCOMP_RET_ALLOW},
 			{"clone fork", auditArch, nr("clone"), [6]uint64{uint64(unix.SIGCHLD)}, deny},
 			{"clone thread with new user ns", auditArch, nr("clone"), [6]uint64{goThreadFlags | unix.CLONE_NEWUSER}, deny},
 			{"clone thread flags in high bits", auditArch, nr("clone"), [6]uint64{goThreadFlags | 1<<32}, deny},

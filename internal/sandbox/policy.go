@@ -40,7 +40,12 @@ type ArgCheck struct {
 // binaries) uses glibcThreadFlags. Both share the address space and stay in
 // the thread group: no fork, no new namespaces.
 const (
-	goThreadFlags    = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_SYSVSEM | unix.CLONE_THREAD
+	goThreadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_SYSVSEM | unix.CLONE_THREAD
+	// goTLSThreadFlags is what a pure-Go (CGO_ENABLED=0) binary on amd64
+	// really passes: runtime·clone adds CLONE_SETTLS to set the new
+	// thread's FS base itself. Found by the kernel matrix: workers built
+	// that way died at their first thread started after the filter.
+	goTLSThreadFlags = goThreadFlags | unix.CLONE_SETTLS
 	glibcThreadFlags = goThreadFlags | unix.CLONE_SETTLS | unix.CLONE_PARENT_SETTID | unix.CLONE_CHILD_CLEARTID
 )
 
@@ -86,7 +91,7 @@ var Policy = []Rule{
 
 	// Threads.
 	{Syscall: "clone", Why: "new runtime threads, thread flags only",
-		Args: []ArgCheck{{Index: 0, OneOf: []uint64{goThreadFlags, glibcThreadFlags}, Names: []string{"Go thread", "glibc thread"}}}},
+		Args: []ArgCheck{{Index: 0, OneOf: []uint64{goThreadFlags, goTLSThreadFlags, glibcThreadFlags}, Names: []string{"Go thread", "Go thread setting its TLS (amd64)", "glibc thread"}}}},
 	{Syscall: "clone3", Errno: unix.ENOSYS, Why: "flags live in memory a filter cannot read: callers fall back to clone"},
 	{Syscall: "rseq", Why: "glibc thread start (cgo binaries): glibc aborts when registration fails"},
 	{Syscall: "set_robust_list", Why: "glibc thread start (cgo binaries)"},
