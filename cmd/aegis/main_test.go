@@ -19,7 +19,9 @@ import (
 // The test binary doubles as the aegis binary: with AEGIS_TEST_MAIN set it
 // runs main, so end-to-end tests exec the real command without a build step.
 func TestMain(m *testing.M) {
-	if os.Getenv("AEGIS_TEST_MAIN") == "1" {
+	// Also the sandbox's workers: the node re-executes this binary as
+	// `aegis sandbox-worker` with an empty environment.
+	if os.Getenv("AEGIS_TEST_MAIN") == "1" || len(os.Args) > 1 && os.Args[1] == "sandbox-worker" {
 		main()
 		return
 	}

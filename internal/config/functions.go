@@ -28,6 +28,9 @@ type Functions struct {
 	// private and link-local addresses (off: an allowed host name cannot be
 	// pointed at the node's own services).
 	FetchPrivateAddrs bool `yaml:"fetch_private_addrs"`
+	// Workers is the number of sandboxed worker processes that run
+	// functions; 0 means two per CPU.
+	Workers int `yaml:"workers"`
 }
 
 // FunctionLimits are the per-function limits.
@@ -90,6 +93,7 @@ func (v *validator) gateway(g Gateway) {
 
 func (v *validator) functions(f Functions) {
 	v.sizeRange("functions.max_module_size", f.MaxModuleSize, 1<<10, 256<<20)
+	v.intRange("functions.workers", f.Workers, 0, 1024)
 	v.functionLimits("functions.defaults", f.Defaults)
 }
 

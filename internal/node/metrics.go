@@ -20,6 +20,7 @@ const topRules = 10
 type nodeCollector struct {
 	n                                    *Node
 	entries, limit, ruleHits, audit, fns *prometheus.Desc
+	workers, starts, replaced, denied    *prometheus.Desc
 }
 
 func newNodeCollector(n *Node) *nodeCollector {
@@ -32,13 +33,20 @@ func newNodeCollector(n *Node) *nodeCollector {
 		ruleHits: prometheus.NewDesc("aegis_shield_rule_hits_total",
 			"Packets matched by the most-hit rules of each list (the top 10), by list and prefix.",
 			[]string{"list", "prefix"}, nil),
-		audit: prometheus.NewDesc("aegis_audit_records_total", "Records written to the audit log.", nil, nil),
-		fns:   prometheus.NewDesc("aegis_gateway_functions", "Deployed edge functions.", nil, nil),
+		audit:   prometheus.NewDesc("aegis_audit_records_total", "Records written to the audit log.", nil, nil),
+		fns:     prometheus.NewDesc("aegis_gateway_functions", "Deployed edge functions.", nil, nil),
+		workers: prometheus.NewDesc("aegis_sandbox_workers", "Sandboxed worker processes alive.", nil, nil),
+		starts: prometheus.NewDesc("aegis_sandbox_worker_starts_total",
+			"Worker processes started, replacements included.", nil, nil),
+		replaced: prometheus.NewDesc("aegis_sandbox_worker_deaths_total",
+			"Workers killed or lost (deadline overrun, crash, protocol violation) and replaced.", nil, nil),
+		denied: prometheus.NewDesc("aegis_sandbox_violations_total",
+			"System calls the workers' seccomp filter denied, by function and system call.", []string{"function", "syscall"}, nil),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.entries, c.limit, c.ruleHits, c.audit, c.fns} {
+	for _, d := range []*prometheus.Desc{c.entries, c.limit, c.ruleHits, c.audit, c.fns, c.workers, c.starts, c.replaced, c.denied} {
 		ch <- d
 	}
 }
@@ -78,6 +86,20 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.audit, prometheus.CounterValue, float64(seq))
 	if n.functions != nil {
 		ch <- prometheus.MustNewConstMetric(c.fns, prometheus.GaugeValue, float64(len(n.functions.List())))
+	}
+	if n.executor != nil {
+		st := n.executor.Pool().Stats()
+		ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(st.Live))
+		ch <- prometheus.MustNewConstMetric(c.starts, prometheus.CounterValue, float64(st.Started))
+		ch <- prometheus.MustNewConstMetric(c.replaced, prometheus.CounterValue, float64(st.Replaced))
+		// The pool counts by function and by syscall separately; each
+		// series carries one of the two labels.
+		for fn, v := range st.Violations {
+			ch <- prometheus.MustNewConstMetric(c.denied, prometheus.CounterValue, float64(v), fn, "")
+		}
+		for sc, v := range st.ViolationsBySyscall {
+			ch <- prometheus.MustNewConstMetric(c.denied, prometheus.CounterValue, float64(v), "", sc)
+		}
 	}
 }
 

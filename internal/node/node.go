@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/features"
 	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/aegis-edge/aegis/internal/wasm"
@@ -67,6 +69,7 @@ type Node struct {
 	events   []shield.AutoBlock // most recent automatic blocks, newest last
 
 	engine    *wasm.Engine
+	executor  *sandbox.Executor
 	functions *functions.Registry
 	gateway   net.Listener // nil when gateway.listen is empty
 
@@ -141,9 +144,26 @@ func (n *Node) startFunctions() error {
 	}
 	n.engine = engine
 	fc := n.cfg.Functions
+	workers := fc.Workers
+	if workers == 0 {
+		workers = 2 * runtime.NumCPU()
+	}
+	// Functions always run in sandboxed workers; the engine here only
+	// validates and compiles at deploy so that a bad module is refused at
+	// once.
+	x, err := sandbox.NewExecutor(context.Background(), sandbox.ExecutorConfig{
+		Pool:             sandbox.Config{Size: workers, Logger: n.log},
+		MaxModuleBytes:   int64(fc.MaxModuleSize),
+		MaxResponseBytes: int64(fc.Defaults.MaxResponseBody),
+		Engine:           engine,
+	})
+	if err != nil {
+		return fmt.Errorf("starting the function workers: %w", err)
+	}
+	n.executor = x
 	n.functions = functions.New(functions.Options{
 		Store:         n.store,
-		Executor:      functions.InProcess{Engine: engine},
+		Executor:      x,
 		Defaults:      fc.Defaults,
 		MaxModuleSize: fc.MaxModuleSize,
 		Log:           n.log,
@@ -319,6 +339,9 @@ func (n *Node) Close() error {
 	}
 	if n.functions != nil {
 		n.functions.Close()
+	}
+	if n.executor != nil {
+		errs = append(errs, n.executor.Close())
 	}
 	if n.engine != nil {
 		errs = append(errs, n.engine.Close(context.Background()))

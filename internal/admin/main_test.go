@@ -1,0 +1,17 @@
+package admin
+
+import (
+	"os"
+	"testing"
+
+	"github.com/aegis-edge/aegis/internal/sandbox"
+)
+
+// The node runs functions in sandboxed workers that re-execute this binary
+// as `aegis sandbox-worker`: the test binary must be one.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.WorkerCommand[1] {
+		sandbox.WorkerMain(sandbox.BuiltinHandlers())
+	}
+	os.Exit(m.Run())
+}
