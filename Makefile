@@ -5,7 +5,7 @@ BIN       := bin/aegis
 # Every generated artefact: bpf2go output, eBPF test objects, Wasm modules.
 GENERATED := '*_bpfel.go' '*_bpfel.o' '*.sha256' '*.wasm' 'internal/bpfguard/testdata/*.o' 'internal/shield/testdata/*.o'
 
-.PHONY: all build deps generate check-generated vet test test-unit fuzz bench run clean
+.PHONY: all build deps generate check-generated vet test test-unit fuzz bench run lab clean
 
 all: build
 
@@ -44,6 +44,12 @@ fuzz:
 bench: deps
 	./scripts/bench-shield.sh
 	./scripts/bench-functions.sh
+
+# lab is the README's first command: a throwaway topology of namespaces with
+# an attacker, a client and a node, 20 seconds of floods and function calls
+# shown live, then a summary; nothing is left behind.
+lab: deps build
+	$(BIN) lab
 
 # run builds aegis and starts a node with the embedded defaults.
 run: deps build
