@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
+	"github.com/aegis-edge/aegis/internal/nsthread"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -115,31 +115,8 @@ func removeNamespace(name string) error {
 	return nil
 }
 
-// onLockedThread runs fn on a fresh goroutine locked to its OS thread and
-// restores the thread's network namespace afterwards. If that fails the
-// thread stays locked, and the runtime discards it with the goroutine, so
-// no other goroutine ever runs in a namespace it did not ask for.
-func onLockedThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("getting the current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		err = fn()
-		if rerr := netns.Set(orig); rerr != nil {
-			errc <- errors.Join(err, fmt.Errorf("restoring the network namespace: %w", rerr))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
-}
+// onLockedThread runs fn on an OS thread of its own (see package nsthread).
+func onLockedThread(fn func() error) error { return nsthread.Run(fn) }
 
 // prepareNetnsDir makes netnsDir a shared mount point, as iproute2 does, so
 // that a later recursive bind of the directory (by `ip netns add`) carries

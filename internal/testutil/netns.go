@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/nsthread"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -221,30 +222,8 @@ func (n *NetNS) Do(t testing.TB, fn func() error) error {
 	return res.err
 }
 
-// onThread runs fn on a fresh goroutine locked to its OS thread, saving the
-// thread's network namespace before and restoring it after. If the restore
-// fails the thread stays locked and is discarded when the goroutine ends.
-func onThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("getting current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		err = fn()
-		if rerr := netns.Set(orig); rerr != nil {
-			errc <- errors.Join(err, fmt.Errorf("restoring network namespace: %w", rerr))
-			return // thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
-}
+// onThread runs fn on an OS thread of its own (see package nsthread).
+func onThread(fn func() error) error { return nsthread.Run(fn) }
 
 var runDirMu sync.Mutex
 
