@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -231,5 +232,59 @@ func TestUpgradeToRebuiltBinary(t *testing.T) {
 	}
 	if c := statusJSON(t, sock).Counters["blocked_exact"].Packets; c < dropped+2 {
 		t.Errorf("blocked_exact %d -> %d: counters lost across the upgrade", dropped, c)
+	}
+}
+
+// TestSIGHUPReloadsConfig edits the config file of a running daemon and
+// sends SIGHUP: a valid change is applied, an invalid one refused and the
+// running settings kept.
+func TestSIGHUPReloadsConfig(t *testing.T) {
+	cfg := testNodeConfig(t)
+	ns := testutil.NewNetNS(t)
+	cfgPath := writeConfig(t, cfg)
+	sock := cfg.Admin.Socket
+	d := startDaemon(t, ns, cfgPath, sock)
+
+	rewrite := func(c any) {
+		b, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d.cmd.Process.Signal(syscall.SIGHUP)
+	}
+	waitMode := func(want string) bool {
+		for range 100 {
+			if string(statusJSON(t, sock).Settings.Mode) == want {
+				return true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
+	}
+	next := cfg
+	next.Shield.Mode = "monitor"
+	next.Shield.RateLimit.UDP.PPS, next.Shield.RateLimit.UDP.Burst = 9, 18
+	rewrite(next)
+	if !waitMode("monitor") {
+		t.Fatal("SIGHUP did not apply the new mode")
+	}
+	if st := statusJSON(t, sock).Settings; st.UDP.PPS != 9 {
+		t.Errorf("rate limit after reload: %+v", st.UDP)
+	}
+	// A change only a restart can make is refused whole.
+	bad := next
+	bad.Shield.Mode = "enforce"
+	bad.StateDir = filepath.Join(t.TempDir(), "elsewhere")
+	rewrite(bad)
+	time.Sleep(500 * time.Millisecond)
+	if st := statusJSON(t, sock).Settings; st.Mode != "monitor" {
+		t.Errorf("a refused reload changed the mode to %s", st.Mode)
+	}
+	log, _ := os.ReadFile(d.log.Name())
+	if !strings.Contains(string(log), "state_dir changed: restart the node") {
+		t.Errorf("the refusal is not in the node's log:\n%s", log)
 	}
 }
