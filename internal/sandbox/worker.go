@@ -122,8 +122,8 @@ func fail(c *frameConn, err error) {
 	os.Exit(exitSetup)
 }
 
-// fdReadWriter does blocking read(2)/write(2) on a descriptor; it carries
-// the init frame and set-up errors, before the netpoller takes the socket.
+// fdReadWriter does blocking read(2)/write(2) on a descriptor, on the
+// calling thread: the worker's IPC socket, from the init frame on.
 type fdReadWriter int
 
 func (fd fdReadWriter) Read(p []byte) (int, error) {
@@ -207,13 +207,14 @@ func setUp(cfg workerConfig) (Report, int, *frameConn, error) {
 	rep.SSBD = disableSSB()
 	rep.Landlock = restrictLandlock()
 
-	// The IPC socket joins the netpoller before the filter, and the
-	// runtime starts its threads, GC workers and timers, so lazy set-up
+	// The IPC socket stays blocking and is read by the locked serving
+	// thread itself: the kernel wakes that thread when a frame arrives.
+	// Through the netpoller a frame woke the polling thread first, which
+	// then woke the locked one: two wake-ups per frame (docs/SANDBOX.md
+	// has the figures). The runtime starts its threads, GC workers, timers
+	// and netpoller (timers use it) before the filter, so lazy set-up
 	// paths run while every syscall is still allowed.
-	if err := unix.SetNonblock(ipcFD, true); err != nil {
-		return fail("IPC socket", err)
-	}
-	conn := newFrameConn(os.NewFile(ipcFD, "ipc"), cfg.MaxFrame)
+	conn := newFrameConn(fdReadWriter(ipcFD), cfg.MaxFrame)
 	rep.Threads = warmUp()
 
 	deny := uint32(ActionErrno)
