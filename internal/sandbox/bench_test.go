@@ -192,12 +192,13 @@ func BenchmarkGatewaySandboxed(b *testing.B) {
 }
 
 // benchWorkers is the pool size of the sandboxed gateway benchmark:
-// AEGIS_BENCH_WORKERS, or four per CPU. A worker waits on the supervisor
-// for every wake-up; with one per CPU those waits leave CPUs idle (2
-// workers: 6.2k req/s, 8: 10k req/s on 2 vCPUs with 8 clients).
+// AEGIS_BENCH_WORKERS, or one per CPU. Since workers read their socket on
+// the serving thread, more workers add no throughput and only queueing
+// (2 vCPUs, 8 clients: 2, 4 and 8 workers all near 14k req/s; p99 2.2,
+// 3.0 and 3.2 ms).
 func benchWorkers() int {
 	if n, err := strconv.Atoi(os.Getenv("AEGIS_BENCH_WORKERS")); err == nil && n > 0 {
 		return n
 	}
-	return 4 * runtime.NumCPU()
+	return runtime.NumCPU()
 }
