@@ -128,6 +128,8 @@ func ShieldPolicy(caps ShieldCaps, digest string) Policy {
 		"allow_v6": caps.Allow, "allow_v6_lpm": caps.Allow,
 		"sources": caps.Sources,
 		"events":  caps.Events,
+		// exact_filters: 4 bitmaps of 2^22 bits in blocks of 2^15 bits.
+		"exact_filters": 512,
 	}
 	// Every map full at its ceiling is about 340 MiB by the estimate (see
 	// EstimateMapBytes; 1005 instructions and 355,762,816 bytes when this was

@@ -65,6 +65,7 @@ type Shield struct {
 	audit   func(audit.Event) error
 	cfg     shieldShieldConfig
 	filters [numPrefilters]*prefilter
+	exact   [numPrefilters]*exactFilter
 	// Adopted is true when the maps were already pinned, that is when a
 	// previous daemon's state was taken over rather than created.
 	Adopted bool

@@ -263,8 +263,8 @@ func (s *Shield) PutRules(l List, rules []Rule) error {
 		var old shieldEntry
 		if err := m.Lookup(key, &old); err == nil {
 			vals[i].Hits = old.Hits
-		} else if r.Prefix.Bits() != r.Prefix.Addr().BitLen() {
-			buckets(r.Prefix, s.filters[prefilterIndex(l, r.Prefix)].add)
+		} else {
+			s.filterAdd(l, r.Prefix)
 		}
 	}
 	// The filter bits go in before the prefixes they admit.
@@ -296,8 +296,8 @@ func (s *Shield) DeleteRules(l List, prefixes []netip.Prefix) error {
 		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("removing %s from %s map: %w", p, l, err)
 		}
-		if err == nil && p.Bits() != p.Addr().BitLen() {
-			buckets(p, s.filters[prefilterIndex(l, p)].remove)
+		if err == nil {
+			s.filterRemove(l, p)
 		}
 		touched |= f
 	}

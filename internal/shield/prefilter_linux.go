@@ -104,6 +104,10 @@ func buckets(p netip.Prefix, fn func(uint32)) {
 func (s *Shield) initPrefilters() error {
 	for i := range s.filters {
 		s.filters[i] = &prefilter{counts: make([]uint32, prefilterBits), dirty: true}
+		s.exact[i] = newExactFilter()
+		for blk := range uint32(exactBlocks) {
+			s.exact[i].dirty[blk] = true
+		}
 	}
 	for _, l := range []List{Allowlist, Blocklist} {
 		rules, err := s.Rules(l)
@@ -111,16 +115,17 @@ func (s *Shield) initPrefilters() error {
 			return err
 		}
 		for _, r := range rules {
-			if r.Prefix.Bits() != r.Prefix.Addr().BitLen() {
-				f := s.filters[prefilterIndex(l, r.Prefix)]
-				buckets(r.Prefix, f.add)
-			}
+			s.filterAdd(l, r.Prefix)
 		}
 	}
 	return s.flushPrefilters()
 }
 
+// flushPrefilters writes the changed parts of every filter.
 func (s *Shield) flushPrefilters() error {
+	if err := s.flushExactFilters(); err != nil {
+		return err
+	}
 	for i, f := range s.filters {
 		if !f.dirty {
 			continue
@@ -130,6 +135,98 @@ func (s *Shield) flushPrefilters() error {
 			return fmt.Errorf("writing prefilter %d: %w", i, err)
 		}
 		f.dirty = false
+	}
+	return nil
+}
+
+// The exact filter is a bitmap per exact-address map (bpf/shield.c,
+// exact_filters): bit h is set while some listed address hashes to h, so the
+// data path looks up the hash map only for addresses that may be listed.
+// Reference counts live only for the bits in use.
+const (
+	exactFilterLog   = 22
+	exactBlockWords  = 512
+	exactBlocks      = 1 << (exactFilterLog - 15)
+	exactFilterBlock = exactBlockWords * 64 // bits per block
+)
+
+type exactFilter struct {
+	counts map[uint32]uint32
+	blocks [exactBlocks][exactBlockWords]uint64
+	dirty  map[uint32]bool // blocks to write
+}
+
+func newExactFilter() *exactFilter {
+	return &exactFilter{counts: map[uint32]uint32{}, dirty: map[uint32]bool{}}
+}
+
+func (f *exactFilter) add(h uint32) {
+	if f.counts[h] == 0 {
+		f.blocks[h/exactFilterBlock][(h/64)%exactBlockWords] |= 1 << (h % 64)
+		f.dirty[h/exactFilterBlock] = true
+	}
+	f.counts[h]++
+}
+
+func (f *exactFilter) remove(h uint32) {
+	n := f.counts[h]
+	switch {
+	case n == 0:
+		return
+	case n > 1:
+		f.counts[h] = n - 1
+		return
+	}
+	delete(f.counts, h)
+	f.blocks[h/exactFilterBlock][(h/64)%exactBlockWords] &^= 1 << (h % 64)
+	f.dirty[h/exactFilterBlock] = true
+}
+
+// exactHash is the data path's exact_hash_v4/v6 of an address: the packet's
+// bytes read as host-order words.
+func exactHash(a netip.Addr) uint32 {
+	if a.Is4() {
+		b := a.As4()
+		return (binary.NativeEndian.Uint32(b[:]) * 0x9E3779B1) >> (32 - exactFilterLog)
+	}
+	b := a.As16()
+	w := func(i int) uint32 { return binary.NativeEndian.Uint32(b[4*i:]) }
+	x := w(0)*0x85EBCA77 + w(1)*0xC2B2AE3D + w(2)*0x27D4EB2F + w(3)*0x165667B1
+	return (x * 0x9E3779B1) >> (32 - exactFilterLog)
+}
+
+// isExact reports whether p is a single address, kept in an exact map.
+func isExact(p netip.Prefix) bool { return p.Bits() == p.Addr().BitLen() }
+
+// filterAdd and filterRemove keep the filter of p's map up to date: the
+// prefix buckets for a prefix, the exact bitmap for an address.
+func (s *Shield) filterAdd(l List, p netip.Prefix) {
+	i := prefilterIndex(l, p)
+	if isExact(p) {
+		s.exact[i].add(exactHash(p.Addr()))
+		return
+	}
+	buckets(p, s.filters[i].add)
+}
+
+func (s *Shield) filterRemove(l List, p netip.Prefix) {
+	i := prefilterIndex(l, p)
+	if isExact(p) {
+		s.exact[i].remove(exactHash(p.Addr()))
+		return
+	}
+	buckets(p, s.filters[i].remove)
+}
+
+func (s *Shield) flushExactFilters() error {
+	for i, f := range s.exact {
+		for blk := range f.dirty {
+			key := uint32(i*exactBlocks) + blk
+			if err := s.objs.ExactFilters.Update(&key, &f.blocks[blk], ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("writing exact filter %d: %w", i, err)
+			}
+			delete(f.dirty, blk)
+		}
 	}
 	return nil
 }

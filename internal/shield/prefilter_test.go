@@ -1,6 +1,8 @@
 package shield
 
 import (
+	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -62,5 +64,75 @@ func TestPrefilterBuckets(t *testing.T) {
 		if got := count(p); got != want {
 			t.Errorf("%s covers %d buckets, want %d", p, got, want)
 		}
+	}
+}
+
+// TestExactFilterAgreesWithTheDataPath lists thousands of random addresses,
+// so that the Go and C hashes must agree for every one (a listed address
+// the filter hid would pass), then removes half, including addresses that
+// share a filter bit with one that stays.
+func TestExactFilterAgreesWithTheDataPath(t *testing.T) {
+	s := newTestShield(t, noLimits())
+	rng := rand.New(rand.NewPCG(7, 7))
+	var addrs []netip.Addr
+	for range 1500 {
+		var b4 [4]byte
+		binary.BigEndian.PutUint32(b4[:], rng.Uint32()|1<<31) // not 0.0.0.0/1 specials
+		addrs = append(addrs, netip.AddrFrom4(b4))
+		var b16 [16]byte
+		binary.BigEndian.PutUint64(b16[:], 0x20010db8_00000000|rng.Uint64()>>32)
+		binary.BigEndian.PutUint64(b16[8:], rng.Uint64())
+		addrs = append(addrs, netip.AddrFrom16(b16))
+	}
+	// Two addresses forced onto one filter bit: find a partner for addrs[0].
+	shared := exactHash(addrs[0])
+	for i := uint32(0); ; i++ {
+		var b4 [4]byte
+		binary.BigEndian.PutUint32(b4[:], 0xc0000000+i)
+		if a := netip.AddrFrom4(b4); a != addrs[0] && exactHash(a) == shared {
+			addrs = append(addrs, a)
+			break
+		}
+	}
+	var rules []Rule
+	for i, a := range addrs {
+		rules = append(rules, Rule{Prefix: netip.PrefixFrom(a, a.BitLen()), RuleID: uint32(i + 1)})
+	}
+	if err := s.PutRules(Blocklist, rules); err != nil {
+		t.Fatal(err)
+	}
+	frame := func(a netip.Addr) []byte {
+		if a.Is4() {
+			return tu.UDP4(a.String(), dst4).Bytes()
+		}
+		return tu.UDP6(a.String(), dst6).Bytes()
+	}
+	for _, a := range addrs {
+		if _, got, _ := run(t, s, frame(a)); got != ReasonBlockedExact {
+			t.Fatalf("listed %s: %s (the filter hid it)", a, got)
+		}
+	}
+	// Remove addrs[0] and every second address; the partner sharing
+	// addrs[0]'s bit must still be found.
+	var gone []netip.Prefix
+	for i, a := range addrs[:len(addrs)-1] {
+		if i%2 == 0 {
+			gone = append(gone, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	if err := s.DeleteRules(Blocklist, gone); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range addrs {
+		want := ReasonBlockedExact
+		if i%2 == 0 && i != len(addrs)-1 {
+			want = ReasonPassed
+		}
+		if _, got, _ := run(t, s, frame(a)); got != want {
+			t.Fatalf("after removals, %s: %s, want %s", a, got, want)
+		}
+	}
+	if n := s.exact[prefilterBlockV4].counts[shared]; n != 1 {
+		t.Errorf("shared bit counted %d, want 1", n)
 	}
 }

@@ -42,6 +42,11 @@ type shieldEntry struct {
 	Pad       uint32
 }
 
+type shieldExactBlock struct {
+	_     structs.HostLayout
+	Words [512]uint64
+}
+
 type shieldLpmV4Key struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -141,6 +146,7 @@ const (
 	shieldMapConfig            = "config"
 	shieldMapCounters          = "counters"
 	shieldMapEvents            = "events"
+	shieldMapExactFilters      = "exact_filters"
 	shieldMapPerfEvents        = "perf_events"
 	shieldMapPrefilters        = "prefilters"
 	shieldMapSources           = "sources"
@@ -205,20 +211,21 @@ type shieldProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type shieldMapSpecs struct {
-	AllowV4    *ebpf.MapSpec `ebpf:"allow_v4"`
-	AllowV4Lpm *ebpf.MapSpec `ebpf:"allow_v4_lpm"`
-	AllowV6    *ebpf.MapSpec `ebpf:"allow_v6"`
-	AllowV6Lpm *ebpf.MapSpec `ebpf:"allow_v6_lpm"`
-	BlockV4    *ebpf.MapSpec `ebpf:"block_v4"`
-	BlockV4Lpm *ebpf.MapSpec `ebpf:"block_v4_lpm"`
-	BlockV6    *ebpf.MapSpec `ebpf:"block_v6"`
-	BlockV6Lpm *ebpf.MapSpec `ebpf:"block_v6_lpm"`
-	Config     *ebpf.MapSpec `ebpf:"config"`
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	PerfEvents *ebpf.MapSpec `ebpf:"perf_events"`
-	Prefilters *ebpf.MapSpec `ebpf:"prefilters"`
-	Sources    *ebpf.MapSpec `ebpf:"sources"`
+	AllowV4      *ebpf.MapSpec `ebpf:"allow_v4"`
+	AllowV4Lpm   *ebpf.MapSpec `ebpf:"allow_v4_lpm"`
+	AllowV6      *ebpf.MapSpec `ebpf:"allow_v6"`
+	AllowV6Lpm   *ebpf.MapSpec `ebpf:"allow_v6_lpm"`
+	BlockV4      *ebpf.MapSpec `ebpf:"block_v4"`
+	BlockV4Lpm   *ebpf.MapSpec `ebpf:"block_v4_lpm"`
+	BlockV6      *ebpf.MapSpec `ebpf:"block_v6"`
+	BlockV6Lpm   *ebpf.MapSpec `ebpf:"block_v6_lpm"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	ExactFilters *ebpf.MapSpec `ebpf:"exact_filters"`
+	PerfEvents   *ebpf.MapSpec `ebpf:"perf_events"`
+	Prefilters   *ebpf.MapSpec `ebpf:"prefilters"`
+	Sources      *ebpf.MapSpec `ebpf:"sources"`
 }
 
 // shieldVariableSpecs contains global variables before they are loaded into the kernel.
@@ -256,20 +263,21 @@ func (o *shieldObjects) Close() error {
 //
 // It can be passed to loadShieldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type shieldMaps struct {
-	AllowV4    *ebpf.Map `ebpf:"allow_v4"`
-	AllowV4Lpm *ebpf.Map `ebpf:"allow_v4_lpm"`
-	AllowV6    *ebpf.Map `ebpf:"allow_v6"`
-	AllowV6Lpm *ebpf.Map `ebpf:"allow_v6_lpm"`
-	BlockV4    *ebpf.Map `ebpf:"block_v4"`
-	BlockV4Lpm *ebpf.Map `ebpf:"block_v4_lpm"`
-	BlockV6    *ebpf.Map `ebpf:"block_v6"`
-	BlockV6Lpm *ebpf.Map `ebpf:"block_v6_lpm"`
-	Config     *ebpf.Map `ebpf:"config"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Events     *ebpf.Map `ebpf:"events"`
-	PerfEvents *ebpf.Map `ebpf:"perf_events"`
-	Prefilters *ebpf.Map `ebpf:"prefilters"`
-	Sources    *ebpf.Map `ebpf:"sources"`
+	AllowV4      *ebpf.Map `ebpf:"allow_v4"`
+	AllowV4Lpm   *ebpf.Map `ebpf:"allow_v4_lpm"`
+	AllowV6      *ebpf.Map `ebpf:"allow_v6"`
+	AllowV6Lpm   *ebpf.Map `ebpf:"allow_v6_lpm"`
+	BlockV4      *ebpf.Map `ebpf:"block_v4"`
+	BlockV4Lpm   *ebpf.Map `ebpf:"block_v4_lpm"`
+	BlockV6      *ebpf.Map `ebpf:"block_v6"`
+	BlockV6Lpm   *ebpf.Map `ebpf:"block_v6_lpm"`
+	Config       *ebpf.Map `ebpf:"config"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	ExactFilters *ebpf.Map `ebpf:"exact_filters"`
+	PerfEvents   *ebpf.Map `ebpf:"perf_events"`
+	Prefilters   *ebpf.Map `ebpf:"prefilters"`
+	Sources      *ebpf.Map `ebpf:"sources"`
 }
 
 func (m *shieldMaps) Close() error {
@@ -285,6 +293,7 @@ func (m *shieldMaps) Close() error {
 		m.Config,
 		m.Counters,
 		m.Events,
+		m.ExactFilters,
 		m.PerfEvents,
 		m.Prefilters,
 		m.Sources,

@@ -278,6 +278,50 @@ static __always_inline int verdict(const struct shield_config *cfg, __u32 reason
 	return drop ? XDP_DROP : XDP_PASS;
 }
 
+// exact_filters holds one bitmap of 2^22 bits per exact-address map (the
+// same order as prefilters), in blocks of 32768 bits: bit h is set when some
+// listed address hashes to h. A clear bit proves the address is not listed,
+// so the data path skips the hash map lookup, which costs a miss in a table
+// of up to a million entries on every clean packet.
+#define EXACT_FILTER_LOG   22
+#define EXACT_BLOCK_WORDS  512
+#define EXACT_BLOCKS       (1 << (EXACT_FILTER_LOG - 15))
+
+struct exact_block {
+	__u64 words[EXACT_BLOCK_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PREFILTER_MAX * EXACT_BLOCKS);
+	__type(key, __u32);
+	__type(value, struct exact_block);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} exact_filters SEC(".maps");
+
+// The hashes multiply the address as the packet holds it (network byte
+// order loaded as a host word); userspace computes the same.
+static __always_inline __u32 exact_hash_v4(__u32 addr)
+{
+	return (addr * 0x9E3779B1u) >> (32 - EXACT_FILTER_LOG);
+}
+
+static __always_inline __u32 exact_hash_v6(const struct addr6 *a)
+{
+	__u32 x = a->addr[0] * 0x85EBCA77u + a->addr[1] * 0xC2B2AE3Du + a->addr[2] * 0x27D4EB2Fu +
+		  a->addr[3] * 0x165667B1u;
+	return (x * 0x9E3779B1u) >> (32 - EXACT_FILTER_LOG);
+}
+
+static __always_inline int exact_may_match(__u32 which, __u32 h)
+{
+	__u32 key = which * EXACT_BLOCKS + (h >> 15);
+	struct exact_block *b = bpf_map_lookup_elem(&exact_filters, &key);
+	if (!b)
+		return 1;
+	return (b->words[(h >> 6) & (EXACT_BLOCK_WORDS - 1)] >> (h & 63)) & 1;
+}
+
 static __always_inline int may_match(__u32 which, __u32 bucket)
 {
 	struct prefilter *f = bpf_map_lookup_elem(&prefilters, &which);
@@ -308,7 +352,7 @@ static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 filter, __
 {
 	struct entry *e;
 
-	if (presence & has_exact) {
+	if ((presence & has_exact) && exact_may_match(filter, exact_hash_v4(addr))) {
 		e = bpf_map_lookup_elem(exact, &addr);
 		if (e && live(e, now))
 			return hit_exact;
@@ -328,7 +372,7 @@ static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 filter, __
 {
 	struct entry *e;
 
-	if (presence & has_exact) {
+	if ((presence & has_exact) && exact_may_match(filter, exact_hash_v6(addr))) {
 		e = bpf_map_lookup_elem(exact, addr);
 		if (e && live(e, now))
 			return hit_exact;
