@@ -29,7 +29,7 @@ type Functions struct {
 	// pointed at the node's own services).
 	FetchPrivateAddrs bool `yaml:"fetch_private_addrs"`
 	// Workers is the number of sandboxed worker processes that run
-	// functions; 0 means two per CPU.
+	// functions; 0 means one per CPU.
 	Workers int `yaml:"workers"`
 }
 

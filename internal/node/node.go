@@ -146,7 +146,9 @@ func (n *Node) startFunctions() error {
 	fc := n.cfg.Functions
 	workers := fc.Workers
 	if workers == 0 {
-		workers = 2 * runtime.NumCPU()
+		// Measured: with blocking worker reads, more workers than CPUs add
+		// no throughput and lengthen the tail (docs/SANDBOX.md).
+		workers = runtime.NumCPU()
 	}
 	// Functions always run in sandboxed workers; the engine here only
 	// validates and compiles at deploy so that a bad module is refused at
