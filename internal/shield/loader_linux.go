@@ -66,6 +66,7 @@ type Shield struct {
 	cfg     shieldShieldConfig
 	filters [numPrefilters]*prefilter
 	exact   [numPrefilters]*exactFilter
+	long    [2]*prefilter // IPv6 prefixes of /48 and longer: allow, block
 	// Adopted is true when the maps were already pinned, that is when a
 	// previous daemon's state was taken over rather than created.
 	Adopted bool

@@ -104,6 +104,9 @@ func buckets(p netip.Prefix, fn func(uint32)) {
 func (s *Shield) initPrefilters() error {
 	for i := range s.filters {
 		s.filters[i] = &prefilter{counts: make([]uint32, prefilterBits), dirty: true}
+		if i < len(s.long) {
+			s.long[i] = &prefilter{counts: make([]uint32, prefilterBits), dirty: true}
+		}
 		s.exact[i] = newExactFilter()
 		for blk := range uint32(exactBlocks) {
 			s.exact[i].dirty[blk] = true
@@ -125,6 +128,16 @@ func (s *Shield) initPrefilters() error {
 func (s *Shield) flushPrefilters() error {
 	if err := s.flushExactFilters(); err != nil {
 		return err
+	}
+	for i, f := range s.long {
+		if !f.dirty {
+			continue
+		}
+		key := uint32(i)
+		if err := s.objs.PrefiltersLong.Update(&key, &f.words, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("writing long prefilter %d: %w", i, err)
+		}
+		f.dirty = false
 	}
 	for i, f := range s.filters {
 		if !f.dirty {
@@ -202,20 +215,38 @@ func isExact(p netip.Prefix) bool { return p.Bits() == p.Addr().BitLen() }
 // prefix buckets for a prefix, the exact bitmap for an address.
 func (s *Shield) filterAdd(l List, p netip.Prefix) {
 	i := prefilterIndex(l, p)
-	if isExact(p) {
+	switch {
+	case isExact(p):
 		s.exact[i].add(exactHash(p.Addr()))
-		return
+	case !p.Addr().Is4() && p.Bits() >= longPrefixBits:
+		s.long[i-prefilterAllowV6].add(longBucket(p.Addr()))
+	default:
+		buckets(p, s.filters[i].add)
 	}
-	buckets(p, s.filters[i].add)
 }
 
 func (s *Shield) filterRemove(l List, p netip.Prefix) {
 	i := prefilterIndex(l, p)
-	if isExact(p) {
+	switch {
+	case isExact(p):
 		s.exact[i].remove(exactHash(p.Addr()))
-		return
+	case !p.Addr().Is4() && p.Bits() >= longPrefixBits:
+		s.long[i-prefilterAllowV6].remove(longBucket(p.Addr()))
+	default:
+		buckets(p, s.filters[i].remove)
 	}
-	buckets(p, s.filters[i].remove)
+}
+
+// longPrefixBits is where IPv6 prefixes move to the long prefilter.
+const longPrefixBits = 48
+
+// longBucket is the data path's may_match_long bucket: a hash of the top
+// 48 bits.
+func longBucket(a netip.Addr) uint32 {
+	b := a.As16()
+	w0 := binary.BigEndian.Uint32(b[0:])
+	w1 := binary.BigEndian.Uint32(b[4:]) >> 16
+	return ((w0 * 0x9E3779B1) ^ (w1 * 0x85EBCA77)) >> 16
 }
 
 func (s *Shield) flushExactFilters() error {

@@ -136,3 +136,32 @@ func TestExactFilterAgreesWithTheDataPath(t *testing.T) {
 		t.Errorf("shared bit counted %d, want 1", n)
 	}
 }
+
+// TestLongPrefilter covers IPv6 prefixes of /48 and longer, kept in their
+// own bitmaps: the covered addresses are found, the rest of the /32 is not
+// sent to the trie, and a bucket shared by two prefixes survives the
+// removal of one.
+func TestLongPrefilter(t *testing.T) {
+	s := newTestShield(t, noLimits())
+	check := func(step, src string, want Reason) {
+		t.Helper()
+		if _, got, _ := run(t, s, tu.UDP6(src, dst6).Bytes()); got != want {
+			t.Errorf("%s: %s got %s, want %s", step, src, got, want)
+		}
+	}
+	put(t, s, Blocklist, time.Time{}, "2001:db8:dead::/48", "2001:db8:beef:1::/64", "2001:db8:dead:2::/64")
+	check("in the /48", "2001:db8:dead:7::1", ReasonBlockedPrefix)
+	check("in the /64", "2001:db8:beef:1::9", ReasonBlockedPrefix)
+	check("same /48, other /64", "2001:db8:beef:2::9", ReasonPassed)
+	check("same /32, no prefix", "2001:db8::1", ReasonPassed)
+	if f := s.filters[prefilterBlockV6]; f.counts[foldV6(0x20010db8)] != 0 {
+		t.Errorf("long prefixes counted in the /32 bucket: %d", f.counts[foldV6(0x20010db8)])
+	}
+	if err := s.DeleteRules(Blocklist, []netip.Prefix{netip.MustParsePrefix("2001:db8:dead::/48")}); err != nil {
+		t.Fatal(err)
+	}
+	check("/64 left in the /48's bucket", "2001:db8:dead:2::5", ReasonBlockedPrefix)
+	check("rest of the removed /48", "2001:db8:dead:7::1", ReasonPassed)
+	put(t, s, Blocklist, time.Time{}, "2001:db8::/40")
+	check("a /40 goes to the /32 bucket", "2001:db8:77::1", ReasonBlockedPrefix)
+}

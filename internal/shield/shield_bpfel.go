@@ -149,6 +149,7 @@ const (
 	shieldMapExactFilters      = "exact_filters"
 	shieldMapPerfEvents        = "perf_events"
 	shieldMapPrefilters        = "prefilters"
+	shieldMapPrefiltersLong    = "prefilters_long"
 	shieldMapSources           = "sources"
 	shieldProgAegisXdp         = "aegis_xdp"
 	shieldVarUnusedClass       = "unused_class"
@@ -211,21 +212,22 @@ type shieldProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type shieldMapSpecs struct {
-	AllowV4      *ebpf.MapSpec `ebpf:"allow_v4"`
-	AllowV4Lpm   *ebpf.MapSpec `ebpf:"allow_v4_lpm"`
-	AllowV6      *ebpf.MapSpec `ebpf:"allow_v6"`
-	AllowV6Lpm   *ebpf.MapSpec `ebpf:"allow_v6_lpm"`
-	BlockV4      *ebpf.MapSpec `ebpf:"block_v4"`
-	BlockV4Lpm   *ebpf.MapSpec `ebpf:"block_v4_lpm"`
-	BlockV6      *ebpf.MapSpec `ebpf:"block_v6"`
-	BlockV6Lpm   *ebpf.MapSpec `ebpf:"block_v6_lpm"`
-	Config       *ebpf.MapSpec `ebpf:"config"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	ExactFilters *ebpf.MapSpec `ebpf:"exact_filters"`
-	PerfEvents   *ebpf.MapSpec `ebpf:"perf_events"`
-	Prefilters   *ebpf.MapSpec `ebpf:"prefilters"`
-	Sources      *ebpf.MapSpec `ebpf:"sources"`
+	AllowV4        *ebpf.MapSpec `ebpf:"allow_v4"`
+	AllowV4Lpm     *ebpf.MapSpec `ebpf:"allow_v4_lpm"`
+	AllowV6        *ebpf.MapSpec `ebpf:"allow_v6"`
+	AllowV6Lpm     *ebpf.MapSpec `ebpf:"allow_v6_lpm"`
+	BlockV4        *ebpf.MapSpec `ebpf:"block_v4"`
+	BlockV4Lpm     *ebpf.MapSpec `ebpf:"block_v4_lpm"`
+	BlockV6        *ebpf.MapSpec `ebpf:"block_v6"`
+	BlockV6Lpm     *ebpf.MapSpec `ebpf:"block_v6_lpm"`
+	Config         *ebpf.MapSpec `ebpf:"config"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	ExactFilters   *ebpf.MapSpec `ebpf:"exact_filters"`
+	PerfEvents     *ebpf.MapSpec `ebpf:"perf_events"`
+	Prefilters     *ebpf.MapSpec `ebpf:"prefilters"`
+	PrefiltersLong *ebpf.MapSpec `ebpf:"prefilters_long"`
+	Sources        *ebpf.MapSpec `ebpf:"sources"`
 }
 
 // shieldVariableSpecs contains global variables before they are loaded into the kernel.
@@ -263,21 +265,22 @@ func (o *shieldObjects) Close() error {
 //
 // It can be passed to loadShieldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type shieldMaps struct {
-	AllowV4      *ebpf.Map `ebpf:"allow_v4"`
-	AllowV4Lpm   *ebpf.Map `ebpf:"allow_v4_lpm"`
-	AllowV6      *ebpf.Map `ebpf:"allow_v6"`
-	AllowV6Lpm   *ebpf.Map `ebpf:"allow_v6_lpm"`
-	BlockV4      *ebpf.Map `ebpf:"block_v4"`
-	BlockV4Lpm   *ebpf.Map `ebpf:"block_v4_lpm"`
-	BlockV6      *ebpf.Map `ebpf:"block_v6"`
-	BlockV6Lpm   *ebpf.Map `ebpf:"block_v6_lpm"`
-	Config       *ebpf.Map `ebpf:"config"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Events       *ebpf.Map `ebpf:"events"`
-	ExactFilters *ebpf.Map `ebpf:"exact_filters"`
-	PerfEvents   *ebpf.Map `ebpf:"perf_events"`
-	Prefilters   *ebpf.Map `ebpf:"prefilters"`
-	Sources      *ebpf.Map `ebpf:"sources"`
+	AllowV4        *ebpf.Map `ebpf:"allow_v4"`
+	AllowV4Lpm     *ebpf.Map `ebpf:"allow_v4_lpm"`
+	AllowV6        *ebpf.Map `ebpf:"allow_v6"`
+	AllowV6Lpm     *ebpf.Map `ebpf:"allow_v6_lpm"`
+	BlockV4        *ebpf.Map `ebpf:"block_v4"`
+	BlockV4Lpm     *ebpf.Map `ebpf:"block_v4_lpm"`
+	BlockV6        *ebpf.Map `ebpf:"block_v6"`
+	BlockV6Lpm     *ebpf.Map `ebpf:"block_v6_lpm"`
+	Config         *ebpf.Map `ebpf:"config"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	ExactFilters   *ebpf.Map `ebpf:"exact_filters"`
+	PerfEvents     *ebpf.Map `ebpf:"perf_events"`
+	Prefilters     *ebpf.Map `ebpf:"prefilters"`
+	PrefiltersLong *ebpf.Map `ebpf:"prefilters_long"`
+	Sources        *ebpf.Map `ebpf:"sources"`
 }
 
 func (m *shieldMaps) Close() error {
@@ -296,6 +299,7 @@ func (m *shieldMaps) Close() error {
 		m.ExactFilters,
 		m.PerfEvents,
 		m.Prefilters,
+		m.PrefiltersLong,
 		m.Sources,
 	)
 }

@@ -241,6 +241,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } prefilters SEC(".maps");
 
+// prefilters_long refine the IPv6 prefilters for prefixes of /48 and longer
+// (allow, block): bit b is set when such a prefix's top 48 bits hash to b.
+// Prefixes shorter than /48 stay in prefilters, so a source whose /32 holds
+// only long prefixes (blocked /48s inside an ISP's /32) skips the trie unless
+// its own /48 is one of them.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct prefilter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} prefilters_long SEC(".maps");
+
 struct vlan_hdr {
 	__be16 tci;
 	__be16 proto;
@@ -330,6 +343,17 @@ static __always_inline int may_match(__u32 which, __u32 bucket)
 	return (f->words[(bucket >> 6) & (PREFILTER_WORDS - 1)] >> (bucket & 63)) & 1;
 }
 
+static __always_inline int may_match_long(__u32 which, const struct addr6 *a)
+{
+	__u32 w0 = bpf_ntohl(a->addr[0]), w1 = bpf_ntohl(a->addr[1]) >> 16;
+	__u32 b = ((w0 * 0x9E3779B1u) ^ (w1 * 0x85EBCA77u)) >> 16;
+	__u32 key = which - PREFILTER_ALLOW_V6;
+	struct prefilter *f = bpf_map_lookup_elem(&prefilters_long, &key);
+	if (!f)
+		return 1;
+	return (f->words[(b >> 6) & (PREFILTER_WORDS - 1)] >> (b & 63)) & 1;
+}
+
 static __always_inline __u32 bucket_v6(__u32 first_word)
 {
 	__u32 w = bpf_ntohl(first_word);
@@ -377,7 +401,8 @@ static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 filter, __
 		if (e && live(e, now))
 			return hit_exact;
 	}
-	if ((presence & has_prefix) && may_match(filter, bucket_v6(addr->addr[0]))) {
+	if ((presence & has_prefix) &&
+	    (may_match(filter, bucket_v6(addr->addr[0])) || may_match_long(filter, addr))) {
 		struct lpm_v6_key k = {.prefixlen = 128};
 		__builtin_memcpy(k.addr, addr->addr, sizeof(k.addr));
 		e = bpf_map_lookup_elem(prefix, &k);
