@@ -118,30 +118,5 @@ func removeNamespace(name string) error {
 // onLockedThread runs fn on an OS thread of its own (see package nsthread).
 func onLockedThread(fn func() error) error { return nsthread.Run(fn) }
 
-// prepareNetnsDir makes netnsDir a shared mount point, as iproute2 does, so
-// that a later recursive bind of the directory (by `ip netns add`) carries
-// the lab's namespace mounts with it instead of hiding them.
-func prepareNetnsDir() error {
-	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
-		return err
-	}
-	dir, err := os.Open(netnsDir)
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	// Other aegis processes (tests, another lab) may be doing the same.
-	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("locking: %w", err)
-	}
-	defer unix.Flock(int(dir.Fd()), unix.LOCK_UN)
-	err = unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
-	if !errors.Is(err, unix.EINVAL) {
-		return err
-	}
-	// EINVAL: not a mount point yet.
-	if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind-mounting onto itself: %w", err)
-	}
-	return unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
-}
+// prepareNetnsDir makes netnsDir a shared mount point (see nsthread.ShareRunDir).
+func prepareNetnsDir() error { return nsthread.ShareRunDir(netnsDir) }

@@ -3,6 +3,7 @@
 // or, if that fails, the thread is thrown away with its goroutine, so no
 // other goroutine ever runs in a namespace it did not ask for.
 //
-// It is for code that enters network namespaces (setns affects only the
-// calling thread); it does not create or name namespaces.
+// It also prepares the directory named namespaces are bind-mounted in
+// (ShareRunDir). It is for code that enters network namespaces (setns
+// affects only the calling thread); it does not create or name them.
 package nsthread

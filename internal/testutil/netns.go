@@ -227,41 +227,12 @@ func onThread(fn func() error) error { return nsthread.Run(fn) }
 
 var runDirMu sync.Mutex
 
-// ensureNetNSRunDir makes NetNSRunDir exist and be a shared mount point, the
-// way iproute2 does before `ip netns add`, so that namespace mounts propagate
-// into mount namespaces created later (as by `ip netns exec`).
+// ensureNetNSRunDir makes NetNSRunDir a shared mount point (see
+// nsthread.ShareRunDir), once at a time within this process.
 func ensureNetNSRunDir() error {
 	runDirMu.Lock()
 	defer runDirMu.Unlock()
-	if err := os.MkdirAll(NetNSRunDir, 0o755); err != nil {
-		return err
-	}
-	// Serialise with other test binaries doing the same.
-	dir, err := os.Open(NetNSRunDir)
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("locking: %w", err)
-	}
-	defer unix.Flock(int(dir.Fd()), unix.LOCK_UN)
-
-	madeMount := false
-	for {
-		err := unix.Mount("", NetNSRunDir, "none", unix.MS_SHARED|unix.MS_REC, "")
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, unix.EINVAL) || madeMount {
-			return fmt.Errorf("making it a shared mount: %w", err)
-		}
-		// Not a mount point yet: bind-mount it onto itself first.
-		if err := unix.Mount(NetNSRunDir, NetNSRunDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind-mounting it onto itself: %w", err)
-		}
-		madeMount = true
-	}
+	return nsthread.ShareRunDir(NetNSRunDir)
 }
 
 func randHex(n int) string {
