@@ -19,6 +19,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/features"
 	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/privilege"
 	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
@@ -149,6 +150,11 @@ func (n *Node) startFunctions() error {
 		// Measured: with blocking worker reads, more workers than CPUs add
 		// no throughput and lengthen the tail (docs/SANDBOX.md).
 		workers = runtime.NumCPU()
+	}
+	if eff, err := privilege.Effective(); err == nil {
+		if missing := privilege.Missing(privilege.WorkerNeeds(), eff); len(missing) > 0 {
+			return fmt.Errorf("starting the function workers: %w", &privilege.MissingError{Missing: missing})
+		}
 	}
 	// Functions always run in sandboxed workers; the engine here only
 	// validates and compiles at deploy so that a bad module is refused at

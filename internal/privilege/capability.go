@@ -11,6 +11,8 @@ type Capability int
 
 // The capabilities aegis asks for or reasons about.
 const (
+	CapSetgid      Capability = 6
+	CapSetuid      Capability = 7
 	CapNetAdmin    Capability = 12
 	CapSysAdmin    Capability = 21
 	CapSysResource Capability = 24
@@ -19,6 +21,8 @@ const (
 )
 
 var capNames = map[Capability]string{
+	CapSetgid:      "CAP_SETGID",
+	CapSetuid:      "CAP_SETUID",
 	CapNetAdmin:    "CAP_NET_ADMIN",
 	CapSysAdmin:    "CAP_SYS_ADMIN",
 	CapSysResource: "CAP_SYS_RESOURCE",
@@ -125,6 +129,20 @@ func (k Kernel) Required() []Need {
 		}
 	}
 	return needs
+}
+
+// whyWorkerIDs is why the node needs CAP_SETUID and CAP_SETGID: each
+// function worker starts in a new user namespace in which nobody (65534) is
+// mapped to nobody, and writing that uid/gid map is refused without them.
+const whyWorkerIDs = "map nobody into the edge-function workers' user namespaces"
+
+// WorkerNeeds returns the capabilities the node needs, besides the shield's,
+// to start sandboxed edge-function workers.
+func WorkerNeeds() []Need {
+	return []Need{
+		{Cap: CapSetuid, Why: whyWorkerIDs},
+		{Cap: CapSetgid, Why: whyWorkerIDs},
+	}
 }
 
 // Missing returns the needs in req that a process holding eff does not meet.

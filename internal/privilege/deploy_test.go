@@ -13,7 +13,7 @@ import (
 // mounted by systemd).
 func TestServiceUnitGrantsTheDocumentedSet(t *testing.T) {
 	var want []string
-	for _, n := range (Kernel{LastCap: CapBPF, BPFFSMounted: true}).Required() {
+	for _, n := range append((Kernel{LastCap: CapBPF, BPFFSMounted: true}).Required(), WorkerNeeds()...) {
 		want = append(want, n.Cap.String())
 	}
 	slices.Sort(want)
