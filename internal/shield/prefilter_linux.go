@@ -17,7 +17,6 @@ import (
 
 const (
 	prefilterBits  = 1 << 16
-	prefilterWords = prefilterBits / 64
 )
 
 // Indexes of the prefilters map, as enum prefilter_index.
@@ -31,9 +30,22 @@ const (
 
 type prefilter struct {
 	counts []uint32 // per bucket
-	words  [prefilterWords]uint64
+	words  []uint64
 	dirty  bool
 }
+
+func newPrefilter(bits int) *prefilter {
+	return &prefilter{counts: make([]uint32, bits), words: make([]uint64, bits/64), dirty: true}
+}
+
+// IPv6 prefixes shorter than /48 are bucketed by a hash of their top 32
+// bits into 2^20 buckets (the data path's prefilters_v6).
+const (
+	prefilter6Log  = 20
+	prefilter6Bits = 1 << prefilter6Log
+)
+
+func bucketV6(w uint32) uint32 { return (w * 0x9E3779B1) >> (32 - prefilter6Log) }
 
 func (f *prefilter) add(b uint32) {
 	if f.counts[b] == 0 {
@@ -65,7 +77,6 @@ func prefilterIndex(l List, p netip.Prefix) int {
 	return i
 }
 
-func foldV6(w uint32) uint32 { return (w ^ (w >> 16)) & 0xffff }
 
 // buckets calls fn for every bucket a prefix covers, the same way each time,
 // so adding and removing a prefix balance.
@@ -87,14 +98,14 @@ func buckets(p netip.Prefix, fn func(uint32)) {
 	w := binary.BigEndian.Uint32(b[:4])
 	switch {
 	case p.Bits() >= 32:
-		fn(foldV6(w))
+		fn(bucketV6(w))
 	case p.Bits() < 16:
-		for i := uint32(0); i < prefilterBits; i++ {
+		for i := uint32(0); i < prefilter6Bits; i++ {
 			fn(i)
 		}
 	default:
 		for i := uint32(0); i < 1<<(32-p.Bits()); i++ {
-			fn(foldV6(w + i))
+			fn(bucketV6(w + i))
 		}
 	}
 }
@@ -103,9 +114,13 @@ func buckets(p netip.Prefix, fn func(uint32)) {
 // adoption the tries hold the truth.
 func (s *Shield) initPrefilters() error {
 	for i := range s.filters {
-		s.filters[i] = &prefilter{counts: make([]uint32, prefilterBits), dirty: true}
+		bits := prefilterBits
+		if i == prefilterAllowV6 || i == prefilterBlockV6 {
+			bits = prefilter6Bits
+		}
+		s.filters[i] = newPrefilter(bits)
 		if i < len(s.long) {
-			s.long[i] = &prefilter{counts: make([]uint32, prefilterBits), dirty: true}
+			s.long[i] = newPrefilter(prefilter6Bits)
 		}
 		s.exact[i] = newExactFilter()
 		for blk := range uint32(exactBlocks) {
@@ -134,7 +149,7 @@ func (s *Shield) flushPrefilters() error {
 			continue
 		}
 		key := uint32(i)
-		if err := s.objs.PrefiltersLong.Update(&key, &f.words, ebpf.UpdateAny); err != nil {
+		if err := s.objs.PrefiltersLong.Update(&key, f.words, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("writing long prefilter %d: %w", i, err)
 		}
 		f.dirty = false
@@ -143,8 +158,11 @@ func (s *Shield) flushPrefilters() error {
 		if !f.dirty {
 			continue
 		}
-		key := uint32(i)
-		if err := s.objs.Prefilters.Update(&key, &f.words, ebpf.UpdateAny); err != nil {
+		key, m := uint32(i), s.objs.Prefilters
+		if i == prefilterAllowV6 || i == prefilterBlockV6 {
+			key, m = uint32(i-prefilterAllowV6), s.objs.PrefiltersV6
+		}
+		if err := m.Update(&key, f.words, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("writing prefilter %d: %w", i, err)
 		}
 		f.dirty = false
@@ -246,7 +264,7 @@ func longBucket(a netip.Addr) uint32 {
 	b := a.As16()
 	w0 := binary.BigEndian.Uint32(b[0:])
 	w1 := binary.BigEndian.Uint32(b[4:]) >> 16
-	return ((w0 * 0x9E3779B1) ^ (w1 * 0x85EBCA77)) >> 16
+	return ((w0 * 0x9E3779B1) ^ (w1 * 0x85EBCA77)) >> (32 - prefilter6Log)
 }
 
 func (s *Shield) flushExactFilters() error {

@@ -64,6 +64,11 @@ type shieldPrefilter struct {
 	Words [1024]uint64
 }
 
+type shieldPrefilter6 struct {
+	_     structs.HostLayout
+	Words [16384]uint64
+}
+
 type shieldPresenceFlag uint32
 
 const (
@@ -150,6 +155,7 @@ const (
 	shieldMapPerfEvents        = "perf_events"
 	shieldMapPrefilters        = "prefilters"
 	shieldMapPrefiltersLong    = "prefilters_long"
+	shieldMapPrefiltersV6      = "prefilters_v6"
 	shieldMapSources           = "sources"
 	shieldProgAegisXdp         = "aegis_xdp"
 	shieldVarUnusedClass       = "unused_class"
@@ -227,6 +233,7 @@ type shieldMapSpecs struct {
 	PerfEvents     *ebpf.MapSpec `ebpf:"perf_events"`
 	Prefilters     *ebpf.MapSpec `ebpf:"prefilters"`
 	PrefiltersLong *ebpf.MapSpec `ebpf:"prefilters_long"`
+	PrefiltersV6   *ebpf.MapSpec `ebpf:"prefilters_v6"`
 	Sources        *ebpf.MapSpec `ebpf:"sources"`
 }
 
@@ -280,6 +287,7 @@ type shieldMaps struct {
 	PerfEvents     *ebpf.Map `ebpf:"perf_events"`
 	Prefilters     *ebpf.Map `ebpf:"prefilters"`
 	PrefiltersLong *ebpf.Map `ebpf:"prefilters_long"`
+	PrefiltersV6   *ebpf.Map `ebpf:"prefilters_v6"`
 	Sources        *ebpf.Map `ebpf:"sources"`
 }
 
@@ -300,6 +308,7 @@ func (m *shieldMaps) Close() error {
 		m.PerfEvents,
 		m.Prefilters,
 		m.PrefiltersLong,
+		m.PrefiltersV6,
 		m.Sources,
 	)
 }

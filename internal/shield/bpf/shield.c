@@ -241,6 +241,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } prefilters SEC(".maps");
 
+// prefilters_v6 replace prefilters' IPv6 entries for prefixes shorter than
+// /48 (allow, block), with 2^20 buckets instead of 2^16: a hash of the top 32
+// bits. With thousands of /32s holding prefixes, 16 bits left a clean /32
+// sharing a bucket with one of them about one time in fifteen.
+#define PREFILTER6_LOG   20
+#define PREFILTER6_WORDS ((1 << PREFILTER6_LOG) / 64)
+
+struct prefilter6 {
+	__u64 words[PREFILTER6_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct prefilter6);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} prefilters_v6 SEC(".maps");
+
 // prefilters_long refine the IPv6 prefilters for prefixes of /48 and longer
 // (allow, block): bit b is set when such a prefix's top 48 bits hash to b.
 // Prefixes shorter than /48 stay in prefilters, so a source whose /32 holds
@@ -250,7 +269,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2);
 	__type(key, __u32);
-	__type(value, struct prefilter);
+	__type(value, struct prefilter6);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } prefilters_long SEC(".maps");
 
@@ -346,18 +365,26 @@ static __always_inline int may_match(__u32 which, __u32 bucket)
 static __always_inline int may_match_long(__u32 which, const struct addr6 *a)
 {
 	__u32 w0 = bpf_ntohl(a->addr[0]), w1 = bpf_ntohl(a->addr[1]) >> 16;
-	__u32 b = ((w0 * 0x9E3779B1u) ^ (w1 * 0x85EBCA77u)) >> 16;
+	__u32 b = ((w0 * 0x9E3779B1u) ^ (w1 * 0x85EBCA77u)) >> (32 - PREFILTER6_LOG);
 	__u32 key = which - PREFILTER_ALLOW_V6;
-	struct prefilter *f = bpf_map_lookup_elem(&prefilters_long, &key);
+	struct prefilter6 *f = bpf_map_lookup_elem(&prefilters_long, &key);
 	if (!f)
 		return 1;
-	return (f->words[(b >> 6) & (PREFILTER_WORDS - 1)] >> (b & 63)) & 1;
+	return (f->words[(b >> 6) & (PREFILTER6_WORDS - 1)] >> (b & 63)) & 1;
 }
 
 static __always_inline __u32 bucket_v6(__u32 first_word)
 {
-	__u32 w = bpf_ntohl(first_word);
-	return (w ^ (w >> 16)) & 0xffff;
+	return (bpf_ntohl(first_word) * 0x9E3779B1u) >> (32 - PREFILTER6_LOG);
+}
+
+static __always_inline int may_match_v6(__u32 which, __u32 bucket)
+{
+	__u32 key = which - PREFILTER_ALLOW_V6;
+	struct prefilter6 *f = bpf_map_lookup_elem(&prefilters_v6, &key);
+	if (!f)
+		return 1;
+	return (f->words[(bucket >> 6) & (PREFILTER6_WORDS - 1)] >> (bucket & 63)) & 1;
 }
 
 static __always_inline int live(struct entry *e, __u64 now)
@@ -402,7 +429,7 @@ static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 filter, __
 			return hit_exact;
 	}
 	if ((presence & has_prefix) &&
-	    (may_match(filter, bucket_v6(addr->addr[0])) || may_match_long(filter, addr))) {
+	    (may_match_v6(filter, bucket_v6(addr->addr[0])) || may_match_long(filter, addr))) {
 		struct lpm_v6_key k = {.prefixlen = 128};
 		__builtin_memcpy(k.addr, addr->addr, sizeof(k.addr));
 		e = bpf_map_lookup_elem(prefix, &k);
