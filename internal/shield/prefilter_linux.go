@@ -16,7 +16,7 @@ import (
 // prefix from the program.
 
 const (
-	prefilterBits  = 1 << 16
+	prefilterBits = 1 << 16
 )
 
 // Indexes of the prefilters map, as enum prefilter_index.
@@ -76,7 +76,6 @@ func prefilterIndex(l List, p netip.Prefix) int {
 	}
 	return i
 }
-
 
 // buckets calls fn for every bucket a prefix covers, the same way each time,
 // so adding and removing a prefix balance.
