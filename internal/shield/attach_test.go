@@ -26,11 +26,8 @@ func attachInB(t *testing.T, v *tu.VethPair, st Settings) *Shield {
 	if err := s.SetSettings(st); err != nil {
 		t.Fatal(err)
 	}
-	var info AttachInfo
-	if err := v.B.Do(t, func() (err error) {
-		info, err = s.Attach(v.IfB, XDPAuto)
-		return err
-	}); err != nil {
+	info, err := attachB(t, v, s, XDPAuto)
+	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}
 	if info.Mode != XDPNative {
@@ -162,11 +159,8 @@ func TestAttachGenericModeAndReplaceInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var first AttachInfo
-	if err := v.B.Do(t, func() (err error) {
-		first, err = s1.Attach(v.IfB, XDPGeneric)
-		return err
-	}); err != nil {
+	first, err := attachB(t, v, s1, XDPGeneric)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if first.Mode != XDPGeneric || first.Adopted {
@@ -185,11 +179,8 @@ func TestAttachGenericModeAndReplaceInPlace(t *testing.T) {
 	if !s2.Adopted {
 		t.Error("second load did not adopt the pinned maps")
 	}
-	var second AttachInfo
-	if err := v.B.Do(t, func() (err error) {
-		second, err = s2.Attach(v.IfB, XDPGeneric)
-		return err
-	}); err != nil {
+	second, err := attachB(t, v, s2, XDPGeneric)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !second.Adopted || second.LinkID != first.LinkID || second.ProgramID == first.ProgramID {
@@ -203,7 +194,7 @@ func TestAttachGenericModeAndReplaceInPlace(t *testing.T) {
 	if tu.UDPDelivered(t, v.A, v.IPv4A, udp, dropped) {
 		t.Error("blocked source got through the replaced program")
 	}
-	if err := v.B.Do(t, func() error { return s2.Detach(v.IfB) }); err != nil {
+	if err := detachB(t, v, s2); err != nil {
 		t.Fatal(err)
 	}
 	if !tu.UDPDelivered(t, v.A, v.IPv4A, udp, delivered) {
@@ -223,14 +214,11 @@ func TestNetlinkAttachFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var first AttachInfo
-	if err := v.B.Do(t, func() (err error) {
-		first, err = s1.Attach(v.IfB, XDPAuto)
-		return err
-	}); err != nil {
+	first, err := attachB(t, v, s1, XDPAuto)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { v.B.Do(t, func() error { return s1.Detach(v.IfB) }) })
+	t.Cleanup(func() { detachB(t, v, s1) })
 	if first.Via != ViaNetlink || first.Adopted || first.ProgramID == 0 || first.Mode != XDPNative {
 		t.Fatalf("first attach: %+v", first)
 	}
@@ -247,11 +235,8 @@ func TestNetlinkAttachFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	var second AttachInfo
-	if err := v.B.Do(t, func() (err error) {
-		second, err = s2.Attach(v.IfB, XDPAuto)
-		return err
-	}); err != nil {
+	second, err := attachB(t, v, s2, XDPAuto)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !second.Adopted || second.ProgramID == first.ProgramID || second.Mode != first.Mode {
@@ -265,13 +250,13 @@ func TestNetlinkAttachFallback(t *testing.T) {
 	if tu.UDPDelivered(t, v.A, v.IPv4A, udp, dropped) {
 		t.Error("blocked source got through the replaced program")
 	}
-	if err := v.B.Do(t, func() error { return s2.Detach(v.IfB) }); err != nil {
+	if err := detachB(t, v, s2); err != nil {
 		t.Fatal(err)
 	}
 	if !tu.UDPDelivered(t, v.A, v.IPv4A, udp, delivered) {
 		t.Error("traffic still dropped after detach")
 	}
-	if err := v.B.Do(t, func() error { return s2.Detach(v.IfB) }); !errors.Is(err, ErrNotAttached) {
+	if err := detachB(t, v, s2); !errors.Is(err, ErrNotAttached) {
 		t.Errorf("second detach = %v, want ErrNotAttached", err)
 	}
 }

@@ -59,10 +59,10 @@ func TestLoadAuditsEveryStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := v.B.Do(t, func() error { _, err := s.Attach(v.IfB, XDPAuto); return err }); err != nil {
+	if err := attachErr(t, v, s, XDPAuto); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.B.Do(t, func() error { return s.Detach(v.IfB) }); err != nil {
+	if err := detachB(t, v, s); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"ebpf.verify:ok", "ebpf.rlimit:ok", "ebpf.load:ok", "ebpf.pin:ok", "ebpf.attach:ok", "ebpf.detach:ok"}
@@ -153,18 +153,18 @@ func TestLoadFailsClosedWithoutAudit(t *testing.T) {
 	}
 	defer s.Close()
 	rec.fail = func(ev audit.Event) bool { return ev.Op == audit.OpAttach }
-	if err := v.B.Do(t, func() error { _, err := s.Attach(v.IfB, XDPAuto); return err }); err == nil {
+	if err := attachErr(t, v, s, XDPAuto); err == nil {
 		t.Fatal("Attach succeeded without its audit record")
 	}
 	if got, _ := s.Attached(); len(got) != 0 {
 		t.Fatalf("unaudited attachment left in place: %+v", got)
 	}
 	rec.fail = nil
-	if err := v.B.Do(t, func() error { _, err := s.Attach(v.IfB, XDPAuto); return err }); err != nil {
+	if err := attachErr(t, v, s, XDPAuto); err != nil {
 		t.Fatal(err)
 	}
 	rec.fail = func(ev audit.Event) bool { return ev.Op == audit.OpDetach }
-	if err := v.B.Do(t, func() error { return s.Detach(v.IfB) }); err == nil {
+	if err := detachB(t, v, s); err == nil {
 		t.Fatal("Detach succeeded without its audit record")
 	}
 	if got, _ := s.Attached(); len(got) != 1 {

@@ -99,3 +99,27 @@ func noLimits() Settings {
 	st.SYN, st.UDP, st.ICMP = Bucket{}, Bucket{}, Bucket{}
 	return st
 }
+
+// attachB attaches s to the veth's B end from inside B's namespace.
+func attachB(t testing.TB, v *testutil.VethPair, s *Shield, mode XDPMode) (AttachInfo, error) {
+	t.Helper()
+	var info AttachInfo
+	err := v.B.Do(t, func() (err error) {
+		info, err = s.Attach(v.IfB, mode)
+		return err
+	})
+	return info, err
+}
+
+// detachB detaches s from the veth's B end from inside B's namespace.
+func detachB(t testing.TB, v *testutil.VethPair, s *Shield) error {
+	t.Helper()
+	return v.B.Do(t, func() error { return s.Detach(v.IfB) })
+}
+
+// attachErr is attachB for a caller that wants only the error.
+func attachErr(t testing.TB, v *testutil.VethPair, s *Shield, mode XDPMode) error {
+	t.Helper()
+	_, err := attachB(t, v, s, mode)
+	return err
+}
