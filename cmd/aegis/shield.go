@@ -92,6 +92,17 @@ func newShieldCmd(e *env) *cobra.Command {
 	return cmd
 }
 
+// clockLine tells how the data path reads the time.
+func clockLine(c shield.ClockInfo) string {
+	if c.Source == shield.ClockJiffies {
+		return fmt.Sprintf("jiffies (HZ %d, within %s of boot time)", c.HZ, c.Resolution)
+	}
+	if c.Fallback != "" {
+		return fmt.Sprintf("%s helper on every packet (%s)", c.Source, c.Fallback)
+	}
+	return c.Source + " helper on every packet"
+}
+
 func printStatus(e *env, st node.Status) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "mode:\t%s\n", st.Settings.Mode)
@@ -99,6 +110,7 @@ func printStatus(e *env, st node.Status) {
 		st.Settings.SYN.PPS, st.Settings.SYN.Burst, st.Settings.UDP.PPS, st.Settings.UDP.Burst,
 		st.Settings.ICMP.PPS, st.Settings.ICMP.Burst, st.Settings.IPv4PrefixLen, st.Settings.IPv6PrefixLen)
 	fmt.Fprintf(tw, "auto-block:\tover %d× the rate for %s; %d sources blocked now\n", st.Settings.AutoBlockFactor, st.Settings.AutoBlockTTL, st.AutoBlocks)
+	fmt.Fprintf(tw, "clock:\t%s\n", clockLine(st.Clock))
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "INTERFACE\tIFINDEX\tXDP MODE\tPROGRAM\tLINK")
 	if len(st.Interfaces) == 0 {

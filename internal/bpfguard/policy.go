@@ -104,9 +104,9 @@ func DefaultShieldCaps() ShieldCaps {
 // counters, prefilters, perf_events, .rodata): all hold a handful of entries.
 const shieldSmallMaps = 64
 
-// ShieldPolicy is the shield's own policy: one XDP program with the helpers
-// and map types it uses, each list map bounded by its ceiling, and the
-// object trusted only by its recorded digest.
+// ShieldPolicy is the shield's own policy: XDP programs (the data path and
+// its clock probe) with the helpers and map types they use, each list map
+// bounded by its ceiling, and the object trusted only by its recorded digest.
 func ShieldPolicy(caps ShieldCaps, digest string) Policy {
 	p := DefaultPolicy()
 	p.ProgramTypes = []string{"xdp"}
@@ -115,7 +115,7 @@ func ShieldPolicy(caps ShieldCaps, digest string) Policy {
 	p.MaxInstructions = 4096
 	p.Helpers = []string{
 		"bpf_map_lookup_elem", "bpf_map_update_elem", "bpf_map_delete_elem",
-		"bpf_ktime_get_ns", "bpf_ktime_get_boot_ns", "bpf_get_smp_processor_id",
+		"bpf_ktime_get_ns", "bpf_ktime_get_boot_ns", "bpf_jiffies64", "bpf_get_smp_processor_id",
 		"bpf_ringbuf_reserve", "bpf_ringbuf_submit", "bpf_ringbuf_discard", "bpf_ringbuf_output",
 		"bpf_perf_event_output",
 	}

@@ -174,7 +174,8 @@ func TestShieldObjectPassesShieldPolicy(t *testing.T) {
 	if !r.Passed() {
 		t.Fatal(r.Err())
 	}
-	if r.Integrity != IntegrityDigest || len(r.Programs) != 1 || r.Programs[0].Type != "xdp" {
+	// The data path and its clock probe.
+	if r.Integrity != IntegrityDigest || len(r.Programs) != 2 || r.Programs[0].Type != "xdp" || r.Programs[1].Type != "xdp" {
 		t.Errorf("integrity %q, programs %+v", r.Integrity, r.Programs)
 	}
 	for _, m := range r.Maps {

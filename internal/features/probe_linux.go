@@ -59,6 +59,10 @@ func probeKtimeBootNs() (bool, string, error) {
 	return fromLibrary(ebpffeatures.HaveProgramHelper(ebpf.XDP, asm.FnKtimeGetBootNs), "")
 }
 
+func probeJiffies64() (bool, string, error) {
+	return fromLibrary(ebpffeatures.HaveProgramHelper(ebpf.XDP, asm.FnJiffies64), "")
+}
+
 // HaveXDPLink reports whether XDP programs attach through bpf_link (5.9):
 // nil if so, an error wrapping ebpf.ErrNotSupported if not, another error
 // if the probe failed. It attaches a program that passes everything to the

@@ -15,7 +15,7 @@ import (
 
 // byVersion are the features whose presence follows the mainline version
 // on the kernels CI boots (Debian's configurations enable them all).
-var byVersion = []string{XDP, XDPLink, RingBuf, LPMTrie, LRUMaps, KtimeBootNs,
+var byVersion = []string{XDP, XDPLink, RingBuf, LPMTrie, LRUMaps, KtimeBootNs, Jiffies64,
 	CapBPF, MemcgAccounting, SeccompTSYNC, SeccompUserNotif}
 
 // TestProbeAgreesWithKernel runs on this machine's kernel and, through

@@ -17,6 +17,7 @@ var (
 	probeLPMTrie          = probeUnavailable
 	probeLRUMaps          = probeUnavailable
 	probeKtimeBootNs      = probeUnavailable
+	probeJiffies64        = probeUnavailable
 	probeCapBPF           = probeUnavailable
 	probeMemcg            = probeUnavailable
 	probeLandlock         = probeUnavailable

@@ -325,6 +325,9 @@ func (n *Node) Run(ctx context.Context) error {
 			wg.Wait()
 			return nil
 		case <-tick.C:
+			if err := n.shield.SyncClock(); err != nil {
+				n.log.Error("keeping the data path's clock on boot time", "err", err)
+			}
 			if removed, err := n.Sweep(time.Now()); err != nil {
 				n.log.Error("sweeping expired entries", "err", err)
 			} else if removed > 0 {
@@ -875,6 +878,7 @@ type MapFill struct {
 type Status struct {
 	Interfaces []shield.AttachInfo `json:"interfaces"`
 	Settings   shield.Settings     `json:"settings"`
+	Clock      shield.ClockInfo    `json:"clock"`
 	Maps       []MapFill           `json:"maps"`
 	AutoBlocks int                 `json:"auto_blocks"`
 	Counters   map[string]Counter  `json:"counters"`
@@ -892,7 +896,7 @@ type Counter struct {
 
 // Status reports interfaces, settings, map fill and counters.
 func (n *Node) Status() (Status, error) {
-	st := Status{Settings: n.shield.Settings(), Counters: map[string]Counter{}}
+	st := Status{Settings: n.shield.Settings(), Clock: n.shield.Clock(), Counters: map[string]Counter{}}
 	ifs, err := n.shield.Attached()
 	if err != nil {
 		return st, err

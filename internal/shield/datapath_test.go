@@ -293,30 +293,3 @@ func TestAutoBlockEvents(t *testing.T) {
 		})
 	}
 }
-
-// TestMonotonicClockFallback forces the pre-5.8 clock (bpf_ktime_get_ns and
-// CLOCK_MONOTONIC): expiries written by userspace must mean the same there.
-func TestMonotonicClockFallback(t *testing.T) {
-	for _, mono := range []bool{false, true} {
-		t.Run(fmt.Sprintf("monotonic=%v", mono), func(t *testing.T) {
-			tu.RequireRoot(t)
-			s, err := Load(Options{MonotonicClock: mono})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if err := s.SetSettings(noLimits()); err != nil {
-				t.Fatal(err)
-			}
-			now := time.Now()
-			put(t, s, Blocklist, now.Add(time.Hour), "192.0.2.1")
-			put(t, s, Blocklist, now.Add(-time.Second), "192.0.2.2")
-			if ret, reason, _ := run(t, s, tu.UDP4("192.0.2.1", dst4).Bytes()); ret != xdpDrop {
-				t.Errorf("entry expiring in an hour: %d %s, want a drop", ret, reason)
-			}
-			if ret, reason, _ := run(t, s, tu.UDP4("192.0.2.2", dst4).Bytes()); ret != xdpPass {
-				t.Errorf("entry expired a second ago: %d %s, want a pass", ret, reason)
-			}
-		})
-	}
-}

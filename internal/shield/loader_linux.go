@@ -41,6 +41,10 @@ type Options struct {
 	// CLOCK_BOOTTIME, as kernels before 5.8 need (it is also taken
 	// automatically when the kernel lacks bpf_ktime_get_boot_ns).
 	MonotonicClock bool
+	// PreciseClock reads the precise clock helper on every packet instead
+	// of jiffies, as kernels before 5.5 need (it is also taken
+	// automatically when the kernel lacks bpf_jiffies64). For testing.
+	PreciseClock bool
 	// Audit receives one event per eBPF operation; nil records nothing.
 	Audit AuditFunc
 	// Policy replaces the shield's verification policy (Policy()).
@@ -62,11 +66,18 @@ type Shield struct {
 	netlink bool                 // attach through netlink (Options.NetlinkAttach)
 	perf    bool                 // events through perf_events (Options.PerfEvents)
 	mono    bool                 // CLOCK_MONOTONIC data path (Options.MonotonicClock)
-	audit   func(audit.Event) error
-	cfg     shieldShieldConfig
-	filters [numPrefilters]*prefilter
-	exact   [numPrefilters]*exactFilter
-	long    [2]*prefilter // IPv6 prefixes of /48 and longer: allow, block
+	// clockHZ is the kernel's tick rate once the jiffies clock is
+	// calibrated, 0 while the data path reads the precise helper.
+	clockHZ       int
+	bootOffset    int64           // CLOCK_BOOTTIME - CLOCK_MONOTONIC at calibration
+	clockFallback string          // why the jiffies clock is not in use
+	line          shieldClockSync // the calibrated line (zero: precise clock)
+	frozen        uint64          // injected time (setClock), 0 when running
+	audit         func(audit.Event) error
+	cfg           shieldShieldConfig
+	filters       [numPrefilters]*prefilter
+	exact         [numPrefilters]*exactFilter
+	long          [2]*prefilter // IPv6 prefixes of /48 and longer: allow, block
 	// Adopted is true when the maps were already pinned, that is when a
 	// previous daemon's state was taken over rather than created.
 	Adopted bool
@@ -121,6 +132,20 @@ func Load(opts Options) (*Shield, error) {
 			return nil, fmt.Errorf("selecting the monotonic clock: %w", err)
 		}
 	}
+	jiffies := !opts.PreciseClock
+	if jiffies {
+		if err := features.HaveProgramHelper(ebpf.XDP, asm.FnJiffies64); err != nil {
+			jiffies = false
+			s.clockFallback = fmt.Sprintf("no bpf_jiffies64: %v", err)
+		}
+	} else {
+		s.clockFallback = "precise clock requested"
+	}
+	if !jiffies {
+		if err := spec.Variables["use_jiffies_clock"].Set(uint32(0)); err != nil {
+			return nil, fmt.Errorf("selecting the precise clock: %w", err)
+		}
+	}
 	var collOpts ebpf.CollectionOptions
 	if opts.PinPath == "" {
 		for _, m := range spec.Maps {
@@ -161,6 +186,13 @@ func Load(opts Options) (*Shield, error) {
 	if err := s.initPrefilters(); err != nil {
 		s.objs.Close()
 		return nil, err
+	}
+	if jiffies {
+		// Until the line is written the data path reads the precise
+		// helper (tick_ns is 0), so a failure here costs speed only.
+		if err := s.calibrateClock(); err != nil {
+			s.clockFallback = fmt.Sprintf("calibrating the jiffies clock: %v", err)
+		}
 	}
 	if s.cfg.V4Mask == 0 { // a fresh map: valid settings never have an empty mask
 		if err := s.setSettingsLocked(DefaultSettings()); err != nil {

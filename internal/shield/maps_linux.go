@@ -124,9 +124,16 @@ func maskLen(m uint32) int {
 func (s *Shield) setClock(ns uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.cfg
-	c.NowNs = ns
-	return s.writeConfigLocked(c)
+	line := s.line
+	if ns != 0 {
+		line = shieldClockSync{BaseNs: ns}
+	}
+	var zero uint32
+	if err := s.objs.Clock.Update(&zero, &line, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("writing clock_sync: %w", err)
+	}
+	s.frozen = ns
+	return nil
 }
 
 // kernelNow reads the clock the data path compares expiries to:
@@ -151,8 +158,8 @@ type clock struct {
 }
 
 func (s *Shield) clock() clock {
-	if s.cfg.NowNs != 0 {
-		return clock{boot: s.cfg.NowNs, wall: time.Now()}
+	if s.frozen != 0 {
+		return clock{boot: s.frozen, wall: time.Now()}
 	}
 	return clock{boot: s.kernelNow(), wall: time.Now()}
 }

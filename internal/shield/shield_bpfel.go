@@ -28,6 +28,13 @@ type shieldAutoblockEvent struct {
 	Pad        [6]uint8
 }
 
+type shieldClockSync struct {
+	_           structs.HostLayout
+	BaseNs      uint64
+	BaseJiffies uint64
+	TickNs      uint64
+}
+
 type shieldCounter struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -100,7 +107,7 @@ type shieldShieldConfig struct {
 	Pad            uint32
 	V6Mask         [4]uint32
 	AutoblockTtlNs uint64
-	NowNs          uint64
+	Unused         uint64
 	Rate           [3]struct {
 		_             structs.HostLayout
 		IntervalNs    uint64
@@ -148,6 +155,7 @@ const (
 	shieldMapBlockV4Lpm        = "block_v4_lpm"
 	shieldMapBlockV6           = "block_v6"
 	shieldMapBlockV6Lpm        = "block_v6_lpm"
+	shieldMapClock             = "clock"
 	shieldMapConfig            = "config"
 	shieldMapCounters          = "counters"
 	shieldMapEvents            = "events"
@@ -157,6 +165,7 @@ const (
 	shieldMapPrefiltersLong    = "prefilters_long"
 	shieldMapPrefiltersV6      = "prefilters_v6"
 	shieldMapSources           = "sources"
+	shieldProgAegisClockProbe  = "aegis_clock_probe"
 	shieldProgAegisXdp         = "aegis_xdp"
 	shieldVarUnusedClass       = "unused_class"
 	shieldVarUnusedEvent       = "unused_event"
@@ -165,6 +174,7 @@ const (
 	shieldVarUnusedPresence    = "unused_presence"
 	shieldVarUnusedReason      = "unused_reason"
 	shieldVarUnusedSource      = "unused_source"
+	shieldVarUseJiffiesClock   = "use_jiffies_clock"
 	shieldVarUseMonotonicClock = "use_monotonic_clock"
 	shieldVarUsePerfEvents     = "use_perf_events"
 )
@@ -211,7 +221,8 @@ type shieldSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type shieldProgramSpecs struct {
-	AegisXdp *ebpf.ProgramSpec `ebpf:"aegis_xdp"`
+	AegisClockProbe *ebpf.ProgramSpec `ebpf:"aegis_clock_probe"`
+	AegisXdp        *ebpf.ProgramSpec `ebpf:"aegis_xdp"`
 }
 
 // shieldMapSpecs contains maps before they are loaded into the kernel.
@@ -226,6 +237,7 @@ type shieldMapSpecs struct {
 	BlockV4Lpm     *ebpf.MapSpec `ebpf:"block_v4_lpm"`
 	BlockV6        *ebpf.MapSpec `ebpf:"block_v6"`
 	BlockV6Lpm     *ebpf.MapSpec `ebpf:"block_v6_lpm"`
+	Clock          *ebpf.MapSpec `ebpf:"clock"`
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
@@ -248,6 +260,7 @@ type shieldVariableSpecs struct {
 	UnusedPresence    *ebpf.VariableSpec `ebpf:"unused_presence"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedSource      *ebpf.VariableSpec `ebpf:"unused_source"`
+	UseJiffiesClock   *ebpf.VariableSpec `ebpf:"use_jiffies_clock"`
 	UseMonotonicClock *ebpf.VariableSpec `ebpf:"use_monotonic_clock"`
 	UsePerfEvents     *ebpf.VariableSpec `ebpf:"use_perf_events"`
 }
@@ -280,6 +293,7 @@ type shieldMaps struct {
 	BlockV4Lpm     *ebpf.Map `ebpf:"block_v4_lpm"`
 	BlockV6        *ebpf.Map `ebpf:"block_v6"`
 	BlockV6Lpm     *ebpf.Map `ebpf:"block_v6_lpm"`
+	Clock          *ebpf.Map `ebpf:"clock"`
 	Config         *ebpf.Map `ebpf:"config"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
@@ -301,6 +315,7 @@ func (m *shieldMaps) Close() error {
 		m.BlockV4Lpm,
 		m.BlockV6,
 		m.BlockV6Lpm,
+		m.Clock,
 		m.Config,
 		m.Counters,
 		m.Events,
@@ -324,6 +339,7 @@ type shieldVariables struct {
 	UnusedPresence    *ebpf.Variable `ebpf:"unused_presence"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedSource      *ebpf.Variable `ebpf:"unused_source"`
+	UseJiffiesClock   *ebpf.Variable `ebpf:"use_jiffies_clock"`
 	UseMonotonicClock *ebpf.Variable `ebpf:"use_monotonic_clock"`
 	UsePerfEvents     *ebpf.Variable `ebpf:"use_perf_events"`
 }
@@ -332,11 +348,13 @@ type shieldVariables struct {
 //
 // It can be passed to loadShieldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type shieldPrograms struct {
-	AegisXdp *ebpf.Program `ebpf:"aegis_xdp"`
+	AegisClockProbe *ebpf.Program `ebpf:"aegis_clock_probe"`
+	AegisXdp        *ebpf.Program `ebpf:"aegis_xdp"`
 }
 
 func (p *shieldPrograms) Close() error {
 	return _ShieldClose(
+		p.AegisClockProbe,
 		p.AegisXdp,
 	)
 }
