@@ -9,7 +9,7 @@
 # xdp-tools) in native mode on the veth ends, fills its src lists, and runs
 #
 #   AEGIS_PEER_PROG_ID=<ids> go test -run '^$' \
-#     -bench 'BenchmarkDataPath|BenchmarkPeerXDPFilter|BenchmarkEmptyXDP' \
+#     -bench 'BenchmarkDataPath|BenchmarkPeerXDPFilter|BenchmarkEmptyXDP|BenchmarkLookupFloor' \
 #     -benchtime=<N>x -count=<k> ./internal/shield/
 #
 # so that every figure comes from one harness (BPF_PROG_TEST_RUN) in one run.
@@ -32,7 +32,7 @@ BENCHTIME=${BENCHTIME:-1000000x}
 COUNT=${COUNT:-7}
 XDPF_FEATURES=${XDPF_FEATURES:-"all ipv4,ipv6"}
 XDPF_ENTRIES=${XDPF_ENTRIES:-10000}
-BENCH_RE='BenchmarkDataPath|BenchmarkPeerXDPFilter|BenchmarkEmptyXDP'
+BENCH_RE='BenchmarkDataPath|BenchmarkPeerXDPFilter|BenchmarkEmptyXDP|BenchmarkLookupFloor'
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 self="$repo/scripts/bench-shield.sh"
@@ -192,6 +192,12 @@ awk '
 		for (f = 4; f <= 6; f += 2) {
 			e = m["BenchmarkEmptyXDP/ipv" f]
 			if (e != "") printf "%-20s %10s   (empty XDP program: the BPF_PROG_TEST_RUN floor in every figure)\n", "empty/ipv" f, e
+		}
+		printf "\none operation alone (BenchmarkLookupFloor, median ns/pkt, floor included):\n"
+		split("empty array lru-hash-source hash-exact-v4 lpm-trie-v4 ktime-boot-ns jiffies64", ops, " ")
+		for (o = 1; o <= 7; o++) {
+			x = m["BenchmarkLookupFloor/" ops[o]]
+			if (x != "") printf "  %-18s %8s\n", ops[o], x
 		}
 	}' "$raw"
 echo

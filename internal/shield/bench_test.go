@@ -399,3 +399,58 @@ func BenchmarkEmptyXDP(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLookupFloor times programs that do one thing each, in the
+// benchmark fixture's maps, on the pass frame: nothing, one lookup in each
+// kind of map the data path consults (with a key that is there: the
+// per-source LRU entry of the pass source, an exact blocklist entry, a
+// prefix entry), and one read of each clock. Set next to xdp-filter's
+// figures, they show what the structures the shield must consult cost on
+// their own on this machine, before any parsing or logic.
+func BenchmarkLookupFloor(b *testing.B) {
+	f := loadBenchFixture(b)
+	frame := f.cases[0].frame
+	word := func(a netip.Addr, i int) int32 { return int32(addr6Words(a)[i]) }
+	pass4 := netip.AddrFrom16(netip.MustParseAddr(benchPass4).As16())
+	drop4 := netip.MustParseAddr(benchDrop4)
+	inPrefix4 := netip.MustParseAddr(benchInPrefix4)
+	// lookup stores the key's words at fp-16 and looks it up in m.
+	lookup := func(m *ebpf.Map, key ...int32) asm.Instructions {
+		var in asm.Instructions
+		for i, w := range key {
+			in = append(in, asm.StoreImm(asm.RFP, int16(-16+4*i), int64(w), asm.Word))
+		}
+		return append(in,
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -16),
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.FnMapLookupElem.Call(),
+		)
+	}
+	v4 := func(a netip.Addr) int32 { return word(netip.AddrFrom16(a.As16()), 3) }
+	for _, c := range []struct {
+		name string
+		body asm.Instructions
+	}{
+		{"empty", nil},
+		{"array", lookup(f.s.objs.Config, 0)},
+		{"lru-hash-source", lookup(f.s.objs.Sources, word(pass4, 0), word(pass4, 1), word(pass4, 2), word(pass4, 3))},
+		{"hash-exact-v4", lookup(f.s.objs.BlockV4, v4(drop4))},
+		{"lpm-trie-v4", lookup(f.s.objs.BlockV4Lpm, 32, v4(inPrefix4))},
+		{"ktime-boot-ns", asm.Instructions{asm.FnKtimeGetBootNs.Call()}},
+		{"jiffies64", asm.Instructions{asm.FnJiffies64.Call()}},
+	} {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type:         ebpf.XDP,
+			Instructions: append(c.body, asm.Mov.Imm(asm.R0, xdpPass), asm.Return()),
+			License:      "GPL",
+		})
+		if err != nil {
+			b.Fatalf("%s: %v", c.name, err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			measure(b, prog, frame, xdpPass, benchMaxRepeat, nil)
+		})
+		prog.Close()
+	}
+}
