@@ -179,8 +179,8 @@ awk '
 		printf "%-20s %10s", "case (median ns/pkt)", "aegis"
 		for (i = 1; i <= np; i++) printf " %16s %7s", plist[i], "ratio"
 		printf "\n"
-		split("ipv4/pass ipv4/drop-exact ipv4/drop-prefix ipv4/rate-limited ipv6/pass ipv6/drop-exact ipv6/drop-prefix ipv6/rate-limited", cases, " ")
-		for (c = 1; c <= 8; c++) {
+		split("ipv4/pass ipv4/pass-tcp ipv4/drop-exact ipv4/drop-prefix ipv4/rate-limited ipv6/pass ipv6/pass-tcp ipv6/drop-exact ipv6/drop-prefix ipv6/rate-limited", cases, " ")
+		for (c = 1; c <= 10; c++) {
 			a = m["BenchmarkDataPath/" cases[c]]
 			printf "%-20s %10s", cases[c], a
 			for (i = 1; i <= np; i++) {

@@ -130,6 +130,8 @@ func ShieldPolicy(caps ShieldCaps, digest string) Policy {
 		"events":  caps.Events,
 		// exact_filters: 4 bitmaps of 2^22 bits in blocks of 2^15 bits.
 		"exact_filters": 512,
+		// autoblock_marks: one word per 2^16 hash buckets of sources.
+		"autoblock_marks": 1 << 16,
 	}
 	// Every map full at its ceiling is about 340 MiB by the estimate (see
 	// EstimateMapBytes; 1005 instructions and 355,762,816 bytes when this was

@@ -325,8 +325,8 @@ func (n *Node) Run(ctx context.Context) error {
 			wg.Wait()
 			return nil
 		case <-tick.C:
-			if err := n.shield.SyncClock(); err != nil {
-				n.log.Error("keeping the data path's clock on boot time", "err", err)
+			if err := n.shield.Maintain(); err != nil {
+				n.log.Error("shield upkeep", "err", err)
 			}
 			if removed, err := n.Sweep(time.Now()); err != nil {
 				n.log.Error("sweeping expired entries", "err", err)

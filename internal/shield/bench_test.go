@@ -100,10 +100,12 @@ func benchCases(st Settings) []benchCase {
 	pass6 := netip.PrefixFrom(netip.MustParseAddr(benchPass6), st.IPv6PrefixLen).Masked()
 	return []benchCase{
 		{family: "ipv4", name: "pass", frame: tu.UDP4(benchPass4, dst4).Bytes(), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: passChunk, src: pass4, class: ClassUDP},
+		{family: "ipv4", name: "pass-tcp", frame: tcpAck4(benchPass4), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: benchMaxRepeat},
 		{family: "ipv4", name: "drop-exact", frame: tu.UDP4(benchDrop4, dst4).Bytes(), ret: xdpDrop, reason: ReasonBlockedExact, peerRet: xdpDrop, chunk: benchMaxRepeat},
 		{family: "ipv4", name: "drop-prefix", frame: tu.UDP4(benchInPrefix4, dst4).Bytes(), ret: xdpDrop, reason: ReasonBlockedPrefix, peerRet: xdpDrop, chunk: benchMaxRepeat},
 		{family: "ipv4", name: "rate-limited", frame: tu.TCPSyn4(benchSYN4, dst4).Bytes(), ret: xdpDrop, reason: ReasonRateSYN, peerRet: xdpPass, chunk: synChunk, src: pfx4, class: ClassSYN, over: true},
 		{family: "ipv6", name: "pass", frame: tu.UDP6(benchPass6, dst6).Bytes(), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: passChunk, src: pass6, class: ClassUDP},
+		{family: "ipv6", name: "pass-tcp", frame: tcpAck6(benchPass6), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: benchMaxRepeat},
 		{family: "ipv6", name: "drop-exact", frame: tu.UDP6(benchDrop6, dst6).Bytes(), ret: xdpDrop, reason: ReasonBlockedExact, peerRet: xdpDrop, chunk: benchMaxRepeat},
 		{family: "ipv6", name: "drop-prefix", frame: tu.UDP6(benchInPrefix6, dst6).Bytes(), ret: xdpDrop, reason: ReasonBlockedPrefix, peerRet: xdpDrop, chunk: benchMaxRepeat},
 		{family: "ipv6", name: "rate-limited", frame: tu.TCPSyn6(benchSYN6, dst6).Bytes(), ret: xdpDrop, reason: ReasonRateSYN, peerRet: xdpPass, chunk: synChunk, src: pfx6, class: ClassSYN, over: true},

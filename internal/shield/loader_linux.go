@@ -194,6 +194,12 @@ func Load(opts Options) (*Shield, error) {
 			s.clockFallback = fmt.Sprintf("calibrating the jiffies clock: %v", err)
 		}
 	}
+	// Maps adopted from a daemon that kept no marks may hold active
+	// automatic blocks: mark them all before traffic can skip them.
+	if _, err := s.refreshMarks(true); err != nil {
+		s.objs.Close()
+		return nil, err
+	}
 	if s.cfg.V4Mask == 0 { // a fresh map: valid settings never have an empty mask
 		if err := s.setSettingsLocked(DefaultSettings()); err != nil {
 			s.objs.Close()

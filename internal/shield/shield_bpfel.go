@@ -151,6 +151,7 @@ const (
 	shieldMapAllowV4Lpm        = "allow_v4_lpm"
 	shieldMapAllowV6           = "allow_v6"
 	shieldMapAllowV6Lpm        = "allow_v6_lpm"
+	shieldMapAutoblockMarks    = "autoblock_marks"
 	shieldMapBlockV4           = "block_v4"
 	shieldMapBlockV4Lpm        = "block_v4_lpm"
 	shieldMapBlockV6           = "block_v6"
@@ -233,6 +234,7 @@ type shieldMapSpecs struct {
 	AllowV4Lpm     *ebpf.MapSpec `ebpf:"allow_v4_lpm"`
 	AllowV6        *ebpf.MapSpec `ebpf:"allow_v6"`
 	AllowV6Lpm     *ebpf.MapSpec `ebpf:"allow_v6_lpm"`
+	AutoblockMarks *ebpf.MapSpec `ebpf:"autoblock_marks"`
 	BlockV4        *ebpf.MapSpec `ebpf:"block_v4"`
 	BlockV4Lpm     *ebpf.MapSpec `ebpf:"block_v4_lpm"`
 	BlockV6        *ebpf.MapSpec `ebpf:"block_v6"`
@@ -289,6 +291,7 @@ type shieldMaps struct {
 	AllowV4Lpm     *ebpf.Map `ebpf:"allow_v4_lpm"`
 	AllowV6        *ebpf.Map `ebpf:"allow_v6"`
 	AllowV6Lpm     *ebpf.Map `ebpf:"allow_v6_lpm"`
+	AutoblockMarks *ebpf.Map `ebpf:"autoblock_marks"`
 	BlockV4        *ebpf.Map `ebpf:"block_v4"`
 	BlockV4Lpm     *ebpf.Map `ebpf:"block_v4_lpm"`
 	BlockV6        *ebpf.Map `ebpf:"block_v6"`
@@ -311,6 +314,7 @@ func (m *shieldMaps) Close() error {
 		m.AllowV4Lpm,
 		m.AllowV6,
 		m.AllowV6Lpm,
+		m.AutoblockMarks,
 		m.BlockV4,
 		m.BlockV4Lpm,
 		m.BlockV6,

@@ -399,6 +399,24 @@ static __always_inline __u32 exact_hash_v6(const struct addr6 *a)
 	return (x * 0x9E3779B1u) >> (32 - EXACT_FILTER_LOG);
 }
 
+// autoblock_marks lets a packet of a class without a rate limit (TCP other
+// than a bare SYN, protocols other than TCP/UDP/ICMP) skip the sources
+// lookup, which costs as much as the rest of its path: entry h is 1 when a
+// source whose key hashes to h may be blocked automatically. The data path
+// writes blocked_until, then the mark (a plain store), and marks again when
+// a packet of a blocked source finds its mark clear; userspace clears only
+// marks no active block needs and then re-marks every source still blocked,
+// so a block is not left unmarked (see refreshMarks).
+#define MARK_LOG 16
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << MARK_LOG);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} autoblock_marks SEC(".maps");
+
 static __always_inline int exact_may_match(__u32 which, __u32 h)
 {
 	__u32 key = which * EXACT_BLOCKS + (h >> 15);
@@ -406,6 +424,12 @@ static __always_inline int exact_may_match(__u32 which, __u32 h)
 	if (!b)
 		return 1;
 	return (b->words[(h >> 6) & (EXACT_BLOCK_WORDS - 1)] >> (h & 63)) & 1;
+}
+
+// source_mark is the autoblock_marks entry of a sources-map key.
+static __always_inline __u32 source_mark(const struct addr6 *src)
+{
+	return exact_hash_v6(src) >> (EXACT_FILTER_LOG - MARK_LOG);
 }
 
 static __always_inline int may_match(__u32 which, __u32 bucket)
@@ -524,10 +548,18 @@ static __always_inline void report_autoblock(struct xdp_md *ctx, const struct ad
 static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_config *cfg,
 					const struct addr6 *src, __u8 class, __u64 now)
 {
+	__u32 mark = source_mark(src);
+	__u32 *marked = bpf_map_lookup_elem(&autoblock_marks, &mark);
+	if (class >= CLASS_MAX && marked && !*marked)
+		return REASON_PASSED; // not limited, and no automatic block on it
+
 	struct source_state *st = bpf_map_lookup_elem(&sources, src);
 
-	if (st && st->blocked_until > now)
+	if (st && st->blocked_until > now) {
+		if (marked && !*marked)
+			*marked = 1;
 		return REASON_AUTO_BLOCKED;
+	}
 	if (class >= CLASS_MAX)
 		return REASON_PASSED;
 
@@ -553,6 +585,9 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 	if (b->autoblock_pkts && cs->win_pkts > b->autoblock_pkts) {
 		__u64 until = now + cfg->autoblock_ttl_ns;
 		st->blocked_until = until;
+		asm volatile("" ::: "memory"); // the block before its mark
+		if (marked)
+			*marked = 1;
 		report_autoblock(ctx, src, class, until, cs->win_pkts, cfg->mode);
 		return REASON_AUTO_BLOCKED;
 	}
