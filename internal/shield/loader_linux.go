@@ -73,6 +73,7 @@ type Shield struct {
 	clockFallback string          // why the jiffies clock is not in use
 	line          shieldClockSync // the calibrated line (zero: precise clock)
 	frozen        uint64          // injected time (setClock), 0 when running
+	oneByOne      bool            // read maps without batch lookups, as before 5.6: for tests
 	audit         func(audit.Event) error
 	cfg           shieldShieldConfig
 	filters       [numPrefilters]*prefilter

@@ -426,21 +426,51 @@ func (s *Shield) AutoBlocks() ([]AutoBlock, error) {
 	s.mu.Lock()
 	clk := s.clock()
 	s.mu.Unlock()
-	var (
-		key shieldAddr6
-		st  shieldSourceState
-		out []AutoBlock
-	)
-	it := s.objs.Sources.Iterate()
-	for it.Next(&key, &st) {
+	var out []AutoBlock
+	err := s.forEachSource(func(key *shieldAddr6, st *shieldSourceState) {
 		if st.BlockedUntil > clk.boot {
 			out = append(out, AutoBlock{Source: s.sourcePrefix(key.Addr), Until: clk.toWall(st.BlockedUntil)})
 		}
+	})
+	return out, err
+}
+
+// forEachSource calls fn for every entry of the sources map, read in
+// batches (the map holds up to 65,536 entries, and one by one costs two
+// system calls each), or one by one on kernels without batch lookups
+// (before 5.6).
+func (s *Shield) forEachSource(fn func(*shieldAddr6, *shieldSourceState)) error {
+	const batch = 1024
+	keys := make([]shieldAddr6, batch)
+	vals := make([]shieldSourceState, batch)
+	var cursor ebpf.MapBatchCursor
+	for !s.oneByOne {
+		n, err := s.objs.Sources.BatchLookup(&cursor, keys, vals, nil)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			break
+		}
+		for i := range n {
+			fn(&keys[i], &vals[i])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading sources map: %w", err)
+		}
+	}
+	var (
+		key shieldAddr6
+		st  shieldSourceState
+	)
+	it := s.objs.Sources.Iterate()
+	for it.Next(&key, &st) {
+		fn(&key, &st)
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("reading sources map: %w", err)
+		return fmt.Errorf("reading sources map: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // Unblock lifts an automatic block on a source prefix, if there is one.

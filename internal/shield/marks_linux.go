@@ -30,7 +30,7 @@ func (s *Shield) setMarks() (map[uint32]bool, error) {
 	keys := make([]uint32, batch)
 	vals := make([]uint32, batch)
 	var cursor ebpf.MapBatchCursor
-	for {
+	for !s.oneByOne {
 		n, err := s.objs.AutoblockMarks.BatchLookup(&cursor, keys, vals, nil)
 		for i := range n {
 			if vals[i] != 0 {
@@ -41,12 +41,13 @@ func (s *Shield) setMarks() (map[uint32]bool, error) {
 			return set, nil
 		}
 		if errors.Is(err, ebpf.ErrNotSupported) {
-			return s.setMarksOneByOne()
+			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading autoblock_marks: %w", err)
 		}
 	}
+	return s.setMarksOneByOne()
 }
 
 // setMarksOneByOne is setMarks for kernels without batch lookups (before 5.6).
@@ -71,20 +72,12 @@ func (s *Shield) neededMarks() (map[uint32]bool, error) {
 	now := s.clock().boot
 	s.mu.Unlock()
 	need := map[uint32]bool{}
-	var (
-		key shieldAddr6
-		st  shieldSourceState
-	)
-	it := s.objs.Sources.Iterate()
-	for it.Next(&key, &st) {
+	err := s.forEachSource(func(key *shieldAddr6, st *shieldSourceState) {
 		if st.BlockedUntil > now {
 			need[markOf(key.Addr)] = true
 		}
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("reading sources map: %w", err)
-	}
-	return need, nil
+	})
+	return need, err
 }
 
 func (s *Shield) writeMark(m, v uint32) error {

@@ -177,3 +177,54 @@ func TestAdoptionMarksBlocks(t *testing.T) {
 		t.Errorf("established TCP from the adopted block: %d %s", ret, reason)
 	}
 }
+
+// TestMapReadsOneByOne: the readings of the sources map and of the marks
+// give the same answers in batches and one entry at a time (kernels before
+// 5.6 have no batch lookups).
+func TestMapReadsOneByOne(t *testing.T) {
+	s := newTestShield(t, autoBlockSettings())
+	var keys []shieldAddr6
+	for i := range 3000 {
+		src := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}).String()
+		key := sourceKey(t, s, src)
+		st := shieldSourceState{}
+		if i%3 == 0 {
+			st.BlockedUntil = testNow + uint64(time.Minute)
+			keys = append(keys, key)
+		}
+		if err := s.objs.Sources.Update(&key, &st, ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.refreshMarks(true); err != nil {
+		t.Fatal(err)
+	}
+	var blocks [2][]AutoBlock
+	var marks, need [2]map[uint32]bool
+	for i, one := range []bool{false, true} {
+		s.oneByOne = one
+		var err error
+		if blocks[i], err = s.AutoBlocks(); err != nil {
+			t.Fatal(err)
+		}
+		if marks[i], err = s.setMarks(); err != nil {
+			t.Fatal(err)
+		}
+		if need[i], err = s.neededMarks(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(blocks[0]) != len(keys) || len(blocks[1]) != len(keys) {
+		t.Errorf("auto blocks: %d in batches, %d one by one, want %d", len(blocks[0]), len(blocks[1]), len(keys))
+	}
+	for i := range 2 {
+		if len(marks[i]) != len(need[i]) || len(marks[i]) == 0 {
+			t.Errorf("reading %d: %d marks set, %d needed", i, len(marks[i]), len(need[i]))
+		}
+		for m := range need[i] {
+			if !marks[i][m] || !need[1-i][m] {
+				t.Errorf("mark %d: needed but not set, or not needed by the other reading", m)
+			}
+		}
+	}
+}
