@@ -432,6 +432,15 @@ static __always_inline __u32 source_mark(const struct addr6 *src)
 	return exact_hash_v6(src) >> (EXACT_FILTER_LOG - MARK_LOG);
 }
 
+// set_mark marks a source as blocked automatically, unless it is marked.
+static __always_inline void set_mark(const struct addr6 *src)
+{
+	__u32 mark = source_mark(src);
+	__u32 *marked = bpf_map_lookup_elem(&autoblock_marks, &mark);
+	if (marked && !*marked)
+		*marked = 1;
+}
+
 static __always_inline int may_match(__u32 which, __u32 bucket)
 {
 	struct prefilter *f = bpf_map_lookup_elem(&prefilters, &which);
@@ -548,16 +557,17 @@ static __always_inline void report_autoblock(struct xdp_md *ctx, const struct ad
 static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_config *cfg,
 					const struct addr6 *src, __u8 class, __u64 now)
 {
-	__u32 mark = source_mark(src);
-	__u32 *marked = bpf_map_lookup_elem(&autoblock_marks, &mark);
-	if (class >= CLASS_MAX && marked && !*marked)
-		return REASON_PASSED; // not limited, and no automatic block on it
+	if (class >= CLASS_MAX) {
+		__u32 mark = source_mark(src);
+		__u32 *marked = bpf_map_lookup_elem(&autoblock_marks, &mark);
+		if (marked && !*marked)
+			return REASON_PASSED; // not limited, and no automatic block on it
+	}
 
 	struct source_state *st = bpf_map_lookup_elem(&sources, src);
 
 	if (st && st->blocked_until > now) {
-		if (marked && !*marked)
-			*marked = 1;
+		set_mark(src);
 		return REASON_AUTO_BLOCKED;
 	}
 	if (class >= CLASS_MAX)
@@ -586,8 +596,7 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 		__u64 until = now + cfg->autoblock_ttl_ns;
 		st->blocked_until = until;
 		asm volatile("" ::: "memory"); // the block before its mark
-		if (marked)
-			*marked = 1;
+		set_mark(src);
 		report_autoblock(ctx, src, class, until, cs->win_pkts, cfg->mode);
 		return REASON_AUTO_BLOCKED;
 	}
