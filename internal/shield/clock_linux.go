@@ -106,7 +106,8 @@ func (s *Shield) findEdge() (tickEdge, error) {
 }
 
 func (s *Shield) nextEdge() (tickEdge, error) {
-	deadline := time.Now().Add(time.Second) // ticks are at most 10 ms apart
+	// Ticks are at most 10 ms apart; the margin is for a starved process.
+	deadline := time.Now().Add(5 * time.Second)
 	var lastJ, lastNs uint64
 	for first := true; time.Now().Before(deadline); {
 		j, ns, err := s.probeClock()
@@ -123,7 +124,7 @@ func (s *Shield) nextEdge() (tickEdge, error) {
 		first = false
 		lastJ, lastNs = j, ns
 	}
-	return tickEdge{}, errors.New("jiffies did not advance for a second")
+	return tickEdge{}, errors.New("saw no tick edge in 5 s (jiffies did not advance, or this process did not run)")
 }
 
 // calibrateClock measures the tick and writes clock_sync. A line calibrated
@@ -170,6 +171,16 @@ func (s *Shield) calibrateClock() error {
 		}
 	}
 	if next != cur {
+		// A line that changes more than base_ns is written in two steps,
+		// so a program reading it meanwhile sees either the old line, or
+		// base_ns = 0 (the precise helper), or the new one — never a new
+		// base_ns on an old base_jiffies.
+		if next.BaseJiffies != cur.BaseJiffies || next.TickNs != cur.TickNs {
+			step := shieldClockSync{BaseJiffies: next.BaseJiffies, TickNs: next.TickNs}
+			if err := s.objs.Clock.Update(&zero, &step, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("writing clock_sync: %w", err)
+			}
+		}
 		if err := s.objs.Clock.Update(&zero, &next, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("writing clock_sync: %w", err)
 		}
@@ -183,11 +194,22 @@ func (s *Shield) calibrateClock() error {
 // readBootOffsetFunc is CLOCK_BOOTTIME - CLOCK_MONOTONIC: the time spent
 // in suspend, which jiffies (on the monotonic clock) do not count. Tests
 // replace it to stand for a suspend.
+// The offset is read between two monotonic readings, and the tightest of a
+// few tries is kept, so a preemption between the calls does not pass for a
+// suspend.
 var readBootOffsetFunc = func() int64 {
-	var boot, mono unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
-	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
-	return boot.Nano() - mono.Nano()
+	best, bestSpan := int64(0), int64(-1)
+	for range 5 {
+		var m0, boot, m1 unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &m0)
+		unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &m1)
+		span := m1.Nano() - m0.Nano()
+		if bestSpan < 0 || span < bestSpan {
+			best, bestSpan = boot.Nano()-(m0.Nano()+span/2), span
+		}
+	}
+	return best
 }
 
 func (s *Shield) readBootOffset() int64 {
@@ -207,9 +229,11 @@ func (s *Shield) SyncClock() error {
 	if s.clockHZ == 0 || s.mono || s.frozen != 0 {
 		return nil
 	}
+	// Boot time only ever gains on the monotonic clock; a smaller or
+	// tiny difference is reading noise, not a suspend.
 	off := s.readBootOffset()
 	d := off - s.bootOffset
-	if d < int64(time.Millisecond) && d > -int64(time.Millisecond) {
+	if d < int64(time.Millisecond) {
 		return nil
 	}
 	var zero uint32

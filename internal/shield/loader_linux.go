@@ -190,9 +190,19 @@ func Load(opts Options) (*Shield, error) {
 	}
 	if jiffies {
 		// Until the line is written the data path reads the precise
-		// helper (tick_ns is 0), so a failure here costs speed only.
+		// helper (base_ns is 0), so a failure here costs speed only.
 		if err := s.calibrateClock(); err != nil {
 			s.clockFallback = fmt.Sprintf("calibrating the jiffies clock: %v", err)
+			jiffies = false
+		}
+	}
+	if !jiffies {
+		// A line left in pinned maps by an earlier daemon would read as a
+		// frozen clock here, or go unmaintained: the precise helper it is.
+		var zero uint32
+		if err := s.objs.Clock.Update(&zero, &shieldClockSync{}, ebpf.UpdateAny); err != nil {
+			s.objs.Close()
+			return nil, fmt.Errorf("clearing clock_sync: %w", err)
 		}
 	}
 	// Maps adopted from a daemon that kept no marks may hold active
@@ -267,6 +277,18 @@ func (s *Shield) Close() error {
 // record cannot be written a fresh attachment is undone (a replacement
 // cannot be: the old program is gone) and the error returned.
 func (s *Shield) Attach(iface string, mode XDPMode) (AttachInfo, error) {
+	info, err := s.attachAudited(iface, mode)
+	if err == nil && info.Adopted {
+		// The replaced program kept no marks until this moment: mark the
+		// blocks it may have made since Load marked the adopted ones.
+		if _, merr := s.refreshMarks(true); merr != nil {
+			return info, merr
+		}
+	}
+	return info, err
+}
+
+func (s *Shield) attachAudited(iface string, mode XDPMode) (AttachInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	info, err := s.attach(iface, mode)

@@ -596,7 +596,12 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 		__u64 until = now + cfg->autoblock_ttl_ns;
 		st->blocked_until = until;
 		asm volatile("" ::: "memory"); // the block before its mark
-		set_mark(src);
+		// Stored without reading it first: a stale 1 read here could
+		// miss userspace clearing it at the same moment.
+		__u32 mark = source_mark(src);
+		__u32 *marked = bpf_map_lookup_elem(&autoblock_marks, &mark);
+		if (marked)
+			*marked = 1;
 		report_autoblock(ctx, src, class, until, cs->win_pkts, cfg->mode);
 		return REASON_AUTO_BLOCKED;
 	}
