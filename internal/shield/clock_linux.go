@@ -176,18 +176,26 @@ func (s *Shield) calibrateClock() error {
 		// base_ns = 0 (the precise helper), or the new one — never a new
 		// base_ns on an old base_jiffies.
 		if next.BaseJiffies != cur.BaseJiffies || next.TickNs != cur.TickNs {
-			step := shieldClockSync{BaseJiffies: next.BaseJiffies, TickNs: next.TickNs}
-			if err := s.objs.Clock.Update(&zero, &step, ebpf.UpdateAny); err != nil {
-				return fmt.Errorf("writing clock_sync: %w", err)
+			if err := s.writeLine(shieldClockSync{BaseJiffies: next.BaseJiffies, TickNs: next.TickNs}); err != nil {
+				return err
 			}
 		}
-		if err := s.objs.Clock.Update(&zero, &next, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("writing clock_sync: %w", err)
+		if err := s.writeLine(next); err != nil {
+			return err
 		}
 	}
 	s.line = next
 	s.clockHZ = hz
 	s.bootOffset = s.readBootOffset()
+	return nil
+}
+
+// writeLine writes the clock_sync entry the data path reads.
+func (s *Shield) writeLine(l shieldClockSync) error {
+	var zero uint32
+	if err := s.objs.Clock.Update(&zero, &l, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("writing clock_sync: %w", err)
+	}
 	return nil
 }
 
@@ -236,14 +244,10 @@ func (s *Shield) SyncClock() error {
 	if d < int64(time.Millisecond) {
 		return nil
 	}
-	var zero uint32
-	var c shieldClockSync
-	if err := s.objs.Clock.Lookup(&zero, &c); err != nil {
-		return fmt.Errorf("reading clock_sync: %w", err)
-	}
+	c := s.line
 	c.BaseNs = uint64(int64(c.BaseNs) + d)
-	if err := s.objs.Clock.Update(&zero, &c, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("writing clock_sync: %w", err)
+	if err := s.writeLine(c); err != nil {
+		return err
 	}
 	s.line = c
 	s.bootOffset = off

@@ -199,10 +199,9 @@ func Load(opts Options) (*Shield, error) {
 	if !jiffies {
 		// A line left in pinned maps by an earlier daemon would read as a
 		// frozen clock here, or go unmaintained: the precise helper it is.
-		var zero uint32
-		if err := s.objs.Clock.Update(&zero, &shieldClockSync{}, ebpf.UpdateAny); err != nil {
+		if err := s.writeLine(shieldClockSync{}); err != nil {
 			s.objs.Close()
-			return nil, fmt.Errorf("clearing clock_sync: %w", err)
+			return nil, err
 		}
 	}
 	// Maps adopted from a daemon that kept no marks may hold active

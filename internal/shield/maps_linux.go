@@ -128,9 +128,8 @@ func (s *Shield) setClock(ns uint64) error {
 	if ns != 0 {
 		line = shieldClockSync{BaseNs: ns}
 	}
-	var zero uint32
-	if err := s.objs.Clock.Update(&zero, &line, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("writing clock_sync: %w", err)
+	if err := s.writeLine(line); err != nil {
+		return err
 	}
 	s.frozen = ns
 	return nil
@@ -435,17 +434,24 @@ func (s *Shield) AutoBlocks() ([]AutoBlock, error) {
 	return out, err
 }
 
-// forEachSource calls fn for every entry of the sources map, read in
-// batches (the map holds up to 65,536 entries, and one by one costs two
-// system calls each), or one by one on kernels without batch lookups
-// (before 5.6).
+// forEachSource calls fn for every entry of the sources map (up to 65,536
+// entries: read one by one they would cost two system calls each).
 func (s *Shield) forEachSource(fn func(*shieldAddr6, *shieldSourceState)) error {
+	if err := forEachEntry(s.objs.Sources, s.oneByOne, fn); err != nil {
+		return fmt.Errorf("reading sources map: %w", err)
+	}
+	return nil
+}
+
+// forEachEntry calls fn for every entry of m, read in batches, or one by
+// one on kernels without batch lookups (before 5.6) and when oneByOne.
+func forEachEntry[K, V any](m *ebpf.Map, oneByOne bool, fn func(*K, *V)) error {
 	const batch = 1024
-	keys := make([]shieldAddr6, batch)
-	vals := make([]shieldSourceState, batch)
+	keys := make([]K, batch)
+	vals := make([]V, batch)
 	var cursor ebpf.MapBatchCursor
-	for !s.oneByOne {
-		n, err := s.objs.Sources.BatchLookup(&cursor, keys, vals, nil)
+	for !oneByOne {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			break
 		}
@@ -456,21 +462,18 @@ func (s *Shield) forEachSource(fn func(*shieldAddr6, *shieldSourceState)) error 
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("reading sources map: %w", err)
+			return err
 		}
 	}
 	var (
-		key shieldAddr6
-		st  shieldSourceState
+		key K
+		val V
 	)
-	it := s.objs.Sources.Iterate()
-	for it.Next(&key, &st) {
-		fn(&key, &st)
+	it := m.Iterate()
+	for it.Next(&key, &val) {
+		fn(&key, &val)
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("reading sources map: %w", err)
-	}
-	return nil
+	return it.Err()
 }
 
 // Unblock lifts an automatic block on a source prefix, if there is one.

@@ -26,41 +26,12 @@ func markOf(key [4]uint32) uint32 {
 // setMarks reads which marks are set.
 func (s *Shield) setMarks() (map[uint32]bool, error) {
 	set := map[uint32]bool{}
-	const batch = 4096
-	keys := make([]uint32, batch)
-	vals := make([]uint32, batch)
-	var cursor ebpf.MapBatchCursor
-	for !s.oneByOne {
-		n, err := s.objs.AutoblockMarks.BatchLookup(&cursor, keys, vals, nil)
-		for i := range n {
-			if vals[i] != 0 {
-				set[keys[i]] = true
-			}
+	err := forEachEntry(s.objs.AutoblockMarks, s.oneByOne, func(k, v *uint32) {
+		if *v != 0 {
+			set[*k] = true
 		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return set, nil
-		}
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading autoblock_marks: %w", err)
-		}
-	}
-	return s.setMarksOneByOne()
-}
-
-// setMarksOneByOne is setMarks for kernels without batch lookups (before 5.6).
-func (s *Shield) setMarksOneByOne() (map[uint32]bool, error) {
-	set := map[uint32]bool{}
-	var k, v uint32
-	it := s.objs.AutoblockMarks.Iterate()
-	for it.Next(&k, &v) {
-		if v != 0 {
-			set[k] = true
-		}
-	}
-	if err := it.Err(); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("reading autoblock_marks: %w", err)
 	}
 	return set, nil
