@@ -1,6 +1,7 @@
 package shield
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -236,15 +237,14 @@ func wordsAddr6(w [4]uint32) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// PutRules inserts or updates rules in a list. A rule that is already present
-// keeps its hit counter. Prefixes must be masked.
+// PutRules inserts or updates rules in a list. A rule already present keeps
+// its hit counter; a prefix given more than once is written once, with its
+// last rule. Prefixes must be masked.
 func (s *Shield) PutRules(l List, rules []Rule) error {
 	lm, err := s.maps(l)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	// Raise presence flags first so no entry is ever invisible to the program.
 	var flags uint32
 	for _, r := range rules {
@@ -254,6 +254,9 @@ func (s *Shield) PutRules(l List, rules []Rule) error {
 		_, _, f := lm.slot(r.Prefix)
 		flags |= f
 	}
+	rules = lastOfEach(rules)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.cfg.Presence&flags != flags {
 		c := s.cfg
 		c.Presence |= flags
@@ -263,27 +266,107 @@ func (s *Shield) PutRules(l List, rules []Rule) error {
 	}
 	clk := s.clock()
 	vals := make([]shieldEntry, len(rules))
+	fresh := make([]bool, len(rules)) // not in the map: counted in the filters here
+	undo := func(from int, err error) error {
+		for i := from; i < len(rules); i++ {
+			if fresh[i] {
+				s.filterRemove(l, rules[i].Prefix)
+			}
+		}
+		return errors.Join(err, s.flushPrefilters())
+	}
+	var ex exactReader
 	for i, r := range rules {
 		m, key, _ := lm.slot(r.Prefix)
 		vals[i] = shieldEntry{ExpiresNs: clk.toBoot(r.Expires), RuleId: r.RuleID}
-		var old shieldEntry
-		if err := m.Lookup(key, &old); err == nil {
+		old, ok, err := ex.lookup(m, key)
+		if err != nil {
+			return undo(0, fmt.Errorf("reading %s from %s map: %w", r.Prefix, l, err))
+		}
+		if ok {
 			vals[i].Hits = old.Hits
 		} else {
+			fresh[i] = true
 			s.filterAdd(l, r.Prefix)
 		}
 	}
 	// The filter bits go in before the prefixes they admit.
 	if err := s.flushPrefilters(); err != nil {
-		return err
+		return undo(0, err)
 	}
 	for i, r := range rules {
 		m, key, _ := lm.slot(r.Prefix)
 		if err := m.Update(key, &vals[i], ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("adding %s to %s map: %w", r.Prefix, l, err)
+			return undo(i, fmt.Errorf("adding %s to %s map: %w", r.Prefix, l, err))
 		}
 	}
 	return nil
+}
+
+// lastOfEach drops every rule whose prefix comes again later in rules, so
+// that each prefix is looked up, counted in the filters and written once.
+func lastOfEach(rules []Rule) []Rule {
+	at := make(map[netip.Prefix]int, len(rules))
+	out := make([]Rule, 0, len(rules))
+	for _, r := range rules {
+		if i, ok := at[r.Prefix]; ok {
+			out[i] = r
+			continue
+		}
+		at[r.Prefix] = len(out)
+		out = append(out, r)
+	}
+	return out
+}
+
+// exactReader reads entries by exact key. On a prefix trie a lookup answers
+// with the longest stored prefix covering the key, which may be another,
+// shorter prefix (a /15 for an absent /24), so presence there is decided by
+// GET_NEXT_KEY, which finds a key only by exact match: it answers an absent
+// key with the map's first key, a present one with the key after it (or
+// nothing after the last). A present key's lookup then returns its own
+// entry, since no longer stored prefix can answer for it. The first keys
+// are read once: callers must not change the maps while they use one
+// exactReader.
+type exactReader struct {
+	first map[*ebpf.Map][]byte // nil: the map is empty
+}
+
+func (x *exactReader) lookup(m *ebpf.Map, key any) (shieldEntry, bool, error) {
+	var e shieldEntry
+	if m.Type() == ebpf.LPMTrie {
+		ok, err := x.has(m, key)
+		if err != nil || !ok {
+			return e, false, err
+		}
+	}
+	err := m.Lookup(key, &e)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return e, false, nil
+	}
+	return e, err == nil, err
+}
+
+func (x *exactReader) has(m *ebpf.Map, key any) (bool, error) {
+	first, ok := x.first[m]
+	if !ok {
+		var err error
+		if first, err = m.NextKeyBytes(nil); err != nil {
+			return false, err
+		}
+		if x.first == nil {
+			x.first = map[*ebpf.Map][]byte{}
+		}
+		x.first[m] = first
+	}
+	if first == nil {
+		return false, nil
+	}
+	next, err := m.NextKeyBytes(key)
+	if err != nil {
+		return false, err
+	}
+	return next == nil || !bytes.Equal(next, first), nil
 }
 
 // DeleteRules removes prefixes from a list; absent ones are ignored.
@@ -292,25 +375,32 @@ func (s *Shield) DeleteRules(l List, prefixes []netip.Prefix) error {
 	if err != nil {
 		return err
 	}
+	for _, p := range prefixes {
+		if !p.IsValid() {
+			return fmt.Errorf("removing %v: invalid prefix", p)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var touched uint32
+	var errs []error
 	for _, p := range prefixes {
 		p = p.Masked()
 		m, key, f := lm.slot(p)
+		// A trie deletes by exact key: a covering prefix stays.
 		err := m.Delete(key)
 		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("removing %s from %s map: %w", p, l, err)
+			errs = append(errs, fmt.Errorf("removing %s from %s map: %w", p, l, err))
+			break
 		}
 		if err == nil {
 			s.filterRemove(l, p)
 		}
 		touched |= f
 	}
-	if err := s.flushPrefilters(); err != nil {
-		return err
-	}
-	return s.clearEmptyLocked(lm, touched)
+	// What was removed leaves the filters even if a later removal failed.
+	errs = append(errs, s.flushPrefilters(), s.clearEmptyLocked(lm, touched))
+	return errors.Join(errs...)
 }
 
 // clearEmptyLocked drops the presence flag of every touched map that is empty now.
@@ -334,15 +424,22 @@ func (s *Shield) clearEmptyLocked(lm listMaps, touched uint32) error {
 	return s.writeConfigLocked(c)
 }
 
-// Rules reads a list back from the kernel, with hit counters.
+// Rules reads a list back from the kernel, with hit counters. It holds the
+// lock so no removal runs under the read: an iteration that looks up a key
+// just deleted from a trie would read the covering prefix's entry for it,
+// and restart from the first key.
 func (s *Shield) Rules(l List) ([]RuleState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rulesLocked(l)
+}
+
+func (s *Shield) rulesLocked(l List) ([]RuleState, error) {
 	lm, err := s.maps(l)
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
 	clk := s.clock()
-	s.mu.Unlock()
 	var out []RuleState
 	add := func(p netip.Prefix, e shieldEntry) {
 		out = append(out, RuleState{Rule: Rule{Prefix: p, RuleID: e.RuleId, Expires: clk.toWall(e.ExpiresNs)}, Hits: e.Hits})

@@ -109,9 +109,24 @@ func buckets(p netip.Prefix, fn func(uint32)) {
 	}
 }
 
-// initPrefilters rebuilds the bitmaps from the prefix tries: after an
-// adoption the tries hold the truth.
+// initPrefilters rebuilds the filters from the maps' keys: after an
+// adoption the maps hold the truth.
 func (s *Shield) initPrefilters() error {
+	s.resetPrefilters()
+	for _, l := range []List{Allowlist, Blocklist} {
+		rules, err := s.rulesLocked(l)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			s.filterAdd(l, r.Prefix)
+		}
+	}
+	return s.flushPrefilters()
+}
+
+// resetPrefilters empties the filters and marks every part to be written.
+func (s *Shield) resetPrefilters() {
 	for i := range s.filters {
 		bits := prefilterBits
 		if i == prefilterAllowV6 || i == prefilterBlockV6 {
@@ -126,16 +141,6 @@ func (s *Shield) initPrefilters() error {
 			s.exact[i].dirty[blk] = true
 		}
 	}
-	for _, l := range []List{Allowlist, Blocklist} {
-		rules, err := s.Rules(l)
-		if err != nil {
-			return err
-		}
-		for _, r := range rules {
-			s.filterAdd(l, r.Prefix)
-		}
-	}
-	return s.flushPrefilters()
 }
 
 // flushPrefilters writes the changed parts of every filter.
