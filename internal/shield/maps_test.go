@@ -187,26 +187,10 @@ func emptyLists(t testing.TB, s *Shield) {
 	}
 }
 
+// scratch holds filters that count nothing between calls of
+// checkFilterCounts: they are a few megabytes, too many to allocate or
+// clear on every step of a sequence.
 var scratch *Shield
-
-// filterScratch is a Shield with empty filters only, reused: the filters
-// are a few megabytes.
-func filterScratch() *Shield {
-	if scratch == nil {
-		scratch = &Shield{}
-		scratch.resetPrefilters()
-		return scratch
-	}
-	for _, f := range slices.Concat(scratch.filters[:], scratch.long[:]) {
-		clear(f.counts)
-		clear(f.words)
-	}
-	for _, f := range scratch.exact {
-		clear(f.counts)
-		f.blocks = [exactBlocks][exactBlockWords]uint64{}
-	}
-	return scratch
-}
 
 // checkFilterCounts checks that every filter's reference counts, its bits
 // and the copy of its bits in the kernel are exactly what the maps'
@@ -214,7 +198,11 @@ func filterScratch() *Shield {
 // hides a listed prefix when another prefix of its bucket goes.
 func checkFilterCounts(t testing.TB, s *Shield) {
 	t.Helper()
-	want := filterScratch()
+	if scratch == nil {
+		scratch = &Shield{}
+		scratch.resetPrefilters()
+	}
+	want := scratch
 	for _, l := range []List{Allowlist, Blocklist} {
 		rules, err := s.Rules(l)
 		if err != nil {
@@ -222,6 +210,7 @@ func checkFilterCounts(t testing.TB, s *Shield) {
 		}
 		for _, r := range rules {
 			want.filterAdd(l, r.Prefix)
+			defer want.filterRemove(l, r.Prefix)
 		}
 	}
 	samePrefilter := func(name string, got, want *prefilter, kernel []uint64) {
