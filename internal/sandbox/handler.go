@@ -54,6 +54,10 @@ const (
 	HandlerCrash    = "crash"     // dies mid-request ("panic": panics, "garbage": breaks the protocol)
 	HandlerCallHost = "call-host" // request "op:data": one host call, its answer
 	HandlerSelftest = "selftest"  // request "escape PID PORT" or "sweep"
+	// HandlerHostLoop makes the host calls named in its request ("op op
+	// ..."), in turn and forever, whatever their answers: the supervisor
+	// must end the request at its deadline.
+	HandlerHostLoop = "host-loop"
 	// HandlerSyscallBench times N allowed syscalls: request "read N"
 	// (a hot call, cached by the kernel) or "prctl N" (an argument-checked
 	// call: the whole filter runs); the answer is the total in ns.
@@ -89,6 +93,19 @@ func BuiltinHandlers() map[string]Handler {
 				return nil, errors.New("want op:data")
 			}
 			return host.Call(ctx, op, []byte(data))
+		}),
+		HandlerHostLoop: HandlerFunc(func(ctx context.Context, req []byte, host HostCaller) ([]byte, error) {
+			ops := strings.Fields(string(req))
+			if len(ops) == 0 {
+				return nil, errors.New("want op ...")
+			}
+			for {
+				for _, op := range ops {
+					if _, err := host.Call(ctx, op, nil); errors.Is(err, ErrBadFrame) {
+						return nil, err
+					}
+				}
+			}
 		}),
 		HandlerWasm:         newWasmHandler(),
 		HandlerSelftest:     HandlerFunc(selftest),

@@ -199,8 +199,10 @@ type exchange struct {
 	// accept checks the response; when it refuses it, the worker is killed
 	// and replaced and the request fails with ErrProtocol.
 	accept func([]byte) error
-	// extend is called after each host call the worker made and may give
-	// it more time (to compile a module it has just fetched, say).
+	// extend is called after a host call the supervisor answered (not one
+	// it refused) and may give the worker more time, to compile a module
+	// it has just fetched, say. A request is extended once: after extend
+	// has granted time, it is not called again.
 	extend func(op string) time.Duration
 }
 
@@ -286,8 +288,12 @@ func (p *Pool) roundTrip(ctx context.Context, w *worker, function string, req []
 			if err := w.conn.write(reply); err != nil {
 				return nil, p.ioError(ctx, w, err)
 			}
-			if extend != nil {
+			// Only an answered call earns time, and only once: a worker
+			// repeating calls (refused or not) cannot hold the request
+			// past its deadline plus one extension.
+			if extend != nil && reply.typ == msgHostReply {
 				if d := extend(op); d > 0 {
+					extend = nil
 					deadline = deadline.Add(d)
 					w.sock.SetDeadline(deadline)
 				}
