@@ -96,11 +96,32 @@ func (c *frameConn) read() (frame, error) {
 	if err != nil {
 		return frame{}, err
 	}
-	f.payload = make([]byte, n)
-	if _, err := io.ReadFull(c.rw, f.payload); err != nil {
-		return frame{}, fmt.Errorf("reading %s frame body: %w", f.typ, noEOF(err))
+	if f.payload, err = readPayload(c.rw, n); err != nil {
+		return frame{}, fmt.Errorf("reading %s frame body (%d of %d bytes): %w", f.typ, len(f.payload), n, noEOF(err))
 	}
 	return f, nil
+}
+
+// firstChunk is the room made for a payload before any of it is read.
+const firstChunk = 64 << 10
+
+// readPayload reads n bytes into a buffer that grows (doubling) with the
+// bytes that arrive, not with the length the header declares: a peer that
+// declares a large frame and sends little costs little. On error it
+// returns what it read.
+func readPayload(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, min(n, firstChunk))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = append(make([]byte, 0, min(n, 2*cap(buf))), buf...)
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < n {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // parseHeader validates a header and returns the frame (without payload)

@@ -82,9 +82,23 @@ func (e *encoder) header(h http.Header) {
 	}
 }
 
+// maxWireItems bounds the list items, header fields, log lines and log
+// attributes of one message together. An item costs as little as a byte
+// in the message but tens of bytes once decoded (a string header alone is
+// 16), so a count that the message's length allows (16 MiB of empty
+// header values) would still build hundreds of MiB. No real message comes
+// near: the engine keeps 1,024 log lines, and 65,536 header values is
+// more than any HTTP server accepts.
+const maxWireItems = 1 << 16
+
+// prealloc bounds the room made for a count before its items decode;
+// beyond it, collections grow with the items actually read.
+const prealloc = 16
+
 type decoder struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	items int // items counted so far, against maxWireItems
 }
 
 func (d *decoder) fail(what string) {
@@ -119,19 +133,31 @@ func (d *decoder) int() int64 {
 	return v
 }
 
-// length reads a count of items of at least min bytes each, refusing one
-// the rest of the message cannot hold (so a forged count allocates nothing).
-func (d *decoder) length(min int) int {
+// count reads a count of items of at least min bytes each. It refuses a
+// count the rest of the message cannot hold, or one that takes the
+// message past maxWireItems, before anything is made for the items.
+func (d *decoder) count(min int) int {
 	n := d.uint()
-	if d.err == nil && n > uint64(len(d.b)/max(min, 1)) {
-		d.fail("length past the end")
+	if d.err != nil {
 		return 0
 	}
+	if n > uint64(len(d.b)/max(min, 1)) {
+		d.fail(fmt.Sprintf("count of %d past the end (%d bytes left)", n, len(d.b)))
+		return 0
+	}
+	if n > uint64(maxWireItems-d.items) {
+		d.fail(fmt.Sprintf("count of %d takes the message past %d items", n, maxWireItems))
+		return 0
+	}
+	d.items += int(n)
 	return int(n)
 }
 
 func (d *decoder) bytes() []byte {
-	n := d.length(1)
+	n := d.uint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.fail(fmt.Sprintf("length of %d past the end (%d bytes left)", n, len(d.b)))
+	}
 	if d.err != nil {
 		return nil
 	}
@@ -143,21 +169,21 @@ func (d *decoder) bytes() []byte {
 func (d *decoder) str() string { return string(d.bytes()) }
 
 func (d *decoder) strs() []string {
-	n := d.length(1)
+	n := d.count(1)
 	if n == 0 {
 		return nil
 	}
-	v := make([]string, 0, n)
-	for range n {
+	v := make([]string, 0, min(n, prealloc))
+	for i := 0; i < n && d.err == nil; i++ {
 		v = append(v, d.str())
 	}
 	return v
 }
 
 func (d *decoder) header() http.Header {
-	n := d.length(2)
-	h := make(http.Header, n)
-	for range n {
+	n := d.count(2)
+	h := make(http.Header, min(n, prealloc))
+	for i := 0; i < n && d.err == nil; i++ {
 		k := d.str()
 		h[k] = d.strs()
 	}
@@ -295,15 +321,15 @@ func decodeWasmResponse(b []byte) (wasmResponse, error) {
 	default:
 		d.fail("outcome")
 	}
-	n := d.length(4)
+	n := d.count(4)
 	if n > 0 {
-		r.Logs = make([]logLine, 0, n)
+		r.Logs = make([]logLine, 0, min(n, prealloc))
 	}
-	for range n {
+	for i := 0; i < n && d.err == nil; i++ {
 		l := logLine{Stream: d.str(), Level: d.str(), Msg: d.str()}
-		if m := d.length(2); m > 0 {
-			l.Attrs = make(map[string]string, m)
-			for range m {
+		if m := d.count(2); m > 0 {
+			l.Attrs = make(map[string]string, min(m, prealloc))
+			for j := 0; j < m && d.err == nil; j++ {
 				k := d.str()
 				l.Attrs[k] = d.str()
 			}
