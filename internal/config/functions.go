@@ -31,6 +31,9 @@ type Functions struct {
 	// Workers is the number of sandboxed worker processes that run
 	// functions; 0 means one per CPU.
 	Workers int `yaml:"workers"`
+	// AllowNoMemoryCap lets workers run without a memory cgroup when the
+	// host offers none; off, the node refuses to start its workers then.
+	AllowNoMemoryCap bool `yaml:"allow_no_memory_cap"`
 }
 
 // FunctionLimits are the per-function limits.

@@ -160,7 +160,7 @@ func (n *Node) startFunctions() error {
 	// validates and compiles at deploy so that a bad module is refused at
 	// once.
 	x, err := sandbox.NewExecutor(context.Background(), sandbox.ExecutorConfig{
-		Pool:             sandbox.Config{Size: workers, Logger: n.log},
+		Pool:             sandbox.Config{Size: workers, Logger: n.log, AllowNoMemoryCap: fc.AllowNoMemoryCap},
 		MaxModuleBytes:   int64(fc.MaxModuleSize),
 		MaxResponseBytes: int64(fc.Defaults.MaxResponseBody),
 		Engine:           engine,

@@ -33,9 +33,13 @@ type Config struct {
 	// MaxFrame bounds a message's payload both ways (default DefaultMaxFrame).
 	MaxFrame int
 	// Memory and Pids cap each worker through its cgroup (default 256 MiB
-	// and 64), when the host offers a writable one.
+	// and 64; negative: no limit).
 	Memory int64
 	Pids   int64
+	// AllowNoMemoryCap lets workers run without a memory cgroup when the
+	// host offers none (or Memory is negative); otherwise the pool does
+	// not start them and fails with ErrNoMemoryCap.
+	AllowNoMemoryCap bool
 	// NoFile and NProc are the worker's rlimits (default 16 and 64).
 	NoFile uint64
 	NProc  uint64
@@ -49,6 +53,9 @@ type Config struct {
 	// Stderr, for debugging, keeps the workers' stderr open and copies it
 	// here (default: closed in the worker).
 	Stderr io.Writer
+
+	// cgroupRoot is where the cgroup hierarchies are mounted (tests).
+	cgroupRoot string
 }
 
 func (c Config) withDefaults() Config {
@@ -81,6 +88,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.cgroupRoot == "" {
+		c.cgroupRoot = cgroupRoot
 	}
 	return c
 }
@@ -171,6 +181,10 @@ func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
 	if cfg.Handler == "" {
 		return nil, errors.New("sandbox: no handler named")
 	}
+	if cfg.Memory < 0 && !cfg.AllowNoMemoryCap {
+		return nil, fmt.Errorf("sandbox: workers without a memory limit: %w", ErrNoMemoryCap)
+	}
+	sweepStaleCgroups(cfg)
 	p := &Pool{
 		cfg: cfg, idle: make(chan *worker, cfg.Size), done: make(chan struct{}),
 		workers: map[*worker]bool{}, violations: map[string]uint64{}, bySyscall: map[string]uint64{},
@@ -386,9 +400,16 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 			PidFD:                      &w.pidfd,
 		},
 	}
-	cg, cgDesc, cgErr := newWorkerCgroup(fmt.Sprintf("w%d-%d", os.Getpid(), w.id), p.cfg.Memory, p.cfg.Pids)
+	cg, cgDesc, cgErr := newWorkerCgroup(p.cfg.cgroupRoot, p.cfg.Memory, p.cfg.Pids)
 	if cgErr != nil {
+		if !p.cfg.AllowNoMemoryCap {
+			w.sock.Close()
+			err := fmt.Errorf("sandbox: refusing to start a worker without its memory cap (set functions.allow_no_memory_cap to allow it): %w: %w", ErrNoMemoryCap, cgErr)
+			p.cfg.Logger.Error("sandbox: no memory cap for the workers", "err", err)
+			return nil, err
+		}
 		cgDesc = "unavailable: " + cgErr.Error()
+		p.cfg.Logger.Warn("sandbox: worker runs without a memory cap (functions.allow_no_memory_cap)", "err", cgErr)
 	}
 	w.cg = cg
 	if err := w.cmd.Start(); err != nil {
