@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/aegis-edge/aegis/internal/features"
+	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/spf13/cobra"
 )
 
@@ -33,21 +35,25 @@ func newDoctorCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			mc := probeMemoryCap()
 			if asJSON {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(r); err != nil {
+				if err := enc.Encode(doctorReport{Report: r, MemoryCap: mc}); err != nil {
 					return err
 				}
 			} else {
-				printFeatures(e, r)
+				printFeatures(e, r, mc)
 			}
-			if missing := r.MissingRequired(); len(missing) > 0 {
-				names := make([]string, len(missing))
-				for i, f := range missing {
-					names[i] = f.Name
-				}
-				return fmt.Errorf("the kernel lacks what aegis needs: %s", strings.Join(names, ", "))
+			var names []string
+			for _, f := range r.MissingRequired() {
+				names = append(names, f.Name)
+			}
+			if !mc.Available {
+				names = append(names, memoryCapRow)
+			}
+			if len(names) > 0 {
+				return fmt.Errorf("the host lacks what aegis needs: %s", strings.Join(names, ", "))
 			}
 			return nil
 		},
@@ -58,7 +64,43 @@ func newDoctorCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-func printFeatures(e *env, r features.Report) {
+// memoryCapRow names doctor's row for the workers' memory cgroup, which
+// the node needs unless functions.allow_no_memory_cap says otherwise.
+const memoryCapRow = "worker-memory-cap"
+
+const memoryCapFallback = "the node refuses to start its function workers unless " +
+	"functions.allow_no_memory_cap is true (they then run without a memory limit)"
+
+// memoryCap is what doctor found of the workers' memory cap.
+type memoryCap struct {
+	Available bool `json:"available"`
+	// Unknown: the probe could not run (it needs root, like the node).
+	Unknown bool   `json:"unknown,omitempty"`
+	Detail  string `json:"detail"`
+}
+
+// doctorReport is doctor's JSON: the kernel's features and the memory cap.
+type doctorReport struct {
+	features.Report
+	MemoryCap memoryCap `json:"memory_cap"`
+}
+
+// probeWorkerCgroup is sandbox.ProbeMemoryCap; tests replace it.
+var probeWorkerCgroup = sandbox.ProbeMemoryCap
+
+// probeMemoryCap makes and removes a cgroup as a worker's would be.
+func probeMemoryCap() memoryCap {
+	desc, err := probeWorkerCgroup()
+	switch {
+	case err == nil:
+		return memoryCap{Available: true, Detail: desc}
+	case errors.Is(err, fs.ErrPermission):
+		return memoryCap{Unknown: true, Detail: err.Error()}
+	}
+	return memoryCap{Detail: err.Error()}
+}
+
+func printFeatures(e *env, r features.Report, mc memoryCap) {
 	fmt.Fprintf(e.stdout, "kernel %s (aegis supports %s and later)\n", r.Kernel, features.MinimumKernel)
 	if r.BelowMinimum() {
 		fmt.Fprintf(e.stdout, "warning: this kernel is older than %s; aegis is not tested on it\n", features.MinimumKernel)
@@ -76,6 +118,15 @@ func printFeatures(e *env, r features.Report) {
 		if !f.Available {
 			gaps = append(gaps, f)
 		}
+	}
+	row := features.Feature{Name: memoryCapRow, Available: mc.Available, Detail: mc.Detail, Fallback: memoryCapFallback}
+	detail := mc.Detail
+	if mc.Unknown {
+		row.ProbeError, detail = mc.Detail, "probe failed: "+mc.Detail
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", row.Name, featureStatus(row), "-", detail)
+	if !row.Available {
+		gaps = append(gaps, row)
 	}
 	tw.Flush()
 	if len(gaps) == 0 {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/aegis-edge/aegis/internal/features"
+	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -30,7 +32,8 @@ func TestDoctorTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := 0
-	if len(r.MissingRequired()) > 0 {
+	_, capErr := sandbox.ProbeMemoryCap()
+	if len(r.MissingRequired()) > 0 || capErr != nil {
 		want = 1
 	}
 	if code != want {
@@ -40,6 +43,9 @@ func TestDoctorTable(t *testing.T) {
 		t.Errorf("output does not start with the kernel release %s:\n%s", r.Kernel, stdout)
 	}
 	rows := doctorRows(t, stdout)
+	if got, wantCap := rows[memoryCapRow], map[bool]string{true: "yes", false: "no"}[capErr == nil]; got != wantCap {
+		t.Errorf("row %s: %q, want %q (probe: %v)\n%s", memoryCapRow, got, wantCap, capErr, stdout)
+	}
 	for _, f := range r.Features {
 		if got := rows[f.Name]; got != featureStatus(f) {
 			t.Errorf("row %s: status %q, want %q\n%s", f.Name, got, featureStatus(f), stdout)
@@ -96,8 +102,14 @@ func TestDoctorJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatalf("output is not a report: %v\n%s", err, stdout)
 	}
+	var mc struct {
+		MemoryCap *memoryCap `json:"memory_cap"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &mc); err != nil || mc.MemoryCap == nil || mc.MemoryCap.Detail == "" {
+		t.Fatalf("no memory_cap in the report (%v):\n%s", err, stdout)
+	}
 	want := 0
-	if len(r.MissingRequired()) > 0 {
+	if len(r.MissingRequired()) > 0 || !mc.MemoryCap.Available {
 		want = 1
 	}
 	if code != want {
@@ -119,5 +131,42 @@ func TestDoctorUsageErrors(t *testing.T) {
 		if code, _, stderr := cli(args...); code != 2 {
 			t.Errorf("aegis %s: exit %d, want 2 (stderr %q)", strings.Join(args, " "), code, stderr)
 		}
+	}
+}
+
+// Where workers cannot get a memory cgroup, doctor says so in its row,
+// names the setting that allows running without one, and exits 1: the
+// node would refuse to start its workers.
+func TestDoctorMemoryCapRow(t *testing.T) {
+	testutil.RequireRoot(t)
+	if r, _ := features.Probe(features.Options{}); len(r.MissingRequired()) > 0 {
+		t.Skipf("this kernel lacks required features %v; the exit status would not tell", r.MissingRequired())
+	}
+	probe := probeWorkerCgroup
+	t.Cleanup(func() { probeWorkerCgroup = probe })
+	for _, tc := range []struct {
+		name   string
+		probe  func() (string, error)
+		status string
+		code   int
+	}{
+		{"works", probe, "yes", 0},
+		{"unavailable", func() (string, error) {
+			return "", fmt.Errorf("%w: cgroup v1: no memory controller mounted", sandbox.ErrNoMemoryCap)
+		}, "no", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			probeWorkerCgroup = tc.probe
+			code, stdout, stderr := cli("doctor")
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d (stderr %q)", code, tc.code, stderr)
+			}
+			if got := doctorRows(t, stdout)[memoryCapRow]; got != tc.status {
+				t.Errorf("row %s: %q, want %q\n%s", memoryCapRow, got, tc.status, stdout)
+			}
+			if tc.code != 0 && (!strings.Contains(stdout, "functions.allow_no_memory_cap") || !strings.Contains(stderr, memoryCapRow)) {
+				t.Errorf("the refusal is not explained:\nstdout %s\nstderr %s", stdout, stderr)
+			}
+		})
 	}
 }

@@ -146,7 +146,7 @@ var specs = []spec{
 	{SeccompUserNotif, "seccomp user notification", "5.0", false,
 		"best effort: calls the supervisor would mediate are refused with EPERM", probeSeccompUserNotif},
 	{CgroupV2, "cgroup v2 (unified hierarchy)", "4.5", false,
-		"workers' memory and pids are capped through the v1 memory and pids controllers where writable, else by rlimits only", probeCgroupV2},
+		"workers' memory and pids are capped through the v1 memory and pids controllers where writable; with neither, the node refuses to start its workers unless functions.allow_no_memory_cap", probeCgroupV2},
 }
 
 // Names lists every feature Probe checks, in report order.

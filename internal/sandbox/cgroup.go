@@ -368,11 +368,15 @@ func ProbeMemoryCap() (string, error) {
 
 func probeMemoryCap(root string) (string, error) {
 	const limit = 256 << 20
-	cg, desc, err := newWorkerCgroup(root, limit, 64)
+	cg, _, err := newWorkerCgroup(root, limit, 64)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrNoMemoryCap, err)
 	}
 	defer cg.remove()
+	desc := fmt.Sprintf("cgroup v1 %s: a memory limit set and read back", filepath.Dir(cg.dirs[0]))
+	if len(cg.dirs) == 1 {
+		desc = fmt.Sprintf("cgroup v2 %s: a memory limit set and read back", filepath.Dir(cg.dirs[0]))
+	}
 	for _, d := range cg.dirs {
 		for _, f := range []string{"memory.limit_in_bytes", "memory.max"} {
 			b, err := os.ReadFile(filepath.Join(d, f))
