@@ -20,7 +20,7 @@ const followInterval = 200 * time.Millisecond
 
 func newAuditCmd(e *env) *cobra.Command {
 	cmd := groupCmd("audit", "Check and read the node's tamper-evident audit log")
-	var cfgPath, dir string
+	var cfgPath, dir, anchor string
 	cmd.PersistentFlags().StringVar(&cfgPath, "config", "", "node config file naming the log's place (default: embedded defaults)")
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "audit log directory (default: audit.dir, else <state_dir>/audit)")
 	logDir := func() (string, error) {
@@ -33,22 +33,37 @@ func newAuditCmd(e *env) *cobra.Command {
 		}
 		return cfg.AuditDir(), nil
 	}
+	// anchorPath is the anchor verify holds the log to: --anchor, else
+	// the node's (<state_dir>/audit.anchor) unless --dir names another log.
+	anchorPath := func() (string, error) {
+		if anchor != "" || dir != "" {
+			return anchor, nil
+		}
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return "", err
+		}
+		return cfg.AuditAnchor(), nil
+	}
 
 	verify := &cobra.Command{
 		Use:   "verify [FILE...]",
 		Short: "Check the hash chain; report the first edited, removed, reordered or truncated record",
 		Long: "Check every record's hash, the chain between records and files, and the head that records " +
-			"the last acknowledged record. With no FILE, the node's own log is checked. Exit status 1 " +
-			"names the first record that is not as written.",
+			"the last acknowledged record. With no FILE, the node's own log is checked, and held to the " +
+			"anchor the node keeps outside the log directory (<state_dir>/audit.anchor, or --anchor), " +
+			"which catches a log directory emptied, cut short with its head rewritten, or replaced. " +
+			"It may run while the node writes. Exit status 1 names the first record that is not as written.",
 		Args: args(cobra.ArbitraryArgs),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			var (
 				res audit.Result
 				err error
 			)
+			var a string
 			if len(files) > 0 {
-				if cmd.Flags().Changed("dir") || cmd.Flags().Changed("config") {
-					return usageError{fmt.Errorf("give either FILE arguments or --dir/--config, not both")}
+				if cmd.Flags().Changed("dir") || cmd.Flags().Changed("config") || cmd.Flags().Changed("anchor") {
+					return usageError{fmt.Errorf("give either FILE arguments or --dir/--config/--anchor, not both")}
 				}
 				res, err = audit.Verify(files...)
 			} else {
@@ -56,12 +71,15 @@ func newAuditCmd(e *env) *cobra.Command {
 				if derr != nil {
 					return derr
 				}
-				res, err = audit.VerifyDir(d)
+				if a, err = anchorPath(); err != nil {
+					return err
+				}
+				res, err = audit.VerifyDirAnchored(d, a)
 			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(e.stdout, verifySummary(res))
+			fmt.Fprintln(e.stdout, verifySummary(res, a))
 			return nil
 		},
 	}
@@ -121,6 +139,7 @@ func newAuditCmd(e *env) *cobra.Command {
 	tail.Flags().IntVarP(&n, "lines", "n", 10, "number of records to print")
 	tail.Flags().BoolVar(&asJSON, "json", false, "print the records' JSON lines exactly as written")
 
+	verify.Flags().StringVar(&anchor, "anchor", "", "anchor file the log must reach (default: <state_dir>/audit.anchor, none with --dir)")
 	cmd.AddCommand(verify, tail)
 	return cmd
 }
@@ -151,8 +170,9 @@ func followLog(ctx context.Context, dir string, after uint64, each func(audit.Re
 	}
 }
 
-// verifySummary is the one line `audit verify` prints for a good log.
-func verifySummary(res audit.Result) string {
+// verifySummary is the one line `audit verify` prints for a good log;
+// anchor is the anchor file it was to be held to ("" for none).
+func verifySummary(res audit.Result, anchor string) string {
 	var b strings.Builder
 	switch res.Records {
 	case 0:
@@ -169,6 +189,12 @@ func verifySummary(res audit.Result) string {
 	}
 	if !res.Anchored && res.Records > 0 {
 		fmt.Fprintf(&b, "; no head checked, so removal of the last records cannot be detected")
+	}
+	switch {
+	case res.AnchorFile != "":
+		fmt.Fprintf(&b, "; reaches the anchor's record %d (%s)", res.AnchorSeq, res.AnchorFile)
+	case anchor != "":
+		fmt.Fprintf(&b, "; no anchor at %s, so a log emptied or replaced cannot be detected", anchor)
 	}
 	return b.String()
 }

@@ -76,11 +76,58 @@ func TestAuditVerifyFindsTheNodesLog(t *testing.T) {
 	}
 }
 
+// verify holds the node's log to the anchor in its state directory: a log
+// directory emptied, or replaced by a valid shorter chain, fails and the
+// error names the record the anchor expects.
+func TestAuditVerifyHoldsTheLogToTheAnchor(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		attack func(t *testing.T, dir string)
+		want   string
+	}{
+		{"emptied", func(t *testing.T, dir string) {
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				os.Remove(filepath.Join(dir, e.Name()))
+			}
+		}, "record 1: missing: the log ends at record 0"},
+		{"replaced by a shorter chain", func(t *testing.T, dir string) {
+			os.RemoveAll(dir)
+			writeAuditLog(t, dir, 3, audit.Options{})
+		}, "record 4: missing: the log ends at record 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "state")
+			cfg := writeConfig(t, map[string]any{"state_dir": state})
+			dir, anchor := filepath.Join(state, "audit"), filepath.Join(state, "audit.anchor")
+			writeAuditLog(t, dir, 5, audit.Options{Anchor: anchor})
+			_, hash, _ := audit.ReadHead(dir)
+			code, out, stderr := cli("audit", "verify", "--config", cfg)
+			if want := "ok: 5 records, seq 1..5, 1 file; reaches the anchor's record 5 (" + anchor + ")\n"; code != 0 || out != want {
+				t.Fatalf("verify: exit %d, %q %q; want %q", code, out, stderr, want)
+			}
+			tc.attack(t, dir)
+			code, out, stderr = cli("audit", "verify", "--config", cfg)
+			if code != 1 || out != "" || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "records record 5 with hash "+hash) {
+				t.Errorf("verify after the attack: exit %d, stdout %q, stderr %q; want %q and the anchor's record", code, out, stderr, tc.want)
+			}
+			// --dir names some log: no anchor unless given.
+			if code, out, _ := cli("audit", "verify", "--dir", dir); code != 0 || strings.Contains(out, "anchor") {
+				t.Errorf("verify --dir: exit %d, %q", code, out)
+			}
+			if code, _, stderr := cli("audit", "verify", "--dir", dir, "--anchor", anchor); code != 1 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("verify --dir --anchor: exit %d, %q", code, stderr)
+			}
+		})
+	}
+}
+
 func TestAuditUsageErrors(t *testing.T) {
 	for _, a := range [][]string{
 		{"audit"},
 		{"audit", "bogus"},
 		{"audit", "verify", "--dir", "/tmp", "file.jsonl"},
+		{"audit", "verify", "--anchor", "/tmp/a", "file.jsonl"},
 		{"audit", "tail", "extra"},
 		{"audit", "tail", "-n", "-1"},
 		{"audit", "tail", "--op", "["},

@@ -36,6 +36,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Anchor, if set, is the path of a file outside the log directory
+	// that keeps the sequence number and hash of the last record written
+	// (see VerifyDirAnchored). Open refuses a log that does not reach
+	// the anchor's record or has another record in its place; every
+	// group commit updates it.
+	Anchor string
 }
 
 // Log is an open audit log, safe for concurrent use. Only one process may
@@ -45,6 +51,10 @@ type Log struct {
 	opts  Options
 	headF *os.File // also holds the lock
 	hw    headWriter
+	// anchor is the file outside the directory (nil without
+	// Options.Anchor); outside is what it held when the log was opened.
+	anchor  *anchorFile
+	outside *outsideAnchor
 
 	mu      sync.Mutex
 	seq     uint64 // last sequence number handed out
@@ -89,8 +99,18 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Anchor != "" {
+		if err := checkAnchorPlace(dir, opts.Anchor); err != nil {
+			return nil, fmt.Errorf("opening audit log: %w", err)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	if opts.Anchor != "" {
+		if err := os.MkdirAll(filepath.Dir(opts.Anchor), 0o700); err != nil {
+			return nil, fmt.Errorf("opening audit log: %w", err)
+		}
 	}
 	hf, err := os.OpenFile(filepath.Join(dir, HeadFile), os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
@@ -105,7 +125,23 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	l := &Log{dir: dir, opts: opts, headF: hf, hw: headWriter{f: hf},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if opts.Anchor != "" {
+		a, h, found, err := openAnchor(opts.Anchor)
+		if err != nil {
+			l.closeFiles()
+			return nil, fmt.Errorf("opening audit log %s: %w", dir, err)
+		}
+		l.anchor = a
+		if found {
+			l.outside = &outsideAnchor{head: h, file: opts.Anchor}
+		}
+	}
 	recovery, err := l.resume()
+	if err == nil && l.anchor != nil {
+		// From here the anchor follows the log: adopted by a log that
+		// had none, brought up to records written after it.
+		err = l.anchor.write(head{Seq: l.seq, Hash: l.hash})
+	}
 	if err != nil {
 		l.closeFiles()
 		return nil, fmt.Errorf("opening audit log %s: %w", dir, err)
@@ -228,6 +264,9 @@ func (l *Log) closeFiles() error {
 		err = l.f.Close()
 		l.f = nil
 	}
+	if l.anchor != nil {
+		err = errors.Join(err, l.anchor.close())
+	}
 	return errors.Join(err, l.headF.Close()) // closing releases the lock
 }
 
@@ -286,16 +325,25 @@ func (l *Log) commit(b *batch) error {
 		}
 	}
 	start := l.size
+	last := b.recs[len(b.recs)-1]
 	_, err := l.f.Write(b.buf)
 	if err == nil {
 		err = fdatasync(l.f)
 	}
+	// The anchor after the records and before the head: it never names
+	// a record that is not on disk. Once it may name this batch, the
+	// records stay (beyond the head, unacknowledged, as after a crash)
+	// rather than be cut from under it.
+	anchored := false
+	if err == nil && l.anchor != nil {
+		anchored = true
+		err = l.anchor.write(head{Seq: last.Seq, Hash: last.Hash})
+	}
 	if err == nil {
-		last := b.recs[len(b.recs)-1]
 		err = l.hw.write(head{Seq: last.Seq, Hash: last.Hash})
 	}
 	if err != nil {
-		if l.f.Truncate(start) == nil {
+		if !anchored && l.f.Truncate(start) == nil {
 			fdatasync(l.f)
 		}
 		return fmt.Errorf("writing audit record: %w", err)
@@ -343,7 +391,11 @@ func (l *Log) resume() (*Event, error) {
 	h, slot, err := readHead(l.headF)
 	switch {
 	case errors.Is(err, errNoHead) && len(files) == 0:
-		// A new log, or a crash while creating one.
+		// A new log, or a crash while creating one, unless the anchor
+		// outside says it had records: then it was emptied.
+		if err := l.outside.missing(0, Genesis, l.dir); err != nil {
+			return nil, err
+		}
 		h = head{Seq: 0, Hash: Genesis}
 		if err := l.hw.init(h); err != nil {
 			return nil, err
@@ -359,7 +411,7 @@ func (l *Log) resume() (*Event, error) {
 		l.hw.next = (slot + 1) % headSlots
 	}
 
-	c := checker{nextSeq: 1, prev: Genesis, anchor: &h}
+	c := checker{nextSeq: 1, prev: Genesis, anchor: &h, outside: l.outside}
 	c.res.LastHash = Genesis
 	if len(files) == 0 {
 		if err := c.finish(l.headF.Name()); err != nil {
@@ -368,12 +420,16 @@ func (l *Log) resume() (*Event, error) {
 		l.seq, l.hash, l.durable, l.size = 0, Genesis, h, 0
 		return nil, nil
 	}
-	// Check from the file holding the record after the head: normally the
-	// newest, but a crash after a rotation can leave unacknowledged
-	// records in the file before it.
-	from := 0
+	// Check from the file holding the record after the head (or after
+	// the anchor's, if that is older): normally the newest, but a crash
+	// after a rotation can leave unacknowledged records in the file
+	// before it.
+	from, lo := 0, h.Seq
+	if l.outside != nil {
+		lo = min(lo, l.outside.Seq)
+	}
 	for i, p := range files {
-		if seq, _ := firstSeqOf(p); seq <= h.Seq+1 {
+		if seq, _ := firstSeqOf(p); seq <= lo+1 {
 			from = i
 		}
 	}
@@ -384,6 +440,9 @@ func (l *Log) resume() (*Event, error) {
 		}
 		if h.Seq < prev.Seq || (h.Seq == prev.Seq && h.Hash != prev.Hash) {
 			return nil, &TamperError{Seq: prev.Seq, File: files[from-1], Reason: "does not match the head file (edited or rewritten)"}
+		}
+		if msg := l.outside.mismatch(prev.Seq, prev.Hash); msg != "" {
+			return nil, &TamperError{Seq: prev.Seq, File: files[from-1], Reason: msg}
 		}
 		c.nextSeq, c.prev = prev.Seq+1, prev.Hash
 		c.res.LastSeq, c.res.LastHash = prev.Seq, prev.Hash

@@ -55,12 +55,21 @@ type Result struct {
 	// file, beyond the head: a write cut short by a crash. It is not a
 	// record; Open removes it.
 	TornBytes int64
+	// AnchorFile is the anchor outside the log directory the log was held
+	// to (VerifyDirAnchored), empty when none was; AnchorSeq is the
+	// record it names.
+	AnchorFile string
+	AnchorSeq  uint64
 }
 
 // VerifyDir checks the whole log in dir: every record's hash, the chain
 // from record 1, the sequence numbers, and the head file. An empty or
 // new directory verifies with no records.
 func VerifyDir(dir string) (Result, error) {
+	return verifyDir(dir, nil)
+}
+
+func verifyDir(dir string, out *outsideAnchor) (Result, error) {
 	// The head first: records committed while we read are then after it
 	// (counted as unacknowledged), never missing before it.
 	h, err := loadHead(dir)
@@ -68,15 +77,20 @@ func VerifyDir(dir string) (Result, error) {
 	if ferr != nil {
 		return Result{}, ferr
 	}
+	var res Result
+	if out != nil {
+		res.AnchorFile, res.AnchorSeq = out.file, out.Seq
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist) && len(files) == 0:
-		return Result{}, nil
+		return res, out.missing(0, Genesis, dir)
 	case errors.Is(err, os.ErrNotExist) || errors.Is(err, errNoHead):
-		return Result{}, &TamperError{File: filepath.Join(dir, HeadFile), Reason: "missing or unreadable"}
+		return res, &TamperError{File: filepath.Join(dir, HeadFile), Reason: "missing or unreadable"}
 	case err != nil:
-		return Result{}, err
+		return res, err
 	}
-	c := checker{nextSeq: 1, prev: Genesis, anchor: &h}
+	c := checker{nextSeq: 1, prev: Genesis, anchor: &h, outside: out}
+	c.res = res
 	return c.run(files, filepath.Join(dir, HeadFile))
 }
 
@@ -122,6 +136,7 @@ type checker struct {
 	nextSeq uint64 // expected sequence number; 0 until known
 	prev    string // hash the next record must chain to; "" until known
 	anchor  *head  // the head to check against, if any
+	outside *outsideAnchor
 	// goodSize is the length of the current file up to the end of its
 	// last valid record.
 	goodSize int64
@@ -136,17 +151,20 @@ func (c *checker) run(paths []string, lastName string) (Result, error) {
 	return c.res, c.finish(lastName)
 }
 
-// finish checks the chain's end against the head.
+// finish checks the chain's end against the head and the anchor.
 func (c *checker) finish(file string) error {
-	if c.anchor == nil {
-		return nil
+	if c.anchor != nil {
+		c.res.Anchored, c.res.HeadSeq = true, c.anchor.Seq
+		if c.res.LastSeq < c.anchor.Seq {
+			return &TamperError{Seq: c.res.LastSeq + 1, File: file, Reason: fmt.Sprintf(
+				"missing (log truncated: it ends at record %d but its head records %d)", c.res.LastSeq, c.anchor.Seq)}
+		}
 	}
-	c.res.Anchored, c.res.HeadSeq = true, c.anchor.Seq
-	if c.res.LastSeq < c.anchor.Seq {
-		return &TamperError{Seq: c.res.LastSeq + 1, File: file, Reason: fmt.Sprintf(
-			"missing (log truncated: it ends at record %d but its head records %d)", c.res.LastSeq, c.anchor.Seq)}
+	last := c.res.LastHash
+	if last == "" {
+		last = c.prev
 	}
-	return nil
+	return c.outside.missing(c.res.LastSeq, last, file)
 }
 
 // file checks one file. Only in the last file may the final line be
@@ -236,6 +254,8 @@ func (c *checker) record(path string, line []byte, lr *lineReader) error {
 		return c.bad(path, lr.n, r.Seq, "hash chain broken (edited or reordered)")
 	case c.anchor != nil && r.Seq == c.anchor.Seq && r.Hash != c.anchor.Hash:
 		return c.bad(path, lr.n, r.Seq, "does not match the head file (edited or rewritten)")
+	case c.outside.mismatch(r.Seq, r.Hash) != "":
+		return c.bad(path, lr.n, r.Seq, c.outside.mismatch(r.Seq, r.Hash))
 	}
 	c.nextSeq, c.prev = r.Seq+1, r.Hash
 	if c.res.Records == 0 {

@@ -30,9 +30,20 @@ func (c Config) AuditDir() string {
 	return filepath.Join(c.StateDir, "audit")
 }
 
-func (v *validator) audit(a Audit) {
-	if a.Dir != "" {
-		v.absPath("audit.dir", a.Dir)
+// AuditAnchor returns the file, in StateDir and so outside the audit
+// log's directory, that keeps the sequence number and hash of the log's
+// last record: emptying or replacing the log directory does not remove it.
+func (c Config) AuditAnchor() string {
+	return filepath.Join(c.StateDir, "audit.anchor")
+}
+
+func (v *validator) audit(a Audit, stateDir string) {
+	if a.Dir != "" && v.absPath("audit.dir", a.Dir) {
+		// The anchor lives in state_dir: the log's directory must not
+		// hold it.
+		if rel, err := filepath.Rel(filepath.Clean(a.Dir), filepath.Clean(stateDir)); err == nil && filepath.IsLocal(rel) {
+			v.addf("audit.dir", "must not be state_dir or hold it (the audit anchor lives in state_dir), got %q", a.Dir)
+		}
 	}
 	v.sizeRange("audit.max_file_bytes", a.MaxFileBytes, MinAuditFileBytes, MaxAuditFileBytes)
 }

@@ -264,7 +264,7 @@ func (c Config) Validate() error {
 	v.durRange("shield.sweep_interval", c.Shield.SweepInterval, time.Second, time.Hour)
 	v.gateway(c.Gateway)
 	v.functions(c.Functions)
-	v.audit(c.Audit)
+	v.audit(c.Audit, c.StateDir)
 	return joinErrs(v.errs)
 }
 

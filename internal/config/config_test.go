@@ -266,6 +266,8 @@ func TestParseErrors(t *testing.T) {
 		{"audit dir relative", "audit: {dir: audit}", `audit.dir: must be an absolute path, got "audit"`},
 		{"audit file too small", "audit: {max_file_bytes: 1K}", `audit.max_file_bytes: must be between 4KiB and 1GiB`},
 		{"unknown audit key", "audit: {path: /x}", `audit.path: unknown key`},
+		{"audit dir is state_dir", "state_dir: /srv/aegis\naudit: {dir: /srv/aegis/}", `audit.dir: must not be state_dir or hold it`},
+		{"audit dir holds state_dir", "state_dir: /srv/aegis\naudit: {dir: /srv}", `audit.dir: must not be state_dir or hold it`},
 
 		{"state_dir relative", "state_dir: var/lib/aegis", `state_dir: must be an absolute path, got "var/lib/aegis"`},
 		{"state_dir empty", "state_dir: ''", `state_dir: must be an absolute path, got ""`},
@@ -366,6 +368,10 @@ func TestAuditDir(t *testing.T) {
 			}
 			if got := cfg.AuditDir(); got != tt.want {
 				t.Errorf("AuditDir = %q, want %q", got, tt.want)
+			}
+			// The anchor is outside the log's directory, in state_dir.
+			if got := cfg.AuditAnchor(); got != "/srv/aegis/audit.anchor" {
+				t.Errorf("AuditAnchor = %q", got)
 			}
 		})
 	}

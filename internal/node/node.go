@@ -87,14 +87,15 @@ const autoBlockAuditPeriod = time.Minute
 // New opens the state store, loads (or adopts) the shield, reconciles the
 // kernel maps with the store and attaches to the configured interfaces.
 func New(cfg config.Config, log *slog.Logger) (*Node, error) {
-	alog, err := audit.Open(cfg.AuditDir(), audit.Options{MaxFileBytes: int64(cfg.Audit.MaxFileBytes), Logger: log.With("audit", true)})
+	alog, err := audit.Open(cfg.AuditDir(), audit.Options{MaxFileBytes: int64(cfg.Audit.MaxFileBytes), Logger: log.With("audit", true),
+		Anchor: cfg.AuditAnchor()})
 	if err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	// Open checks the chain from the head back to the last file; the whole
 	// log is checked here too, and a break is reported loudly (the node
 	// still starts: `aegis audit verify` names the record).
-	if _, err := audit.VerifyDir(cfg.AuditDir()); err != nil {
+	if _, err := audit.VerifyDirAnchored(cfg.AuditDir(), cfg.AuditAnchor()); err != nil {
 		log.Error("the audit log does not verify", "dir", cfg.AuditDir(), "err", err)
 	}
 	st, err := store.Open(cfg.StateDir)
