@@ -23,6 +23,18 @@
 // every group commit. A hash chain alone cannot tell a log whose last
 // records were removed from a shorter log: the head can.
 //
+// # The anchor
+//
+// The head goes with its directory. With Options.Anchor, the seq and hash
+// of the last record written are also kept in a file outside it (the node
+// uses <state_dir>/audit.anchor), in the head's format, written after the
+// records are synced and before the head. Open and VerifyDirAnchored
+// require the log to hold the anchor's record with the anchor's hash: a
+// directory emptied, cut short with its head rewritten to match, or
+// replaced by another valid chain is reported as tampering at the first
+// record missing below the anchor's, or at the anchor's record. A log
+// without an anchor adopts one when opened with Options.Anchor.
+//
 // # Crashes versus tampering
 //
 // Append acknowledges a record only after both the log file and the head
@@ -67,8 +79,8 @@
 // # What it is not
 //
 // The chain and head detect edits by someone who does not rewrite the
-// whole chain: anyone who can write the directory can recompute every hash
-// and the head. Publishing Log.Head elsewhere (every record also goes to
+// whole chain: anyone who can write the directory and the anchor can
+// recompute every hash, the head and the anchor. Publishing Log.Head elsewhere (every record also goes to
 // slog with its hash) closes that gap; this package does not sign records.
 // It does not prune or archive old files, and it records only what callers
 // append: the node decides what is audited. Automatic blocks are many and
