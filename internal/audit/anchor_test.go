@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -212,31 +211,13 @@ func TestAnchorFollowsTheLog(t *testing.T) {
 func TestVerifyAnchoredWhileAppending(t *testing.T) {
 	base := t.TempDir()
 	dir, anchor := filepath.Join(base, "audit"), filepath.Join(base, "anchor")
-	l := openTest(t, dir, Options{MaxFileBytes: 4096, Anchor: anchor})
-	appendN(t, l, "first", 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		for w := range 4 {
-			wg.Go(func() { appendN(t, l, fmt.Sprintf("w%d-", w), 50) })
+	verifyWhileAppending(t, dir, Options{MaxFileBytes: 4096, Anchor: anchor}, func() (Result, error) {
+		res, err := VerifyDirAnchored(dir, anchor)
+		if err == nil && res.AnchorFile != anchor {
+			err = fmt.Errorf("anchor not checked: %+v", res)
 		}
-		wg.Wait()
-	}()
-	checks := 0
-	for running := true; running; checks++ {
-		select {
-		case <-done:
-			running = false
-		default:
-		}
-		if _, err := VerifyDirAnchored(dir, anchor); err != nil {
-			t.Fatalf("VerifyDirAnchored of a log being written (check %d): %v", checks, err)
-		}
-	}
-	if res, err := VerifyDirAnchored(dir, anchor); err != nil || res.Records != 201 || res.AnchorSeq != 201 {
-		t.Errorf("VerifyDirAnchored = %+v, %v after %d checks", res, err, checks)
-	}
+		return res, err
+	})
 }
 
 // A head that cannot be written after the anchor was: the batch fails,

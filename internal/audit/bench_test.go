@@ -14,22 +14,18 @@ var benchEvent = Event{Op: OpMapAdd, Target: "192.0.2.0/24", Actor: "uid=0 pid=4
 
 // BenchmarkAppend is one writer: every record waits for its own fsync.
 func BenchmarkAppend(b *testing.B) {
-	l := openTest(b, b.TempDir(), Options{})
-	ctx := context.Background()
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := l.Append(ctx, benchEvent); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	benchSerial(b, b.TempDir(), Options{})
 }
 
 // BenchmarkAppendAnchored is BenchmarkAppend with the anchor outside the
 // directory: a third write and fdatasync per group commit.
 func BenchmarkAppendAnchored(b *testing.B) {
 	base := b.TempDir()
-	l := openTest(b, filepath.Join(base, "audit"), Options{Anchor: filepath.Join(base, "anchor")})
+	benchSerial(b, filepath.Join(base, "audit"), Options{Anchor: filepath.Join(base, "anchor")})
+}
+
+func benchSerial(b *testing.B, dir string, opts Options) {
+	l := openTest(b, dir, opts)
 	ctx := context.Background()
 	b.ResetTimer()
 	for b.Loop() {
