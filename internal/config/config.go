@@ -38,7 +38,16 @@ const (
 	XDPModeAuto    = "auto"
 	XDPModeNative  = "native"
 	XDPModeGeneric = "generic"
+
+	// LongChainsDrop and LongChainsCharge are the values of
+	// shield.long_header_chains.
+	LongChainsDrop   = "drop"
+	LongChainsCharge = "charge"
 )
+
+// MaxManagementAddrs bounds admin.management_addrs: the shield holds at most
+// this many management prefixes of each family.
+const MaxManagementAddrs = 1024
 
 // bpffsRoot is the directory pin_path must live under.
 const bpffsRoot = "/sys/fs/bpf/"
@@ -63,7 +72,8 @@ type Admin struct {
 	// Socket is the path of the admin unix socket; absolute.
 	Socket string `yaml:"socket"`
 	// ManagementAddrs are IPs or CIDRs that must never be blocked without
-	// --force (lockout guard). See [Admin.ManagementPrefixes].
+	// --force (lockout guard) and that the shield never blocks
+	// automatically (they stay rate limited). See [Admin.ManagementPrefixes].
 	ManagementAddrs []string `yaml:"management_addrs"`
 	// MetricsListen is a TCP address (IP:port) serving Prometheus
 	// /metrics; empty (the default) serves them on the admin socket only.
@@ -79,10 +89,14 @@ type Shield struct {
 	// XDPMode is XDPModeAuto, XDPModeNative or XDPModeGeneric.
 	XDPMode string `yaml:"xdp_mode"`
 	// PinPath is the bpffs directory maps and links are pinned in.
-	PinPath       string    `yaml:"pin_path"`
-	Limits        Limits    `yaml:"limits"`
-	RateLimit     RateLimit `yaml:"rate_limit"`
-	SweepInterval Duration  `yaml:"sweep_interval"`
+	PinPath   string    `yaml:"pin_path"`
+	Limits    Limits    `yaml:"limits"`
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// LongHeaderChains is what the shield does with an IPv6 packet whose
+	// extension header chain is longer than it walks: LongChainsDrop or
+	// LongChainsCharge (to the source's SYN bucket).
+	LongHeaderChains string   `yaml:"long_header_chains"`
+	SweepInterval    Duration `yaml:"sweep_interval"`
 	// DetachOnExit detaches the program from every interface when the
 	// daemon stops on SIGTERM or SIGINT. Off by default: the shield keeps
 	// enforcing while the daemon is down or restarting.
@@ -168,7 +182,8 @@ func Default() Config {
 				AutoBlockFactor: 10,
 				AutoBlockTTL:    Duration{5 * time.Minute},
 			},
-			SweepInterval: Duration{10 * time.Second},
+			LongHeaderChains: LongChainsDrop,
+			SweepInterval:    Duration{10 * time.Second},
 		},
 		Gateway:   defaultGateway(),
 		Functions: defaultFunctions(),
@@ -229,6 +244,9 @@ func (c Config) Validate() error {
 			v.addf(fmt.Sprintf("admin.management_addrs[%d]", i), "must be an IP address or CIDR, got %q", s)
 		}
 	}
+	if n := len(c.Admin.ManagementAddrs); n > MaxManagementAddrs {
+		v.addf("admin.management_addrs", "must hold at most %d entries, got %d", MaxManagementAddrs, n)
+	}
 
 	seen := make(map[string]int, len(c.Shield.Interfaces))
 	for i, name := range c.Shield.Interfaces {
@@ -245,6 +263,7 @@ func (c Config) Validate() error {
 	}
 	v.oneOf("shield.mode", c.Shield.Mode, ModeEnforce, ModeMonitor)
 	v.oneOf("shield.xdp_mode", c.Shield.XDPMode, XDPModeAuto, XDPModeNative, XDPModeGeneric)
+	v.oneOf("shield.long_header_chains", c.Shield.LongHeaderChains, LongChainsDrop, LongChainsCharge)
 	if v.absPath("shield.pin_path", c.Shield.PinPath) {
 		if p := path.Clean(c.Shield.PinPath); !strings.HasPrefix(p, bpffsRoot) {
 			v.addf("shield.pin_path", "must be under %s, got %q", bpffsRoot, c.Shield.PinPath)

@@ -156,6 +156,7 @@ shield:
     ipv6_prefix_len: 48
     auto_block_factor: 1000
     auto_block_ttl: 24h
+  long_header_chains: charge
   sweep_interval: 1s
 gateway:
   listen: "[::]:80"
@@ -204,7 +205,8 @@ func TestParseFull(t *testing.T) {
 				AutoBlockFactor: 1000,
 				AutoBlockTTL:    Duration{24 * time.Hour},
 			},
-			SweepInterval: Duration{time.Second},
+			LongHeaderChains: LongChainsCharge,
+			SweepInterval:    Duration{time.Second},
 		},
 		Gateway: Gateway{Listen: "[::]:80"},
 		Functions: Functions{
@@ -283,6 +285,8 @@ func TestParseErrors(t *testing.T) {
 		{"interface duplicate", "shield: {interfaces: [eth0, eth1, eth0]}", `shield.interfaces[2]: duplicate interface "eth0" (also shield.interfaces[0])`},
 		{"mode", "shield: {mode: block}", `shield.mode: must be one of "enforce", "monitor", got "block"`},
 		{"xdp_mode", "shield: {xdp_mode: offload}", `shield.xdp_mode: must be one of "auto", "native", "generic", got "offload"`},
+		{"long_header_chains", "shield: {long_header_chains: pass}", `shield.long_header_chains: must be one of "drop", "charge", got "pass"`},
+		{"too many management addrs", "admin: {management_addrs: [" + strings.Repeat("10.0.0.1, ", MaxManagementAddrs) + "10.0.0.2]}", "admin.management_addrs: must hold at most 1024 entries, got 1025"},
 		{"pin_path relative", "shield: {pin_path: sys/fs/bpf/aegis}", "shield.pin_path: must be an absolute path"},
 		{"pin_path outside bpffs", "shield: {pin_path: /tmp/aegis}", "shield.pin_path: must be under /sys/fs/bpf/"},
 		{"pin_path bpffs root", "shield: {pin_path: /sys/fs/bpf}", "shield.pin_path: must be under /sys/fs/bpf/"},

@@ -217,11 +217,16 @@ func (n *Node) start() error {
 	if n.shield.Adopted {
 		n.log.Info("adopted pinned shield state", "pin_path", n.cfg.Shield.PinPath)
 	}
+	// Management addresses go in first: they must never be blocked
+	// automatically, and blocks left by an earlier run are lifted.
+	if err := n.shield.SetManagement(n.cfg.Admin.ManagementPrefixes()); err != nil {
+		return fmt.Errorf("applying admin.management_addrs: %w", err)
+	}
 	settings := settingsFromConfig(n.cfg)
 	if raw, ok, err := n.store.Setting(settingsKey); err != nil {
 		return err
 	} else if ok {
-		var saved shield.Settings
+		saved := settings // a setting saved before it existed keeps the config's value
 		if err := json.Unmarshal(raw, &saved); err == nil && saved.Validate() == nil {
 			if saved != settings {
 				n.log.Info("runtime shield settings from the state store override the config", "mode", saved.Mode)
@@ -257,6 +262,7 @@ func settingsFromConfig(c config.Config) shield.Settings {
 		IPv6PrefixLen:   rl.IPv6PrefixLen,
 		AutoBlockFactor: rl.AutoBlockFactor,
 		AutoBlockTTL:    rl.AutoBlockTTL.Duration,
+		LongChains:      shield.LongChains(c.Shield.LongHeaderChains),
 	}
 }
 

@@ -29,8 +29,10 @@ var restartKeys = []struct {
 	{"audit", func(c config.Config) any { return c.Audit }},
 }
 
-// Reload applies a new configuration (SIGHUP): the management addresses,
-// the shield's interfaces, XDP mode, list limits, mode and rate limits.
+// Reload applies a new configuration (SIGHUP): the management addresses
+// (also in the shield, which never blocks them automatically), the shield's
+// interfaces, XDP mode, list limits, mode, rate limits and
+// long_header_chains.
 // Everything is checked before anything changes; a configuration that
 // changes a key only a restart can, or that could not be applied whole,
 // is refused with the reason and nothing changes. The file's shield
@@ -73,6 +75,9 @@ func (n *Node) Reload(cfg config.Config) error {
 		}
 	}
 
+	if err := n.shield.SetManagement(cfg.Admin.ManagementPrefixes()); err != nil {
+		return fmt.Errorf("%w: admin.management_addrs: %w", ErrRefused, err)
+	}
 	settings := settingsFromConfig(cfg)
 	if settings != n.shield.Settings() {
 		if _, err := n.setSettingsLocked(settings, Actor{}); err != nil {
@@ -101,6 +106,7 @@ func (n *Node) Reload(cfg config.Config) error {
 	n.cfg.Shield.Limits = cfg.Shield.Limits
 	n.cfg.Shield.Mode = cfg.Shield.Mode
 	n.cfg.Shield.RateLimit = cfg.Shield.RateLimit
+	n.cfg.Shield.LongHeaderChains = cfg.Shield.LongHeaderChains
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reload applied the settings, but: %w", err)
 	}

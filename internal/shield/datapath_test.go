@@ -66,7 +66,7 @@ func TestDataPathVerdicts(t *testing.T) {
 		{"ipv6 extension headers clean", ext(tu.TCPSyn6("2001:db8::1", dst6), hbh, rt, dopt).Bytes(), xdpPass, ReasonPassed},
 		{"ipv6 non-first fragment", frag(udp6("2001:db8::1"), 10).Bytes(), xdpPass, ReasonPassed},
 		{"ipv6 too many extension headers still filtered", ext(udp6("2001:db8:bad::66"), hbh, dopt, dopt, dopt, dopt, dopt, dopt, dopt).Bytes(), xdpDrop, ReasonBlockedExact},
-		{"ipv6 too many extension headers clean", ext(udp6("2001:db8::1"), hbh, dopt, dopt, dopt, dopt, dopt, dopt, dopt).Bytes(), xdpPass, ReasonMalformed},
+		{"ipv6 too many extension headers clean", ext(udp6("2001:db8::1"), hbh, dopt, dopt, dopt, dopt, dopt, dopt, dopt).Bytes(), xdpDrop, ReasonHeaderChain},
 		{"ipv6 truncated extension header", tu.Truncate(ext(udp6("2001:db8::1"), rt).Bytes(), tu.EthernetHeaderLen+tu.IPv6HeaderLen+1), xdpPass, ReasonMalformed},
 		{"arp is not ip", tu.Packet{EtherType: tu.EtherTypeARP, Payload: make([]byte, 28)}.Bytes(), xdpPass, ReasonNonIP},
 		// BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header,

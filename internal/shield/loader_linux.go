@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,7 +79,9 @@ type Shield struct {
 	cfg           shieldShieldConfig
 	filters       [numPrefilters]*prefilter
 	exact         [numPrefilters]*exactFilter
-	long          [2]*prefilter // IPv6 prefixes of /48 and longer: allow, block
+	long          [2]*prefilter  // IPv6 prefixes of /48 and longer: allow, block
+	mgmt          []netip.Prefix // management prefixes (SetManagement)
+	mgmtSet       bool           // SetManagement was called: the maps follow mgmt
 	// Adopted is true when the maps were already pinned, that is when a
 	// previous daemon's state was taken over rather than created.
 	Adopted bool

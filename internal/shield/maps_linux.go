@@ -42,6 +42,10 @@ func (s *Shield) setSettingsLocked(st Settings) error {
 	c.V4Mask = prefixMask4(st.IPv4PrefixLen)
 	c.V6Mask = prefixMask6(st.IPv6PrefixLen)
 	c.AutoblockTtlNs = uint64(st.AutoBlockTTL)
+	c.Flags = 0
+	if st.LongChains == LongChainsCharge {
+		c.Flags |= flagChargeLongChains
+	}
 	for i, b := range []Bucket{st.SYN, st.UDP, st.ICMP} {
 		c.Rate[i].IntervalNs, c.Rate[i].ToleranceNs, c.Rate[i].AutoblockPkts = 0, 0, 0
 		if b.PPS == 0 {
@@ -52,7 +56,10 @@ func (s *Shield) setSettingsLocked(st Settings) error {
 		c.Rate[i].ToleranceNs = interval * uint64(b.Burst)
 		c.Rate[i].AutoblockPkts = uint64(st.AutoBlockFactor) * uint64(b.PPS)
 	}
-	return s.writeConfigLocked(c)
+	if err := s.writeConfigLocked(c); err != nil {
+		return err
+	}
+	return s.syncManagementLocked() // its entries follow the source prefix lengths
 }
 
 func (s *Shield) writeConfigLocked(c shieldShieldConfig) error {
@@ -70,6 +77,10 @@ func settingsFromConfig(c *shieldShieldConfig) Settings {
 		IPv4PrefixLen: maskLen(c.V4Mask),
 		IPv6PrefixLen: maskLen(c.V6Mask[0]) + maskLen(c.V6Mask[1]) + maskLen(c.V6Mask[2]) + maskLen(c.V6Mask[3]),
 		AutoBlockTTL:  time.Duration(c.AutoblockTtlNs),
+		LongChains:    LongChainsDrop,
+	}
+	if c.Flags&flagChargeLongChains != 0 {
+		st.LongChains = LongChainsCharge
 	}
 	if c.Mode == 1 {
 		st.Mode = ModeMonitor

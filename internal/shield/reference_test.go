@@ -32,9 +32,16 @@ func (s *Shield) testRules(t testing.TB) []refRule {
 
 // reference is a straightforward Go model of the data path with rate limits
 // off: it parses the frame the way bpf/shield.c is specified to and returns
-// the XDP verdict (enforce mode) and the reason.
+// the XDP verdict (enforce mode) and the reason, with the default settings
+// (long header chains dropped).
 func reference(frame []byte, rules []refRule, now uint64) (uint32, Reason) {
+	return referenceWith(frame, rules, now, false)
+}
+
+// referenceWith is reference with LongChainsCharge when charge is set.
+func referenceWith(frame []byte, rules []refRule, now uint64, charge bool) (uint32, Reason) {
 	pass := func(r Reason) (uint32, Reason) { return xdpPass, r }
+	drop := func(r Reason) (uint32, Reason) { return xdpDrop, r }
 	if len(frame) < 14 {
 		return pass(ReasonMalformed)
 	}
@@ -50,8 +57,21 @@ func reference(frame []byte, rules []refRule, now uint64) (uint32, Reason) {
 		proto = binary.BigEndian.Uint16(frame[off+2:])
 		off += 4
 	}
-	var src netip.Addr
-	l4ok := true
+	const (
+		fragNone = iota
+		fragFirst
+		fragLater
+	)
+	var (
+		src       netip.Addr
+		l4proto   uint8
+		l4start   = -1 // offset of the L4 header; -1: none to read
+		dgramEnd  int  // where the IP datagram ends, as declared
+		frag      = fragNone
+		fragUnits int
+		unparsed  bool
+		chainLong bool
+	)
 	switch proto {
 	case 0x8100, 0x88a8:
 		return pass(ReasonMalformed)
@@ -64,37 +84,63 @@ func reference(frame []byte, rules []refRule, now uint64) (uint32, Reason) {
 			return pass(ReasonMalformed)
 		}
 		src = netip.AddrFrom4([4]byte(frame[off+12 : off+16]))
-		first := binary.BigEndian.Uint16(frame[off+6:])&0x1fff == 0
-		l4ok = !first || l4Complete(frame[off+ihl:], frame[off+9])
+		l4proto = frame[off+9]
+		dgramEnd = off + int(binary.BigEndian.Uint16(frame[off+2:]))
+		fo := binary.BigEndian.Uint16(frame[off+6:])
+		if fragUnits = int(fo & 0x1fff); fragUnits != 0 {
+			frag = fragLater
+		} else {
+			l4start = off + ihl
+			if fo&0x2000 != 0 {
+				frag = fragFirst
+			}
+		}
 	case 0x86dd:
 		if len(frame) < off+40 || frame[off]>>4 != 6 {
 			return pass(ReasonMalformed)
 		}
 		src = netip.AddrFrom16([16]byte(frame[off+8 : off+24]))
-		next, pos, first := frame[off+6], off+40, true
+		dgramEnd = len(frame)
+		if plen := int(binary.BigEndian.Uint16(frame[off+4:])); plen != 0 {
+			dgramEnd = off + 40 + plen
+		}
+		next, pos := frame[off+6], off+40
 		for range 6 {
 			if !isExt(next) || len(frame) < pos+4 {
 				break
 			}
 			hdr := pos
-			switch next {
-			case 44:
-				if binary.BigEndian.Uint16(frame[pos+2:])&0xfff8 != 0 {
-					first = false
-				}
+			if next == 44 {
+				fo := binary.BigEndian.Uint16(frame[pos+2:])
+				next = frame[hdr]
 				pos += 8
-			case 51:
+				if fo>>3 != 0 {
+					frag, fragUnits = fragLater, int(fo>>3)
+					break
+				}
+				if fo&1 != 0 {
+					frag = fragFirst
+				}
+				continue
+			}
+			if next == 51 {
 				pos += (int(frame[pos+1]) + 2) * 4
-			default:
+			} else {
 				pos += (int(frame[pos+1]) + 1) * 8
 			}
 			next = frame[hdr]
 		}
-		switch {
-		case pos > len(frame) || isExt(next):
-			l4ok = false
-		case first:
-			l4ok = l4Complete(frame[pos:], next)
+		l4proto = next
+		if frag != fragLater {
+			ext := isExt(next)
+			switch {
+			case ext && pos+4 > len(frame), !ext && pos > len(frame):
+				unparsed = true
+			case ext:
+				chainLong = true
+			default:
+				l4start = pos
+			}
 		}
 	default:
 		return pass(ReasonNonIP)
@@ -104,9 +150,48 @@ func reference(frame []byte, rules []refRule, now uint64) (uint32, Reason) {
 	}
 	if hit, exact := refMatch(rules, Blocklist, src, now); hit {
 		if exact {
-			return xdpDrop, ReasonBlockedExact
+			return drop(ReasonBlockedExact)
 		}
-		return xdpDrop, ReasonBlockedPrefix
+		return drop(ReasonBlockedPrefix)
+	}
+	switch {
+	case frag == fragLater:
+		if l4proto == 6 && fragUnits == 1 {
+			return drop(ReasonFragment)
+		}
+		return pass(ReasonPassed)
+	case chainLong:
+		if !charge {
+			return drop(ReasonHeaderChain)
+		}
+		return pass(ReasonMalformed)
+	case unparsed:
+		if frag == fragFirst {
+			return drop(ReasonFragment)
+		}
+		return pass(ReasonMalformed)
+	}
+	room := min(dgramEnd, len(frame)) - l4start
+	l4ok := true
+	switch l4proto {
+	case 6:
+		l4ok = room >= 20
+		if room >= 14 {
+			l4ok = l4ok || frag == fragFirst
+		} else if frag == fragFirst {
+			return drop(ReasonFragment)
+		}
+	case 17, 1, 58:
+		need := 4
+		if l4proto == 17 {
+			need = 8
+		}
+		if room < need {
+			if frag == fragFirst {
+				return drop(ReasonFragment)
+			}
+			l4ok = false
+		}
 	}
 	if !l4ok {
 		return pass(ReasonMalformed)
@@ -115,19 +200,6 @@ func reference(frame []byte, rules []refRule, now uint64) (uint32, Reason) {
 }
 
 func isExt(p uint8) bool { return p == 0 || p == 43 || p == 60 || p == 44 || p == 51 }
-
-// l4Complete reports whether the L4 header the data path reads is whole.
-func l4Complete(b []byte, proto uint8) bool {
-	switch proto {
-	case 6:
-		return len(b) >= 20
-	case 17:
-		return len(b) >= 8
-	case 1, 58:
-		return len(b) >= 4
-	}
-	return true
-}
 
 // refMatch looks the source up in a list: exact entries first, then the
 // longest prefix, which alone decides (as in an LPM trie).

@@ -50,12 +50,20 @@ const (
 	ReasonAutoBlocked
 	ReasonMalformed
 	ReasonNonIP
+	// ReasonFragment drops a TCP first fragment too short to hold the
+	// flags, a TCP fragment at offset 1, and an IPv6 first fragment whose
+	// header chain or L4 header is incomplete.
+	ReasonFragment
+	// ReasonHeaderChain drops an IPv6 packet whose extension header chain
+	// is longer than the data path walks (LongChainsDrop).
+	ReasonHeaderChain
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"passed", "allowlisted", "blocked_exact", "blocked_prefix", "rate_syn",
 	"rate_udp", "rate_icmp", "auto_blocked", "malformed_passed", "non_ip",
+	"fragment_dropped", "header_chain_dropped",
 }
 
 // Reasons lists every reason in counter order.
@@ -75,7 +83,9 @@ func (r Reason) String() string {
 }
 
 // Drops reports whether the reason drops the packet in enforce mode.
-func (r Reason) Drops() bool { return r >= ReasonBlockedExact && r <= ReasonAutoBlocked }
+func (r Reason) Drops() bool {
+	return r >= ReasonBlockedExact && r <= ReasonAutoBlocked || r == ReasonFragment || r == ReasonHeaderChain
+}
 
 // Class is a rate-limited traffic class.
 type Class uint8
@@ -100,6 +110,20 @@ func (c Class) String() string {
 	return fmt.Sprintf("class(%d)", uint8(c))
 }
 
+// LongChains says what the data path does with an IPv6 packet whose
+// extension header chain is longer than it walks (six headers): its L4
+// protocol is unknown, so no bucket of its own applies.
+type LongChains string
+
+// Long header chain policies.
+const (
+	// LongChainsDrop drops the packet (counted header_chain_dropped).
+	LongChainsDrop LongChains = "drop"
+	// LongChainsCharge charges it to the source's SYN bucket; what passes
+	// counts as malformed_passed.
+	LongChainsCharge LongChains = "charge"
+)
+
 // Bucket is one class's limit: a token bucket refilled at PPS packets per
 // second holding at most Burst. PPS 0 leaves the class unlimited.
 type Bucket struct {
@@ -118,6 +142,7 @@ type Settings struct {
 	IPv6PrefixLen   int           `json:"ipv6_prefix_len"`
 	AutoBlockFactor int           `json:"auto_block_factor"`
 	AutoBlockTTL    time.Duration `json:"auto_block_ttl"`
+	LongChains      LongChains    `json:"long_header_chains"`
 }
 
 // Validate checks the settings against what the data path can express.
@@ -148,6 +173,9 @@ func (s Settings) Validate() error {
 	if s.AutoBlockTTL < time.Second || s.AutoBlockTTL > 24*time.Hour {
 		return fmt.Errorf("auto_block_ttl: must be between 1s and 24h, got %s", s.AutoBlockTTL)
 	}
+	if s.LongChains != LongChainsDrop && s.LongChains != LongChainsCharge {
+		return fmt.Errorf("long_header_chains: must be drop or charge, got %q", s.LongChains)
+	}
 	return nil
 }
 
@@ -164,6 +192,7 @@ func DefaultSettings() Settings {
 		IPv6PrefixLen:   64,
 		AutoBlockFactor: 10,
 		AutoBlockTTL:    5 * time.Minute,
+		LongChains:      LongChainsDrop,
 	}
 }
 
@@ -208,4 +237,6 @@ const (
 	CeilingV6      = 1 << 19
 	AllowCeiling   = 1 << 16
 	SourcesEntries = 1 << 16
+	// ManagementEntries bounds the management prefixes of each family.
+	ManagementEntries = 1024
 )

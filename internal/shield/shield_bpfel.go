@@ -104,7 +104,7 @@ type shieldShieldConfig struct {
 	Mode           uint32
 	Presence       uint32
 	V4Mask         uint32
-	Pad            uint32
+	Flags          uint32
 	V6Mask         [4]uint32
 	AutoblockTtlNs uint64
 	Unused         uint64
@@ -140,7 +140,9 @@ const (
 	shieldVerdictReasonREASON_AUTO_BLOCKED   shieldVerdictReason = 7
 	shieldVerdictReasonREASON_MALFORMED      shieldVerdictReason = 8
 	shieldVerdictReasonREASON_NON_IP         shieldVerdictReason = 9
-	shieldVerdictReasonREASON_MAX            shieldVerdictReason = 10
+	shieldVerdictReasonREASON_FRAGMENT       shieldVerdictReason = 10
+	shieldVerdictReasonREASON_HEADER_CHAIN   shieldVerdictReason = 11
+	shieldVerdictReasonREASON_MAX            shieldVerdictReason = 12
 )
 
 // Names of all BPF objects in the ELF.
@@ -161,6 +163,8 @@ const (
 	shieldMapCounters          = "counters"
 	shieldMapEvents            = "events"
 	shieldMapExactFilters      = "exact_filters"
+	shieldMapMgmtV4            = "mgmt_v4"
+	shieldMapMgmtV6            = "mgmt_v6"
 	shieldMapPerfEvents        = "perf_events"
 	shieldMapPrefilters        = "prefilters"
 	shieldMapPrefiltersLong    = "prefilters_long"
@@ -244,6 +248,8 @@ type shieldMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	ExactFilters   *ebpf.MapSpec `ebpf:"exact_filters"`
+	MgmtV4         *ebpf.MapSpec `ebpf:"mgmt_v4"`
+	MgmtV6         *ebpf.MapSpec `ebpf:"mgmt_v6"`
 	PerfEvents     *ebpf.MapSpec `ebpf:"perf_events"`
 	Prefilters     *ebpf.MapSpec `ebpf:"prefilters"`
 	PrefiltersLong *ebpf.MapSpec `ebpf:"prefilters_long"`
@@ -301,6 +307,8 @@ type shieldMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	ExactFilters   *ebpf.Map `ebpf:"exact_filters"`
+	MgmtV4         *ebpf.Map `ebpf:"mgmt_v4"`
+	MgmtV6         *ebpf.Map `ebpf:"mgmt_v6"`
 	PerfEvents     *ebpf.Map `ebpf:"perf_events"`
 	Prefilters     *ebpf.Map `ebpf:"prefilters"`
 	PrefiltersLong *ebpf.Map `ebpf:"prefilters_long"`
@@ -324,6 +332,8 @@ func (m *shieldMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.ExactFilters,
+		m.MgmtV4,
+		m.MgmtV6,
 		m.PerfEvents,
 		m.Prefilters,
 		m.PrefiltersLong,

@@ -536,3 +536,70 @@ func ICMPEcho4(src, dst string) Packet {
 func ICMPEcho6(src, dst string) Packet {
 	return Packet{Src: mustAddr(src, false), Dst: mustAddr(dst, false), Proto: ProtoICMPv6, ICMPType: ICMPv6EchoRequest}
 }
+
+// Fragments encodes the packet whole, then splits its IP payload into
+// fragments of at most size bytes (rounded down to a multiple of 8, at least
+// 8) the way a sender with a tiny MTU does; hping3 --mtu 8 sends such a
+// train. Checksums cover the whole datagram, so the receiver's reassembly
+// gives back the packet. IPv4 fragments repeat the header (options
+// included) with their offset, MF and length. IPv6 fragments keep
+// IPv6ExtHeaders in the unfragmentable part and add a Fragment header
+// (identification PacketFragID) after them. FragOffset and MoreFragments
+// must be unset and IPv6ExtHeaders must hold no Fragment header; it panics
+// otherwise or without an IP layer.
+func (p Packet) Fragments(size int) [][]byte {
+	hasIP, is4 := p.family()
+	if !hasIP || p.FragOffset != 0 || p.MoreFragments {
+		panic("testutil: Packet.Fragments: needs an IP packet without fragment fields")
+	}
+	for _, e := range p.IPv6ExtHeaders {
+		if e.Type == ProtoFragment {
+			panic("testutil: Packet.Fragments: IPv6ExtHeaders already holds a Fragment header")
+		}
+	}
+	size = max(8, size&^7)
+	whole := p.Bytes()
+	l3, l4 := p.L3Offset(), p.L4Offset()
+	data := whole[l4:]
+	var out [][]byte
+	for off := 0; off == 0 || off < len(data); off += size {
+		end := min(off+size, len(data))
+		more := end < len(data)
+		frame := append([]byte(nil), whole[:l3]...)
+		if is4 {
+			h := append([]byte(nil), whole[l3:l4]...)
+			binary.BigEndian.PutUint16(h[2:], uint16(len(h)+end-off))
+			field := uint16(off / 8)
+			if more {
+				field |= 0x2000
+			}
+			binary.BigEndian.PutUint16(h[6:], field)
+			h[10], h[11] = 0, 0
+			binary.BigEndian.PutUint16(h[10:], fold(sumBytes(h)))
+			frame = append(frame, h...)
+		} else {
+			h := append([]byte(nil), whole[l3:l4]...)
+			// The last next-header field of the chain now names the
+			// Fragment header, which names what the chain named.
+			last := 6
+			pos := IPv6HeaderLen
+			for _, e := range p.IPv6ExtHeaders {
+				last = pos
+				pos += e.size()
+			}
+			next := h[last]
+			h[last] = ProtoFragment
+			binary.BigEndian.PutUint16(h[4:], uint16(len(h)-IPv6HeaderLen+8+end-off))
+			field := uint16(off) // off is a multiple of 8: the offset sits in the top 13 bits
+			if more {
+				field |= 1
+			}
+			fh := []byte{next, 0, 0, 0, 0, 0, 0, 0}
+			binary.BigEndian.PutUint16(fh[2:], field)
+			binary.BigEndian.PutUint32(fh[4:], PacketFragID)
+			frame = append(append(frame, h...), fh...)
+		}
+		out = append(out, append(frame, data[off:end]...))
+	}
+	return out
+}

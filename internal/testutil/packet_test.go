@@ -537,3 +537,90 @@ func assertPanics(t *testing.T, what string, fn func()) {
 	}()
 	fn()
 }
+
+func TestFragments(t *testing.T) {
+	syn4 := TCPSyn4("192.0.2.1", "198.51.100.1")
+	syn4.IPv4Options = []byte{1, 1, 1, 0}
+	syn6 := TCPSyn6("2001:db8::1", "2001:db8::2")
+	syn6.IPv6ExtHeaders = []ExtHeader{{Type: ProtoHopByHop}, {Type: ProtoDstOpts, Len: 1}}
+	udp6 := UDP6("2001:db8::1", "2001:db8::2")
+	udp6.Payload = make([]byte, 30)
+	for _, tc := range []struct {
+		name  string
+		p     Packet
+		size  int
+		count int
+	}{
+		{"tcp4 in 8-byte fragments", syn4, 8, 3},
+		{"tcp4 in 16-byte fragments", syn4, 16, 2},
+		{"tcp6 behind two headers, 8-byte", syn6, 8, 3},
+		{"udp6 in 16-byte fragments, size rounded down", udp6, 19, 3},
+		{"one fragment holds it all", udp6, 1000, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			whole := tc.p.Bytes()
+			l4 := tc.p.L4Offset()
+			frags := tc.p.Fragments(tc.size)
+			if len(frags) != tc.count {
+				t.Fatalf("%d fragments, want %d", len(frags), tc.count)
+			}
+			var data []byte
+			for i, f := range frags {
+				more := i < len(frags)-1
+				var off int
+				var body []byte
+				if tc.p.Src.Is4() {
+					ip := f[tc.p.L3Offset():]
+					ihl := int(ip[0]&0xf) * 4
+					if tot := int(binary.BigEndian.Uint16(ip[2:])); tot != len(ip) {
+						t.Fatalf("fragment %d: total length %d, have %d", i, tot, len(ip))
+					}
+					if c := csum(ip[:ihl]); c != 0xffff {
+						t.Fatalf("fragment %d: header checksum does not verify", i)
+					}
+					fw := binary.BigEndian.Uint16(ip[6:])
+					off, body = int(fw&0x1fff)*8, ip[ihl:]
+					if fw&0x2000 != 0 != more {
+						t.Fatalf("fragment %d: MF %v", i, !more)
+					}
+					if !bytes.Equal(ip[:ihl][12:], whole[tc.p.L3Offset()+12:l4]) {
+						t.Fatalf("fragment %d: addresses or options differ", i)
+					}
+				} else {
+					ip := f[tc.p.L3Offset():]
+					if pl := int(binary.BigEndian.Uint16(ip[4:])); pl != len(ip)-40 {
+						t.Fatalf("fragment %d: payload length %d, have %d", i, pl, len(ip)-40)
+					}
+					p := parsed{}
+					next, pos := ip[6], 40
+					for next != ProtoFragment {
+						p.extTypes = append(p.extTypes, next)
+						next, pos = ip[pos], pos+8*(int(ip[pos+1])+1)
+					}
+					if len(p.extTypes) != len(tc.p.IPv6ExtHeaders) {
+						t.Fatalf("fragment %d: %d headers before the Fragment header, want %d", i, len(p.extTypes), len(tc.p.IPv6ExtHeaders))
+					}
+					fh := ip[pos:]
+					if fh[0] != tc.p.Proto || binary.BigEndian.Uint32(fh[4:]) != PacketFragID {
+						t.Fatalf("fragment %d: fragment header % x", i, fh[:8])
+					}
+					fw := binary.BigEndian.Uint16(fh[2:])
+					off, body = int(fw>>3)*8, fh[8:]
+					if fw&1 != 0 != more {
+						t.Fatalf("fragment %d: M %v", i, !more)
+					}
+				}
+				if off != len(data) {
+					t.Fatalf("fragment %d at offset %d, want %d", i, off, len(data))
+				}
+				if more && len(body)%8 != 0 {
+					t.Fatalf("fragment %d carries %d bytes, not a multiple of 8", i, len(body))
+				}
+				data = append(data, body...)
+			}
+			if !bytes.Equal(data, whole[l4:]) {
+				t.Fatalf("reassembled % x, want % x", data, whole[l4:])
+			}
+		})
+	}
+}

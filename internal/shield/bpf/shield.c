@@ -2,7 +2,11 @@
 
 // shield.c is aegis's XDP data path: allowlist, blocklist, automatic blocks and
 // per-source rate limits, in that order. Anything the parser does not understand
-// passes and is counted: the shield must never black-hole a node.
+// passes and is counted: the shield must never black-hole a node. Packets that
+// hide their class from the limiter do not pass unclassified: a fragment is
+// charged to its protocol's bucket, a TCP first fragment too short to hold the
+// flags (and a TCP fragment at offset 1) is dropped, and an IPv6 header chain
+// longer than the parser walks is dropped or charged, as configured.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -23,6 +27,7 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 #define BLOCK_V6_CEILING (1 << 19)
 #define ALLOW_CEILING    (1 << 16)
 #define SOURCES_MAX      (1 << 16)
+#define MGMT_CEILING     1024
 
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT  6
@@ -39,8 +44,16 @@ enum verdict_reason {
 	REASON_AUTO_BLOCKED = 7,
 	REASON_MALFORMED = 8,
 	REASON_NON_IP = 9,
-	REASON_MAX = 10,
+	REASON_FRAGMENT = 10,     // TCP fragment hiding or rewriting the flags
+	REASON_HEADER_CHAIN = 11, // IPv6 header chain longer than the parser walks
+	REASON_MAX = 12,
 };
+
+// DROP_REASONS has bit r set when reason r drops the packet in enforce mode.
+#define DROP_REASONS                                                                   \
+	((1u << REASON_BLOCKED_EXACT) | (1u << REASON_BLOCKED_PREFIX) |                \
+	 (1u << REASON_RATE_SYN) | (1u << REASON_RATE_UDP) | (1u << REASON_RATE_ICMP) | \
+	 (1u << REASON_AUTO_BLOCKED) | (1u << REASON_FRAGMENT) | (1u << REASON_HEADER_CHAIN))
 
 enum rate_class {
 	CLASS_SYN = 0,
@@ -53,6 +66,21 @@ enum rate_class {
 enum shield_mode {
 	MODE_ENFORCE = 0,
 	MODE_MONITOR = 1,
+};
+
+// Flags in shield_config.flags.
+enum config_flag {
+	// FLAG_CHARGE_LONG_CHAINS charges an IPv6 packet whose header chain is
+	// longer than the parser walks to its source's SYN bucket instead of
+	// dropping it.
+	FLAG_CHARGE_LONG_CHAINS = 1 << 0,
+};
+
+// Fragment kinds of a packet.
+enum frag_kind {
+	FRAG_NONE = 0,  // not fragmented (or an IPv6 atomic fragment)
+	FRAG_FIRST = 1, // offset 0, more fragments follow
+	FRAG_LATER = 2, // offset > 0: no L4 header
 };
 
 // Presence flags let the data path skip lookups in maps the daemon knows are
@@ -80,7 +108,7 @@ struct shield_config {
 	__u32 mode;
 	__u32 presence;
 	__u32 v4_mask;  // network order, applied to sources for rate limiting
-	__u32 _pad;
+	__u32 flags;    // enum config_flag
 	__u32 v6_mask[4];
 	__u64 autoblock_ttl_ns;
 	__u64 unused;   // was the injected clock, now in clock_sync; kept for the layout
@@ -179,6 +207,30 @@ EXACT_MAP(block_v4, __u32, BLOCK_V4_CEILING);
 EXACT_MAP(block_v6, struct addr6, BLOCK_V6_CEILING);
 PREFIX_MAP(block_v4_lpm, struct lpm_v4_key, BLOCK_V4_CEILING);
 PREFIX_MAP(block_v6_lpm, struct lpm_v6_key, BLOCK_V6_CEILING);
+
+// mgmt_v4 and mgmt_v6 hold the management prefixes (admin.management_addrs),
+// each shortened by userspace to at most the sources' prefix length, so that
+// a sources key matches exactly when its block would cover a management
+// address. Such a source is rate limited but never blocked automatically: a
+// spoofed flood must not lock the operator out. They are read only when a
+// source crosses the automatic-block threshold.
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MGMT_CEILING);
+	__type(key, struct lpm_v4_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mgmt_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MGMT_CEILING);
+	__type(key, struct lpm_v6_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mgmt_v6 SEC(".maps");
 
 // sources holds rate-limit and automatic-block state per source prefix. LRU,
 // so a spoofed flood evicts idle sources instead of exhausting memory.
@@ -349,7 +401,7 @@ static __always_inline __u64 clock_slack(void)
 
 static __always_inline int verdict(const struct shield_config *cfg, __u32 reason, __u64 len)
 {
-	int drop = reason >= REASON_BLOCKED_EXACT && reason <= REASON_AUTO_BLOCKED;
+	int drop = reason < REASON_MAX && ((DROP_REASONS >> reason) & 1);
 	__u32 idx = reason;
 
 	if (drop && cfg->mode == MODE_MONITOR) {
@@ -552,6 +604,18 @@ static __always_inline void report_autoblock(struct xdp_md *ctx, const struct ad
 	bpf_ringbuf_submit(ev, 0);
 }
 
+// is_management reports whether a sources key overlaps a management prefix.
+static __always_inline int is_management(const struct addr6 *src)
+{
+	if (src->addr[0] == 0 && src->addr[1] == 0 && src->addr[2] == bpf_htonl(0xffff)) {
+		struct lpm_v4_key k = {.prefixlen = 32, .addr = src->addr[3]};
+		return bpf_map_lookup_elem(&mgmt_v4, &k) != 0;
+	}
+	struct lpm_v6_key k = {.prefixlen = 128};
+	__builtin_memcpy(k.addr, src->addr, sizeof(k.addr));
+	return bpf_map_lookup_elem(&mgmt_v6, &k) != 0;
+}
+
 // rate_limit applies the automatic block and the class's token bucket to the
 // source; it returns REASON_PASSED when the packet may go on.
 static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_config *cfg,
@@ -592,7 +656,7 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 		cs->win_pkts = 0;
 	}
 	cs->win_pkts++;
-	if (b->autoblock_pkts && cs->win_pkts > b->autoblock_pkts) {
+	if (b->autoblock_pkts && cs->win_pkts > b->autoblock_pkts && !is_management(src)) {
 		__u64 until = now + cfg->autoblock_ttl_ns;
 		st->blocked_until = until;
 		asm volatile("" ::: "memory"); // the block before its mark
@@ -665,9 +729,13 @@ int aegis_xdp(struct xdp_md *ctx)
 
 	struct addr6 src = {};
 	__u8 l4proto;
-	void *l4 = 0; // nil when there is no L4 header to read (non-first fragment, ESP...)
+	void *l4 = 0;      // nil when there is no L4 header to read (non-first fragment, ESP...)
+	__u32 l4_end = 0;  // offset from data where the IP datagram ends, as declared
+	__u32 frag = FRAG_NONE;
+	__u32 frag_units = 0; // fragment offset in 8-byte units
 	__u32 reason;
 	int unparsed = 0;
+	int chain_long = 0;
 
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = pos;
@@ -677,8 +745,16 @@ int aegis_xdp(struct xdp_md *ctx)
 		if (next > data_end)
 			return verdict(cfg, REASON_MALFORMED, len);
 		l4proto = ip->protocol;
-		if ((ip->frag_off & bpf_htons(0x1fff)) == 0)
+		l4_end = (pos - data) + bpf_ntohs(ip->tot_len);
+		__u16 fo = bpf_ntohs(ip->frag_off);
+		frag_units = fo & 0x1fff;
+		if (frag_units) {
+			frag = FRAG_LATER;
+		} else {
 			l4 = next;
+			if (fo & 0x2000)
+				frag = FRAG_FIRST;
+		}
 		__u32 saddr = ip->saddr;
 
 		reason = list_v4(&allow_v4, &allow_v4_lpm, PREFILTER_ALLOW_V4, cfg->presence, HAS_ALLOW_V4,
@@ -699,7 +775,8 @@ int aegis_xdp(struct xdp_md *ctx)
 			return verdict(cfg, REASON_MALFORMED, len);
 		l4proto = ip6->nexthdr;
 		void *next = ip6 + 1;
-		int first = 1;
+		__u16 plen = bpf_ntohs(ip6->payload_len);
+		l4_end = plen ? (__u32)(pos - data) + sizeof(*ip6) + plen : len; // 0: jumbogram
 
 #pragma unroll
 		for (int i = 0; i < MAX_IPV6_EXT; i++) {
@@ -709,23 +786,41 @@ int aegis_xdp(struct xdp_md *ctx)
 			if ((void *)(ext + 1) > data_end)
 				break;
 			if (l4proto == IPPROTO_FRAGMENT) {
-				if (ext->frag_off & bpf_htons(0xfff8))
-					first = 0;
+				__u16 fo = bpf_ntohs(ext->frag_off);
+				l4proto = ext->nexthdr;
 				next += 8;
-			} else if (l4proto == IPPROTO_AH) {
-				next += (ext->hdrlen + 2) * 4;
-			} else {
-				next += (ext->hdrlen + 1) * 8;
+				if (fo >> 3) {
+					// What follows is the middle of the datagram, not
+					// headers: the next header names its protocol.
+					frag = FRAG_LATER;
+					frag_units = fo >> 3;
+					break;
+				}
+				if (fo & 1)
+					frag = FRAG_FIRST;
+				continue;
 			}
+			if (l4proto == IPPROTO_AH)
+				next += (ext->hdrlen + 2) * 4;
+			else
+				next += (ext->hdrlen + 1) * 8;
 			l4proto = ext->nexthdr;
 		}
-		// A chain that is cut short or longer than we walk leaves the L4
-		// header unknown: the source lists still apply, then it passes as
-		// malformed.
-		if (next > data_end || is_ipv6_ext(l4proto))
-			unparsed = 1;
-		else if (first)
-			l4 = next;
+		if (frag != FRAG_LATER) {
+			// A chain cut short leaves the L4 header unknown: it passes as
+			// malformed, unless it is a first fragment, which must hold the
+			// whole chain (RFC 7112). A chain that goes on past the headers
+			// we walk is handled by the long_header_chains setting.
+			int ext = is_ipv6_ext(l4proto);
+			if (ext ? next + 4 > data_end : next > data_end) {
+				unparsed = 1;
+			} else if (ext) {
+				chain_long = 1;
+				unparsed = 1;
+			} else {
+				l4 = next;
+			}
+		}
 
 		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
 		reason = list_v6(&allow_v6, &allow_v6_lpm, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
@@ -746,27 +841,56 @@ int aegis_xdp(struct xdp_md *ctx)
 		return verdict(cfg, REASON_NON_IP, len);
 	}
 
-	// UDP and ICMP are limited by protocol even in non-first fragments, so
-	// fragmenting a flood does not evade the limit; SYN needs the TCP header.
+	// Every packet gets a class. A non-first fragment is charged to its
+	// protocol's bucket (TCP's is the SYN bucket: legitimate TCP avoids
+	// fragmentation); a TCP fragment at offset 1 can only rewrite the
+	// flags of the first (RFC 3128) and is dropped. A first fragment must
+	// hold what the limiter reads (for TCP the flags, RFC 1858), else it is
+	// dropped. A long IPv6 header chain hides its protocol: dropped, or
+	// charged to the SYN bucket.
 	__u8 class = CLASS_NONE;
 	int l4_ok = !unparsed;
-	if (l4proto == IPPROTO_TCP) {
-		if (l4) {
-			struct tcphdr *tcp = l4;
-			if ((void *)(tcp + 1) > data_end)
-				l4_ok = 0;
-			else if (tcp->syn && !tcp->ack)
-				class = CLASS_SYN;
+	if (frag == FRAG_LATER) {
+		if (l4proto == IPPROTO_TCP) {
+			if (frag_units == 1)
+				return verdict(cfg, REASON_FRAGMENT, len);
+			class = CLASS_SYN;
 		}
-	} else if (l4proto == IPPROTO_UDP) {
-		class = CLASS_UDP;
-		if (l4 && l4 + 8 > data_end)
-			l4_ok = 0;
-	} else if (l4proto == IPPROTO_ICMP || l4proto == IPPROTO_ICMPV6) {
-		class = CLASS_ICMP;
-		if (l4 && l4 + 4 > data_end)
-			l4_ok = 0;
+	} else if (chain_long) {
+		if (!(cfg->flags & FLAG_CHARGE_LONG_CHAINS))
+			return verdict(cfg, REASON_HEADER_CHAIN, len);
+		class = CLASS_SYN;
+	} else if (unparsed) {
+		if (frag == FRAG_FIRST)
+			return verdict(cfg, REASON_FRAGMENT, len);
+	} else if (l4) {
+		// The L4 header ends within the frame and the datagram both.
+		long room = (long)(l4_end < len ? l4_end : len) - (long)(l4 - data);
+		if (l4proto == IPPROTO_TCP) {
+			struct tcphdr *tcp = l4;
+			if ((void *)(tcp + 1) > data_end || room < (long)sizeof(*tcp))
+				l4_ok = 0;
+			if (room >= 14 && l4 + 14 <= data_end) {
+				if (tcp->syn && !tcp->ack)
+					class = CLASS_SYN;
+				if (frag == FRAG_FIRST)
+					l4_ok = 1; // the rest of the header follows
+			} else if (frag == FRAG_FIRST) {
+				return verdict(cfg, REASON_FRAGMENT, len);
+			}
+		} else if (l4proto == IPPROTO_UDP || l4proto == IPPROTO_ICMP ||
+			   l4proto == IPPROTO_ICMPV6) {
+			if (room < (l4proto == IPPROTO_UDP ? 8 : 4)) {
+				if (frag == FRAG_FIRST)
+					return verdict(cfg, REASON_FRAGMENT, len);
+				l4_ok = 0;
+			}
+		}
 	}
+	if (l4proto == IPPROTO_UDP)
+		class = CLASS_UDP;
+	else if (l4proto == IPPROTO_ICMP || l4proto == IPPROTO_ICMPV6)
+		class = CLASS_ICMP;
 
 	reason = rate_limit(ctx, cfg, &src, class, now);
 	if (reason != REASON_PASSED)
