@@ -106,6 +106,11 @@ type Packet struct {
 	Src, Dst netip.Addr
 	// TTL is the IPv4 TTL or IPv6 hop limit; 0 means DefaultTTL.
 	TTL uint8
+	// ID is the IPv4 identification (its low 16 bits) and the IPv6
+	// Fragment header's identification; 0 means PacketIPv4ID and
+	// PacketFragID. Fragments of different datagrams need different IDs
+	// for a receiver to reassemble them.
+	ID uint32
 
 	// IPv4Options is padded with zeros (end of option list) to a multiple
 	// of 4 bytes and makes IHL greater than 5. At most 40 bytes.
@@ -329,6 +334,13 @@ func (p Packet) transport() []byte {
 	return append(h, p.Payload...)
 }
 
+func (p Packet) id(def uint32) uint32 {
+	if p.ID == 0 {
+		return def
+	}
+	return p.ID
+}
+
 func (p Packet) ttl() uint8 {
 	if p.TTL == 0 {
 		return DefaultTTL
@@ -344,7 +356,7 @@ func (p Packet) ipv4(l4len int) []byte {
 	h := make([]byte, hlen)
 	h[0] = 4<<4 | uint8(hlen/4)
 	binary.BigEndian.PutUint16(h[2:], uint16(hlen+l4len))
-	binary.BigEndian.PutUint16(h[4:], PacketIPv4ID)
+	binary.BigEndian.PutUint16(h[4:], uint16(p.id(PacketIPv4ID)))
 	frag := p.FragOffset & 0x1fff
 	if p.MoreFragments {
 		frag |= 0x2000
@@ -399,7 +411,7 @@ func (p Packet) ipv6(l4len int) []byte {
 				binary.BigEndian.PutUint16(x[2:], off)
 				fragDone = true
 			}
-			binary.BigEndian.PutUint32(x[4:], PacketFragID)
+			binary.BigEndian.PutUint32(x[4:], p.id(PacketFragID))
 		case ProtoHopByHop, ProtoDstOpts:
 			x[1] = uint8(e.Len)
 			fillOptions(x[2:])
@@ -544,7 +556,7 @@ func ICMPEcho6(src, dst string) Packet {
 // gives back the packet. IPv4 fragments repeat the header (options
 // included) with their offset, MF and length. IPv6 fragments keep
 // IPv6ExtHeaders in the unfragmentable part and add a Fragment header
-// (identification PacketFragID) after them. FragOffset and MoreFragments
+// (identification ID) after them. FragOffset and MoreFragments
 // must be unset and IPv6ExtHeaders must hold no Fragment header; it panics
 // otherwise or without an IP layer.
 func (p Packet) Fragments(size int) [][]byte {
@@ -596,7 +608,7 @@ func (p Packet) Fragments(size int) [][]byte {
 			}
 			fh := []byte{next, 0, 0, 0, 0, 0, 0, 0}
 			binary.BigEndian.PutUint16(fh[2:], field)
-			binary.BigEndian.PutUint32(fh[4:], PacketFragID)
+			binary.BigEndian.PutUint32(fh[4:], p.id(PacketFragID))
 			frame = append(append(frame, h...), fh...)
 		}
 		out = append(out, append(frame, data[off:end]...))
