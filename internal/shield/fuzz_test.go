@@ -9,8 +9,8 @@ import (
 
 // FuzzDataPath is a differential fuzz target: every frame goes through the
 // XDP program and through the Go reference classifier, which must agree on
-// the verdict and the reason. Rate limits are off, so verdicts do not depend
-// on history.
+// the verdict and the reason, under both long_header_chains settings. Rate
+// limits are off, so verdicts do not depend on history.
 func FuzzDataPath(f *testing.F) {
 	seeds := []tu.Packet{
 		tu.UDP4("192.0.2.66", dst4), tu.TCPSyn4("203.0.113.9", dst4), tu.ICMPEcho4("10.1.2.3", dst4),
@@ -19,23 +19,52 @@ func FuzzDataPath(f *testing.F) {
 		{Src: tu.UDP6("2001:db8::1", dst6).Src, Dst: tu.UDP6("2001:db8::1", dst6).Dst, Proto: tu.ProtoTCP, TCPFlags: tu.TCPSyn,
 			IPv6ExtHeaders: []tu.ExtHeader{{Type: tu.ProtoHopByHop}, {Type: tu.ProtoRouting, Len: 1}, {Type: tu.ProtoFragment}}, FragOffset: 3},
 		{EtherType: tu.EtherTypeARP, Payload: make([]byte, 28)},
+		// Fragments and header chains: a later fragment at offset 1, a
+		// long chain, a chain behind a first fragment.
+		{Src: tu.UDP4("192.0.2.1", dst4).Src, Dst: tu.UDP4("192.0.2.1", dst4).Dst, Proto: tu.ProtoTCP, FragOffset: 1, MoreFragments: true, Payload: make([]byte, 8)},
+		{Src: tu.UDP6("2001:db8::1", dst6).Src, Dst: tu.UDP6("2001:db8::1", dst6).Dst, Proto: tu.ProtoTCP, TCPFlags: tu.TCPSyn, IPv6ExtHeaders: dstOptsChain(7)},
+		{Src: tu.UDP6("2001:db8::1", dst6).Src, Dst: tu.UDP6("2001:db8::1", dst6).Dst, Proto: tu.ProtoUDP,
+			IPv6ExtHeaders: []tu.ExtHeader{hopByHop, fragHdr, dstOpts}, MoreFragments: true},
 	}
 	for _, p := range seeds {
 		f.Add(p.Bytes())
 	}
-	s := newTestShield(f, noLimits())
-	put(f, s, Blocklist, time.Time{}, "192.0.2.66", "203.0.113.0/24", "2001:db8:bad::66", "2001:db8:dead::/48", "10.0.0.0/8")
-	put(f, s, Blocklist, s.clock().wall.Add(-time.Minute), "192.0.2.99", "2001:db8:99::/48")
-	put(f, s, Allowlist, time.Time{}, "10.1.0.0/16", "2001:db8:dead:1::/64")
-	rules := s.testRules(f)
+	// First fragments of 8 and 16 bytes, IPv4 and IPv6 behind two headers.
+	syn6 := tu.TCPSyn6("2001:db8::1", dst6)
+	syn6.IPv6ExtHeaders = []tu.ExtHeader{hopByHop, dstOpts}
+	for _, p := range []tu.Packet{tu.TCPSyn4("192.0.2.1", dst4), syn6} {
+		for _, size := range []int{8, 16} {
+			f.Add(p.Fragments(size)[0])
+		}
+	}
+	f.Add(padded(tu.TCPSyn4("192.0.2.1", dst4).Fragments(8)[0]))
+
+	// One shield per long_header_chains setting; every frame goes through both.
+	type target struct {
+		s      *Shield
+		rules  []refRule
+		charge bool
+	}
+	var targets []target
+	for _, mode := range []LongChains{LongChainsDrop, LongChainsCharge} {
+		st := noLimits()
+		st.LongChains = mode
+		s := newTestShield(f, st)
+		put(f, s, Blocklist, time.Time{}, "192.0.2.66", "203.0.113.0/24", "2001:db8:bad::66", "2001:db8:dead::/48", "10.0.0.0/8")
+		put(f, s, Blocklist, s.clock().wall.Add(-time.Minute), "192.0.2.99", "2001:db8:99::/48")
+		put(f, s, Allowlist, time.Time{}, "10.1.0.0/16", "2001:db8:dead:1::/64")
+		targets = append(targets, target{s, s.testRules(f), mode == LongChainsCharge})
+	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 || len(frame) > 3000 {
 			return // BPF_PROG_TEST_RUN takes whole Ethernet frames that fit one page
 		}
-		ret, reason, _ := run(t, s, frame)
-		wantRet, wantReason := reference(frame, rules, testNow)
-		if ret != wantRet || reason != wantReason {
-			t.Fatalf("program says %d %s, reference says %d %s for % x", ret, reason, wantRet, wantReason, frame)
+		for _, tg := range targets {
+			ret, reason, _ := run(t, tg.s, frame)
+			wantRet, wantReason := referenceWith(frame, tg.rules, testNow, tg.charge)
+			if ret != wantRet || reason != wantReason {
+				t.Fatalf("program (charge %v) says %d %s, reference says %d %s for % x", tg.charge, ret, reason, wantRet, wantReason, frame)
+			}
 		}
 	})
 }
