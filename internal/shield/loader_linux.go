@@ -169,6 +169,12 @@ func Load(opts Options) (*Shield, error) {
 		}
 		collOpts.Maps.PinPath = s.mapsDir()
 	}
+	var oldCounts *oldCounters
+	if opts.PinPath != "" {
+		if oldCounts, err = takeOldCounters(spec, s.mapsDir()); err != nil {
+			return nil, err
+		}
+	}
 	if err := raiseMemlock(spec, opts); err != nil {
 		return nil, err
 	}
@@ -181,6 +187,12 @@ func Load(opts Options) (*Shield, error) {
 			return nil, fmt.Errorf("maps pinned under %s belong to an incompatible shield version (remove them to start afresh): %w", s.mapsDir(), err)
 		}
 		return nil, fmt.Errorf("loading shield: %w", err)
+	}
+	if oldCounts != nil {
+		if err := oldCounts.restore(s.objs.Counters); err != nil {
+			s.objs.Close()
+			return nil, err
+		}
 	}
 	var zero uint32
 	if err := s.objs.Config.Lookup(&zero, &s.cfg); err != nil {
