@@ -132,8 +132,8 @@ func ShieldPolicy(caps ShieldCaps, digest string) Policy {
 		"exact_filters": 512,
 		// autoblock_marks: one word per 2^16 hash buckets of sources.
 		"autoblock_marks": 1 << 16,
-		// mgmt_v4, mgmt_v6: management prefixes, exempt from automatic blocks.
-		"mgmt_v4": 1024, "mgmt_v6": 1024,
+		// management: prefixes exempt from automatic blocks, 1,024 a family.
+		"management": 2048,
 	}
 	// Every map full at its ceiling is about 340 MiB by the estimate (see
 	// EstimateMapBytes; 1005 instructions and 355,762,816 bytes when this was

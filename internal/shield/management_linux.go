@@ -1,7 +1,6 @@
 package shield
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -66,23 +65,18 @@ func (s *Shield) syncManagementLocked() error {
 	}
 	v4Len := maskLen(s.cfg.V4Mask)
 	v6Len := maskLen(s.cfg.V6Mask[0]) + maskLen(s.cfg.V6Mask[1]) + maskLen(s.cfg.V6Mask[2]) + maskLen(s.cfg.V6Mask[3])
-	want4 := map[shieldLpmV4Key]bool{}
-	want6 := map[shieldLpmV6Key]bool{}
+	want := map[shieldLpmV6Key]bool{}
 	for _, p := range s.mgmt {
-		if p.Addr().Is4() {
-			q, _ := p.Addr().Prefix(min(p.Bits(), v4Len))
-			b := q.Addr().As4()
-			want4[shieldLpmV4Key{Prefixlen: uint32(q.Bits()), Addr: binary.NativeEndian.Uint32(b[:])}] = true
-		} else {
-			q, _ := p.Addr().Prefix(min(p.Bits(), v6Len))
-			want6[shieldLpmV6Key{Prefixlen: uint32(q.Bits()), Addr: addr6Words(q.Addr())}] = true
+		// Keys as the sources map's: IPv4 as ::ffff:a.b.c.d.
+		a, bits := p.Addr(), min(p.Bits(), v6Len)
+		if a.Is4() {
+			a, bits = netip.AddrFrom16(a.As16()), 96+min(p.Bits(), v4Len)
 		}
+		q, _ := a.Prefix(bits)
+		want[shieldLpmV6Key{Prefixlen: uint32(q.Bits()), Addr: addr6Words(q.Addr())}] = true
 	}
-	if err := syncKeys(s.objs.MgmtV4, want4); err != nil {
-		return fmt.Errorf("writing IPv4 management prefixes: %w", err)
-	}
-	if err := syncKeys(s.objs.MgmtV6, want6); err != nil {
-		return fmt.Errorf("writing IPv6 management prefixes: %w", err)
+	if err := syncKeys(s.objs.Management, want); err != nil {
+		return fmt.Errorf("writing management prefixes: %w", err)
 	}
 	// Lift automatic blocks that now cover a management address.
 	var lift []shieldAddr6

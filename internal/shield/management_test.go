@@ -59,9 +59,11 @@ func TestManagementNeverAutoBlocked(t *testing.T) {
 				t.Fatalf("auto blocks %v, %v", blocks, err)
 			}
 			// Other traffic from the source still passes.
-			syn := tu.TCPSyn6(tc.flooder, dst6)
+			var syn tu.Packet
 			if netip.MustParseAddr(tc.flooder).Is4() {
 				syn = tu.TCPSyn4(tc.flooder, dst4)
+			} else {
+				syn = tu.TCPSyn6(tc.flooder, dst6)
 			}
 			if ret, reason, _ := run(t, s, syn.Bytes()); ret != xdpPass {
 				t.Errorf("tcp from the management source after its flood: %d %s", ret, reason)

@@ -163,8 +163,7 @@ const (
 	shieldMapCounters          = "counters"
 	shieldMapEvents            = "events"
 	shieldMapExactFilters      = "exact_filters"
-	shieldMapMgmtV4            = "mgmt_v4"
-	shieldMapMgmtV6            = "mgmt_v6"
+	shieldMapManagement        = "management"
 	shieldMapPerfEvents        = "perf_events"
 	shieldMapPrefilters        = "prefilters"
 	shieldMapPrefiltersLong    = "prefilters_long"
@@ -248,8 +247,7 @@ type shieldMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	ExactFilters   *ebpf.MapSpec `ebpf:"exact_filters"`
-	MgmtV4         *ebpf.MapSpec `ebpf:"mgmt_v4"`
-	MgmtV6         *ebpf.MapSpec `ebpf:"mgmt_v6"`
+	Management     *ebpf.MapSpec `ebpf:"management"`
 	PerfEvents     *ebpf.MapSpec `ebpf:"perf_events"`
 	Prefilters     *ebpf.MapSpec `ebpf:"prefilters"`
 	PrefiltersLong *ebpf.MapSpec `ebpf:"prefilters_long"`
@@ -307,8 +305,7 @@ type shieldMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	ExactFilters   *ebpf.Map `ebpf:"exact_filters"`
-	MgmtV4         *ebpf.Map `ebpf:"mgmt_v4"`
-	MgmtV6         *ebpf.Map `ebpf:"mgmt_v6"`
+	Management     *ebpf.Map `ebpf:"management"`
 	PerfEvents     *ebpf.Map `ebpf:"perf_events"`
 	Prefilters     *ebpf.Map `ebpf:"prefilters"`
 	PrefiltersLong *ebpf.Map `ebpf:"prefilters_long"`
@@ -332,8 +329,7 @@ func (m *shieldMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.ExactFilters,
-		m.MgmtV4,
-		m.MgmtV6,
+		m.Management,
 		m.PerfEvents,
 		m.Prefilters,
 		m.PrefiltersLong,

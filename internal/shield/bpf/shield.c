@@ -208,29 +208,21 @@ EXACT_MAP(block_v6, struct addr6, BLOCK_V6_CEILING);
 PREFIX_MAP(block_v4_lpm, struct lpm_v4_key, BLOCK_V4_CEILING);
 PREFIX_MAP(block_v6_lpm, struct lpm_v6_key, BLOCK_V6_CEILING);
 
-// mgmt_v4 and mgmt_v6 hold the management prefixes (admin.management_addrs),
-// each shortened by userspace to at most the sources' prefix length, so that
-// a sources key matches exactly when its block would cover a management
-// address. Such a source is rate limited but never blocked automatically: a
-// spoofed flood must not lock the operator out. They are read only when a
-// source crosses the automatic-block threshold.
+// management holds the management prefixes (admin.management_addrs) in the
+// sources map's key space (IPv4 as ::ffff:a.b.c.d/96+len), each shortened by
+// userspace to at most the sources' prefix length, so that a sources key
+// matches exactly when its block would cover a management address. Such a
+// source is rate limited but never blocked automatically: a spoofed flood
+// must not lock the operator out. It is read only when a source crosses the
+// automatic-block threshold.
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MGMT_CEILING);
-	__type(key, struct lpm_v4_key);
-	__type(value, __u32);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mgmt_v4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MGMT_CEILING);
+	__uint(max_entries, 2 * MGMT_CEILING);
 	__type(key, struct lpm_v6_key);
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mgmt_v6 SEC(".maps");
+} management SEC(".maps");
 
 // sources holds rate-limit and automatic-block state per source prefix. LRU,
 // so a spoofed flood evicts idle sources instead of exhausting memory.
@@ -607,13 +599,9 @@ static __always_inline void report_autoblock(struct xdp_md *ctx, const struct ad
 // is_management reports whether a sources key overlaps a management prefix.
 static __always_inline int is_management(const struct addr6 *src)
 {
-	if (src->addr[0] == 0 && src->addr[1] == 0 && src->addr[2] == bpf_htonl(0xffff)) {
-		struct lpm_v4_key k = {.prefixlen = 32, .addr = src->addr[3]};
-		return bpf_map_lookup_elem(&mgmt_v4, &k) != 0;
-	}
 	struct lpm_v6_key k = {.prefixlen = 128};
 	__builtin_memcpy(k.addr, src->addr, sizeof(k.addr));
-	return bpf_map_lookup_elem(&mgmt_v6, &k) != 0;
+	return bpf_map_lookup_elem(&management, &k) != 0;
 }
 
 // rate_limit applies the automatic block and the class's token bucket to the
