@@ -171,32 +171,33 @@ func referenceWith(frame []byte, rules []refRule, now uint64, charge bool) (uint
 		}
 		return pass(ReasonMalformed)
 	}
-	room := min(dgramEnd, len(frame)) - l4start
-	l4ok := true
-	switch l4proto {
-	case 6:
-		l4ok = room >= 20
-		if room >= 14 {
-			l4ok = l4ok || frag == fragFirst
-		} else if frag == fragFirst {
+	if frag == fragFirst {
+		// What the limiter reads must lie within the frame and the
+		// datagram both.
+		room := min(dgramEnd, len(frame)) - l4start
+		need := map[uint8]int{6: 14, 17: 8, 1: 4, 58: 4}[l4proto]
+		if room < need {
 			return drop(ReasonFragment)
 		}
-	case 17, 1, 58:
-		need := 4
-		if l4proto == 17 {
-			need = 8
-		}
-		if room < need {
-			if frag == fragFirst {
-				return drop(ReasonFragment)
-			}
-			l4ok = false
-		}
+		return pass(ReasonPassed)
 	}
-	if !l4ok {
+	if !l4Complete(frame[l4start:], l4proto) {
 		return pass(ReasonMalformed)
 	}
 	return pass(ReasonPassed)
+}
+
+// l4Complete reports whether the L4 header the data path reads is whole.
+func l4Complete(b []byte, proto uint8) bool {
+	switch proto {
+	case 6:
+		return len(b) >= 20
+	case 17:
+		return len(b) >= 8
+	case 1, 58:
+		return len(b) >= 4
+	}
+	return true
 }
 
 func isExt(p uint8) bool { return p == 0 || p == 43 || p == 60 || p == 44 || p == 51 }

@@ -718,7 +718,7 @@ int aegis_xdp(struct xdp_md *ctx)
 	struct addr6 src = {};
 	__u8 l4proto;
 	void *l4 = 0;      // nil when there is no L4 header to read (non-first fragment, ESP...)
-	__u32 l4_end = 0;  // offset from data where the IP datagram ends, as declared
+	__u32 l4_end = 0;  // first fragments: offset from data where the datagram ends, as declared
 	__u32 frag = FRAG_NONE;
 	__u32 frag_units = 0; // fragment offset in 8-byte units
 	__u32 reason;
@@ -733,15 +733,16 @@ int aegis_xdp(struct xdp_md *ctx)
 		if (next > data_end)
 			return verdict(cfg, REASON_MALFORMED, len);
 		l4proto = ip->protocol;
-		l4_end = (pos - data) + bpf_ntohs(ip->tot_len);
 		__u16 fo = bpf_ntohs(ip->frag_off);
 		frag_units = fo & 0x1fff;
 		if (frag_units) {
 			frag = FRAG_LATER;
 		} else {
 			l4 = next;
-			if (fo & 0x2000)
+			if (fo & 0x2000) {
 				frag = FRAG_FIRST;
+				l4_end = (pos - data) + bpf_ntohs(ip->tot_len);
+			}
 		}
 		__u32 saddr = ip->saddr;
 
@@ -763,8 +764,6 @@ int aegis_xdp(struct xdp_md *ctx)
 			return verdict(cfg, REASON_MALFORMED, len);
 		l4proto = ip6->nexthdr;
 		void *next = ip6 + 1;
-		__u16 plen = bpf_ntohs(ip6->payload_len);
-		l4_end = plen ? (__u32)(pos - data) + sizeof(*ip6) + plen : len; // 0: jumbogram
 
 #pragma unroll
 		for (int i = 0; i < MAX_IPV6_EXT; i++) {
@@ -784,8 +783,11 @@ int aegis_xdp(struct xdp_md *ctx)
 					frag_units = fo >> 3;
 					break;
 				}
-				if (fo & 1)
+				if (fo & 1) {
+					__u16 plen = bpf_ntohs(ip6->payload_len);
 					frag = FRAG_FIRST;
+					l4_end = plen ? (__u32)(pos - data) + sizeof(*ip6) + plen : len; // 0: jumbogram
+				}
 				continue;
 			}
 			if (l4proto == IPPROTO_AH)
@@ -851,29 +853,34 @@ int aegis_xdp(struct xdp_md *ctx)
 	} else if (unparsed) {
 		if (frag == FRAG_FIRST)
 			return verdict(cfg, REASON_FRAGMENT, len);
-	} else if (l4) {
-		// The L4 header ends within the frame and the datagram both.
+	} else if (frag == FRAG_FIRST) {
+		// What the limiter reads must lie within the frame and the
+		// datagram both (a NIC pads a tiny fragment to 60 bytes); the
+		// rest of the header may follow in the next fragment.
 		long room = (long)(l4_end < len ? l4_end : len) - (long)(l4 - data);
 		if (l4proto == IPPROTO_TCP) {
 			struct tcphdr *tcp = l4;
-			if ((void *)(tcp + 1) > data_end || room < (long)sizeof(*tcp))
-				l4_ok = 0;
-			if (room >= 14 && l4 + 14 <= data_end) {
-				if (tcp->syn && !tcp->ack)
-					class = CLASS_SYN;
-				if (frag == FRAG_FIRST)
-					l4_ok = 1; // the rest of the header follows
-			} else if (frag == FRAG_FIRST) {
+			if (room < 14 || l4 + 14 > data_end)
 				return verdict(cfg, REASON_FRAGMENT, len);
-			}
+			if (tcp->syn && !tcp->ack)
+				class = CLASS_SYN;
 		} else if (l4proto == IPPROTO_UDP || l4proto == IPPROTO_ICMP ||
 			   l4proto == IPPROTO_ICMPV6) {
-			if (room < (l4proto == IPPROTO_UDP ? 8 : 4)) {
-				if (frag == FRAG_FIRST)
-					return verdict(cfg, REASON_FRAGMENT, len);
-				l4_ok = 0;
-			}
+			if (room < (l4proto == IPPROTO_UDP ? 8 : 4))
+				return verdict(cfg, REASON_FRAGMENT, len);
 		}
+	} else if (l4proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+		if ((void *)(tcp + 1) > data_end)
+			l4_ok = 0;
+		else if (tcp->syn && !tcp->ack)
+			class = CLASS_SYN;
+	} else if (l4proto == IPPROTO_UDP) {
+		if (l4 + 8 > data_end)
+			l4_ok = 0;
+	} else if (l4proto == IPPROTO_ICMP || l4proto == IPPROTO_ICMPV6) {
+		if (l4 + 4 > data_end)
+			l4_ok = 0;
 	}
 	if (l4proto == IPPROTO_UDP)
 		class = CLASS_UDP;
