@@ -175,8 +175,8 @@ func referenceWith(frame []byte, rules []refRule, now uint64, charge bool) (uint
 		// What the limiter reads must lie within the frame and the
 		// datagram both.
 		room := min(dgramEnd, len(frame)) - l4start
-		need := map[uint8]int{6: 14, 17: 8, 1: 4, 58: 4}[l4proto]
-		if room < need {
+		need, read := map[uint8]int{6: 14, 17: 8, 1: 4, 58: 4}[l4proto]
+		if read && room < need {
 			return drop(ReasonFragment)
 		}
 		return pass(ReasonPassed)
