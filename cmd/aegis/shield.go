@@ -110,6 +110,7 @@ func printStatus(e *env, st node.Status) {
 		st.Settings.SYN.PPS, st.Settings.SYN.Burst, st.Settings.UDP.PPS, st.Settings.UDP.Burst,
 		st.Settings.ICMP.PPS, st.Settings.ICMP.Burst, st.Settings.IPv4PrefixLen, st.Settings.IPv6PrefixLen)
 	fmt.Fprintf(tw, "auto-block:\tover %d× the rate for %s; %d sources blocked now\n", st.Settings.AutoBlockFactor, st.Settings.AutoBlockTTL, st.AutoBlocks)
+	fmt.Fprintf(tw, "long header chains:\t%s (IPv6 chains of more than 6 extension headers)\n", st.Settings.LongChains)
 	fmt.Fprintf(tw, "clock:\t%s\n", clockLine(st.Clock))
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "INTERFACE\tIFINDEX\tXDP MODE\tPROGRAM\tLINK")
