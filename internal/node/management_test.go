@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/aegis-edge/aegis/internal/config"
@@ -92,5 +93,39 @@ func TestLongHeaderChainsSetting(t *testing.T) {
 	}
 	if n.shield.Program() != prog {
 		t.Error("the program was replaced")
+	}
+}
+
+// TestSettingsSavedBeforeLongChains starts a node whose state store holds
+// runtime settings saved before long_header_chains existed: they still
+// apply, and the new setting comes from the configuration.
+func TestSettingsSavedBeforeLongChains(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Shield.LongHeaderChains = config.LongChainsCharge
+	n := startNode(t, cfg)
+	if _, err := n.SetSettings(func(s *shield.Settings) { s.Mode = shield.ModeMonitor }, Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	raw, ok, err := n.store.Setting(settingsKey)
+	if err != nil || !ok {
+		t.Fatalf("saved settings: %v %v", ok, err)
+	}
+	var saved map[string]any
+	if err := json.Unmarshal(raw, &saved); err != nil {
+		t.Fatal(err)
+	}
+	delete(saved, "long_header_chains")
+	if raw, err = json.Marshal(saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.store.PutSetting(settingsKey, raw); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+
+	n = startNode(t, cfg)
+	st := n.shield.Settings()
+	if st.Mode != shield.ModeMonitor || st.LongChains != shield.LongChainsCharge {
+		t.Errorf("after restart: mode %s, long_header_chains %q; want the saved monitor and the config's charge", st.Mode, st.LongChains)
 	}
 }
