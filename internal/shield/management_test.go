@@ -50,7 +50,7 @@ func TestManagementNeverAutoBlocked(t *testing.T) {
 			if err := s.SetManagement(prefixes); err != nil {
 				t.Fatal(err)
 			}
-			flood := udpFrom(tc.flooder)
+			flood := udpFrom(netip.MustParseAddr(tc.flooder))
 			counts := floodVerdicts(t, s, flood, 200)
 			if counts[ReasonAutoBlocked] != 0 || counts[ReasonPassed] != 5 || counts[ReasonRateUDP] != 195 {
 				t.Fatalf("flood from management: %v, want 5 passed and 195 rate_udp", counts)
@@ -98,13 +98,6 @@ func TestManagementNeverAutoBlocked(t *testing.T) {
 	}
 }
 
-func udpFrom(src string) []byte {
-	if netip.MustParseAddr(src).Is4() {
-		return tu.UDP4(src, dst4).Bytes()
-	}
-	return tu.UDP6(src, dst6).Bytes()
-}
-
 // TestManagementFollowsSourcePrefix checks the management entries follow
 // the source prefix length: with IPv4 sources grouped by /24, a flood from a
 // neighbour of a management address must not block the /24.
@@ -116,7 +109,7 @@ func TestManagementFollowsSourcePrefix(t *testing.T) {
 	if err := s.SetManagement([]netip.Prefix{netip.MustParsePrefix("192.0.2.40/32")}); err != nil {
 		t.Fatal(err)
 	}
-	neighbour := udpFrom("192.0.2.41")
+	neighbour := udpFrom(netip.MustParseAddr("192.0.2.41"))
 	if c := floodVerdicts(t, s, neighbour, 50); c[ReasonAutoBlocked] == 0 {
 		t.Fatalf("by /32, the neighbour is an ordinary source and must be blocked: %v", c)
 	}
