@@ -160,6 +160,12 @@ shield:
   sweep_interval: 1s
 gateway:
   listen: "[::]:80"
+  read_header_timeout: 2s
+  read_timeout: 20s
+  write_timeout: 1m
+  idle_timeout: 5s
+  max_conns: 5000
+  max_conns_per_ip: 0
 functions:
   max_module_size: 32MiB
   defaults:
@@ -208,7 +214,10 @@ func TestParseFull(t *testing.T) {
 			LongHeaderChains: LongChainsCharge,
 			SweepInterval:    Duration{time.Second},
 		},
-		Gateway: Gateway{Listen: "[::]:80"},
+		Gateway: Gateway{
+			Listen: "[::]:80", ReadHeaderTimeout: Duration{2 * time.Second}, ReadTimeout: Duration{20 * time.Second},
+			WriteTimeout: Duration{time.Minute}, IdleTimeout: Duration{5 * time.Second}, MaxConns: 5000, MaxConnsPerIP: 0,
+		},
 		Functions: Functions{
 			MaxModuleSize: 32 << 20,
 			Defaults: FunctionLimits{
@@ -259,6 +268,14 @@ func TestParseErrors(t *testing.T) {
 		{"syntax", "shield: [\n", "parsing config"},
 		{"gateway listen", "gateway: {listen: 'localhost:80'}", `gateway.listen: must be IP:port`},
 		{"metrics listen", "admin: {metrics_listen: ':9400'}", `admin.metrics_listen: must be IP:port`},
+		{"gateway timeout zero", "gateway: {read_timeout: 0s}", `gateway.read_timeout: must be between 1ms and 1h0m0s, got 0s`},
+		{"gateway timeout negative", "gateway: {idle_timeout: -1s}", `gateway.idle_timeout: must be between 1ms and 1h0m0s, got -1s`},
+		{"gateway timeout too long", "gateway: {write_timeout: 2h}", `gateway.write_timeout: must be between 1ms and 1h0m0s, got 2h0m0s`},
+		{"gateway timeout bare number", "gateway: {read_header_timeout: 10}", `gateway.read_header_timeout: must be a duration string`},
+		{"gateway header timeout over read timeout", "gateway: {read_header_timeout: 1m, read_timeout: 30s}", `gateway.read_header_timeout: must not exceed gateway.read_timeout (30s)`},
+		{"gateway max conns negative", "gateway: {max_conns: -1}", `gateway.max_conns: must be between 0 and 1048576, got -1`},
+		{"gateway max conns not a number", "gateway: {max_conns: many}", `gateway.max_conns: line 1: cannot unmarshal`},
+		{"gateway per-ip over total", "gateway: {max_conns: 10, max_conns_per_ip: 11}", `gateway.max_conns_per_ip: must not exceed gateway.max_conns (10), got 11`},
 		{"bad size", "functions: {defaults: {memory: lots}}", `functions.defaults.memory: invalid size "lots"`},
 		{"negative size", "functions: {max_module_size: -1}", `functions.max_module_size: invalid size "-1"`},
 		{"memory not pages", "functions: {defaults: {memory: 100000}}", `functions.defaults.memory: must be a multiple of the 64KiB Wasm page`},

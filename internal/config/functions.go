@@ -3,19 +3,12 @@ package config
 import (
 	"fmt"
 	"math"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 )
-
-// Gateway configures the public HTTP listener that serves edge functions.
-type Gateway struct {
-	// Listen is the TCP address, host:port; empty disables the gateway.
-	Listen string `yaml:"listen"`
-}
 
 // Functions configures edge functions: the defaults every function gets
 // unless its deploy overrides them, and the node-wide bounds.
@@ -64,8 +57,6 @@ const (
 	MaxFunctionMemory = 4 << 30
 )
 
-func defaultGateway() Gateway { return Gateway{Listen: "127.0.0.1:8080"} }
-
 func defaultFunctions() Functions {
 	return Functions{
 		MaxModuleSize: 16 << 20,
@@ -82,15 +73,6 @@ func defaultFunctions() Functions {
 			KVMaxValue:      64 << 10,
 			KVQuota:         4 << 20,
 		},
-	}
-}
-
-func (v *validator) gateway(g Gateway) {
-	if g.Listen == "" {
-		return
-	}
-	if _, err := netip.ParseAddrPort(g.Listen); err != nil {
-		v.addf("gateway.listen", "must be IP:port such as 127.0.0.1:8080 or [::]:80, got %q", g.Listen)
 	}
 }
 
