@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -39,9 +40,17 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.access(d, req, http.StatusRequestEntityTooLarge, start, 0, "request-size")
 			return
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// gateway.read_timeout passed: the client sent too slowly.
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, "request-timeout", "the request body did not arrive within the gateway's read timeout")
+			r.access(d, req, http.StatusRequestTimeout, start, 0, "request-timeout")
+			return
+		}
 		writeError(w, http.StatusBadRequest, "request", "reading the request body: "+err.Error())
 		return
 	}
+	gateway.BodyRead(w, req, d.limits.Timeout.Duration)
 	ctx, cancel := context.WithTimeout(req.Context(), d.limits.Timeout.Duration)
 	defer cancel()
 	inv := wasm.Invocation{
