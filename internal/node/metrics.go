@@ -110,6 +110,9 @@ func (n *Node) metricCollectors() []prometheus.Collector {
 	if n.functions != nil {
 		cs = append(cs, n.functions.Collectors()...)
 	}
+	if n.gateway != nil {
+		cs = append(cs, n.gateway)
+	}
 	return cs
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/features"
 	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/gateway"
 	"github.com/aegis-edge/aegis/internal/privilege"
 	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/shield"
@@ -72,7 +73,7 @@ type Node struct {
 	engine    *wasm.Engine
 	executor  *sandbox.Executor
 	functions *functions.Registry
-	gateway   net.Listener // nil when gateway.listen is empty
+	gateway   *gateway.Server // nil when gateway.listen is empty
 
 	metricsOnce sync.Once
 	metrics     *prometheus.Registry
@@ -189,14 +190,7 @@ func (n *Node) startFunctions() error {
 		// The others serve; the broken ones are named in the log.
 		n.log.Error("some functions could not be restored", "err", err)
 	}
-	if n.cfg.Gateway.Listen != "" {
-		l, err := net.Listen("tcp", n.cfg.Gateway.Listen)
-		if err != nil {
-			return fmt.Errorf("gateway: %w", err)
-		}
-		n.gateway = l
-	}
-	return nil
+	return n.openGateway()
 }
 
 // Functions is the node's registry of edge functions.
@@ -291,27 +285,7 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Error("auditing automatic blocks", "err", err)
 		})
 	})
-	if n.gateway != nil {
-		srv := &http.Server{
-			Handler:           n.functions,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-		}
-		wg.Go(func() {
-			if err := srv.Serve(n.gateway); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.log.Error("gateway stopped", "err", err)
-			}
-		})
-		wg.Go(func() {
-			<-ctx.Done()
-			// Drain: requests in flight finish (bounded by their deadlines).
-			shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			srv.Shutdown(shutdown)
-		})
-		n.log.Info("gateway listening", "addr", n.gateway.Addr().String())
-	}
+	n.serveGateway(ctx, &wg)
 	if addr := n.cfg.Admin.MetricsListen; addr != "" {
 		msrv := &http.Server{Addr: addr, Handler: n.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {

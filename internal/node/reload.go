@@ -24,7 +24,7 @@ var restartKeys = []struct {
 	{"shield.pin_path", func(c config.Config) any { return c.Shield.PinPath }},
 	{"shield.sweep_interval", func(c config.Config) any { return c.Shield.SweepInterval }},
 	{"shield.detach_on_exit", func(c config.Config) any { return c.Shield.DetachOnExit }},
-	{"gateway", func(c config.Config) any { return c.Gateway }},
+	{"gateway.listen", func(c config.Config) any { return c.Gateway.Listen }},
 	{"functions", func(c config.Config) any { return c.Functions }},
 	{"audit", func(c config.Config) any { return c.Audit }},
 }
@@ -32,7 +32,8 @@ var restartKeys = []struct {
 // Reload applies a new configuration (SIGHUP): the management addresses
 // (also in the shield, which never blocks them automatically), the shield's
 // interfaces, XDP mode, list limits, mode, rate limits and
-// long_header_chains.
+// long_header_chains, and the gateway's timeouts and connection caps (for
+// connections accepted from then on).
 // Everything is checked before anything changes; a configuration that
 // changes a key only a restart can, or that could not be applied whole,
 // is refused with the reason and nothing changes. The file's shield
@@ -75,6 +76,11 @@ func (n *Node) Reload(cfg config.Config) error {
 		}
 	}
 
+	applyGateway, err := n.reloadGateway(cfg)
+	if err != nil {
+		return err
+	}
+
 	if err := n.shield.SetManagement(cfg.Admin.ManagementPrefixes()); err != nil {
 		return fmt.Errorf("%w: admin.management_addrs: %w", ErrRefused, err)
 	}
@@ -107,6 +113,7 @@ func (n *Node) Reload(cfg config.Config) error {
 	n.cfg.Shield.Mode = cfg.Shield.Mode
 	n.cfg.Shield.RateLimit = cfg.Shield.RateLimit
 	n.cfg.Shield.LongHeaderChains = cfg.Shield.LongHeaderChains
+	applyGateway()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reload applied the settings, but: %w", err)
 	}

@@ -24,7 +24,7 @@ func TestReload(t *testing.T) {
 		want   string
 	}{
 		{"state dir", func(c *config.Config) { c.StateDir = "/elsewhere" }, "state_dir changed: restart"},
-		{"gateway", func(c *config.Config) { c.Gateway.Listen = "127.0.0.1:1" }, "gateway changed: restart"},
+		{"gateway listen", func(c *config.Config) { c.Gateway.Listen = "127.0.0.1:1" }, "gateway.listen changed: restart"},
 		{"limit below the entries", func(c *config.Config) { c.Shield.Limits.IPv4 = 1 }, "shield.limits.ipv4: 1 is below the 2"},
 		{"missing interface", func(c *config.Config) { c.Shield.Interfaces = []string{"nope0"} }, "shield.interfaces: nope0"},
 		{"invalid", func(c *config.Config) { c.Shield.Mode = "chaos" }, "shield.mode"},

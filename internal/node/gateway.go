@@ -1,0 +1,97 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/gateway"
+)
+
+// gatewayLimits turns the gateway settings into the server's limits,
+// resolving max_conns against the open-files limit.
+func gatewayLimits(g config.Gateway) (gateway.Limits, error) {
+	nofile, err := gateway.OpenFilesLimit()
+	if err != nil {
+		return gateway.Limits{}, err
+	}
+	maxConns, err := gateway.MaxConns(g.MaxConns, nofile)
+	if err != nil {
+		return gateway.Limits{}, err
+	}
+	return gateway.Limits{
+		ReadHeaderTimeout: g.ReadHeaderTimeout.Duration,
+		ReadTimeout:       g.ReadTimeout.Duration,
+		WriteTimeout:      g.WriteTimeout.Duration,
+		IdleTimeout:       g.IdleTimeout.Duration,
+		MaxConns:          maxConns,
+		MaxConnsPerIP:     g.MaxConnsPerIP,
+	}, nil
+}
+
+// openGateway listens on gateway.listen (so that a port in use fails the
+// start rather than the first request) and prepares the server; Run serves.
+func (n *Node) openGateway() error {
+	if n.cfg.Gateway.Listen == "" {
+		return nil
+	}
+	lim, err := gatewayLimits(n.cfg.Gateway)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", n.cfg.Gateway.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	srv, err := gateway.NewServer(l, n.functions, lim, n.log)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	n.gateway = srv
+	return nil
+}
+
+// serveGateway serves the gateway until ctx ends, then drains it: requests
+// in flight finish, bounded by their deadlines.
+func (n *Node) serveGateway(ctx context.Context, wg *sync.WaitGroup) {
+	if n.gateway == nil {
+		return
+	}
+	wg.Go(func() {
+		if err := n.gateway.Serve(); err != nil {
+			n.log.Error("gateway stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		n.gateway.Shutdown(shutdown)
+	})
+	lim := n.gateway.Limits()
+	n.log.Info("gateway listening", "addr", n.gateway.Addr().String(), "max_conns", lim.MaxConns, "max_conns_per_ip", lim.MaxConnsPerIP)
+}
+
+// reloadGateway checks the gateway settings of cfg and returns how to apply
+// them; it changes nothing itself.
+func (n *Node) reloadGateway(cfg config.Config) (apply func(), err error) {
+	if n.gateway == nil || cfg.Gateway == n.cfg.Gateway {
+		return func() {}, nil
+	}
+	lim, err := gatewayLimits(cfg.Gateway)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return func() {
+		// Validated above; SetLimits refuses nothing gatewayLimits makes.
+		if err := n.gateway.SetLimits(lim); err != nil {
+			n.log.Error("applying the gateway limits", "err", err)
+			return
+		}
+		n.cfg.Gateway = cfg.Gateway
+	}, nil
+}
