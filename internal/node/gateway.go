@@ -95,3 +95,12 @@ func (n *Node) reloadGateway(cfg config.Config) (apply func(), err error) {
 		n.cfg.Gateway = cfg.Gateway
 	}, nil
 }
+
+// GatewayStats reports the gateway's connection counts (zero without a
+// gateway).
+func (n *Node) GatewayStats() gateway.Stats {
+	if n.gateway == nil {
+		return gateway.Stats{}
+	}
+	return n.gateway.Stats()
+}
