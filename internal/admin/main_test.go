@@ -13,5 +13,8 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == sandbox.WorkerCommand[1] {
 		sandbox.WorkerMain(sandbox.BuiltinHandlers())
 	}
+	if spec := os.Getenv(slowClientsEnv); spec != "" {
+		slowClientsMain(spec)
+	}
 	os.Exit(m.Run())
 }
