@@ -104,3 +104,45 @@ func (n *Node) GatewayStats() gateway.Stats {
 	}
 	return n.gateway.Stats()
 }
+
+// metricsLimits bound the optional TCP metrics listener as the gateway's
+// bound its clients, with fixed values: scrapers need few connections, and
+// the listener must not be a way around the gateway's caps to the node's
+// descriptors.
+var metricsLimits = gateway.Limits{
+	ReadHeaderTimeout: 10 * time.Second,
+	ReadTimeout:       10 * time.Second,
+	WriteTimeout:      30 * time.Second,
+	IdleTimeout:       2 * time.Minute,
+	MaxConns:          64,
+	MaxConnsPerIP:     16,
+}
+
+// serveMetrics serves /metrics on admin.metrics_listen, if set, until ctx
+// ends. A listener that cannot open is logged; the node runs on.
+func (n *Node) serveMetrics(ctx context.Context, wg *sync.WaitGroup) {
+	addr := n.cfg.Admin.MetricsListen
+	if addr == "" {
+		return
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		n.log.Error("metrics listener stopped", "addr", addr, "err", err)
+		return
+	}
+	srv, err := gateway.NewServer(l, n.metricsMux(), metricsLimits, n.log)
+	if err != nil {
+		l.Close()
+		n.log.Error("metrics listener stopped", "addr", addr, "err", err)
+		return
+	}
+	wg.Go(func() {
+		if err := srv.Serve(); err != nil {
+			n.log.Error("metrics listener stopped", "addr", addr, "err", err)
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		srv.Close()
+	})
+}

@@ -206,3 +206,53 @@ func TestGatewayLimitsReload(t *testing.T) {
 		t.Errorf("aegis_gateway_connections_limit = %v after reload, want 10", v)
 	}
 }
+
+// TestMetricsListenerCapped: the optional TCP metrics listener serves
+// /metrics under caps of its own, so it is no way around the gateway's.
+func TestMetricsListenerCapped(t *testing.T) {
+	cfg := testConfig(t)
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Admin.MetricsListen = free.Addr().String()
+	free.Close()
+	runNode(t, cfg)
+	url := "http://" + cfg.Admin.MetricsListen + "/metrics"
+	var resp *http.Response
+	waitUntil(t, "the metrics listener", func() bool {
+		resp, err = http.Get(url)
+		return err == nil
+	})
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "aegis_gateway_connections ") {
+		t.Fatalf("GET /metrics = %d, gateway gauge missing", resp.StatusCode)
+	}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range metricsLimits.MaxConnsPerIP {
+		c, err := net.Dial("tcp", cfg.Admin.MetricsListen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	// The next connection from the address is closed before any answer.
+	waitUntil(t, "a connection over the per-client cap to be refused", func() bool {
+		c, err := net.Dial("tcp", cfg.Admin.MetricsListen)
+		if err != nil {
+			return strings.Contains(err.Error(), "reset")
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(time.Minute))
+		got, _ := io.ReadAll(c)
+		return len(got) == 0
+	})
+}

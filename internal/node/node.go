@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"path/filepath"
 	"runtime"
@@ -286,18 +285,7 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	})
 	n.serveGateway(ctx, &wg)
-	if addr := n.cfg.Admin.MetricsListen; addr != "" {
-		msrv := &http.Server{Addr: addr, Handler: n.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
-		wg.Go(func() {
-			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.log.Error("metrics listener stopped", "addr", addr, "err", err)
-			}
-		})
-		wg.Go(func() {
-			<-ctx.Done()
-			msrv.Close()
-		})
-	}
+	n.serveMetrics(ctx, &wg)
 	tick := time.NewTicker(n.cfg.Shield.SweepInterval.Duration)
 	defer tick.Stop()
 	for {
