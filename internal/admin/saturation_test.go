@@ -5,11 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,35 +67,19 @@ func TestAdminAnswersWhileGatewaySaturated(t *testing.T) {
 		}
 		maxConns = min(maxConns, attackers)
 	}
-	cfg := config.Default()
-	cfg.StateDir = t.TempDir()
-	cfg.Shield.PinPath = testutil.PinPath(t)
-	cfg.Gateway.Listen = "127.0.0.1:0"
-	cfg.Gateway.ReadHeaderTimeout = config.Duration{Duration: time.Hour}
-	cfg.Gateway.ReadTimeout = config.Duration{Duration: time.Hour}
-	if !scale {
-		cfg.Gateway.MaxConns = maxConns
-	}
-	cfg.Gateway.MaxConnsPerIP = 0
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := node.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n, c, _ := serveConfig(t, func(cfg *config.Config) {
+		cfg.Gateway.ReadHeaderTimeout = config.Duration{Duration: time.Hour}
+		cfg.Gateway.ReadTimeout = config.Duration{Duration: time.Hour}
+		if !scale {
+			cfg.Gateway.MaxConns = maxConns
+		}
+		cfg.Gateway.MaxConnsPerIP = 0
+	})
+	// Run serves the gateway.
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- n.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-ran })
-	sock := filepath.Join(t.TempDir(), "admin.sock")
-	l, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(n, log)
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	c := NewClient(sock)
 
 	quiet := statusLatencies(t, c, calls)
 
@@ -132,15 +114,7 @@ func TestAdminAnswersWhileGatewaySaturated(t *testing.T) {
 		t.Errorf("the gateway holds %d connections during the calls, want %d", st.Open, maxConns)
 	}
 	t.Logf("admin status over the unix socket, %d calls: quiet p50 %v p99 %v; with the gateway saturated (%d held, %d rejected, the node at %d open files) p50 %v p99 %v",
-		calls, quantile(quiet, .5), quantile(quiet, .99), st.Open, st.Rejected["max_conns"], openFiles(t), quantile(busy, .5), quantile(busy, .99))
-}
-
-func openFiles(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
+		calls, quantile(quiet, .5), quantile(quiet, .99), st.Open, st.Rejected["max_conns"], testutil.OpenFDs(t), quantile(busy, .5), quantile(busy, .99))
 }
 
 // slowClients opens n connections to addr that send the headers and 1 of

@@ -19,11 +19,20 @@ import (
 // serve starts a node and its admin API on a private unix socket.
 func serve(t *testing.T) (*Client, string) {
 	t.Helper()
+	_, c, sock := serveConfig(t, func(*config.Config) {})
+	return c, sock
+}
+
+// serveConfig is serve with changes to the test configuration; it returns
+// the node too.
+func serveConfig(t *testing.T, change func(*config.Config)) (*node.Node, *Client, string) {
+	t.Helper()
 	testutil.RequireRoot(t)
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
 	cfg.Shield.PinPath = testutil.PinPath(t)
 	cfg.Gateway.Listen = "127.0.0.1:0"
+	change(&cfg)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := node.New(cfg, log)
 	if err != nil {
@@ -38,7 +47,7 @@ func serve(t *testing.T) (*Client, string) {
 	srv := NewServer(n, log)
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return NewClient(sock), sock
+	return n, NewClient(sock), sock
 }
 
 // raw sends a body as-is and returns the status and error text.

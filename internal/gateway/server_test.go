@@ -16,11 +16,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
 // guard bounds how long a test waits for an outcome; reaching it fails the
 // test (it is not the measure of anything).
-const guard = 60 * time.Second
+const guard = testutil.WaitTimeout
 
 // shortLimits are small timeouts, so that attacks end within a test.
 func shortLimits() Limits {
@@ -59,7 +61,7 @@ func startServer(t *testing.T, h http.Handler, lim Limits) *Server {
 			t.Errorf("Serve = %v", err)
 		}
 	})
-	waitFor(t, "the server to start", func() bool {
+	testutil.WaitFor(t, "the server to start", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.current != nil
@@ -84,35 +86,15 @@ func bodyHandler(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "read %d bytes\n", len(body))
 }
 
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(guard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // baseline records the descriptors and goroutines before an attack, and
 // returns a check that both come back to it once the attack is over.
 func baseline(t *testing.T, s *Server) func() {
-	fds, gs := openFDs(t), runtime.NumGoroutine()
+	fds, gs := testutil.OpenFDs(t), runtime.NumGoroutine()
 	return func() {
 		t.Helper()
-		waitFor(t, "the gateway to hold no connection", func() bool { return s.Stats().Open == 0 })
-		waitFor(t, fmt.Sprintf("the descriptors to come back to %d", fds), func() bool { return openFDs(t) <= fds })
-		waitFor(t, fmt.Sprintf("the goroutines to come back to %d", gs), func() bool { return runtime.NumGoroutine() <= gs })
+		testutil.WaitFor(t, "the gateway to hold no connection", func() bool { return s.Stats().Open == 0 })
+		testutil.WaitFor(t, fmt.Sprintf("the descriptors to come back to %d", fds), func() bool { return testutil.OpenFDs(t) <= fds })
+		testutil.WaitFor(t, fmt.Sprintf("the goroutines to come back to %d", gs), func() bool { return runtime.NumGoroutine() <= gs })
 	}
 }
 
@@ -375,7 +357,7 @@ func hold(t *testing.T, s *Server, src string, n int) []net.Conn {
 	for i := range out {
 		out[i] = dialFrom(t, src, s.Addr())
 	}
-	waitFor(t, fmt.Sprintf("%d held connections", n), func() bool { return s.Stats().Open == before+n })
+	testutil.WaitFor(t, fmt.Sprintf("%d held connections", n), func() bool { return s.Stats().Open == before+n })
 	return out
 }
 
@@ -426,7 +408,7 @@ func TestPerClientCap(t *testing.T) {
 	}
 	// A connection closed frees its place.
 	held[0].Close()
-	waitFor(t, "the closed connection to be released", func() bool { return s.Stats().Open == 4 })
+	testutil.WaitFor(t, "the closed connection to be released", func() bool { return s.Stats().Open == 4 })
 	assertServed(t, s, "127.0.0.1")
 }
 
@@ -444,7 +426,7 @@ func TestTotalCap(t *testing.T) {
 		t.Errorf("stats %+v, want 1 rejection at the total cap and 6 open", st)
 	}
 	held[0].Close()
-	waitFor(t, "the closed connection to be released", func() bool { return s.Stats().Open == 5 })
+	testutil.WaitFor(t, "the closed connection to be released", func() bool { return s.Stats().Open == 5 })
 	assertServed(t, s, "127.0.0.3")
 }
 
@@ -540,7 +522,7 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve() }()
-	waitFor(t, "the scripted accepts", func() bool {
+	testutil.WaitFor(t, "the scripted accepts", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(sleeps) == 12

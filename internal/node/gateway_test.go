@@ -16,6 +16,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/gateway"
+	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
 // runNode starts a node and its Run loop, which serves the gateway.
@@ -53,26 +54,6 @@ func getHello(t *testing.T, n *Node) {
 	}
 }
 
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // slowClient sends headers and 1 of 1,000 declared body bytes, then reads
 // what comes back until the node closes the connection.
 func slowClient(addr net.Addr, src string) (string, error) {
@@ -106,8 +87,8 @@ func TestGatewaySlowClientsClosed(t *testing.T) {
 	deployHello(t, n)
 	getHello(t, n)
 	http.DefaultClient.CloseIdleConnections()
-	waitUntil(t, "the warm-up connection to close", func() bool { return n.GatewayStats().Open == 0 })
-	fds := openFDs(t)
+	testutil.WaitFor(t, "the warm-up connection to close", func() bool { return n.GatewayStats().Open == 0 })
+	fds := testutil.OpenFDs(t)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
@@ -128,8 +109,8 @@ func TestGatewaySlowClientsClosed(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	waitUntil(t, "the gateway to hold no connection", func() bool { return n.GatewayStats().Open == 0 })
-	waitUntil(t, fmt.Sprintf("the descriptors to come back to %d", fds), func() bool { return openFDs(t) <= fds })
+	testutil.WaitFor(t, "the gateway to hold no connection", func() bool { return n.GatewayStats().Open == 0 })
+	testutil.WaitFor(t, fmt.Sprintf("the descriptors to come back to %d", fds), func() bool { return testutil.OpenFDs(t) <= fds })
 	if v := metricValue(t, scrape(t, n), "aegis_gateway_connections"); v != 0 {
 		t.Errorf("aegis_gateway_connections = %v, want 0", v)
 	}
@@ -181,7 +162,7 @@ func TestGatewayLimitsReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	waitUntil(t, "the held connection", func() bool { return n.GatewayStats().Open == 1 })
+	testutil.WaitFor(t, "the held connection", func() bool { return n.GatewayStats().Open == 1 })
 	// Over the cap the connection is closed at once (a reset may even
 	// come before connect returns): nothing is answered.
 	if got, err := slowClient(n.GatewayAddr(), "127.0.0.1"); got != "" || (err != nil && !strings.Contains(err.Error(), "reset")) {
@@ -220,7 +201,7 @@ func TestMetricsListenerCapped(t *testing.T) {
 	runNode(t, cfg)
 	url := "http://" + cfg.Admin.MetricsListen + "/metrics"
 	var resp *http.Response
-	waitUntil(t, "the metrics listener", func() bool {
+	testutil.WaitFor(t, "the metrics listener", func() bool {
 		resp, err = http.Get(url)
 		return err == nil
 	})
@@ -244,7 +225,7 @@ func TestMetricsListenerCapped(t *testing.T) {
 		held = append(held, c)
 	}
 	// The next connection from the address is closed before any answer.
-	waitUntil(t, "a connection over the per-client cap to be refused", func() bool {
+	testutil.WaitFor(t, "a connection over the per-client cap to be refused", func() bool {
 		c, err := net.Dial("tcp", cfg.Admin.MetricsListen)
 		if err != nil {
 			return strings.Contains(err.Error(), "reset")

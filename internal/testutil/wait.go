@@ -1,0 +1,34 @@
+package testutil
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// WaitTimeout is how long WaitFor waits before it fails the test: a guard
+// against a hang, not the measure of anything.
+const WaitTimeout = time.Minute
+
+// WaitFor polls cond until it holds, and fails the test naming what it
+// waited for if it does not within WaitTimeout.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(WaitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s after %v", what, WaitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// OpenFDs counts the test process's open file descriptors.
+func OpenFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
