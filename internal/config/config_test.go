@@ -166,6 +166,7 @@ gateway:
   idle_timeout: 5s
   max_conns: 5000
   max_conns_per_ip: 0
+  max_header_bytes: 16KiB
 functions:
   max_module_size: 32MiB
   defaults:
@@ -217,6 +218,7 @@ func TestParseFull(t *testing.T) {
 		Gateway: Gateway{
 			Listen: "[::]:80", ReadHeaderTimeout: Duration{2 * time.Second}, ReadTimeout: Duration{20 * time.Second},
 			WriteTimeout: Duration{time.Minute}, IdleTimeout: Duration{5 * time.Second}, MaxConns: 5000, MaxConnsPerIP: 0,
+			MaxHeaderBytes: 16 << 10,
 		},
 		Functions: Functions{
 			MaxModuleSize: 32 << 20,
@@ -275,6 +277,7 @@ func TestParseErrors(t *testing.T) {
 		{"gateway header timeout over read timeout", "gateway: {read_header_timeout: 1m, read_timeout: 30s}", `gateway.read_header_timeout: must not exceed gateway.read_timeout (30s)`},
 		{"gateway max conns negative", "gateway: {max_conns: -1}", `gateway.max_conns: must be between 0 and 1048576, got -1`},
 		{"gateway max conns not a number", "gateway: {max_conns: many}", `gateway.max_conns: line 1: cannot unmarshal`},
+		{"gateway header bytes too small", "gateway: {max_header_bytes: 1KiB}", `gateway.max_header_bytes: must be between 4KiB and 1MiB, got 1KiB`},
 		{"gateway per-ip over total", "gateway: {max_conns: 10, max_conns_per_ip: 11}", `gateway.max_conns_per_ip: must not exceed gateway.max_conns (10), got 11`},
 		{"bad size", "functions: {defaults: {memory: lots}}", `functions.defaults.memory: invalid size "lots"`},
 		{"negative size", "functions: {max_module_size: -1}", `functions.max_module_size: invalid size "-1"`},

@@ -30,6 +30,9 @@ type Gateway struct {
 	// MaxConnsPerIP caps one client's open connections (an IPv6 client is
 	// its /64); 0 lifts the per-client cap.
 	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// MaxHeaderBytes bounds a request's headers (431 over it): with
+	// max_conns connections reading headers, it bounds their memory.
+	MaxHeaderBytes Size `yaml:"max_header_bytes"`
 }
 
 // Bounds on the gateway's settings.
@@ -49,6 +52,7 @@ func defaultGateway() Gateway {
 		IdleTimeout:       Duration{60 * time.Second},
 		MaxConns:          0,
 		MaxConnsPerIP:     128,
+		MaxHeaderBytes:    64 << 10,
 	}
 }
 
@@ -68,6 +72,7 @@ func (v *validator) gateway(g Gateway) {
 	}
 	v.intRange("gateway.max_conns", g.MaxConns, 0, MaxGatewayConns)
 	v.intRange("gateway.max_conns_per_ip", g.MaxConnsPerIP, 0, MaxGatewayConns)
+	v.sizeRange("gateway.max_header_bytes", g.MaxHeaderBytes, 4<<10, 1<<20)
 	if g.MaxConns > 0 && g.MaxConnsPerIP > g.MaxConns {
 		v.addf("gateway.max_conns_per_ip", "must not exceed gateway.max_conns (%d), got %d", g.MaxConns, g.MaxConnsPerIP)
 	}

@@ -32,22 +32,24 @@ type Limits struct {
 	// MaxConnsPerIP caps one client's open connections (an IPv6 client
 	// is its /64); 0 lifts the cap.
 	MaxConnsPerIP int
+	// MaxHeaderBytes bounds a request's headers; 0 is net/http's 1 MiB.
+	MaxHeaderBytes int
 }
 
 func (l Limits) validate() error {
 	if l.ReadHeaderTimeout <= 0 || l.ReadTimeout <= 0 || l.WriteTimeout <= 0 || l.IdleTimeout <= 0 {
 		return fmt.Errorf("gateway limits: every timeout must be positive: %+v", l)
 	}
-	if l.MaxConns <= 0 || l.MaxConnsPerIP < 0 {
+	if l.MaxConns <= 0 || l.MaxConnsPerIP < 0 || l.MaxHeaderBytes < 0 {
 		return fmt.Errorf("gateway limits: max conns must be positive and the per-client cap not negative: %+v", l)
 	}
 	return nil
 }
 
-// timeouts are the Limits an http.Server is built with; a change of them
+// server are the Limits an http.Server is built with; a change of them
 // needs a new one.
-func (l Limits) timeouts() [4]time.Duration {
-	return [4]time.Duration{l.ReadHeaderTimeout, l.ReadTimeout, l.WriteTimeout, l.IdleTimeout}
+func (l Limits) server() [5]int64 {
+	return [5]int64{int64(l.ReadHeaderTimeout), int64(l.ReadTimeout), int64(l.WriteTimeout), int64(l.IdleTimeout), int64(l.MaxHeaderBytes)}
 }
 
 // Reasons a connection is refused, the label of the rejections metric.
@@ -126,7 +128,7 @@ func (s *Server) SetLimits(lim Limits) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limits.Store(&lim)
-	if s.current == nil || s.current.limits.timeouts() == lim.timeouts() {
+	if s.current == nil || s.current.limits.server() == lim.server() {
 		return nil
 	}
 	select {
@@ -214,9 +216,10 @@ func (s *Server) startLocked(lim Limits) {
 		ReadTimeout: lim.ReadTimeout,
 		// Answers written without reading the body (404, 408) may come
 		// at the end of the read deadline; BodyRead moves this one.
-		WriteTimeout: lim.ReadTimeout + lim.WriteTimeout,
-		IdleTimeout:  lim.IdleTimeout,
-		ErrorLog:     s.errorLog,
+		WriteTimeout:   lim.ReadTimeout + lim.WriteTimeout,
+		IdleTimeout:    lim.IdleTimeout,
+		MaxHeaderBytes: lim.MaxHeaderBytes,
+		ErrorLog:       s.errorLog,
 		BaseContext: func(net.Listener) context.Context {
 			return context.WithValue(context.Background(), limitsKey{}, lim)
 		},

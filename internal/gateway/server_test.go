@@ -32,6 +32,7 @@ func shortLimits() Limits {
 		WriteTimeout:      300 * time.Millisecond,
 		IdleTimeout:       300 * time.Millisecond,
 		MaxConns:          1000,
+		MaxHeaderBytes:    8 << 10,
 	}
 }
 
@@ -247,6 +248,27 @@ func TestSlowHeadersClosed(t *testing.T) {
 	}
 	c.Close()
 	check()
+}
+
+// TestLargeHeadersRefused: headers over MaxHeaderBytes get 431, so the
+// connections reading headers hold bounded memory.
+func TestLargeHeadersRefused(t *testing.T) {
+	s := startServer(t, http.HandlerFunc(bodyHandler), shortLimits())
+	for _, size := range []int{1 << 10, 64 << 10} {
+		c := dialFrom(t, "127.0.0.1", s.Addr())
+		go io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: "+strings.Repeat("x", size)+"\r\nConnection: close\r\n\r\n")
+		got, err := readToEnd(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "HTTP/1.1 200 "
+		if size > s.Limits().MaxHeaderBytes {
+			want = "HTTP/1.1 431 "
+		}
+		if !strings.HasPrefix(got, want) {
+			t.Errorf("%d bytes of header: %.40q, want %s", size, got, want)
+		}
+	}
 }
 
 // TestIdleKeepAliveClosed: a kept-alive connection that sends no next

@@ -29,6 +29,7 @@ func gatewayLimits(g config.Gateway) (gateway.Limits, error) {
 		IdleTimeout:       g.IdleTimeout.Duration,
 		MaxConns:          maxConns,
 		MaxConnsPerIP:     g.MaxConnsPerIP,
+		MaxHeaderBytes:    int(g.MaxHeaderBytes),
 	}, nil
 }
 
@@ -80,7 +81,7 @@ func (n *Node) serveGateway(ctx context.Context, wg *sync.WaitGroup) {
 // them; it changes nothing itself.
 func (n *Node) reloadGateway(cfg config.Config) (apply func(), err error) {
 	if n.gateway == nil || cfg.Gateway == n.cfg.Gateway {
-		return func() {}, nil
+		return func() { n.cfg.Gateway = cfg.Gateway }, nil
 	}
 	lim, err := gatewayLimits(cfg.Gateway)
 	if err != nil {
@@ -116,6 +117,7 @@ var metricsLimits = gateway.Limits{
 	IdleTimeout:       2 * time.Minute,
 	MaxConns:          64,
 	MaxConnsPerIP:     16,
+	MaxHeaderBytes:    16 << 10,
 }
 
 // serveMetrics serves /metrics on admin.metrics_listen, if set, until ctx
