@@ -25,23 +25,8 @@ var wasmHeader = []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
 // be instantiated (an out-of-bounds data segment, say). The module is
 // instrumented with the fuel pass before compiling.
 func (e *Engine) Compile(ctx context.Context, module []byte, limits Limits) (*Module, error) {
-	if err := limits.Validate(); err != nil {
-		return nil, fmt.Errorf("compiling: %w", err)
-	}
-	if int64(len(module)) > limits.MaxModuleBytes {
-		return nil, invalidModule("module is %d bytes, over the %d byte limit", len(module), limits.MaxModuleBytes)
-	}
-	if !bytes.HasPrefix(module, wasmHeader) {
-		return nil, invalidModule("not a WebAssembly 1.0 binary module (no \\0asm version 1 header)")
-	}
-	imports, err := readImports(module)
-	if err != nil {
-		return nil, invalidModule("%v", err)
-	}
-	for _, im := range imports {
-		if im.kind != externFunc {
-			return nil, invalidModule("imports %s %s.%s: only functions of %s and %s may be imported", im.kind, im.module, im.name, WASIModule, HostModule)
-		}
+	if err := Precheck(module, limits); err != nil {
+		return nil, err
 	}
 	started := time.Now()
 	metered, err := instrumentFuel(module)
@@ -59,6 +44,32 @@ func (e *Engine) Compile(ctx context.Context, module []byte, limits Limits) (*Mo
 	}
 	e.log.Debug("compiled a function module", "bytes", len(module), "instrumented_bytes", len(metered), "duration", time.Since(started))
 	return m, nil
+}
+
+// Precheck applies the deploy rules that only read the module's bytes (its
+// size, header and import kinds), in time linear in its size: the node
+// runs it before it hands an untrusted module to a sandboxed worker to
+// compile. Compile applies it too.
+func Precheck(module []byte, limits Limits) error {
+	if err := limits.Validate(); err != nil {
+		return fmt.Errorf("compiling: %w", err)
+	}
+	if int64(len(module)) > limits.MaxModuleBytes {
+		return invalidModule("module is %d bytes, over the %d byte limit", len(module), limits.MaxModuleBytes)
+	}
+	if !bytes.HasPrefix(module, wasmHeader) {
+		return invalidModule("not a WebAssembly 1.0 binary module (no \\0asm version 1 header)")
+	}
+	imports, err := readImports(module)
+	if err != nil {
+		return invalidModule("%v", err)
+	}
+	for _, im := range imports {
+		if im.kind != externFunc {
+			return invalidModule("imports %s %s.%s: only functions of %s and %s may be imported", im.kind, im.module, im.name, WASIModule, HostModule)
+		}
+	}
+	return nil
 }
 
 // check applies the deploy rules that need the compiled module.

@@ -26,6 +26,10 @@ type EngineOptions struct {
 	CacheDir string
 	// Logger receives the engine's own messages (nil: discarded).
 	Logger *slog.Logger
+	// Code, if set, is where compiled code is kept instead (CacheDir must
+	// then be empty): Compile loads code Put there and records code it
+	// compiles, for the sandbox to pass between processes.
+	Code *CodeCache
 }
 
 // Engine compiles and runs functions. One per node; safe for concurrent
@@ -48,7 +52,15 @@ func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var cache wazero.CompilationCache
-	if opts.CacheDir != "" {
+	switch {
+	case opts.Code != nil && opts.CacheDir != "":
+		return nil, errors.New("an engine keeps compiled code in a CodeCache or a directory, not both")
+	case opts.Code != nil:
+		var err error
+		if cache, err = withCodeCache(opts.Code); err != nil {
+			return nil, fmt.Errorf("opening the compilation cache: %w", err)
+		}
+	case opts.CacheDir != "":
 		if err := os.MkdirAll(opts.CacheDir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating the compilation cache directory: %w", err)
 		}
@@ -56,7 +68,7 @@ func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 		if cache, err = wazero.NewCompilationCacheWithDir(opts.CacheDir); err != nil {
 			return nil, fmt.Errorf("opening the compilation cache: %w", err)
 		}
-	} else {
+	default:
 		cache = wazero.NewCompilationCache()
 	}
 	// Close on context done stays off: it polls in every loop and
