@@ -169,6 +169,7 @@ gateway:
   max_header_bytes: 16KiB
 functions:
   max_module_size: 32MiB
+  compile_timeout: 2s
   defaults:
     fuel: 5000
     timeout: 250ms
@@ -221,7 +222,8 @@ func TestParseFull(t *testing.T) {
 			MaxHeaderBytes: 16 << 10,
 		},
 		Functions: Functions{
-			MaxModuleSize: 32 << 20,
+			MaxModuleSize:  32 << 20,
+			CompileTimeout: Duration{2 * time.Second},
 			Defaults: FunctionLimits{
 				Fuel: 5000, Timeout: Duration{250 * time.Millisecond}, Memory: 1 << 20,
 				MaxRequestBody: 0, MaxResponseBody: 65536, FetchCount: 0, FetchMaxBody: 1000,
@@ -284,6 +286,7 @@ func TestParseErrors(t *testing.T) {
 		{"memory not pages", "functions: {defaults: {memory: 100000}}", `functions.defaults.memory: must be a multiple of the 64KiB Wasm page`},
 		{"memory over 4GiB", "functions: {defaults: {memory: 8GiB}}", `functions.defaults.memory: must be between 64KiB and 4GiB`},
 		{"fuel zero", "functions: {defaults: {fuel: 0}}", `functions.defaults.fuel: must be between 1 and`},
+		{"compile timeout too short", "functions: {compile_timeout: 1ms}", `functions.compile_timeout: must be between 100ms and 10m0s`},
 		{"unknown function key", "functions: {defaults: {cpu: 1}}", `functions.defaults.cpu: unknown key`},
 		{"audit dir relative", "audit: {dir: audit}", `audit.dir: must be an absolute path, got "audit"`},
 		{"audit file too small", "audit: {max_file_bytes: 1K}", `audit.max_file_bytes: must be between 4KiB and 1GiB`},

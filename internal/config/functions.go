@@ -27,6 +27,11 @@ type Functions struct {
 	// AllowNoMemoryCap lets workers run without a memory cgroup when the
 	// host offers none; off, the node refuses to start its workers then.
 	AllowNoMemoryCap bool `yaml:"allow_no_memory_cap"`
+
+	// CompileTimeout bounds compiling one module version, which happens
+	// once, at deploy (and at start), in a sandboxed compile worker that
+	// is killed when it expires; the deploy then fails.
+	CompileTimeout Duration `yaml:"compile_timeout"`
 }
 
 // FunctionLimits are the per-function limits.
@@ -59,7 +64,8 @@ const (
 
 func defaultFunctions() Functions {
 	return Functions{
-		MaxModuleSize: 16 << 20,
+		MaxModuleSize:  16 << 20,
+		CompileTimeout: Duration{30 * time.Second},
 		Defaults: FunctionLimits{
 			Fuel:            1_000_000_000,
 			Timeout:         Duration{5 * time.Second},
@@ -79,6 +85,7 @@ func defaultFunctions() Functions {
 func (v *validator) functions(f Functions) {
 	v.sizeRange("functions.max_module_size", f.MaxModuleSize, 1<<10, 256<<20)
 	v.intRange("functions.workers", f.Workers, 0, 1024)
+	v.durRange("functions.compile_timeout", f.CompileTimeout, 100*time.Millisecond, 10*time.Minute)
 	v.functionLimits("functions.defaults", f.Defaults)
 }
 

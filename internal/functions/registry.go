@@ -27,6 +27,14 @@ var (
 	ErrNotFound = errors.New("not found")
 )
 
+// Errors an Executor's Load wraps when the module itself cannot be
+// compiled, whatever the function's limits: the registry remembers the
+// module's digest and refuses it at once after.
+var (
+	ErrUncompilable   = errors.New("module does not compile")
+	ErrCompileTimeout = fmt.Errorf("%w: compile timed out", ErrUncompilable)
+)
+
 // Executor prepares module versions for serving: the in-process Wasm
 // engine, or the sandbox's worker pool.
 type Executor interface {
@@ -35,7 +43,9 @@ type Executor interface {
 
 // Program is one version of a function as the executor needs it.
 type Program struct {
-	Name       string
+	Name string
+	// Version is the version a deploy expects to create (a concurrent
+	// deploy of the same name may take it): for logs only.
 	Version    uint64
 	Module     []byte
 	Limits     wasm.Limits
@@ -49,9 +59,10 @@ type Loaded interface {
 	Close() error
 }
 
-// InProcess is the Executor that compiles and runs modules in the node's
-// own process with a wasm.Engine: for tests and benchmarks; the node runs
-// functions in sandboxed workers.
+// InProcess is the Executor that compiles and runs modules in the calling
+// process with a wasm.Engine: for tests and benchmarks of trusted
+// fixtures. The node never uses it: it compiles and runs tenants' modules
+// only in sandboxed workers (sandbox.Executor).
 type InProcess struct{ Engine *wasm.Engine }
 
 // Load compiles the module.
@@ -158,10 +169,14 @@ type Registry struct {
 	opts    Options
 	metrics *metrics
 
-	mu    sync.Mutex // serializes deploys and removals
+	// mu serializes the changes of deploys and removals; it is never held
+	// while a module compiles.
+	mu    sync.Mutex
 	byFn  map[string]*deployment
 	logs  map[string]*logRing
 	table atomic.Pointer[gateway.Table[*deployment]]
+	// failed remembers modules that could not be compiled.
+	failed *failedDigests
 }
 
 // New returns an empty registry; Restore fills it from the store.
@@ -169,7 +184,8 @@ func New(opts Options) *Registry {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &Registry{opts: opts, metrics: newMetrics(), byFn: map[string]*deployment{}, logs: map[string]*logRing{}}
+	r := &Registry{opts: opts, metrics: newMetrics(), byFn: map[string]*deployment{}, logs: map[string]*logRing{},
+		failed: newFailedDigests(maxFailedDigests)}
 	r.table.Store(gateway.NewTable(map[gateway.Route]*deployment{}))
 	return r
 }
@@ -200,6 +216,7 @@ func (r *Registry) Restore(ctx context.Context) error {
 		}
 		d, err := r.prepare(ctx, fn, spec, module)
 		if err != nil {
+			r.failed.remember(fn.Digest, err, r.opts.Now())
 			errs = append(errs, fmt.Errorf("function %s version %d: %w", fn.Name, fn.Version, err))
 			continue
 		}
@@ -238,7 +255,7 @@ func (r *Registry) prepare(ctx context.Context, fn store.Function, spec Spec, mo
 		Name: fn.Name, Version: fn.Version, Module: module, Limits: wl, AllowHosts: spec.AllowHosts,
 	})
 	if err != nil {
-		if errors.Is(err, wasm.ErrInvalidModule) {
+		if errors.Is(err, wasm.ErrInvalidModule) || errors.Is(err, ErrUncompilable) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		return nil, err
@@ -292,7 +309,10 @@ func (r *Registry) publish() {
 
 // Deploy validates, prepares and persists a new version of name and then
 // switches its route to it. On any error nothing changes. Two functions may
-// not share a route.
+// not share a route. The module is compiled (by the executor, within its
+// deadline) without the registry's lock, so that listing and serving
+// functions, and other deploys, go on meanwhile; a module whose digest
+// failed to compile before is refused at once.
 func (r *Registry) Deploy(ctx context.Context, name string, module []byte, spec Spec, actor string) (Info, error) {
 	if err := store.ValidFunctionName(name); err != nil {
 		return Info{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -301,32 +321,43 @@ func (r *Registry) Deploy(ctx context.Context, name string, module []byte, spec 
 		return Info{}, fmt.Errorf("%w: module is %d bytes, over the %s limit (functions.max_module_size)", ErrInvalid, len(module), max)
 	}
 	spec.AllowHosts = slices.Compact(slices.Sorted(slices.Values(spec.AllowHosts)))
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	route, err := gateway.ParseRoute(spec.Route)
 	if err != nil {
 		return Info{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	spec.Route = route.String()
-	for other, d := range r.byFn {
-		if other != name && d.route == route {
-			return Info{}, fmt.Errorf("%w: route %s is served by function %s", ErrConflict, route, other)
-		}
+	digest := store.ModuleDigest(module)
+	if err := r.failed.check(digest, r.opts.Now()); err != nil {
+		return Info{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	settings, err := json.Marshal(spec)
 	if err != nil {
 		return Info{}, err
 	}
-	next := store.Function{Name: name, Route: spec.Route, Settings: settings, Deployed: r.opts.Now()}
-	next.Version = 1
-	if old, ok := r.byFn[name]; ok {
-		next.Version = old.fn.Version + 1
-	}
-	d, err := r.prepare(ctx, next, spec, module)
+	next := store.Function{Name: name, Route: spec.Route, Settings: settings, Digest: digest, Size: int64(len(module))}
+	// A route taken now is refused before compiling; the lock is taken
+	// again to decide.
+	r.mu.Lock()
+	err = r.routeFree(name, route)
+	next.Version = r.nextVersion(name)
+	r.mu.Unlock()
 	if err != nil {
 		return Info{}, err
 	}
-	next.Digest, next.Size = store.ModuleDigest(module), int64(len(module))
+	d, err := r.prepare(ctx, next, spec, module)
+	if err != nil {
+		r.failed.remember(digest, err, r.opts.Now())
+		return Info{}, err
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.routeFree(name, route); err != nil {
+		d.retire()
+		return Info{}, err
+	}
+	next.Version = r.nextVersion(name)
+	next.Deployed = r.opts.Now()
 	d.fn = next
 	ev := audit.Event{Op: OpDeploy, Target: name, Actor: actor, Details: d.info()}
 	if err := r.record(ev); err != nil {
@@ -349,6 +380,26 @@ func (r *Registry) Deploy(ctx context.Context, name string, module []byte, spec 
 	}
 	r.logLine(d, "access", "info", fmt.Sprintf("deployed version %d on %s", stored.Version, spec.Route), nil)
 	return d.info(), nil
+}
+
+// routeFree refuses route if a function other than name serves it. The
+// caller holds r.mu.
+func (r *Registry) routeFree(name string, route gateway.Route) error {
+	for other, d := range r.byFn {
+		if other != name && d.route == route {
+			return fmt.Errorf("%w: route %s is served by function %s", ErrConflict, route, other)
+		}
+	}
+	return nil
+}
+
+// nextVersion is the version a deploy of name creates. The caller holds
+// r.mu.
+func (r *Registry) nextVersion(name string) uint64 {
+	if old, ok := r.byFn[name]; ok {
+		return old.fn.Version + 1
+	}
+	return 1
 }
 
 // Remove takes a function out of service and deletes it with its module

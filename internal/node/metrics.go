@@ -113,6 +113,9 @@ func (n *Node) metricCollectors() []prometheus.Collector {
 	if n.gateway != nil {
 		cs = append(cs, n.gateway)
 	}
+	if n.executor != nil {
+		cs = append(cs, n.executor.Collectors()...)
+	}
 	return cs
 }
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -69,7 +68,6 @@ type Node struct {
 	eventsMu sync.Mutex
 	events   []shield.AutoBlock // most recent automatic blocks, newest last
 
-	engine    *wasm.Engine
 	executor  *sandbox.Executor
 	functions *functions.Registry
 	gateway   *gateway.Server // nil when gateway.listen is empty
@@ -138,13 +136,6 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 // startFunctions restores the deployed functions and opens the gateway's
 // listener, so a port in use fails the start rather than the first request.
 func (n *Node) startFunctions() error {
-	engine, err := wasm.NewEngine(context.Background(), wasm.EngineOptions{
-		CacheDir: filepath.Join(n.cfg.StateDir, "wasm-cache"), Logger: n.log,
-	})
-	if err != nil {
-		return err
-	}
-	n.engine = engine
 	fc := n.cfg.Functions
 	workers := fc.Workers
 	if workers == 0 {
@@ -157,14 +148,14 @@ func (n *Node) startFunctions() error {
 			return fmt.Errorf("starting the function workers: %w", &privilege.MissingError{Missing: missing})
 		}
 	}
-	// Functions always run in sandboxed workers; the engine here only
-	// validates and compiles at deploy so that a bad module is refused at
-	// once.
+	// Functions are compiled (once per version, at deploy and here at
+	// start) and run only in sandboxed workers: the node never compiles or
+	// instantiates a tenant's module itself.
 	x, err := sandbox.NewExecutor(context.Background(), sandbox.ExecutorConfig{
 		Pool:             sandbox.Config{Size: workers, Logger: n.log, AllowNoMemoryCap: fc.AllowNoMemoryCap},
 		MaxModuleBytes:   int64(fc.MaxModuleSize),
 		MaxResponseBytes: int64(fc.Defaults.MaxResponseBody),
-		Engine:           engine,
+		CompileTimeout:   fc.CompileTimeout.Duration,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the function workers: %w", err)
@@ -322,9 +313,6 @@ func (n *Node) Close() error {
 	}
 	if n.executor != nil {
 		errs = append(errs, n.executor.Close())
-	}
-	if n.engine != nil {
-		errs = append(errs, n.engine.Close(context.Background()))
 	}
 	errs = append(errs, n.autoBlocks.Flush(context.Background()))
 	_, stopErr := n.record(audit.Event{Op: audit.OpNodeStop})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/wasm"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ExecutorConfig configures an Executor. Zero fields take the defaults
@@ -30,14 +31,20 @@ type ExecutorConfig struct {
 	// Grace is how long past a request's deadline a worker has to report
 	// the timeout itself before it is killed (default 250ms).
 	Grace time.Duration
-	// CompileTimeout is the extra time a worker has, on the first request
-	// for a version, to compile it; the request's own timeout starts
-	// after (default 10s).
+	// CompileTimeout bounds compiling one version in the compile worker at
+	// Load, which is killed when it expires (functions.compile_timeout,
+	// default DefaultCompileTimeout). It is also the extra time a serving
+	// worker has, on the first request for a version, to load its code;
+	// the request's own timeout starts after.
 	CompileTimeout time.Duration
-	// Engine validates and compiles modules at Load, in the supervisor, so
-	// that deploy errors are immediate; nil starts one for the executor.
-	Engine *wasm.Engine
 }
+
+// DefaultCompileTimeout is functions.compile_timeout's default: three
+// times the slowest real module measured (the 2.8 MB hello-go example
+// compiled in 10.8 s on a busy 2-core machine), so that real programs
+// deploy on a slow host, while a compile bomb holds only the compile
+// worker, and only that long (docs/RATIONALE.md).
+const DefaultCompileTimeout = 30 * time.Second
 
 // Executor is the functions.Executor the node uses: it runs every
 // invocation in a sandboxed worker of its Pool. The supervisor keeps each
@@ -45,12 +52,17 @@ type ExecutorConfig struct {
 // wasm.Guard built from the invocation it sent, never from what a worker
 // says.
 type Executor struct {
-	pool      *Pool
-	engine    *wasm.Engine
-	ownEngine bool
-	grace     time.Duration
-	compile   time.Duration
-	maxFrame  int
+	pool     *Pool
+	compiler *Pool         // one worker: HandlerCompile
+	compSem  chan struct{} // one compile at a time, waited for with the caller's context
+	grace    time.Duration
+	compile  time.Duration
+	maxFrame int
+	maxCode  int64
+	// compilations counts modules compiled, by worker kind ("compile",
+	// "serve": a serving worker that compiled instead of loading) and
+	// result.
+	compilations *prometheus.CounterVec
 }
 
 var _ functions.Executor = (*Executor)(nil)
@@ -72,19 +84,27 @@ func NewExecutor(ctx context.Context, cfg ExecutorConfig) (*Executor, error) {
 		cfg.Grace = 250 * time.Millisecond
 	}
 	if cfg.CompileTimeout <= 0 {
-		cfg.CompileTimeout = 10 * time.Second
+		cfg.CompileTimeout = DefaultCompileTimeout
 	}
 	if cfg.Pool.MaxFrame <= 0 {
 		cfg.Pool.MaxFrame = int(max(DefaultMaxFrame, cfg.MaxModuleBytes+frameSlack, cfg.MaxResponseBytes+maxLogBytes+frameSlack))
 	}
-	x := &Executor{engine: cfg.Engine, grace: cfg.Grace, compile: cfg.CompileTimeout, maxFrame: cfg.Pool.MaxFrame}
-	if x.engine == nil {
-		e, err := wasm.NewEngine(ctx, wasm.EngineOptions{})
-		if err != nil {
-			return nil, err
-		}
-		x.engine, x.ownEngine = e, true
+	x := &Executor{
+		grace: cfg.Grace, compile: cfg.CompileTimeout, maxFrame: cfg.Pool.MaxFrame,
+		maxCode: max(minMaxCode, codePerModuleByte*cfg.MaxModuleBytes), compSem: make(chan struct{}, 1),
+		compilations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aegis_functions_compilations_total",
+			Help: "Function modules compiled, by worker (compile: at deploy or restore; serve: a serving worker that compiled instead of loading the code) and result.",
+		}, []string{"worker", "result"}),
 	}
+	cc := cfg.Pool
+	cc.Size, cc.Handler, cc.Host = 1, HandlerCompile, nil
+	cc.MaxFrame = int(max(int64(cc.MaxFrame), x.maxCode+frameSlack))
+	comp, err := NewPool(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("starting the compile worker: %w", err)
+	}
+	x.compiler = comp
 	cfg.Pool.Handler = HandlerWasm
 	cfg.Pool.Host = HostServerFunc(x.serveHost)
 	p, err := NewPool(ctx, cfg.Pool)
@@ -96,24 +116,46 @@ func NewExecutor(ctx context.Context, cfg ExecutorConfig) (*Executor, error) {
 	return x, nil
 }
 
-// Pool returns the executor's pool, for its Stats and Reports.
+// Bounds of a version's compiled code, which the supervisor keeps and
+// which the compile worker sends in one frame: the hello-go example's code
+// is 3.6 times its module.
+const (
+	codePerModuleByte = 8
+	minMaxCode        = 64 << 20
+)
+
+// Pool returns the executor's pool of serving workers, for its Stats and
+// Reports.
 func (x *Executor) Pool() *Pool { return x.pool }
 
-// Close stops the workers and, if the executor started it, the engine.
+// CompilePool returns the pool of the one compile worker.
+func (x *Executor) CompilePool() *Pool { return x.compiler }
+
+// Collectors returns the executor's metrics for registration.
+func (x *Executor) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{x.compilations}
+}
+
+// Close stops the workers.
 func (x *Executor) Close() error {
 	var errs []error
 	if x.pool != nil {
 		errs = append(errs, x.pool.Close())
 	}
-	if x.ownEngine {
-		errs = append(errs, x.engine.Close(context.Background()))
+	if x.compiler != nil {
+		errs = append(errs, x.compiler.Close())
 	}
 	return errors.Join(errs...)
 }
 
-// Load validates and compiles the module in the supervisor's engine, so a
-// module that cannot run is refused at deploy, then keeps its bytes for
-// the workers, which compile it on their first request for it.
+// Load checks what the module's bytes alone show, has the compile worker
+// compile it and run the deploy checks that need the compiled module (a
+// trial instance included) within CompileTimeout, and keeps its bytes and
+// compiled code for the serving workers, which load the code and never
+// compile. Compiles run one at a time, in their own worker: a module that
+// compiles slowly holds that worker, not the serving ones, and not the
+// caller's locks. A refusal for the module itself (it does not compile, or
+// not in time, or kills the worker) wraps functions.ErrUncompilable.
 func (x *Executor) Load(ctx context.Context, p functions.Program) (functions.Loaded, error) {
 	if n := len(p.Module) + frameSlack; n > x.maxFrame {
 		return nil, fmt.Errorf("module of %d bytes: over what the sandbox carries (%d): %w", len(p.Module), x.maxFrame-frameSlack, wasm.ErrInvalidModule)
@@ -121,14 +163,69 @@ func (x *Executor) Load(ctx context.Context, p functions.Program) (functions.Loa
 	if n := p.Limits.MaxResponseBytes + maxLogBytes + frameSlack; n > int64(x.maxFrame) {
 		return nil, fmt.Errorf("response limit of %d bytes: over what the sandbox carries", p.Limits.MaxResponseBytes)
 	}
-	m, err := x.engine.Compile(ctx, p.Module, p.Limits)
+	if err := wasm.Precheck(p.Module, p.Limits); err != nil {
+		return nil, err
+	}
+	code, err := x.compileModule(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	// Only the verdict is needed here: workers run their own copy.
-	m.Close()
 	sum := sha256.Sum256(p.Module)
-	return &program{x: x, prog: p, digest: hex.EncodeToString(sum[:])}, nil
+	return &program{x: x, prog: p, digest: hex.EncodeToString(sum[:]), code: code}, nil
+}
+
+// compileModule runs one compile in the compile worker.
+func (x *Executor) compileModule(ctx context.Context, p functions.Program) (wasm.CompiledCode, error) {
+	select {
+	case x.compSem <- struct{}{}:
+	case <-ctx.Done():
+		return wasm.CompiledCode{}, fmt.Errorf("waiting for the compile worker: %w", ctx.Err())
+	}
+	defer func() { <-x.compSem }()
+	req := compileRequest{Limits: p.Limits, Module: p.Module}
+	var out compileResponse
+	// The deadline is the compile's own: a caller that goes away does not
+	// stop it, so that its verdict is the module's.
+	_, err := x.compiler.do(context.WithoutCancel(ctx), p.Name, req.encode(), exchange{
+		deadline: time.Now().Add(x.compile),
+		accept: func(b []byte) error {
+			var err error
+			out, err = decodeCompileResponse(b)
+			if err == nil && int64(len(out.Code.Bytes)) > x.maxCode {
+				err = fmt.Errorf("%w: %d bytes of code, over %d", ErrProtocol, len(out.Code.Bytes), x.maxCode)
+			}
+			return err
+		},
+	})
+	count := func(result string) { x.compilations.WithLabelValues("compile", result).Inc() }
+	switch {
+	case errors.Is(err, ErrDeadline):
+		count("timeout")
+		return wasm.CompiledCode{}, fmt.Errorf("%w: not compiled within %s (functions.compile_timeout); the worker compiling it was stopped",
+			functions.ErrCompileTimeout, x.compile)
+	case errors.Is(err, ErrWorkerCrashed):
+		count("crashed")
+		return wasm.CompiledCode{}, fmt.Errorf("%w: the sandboxed worker compiling it died (over its memory cap?): %w", functions.ErrUncompilable, err)
+	case err != nil:
+		count("error")
+		return wasm.CompiledCode{}, fmt.Errorf("compiling in the sandbox: %w", err)
+	case out.Failed && !out.Compiled:
+		count("refused")
+		if out.Invalid {
+			return wasm.CompiledCode{}, fmt.Errorf("%w: %w: %s", functions.ErrUncompilable, wasm.ErrInvalidModule, out.Message)
+		}
+		return wasm.CompiledCode{}, fmt.Errorf("%w: %s", functions.ErrUncompilable, out.Message)
+	case out.Failed:
+		// Compiled, then refused by a check that may depend on the
+		// function's limits (its memory): not the module's for good.
+		count("refused")
+		if out.Invalid {
+			return wasm.CompiledCode{}, fmt.Errorf("%w: %s", wasm.ErrInvalidModule, out.Message)
+		}
+		return wasm.CompiledCode{}, errors.New(out.Message)
+	}
+	count("ok")
+	return out.Code, nil
 }
 
 // program is one loaded version.
@@ -136,6 +233,7 @@ type program struct {
 	x      *Executor
 	prog   functions.Program
 	digest string
+	code   wasm.CompiledCode
 	closed atomic.Bool
 }
 
@@ -215,6 +313,10 @@ func (p *program) Serve(ctx context.Context, inv wasm.Invocation) (*wasm.Respons
 	if err != nil {
 		status, cause := ErrorStatus(err)
 		return nil, &wasm.Error{Kind: wasm.Kind(cause), Status: status, Err: err}
+	}
+	if out.Compiled {
+		// The worker did not find the code it was given: it should never.
+		p.x.compilations.WithLabelValues("serve", "ok").Inc()
 	}
 	forwardLogs(inv.Log, out.Logs)
 	resp := &wasm.Response{FuelUsed: min(max(out.FuelUsed, 0), lim.Fuel), Duration: time.Since(start)}
@@ -317,6 +419,28 @@ func forwardLogs(log wasm.LogFunc, lines []logLine) {
 	}
 }
 
+// codeChunk answers opCode: data is the digest and an offset.
+func (p *program) codeChunk(data []byte) ([]byte, error) {
+	d := &decoder{b: data}
+	digest, off := d.str(), d.uint()
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	if digest != p.digest {
+		return nil, fmt.Errorf("code of %.64q is not the one in flight", digest)
+	}
+	code := p.code.Bytes
+	if off > uint64(len(code)) {
+		return nil, fmt.Errorf("code offset %d past its %d bytes", off, len(code))
+	}
+	chunk := code[off:min(uint64(len(code)), off+codeChunk)]
+	e := &encoder{b: make([]byte, 0, 64+len(chunk))}
+	e.bytes(p.code.Key[:])
+	e.uint(uint64(len(code)))
+	e.bytes(chunk)
+	return e.b, nil
+}
+
 // serveHost answers a worker's host call from the invocation in flight,
 // whose policy its Guard holds.
 func (x *Executor) serveHost(ctx context.Context, _ string, op string, data []byte) ([]byte, error) {
@@ -324,7 +448,8 @@ func (x *Executor) serveHost(ctx context.Context, _ string, op string, data []by
 	if call == nil {
 		return nil, errors.New("no invocation in flight")
 	}
-	if op == opModule {
+	switch op {
+	case opModule:
 		if string(data) != call.program.digest {
 			return nil, fmt.Errorf("module %.64q is not the one in flight", data)
 		}
@@ -332,6 +457,8 @@ func (x *Executor) serveHost(ctx context.Context, _ string, op string, data []by
 			return nil, errors.New("module already sent for this request")
 		}
 		return call.program.prog.Module, nil
+	case opCode:
+		return call.program.codeChunk(data)
 	}
 	ctx, cancel := context.WithDeadline(ctx, call.deadline)
 	defer cancel()

@@ -108,6 +108,7 @@ func BuiltinHandlers() map[string]Handler {
 			}
 		}),
 		HandlerWasm:         newWasmHandler(),
+		HandlerCompile:      newCompileHandler(),
 		HandlerSelftest:     HandlerFunc(selftest),
 		HandlerSyscallBench: HandlerFunc(syscallBench),
 	}

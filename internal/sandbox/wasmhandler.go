@@ -99,12 +99,13 @@ const (
 // maxCachedModules bounds the compiled modules a worker keeps.
 const maxCachedModules = 16
 
-// wasmHandler is the worker side: it compiles modules it is sent (fetching
-// their bytes from the supervisor once per digest), runs invocations and
-// proxies their host calls. A worker serves one request at a time, so it
-// needs no locking.
+// wasmHandler is the worker side: it loads the modules it is sent (their
+// bytes and the code the compile worker made of them, fetched from the
+// supervisor once per digest), runs invocations and proxies their host
+// calls. A worker serves one request at a time, so it needs no locking.
 type wasmHandler struct {
 	engine  *wasm.Engine
+	code    *wasm.CodeCache
 	modules map[moduleKey]*cachedModule
 	uses    uint64
 }
@@ -123,7 +124,7 @@ type cachedModule struct {
 }
 
 func newWasmHandler() *wasmHandler {
-	return &wasmHandler{modules: map[moduleKey]*cachedModule{}}
+	return &wasmHandler{code: wasm.NewCodeCache(), modules: map[moduleKey]*cachedModule{}}
 }
 
 // Handle runs one invocation. Failures of the function are part of the
@@ -134,16 +135,17 @@ func (h *wasmHandler) Handle(ctx context.Context, req []byte, host HostCaller) (
 	if err != nil {
 		return nil, err
 	}
-	// The invocation's timeout starts once the module is compiled; the
+	// The invocation's timeout starts once the module is loaded; the
 	// supervisor gave the worker time for that when it sent the module.
 	ctx = context.WithoutCancel(ctx)
+	compiled := h.code.Compiled()
 	m, err := h.module(ctx, r, host)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
-	var out wasmResponse
+	out := wasmResponse{Compiled: h.code.Compiled() > compiled}
 	logs := logCollector{lines: &out.Logs}
 	resp, err := m.Serve(ctx, wasm.Invocation{
 		Function: r.Function, Version: r.Version, Limits: r.Limits, AllowedHosts: r.AllowedHosts,
@@ -167,10 +169,10 @@ func (h *wasmHandler) Handle(ctx context.Context, req []byte, host HostCaller) (
 	return out.encode(), nil
 }
 
-// module returns the compiled module for r, compiling it on first use.
+// module returns the compiled module for r, loading it on first use.
 func (h *wasmHandler) module(ctx context.Context, r wasmRequest, host HostCaller) (*wasm.Module, error) {
 	if h.engine == nil {
-		e, err := wasm.NewEngine(ctx, wasm.EngineOptions{})
+		e, err := wasm.NewEngine(ctx, wasm.EngineOptions{Code: h.code})
 		if err != nil {
 			return nil, fmt.Errorf("starting the wasm engine: %w", err)
 		}
@@ -189,15 +191,49 @@ func (h *wasmHandler) module(ctx context.Context, r wasmRequest, host HostCaller
 	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != r.Digest {
 		return nil, fmt.Errorf("module %s: the supervisor sent other bytes", r.Digest)
 	}
-	m, err := h.engine.Compile(ctx, b, r.Limits)
+	code, err := fetchCode(ctx, r.Digest, host)
 	if err != nil {
-		return nil, fmt.Errorf("compiling module %s: %w", r.Digest, err)
+		return nil, err
+	}
+	// Compile finds the code and loads it; the engine keeps its own copy.
+	h.code.Put(code)
+	m, err := h.engine.Compile(ctx, b, r.Limits)
+	h.code.Forget(code.Key)
+	if err != nil {
+		return nil, fmt.Errorf("loading module %s: %w", r.Digest, err)
 	}
 	if len(h.modules) >= maxCachedModules {
 		h.evict()
 	}
 	h.modules[key] = &cachedModule{module: m, lastUse: h.uses}
 	return m, nil
+}
+
+// fetchCode gets a version's compiled code from the supervisor, in chunks.
+func fetchCode(ctx context.Context, digest string, host HostCaller) (wasm.CompiledCode, error) {
+	var code wasm.CompiledCode
+	for {
+		e := &encoder{}
+		e.str(digest)
+		e.uint(uint64(len(code.Bytes)))
+		b, err := host.Call(ctx, opCode, e.b)
+		if err != nil {
+			return code, fmt.Errorf("fetching the code of module %s: %w", digest, err)
+		}
+		d := &decoder{b: b}
+		key, total, chunk := d.bytes(), d.uint(), d.bytes()
+		if err := d.end(); err != nil || len(key) != len(code.Key) || len(chunk) == 0 && uint64(len(code.Bytes)) < total {
+			return code, fmt.Errorf("fetching the code of module %s: malformed reply (%v)", digest, err)
+		}
+		if code.Bytes == nil {
+			copy(code.Key[:], key)
+			code.Bytes = make([]byte, 0, total)
+		}
+		code.Bytes = append(code.Bytes, chunk...)
+		if uint64(len(code.Bytes)) >= total {
+			return code, nil
+		}
+	}
 }
 
 // evict closes the least recently used module.

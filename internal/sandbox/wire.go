@@ -55,6 +55,9 @@ type wasmResponse struct {
 	ErrorID   string
 	Message   string
 	Logs      []logLine
+	// Compiled says the worker compiled the module rather than load the
+	// code it was sent (counted: it should never happen).
+	Compiled bool
 }
 
 // errWire marks a message that does not decode.
@@ -295,6 +298,7 @@ func (r *wasmResponse) encode() []byte {
 			e.str(v)
 		}
 	}
+	e.uint(boolFlag(r.Compiled))
 	return e.b
 }
 
@@ -336,5 +340,6 @@ func decodeWasmResponse(b []byte) (wasmResponse, error) {
 		}
 		r.Logs = append(r.Logs, l)
 	}
+	r.Compiled = d.uint() == 1
 	return r, d.end()
 }
