@@ -186,8 +186,12 @@ func (x *Executor) compileModule(ctx context.Context, p functions.Program) (wasm
 	var out compileResponse
 	// The deadline is the compile's own: a caller that goes away does not
 	// stop it, so that its verdict is the module's.
+	// Each compile gets a fresh worker: whatever a module did to the one
+	// that compiled it (its heap, or worse) cannot reach the code made for
+	// the next tenant's module.
 	_, err := x.compiler.do(context.WithoutCancel(ctx), p.Name, req.encode(), exchange{
-		deadline: time.Now().Add(x.compile),
+		timeout: x.compile,
+		once:    true,
 		accept: func(b []byte) error {
 			var err error
 			out, err = decodeCompileResponse(b)
@@ -212,7 +216,7 @@ func (x *Executor) compileModule(ctx context.Context, p functions.Program) (wasm
 	case out.Failed && !out.Compiled:
 		count("refused")
 		if out.Invalid {
-			return wasm.CompiledCode{}, fmt.Errorf("%w: %w: %s", functions.ErrUncompilable, wasm.ErrInvalidModule, out.Message)
+			return wasm.CompiledCode{}, fmt.Errorf("%w: %w: %s", functions.ErrUncompilable, wasm.ErrInvalidModule, invalidReason(out.Message))
 		}
 		return wasm.CompiledCode{}, fmt.Errorf("%w: %s", functions.ErrUncompilable, out.Message)
 	case out.Failed:
@@ -220,12 +224,18 @@ func (x *Executor) compileModule(ctx context.Context, p functions.Program) (wasm
 		// function's limits (its memory): not the module's for good.
 		count("refused")
 		if out.Invalid {
-			return wasm.CompiledCode{}, fmt.Errorf("%w: %s", wasm.ErrInvalidModule, out.Message)
+			return wasm.CompiledCode{}, fmt.Errorf("%w: %s", wasm.ErrInvalidModule, invalidReason(out.Message))
 		}
 		return wasm.CompiledCode{}, errors.New(out.Message)
 	}
 	count("ok")
 	return out.Code, nil
+}
+
+// invalidReason is the compile worker's refusal without the prefix of
+// wasm.ErrInvalidModule, which the executor wraps again.
+func invalidReason(msg string) string {
+	return strings.TrimPrefix(msg, wasm.ErrInvalidModule.Error()+": ")
 }
 
 // program is one loaded version.

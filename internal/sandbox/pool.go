@@ -104,6 +104,9 @@ var (
 	ErrPoolClosed    = errors.New("sandbox pool is closed")
 )
 
+// errUsedOnce is why a worker that serves one request only is replaced.
+var errUsedOnce = errors.New("single-use worker done")
+
 // HandlerError is the payload's own failure; the worker is healthy.
 type HandlerError struct{ Msg string }
 
@@ -218,6 +221,13 @@ type exchange struct {
 	// it has just fetched, say. A request is extended once: after extend
 	// has granted time, it is not called again.
 	extend func(op string) time.Duration
+	// once retires the worker after this request whatever its outcome, so
+	// that nothing it did carries over to the next (the compile worker).
+	once bool
+	// timeout, if set, replaces deadline: the request has that long from
+	// when it gets a worker, and waits for one (a single-use worker being
+	// replaced, say) up to StartTimeout longer.
+	timeout time.Duration
 }
 
 func (p *Pool) do(ctx context.Context, function string, req []byte, ex exchange) ([]byte, error) {
@@ -231,11 +241,18 @@ func (p *Pool) do(ctx context.Context, function string, req []byte, ex exchange)
 	if 8+len(req) > p.cfg.MaxFrame {
 		return nil, fmt.Errorf("request of %d bytes: %w", len(req), ErrFrameTooLarge)
 	}
-	actx, cancel := context.WithDeadline(ctx, deadline)
+	acquireBy := deadline
+	if ex.timeout > 0 {
+		acquireBy = time.Now().Add(p.cfg.StartTimeout + ex.timeout)
+	}
+	actx, cancel := context.WithDeadline(ctx, acquireBy)
 	w, err := p.acquire(actx)
 	cancel()
 	if err != nil {
 		return nil, err
+	}
+	if ex.timeout > 0 {
+		deadline = time.Now().Add(ex.timeout)
 	}
 	w.function.Store(&function)
 	out, err := p.roundTrip(ctx, w, function, req, deadline, ex.extend)
@@ -249,6 +266,10 @@ func (p *Pool) do(ctx context.Context, function string, req []byte, ex exchange)
 	if err != nil && !errors.As(err, &he) {
 		p.retireWorker(w, err)
 		return nil, err
+	}
+	if ex.once {
+		p.retireWorker(w, errUsedOnce)
+		return out, err
 	}
 	p.idle <- w
 	return out, err
