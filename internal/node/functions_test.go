@@ -1,0 +1,116 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/testutil"
+)
+
+func get(n *Node, path string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	n.Functions().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://fn.test"+path, nil))
+	return rec
+}
+
+// compilations sums aegis_functions_compilations_total for one worker
+// kind and result, from the node's metrics.
+func compilations(t *testing.T, n *Node, worker, result string) float64 {
+	t.Helper()
+	mfs, err := n.newMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "aegis_functions_compilations_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["worker"] == worker && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// TestNodeCompileBomb: on a node, a compile bomb's deploy fails at
+// functions.compile_timeout while the admin side (listing, metrics) and
+// other functions keep answering; the same bytes are then refused at once;
+// a restarted node compiles the stored functions in its compile worker and
+// serves them without compiling per request.
+func TestNodeCompileBomb(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Functions.Workers = 2
+	// hello-wat compiles in milliseconds; the bomb in about a minute.
+	cfg.Functions.CompileTimeout.Duration = 5 * time.Second
+	n := startNode(t, cfg)
+	hello, err := os.ReadFile("../../examples/hello-wat/hello.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := n.Functions().Deploy(ctx, "hello", hello, functions.Spec{Route: "/hello"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	bomb := testutil.CompileBomb(40, 400, 400)
+	deployed := make(chan error, 1)
+	go func() {
+		_, err := n.Functions().Deploy(ctx, "bomb", bomb, functions.Spec{Route: "/bomb"}, "")
+		deployed <- err
+	}()
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		for i := range 3 {
+			if l := n.Functions().List(); len(l) != 1 {
+				t.Errorf("fn ls during the compile = %+v", l)
+			}
+			if rec := get(n, "/hello"); rec.Code != 200 {
+				t.Errorf("request %d to hello during the compile = %d %s", i, rec.Code, rec.Body)
+			}
+			compilations(t, n, "compile", "ok")
+		}
+	}()
+	select {
+	case <-answered:
+	case err := <-deployed:
+		t.Fatalf("the bomb's deploy ended (%v) before listing and serving did", err)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("listing and serving did not answer during the bomb's compile")
+	}
+	err = <-deployed
+	if !errors.Is(err, functions.ErrCompileTimeout) || !strings.Contains(err.Error(), "functions.compile_timeout") {
+		t.Fatalf("deploy of the bomb = %v", err)
+	}
+	if _, err := n.Functions().Deploy(ctx, "bomb", bomb, functions.Spec{Route: "/bomb"}, ""); err == nil || !strings.Contains(err.Error(), "failed to compile") {
+		t.Fatalf("redeploy of the bomb = %v", err)
+	}
+	if got := compilations(t, n, "compile", "timeout"); got != 1 {
+		t.Fatalf("compile timeouts = %v, want 1", got)
+	}
+
+	// Variant: restart. The stored function is compiled once, in the
+	// compile worker, and the serving workers load it.
+	n.Close()
+	m := startNode(t, cfg)
+	for i := range 4 {
+		if rec := get(m, "/hello"); rec.Code != 200 {
+			t.Fatalf("request %d after the restart = %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	if c, s := compilations(t, m, "compile", "ok"), compilations(t, m, "serve", "ok"); c != 1 || s != 0 {
+		t.Fatalf("after the restart: %v compiles in the compile worker, %v in serving workers; want 1 and 0", c, s)
+	}
+}
