@@ -14,14 +14,17 @@
 // the protocol.
 //
 // The payload is a Handler chosen by name when the pool is built; this
-// package ships the wasm handler (edge functions, see Executor), test
-// handlers (echo, sleep, crash, call-host) and the self-test (escape
-// attempts and the syscall sweep), which the supervisor selects and a
-// payload cannot. Executor is the functions.Executor the node runs
-// functions with: the supervisor keeps each version's bytes, validates
-// them at deploy in its own engine, and serves the workers' host calls
-// (module bytes, key-value store, fetch) through a wasm.Guard built from
-// the invocation it sent; workers compile and run the modules. The package
+// package ships the wasm and wasm-compile handlers (edge functions, see
+// Executor), test handlers (echo, sleep, crash, call-host) and the
+// self-test (escape attempts and the syscall sweep), which the supervisor
+// selects and a payload cannot. Executor is the functions.Executor the
+// node runs functions with: the supervisor checks only what a module's
+// bytes show; a single-use compile worker compiles each version once at
+// deploy, under a deadline, and runs the checks that instantiate it; the
+// supervisor keeps the bytes and the compiled code and serves the serving
+// workers' host calls (module bytes and code, key-value store, fetch)
+// through a wasm.Guard built from the invocation it sent; serving workers
+// load the code and run the modules, never compile them. The package
 // does not implement the host services themselves (the node's wasm.Host
 // does), nor route requests (the functions registry does).
 //

@@ -260,7 +260,7 @@ type invocation struct {
 	program  *program
 	guard    *wasm.Guard // nil: no host services
 	deadline time.Time
-	// moduleSent: a worker gets the module, and time to compile it, once
+	// moduleSent: a worker gets the module, and time to load it, once
 	// per request.
 	moduleSent atomic.Bool
 }
@@ -299,7 +299,7 @@ func (p *program) Serve(ctx context.Context, inv wasm.Invocation) (*wasm.Respons
 	}
 	// The worker stops the function at its deadline and reports it; the
 	// pool kills it only a grace period later, or later still if it had
-	// to compile the module first (its timeout starts after). A caller
+	// to load the module first (its timeout starts after). A caller
 	// that goes away does not kill the worker: the request ends by its
 	// deadline anyway.
 	var out wasmResponse
