@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,16 +102,42 @@ func TestNodeCompileBomb(t *testing.T) {
 		t.Fatalf("compile timeouts = %v, want 1", got)
 	}
 
-	// Variant: restart. The stored function is compiled once, in the
-	// compile worker, and the serving workers load it.
+	// Variant: restart. The stored function's code was kept: the new
+	// node runs the deploy checks on it in the compile worker, compiles
+	// nothing, and its serving workers load the code.
 	n.Close()
 	m := startNode(t, cfg)
-	for i := range 4 {
-		if rec := get(m, "/hello"); rec.Code != 200 {
-			t.Fatalf("request %d after the restart = %d %s", i, rec.Code, rec.Body)
+	serves := func(m *Node) {
+		t.Helper()
+		for i := range 4 {
+			if rec := get(m, "/hello"); rec.Code != 200 {
+				t.Fatalf("request %d after the restart = %d %s", i, rec.Code, rec.Body)
+			}
 		}
 	}
+	serves(m)
+	if c, s := compilations(t, m, "compile", "ok"), compilations(t, m, "serve", "ok"); c != 0 || s != 0 {
+		t.Fatalf("after the restart: %v compiles in the compile worker, %v in serving workers; want none", c, s)
+	}
+	// ...and damaged kept code costs one compile, not the function.
+	m.Close()
+	kept, err := filepath.Glob(filepath.Join(cfg.StateDir, "wasm-code", "*.code"))
+	if err != nil || len(kept) != 1 {
+		t.Fatalf("kept code: %v, %v; want one file", kept, err)
+	}
+	b, err := os.ReadFile(kept[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 32; i < len(b); i++ {
+		b[i] ^= 0x5a
+	}
+	if err := os.WriteFile(kept[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m = startNode(t, cfg)
+	serves(m)
 	if c, s := compilations(t, m, "compile", "ok"), compilations(t, m, "serve", "ok"); c != 1 || s != 0 {
-		t.Fatalf("after the restart: %v compiles in the compile worker, %v in serving workers; want 1 and 0", c, s)
+		t.Fatalf("after damaging the kept code: %v compiles in the compile worker, %v in serving workers; want 1 and 0", c, s)
 	}
 }

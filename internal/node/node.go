@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -156,6 +158,7 @@ func (n *Node) startFunctions() error {
 		MaxModuleBytes:   int64(fc.MaxModuleSize),
 		MaxResponseBytes: int64(fc.Defaults.MaxResponseBody),
 		CompileTimeout:   fc.CompileTimeout.Duration,
+		CodeDir:          filepath.Join(n.cfg.StateDir, "wasm-code"),
 	})
 	if err != nil {
 		return fmt.Errorf("starting the function workers: %w", err)
@@ -180,6 +183,15 @@ func (n *Node) startFunctions() error {
 		// The others serve; the broken ones are named in the log.
 		n.log.Error("some functions could not be restored", "err", err)
 	}
+	var deployed []string
+	for _, fn := range n.functions.List() {
+		deployed = append(deployed, fn.Digest)
+	}
+	if err := x.PruneCode(deployed); err != nil {
+		n.log.Warn("removing compiled code of removed functions", "err", err)
+	}
+	// Earlier versions kept wazero's own cache here, compiled in the node.
+	os.RemoveAll(filepath.Join(n.cfg.StateDir, "wasm-cache"))
 	return n.openGateway()
 }
 

@@ -23,16 +23,20 @@ const opCode = "code"
 
 const codeChunk = 4 << 20
 
-// compileRequest is what the executor sends the compile worker.
+// compileRequest is what the executor sends the compile worker. Code, if
+// set, is the module's code from an earlier compile (kept in the code
+// directory): the worker loads it rather than compile, to run the checks.
 type compileRequest struct {
 	Limits wasm.Limits
 	Module []byte
+	Code   wasm.CompiledCode
 }
 
 // compileResponse is the compile worker's answer: the code, or why the
 // module was refused. Compiled says wazero compiled the module; a refusal
 // without it came before or during compiling and does not depend on the
-// function's limits.
+// function's limits. Code is empty when the worker loaded the code it was
+// sent.
 type compileResponse struct {
 	Failed   bool
 	Compiled bool
@@ -46,6 +50,8 @@ func (r *compileRequest) encode() []byte {
 	e.uint(wireVersion)
 	encodeLimits(e, r.Limits)
 	e.bytes(r.Module)
+	e.bytes(r.Code.Key[:])
+	e.bytes(r.Code.Bytes)
 	return e.b
 }
 
@@ -57,6 +63,7 @@ func decodeCompileRequest(b []byte) (compileRequest, error) {
 	}
 	r.Limits = decodeLimits(d)
 	r.Module = d.bytes()
+	r.Code = decodeCode(d)
 	return r, d.end()
 }
 
@@ -87,16 +94,22 @@ func decodeCompileResponse(b []byte) (compileResponse, error) {
 	}
 	r.Failed, r.Compiled, r.Invalid = d.uint() == 1, d.uint() == 1, d.uint() == 1
 	r.Message = d.str()
-	if key := d.bytes(); d.err == nil && len(key) != len(r.Code.Key) {
-		d.fail("code key length")
-	} else {
-		copy(r.Code.Key[:], key)
-	}
-	r.Code.Bytes = d.bytes()
-	if d.err == nil && !r.Failed && len(r.Code.Bytes) == 0 {
-		d.fail("no code")
+	r.Code = decodeCode(d)
+	if d.err == nil && !r.Failed && r.Compiled && len(r.Code.Bytes) == 0 {
+		d.fail("compiled, but no code")
 	}
 	return r, d.end()
+}
+
+func decodeCode(d *decoder) wasm.CompiledCode {
+	var c wasm.CompiledCode
+	if key := d.bytes(); d.err == nil && len(key) != len(c.Key) {
+		d.fail("code key length")
+	} else {
+		copy(c.Key[:], key)
+	}
+	c.Bytes = d.bytes()
+	return c
 }
 
 // compileHandler is the compile worker's side.
@@ -122,12 +135,19 @@ func (h *compileHandler) Handle(ctx context.Context, req []byte, _ HostCaller) (
 	// The executor's deadline bounds the compile: it kills this worker.
 	ctx = context.WithoutCancel(ctx)
 	before := h.code.Compiled()
+	if len(r.Code.Bytes) > 0 {
+		h.code.Put(r.Code)
+		defer h.code.Forget(r.Code.Key)
+	}
 	m, err := h.engine.Compile(ctx, r.Module, r.Limits)
 	code := h.code.Take()
 	out := compileResponse{Compiled: h.code.Compiled() > before}
 	switch {
 	case err != nil:
 		out.Failed, out.Invalid, out.Message = true, errors.Is(err, wasm.ErrInvalidModule), err.Error()
+	case !out.Compiled && len(r.Code.Bytes) > 0:
+		// Loaded the code it was sent: the checks passed.
+		m.Close()
 	case len(code) != 1:
 		m.Close()
 		out.Failed, out.Message = true, fmt.Sprintf("compiling left %d pieces of code, want 1", len(code))

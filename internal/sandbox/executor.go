@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,6 +40,10 @@ type ExecutorConfig struct {
 	// worker has, on the first request for a version, to load its code;
 	// the request's own timeout starts after.
 	CompileTimeout time.Duration
+	// CodeDir keeps each version's compiled code across restarts, by the
+	// module's SHA-256, so that a restarting node loads it rather than
+	// compile every function again; empty keeps it in memory only.
+	CodeDir string
 }
 
 // DefaultCompileTimeout is functions.compile_timeout's default: three
@@ -59,6 +66,7 @@ type Executor struct {
 	compile  time.Duration
 	maxFrame int
 	maxCode  int64
+	codeDir  string
 	// compilations counts modules compiled, by worker kind ("compile",
 	// "serve": a serving worker that compiled instead of loading) and
 	// result.
@@ -90,7 +98,7 @@ func NewExecutor(ctx context.Context, cfg ExecutorConfig) (*Executor, error) {
 		cfg.Pool.MaxFrame = int(max(DefaultMaxFrame, cfg.MaxModuleBytes+frameSlack, cfg.MaxResponseBytes+maxLogBytes+frameSlack))
 	}
 	x := &Executor{
-		grace: cfg.Grace, compile: cfg.CompileTimeout, maxFrame: cfg.Pool.MaxFrame,
+		grace: cfg.Grace, compile: cfg.CompileTimeout, maxFrame: cfg.Pool.MaxFrame, codeDir: cfg.CodeDir,
 		maxCode: max(minMaxCode, codePerModuleByte*cfg.MaxModuleBytes), compSem: make(chan struct{}, 1),
 		compilations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aegis_functions_compilations_total",
@@ -99,7 +107,12 @@ func NewExecutor(ctx context.Context, cfg ExecutorConfig) (*Executor, error) {
 	}
 	cc := cfg.Pool
 	cc.Size, cc.Handler, cc.Host = 1, HandlerCompile, nil
-	cc.MaxFrame = int(max(int64(cc.MaxFrame), x.maxCode+frameSlack))
+	cc.MaxFrame = int(max(int64(cc.MaxFrame), cfg.MaxModuleBytes+x.maxCode+frameSlack))
+	if x.codeDir != "" {
+		if err := os.MkdirAll(x.codeDir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating the compiled code directory: %w", err)
+		}
+	}
 	comp, err := NewPool(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("starting the compile worker: %w", err)
@@ -166,23 +179,38 @@ func (x *Executor) Load(ctx context.Context, p functions.Program) (functions.Loa
 	if err := wasm.Precheck(p.Module, p.Limits); err != nil {
 		return nil, err
 	}
-	code, err := x.compileModule(ctx, p)
+	sum := sha256.Sum256(p.Module)
+	digest := hex.EncodeToString(sum[:])
+	kept, ok := x.readCode(digest)
+	code, err := x.compileModule(ctx, p, kept)
+	if err != nil && ok {
+		// The kept code may be what failed (another wazero, a damaged
+		// file): compile from scratch once.
+		x.removeCode(digest)
+		kept, ok = wasm.CompiledCode{}, false
+		code, err = x.compileModule(ctx, p, kept)
+	}
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(p.Module)
-	return &program{x: x, prog: p, digest: hex.EncodeToString(sum[:]), code: code}, nil
+	if len(code.Bytes) == 0 {
+		code = kept
+	} else {
+		x.writeCode(digest, code)
+	}
+	return &program{x: x, prog: p, digest: digest, code: code}, nil
 }
 
-// compileModule runs one compile in the compile worker.
-func (x *Executor) compileModule(ctx context.Context, p functions.Program) (wasm.CompiledCode, error) {
+// compileModule runs one compile in the compile worker: it returns the
+// new code, or no code when the worker loaded kept.
+func (x *Executor) compileModule(ctx context.Context, p functions.Program, kept wasm.CompiledCode) (wasm.CompiledCode, error) {
 	select {
 	case x.compSem <- struct{}{}:
 	case <-ctx.Done():
 		return wasm.CompiledCode{}, fmt.Errorf("waiting for the compile worker: %w", ctx.Err())
 	}
 	defer func() { <-x.compSem }()
-	req := compileRequest{Limits: p.Limits, Module: p.Module}
+	req := compileRequest{Limits: p.Limits, Module: p.Module, Code: kept}
 	var out compileResponse
 	// The deadline is the compile's own: a caller that goes away does not
 	// stop it, so that its verdict is the module's.
@@ -228,8 +256,86 @@ func (x *Executor) compileModule(ctx context.Context, p functions.Program) (wasm
 		}
 		return wasm.CompiledCode{}, errors.New(out.Message)
 	}
-	count("ok")
+	if out.Compiled {
+		count("ok")
+	}
 	return out.Code, nil
+}
+
+// codePath is where a module's code is kept.
+func (x *Executor) codePath(digest string) string { return filepath.Join(x.codeDir, digest+".code") }
+
+// readCode returns a module's kept code: its key, then the code.
+func (x *Executor) readCode(digest string) (wasm.CompiledCode, bool) {
+	var c wasm.CompiledCode
+	if x.codeDir == "" {
+		return c, false
+	}
+	b, err := os.ReadFile(x.codePath(digest))
+	if err != nil || len(b) <= len(c.Key) || int64(len(b)) > x.maxCode+int64(len(c.Key)) {
+		return c, false
+	}
+	copy(c.Key[:], b)
+	c.Bytes = b[len(c.Key):]
+	return c, true
+}
+
+// writeCode keeps a module's code, whole or not at all (a damaged file
+// would only cost a compile). Failing to keep it costs a compile at the
+// next start, nothing more.
+func (x *Executor) writeCode(digest string, c wasm.CompiledCode) {
+	if x.codeDir == "" {
+		return
+	}
+	f, err := os.CreateTemp(x.codeDir, digest+".*.tmp")
+	if err != nil {
+		return
+	}
+	_, err = f.Write(c.Key[:])
+	if err == nil {
+		_, err = f.Write(c.Bytes)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), x.codePath(digest))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+}
+
+func (x *Executor) removeCode(digest string) {
+	if x.codeDir != "" {
+		os.Remove(x.codePath(digest))
+	}
+}
+
+// PruneCode removes the kept code of every module but keep's (the
+// digests of the deployed functions) and any partial file.
+func (x *Executor) PruneCode(keep []string) error {
+	if x.codeDir == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(x.codeDir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if digest, ok := strings.CutSuffix(name, ".code"); ok && slices.Contains(keep, digest) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(x.codeDir, name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // invalidReason is the compile worker's refusal without the prefix of
