@@ -198,9 +198,9 @@ func (r *Registry) Restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	// Modules compile without the lock, as in Deploy.
 	var errs []error
+	ready := map[string]*deployment{}
 	for _, fn := range fns {
 		var spec Spec
 		if len(fn.Settings) > 0 {
@@ -220,7 +220,16 @@ func (r *Registry) Restore(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("function %s version %d: %w", fn.Name, fn.Version, err))
 			continue
 		}
-		r.byFn[fn.Name] = d
+		ready[fn.Name] = d
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, d := range ready {
+		if old := r.byFn[name]; old != nil {
+			old.retire()
+		}
+		d.logs = r.ring(name)
+		r.byFn[name] = d
 	}
 	r.publish()
 	return errors.Join(errs...)
@@ -260,7 +269,8 @@ func (r *Registry) prepare(ctx context.Context, fn store.Function, spec Spec, mo
 		}
 		return nil, err
 	}
-	return &deployment{fn: fn, spec: spec, route: route, limits: lim, wasmLimits: wl, loaded: loaded, logs: r.ring(fn.Name)}, nil
+	// The log ring is set under r.mu, when the deployment is installed.
+	return &deployment{fn: fn, spec: spec, route: route, limits: lim, wasmLimits: wl, loaded: loaded}, nil
 }
 
 // WasmLimits turns configured limits into the runtime's.
@@ -289,6 +299,7 @@ func validAllowHost(h string) error {
 	return nil
 }
 
+// ring returns name's log ring, made on first use. The caller holds r.mu.
 func (r *Registry) ring(name string) *logRing {
 	l, ok := r.logs[name]
 	if !ok {
@@ -372,6 +383,7 @@ func (r *Registry) Deploy(ctx context.Context, name string, module []byte, spec 
 		return Info{}, fmt.Errorf("persisting function: %w", err)
 	}
 	d.fn = stored
+	d.logs = r.ring(name)
 	old := r.byFn[name]
 	r.byFn[name] = d
 	r.publish()
