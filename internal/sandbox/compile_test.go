@@ -98,7 +98,7 @@ func TestCompileBombStopsAtTheDeadline(t *testing.T) {
 		t.Fatalf("the redeploy compiled again: %d timeouts", n)
 	}
 	// The compile worker was replaced and compiles the next module.
-	x.compile = DefaultCompileTimeout
+	x.compile = 10 * time.Minute
 	g.deploy(t, "hello2", modHello, functions.Spec{Route: "/hello2"})
 	if a := g.send(t, "GET", "/hello2", ""); a.status != 200 {
 		t.Fatalf("after the bomb: %+v", a)

@@ -56,6 +56,13 @@ func newTestExecutor(t *testing.T, cfg ExecutorConfig) *Executor {
 	t.Helper()
 	testutil.RequireRoot(t)
 	checkLeaks := leakCheck(t)
+	if cfg.CompileTimeout == 0 {
+		// Compiling a real module (the Go example) takes many times longer
+		// under QEMU's emulation or the race detector than the default
+		// allows on a real node; a test that wants the deadline sets its
+		// own.
+		cfg.CompileTimeout = 10 * time.Minute
+	}
 	x, err := NewExecutor(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("starting executor: %v", err)
