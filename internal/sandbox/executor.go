@@ -193,12 +193,19 @@ func (x *Executor) Load(ctx context.Context, p functions.Program) (functions.Loa
 	if err != nil {
 		return nil, err
 	}
+	onDisk := ok
 	if len(code.Bytes) == 0 {
 		code = kept
 	} else {
-		x.writeCode(digest, code)
+		onDisk = x.writeCode(digest, code)
 	}
-	return &program{x: x, prog: p, digest: digest, code: code}, nil
+	prog := &program{x: x, prog: p, digest: digest, codeKey: code.Key, codeLen: int64(len(code.Bytes)), code: code.Bytes}
+	if onDisk {
+		// Served from the file: the node does not hold every version's
+		// code (several times its module) in memory.
+		prog.code, prog.codeFile = nil, x.codePath(digest)
+	}
+	return prog, nil
 }
 
 // compileModule runs one compile in the compile worker: it returns the
@@ -283,13 +290,13 @@ func (x *Executor) readCode(digest string) (wasm.CompiledCode, bool) {
 // writeCode keeps a module's code, whole or not at all (a damaged file
 // would only cost a compile). Failing to keep it costs a compile at the
 // next start, nothing more.
-func (x *Executor) writeCode(digest string, c wasm.CompiledCode) {
+func (x *Executor) writeCode(digest string, c wasm.CompiledCode) bool {
 	if x.codeDir == "" {
-		return
+		return false
 	}
 	f, err := os.CreateTemp(x.codeDir, digest+".*.tmp")
 	if err != nil {
-		return
+		return false
 	}
 	_, err = f.Write(c.Key[:])
 	if err == nil {
@@ -307,6 +314,7 @@ func (x *Executor) writeCode(digest string, c wasm.CompiledCode) {
 	if err != nil {
 		os.Remove(f.Name())
 	}
+	return err == nil
 }
 
 func (x *Executor) removeCode(digest string) {
@@ -349,7 +357,11 @@ type program struct {
 	x      *Executor
 	prog   functions.Program
 	digest string
-	code   wasm.CompiledCode
+	// The compiled code: in memory, or in codeFile after its key.
+	codeKey  wasm.CodeKey
+	codeLen  int64
+	code     []byte
+	codeFile string
 	closed atomic.Bool
 }
 
@@ -545,15 +557,31 @@ func (p *program) codeChunk(data []byte) ([]byte, error) {
 	if digest != p.digest {
 		return nil, fmt.Errorf("code of %.64q is not the one in flight", digest)
 	}
-	code := p.code.Bytes
-	if off > uint64(len(code)) {
-		return nil, fmt.Errorf("code offset %d past its %d bytes", off, len(code))
+	if off > uint64(p.codeLen) {
+		return nil, fmt.Errorf("code offset %d past its %d bytes", off, p.codeLen)
 	}
-	chunk := code[off:min(uint64(len(code)), off+codeChunk)]
-	e := &encoder{b: make([]byte, 0, 64+len(chunk))}
-	e.bytes(p.code.Key[:])
-	e.uint(uint64(len(code)))
-	e.bytes(chunk)
+	n := min(uint64(p.codeLen)-off, codeChunk)
+	e := &encoder{b: make([]byte, 0, 64+n)}
+	e.bytes(p.codeKey[:])
+	e.uint(uint64(p.codeLen))
+	if p.codeFile == "" {
+		e.bytes(p.code[off : off+n])
+		return e.b, nil
+	}
+	f, err := os.Open(p.codeFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the compiled code: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Size() != int64(len(p.codeKey))+p.codeLen {
+		return nil, fmt.Errorf("the compiled code file %s changed", p.codeFile)
+	}
+	e.uint(n)
+	start := len(e.b)
+	e.b = e.b[:start+int(n)]
+	if _, err := f.ReadAt(e.b[start:], int64(len(p.codeKey))+int64(off)); err != nil {
+		return nil, fmt.Errorf("reading the compiled code: %w", err)
+	}
 	return e.b, nil
 }
 
