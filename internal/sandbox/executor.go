@@ -362,7 +362,7 @@ type program struct {
 	codeLen  int64
 	code     []byte
 	codeFile string
-	closed atomic.Bool
+	closed   atomic.Bool
 }
 
 // Close implements functions.Loaded. Workers drop the compiled code when
