@@ -9,13 +9,19 @@ const instructionCost = 1
 
 // Dynamic charges of bulk operations, as shifts of the length operand:
 // memory.fill, memory.copy and memory.init cost one unit per 16 bytes,
-// table.fill, table.copy, table.init and table.grow one per element, and
-// memory.grow one per 16 bytes of the pages it adds.
+// table.fill, table.copy and table.init one per element, table.grow four
+// per element (wazero allocates about 43 bytes per element over a growth,
+// TableGrowUnitsPerElement), and memory.grow one per 16 bytes of the pages
+// it adds.
 const (
 	memoryBytesShift = 4       // length >> 4
 	tableShift       = 0       // length
+	tableGrowShift   = -2      // length << 2
 	memoryPagesShift = -16 + 4 // pages << 12: 65536 bytes a page, 16 per unit
 )
+
+// TableGrowUnitsPerElement is what table.grow costs per element added.
+const TableGrowUnitsPerElement = 1 << -tableGrowShift
 
 type frameKind uint8
 
@@ -65,6 +71,8 @@ type rewriter struct {
 	checked     bool // no charge since the last check on this path
 	needScratch bool
 	scratch     uint32 // index of the added i32 local holding a bulk length
+
+	fn FunctionShape // the current function's sizes
 }
 
 // open starts a basic block at offset at: its static cost accumulates in
@@ -149,35 +157,10 @@ func u32s(r *reader, n int) error {
 // its size prefix) to out.
 func (w *rewriter) instrumentBody(out []byte, fn uint32, r *reader) ([]byte, error) {
 	body := r.buf
-	groups, err := r.count(2)
+	groups, groupsStart, codeStart, err := w.analyzeBody(fn, r)
 	if err != nil {
 		return nil, err
 	}
-	groupsStart := r.pos
-	locals := uint64(w.m.typeParams[w.m.funcTypes[fn]])
-	for i := uint32(0); i < groups; i++ {
-		n, err := r.u32()
-		if err != nil {
-			return nil, err
-		}
-		if err := parseValueType(r); err != nil {
-			return nil, err
-		}
-		if locals += uint64(n); locals >= maxLocals {
-			return nil, fmt.Errorf("%w: more than %d params and locals", ErrUnsupported, maxLocals-1)
-		}
-	}
-	codeStart := r.pos
-	w.scratch = uint32(locals)
-	w.needScratch = false
-	w.inserts = w.inserts[:0]
-	w.frames = append(w.frames[:0], frame{kind: kindFunction, entryReachable: true})
-	w.reachable = true
-	w.open(codeStart, insChargeCheck)
-	if err := w.walk(r); err != nil {
-		return nil, err
-	}
-
 	if w.needScratch {
 		out = appendU32(out, groups+1)
 		out = append(out, body[groupsStart:codeStart]...)
@@ -192,6 +175,42 @@ func (w *rewriter) instrumentBody(out []byte, fn uint32, r *reader) ([]byte, err
 		last = ins.at
 	}
 	return append(out, body[last:]...), nil
+}
+
+// analyzeBody reads the locals and walks the code of function fn,
+// recording insertions and the function's shape. It returns the count of
+// local groups and the offsets where they and the code start.
+func (w *rewriter) analyzeBody(fn uint32, r *reader) (groups uint32, groupsStart, codeStart int, err error) {
+	groups, err = r.count(2)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	groupsStart = r.pos
+	locals := uint64(w.m.typeParams[w.m.funcTypes[fn]])
+	for i := uint32(0); i < groups; i++ {
+		n, err := r.u32()
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if err := parseValueType(r); err != nil {
+			return 0, 0, 0, err
+		}
+		if locals += uint64(n); locals >= maxLocals {
+			return 0, 0, 0, fmt.Errorf("%w: more than %d params and locals", ErrUnsupported, maxLocals-1)
+		}
+	}
+	codeStart = r.pos
+	w.fn = FunctionShape{Index: fn, Locals: uint32(locals), BodyBytes: uint32(len(r.buf))}
+	w.scratch = uint32(locals)
+	w.needScratch = false
+	w.inserts = w.inserts[:0]
+	w.frames = append(w.frames[:0], frame{kind: kindFunction, entryReachable: true})
+	w.reachable = true
+	w.open(codeStart, insChargeCheck)
+	if err := w.walk(r); err != nil {
+		return 0, 0, 0, err
+	}
+	return groups, groupsStart, codeStart, nil
 }
 
 // walk reads instructions up to the function's final end, tracking
@@ -216,6 +235,7 @@ func (w *rewriter) walk(r *reader) error {
 		case 0x05, 0x0b: // else end
 			cost = 0
 		case 0x0c, 0x0d: // br br_if
+			w.fn.BranchTargets++
 			depth, err := r.u32()
 			if err != nil {
 				return err
@@ -228,6 +248,7 @@ func (w *rewriter) walk(r *reader) error {
 			if err != nil {
 				return err
 			}
+			w.fn.BranchTargets += n + 1
 			for i := uint32(0); i <= n; i++ { // the targets, then the default
 				depth, err := r.u32()
 				if err != nil {
@@ -326,13 +347,17 @@ func (w *rewriter) control(r *reader, op byte) (done bool, err error) {
 		}
 	case 0x02:
 		w.frames = append(w.frames, frame{kind: kindBlock, entryReachable: w.reachable})
+		w.fn.Depth = max(w.fn.Depth, uint32(len(w.frames)-1))
 	case 0x03:
 		w.frames = append(w.frames, frame{kind: kindLoop, entryReachable: w.reachable})
+		w.fn.Depth = max(w.fn.Depth, uint32(len(w.frames)-1))
 		if w.reachable { // the back edge's target: charge and check
 			w.open(r.pos, insChargeCheck)
 		}
 	case 0x04:
 		w.frames = append(w.frames, frame{kind: kindIf, entryReachable: w.reachable})
+		w.fn.Depth = max(w.fn.Depth, uint32(len(w.frames)-1))
+		w.fn.BranchTargets++
 		if w.reachable {
 			w.open(r.pos, insCharge)
 		}
@@ -395,7 +420,16 @@ func (w *rewriter) miscOp(r *reader, start int) error {
 	case sub == 12, sub == 14: // table.init elem table, table.copy table table
 		err = u32s(r, 2)
 		w.bulk(start, tableShift)
-	case sub == 15, sub == 17: // table.grow table, table.fill table
+	case sub == 15: // table.grow table
+		var t uint32
+		if t, err = r.u32(); err == nil {
+			if int(t) >= len(w.m.shape.Tables) {
+				return r.errorf("table.grow of table %d out of range", t)
+			}
+			w.m.shape.Tables[t].Grown = true
+		}
+		w.bulk(start, tableGrowShift)
+	case sub == 17: // table.fill table
 		err = u32s(r, 1)
 		w.bulk(start, tableShift)
 	default:

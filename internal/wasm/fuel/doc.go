@@ -11,8 +11,15 @@
 // functions check too, so no host function runs on an exhausted budget.
 // Bulk operations are O(n) work and pay for their length before they run:
 // memory.fill, memory.copy and memory.init one unit per 16 bytes,
-// table.fill, table.copy, table.init and table.grow one per element,
-// memory.grow one per 16 bytes of added memory (4096 a page).
+// table.fill, table.copy and table.init one per element, table.grow four
+// per element (what wazero allocates growing a table, at the memory
+// rate), memory.grow one per 16 bytes of added memory (4096 a page).
+//
+// Inspect decodes a module the same way without rewriting it and reports
+// its Shape: per function the locals, body size, branch targets and
+// nesting depth, and per module the tables (and whether table.grow
+// targets each), element items and data segments. The runtime bounds
+// these to bound compile time and instance memory.
 //
 // The host instantiates the rewritten module, sets the global to the
 // budget, calls the entry point and reads the global back: the budget

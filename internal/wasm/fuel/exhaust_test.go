@@ -124,6 +124,9 @@ func TestCostModel(t *testing.T) {
 	if got := fuelUsed(t, h, bulk, "table_fill", 2) - fuelUsed(t, h, bulk, "table_fill", 0); got != 2 {
 		t.Errorf("table.fill of 2 elements costs %d more than of none", got)
 	}
+	if got := fuelUsed(t, h, bulk, "table_grow", 3) - fuelUsed(t, h, bulk, "table_grow", 0); got != 3*TableGrowUnitsPerElement {
+		t.Errorf("table.grow by 3 elements costs %d more than by none", got)
+	}
 	if got := fuelUsed(t, h, bulk, "grow", 2) - fuelUsed(t, h, bulk, "grow", 0); got != 2*65536/16 {
 		t.Errorf("memory.grow by 2 pages costs %d more than by none", got)
 	}

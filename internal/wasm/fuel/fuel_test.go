@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -126,5 +127,36 @@ func TestWasmValidate(t *testing.T) {
 				t.Fatalf("wasm-validate: %v\n%s", err, msg)
 			}
 		})
+	}
+}
+
+func TestInspect(t *testing.T) {
+	s, err := Inspect(readModule(t, "bulk.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// $funcs 2..10 grown by "tables", $ext 4.. grown by "table_grow".
+	want := []TableShape{{Min: 2, Max: 10, HasMax: true, Grown: true}, {Externref: true, Min: 4, Grown: true}}
+	if !slices.Equal(s.Tables, want) {
+		t.Errorf("tables %+v, want %+v", s.Tables, want)
+	}
+	if s.DataSegments != 1 || s.DataBytes != uint64(len("hello, fuel")) || s.ElementItems != 4 {
+		t.Errorf("data %d/%d, element items %d", s.DataSegments, s.DataBytes, s.ElementItems)
+	}
+	// "memory" (function 5): locals $fill $i $sum, one loop with one br_if.
+	f := s.Functions[4]
+	if f.Index != 4 || f.Locals != 3 || f.BranchTargets != 1 || f.Depth != 1 {
+		t.Errorf("function 4 %+v", f)
+	}
+	c, err := Inspect(readModule(t, "control.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets, depth uint32
+	for _, f := range c.Functions {
+		targets, depth = max(targets, f.BranchTargets), max(depth, f.Depth)
+	}
+	if targets < 3 || depth < 2 {
+		t.Errorf("control.wasm: at most %d branch targets and %d levels of nesting", targets, depth)
 	}
 }

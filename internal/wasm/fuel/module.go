@@ -67,6 +67,7 @@ type module struct {
 	definedGlobal int    // index in sections of the global section, or -1
 	export        int    // index in sections of the export section, or -1
 	code          int    // index in sections of the code section, or -1
+	shape         Shape  // sizes recorded while parsing (see Inspect)
 }
 
 func parseModule(bin []byte) (*module, error) {
@@ -122,7 +123,7 @@ func parseModule(bin []byte) (*module, error) {
 			funcCount, err = m.parseFunctions(sr)
 			funcCountSeen = true
 		case secTable:
-			err = parseVector(sr, 3, parseTable)
+			err = parseVector(sr, 3, m.parseTable)
 		case secMemory:
 			err = parseVector(sr, 2, parseLimits)
 		case secGlobal:
@@ -134,7 +135,7 @@ func parseModule(bin []byte) (*module, error) {
 		case secStart:
 			err = fmt.Errorf("%w: a start function would run before the host sets the budget", ErrUnsupported)
 		case secElement:
-			err = parseVector(sr, 2, parseElement)
+			err = parseVector(sr, 2, m.parseElement)
 		case secDataCount:
 			_, err = sr.u32()
 		case secCode:
@@ -143,9 +144,10 @@ func parseModule(bin []byte) (*module, error) {
 			if n, err = sr.count(1); err == nil && n != funcCount {
 				err = fmt.Errorf("%w: %d function bodies for %d functions", ErrMalformed, n, funcCount)
 			}
+			m.shape.CodeBytes = len(payload)
 			sr.pos = len(payload) // bodies are parsed while instrumenting
 		case secData:
-			err = parseVector(sr, 2, parseData)
+			err = parseVector(sr, 2, m.parseData)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("section %d: %w", id, err)
@@ -273,7 +275,7 @@ func (m *module) parseImports(r *reader) error {
 			m.funcTypes = append(m.funcTypes, t)
 			m.importedFuncs++
 		case 0x01:
-			err = parseTable(r)
+			err = m.parseTable(r)
 		case 0x02:
 			err = parseLimits(r)
 		case 0x03:
@@ -311,31 +313,42 @@ func (m *module) parseFunctions(r *reader) (uint32, error) {
 	return n, nil
 }
 
-func parseTable(r *reader) error {
+func (m *module) parseTable(r *reader) error {
 	if err := parseRefType(r); err != nil {
 		return err
 	}
-	return parseLimits(r)
+	t := TableShape{Externref: r.buf[r.pos-1] == typeExternref}
+	var err error
+	t.Min, t.Max, t.HasMax, err = readLimits(r)
+	m.shape.Tables = append(m.shape.Tables, t)
+	return err
 }
 
 func parseLimits(r *reader) error {
+	_, _, _, err := readLimits(r)
+	return err
+}
+
+// readLimits reads the limits of a table or memory type.
+func readLimits(r *reader) (lo, hi uint32, hasMax bool, err error) {
 	flags, err := r.byte()
 	if err != nil {
-		return err
+		return 0, 0, false, err
 	}
 	switch flags {
 	case 0x00:
-		_, err = r.u32()
+		lo, err = r.u32()
 	case 0x01:
-		if _, err = r.u32(); err == nil {
-			_, err = r.u32()
+		hasMax = true
+		if lo, err = r.u32(); err == nil {
+			hi, err = r.u32()
 		}
 	case 0x02, 0x03:
 		err = fmt.Errorf("%w: shared memory (threads)", ErrUnsupported)
 	default:
 		err = r.errorf("unknown limits flags 0x%x", flags)
 	}
-	return err
+	return lo, hi, hasMax, err
 }
 
 func parseMutability(r *reader) error {
@@ -430,7 +443,7 @@ func parseExport(r *reader) error {
 	return err
 }
 
-func parseElement(r *reader) error {
+func (m *module) parseElement(r *reader) error {
 	flags, err := r.u32()
 	if err != nil {
 		return err
@@ -465,13 +478,17 @@ func parseElement(r *reader) error {
 			return err
 		}
 	}
+	item := parseConstExpr
 	if flags&4 == 0 {
-		return parseVector(r, 1, func(r *reader) error { _, err := r.u32(); return err })
+		item = func(r *reader) error { _, err := r.u32(); return err }
 	}
-	return parseVector(r, 1, parseConstExpr)
+	return parseVector(r, 1, func(r *reader) error {
+		m.shape.ElementItems++
+		return item(r)
+	})
 }
 
-func parseData(r *reader) error {
+func (m *module) parseData(r *reader) error {
 	flags, err := r.u32()
 	if err != nil {
 		return err
@@ -494,6 +511,8 @@ func parseData(r *reader) error {
 	if err != nil {
 		return err
 	}
+	m.shape.DataSegments++
+	m.shape.DataBytes += uint64(n)
 	_, err = r.bytes(n)
 	return err
 }

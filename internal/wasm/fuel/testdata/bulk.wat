@@ -36,6 +36,10 @@
   (func (export "table_fill") (param $n i32)
     (table.fill $funcs (i32.const 0) (ref.func $triple) (local.get $n)))
 
+  ;; table.grow whose length is the argument: charged 4 units an element.
+  (func (export "table_grow") (param $n i32) (result i32)
+    (table.grow $ext (ref.null extern) (local.get $n)))
+
   ;; memory.grow and memory.size.
   (func (export "grow") (param $pages i32) (result i32)
     (i32.add (memory.grow (local.get $pages)) (i32.mul (memory.size) (i32.const 1000))))
