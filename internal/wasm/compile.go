@@ -18,17 +18,27 @@ var wasmHeader = []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
 
 // Compile checks a module for deploy and compiles it. A module is refused,
 // with an error wrapping ErrInvalidModule that says why, if it is over
-// limits.MaxModuleBytes, not a valid binary module, imports anything but
-// functions of WASI preview 1 and the host module (with their exact
+// limits.MaxModuleBytes, not a valid binary module, over a shape limit
+// (MaxFunctions and the rest: what bounds compile time), imports anything
+// but functions of WASI preview 1 and the host module (with their exact
 // signatures), does not export _start (a WASI command) and its memory as
-// "memory", needs more initial memory than limits.MemoryPages, or cannot
-// be instantiated (an out-of-bounds data segment, say). The module is
-// instrumented with the fuel pass before compiling.
+// "memory", needs more initial memory than limits.MemoryPages (tables
+// count, at TableElementBytes an element), or cannot be instantiated (an
+// out-of-bounds data segment, say). The module is instrumented with the
+// fuel pass before compiling.
 func (e *Engine) Compile(ctx context.Context, module []byte, limits Limits) (*Module, error) {
 	if err := Precheck(module, limits); err != nil {
 		return nil, err
 	}
 	started := time.Now()
+	shape, err := inspect(module)
+	if err != nil {
+		return nil, invalidModule("%v", err)
+	}
+	tableBytes, err := checkShape(shape, limits)
+	if err != nil {
+		return nil, err
+	}
 	metered, err := instrumentFuel(module)
 	if err != nil {
 		return nil, invalidModule("%v", err)
@@ -37,7 +47,7 @@ func (e *Engine) Compile(ctx context.Context, module []byte, limits Limits) (*Mo
 	if err != nil {
 		return nil, invalidModule("%v", err)
 	}
-	m := &Module{engine: e, compiled: compiled, limits: limits}
+	m := &Module{engine: e, compiled: compiled, limits: limits, tableBytes: tableBytes}
 	if err := e.check(ctx, m); err != nil {
 		compiled.Close(ctx)
 		return nil, err
@@ -99,12 +109,12 @@ func (e *Engine) check(ctx context.Context, m *Module) error {
 	if !ok {
 		return invalidModule("does not export its memory as \"memory\"")
 	}
-	if mem.Min() > m.limits.MemoryPages {
-		return invalidModule("needs %d memory pages at start, over the limit of %d", mem.Min(), m.limits.MemoryPages)
+	if uint64(mem.Min())*PageSize > m.memoryLimit() {
+		return invalidModule("needs %s at start, over the limit of %d memory pages", describeStart(mem.Min(), m.tableBytes), m.limits.MemoryPages)
 	}
 	// A trial instance catches what only instantiation checks, such as
 	// data segments out of bounds. No code runs: there is no start.
-	alloc := &memoryAllocator{limit: uint64(m.limits.MemoryPages) * PageSize}
+	alloc := &memoryAllocator{limit: m.memoryLimit()}
 	inst, err := e.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, alloc), c,
 		wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
@@ -78,10 +79,18 @@ func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 		WithCompilationCache(cache).
 		WithCloseOnContextDone(false))
 	e := &Engine{runtime: rt, cache: cache, log: log, hostFuncs: map[string]map[string]api.FunctionDefinition{}}
-	for _, b := range []interface {
-		Compile(context.Context) (wazero.CompiledModule, error)
-	}{wasi_snapshot_preview1.NewBuilder(rt), hostModuleBuilder(rt)} {
-		compiled, err := b.Compile(ctx)
+	// The WASI functions are wazero's, so a listener charges their fuel;
+	// the host module's functions charge their own.
+	for _, b := range []struct {
+		ctx     context.Context
+		builder interface {
+			Compile(context.Context) (wazero.CompiledModule, error)
+		}
+	}{
+		{experimental.WithFunctionListenerFactory(ctx, wasiMeter{}), wasi_snapshot_preview1.NewBuilder(rt)},
+		{ctx, hostModuleBuilder(rt)},
+	} {
+		compiled, err := b.builder.Compile(b.ctx)
 		if err != nil {
 			e.Close(ctx)
 			return nil, fmt.Errorf("compiling a host module: %w", err)
@@ -106,10 +115,19 @@ type Module struct {
 	engine   *Engine
 	compiled wazero.CompiledModule
 	limits   Limits
+	// tableBytes is what the module's tables take at most; it comes out
+	// of the memory limit.
+	tableBytes uint64
 
 	mu      sync.Mutex
 	running int
 	closed  bool
+}
+
+// memoryLimit is what linear memory may take: the memory limit less the
+// tables.
+func (m *Module) memoryLimit() uint64 {
+	return uint64(m.limits.MemoryPages)*PageSize - m.tableBytes
 }
 
 // Limits returns the limits the module was compiled with.

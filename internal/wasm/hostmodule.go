@@ -79,6 +79,7 @@ func kvGet(ctx context.Context, mod api.Module, stack []uint64) {
 	st := state(ctx, "kv_get")
 	key := read(mod, "kv_get", "key", api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
 	value, ok, err := st.guard.KVGet(ctx, key)
+	chargeHost(ctx, "kv_get", len(key)+len(value))
 	switch {
 	case err != nil:
 		stack[0] = code(codeOf(err))
@@ -93,6 +94,7 @@ func kvSet(ctx context.Context, mod api.Module, stack []uint64) {
 	st := state(ctx, "kv_set")
 	key := read(mod, "kv_set", "key", api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
 	value := read(mod, "kv_set", "value", api.DecodeU32(stack[2]), api.DecodeU32(stack[3]))
+	chargeHost(ctx, "kv_set", len(key)+len(value))
 	ttlMS := int64(stack[4])
 	if ttlMS < 0 || ttlMS > int64(time.Duration(1<<62)/time.Millisecond) {
 		stack[0] = code(CodeInvalid)
@@ -104,6 +106,7 @@ func kvSet(ctx context.Context, mod api.Module, stack []uint64) {
 func kvDelete(ctx context.Context, mod api.Module, stack []uint64) {
 	st := state(ctx, "kv_delete")
 	key := read(mod, "kv_delete", "key", api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	chargeHost(ctx, "kv_delete", len(key))
 	stack[0] = code(codeOf(st.guard.KVDelete(ctx, key)))
 }
 
@@ -111,6 +114,7 @@ func httpFetch(ctx context.Context, mod api.Module, stack []uint64) {
 	st := state(ctx, "http_fetch")
 	st.lastFetch = nil
 	raw := read(mod, "http_fetch", "request", api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	chargeHost(ctx, "http_fetch", len(raw))
 	req, err := DecodeFetchRequest(raw)
 	if err != nil {
 		stack[0] = code(CodeInvalid)
@@ -122,15 +126,18 @@ func httpFetch(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	st.lastFetch = EncodeFetchResponse(resp)
+	st.charge(HostModule+".http_fetch", bytesUnits(uint64(len(st.lastFetch))))
 	stack[0] = writeResult(mod, "http_fetch", api.DecodeU32(stack[2]), api.DecodeU32(stack[3]), st.lastFetch)
 }
 
 func httpFetchResult(ctx context.Context, mod api.Module, stack []uint64) {
 	st := state(ctx, "http_fetch_result")
 	if st.lastFetch == nil {
+		chargeHost(ctx, "http_fetch_result", 0)
 		stack[0] = code(CodeNotFound)
 		return
 	}
+	chargeHost(ctx, "http_fetch_result", len(st.lastFetch))
 	stack[0] = writeResult(mod, "http_fetch_result", api.DecodeU32(stack[0]), api.DecodeU32(stack[1]), st.lastFetch)
 }
 
@@ -142,6 +149,7 @@ func logCall(ctx context.Context, mod api.Module, stack []uint64) {
 	level, ok := logLevels[api.DecodeU32(stack[0])]
 	msg := read(mod, "log", "message", api.DecodeU32(stack[1]), min(api.DecodeU32(stack[2]), maxLogLineBytes+1))
 	attrsRaw := read(mod, "log", "attributes", api.DecodeU32(stack[3]), min(api.DecodeU32(stack[4]), maxLogLineBytes+1))
+	chargeHost(ctx, "log", len(msg)+len(attrsRaw))
 	attrs, err := DecodeLogAttrs(attrsRaw)
 	if !ok || err != nil {
 		stack[0] = code(CodeInvalid)

@@ -7,4 +7,6 @@ const fuelGlobalName = fuel.GlobalName
 
 func instrumentFuel(module []byte) ([]byte, error) { return fuel.Instrument(module) }
 
+func inspect(module []byte) (*fuel.Shape, error) { return fuel.Inspect(module) }
+
 func fuelExhausted(remaining int64) bool { return fuel.Exhausted(remaining) }

@@ -97,10 +97,13 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 	if host == nil {
 		host = unavailableHost{}
 	}
+	env := cgiEnv(inv.Function, inv.Version, inv.Request)
 	st := &instanceState{
-		guard:  NewGuard(host, Policy{Function: inv.Function, Limits: lim, AllowedHosts: inv.AllowedHosts}),
-		alloc:  &memoryAllocator{limit: uint64(lim.MemoryPages) * PageSize},
-		stdout: cappedBuffer{max: lim.MaxResponseBytes},
+		stdin:     bytes.NewReader(inv.Request.Body),
+		argsBytes: len(inv.Function) + 1,
+		guard:     NewGuard(host, Policy{Function: inv.Function, Limits: lim, AllowedHosts: inv.AllowedHosts}),
+		alloc:     &memoryAllocator{limit: m.memoryLimit()},
+		stdout:    cappedBuffer{max: lim.MaxResponseBytes},
 	}
 	st.logs = &logSink{log: inv.Log, budget: maxLogBytesPerCall}
 	st.stdout.overflow = st.interrupt
@@ -110,14 +113,15 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 		WithName("").
 		WithStartFunctions().
 		WithArgs(inv.Function).
-		WithStdin(bytes.NewReader(inv.Request.Body)).
+		WithStdin(st.stdin).
 		WithStdout(&st.stdout).
 		WithStderr(&stderrWriter{sink: st.logs}).
 		WithSysWalltime().
 		WithSysNanotime().
 		WithNanosleep(func(ns int64) { sleepCtx(ctx, ns) }).
 		WithRandSource(rand.Reader)
-	for _, kv := range cgiEnv(inv.Function, inv.Version, inv.Request) {
+	for _, kv := range env {
+		st.environBytes += len(kv) + 1
 		k, v, _ := cutEnv(kv)
 		cfg = cfg.WithEnv(k, v)
 	}
@@ -217,10 +221,13 @@ type stateKey struct{}
 
 // instanceState is what one request's instance and its host calls share.
 type instanceState struct {
-	guard  *Guard
-	alloc  *memoryAllocator
-	stdout cappedBuffer
-	logs   *logSink
+	stdin *bytes.Reader
+	// environBytes and argsBytes are what environ_get and args_get copy.
+	environBytes, argsBytes int
+	guard                   *Guard
+	alloc                   *memoryAllocator
+	stdout                  cappedBuffer
+	logs                    *logSink
 	// lastFetch is the last http_fetch answer, for http_fetch_result.
 	lastFetch []byte
 
@@ -233,6 +240,8 @@ type instanceState struct {
 	stopped         bool
 	remainingAtStop int64
 }
+
+func (st *instanceState) stdinLeft() int { return st.stdin.Len() }
 
 // stopFuel is what interrupt writes: negative, far from overflowing when
 // the guest keeps subtracting block costs from it.
@@ -378,15 +387,17 @@ func (w *stderrWriter) Write(p []byte) (int, error) {
 	s := w.sink
 	n := len(p)
 	for len(p) > 0 {
+		// Keep at most a line's worth: emit cuts the rest anyway.
+		room := max(maxLogLineBytes+1-len(s.partial), 0)
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			s.partial = append(s.partial, p...)
+			s.partial = append(s.partial, p[:min(len(p), room)]...)
 			if len(s.partial) >= maxLogLineBytes {
 				s.flushStderr()
 			}
 			break
 		}
-		s.partial = append(s.partial, p[:i]...)
+		s.partial = append(s.partial, p[:min(i, room)]...)
 		p = p[i+1:]
 		s.flushStderr()
 	}
