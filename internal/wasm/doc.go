@@ -18,7 +18,8 @@
 // # Engine, Module, Serve
 //
 // An Engine (one per node) compiles each module version once: Compile
-// checks it (size, validity, imports, _start, memory), runs the fuel pass
+// checks it (size, validity, shape limits that bound compile time, imports,
+// _start, memory with the tables counted in it), runs the fuel pass
 // (package fuel) and compiles the result with wazero, caching compiled
 // code in memory and optionally on disk. Module.Serve runs one request on
 // a fresh instance, so nothing survives between requests, and reports
@@ -30,7 +31,8 @@
 //
 // Host calls reach a Host (plain data, so a sandboxed worker can proxy
 // it) through a Guard that enforces the function's Policy; LocalHost with
-// a KVStore and HTTPFetcher is the in-process Host.
+// a KVStore and HTTPFetcher is the in-process Host. Host calls, WASI's
+// and the host module's, pay fuel for the bytes they move.
 //
 // This package does not route requests, store modules or run workers:
 // the gateway, the function registry and the sandbox do.

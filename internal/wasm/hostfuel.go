@@ -80,7 +80,12 @@ func (wasiMeter) Abort(context.Context, api.Module, api.FunctionDefinition, erro
 func wasiUnits(st *instanceState, mod api.Module, name string, p []uint64) int64 {
 	switch name {
 	case "random_get":
-		return int64(api.DecodeU32(p[1])) * randomUnitsPerByte
+		// Past the end of memory the call fails without work.
+		n := uint64(api.DecodeU32(p[1]))
+		if mem := mod.Memory(); mem != nil && n > uint64(mem.Size()) {
+			n = 0
+		}
+		return int64(n) * randomUnitsPerByte
 	case "fd_write", "fd_pwrite":
 		return bytesUnits(iovecBytesTotal(mod, api.DecodeU32(p[1]), api.DecodeU32(p[2])))
 	case "fd_read", "fd_pread":

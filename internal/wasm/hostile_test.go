@@ -83,11 +83,11 @@ func TestHostileModulesRefused(t *testing.T) {
 		{"tables and memory together over the limit", hostile("table_grow_loop"), func(l *Limits) { l.MemoryPages = 32 }, "needs 1 memory pages and 2097152 bytes of tables at start"},
 		// Compile bombs.
 		{"2,000 locals × 2,000 br_if", hostile("bomb_locals_brif"), nil, "function 0 has a weight (compile cost) of"},
-		{"5,000 br_if", hostile("bomb_brif"), nil, "function 0 has 5000 branch targets, over the limit of 4096"},
-		{"br_table of 5,000 labels", hostile("bomb_brtable"), nil, "function 0 has 5001 branch targets, over the limit of 4096"},
+		{"10,000 br_if", hostile("bomb_brif"), nil, "function 0 has 10000 branch targets, over the limit of 8192"},
+		{"br_table of 10,000 labels", hostile("bomb_brtable"), nil, "function 0 has 10001 branch targets, over the limit of 8192"},
 		{"5,000 nested blocks", hostile("bomb_nesting"), nil, "function 0 has 5001 levels of nested blocks, over the limit of 2048"},
-		{"one function at the weight limit, one over", generated(bombFunctions(3007, 64, 1)...).bytes(), nil, ""},
-		{"weights over the module limit", generated(bombFunctions(3007, 64, MaxModuleWeight/maxWeightFunction+1)...).bytes(), nil, "weights (compile cost) add up to"},
+		{"one function at the weight limit, one over", generated(bombFunctions(969, 64, 1)...).bytes(), nil, ""},
+		{"weights over the module limit", generated(bombFunctions(969, 64, MaxModuleWeight/maxWeightFunction+1)...).bytes(), nil, "weights (compile cost) add up to"},
 		{"locals over the limit", generated(localsFunction(MaxLocals + 1)).bytes(), nil, "function 0 has 4097 params and locals, over the limit of 4096"},
 		{"a body over 1 MiB", generated(nopFunction(MaxFunctionBytes + 1)).bytes(), nil, "function 0 has 1048577 body bytes, over the limit of 1048576"},
 		// Counts.
@@ -105,8 +105,8 @@ func TestHostileModulesRefused(t *testing.T) {
 			if tt.reason == "" { // a pair: the module at the limit compiles
 				m := compileBytes(t, e, tt.module, l)
 				m.Close()
-				tt.module = generated(bombFunctions(3008, 64, 1)...).bytes()
-				tt.reason = "function 0 has a weight (compile cost) of 526400, over the limit of 524288"
+				tt.module = generated(bombFunctions(970, 64, 1)...).bytes()
+				tt.reason = "function 0 has a weight (compile cost) of 524588, over the limit of 524288"
 			}
 			var err error
 			grew := peakGrowth(t, func() {
@@ -307,10 +307,10 @@ func nopFunction(size int) []byte {
 	return f
 }
 
-// maxWeightFunction is the weight of bombFunctions(3007, 64, n)'s
-// functions: 3007 × (2 × 64 + 1/16 + 3007/64), just under
-// MaxFunctionWeight; with 3008 branches it is over.
-const maxWeightFunction = 3007 * (2*64 + 3007/64)
+// maxWeightFunction is the weight of bombFunctions(969, 64, n)'s
+// functions, 969 branches into one loop: (68 × (969² + 48 × 969) + 1²) /
+// 128, just under MaxFunctionWeight; with 970 branches it is over.
+const maxWeightFunction = (68*(969*969+48*969) + 1) / 128
 
 // bombFunctions returns n functions of the compile-bomb kind: locals i32
 // locals and a loop closed by branches br_if, each reading a local.

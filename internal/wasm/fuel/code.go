@@ -36,9 +36,10 @@ const (
 // frame is an open control construct.
 type frame struct {
 	kind           frameKind
-	entryReachable bool // the construct was entered by reachable code
-	thenReachable  bool // kindElse: the then arm fell through to else
-	targeted       bool // a reachable branch targets the label
+	entryReachable bool   // the construct was entered by reachable code
+	thenReachable  bool   // kindElse: the then arm fell through to else
+	targeted       bool   // a reachable branch targets the label
+	fanIn          uint64 // branches that target the label
 }
 
 type insertKind uint8
@@ -96,8 +97,10 @@ func (w *rewriter) target(r *reader, depth uint32) error {
 	if uint64(depth) >= uint64(len(w.frames)) {
 		return r.errorf("branch depth %d out of range", depth)
 	}
+	f := &w.frames[len(w.frames)-1-int(depth)]
+	f.fanIn++
 	if w.reachable {
-		w.frames[len(w.frames)-1-int(depth)].targeted = true
+		f.targeted = true
 	}
 	return nil
 }
@@ -354,8 +357,8 @@ func (w *rewriter) control(r *reader, op byte) (done bool, err error) {
 		if w.reachable { // the back edge's target: charge and check
 			w.open(r.pos, insChargeCheck)
 		}
-	case 0x04:
-		w.frames = append(w.frames, frame{kind: kindIf, entryReachable: w.reachable})
+	case 0x04: // its false edge targets its own else or end
+		w.frames = append(w.frames, frame{kind: kindIf, entryReachable: w.reachable, fanIn: 1})
 		w.fn.Depth = max(w.fn.Depth, uint32(len(w.frames)-1))
 		w.fn.BranchTargets++
 		if w.reachable {
@@ -375,6 +378,7 @@ func (w *rewriter) control(r *reader, op byte) (done bool, err error) {
 	case 0x0b:
 		f := w.frames[len(w.frames)-1]
 		w.frames = w.frames[:len(w.frames)-1]
+		w.fn.FanInSquares += f.fanIn * f.fanIn
 		join := false // whether more than fall-through reaches past end
 		switch f.kind {
 		case kindFunction:

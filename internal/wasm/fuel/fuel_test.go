@@ -145,7 +145,7 @@ func TestInspect(t *testing.T) {
 	}
 	// "memory" (function 5): locals $fill $i $sum, one loop with one br_if.
 	f := s.Functions[4]
-	if f.Index != 4 || f.Locals != 3 || f.BranchTargets != 1 || f.Depth != 1 {
+	if f.Index != 4 || f.Locals != 3 || f.BranchTargets != 1 || f.Depth != 1 || f.FanInSquares != 1 {
 		t.Errorf("function 4 %+v", f)
 	}
 	c, err := Inspect(readModule(t, "control.wasm"))
@@ -155,6 +155,11 @@ func TestInspect(t *testing.T) {
 	var targets, depth uint32
 	for _, f := range c.Functions {
 		targets, depth = max(targets, f.BranchTargets), max(depth, f.Depth)
+		// Each branch targets one label: the squares add up to at least
+		// the branches, at most their square.
+		if b := uint64(f.BranchTargets); f.FanInSquares < b || f.FanInSquares > b*b {
+			t.Errorf("control.wasm function %d: %+v", f.Index, f)
+		}
 	}
 	if targets < 3 || depth < 2 {
 		t.Errorf("control.wasm: at most %d branch targets and %d levels of nesting", targets, depth)

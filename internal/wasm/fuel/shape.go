@@ -34,6 +34,10 @@ type FunctionShape struct {
 	BranchTargets uint32
 	// Depth is the deepest nesting of block, loop and if.
 	Depth uint32
+	// FanInSquares adds up, over the labels of the body (the function's
+	// own included), the square of the branches that target each: a
+	// compiler joining n edges into one block may do n² work.
+	FanInSquares uint64
 }
 
 // TableShape is one table's type.

@@ -29,18 +29,18 @@ var bombs = []struct {
 		}
 		b.WriteString("    )")
 	}},
-	{"bomb_brif", "one local and 5,000 br_if back to one loop: the branches alone.", func(b *strings.Builder) {
+	{"bomb_brif", "one local and 10,000 br_if back to one loop: the branches alone.", func(b *strings.Builder) {
 		locals(b, 1)
 		b.WriteString("    (loop $l\n")
-		for range 5000 {
+		for range 10000 {
 			b.WriteString("      (br_if $l (local.get 0))\n")
 		}
 		b.WriteString("    )")
 	}},
-	{"bomb_brtable", "one br_table of 5,000 labels.", func(b *strings.Builder) {
+	{"bomb_brtable", "one br_table of 10,000 labels.", func(b *strings.Builder) {
 		locals(b, 1)
 		b.WriteString("    (loop $l (block $b\n      (br_table")
-		for j := range 5000 {
+		for j := range 10000 {
 			if j%2 == 0 {
 				b.WriteString(" $l")
 			} else {
