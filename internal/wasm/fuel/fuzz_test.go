@@ -14,8 +14,8 @@ import (
 )
 
 // FuzzInstrument checks that Instrument never panics, that its errors are
-// the documented ones, and that whenever wazero accepts the input it also
-// accepts the output.
+// the documented ones, that Inspect accepts exactly what it accepts, and
+// that whenever wazero accepts the input it also accepts the output.
 func FuzzInstrument(f *testing.F) {
 	ctx := context.Background()
 	// The interpreter validates exactly as the compiler does, at a
@@ -24,6 +24,13 @@ func FuzzInstrument(f *testing.F) {
 	f.Cleanup(func() { rt.Close(ctx) })
 	f.Fuzz(func(t *testing.T, in []byte) {
 		out, err := Instrument(in)
+		shape, inspectErr := Inspect(in)
+		if (err == nil) != (inspectErr == nil) {
+			t.Fatalf("Instrument: %v; Inspect: %v", err, inspectErr)
+		}
+		if err == nil && shape.CodeBytes > len(in) {
+			t.Fatalf("code section of %d bytes in a module of %d", shape.CodeBytes, len(in))
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupported) {
 				t.Fatalf("error outside ErrMalformed and ErrUnsupported: %v", err)
@@ -91,6 +98,13 @@ func FuzzInstrumentFunction(f *testing.F) {
 	f.Fuzz(func(t *testing.T, code []byte) {
 		in := functionModule(code)
 		out, err := Instrument(in)
+		shape, inspectErr := Inspect(in)
+		if (err == nil) != (inspectErr == nil) {
+			t.Fatalf("Instrument: %v; Inspect: %v", err, inspectErr)
+		}
+		if err == nil && shape.CodeBytes > len(in) {
+			t.Fatalf("code section of %d bytes in a module of %d", shape.CodeBytes, len(in))
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupported) {
 				t.Fatalf("error outside ErrMalformed and ErrUnsupported: %v", err)
