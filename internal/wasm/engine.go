@@ -118,6 +118,8 @@ type Module struct {
 	// tableBytes is what the module's tables take at most; it comes out
 	// of the memory limit.
 	tableBytes uint64
+	// startFuel is what each request pays for its instance's set-up.
+	startFuel int64
 
 	mu      sync.Mutex
 	running int

@@ -326,3 +326,41 @@ func bombFunctions(branches, locals, n int) [][]byte {
 	}
 	return fs
 }
+
+// TestInstanceSetUpPaysFuel: setting up an instance, which wazero does
+// before any fuel check, comes out of the budget: one unit per table
+// element, one per 16 bytes of data.
+func TestInstanceSetUpPaysFuel(t *testing.T) {
+	e := newTestEngine(t)
+	tests := []struct {
+		name   string
+		module []byte
+		cost   int64
+	}{
+		{"an externref table of 262,145 elements", readFixture(t, "testdata/hostile/tables_externref.wasm"), 262145},
+		{"a data segment of 16,000 bytes", (&genModule{funcs: emptyFunctions(1), passiveData: 16_000}).bytes(), 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := testLimits()
+			l.MemoryPages = 128 // room for the table
+			for _, budget := range []int64{tt.cost - 1, tt.cost + 100} {
+				l.Fuel = budget
+				m := compileBytes(t, e, tt.module, l)
+				resp, err, _ := serve(t, m, getRequest("/", ""), nil)
+				m.Close()
+				var we *Error
+				if !errors.As(err, &we) {
+					t.Fatalf("budget %d: %v", budget, err)
+				}
+				switch {
+				case budget < tt.cost && (we.Kind != KindFuel || resp.FuelUsed != budget):
+					t.Errorf("budget %d under the set-up cost %d: %v, fuel used %d; want a fuel error", budget, tt.cost, err, resp.FuelUsed)
+				case budget >= tt.cost && (we.Kind != KindCGI || resp.FuelUsed < tt.cost || resp.FuelUsed > tt.cost+10):
+					// _start runs and answers nothing: a CGI error.
+					t.Errorf("budget %d over the set-up cost %d: %v, fuel used %d", budget, tt.cost, err, resp.FuelUsed)
+				}
+			}
+		})
+	}
+}

@@ -137,14 +137,18 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 		return nil, fmt.Errorf("serving %s: the instrumented module has no %s global", inv.Function, fuelGlobalName)
 	}
 	st.fuel = g
-	g.Set(api.EncodeI64(lim.Fuel))
+	// The instance's set-up (tables, segments) comes out of the budget.
+	g.Set(api.EncodeI64(lim.Fuel - m.startFuel))
 	stop := context.AfterFunc(ctx, func() {
 		st.mu.Lock()
 		st.timedOut = true
 		st.mu.Unlock()
 		st.interrupt()
 	})
-	_, callErr := mod.ExportedFunction("_start").Call(callCtx)
+	callErr := errSetUpFuel
+	if lim.Fuel >= m.startFuel {
+		_, callErr = mod.ExportedFunction("_start").Call(callCtx)
+	}
 	stop()
 
 	st.mu.Lock()
@@ -349,6 +353,10 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 var errOutputLimit = errors.New("output over the response size limit")
+
+// errSetUpFuel stands for the call that did not run because setting up
+// the instance took the whole budget.
+var errSetUpFuel = errors.New("the budget does not cover setting up the instance")
 
 // logSink passes log lines to the Invocation's LogFunc within a byte
 // budget per request; the first line that does not fit is replaced by a

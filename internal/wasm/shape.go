@@ -112,6 +112,18 @@ func checkShape(s *fuel.Shape, limits Limits) (tableBytes uint64, err error) {
 	return tableBytes, nil
 }
 
+// instantiationFuel is what setting up an instance costs a request, which
+// wazero does before any fuel check can run: one unit per table element
+// and element segment item it allocates or copies, and one per 16 bytes
+// of data segments, the bulk-memory rate.
+func instantiationFuel(s *fuel.Shape) int64 {
+	n := s.ElementItems + s.DataBytes>>4
+	for _, t := range s.Tables {
+		n += uint64(t.Min)
+	}
+	return int64(n)
+}
+
 // describeStart says what an instance needs at start.
 func describeStart(pages uint32, tableBytes uint64) string {
 	if tableBytes == 0 {
