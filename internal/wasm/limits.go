@@ -18,7 +18,8 @@ type Limits struct {
 	Fuel int64
 	// Timeout is the wall-clock deadline of one request.
 	Timeout time.Duration
-	// MemoryPages is the largest linear memory, in 64 KiB pages.
+	// MemoryPages bounds linear memory and tables together, in 64 KiB
+	// pages: tables count TableElementBytes an element (see Compile).
 	MemoryPages uint32
 	// MaxRequestBytes bounds the request body the function reads on stdin.
 	MaxRequestBytes int64
