@@ -76,10 +76,10 @@ func TestHostileModulesRefused(t *testing.T) {
 		reason string
 	}{
 		// Tables count against the memory limit at 16 bytes an element.
-		{"two tables of 2^27 funcrefs", hostile("tables"), nil, "table 0 takes its tables to 2147483648 bytes"},
-		{"externref table over the limit", hostile("tables_externref"), nil, "table 0 takes its tables to 4194320 bytes"},
+		{"two tables of 2^27 funcrefs", hostile("tables"), nil, "table 0 brings its tables to 2147483648 bytes"},
+		{"externref table over the limit", hostile("tables_externref"), nil, "table 0 brings its tables to 4194320 bytes"},
 		{"table.grow without a maximum", hostile("table_grow_nomax"), nil, "table 0 is grown by table.grow but declares no maximum"},
-		{"table.grow to a huge maximum", hostile("table_grow_bigmax"), nil, "table 0 takes its tables to 2147483648 bytes"},
+		{"table.grow to a huge maximum", hostile("table_grow_bigmax"), nil, "table 0 brings its tables to 2147483648 bytes"},
 		{"tables and memory together over the limit", hostile("table_grow_loop"), func(l *Limits) { l.MemoryPages = 32 }, "needs 1 memory pages and 2097152 bytes of tables at start"},
 		// Compile bombs.
 		{"2,000 locals × 2,000 br_if", hostile("bomb_locals_brif"), nil, "function 0 has a weight (compile cost) of"},

@@ -45,7 +45,7 @@ const (
 
 // Weight estimates the compile cost of a function, about a microsecond of
 // CPU a unit (0.7 to 1.2 measured on the bombs of each kind; the issue's
-// bomb weighs 63 million and took about 60 s): wazero's work grows with
+// bomb weighs 64 million and took about 60 s): wazero's work grows with
 // the locals times the square of the branches into one block, with the
 // locals times the branches, and with the square of the nesting depth.
 // It is ((locals + 4) × (FanInSquares + 48 × branch targets) + depth²) / 128.
@@ -106,7 +106,7 @@ func checkShape(s *fuel.Shape, limits Limits) (tableBytes uint64, err error) {
 		}
 		tableBytes += n * TableElementBytes
 		if tableBytes > memBytes {
-			return 0, invalidModule("table %d takes its tables to %d bytes (%d a element), over the memory limit of %d bytes", i, tableBytes, TableElementBytes, memBytes)
+			return 0, invalidModule("table %d brings its tables to %d bytes (%d an element), over the memory limit of %d bytes", i, tableBytes, TableElementBytes, memBytes)
 		}
 	}
 	return tableBytes, nil

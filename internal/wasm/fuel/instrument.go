@@ -79,32 +79,47 @@ func appendEntry(payload, entry []byte) []byte {
 // instrumentCode rewrites every function body of the code section.
 func (m *module) instrumentCode(r *reader, fuelIndex uint32) ([]byte, error) {
 	payload := r.buf
-	n, err := r.count(1)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(payload)+len(payload)/3+16)
-	out = appendU32(out, n)
+	var out, body []byte
 	w := &rewriter{m: m, fuelIndex: fuelIndex}
-	var body []byte
-	for i := uint32(0); i < n; i++ {
-		size, err := r.u32()
-		if err != nil {
-			return nil, fmt.Errorf("function %d: %w", i, err)
-		}
-		in, err := r.bytes(size)
-		if err != nil {
-			return nil, fmt.Errorf("function %d: %w", i, err)
-		}
-		body, err = w.instrumentBody(body[:0], m.importedFuncs+i, r.sub(in))
-		if err != nil {
-			return nil, fmt.Errorf("function %d: %w", m.importedFuncs+i, err)
+	err := m.eachBody(r, func(n uint32) {
+		out = make([]byte, 0, len(payload)+len(payload)/3+16)
+		out = appendU32(out, n)
+	}, func(fn uint32, in *reader) error {
+		var err error
+		if body, err = w.instrumentBody(body[:0], fn, in); err != nil {
+			return err
 		}
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
+		return nil
+	})
+	return out, err
+}
+
+// eachBody reads the code section: start gets the count of bodies, then
+// f each function's index and body.
+func (m *module) eachBody(r *reader, start func(n uint32), f func(fn uint32, body *reader) error) error {
+	n, err := r.count(1)
+	if err != nil {
+		return err
+	}
+	start(n)
+	for i := uint32(0); i < n; i++ {
+		fn := m.importedFuncs + i
+		size, err := r.u32()
+		if err != nil {
+			return fmt.Errorf("function %d: %w", fn, err)
+		}
+		in, err := r.bytes(size)
+		if err != nil {
+			return fmt.Errorf("function %d: %w", fn, err)
+		}
+		if err := f(fn, r.sub(in)); err != nil {
+			return fmt.Errorf("function %d: %w", fn, err)
+		}
 	}
 	if !r.done() {
-		return nil, r.errorf("section size mismatch")
+		return r.errorf("section size mismatch")
 	}
-	return out, nil
+	return nil
 }

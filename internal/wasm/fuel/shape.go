@@ -61,26 +61,18 @@ func Inspect(module []byte) (*Shape, error) {
 		return &m.shape, nil
 	}
 	s := m.sections[m.code]
-	r := &reader{buf: s.payload, base: s.offset}
-	n, err := r.count(1)
-	if err != nil {
-		return nil, fmt.Errorf("code section: %w", err)
-	}
-	m.shape.Functions = make([]FunctionShape, 0, n)
 	w := &rewriter{m: m}
-	for i := uint32(0); i < n; i++ {
-		size, err := r.u32()
-		if err != nil {
-			return nil, fmt.Errorf("code section: function %d: %w", i, err)
-		}
-		in, err := r.bytes(size)
-		if err != nil {
-			return nil, fmt.Errorf("code section: function %d: %w", i, err)
-		}
-		if _, _, _, err := w.analyzeBody(m.importedFuncs+i, r.sub(in)); err != nil {
-			return nil, fmt.Errorf("code section: function %d: %w", m.importedFuncs+i, err)
+	err = m.eachBody(&reader{buf: s.payload, base: s.offset}, func(n uint32) {
+		m.shape.Functions = make([]FunctionShape, 0, n)
+	}, func(fn uint32, body *reader) error {
+		if _, _, _, err := w.analyzeBody(fn, body); err != nil {
+			return err
 		}
 		m.shape.Functions = append(m.shape.Functions, w.fn)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("code section: %w", err)
 	}
 	return &m.shape, nil
 }
