@@ -135,6 +135,7 @@ func TestHostileModulesStopped(t *testing.T) {
 	}{
 		{"table.grow loop", "table_grow_loop", KindFuel},
 		{"externref table grown whole, then table.fill loop", "table_grow_fill", KindFuel},
+		{"memory grown after the table took half the limit", "table_then_memory", KindMemory},
 		{"memory.fill of all memory in a loop", "memory_fill", KindFuel},
 		{"memory.copy of half of memory in a loop", "memory_copy", KindFuel},
 		{"random_get of all memory in a loop", "random_flood", KindFuel},
