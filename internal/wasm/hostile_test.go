@@ -115,6 +115,7 @@ func TestHostileModulesRefused(t *testing.T) {
 					m.Close()
 				}
 			})
+			t.Logf("the process grew by %d bytes", grew)
 			if grew > rssBound(l) {
 				t.Errorf("the process grew by %d bytes refusing it, over %d", grew, rssBound(l))
 			}
@@ -158,6 +159,7 @@ func TestHostileModulesStopped(t *testing.T) {
 			if tt.kind == KindFuel && resp.FuelUsed != l.Fuel {
 				t.Fatalf("fuel error after %d of %d fuel", resp.FuelUsed, l.Fuel)
 			}
+			t.Logf("the process grew by %d bytes", grew)
 			if grew > rssBound(l) {
 				t.Fatalf("the process grew by %d bytes running it, over %d", grew, rssBound(l))
 			}
