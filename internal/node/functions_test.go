@@ -54,9 +54,9 @@ func compilations(t *testing.T, n *Node, worker, result string) float64 {
 func TestNodeCompileBomb(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Functions.Workers = 2
-	// hello-wat compiles in milliseconds; the bomb in about three minutes
-	// on a busy 2-core machine.
-	cfg.Functions.CompileTimeout.Duration = 5 * time.Second
+	// hello-wat compiles in milliseconds; the bomb, the largest the shape
+	// limits accept, in over a second on this 2-core machine, idle.
+	cfg.Functions.CompileTimeout.Duration = 150 * time.Millisecond
 	n := startNode(t, cfg)
 	hello, err := os.ReadFile("../../examples/hello-wat/hello.wasm")
 	if err != nil {
@@ -66,7 +66,7 @@ func TestNodeCompileBomb(t *testing.T) {
 	if _, err := n.Functions().Deploy(ctx, "hello", hello, functions.Spec{Route: "/hello"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	bomb := testutil.CompileBomb(100, 400, 400)
+	bomb := testutil.CompileBomb(8, 300, 300)
 	deployed := make(chan error, 1)
 	go func() {
 		_, err := n.Functions().Deploy(ctx, "bomb", bomb, functions.Spec{Route: "/bomb"}, "")
@@ -85,12 +85,14 @@ func TestNodeCompileBomb(t *testing.T) {
 			compilations(t, n, "compile", "ok")
 		}
 	}()
+	// Whether they answer while the compile holds the compile worker is
+	// functions.TestDeployCompilesOutsideTheLock's question, asked there
+	// with a compile held for as long as the test wants; here they must
+	// answer at all, around a compile that times out.
 	select {
 	case <-answered:
-	case err := <-deployed:
-		t.Fatalf("the bomb's deploy ended (%v) before listing and serving did", err)
 	case <-time.After(2 * time.Minute):
-		t.Fatal("listing and serving did not answer during the bomb's compile")
+		t.Fatal("listing and serving did not answer around the bomb's compile")
 	}
 	err = <-deployed
 	if !errors.Is(err, functions.ErrCompileTimeout) || !strings.Contains(err.Error(), "functions.compile_timeout") {

@@ -154,7 +154,8 @@ func TestForgedCountsAllocateLittle(t *testing.T) {
 		e.uint(maxWireItems - 1)
 		zeros(e, maxWireItems-1)
 		e.bytes(make([]byte, 8<<20))
-		e.uint(0)
+		e.uint(0) // no log lines
+		e.uint(0) // not compiled
 	})
 	r, err := decodeWasmResponse(ok)
 	if err != nil || len(r.Header["X-Many"]) != maxWireItems-1 || len(r.Body) != 8<<20 {

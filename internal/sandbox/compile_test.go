@@ -35,11 +35,12 @@ func returnsWhile(t *testing.T, what string, fn func()) {
 	}
 }
 
-// bomb is a compile bomb well within any per-function complexity limit a
-// validator could set for real toolchains' output (400 locals, 400
-// branches a function), but slow in bulk: about 70 s of compiling on a
-// busy 2-core machine, against the 1 s deadline the tests give it.
-func bomb() []byte { return testutil.CompileBomb(40, 400, 400) }
+// bomb is a compile bomb that the shape limits still accept (8 functions
+// of 300 locals and 300 branches: a weight of 1,983,600 of the 2,097,152 a
+// module may have): about 1.1 s of compiling on this 2-core machine, idle,
+// against the 100 ms deadline the tests give it. A busier machine only
+// compiles it slower.
+func bomb() []byte { return testutil.CompileBomb(8, 300, 300) }
 
 // TestCompileBombStopsAtTheDeadline deploys a module that takes long to
 // compile: the compile worker is stopped at functions.compile_timeout and
@@ -54,7 +55,7 @@ func TestCompileBombStopsAtTheDeadline(t *testing.T) {
 	}
 	// Only the bomb gets the short deadline, so that it is the bomb's
 	// compile time, not hello's, that the test relies on.
-	x.compile = time.Second
+	x.compile = 100 * time.Millisecond
 	module := bomb()
 	deployed := make(chan error, 1)
 	go func() {

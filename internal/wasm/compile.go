@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/wasm/fuel"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
@@ -27,15 +28,8 @@ var wasmHeader = []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
 // out-of-bounds data segment, say). The module is instrumented with the
 // fuel pass before compiling.
 func (e *Engine) Compile(ctx context.Context, module []byte, limits Limits) (*Module, error) {
-	if err := Precheck(module, limits); err != nil {
-		return nil, err
-	}
 	started := time.Now()
-	shape, err := inspect(module)
-	if err != nil {
-		return nil, invalidModule("%v", err)
-	}
-	tableBytes, err := checkShape(shape, limits)
+	shape, tableBytes, err := precheck(module, limits)
 	if err != nil {
 		return nil, err
 	}
@@ -57,29 +51,45 @@ func (e *Engine) Compile(ctx context.Context, module []byte, limits Limits) (*Mo
 }
 
 // Precheck applies the deploy rules that only read the module's bytes (its
-// size, header and import kinds), in time linear in its size: the node
-// runs it before it hands an untrusted module to a sandboxed worker to
-// compile. Compile applies it too.
+// size, header, import kinds and shape limits), in time linear in its size:
+// the node runs it before it hands an untrusted module to a sandboxed
+// worker to compile, so a module over a shape limit never costs a compile
+// worker. Compile applies it too.
 func Precheck(module []byte, limits Limits) error {
+	_, _, err := precheck(module, limits)
+	return err
+}
+
+// precheck is Precheck, also answering the module's shape and the bytes
+// its tables count against the memory limit.
+func precheck(module []byte, limits Limits) (*fuel.Shape, uint64, error) {
 	if err := limits.Validate(); err != nil {
-		return fmt.Errorf("compiling: %w", err)
+		return nil, 0, fmt.Errorf("compiling: %w", err)
 	}
 	if int64(len(module)) > limits.MaxModuleBytes {
-		return invalidModule("module is %d bytes, over the %d byte limit", len(module), limits.MaxModuleBytes)
+		return nil, 0, invalidModule("module is %d bytes, over the %d byte limit", len(module), limits.MaxModuleBytes)
 	}
 	if !bytes.HasPrefix(module, wasmHeader) {
-		return invalidModule("not a WebAssembly 1.0 binary module (no \\0asm version 1 header)")
+		return nil, 0, invalidModule("not a WebAssembly 1.0 binary module (no \\0asm version 1 header)")
 	}
 	imports, err := readImports(module)
 	if err != nil {
-		return invalidModule("%v", err)
+		return nil, 0, invalidModule("%v", err)
 	}
 	for _, im := range imports {
 		if im.kind != externFunc {
-			return invalidModule("imports %s %s.%s: only functions of %s and %s may be imported", im.kind, im.module, im.name, WASIModule, HostModule)
+			return nil, 0, invalidModule("imports %s %s.%s: only functions of %s and %s may be imported", im.kind, im.module, im.name, WASIModule, HostModule)
 		}
 	}
-	return nil
+	shape, err := inspect(module)
+	if err != nil {
+		return nil, 0, invalidModule("%v", err)
+	}
+	tableBytes, err := checkShape(shape, limits)
+	if err != nil {
+		return nil, 0, err
+	}
+	return shape, tableBytes, nil
 }
 
 // check applies the deploy rules that need the compiled module.
