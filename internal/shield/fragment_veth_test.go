@@ -110,7 +110,7 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 		return p
 	}
 	udp := tu.UDPListen(t, v.B, netip.AddrPortFrom(v.IPv4B, 0))
-	total := func() uint64 {
+	total := func(t testing.TB) uint64 {
 		c, err := s.Counters()
 		if err != nil {
 			t.Fatal(err)
@@ -124,11 +124,11 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 	// settle waits until the program has counted at least want packets in
 	// all: frames go out in batches smaller than the veth's ring, so none
 	// is lost before the program sees it.
-	settle := func(want uint64) {
+	settle := func(t testing.TB, want uint64) {
 		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); total() < want; {
+		for deadline := time.Now().Add(30 * time.Second); total(t) < want; {
 			if time.Now().After(deadline) {
-				t.Fatalf("the program counted %d packets, %d were sent", total(), want)
+				t.Fatalf("the program counted %d packets, %d were sent", total(t), want)
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -141,10 +141,10 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 	}
 	// flood sends count packets made by mk, each as its list of frames,
 	// and returns what reached the stack and how the program counted them.
-	flood := func(count int, mk func() [][]byte) result {
+	flood := func(t *testing.T, count int, mk func() [][]byte) result {
 		t.Helper()
 		before, beforeStack := s.mustCounters(t), stackCounters(t, v.B)
-		sent := total()
+		sent := total(t)
 		for i := range count {
 			for _, f := range mk() {
 				if err := send(f); err != nil {
@@ -153,14 +153,18 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 				sent++
 			}
 			if i%32 == 31 {
-				settle(sent)
+				settle(t, sent)
 			}
 		}
-		settle(sent)
+		settle(t, sent)
 		// A datagram sent after the flood arrives after it: the stack has
 		// then handled every frame before it.
-		if !tu.UDPDelivered(t, v.A, v.IPv4A, udp, 10*time.Second) {
-			t.Fatal("the marker datagram after the flood did not arrive")
+		// A lost marker is sent again (seen once on a busy machine); no
+		// assertion counts passed packets, so a second marker changes none.
+		for try := 1; !tu.UDPDelivered(t, v.A, v.IPv4A, udp, 10*time.Second); try++ {
+			if try == 3 {
+				t.Fatalf("the marker datagram after the flood did not arrive in 3 tries; the program counted %+v", s.mustCounters(t))
+			}
 		}
 		after, afterStack := s.mustCounters(t), stackCounters(t, v.B)
 		r := result{
@@ -188,13 +192,13 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 
 	// Monitor mode: the frames are good, and without the rules they reach TCP.
 	t.Run("monitor: 8-byte fragments reach TCP", func(t *testing.T) {
-		r := flood(200, tiny4(fresh(false)))
+		r := flood(t, 200, tiny4(fresh(false)))
 		if r.tcp < 200 || r.monitored[ReasonFragment] < 400 {
 			t.Errorf("%d SYNs reached TCP, %d fragments counted as would-be drops; want 200 and 400", r.tcp, r.monitored[ReasonFragment])
 		}
 	})
 	t.Run("monitor: 7 destination options reach TCP", func(t *testing.T) {
-		r := flood(200, longChain6(fresh(true)))
+		r := flood(t, 200, longChain6(fresh(true)))
 		if r.tcp < 200 || r.monitored[ReasonHeaderChain] != 200 {
 			t.Errorf("%d SYNs reached TCP, %d counted as would-be drops; want 200 of each", r.tcp, r.monitored[ReasonHeaderChain])
 		}
@@ -205,7 +209,7 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("syn flood as 8-byte first fragments", func(t *testing.T) {
-		r := flood(attack, tiny4(fresh(false)))
+		r := flood(t, attack, tiny4(fresh(false)))
 		// Each SYN is 8 + 8 + 4 bytes: the first two fragments are
 		// dropped, the last is charged to the SYN bucket and never
 		// completes a datagram.
@@ -215,7 +219,7 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 	})
 	t.Run("syn flood as 8-byte first fragments, padded to 60 bytes", func(t *testing.T) {
 		src := fresh(false)
-		r := flood(attack, func() [][]byte {
+		r := flood(t, attack, func() [][]byte {
 			fs := syn(src, nil).Fragments(8)
 			fs[0] = padded(fs[0])
 			return fs
@@ -231,7 +235,7 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 		if err := s.SetSettings(unlimited); err != nil {
 			t.Fatal(err)
 		}
-		r := flood(attack, func() [][]byte { return syn(src, nil).Fragments(16) })
+		r := flood(t, attack, func() [][]byte { return syn(src, nil).Fragments(16) })
 		if err := s.SetSettings(st); err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +243,7 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 			t.Fatalf("control without a SYN limit: %d of %d SYNs reached TCP", r.tcp, attack)
 		}
 		src = fresh(false)
-		r = flood(attack, func() [][]byte { return syn(src, nil).Fragments(16) })
+		r = flood(t, attack, func() [][]byte { return syn(src, nil).Fragments(16) })
 		// First and last fragments are both charged to the SYN bucket
 		// (burst 10, 10/s): a handful of SYNs complete.
 		if r.tcp == 0 || r.tcp > attack/10 || r.verdicts[ReasonRateSYN] < attack {
@@ -247,7 +251,7 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 		}
 	})
 	t.Run("syn flood behind 7 destination options", func(t *testing.T) {
-		r := flood(attack, longChain6(fresh(true)))
+		r := flood(t, attack, longChain6(fresh(true)))
 		if r.tcp != 0 || r.verdicts[ReasonHeaderChain] != attack {
 			t.Errorf("%d SYNs reached TCP (want 0), %d dropped (want %d)", r.tcp, r.verdicts[ReasonHeaderChain], attack)
 		}
@@ -259,14 +263,14 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.SetSettings(st)
-		r := flood(attack, longChain6(fresh(true)))
+		r := flood(t, attack, longChain6(fresh(true)))
 		if r.tcp == 0 || r.tcp > attack/10 || r.verdicts[ReasonRateSYN] < attack/2 {
 			t.Errorf("%d SYNs reached TCP, %d limited; want a few and most", r.tcp, r.verdicts[ReasonRateSYN])
 		}
 	})
 	t.Run("ipv6 syn flood as 8-byte fragments behind two headers", func(t *testing.T) {
 		src := fresh(true)
-		r := flood(attack, func() [][]byte { return syn(src, []tu.ExtHeader{hopByHop, dstOpts}).Fragments(8) })
+		r := flood(t, attack, func() [][]byte { return syn(src, []tu.ExtHeader{hopByHop, dstOpts}).Fragments(8) })
 		if r.tcp != 0 || r.verdicts[ReasonFragment] != 2*attack {
 			t.Errorf("%d SYNs reached TCP (want 0), %d fragments dropped (want %d)", r.tcp, r.verdicts[ReasonFragment], 2*attack)
 		}
@@ -282,7 +286,7 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 			if p.Proto == tu.ProtoTCP {
 				limit = ReasonRateSYN
 			}
-			r := flood(attack, func() [][]byte {
+			r := flood(t, attack, func() [][]byte {
 				id++
 				q := p
 				q.ID = id
