@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
 // slowExecutor is an executor whose Load of one module (slow) blocks until
@@ -33,23 +35,6 @@ func (x *slowExecutor) Load(ctx context.Context, p Program) (Loaded, error) {
 	return x.next.Load(ctx, p)
 }
 
-// waitFor fails the test if fn does not return within a deadline that is
-// generous on any machine: the assertion is that it returns at all while
-// a compile is held, not how fast.
-func waitFor(t *testing.T, what string, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn()
-	}()
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		t.Fatalf("%s did not return while a deploy was compiling", what)
-	}
-}
-
 // TestDeployCompilesOutsideTheLock: while one deploy's module compiles,
 // listing, describing and serving functions and deploying another go on;
 // the compile's timeout fails the deploy and the digest is then refused at
@@ -70,22 +55,22 @@ func TestDeployCompilesOutsideTheLock(t *testing.T) {
 		deployed <- err
 	}()
 	<-x.entered
-	waitFor(t, "List", func() {
+	testutil.Returns(t, "List", func() {
 		if l := f.reg.List(); len(l) != 1 || l[0].Name != "hello" {
 			t.Errorf("List during a compile = %+v", l)
 		}
 	})
-	waitFor(t, "Get", func() {
+	testutil.Returns(t, "Get", func() {
 		if _, err := f.reg.Get("hello"); err != nil {
 			t.Error(err)
 		}
 	})
-	waitFor(t, "a request to another function", func() {
+	testutil.Returns(t, "a request to another function", func() {
 		if code, body, _ := f.get(t, "any.example", "/hello"); code != 200 || body != "hello v1\n" {
 			t.Errorf("GET /hello during a compile = %d %q", code, body)
 		}
 	})
-	waitFor(t, "another deploy", func() {
+	testutil.Returns(t, "another deploy", func() {
 		if info, err := f.reg.Deploy(ctx, "hello", module(t, "hello2"), Spec{Route: "/hello"}, ""); err != nil || info.Version != 2 {
 			t.Errorf("deploy during a compile = %+v, %v", info, err)
 		}

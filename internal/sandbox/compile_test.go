@@ -19,22 +19,6 @@ func (x *Executor) compilationsOf(worker, result string) int {
 	return int(promtest.ToFloat64(x.compilations.WithLabelValues(worker, result)))
 }
 
-// returnsWhile fails the test if fn does not return within a deadline
-// generous on any machine: the assertion is that it returns at all.
-func returnsWhile(t *testing.T, what string, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn()
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("%s did not return while a compile bomb was compiling", what)
-	}
-}
-
 // bomb is a compile bomb that the shape limits still accept (8 functions
 // of 300 locals and 300 branches: a weight of 1,983,600 of the 2,097,152 a
 // module may have): about 1.1 s of compiling on this 2-core machine, idle,
@@ -63,19 +47,19 @@ func TestCompileBombStopsAtTheDeadline(t *testing.T) {
 		deployed <- err
 	}()
 	for i := range 3 {
-		returnsWhile(t, "List", func() {
+		testutil.Returns(t, "List", func() {
 			if l := g.reg.List(); len(l) != 1 || l[0].Name != "hello" {
 				t.Errorf("List = %+v", l)
 			}
 		})
-		returnsWhile(t, "a request to another function", func() {
+		testutil.Returns(t, "a request to another function", func() {
 			if a := g.send(t, "GET", "/hello", ""); a.status != 200 {
 				t.Errorf("request %d to hello during the compile: %+v", i, a)
 			}
 		})
 	}
 	var err error
-	returnsWhile(t, "the deploy", func() { err = <-deployed })
+	testutil.Returns(t, "the deploy", func() { err = <-deployed })
 	if !errors.Is(err, functions.ErrInvalid) || !errors.Is(err, functions.ErrCompileTimeout) ||
 		!strings.Contains(err.Error(), "functions.compile_timeout") {
 		t.Fatalf("deploy of a compile bomb = %v, want a compile timeout", err)

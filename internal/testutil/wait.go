@@ -23,6 +23,23 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// Returns fails the test if fn does not return within WaitTimeout: the
+// assertion is that it returns at all (while something else holds a
+// resource, say), not how fast.
+func Returns(t testing.TB, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(WaitTimeout):
+		t.Fatalf("%s did not return within %v", what, WaitTimeout)
+	}
+}
+
 // OpenFDs counts the test process's open file descriptors.
 func OpenFDs(t testing.TB) int {
 	t.Helper()
