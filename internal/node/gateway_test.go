@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -217,12 +218,30 @@ func TestMetricsListenerCapped(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// Each held connection is proved held by an answer on it: the probe's
+	// connection above may still count against the cap for a moment, and a
+	// connection over the cap is accepted by the kernel before the server
+	// resets it, so a dial alone proves nothing.
 	for range metricsLimits.MaxConnsPerIP {
-		c, err := net.Dial("tcp", cfg.Admin.MetricsListen)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
+		testutil.WaitFor(t, "a connection under the per-client cap to be served", func() bool {
+			c, err := net.Dial("tcp", cfg.Admin.MetricsListen)
+			if err != nil {
+				return false
+			}
+			io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+			c.SetReadDeadline(time.Now().Add(time.Minute))
+			r, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err == nil {
+				_, err = io.Copy(io.Discard, r.Body)
+				r.Body.Close()
+			}
+			if err != nil {
+				c.Close()
+				return false
+			}
+			held = append(held, c)
+			return true
+		})
 	}
 	// The next connection from the address is closed before any answer.
 	testutil.WaitFor(t, "a connection over the per-client cap to be refused", func() bool {
