@@ -259,8 +259,8 @@ func checkListModel(t *testing.T, s *Shield, model map[diffKey]*diffEntry) {
 // classifyProbes sends one frame from every probe address through the
 // data path and compares its verdict with the reference classifier's over
 // the model's entries; it then counts the hit on the entry the data path
-// matches (the live exact entry, else the longest prefix if it is live;
-// the allowlist first).
+// matches (the live exact entry, else the longest live prefix; the
+// allowlist first).
 func classifyProbes(t *testing.T, s *Shield, probes []netip.Addr, model map[diffKey]*diffEntry, now uint64) {
 	t.Helper()
 	var rules []refRule
@@ -306,13 +306,14 @@ func matchedEntry(model map[diffKey]*diffEntry, src netip.Addr, now uint64) (dif
 		if e := model[exact]; e != nil && live(e) {
 			return exact, true
 		}
-		for bits := src.BitLen() - 1; bits >= 0; bits-- {
+		skipped := 0
+		for bits := src.BitLen() - 1; bits >= 0 && skipped <= expiredSkips; bits-- {
 			k := diffKey{l, netip.PrefixFrom(src, bits).Masked()}
 			if e := model[k]; e != nil {
 				if live(e) {
 					return k, true
 				}
-				break // the longest prefix alone decides
+				skipped++ // expired: as if absent, the next-longest decides
 			}
 		}
 	}

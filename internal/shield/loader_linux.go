@@ -194,6 +194,12 @@ func Load(opts Options) (*Shield, error) {
 			return nil, err
 		}
 	}
+	if s.Adopted {
+		if err := s.recordPrefixlens(); err != nil {
+			s.objs.Close()
+			return nil, err
+		}
+	}
 	var zero uint32
 	if err := s.objs.Config.Lookup(&zero, &s.cfg); err != nil {
 		s.objs.Close()

@@ -231,6 +231,80 @@ func (lm listMaps) slot(p netip.Prefix) (m *ebpf.Map, key any, flag uint32) {
 	return lm.prefix6, shieldLpmV6Key{Prefixlen: uint32(p.Bits()), Addr: words}, lm.hasPrefix6
 }
 
+// entryPrefixlen is the length a prefix's entry records: its own for a trie
+// entry, which the data path looks below when the entry has expired; 0 for
+// an exact entry.
+func entryPrefixlen(p netip.Prefix) uint32 {
+	if p.Bits() == p.Addr().BitLen() {
+		return 0
+	}
+	return uint32(p.Bits())
+}
+
+// recordPrefixlens writes each trie entry's own length into its value where
+// it is missing: entries of maps pinned by a daemon of the earlier layout
+// hold 0 there (padding then), which the data path reads as "nothing
+// shorter to look for". Each rewrite keeps the entry's hit count as read; a
+// hit counted between the read and the write is lost, once, at upgrade.
+func (s *Shield) recordPrefixlens() error {
+	for _, l := range []List{Allowlist, Blocklist} {
+		lm, err := s.maps(l)
+		if err != nil {
+			return err
+		}
+		var (
+			p4  shieldLpmV4Key
+			p6  shieldLpmV6Key
+			val shieldEntry
+		)
+		var keys4 []shieldLpmV4Key
+		it := lm.prefix4.Iterate()
+		for it.Next(&p4, &val) {
+			if val.Prefixlen != p4.Prefixlen {
+				keys4 = append(keys4, p4)
+			}
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("reading %s prefix map: %w", l, err)
+		}
+		var keys6 []shieldLpmV6Key
+		it = lm.prefix6.Iterate()
+		for it.Next(&p6, &val) {
+			if val.Prefixlen != p6.Prefixlen {
+				keys6 = append(keys6, p6)
+			}
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("reading %s prefix map: %w", l, err)
+		}
+		// Keys are collected first and rewritten after, outside the
+		// iteration. Load runs this before anything removes entries, so
+		// each key is still present and its lookup is its own entry.
+		fix := func(m *ebpf.Map, key any, plen uint32) error {
+			var e shieldEntry
+			if err := m.Lookup(key, &e); err != nil {
+				return fmt.Errorf("reading the %s prefix map: %w", l, err)
+			}
+			e.Prefixlen = plen
+			if err := m.Update(key, &e, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("recording a prefix length in the %s prefix map: %w", l, err)
+			}
+			return nil
+		}
+		for _, k := range keys4 {
+			if err := fix(lm.prefix4, k, k.Prefixlen); err != nil {
+				return err
+			}
+		}
+		for _, k := range keys6 {
+			if err := fix(lm.prefix6, k, k.Prefixlen); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func addr6Words(a netip.Addr) [4]uint32 {
 	b := a.As16()
 	var w [4]uint32
@@ -289,7 +363,7 @@ func (s *Shield) PutRules(l List, rules []Rule) error {
 	var ex exactReader
 	for i, r := range rules {
 		m, key, _ := lm.slot(r.Prefix)
-		vals[i] = shieldEntry{ExpiresNs: clk.toBoot(r.Expires), RuleId: r.RuleID}
+		vals[i] = shieldEntry{ExpiresNs: clk.toBoot(r.Expires), RuleId: r.RuleID, Prefixlen: entryPrefixlen(r.Prefix)}
 		old, ok, err := ex.lookup(m, key)
 		if err != nil {
 			return undo(0, fmt.Errorf("reading %s from %s map: %w", r.Prefix, l, err))

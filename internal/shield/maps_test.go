@@ -1,6 +1,7 @@
 package shield
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -323,4 +324,273 @@ func TestListChangesThatFailKeepFiltersExact(t *testing.T) {
 		t.Errorf("after the refusal the list holds %v", got)
 	}
 	checkFilterCounts(t, s)
+}
+
+// TestExpiredEntryUncoversTheLivePrefix lists a live prefix with expiring
+// entries inside it on the same list, lets them expire and, before the
+// node's sweep deletes them, checks that the data path classifies their
+// sources by the live prefix: an expired entry is as if absent, so the
+// next-longest live prefix decides (and counts the hit), not "not listed".
+func TestExpiredEntryUncoversTheLivePrefix(t *testing.T) {
+	s := newTestShield(t, noLimits())
+	for _, tc := range []struct {
+		name     string
+		list     List
+		live     string   // permanent
+		expiring []string // inside live, each inside the one before
+		probe    string   // inside every expiring entry
+		outside  string   // inside live only
+		// background is blocked so that an allowlisting is visible.
+		background string
+	}{
+		{name: "block v4", list: Blocklist, live: "198.18.0.0/15", expiring: []string{"198.18.5.0/24"},
+			probe: "198.18.5.77", outside: "198.19.0.1"},
+		{name: "allow v4", list: Allowlist, live: "10.0.0.0/8", expiring: []string{"10.1.0.0/16"},
+			probe: "10.1.2.3", outside: "10.2.0.1", background: "10.0.0.0/7"},
+		{name: "block v6", list: Blocklist, live: "2001:db8::/32", expiring: []string{"2001:db8:5::/48"},
+			probe: "2001:db8:5::9", outside: "2001:db8:6::9"},
+		{name: "block v6 short", list: Blocklist, live: "2001:db8::/32", expiring: []string{"2001:db8:4::/46"},
+			probe: "2001:db8:7::1", outside: "2001:db8:8::1"},
+		{name: "allow v6", list: Allowlist, live: "2001:db8::/32", expiring: []string{"2001:db8:5:1::/64"},
+			probe: "2001:db8:5:1::2", outside: "2001:db8:5:2::2", background: "2001:db8::/31"},
+		{name: "block v4 exact", list: Blocklist, live: "198.18.0.0/15", expiring: []string{"198.18.5.5"},
+			probe: "198.18.5.5", outside: "198.18.5.6"},
+		{name: "allow v6 exact", list: Allowlist, live: "2001:db8:5::/48", expiring: []string{"2001:db8:5::7"},
+			probe: "2001:db8:5::7", outside: "2001:db8:5::8", background: "2001:db8::/32"},
+		{name: "block v4 nested chain", list: Blocklist, live: "198.18.0.0/16",
+			expiring: []string{"198.18.16.0/20", "198.18.20.0/24", "198.18.20.16/28"},
+			probe:    "198.18.20.17", outside: "198.18.0.1"},
+		{name: "block v4 nested chain and exact", list: Blocklist, live: "198.18.0.0/16",
+			expiring: []string{"198.18.16.0/20", "198.18.20.0/24", "198.18.20.16/28", "198.18.20.17"},
+			probe:    "198.18.20.17", outside: "198.18.0.1"},
+		{name: "allow v6 nested chain", list: Allowlist, live: "2001:db8::/32",
+			expiring: []string{"2001:db8:5::/48", "2001:db8:5:1::/64", "2001:db8:5:1:8000::/65", "2001:db8:5:1:8000::/100"},
+			probe:    "2001:db8:5:1:8000::1", outside: "2001:db8:6::1", background: "2001:db8::/31"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			emptyLists(t, s)
+			live, probe, outside := mustPrefix(tc.live), netip.MustParseAddr(tc.probe), netip.MustParseAddr(tc.outside)
+			var expiring []netip.Prefix
+			for _, e := range tc.expiring {
+				p := mustPrefix(e)
+				if !p.Contains(probe) || !live.Contains(p.Addr()) || p.Bits() <= live.Bits() {
+					t.Fatalf("bad test: %s", p)
+				}
+				expiring = append(expiring, p)
+			}
+			if !live.Contains(outside) || expiring[0].Contains(outside) {
+				t.Fatal("bad test: outside")
+			}
+			listed, innermost := ReasonAllowlisted, ReasonAllowlisted
+			if tc.list == Blocklist {
+				listed, innermost = ReasonBlockedPrefix, ReasonBlockedPrefix
+				if isExact(expiring[len(expiring)-1]) {
+					innermost = ReasonBlockedExact
+				}
+			}
+			if tc.background != "" {
+				put(t, s, Blocklist, time.Time{}, tc.background)
+			}
+			check := func(step string, src netip.Addr, want Reason) {
+				t.Helper()
+				if _, got, _ := run(t, s, udpFrom(src)); got != want {
+					t.Errorf("%s: %s got %s, want %s", step, src, got, want)
+				}
+			}
+			put(t, s, tc.list, time.Time{}, tc.live)
+			put(t, s, tc.list, s.clock().wall.Add(time.Minute), tc.expiring...)
+			check("all live", probe, innermost)
+			check("all live", outside, listed)
+			before := hitsOf(t, s, tc.list)
+
+			// Expired, not swept: the entries are still in the maps.
+			if err := s.setClock(testNow + uint64(2*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if got := hitsOf(t, s, tc.list); len(got) != 1+len(expiring) {
+				t.Fatalf("before the sweep the %s holds %v", tc.list, got)
+			}
+			check("expired, before the sweep", probe, listed)
+			check("expired, before the sweep", probe, listed)
+			check("expired, before the sweep", outside, listed)
+			after := hitsOf(t, s, tc.list)
+			if n := after[live].Hits - before[live].Hits; n != 3 {
+				t.Errorf("the live %s counted %d hits, want 3", live, n)
+			}
+			for _, p := range expiring {
+				if after[p].Hits != before[p].Hits {
+					t.Errorf("expired %s counted %d hits", p, after[p].Hits-before[p].Hits)
+				}
+			}
+
+			// The sweep changes nothing the data path decides.
+			if err := s.DeleteRules(tc.list, expiring); err != nil {
+				t.Fatal(err)
+			}
+			check("swept", probe, listed)
+			check("swept", outside, listed)
+			checkFilterCounts(t, s)
+		})
+	}
+}
+
+// TestExpiredChainBound lists a live /8 under a chain of nested expired
+// prefixes on the blocklist: the data path looks past expiredSkips of them
+// and finds the /8; behind one more, it takes the source as not listed until
+// the sweep deletes the expired entries.
+func TestExpiredChainBound(t *testing.T) {
+	s := newTestShield(t, noLimits())
+	probe := netip.MustParseAddr("10.255.255.255")
+	for _, tc := range []struct {
+		expired int
+		want    Reason
+	}{
+		{1, ReasonBlockedPrefix},
+		{expiredSkips, ReasonBlockedPrefix},
+		{expiredSkips + 1, ReasonPassed},
+		{20, ReasonPassed},
+	} {
+		t.Run(fmt.Sprint(tc.expired), func(t *testing.T) {
+			emptyLists(t, s)
+			put(t, s, Blocklist, time.Time{}, "10.0.0.0/8")
+			var chain []string
+			var prefixes []netip.Prefix
+			for i := range tc.expired {
+				p := netip.PrefixFrom(probe, 9+i).Masked()
+				chain = append(chain, p.String())
+				prefixes = append(prefixes, p)
+			}
+			put(t, s, Blocklist, s.clock().wall.Add(time.Minute), chain...)
+			if err := s.setClock(testNow + uint64(2*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			rules := s.testRules(t)
+			frame := udpFrom(probe)
+			if _, want := reference(frame, rules, testNow+uint64(2*time.Minute)); want != tc.want {
+				t.Errorf("reference says %s, want %s", want, tc.want)
+			}
+			if _, got, _ := run(t, s, frame); got != tc.want {
+				t.Errorf("%d expired prefixes over a live /8: %s, want %s", tc.expired, got, tc.want)
+			}
+			if err := s.DeleteRules(Blocklist, prefixes); err != nil {
+				t.Fatal(err)
+			}
+			if _, got, _ := run(t, s, frame); got != ReasonBlockedPrefix {
+				t.Errorf("swept: %s, want %s", got, ReasonBlockedPrefix)
+			}
+		})
+	}
+}
+
+// TestAdoptedEntriesGetTheirPrefixlen adopts pinned lists whose trie
+// entries hold no prefix length (the value's former padding, as a daemon of
+// the earlier layout wrote them): the loader records each entry's length,
+// so an expired entry no longer hides its live covering prefix, and the
+// entries keep their hit counts.
+func TestAdoptedEntriesGetTheirPrefixlen(t *testing.T) {
+	tu.RequireRoot(t)
+	pin := tu.PinPath(t)
+	expired := testNow + uint64(2*time.Minute)
+	probes := map[string]Reason{"198.18.5.77": ReasonBlockedPrefix, "2001:db8:5::9": ReasonBlockedPrefix, "10.1.2.3": ReasonAllowlisted}
+	load := func() *Shield {
+		t.Helper()
+		s, err := Load(Options{PinPath: pin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if err := s.setClock(testNow); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetSettings(noLimits()); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s1 := load()
+	put(t, s1, Blocklist, time.Time{}, "198.18.0.0/15", "2001:db8::/32", "10.0.0.0/7")
+	put(t, s1, Allowlist, time.Time{}, "10.0.0.0/8")
+	put(t, s1, Blocklist, s1.clock().wall.Add(time.Minute), "198.18.5.0/24", "2001:db8:5::/48")
+	put(t, s1, Allowlist, s1.clock().wall.Add(time.Minute), "10.1.0.0/16")
+	// What an earlier daemon left: no lengths in the values.
+	zeroed := 0
+	for _, m := range []*ebpf.Map{s1.objs.BlockV4Lpm, s1.objs.BlockV6Lpm, s1.objs.AllowV4Lpm} {
+		var keys [][]byte
+		var k []byte
+		var v shieldEntry
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			keys = append(keys, slices.Clone(k))
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if err := m.Lookup(k, &v); err != nil {
+				t.Fatal(err)
+			}
+			if v.Prefixlen == 0 {
+				t.Fatalf("%s: an entry written by this daemon has no length", m)
+			}
+			v.Prefixlen, v.Hits = 0, 5
+			if err := m.Update(k, &v, ebpf.UpdateAny); err != nil {
+				t.Fatal(err)
+			}
+			zeroed++
+		}
+	}
+	if zeroed != 7 {
+		t.Fatalf("zeroed %d entries, want 7", zeroed)
+	}
+	if err := s1.setClock(expired); err != nil {
+		t.Fatal(err)
+	}
+	for a := range probes {
+		if _, got, _ := run(t, s1, udpFrom(netip.MustParseAddr(a))); got == probes[a] {
+			t.Fatalf("%s: %s with the earlier layout's entries: this test shows nothing", a, got)
+		}
+	}
+	s1.Close()
+
+	s2 := load()
+	if !s2.Adopted {
+		t.Fatal("maps not adopted")
+	}
+	if err := s2.setClock(expired); err != nil {
+		t.Fatal(err)
+	}
+	for a, want := range probes {
+		if _, got, _ := run(t, s2, udpFrom(netip.MustParseAddr(a))); got != want {
+			t.Errorf("%s after adoption: %s, want %s", a, got, want)
+		}
+	}
+	// 5 kept through the rewrite, and the probes' hits: before adoption
+	// 10.1.2.3 was not allowlisted and hit the block of 10.0.0.0/7.
+	wantHits := map[List]map[string]uint64{
+		Blocklist: {"198.18.0.0/15": 6, "2001:db8::/32": 6, "10.0.0.0/7": 6, "198.18.5.0/24": 5, "2001:db8:5::/48": 5},
+		Allowlist: {"10.0.0.0/8": 6, "10.1.0.0/16": 5},
+	}
+	for l, want := range wantHits {
+		got := hitsOf(t, s2, l)
+		for p, n := range want {
+			if r := got[mustPrefix(p)]; r.Hits != n {
+				t.Errorf("%s %s: %d hits, want %d", l, p, r.Hits, n)
+			}
+		}
+	}
+	lm, err := s2.maps(Blocklist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v shieldEntry
+	if err := lm.prefix4.Lookup(shieldLpmV4Key{Prefixlen: 24, Addr: lm4(t, "198.18.5.0")}, &v); err != nil || v.Prefixlen != 24 {
+		t.Errorf("198.18.5.0/24 after adoption: %+v, %v", v, err)
+	}
+}
+
+// lm4 is an IPv4 address as a trie key's address word.
+func lm4(t *testing.T, s string) uint32 {
+	t.Helper()
+	b := netip.MustParseAddr(s).As4()
+	return binary.NativeEndian.Uint32(b[:])
 }

@@ -3,6 +3,7 @@ package shield
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -202,12 +203,18 @@ func l4Complete(b []byte, proto uint8) bool {
 
 func isExt(p uint8) bool { return p == 0 || p == 43 || p == 60 || p == 44 || p == 51 }
 
-// refMatch looks the source up in a list: exact entries first, then the
-// longest prefix, which alone decides (as in an LPM trie).
+// expiredSkips is the data path's EXPIRED_SKIPS: how many expired trie
+// entries one lookup looks past.
+const expiredSkips = 8
+
+// refMatch looks the source up in a list: a live exact entry first, then
+// the longest live prefix. An expired entry is as if absent, except that the
+// data path looks past at most expiredSkips expired prefixes (longest
+// first) before it takes the source as not listed.
 func refMatch(rules []refRule, l List, src netip.Addr, now uint64) (hit, exact bool) {
 	live := func(r refRule) bool { return r.expires == 0 || r.expires > now }
-	var best *refRule
-	for i, r := range rules {
+	var covering []refRule
+	for _, r := range rules {
 		if r.list != l || !r.prefix.Contains(src) {
 			continue
 		}
@@ -217,9 +224,16 @@ func refMatch(rules []refRule, l List, src netip.Addr, now uint64) (hit, exact b
 			}
 			continue
 		}
-		if best == nil || r.prefix.Bits() > best.prefix.Bits() {
-			best = &rules[i]
+		covering = append(covering, r)
+	}
+	slices.SortFunc(covering, func(a, b refRule) int { return b.prefix.Bits() - a.prefix.Bits() })
+	for i, r := range covering {
+		if i > expiredSkips {
+			break
+		}
+		if live(r) {
+			return true, false
 		}
 	}
-	return best != nil && live(*best), false
+	return false, false
 }

@@ -46,7 +46,7 @@ type shieldEntry struct {
 	ExpiresNs uint64
 	Hits      uint64
 	RuleId    uint32
-	Pad       uint32
+	Prefixlen uint32
 }
 
 type shieldExactBlock struct {

@@ -119,7 +119,11 @@ struct entry {
 	__u64 expires_ns; // CLOCK_BOOTTIME ns; 0 = permanent
 	__u64 hits;
 	__u32 rule_id;
-	__u32 _pad;
+	// prefixlen is a trie entry's own key length (0 in exact maps): an
+	// expired entry's lookup is repeated below it. It fills what was
+	// padding, so pinned maps of the earlier layout are adopted as they
+	// are (the loader writes it into their entries).
+	__u32 prefixlen;
 };
 
 struct lpm_v4_key {
@@ -526,6 +530,41 @@ static __always_inline int live(struct entry *e, __u64 now)
 	return 1;
 }
 
+// EXPIRED_SKIPS bounds how many expired trie entries one lookup looks past.
+// An expired entry stays in its trie until the node's sweep deletes it; it
+// is as if absent, so the lookup is repeated with the key shortened to just
+// below the expired entry's length, which finds the next-longest covering
+// prefix. Each skip is one more trie lookup, paid only by packets whose
+// longest match has expired; a source behind more nested expired prefixes
+// than this (all on one list, all expired since the last sweep) is taken as
+// not listed by that trie until the sweep.
+#define EXPIRED_SKIPS 8
+
+// prefix_live looks the source up in a trie (key's address is the source's,
+// *prefixlen its length field, the address's full length on entry) and
+// reports whether a live entry covers it, counting the hit on that entry. An
+// expired entry is looked past: the lookup is repeated just below its
+// length, at most EXPIRED_SKIPS times.
+static __always_inline int prefix_live(void *prefix, void *key, __u32 *prefixlen, __u64 now)
+{
+	// Not unrolled: the loop is the same instructions for every skip, so
+	// the program grows by a few instructions rather than eight copies.
+#pragma clang loop unroll(disable)
+	for (int i = 0; i <= EXPIRED_SKIPS; i++) {
+		struct entry *e = bpf_map_lookup_elem(prefix, key);
+		if (!e)
+			return 0;
+		if (live(e, now))
+			return 1;
+		// 0: a /0, or an entry of the earlier layout before the loader
+		// wrote its length; nothing shorter to find either way.
+		if (e->prefixlen == 0)
+			return 0;
+		*prefixlen = e->prefixlen - 1;
+	}
+	return 0;
+}
+
 // list_v4 returns REASON_PASSED when no live entry matches, else hit_exact or
 // hit_prefix.
 static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 filter, __u32 presence,
@@ -541,8 +580,7 @@ static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 filter, __
 	}
 	if ((presence & has_prefix) && may_match(filter, bpf_ntohl(addr) >> 16)) {
 		struct lpm_v4_key k = {.prefixlen = 32, .addr = addr};
-		e = bpf_map_lookup_elem(prefix, &k);
-		if (e && live(e, now))
+		if (prefix_live(prefix, &k, &k.prefixlen, now))
 			return hit_prefix;
 	}
 	return REASON_PASSED;
@@ -563,8 +601,7 @@ static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 filter, __
 	    (may_match_v6(filter, bucket_v6(addr->addr[0])) || may_match_long(filter, addr))) {
 		struct lpm_v6_key k = {.prefixlen = 128};
 		__builtin_memcpy(k.addr, addr->addr, sizeof(k.addr));
-		e = bpf_map_lookup_elem(prefix, &k);
-		if (e && live(e, now))
+		if (prefix_live(prefix, &k, &k.prefixlen, now))
 			return hit_prefix;
 	}
 	return REASON_PASSED;
