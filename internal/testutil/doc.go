@@ -1,6 +1,7 @@
 // Package testutil holds helpers for aegis's tests only: privilege checks,
-// throw-away network namespaces joined by veth pairs, and a small builder for
-// crafting Ethernet/IP/transport frames to feed BPF_PROG_TEST_RUN and fuzzers.
+// throw-away network namespaces joined by veth pairs, a small builder for
+// crafting Ethernet/IP/transport frames to feed BPF_PROG_TEST_RUN and fuzzers,
+// and Scale, which fits a test's wall-clock budgets to the machine's speed.
 //
 // It must never be imported by non-test code: it depends on package testing,
 // creates and deletes kernel objects, and panics on malformed input where a

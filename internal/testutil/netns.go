@@ -394,7 +394,7 @@ func (v *VethPair) setUp(t testing.TB, s Side, prefixes ...netip.Prefix) netlink
 func (v *VethPair) waitReady(t testing.TB, s Side) {
 	t.Helper()
 	h, ifname, ns := v.side(s)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(Scale(10 * time.Second))
 	for {
 		state, qdisc := "?", "?"
 		l, err := h.LinkByName(ifname)
@@ -412,7 +412,7 @@ func (v *VethPair) waitReady(t testing.TB, s Side) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testutil: namespace %s: %s not ready (operstate %s, root qdisc %s, err %v)", ns.Name, ifname, state, qdisc, err)
+			t.Fatalf("testutil: namespace %s: %s not ready (operstate %s, root qdisc %s, err %v; %s)", ns.Name, ifname, state, qdisc, err, TimeScale())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -425,7 +425,7 @@ func (v *VethPair) waitReady(t testing.TB, s Side) {
 func (v *VethPair) waitLocal(t testing.TB, s Side, addr netip.Addr) {
 	t.Helper()
 	h, _, ns := v.side(s)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(Scale(10 * time.Second))
 	for {
 		routes, err := h.RouteGet(addr.AsSlice())
 		for _, r := range routes {
@@ -434,7 +434,7 @@ func (v *VethPair) waitLocal(t testing.TB, s Side, addr netip.Addr) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testutil: namespace %s: no local route for %v (routes %v, err %v)", ns.Name, addr, routes, err)
+			t.Fatalf("testutil: namespace %s: no local route for %v (routes %v, err %v; %s)", ns.Name, addr, routes, err, TimeScale())
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

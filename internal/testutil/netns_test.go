@@ -138,7 +138,7 @@ func udpListen(t *testing.T, ns *NetNS, addr netip.AddrPort) *net.UDPConn {
 // expectUDP reads one datagram from c and checks its payload and source.
 func expectUDP(t *testing.T, c *net.UDPConn, payload []byte, from netip.Addr) {
 	t.Helper()
-	if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+	if err := c.SetReadDeadline(time.Now().Add(Scale(5 * time.Second))); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 2048)

@@ -13,7 +13,9 @@ import (
 
 // Traffic helpers for tests that send real packets between the namespaces of
 // a VethPair. Sockets are created inside a namespace and stay bound to it,
-// so the calling goroutine never has to switch.
+// so the calling goroutine never has to switch. Their wait is used as given:
+// a caller that expects delivery passes a budget through Scale, one that
+// expects a drop a fixed wait (see docs/KERNELS.md, "Time budgets").
 
 // UDPListen opens a UDP socket in ns bound to addr (port 0 picks one).
 func UDPListen(t testing.TB, ns *NetNS, addr netip.AddrPort) *net.UDPConn {
