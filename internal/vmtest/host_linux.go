@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/testutil/timescale"
 )
 
 // Config describes one guest run. Kernel, Init and Binary are required.
@@ -281,8 +283,15 @@ func (cfg *Config) writeInitramfs(file, token string) error {
 	return os.WriteFile(file, buf.Bytes(), 0o600)
 }
 
+// EmulatedTimeScale is the floor the guest's tests put under their time
+// scale (see internal/testutil/timescale): TCG runs the tests' code at
+// least this many times slower than the host, whatever a calibration in
+// the guest happens to measure.
+const EmulatedTimeScale = 10
+
 // guestEnv completes the test's environment: CI=true so privileged tests
-// fail rather than skip, and a PATH and HOME that exist in the guest.
+// fail rather than skip, a PATH and HOME that exist in the guest, and the
+// floor of the tests' time scale under emulation.
 func guestEnv(env []string) []string {
 	out := append([]string(nil), env...)
 	have := map[string]bool{}
@@ -290,7 +299,8 @@ func guestEnv(env []string) []string {
 		k, _, _ := strings.Cut(kv, "=")
 		have[k] = true
 	}
-	for _, kv := range []string{"CI=true", "PATH=/bin", "HOME=/root", "TMPDIR=/tmp"} {
+	for _, kv := range []string{"CI=true", "PATH=/bin", "HOME=/root", "TMPDIR=/tmp",
+		timescale.EnvMin + "=" + strconv.Itoa(EmulatedTimeScale)} {
 		if k, _, _ := strings.Cut(kv, "="); !have[k] {
 			out = append(out, kv)
 		}

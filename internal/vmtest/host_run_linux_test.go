@@ -37,9 +37,14 @@ func TestCopyUntilMarker(t *testing.T) {
 
 func TestGuestEnv(t *testing.T) {
 	got := guestEnv([]string{"CI=false", "X=1"})
-	want := []string{"CI=false", "X=1", "PATH=/bin", "HOME=/root", "TMPDIR=/tmp"}
+	want := []string{"CI=false", "X=1", "PATH=/bin", "HOME=/root", "TMPDIR=/tmp", "AEGIS_TEST_TIMESCALE_MIN=10"}
 	if !slices.Equal(got, want) {
 		t.Errorf("guestEnv: %v, want %v (an explicit CI wins)", got, want)
+	}
+	// A floor given by the caller wins over the emulation's.
+	got = guestEnv([]string{"AEGIS_TEST_TIMESCALE_MIN=3"})
+	if slices.Contains(got, "AEGIS_TEST_TIMESCALE_MIN=10") || !slices.Contains(got, "AEGIS_TEST_TIMESCALE_MIN=3") {
+		t.Errorf("guestEnv with a floor: %v", got)
 	}
 	if got := guestEnv(nil); !slices.Contains(got, "CI=true") {
 		t.Errorf("guestEnv(nil) = %v lacks CI=true", got)

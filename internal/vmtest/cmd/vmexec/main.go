@@ -13,6 +13,10 @@
 //
 // Exit status: the test binary's, or 3 when the guest could not run it
 // (setup error, crash, timeout; the guest console goes to stderr).
+//
+// `vmexec -timescale` prints this host's time scale (see
+// internal/testutil/timescale) and exits: scripts/kernels/test.sh scales
+// the matrix's own timeouts by it.
 package main
 
 import (
@@ -23,10 +27,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/testutil/timescale"
 	"github.com/aegis-edge/aegis/internal/vmtest"
 )
 
@@ -54,11 +60,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.CPUs, "smp", 2, "guest CPUs")
 	fs.IntVar(&cfg.MemoryMB, "m", 1024, "guest memory in MiB")
 	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU binary")
+	printScale := fs.Bool("timescale", false, "print this host's time scale for tests and exit")
 	var env, sysctls multiFlag
 	fs.Var(&env, "env", "KEY=VALUE for the test's environment (repeatable)")
 	fs.Var(&sysctls, "sysctl", "key=value kernel setting in the guest, e.g. kernel.perf_event_paranoid=2 (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *printScale {
+		fmt.Fprintf(stdout, "%.1f\n", timescale.Factor())
+		fmt.Fprintln(stderr, "vmexec:", timescale.Describe())
+		return 0
 	}
 	if cfg.Kernel == "" || fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "usage: vmexec -kernel DIR [flags] TEST-BINARY [ARGS...]")
@@ -66,6 +78,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *modules != "" {
 		cfg.Modules = strings.Split(*modules, ",")
+	}
+	// The tests' time scale, when the caller fixed it, holds in the guest too.
+	for _, k := range []string{timescale.EnvFactor, timescale.EnvMin} {
+		if v, ok := os.LookupEnv(k); ok && !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, k+"=") }) {
+			env = append(env, k+"="+v)
+		}
 	}
 	cfg.Env, cfg.Sysctls = env, sysctls
 	cfg.Binary, cfg.Args = fs.Arg(0), fs.Args()[1:]
