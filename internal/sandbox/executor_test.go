@@ -40,21 +40,32 @@ func readModule(t testing.TB, path string) []byte {
 	return b
 }
 
-// testDefaults are small limits, so that the failing cases fail fast.
+// testDefaults are small limits, so that the failing cases fail fast. The
+// timeout is scaled to the machine's speed: the Go example takes seconds to
+// start under emulation, and a function that should answer must not meet
+// it (the deadline cases set their own).
 func testDefaults() config.FunctionLimits {
 	d := config.Default().Functions.Defaults
 	d.Fuel = 5_000_000
-	d.Timeout = config.Duration{Duration: 2 * time.Second}
+	d.Timeout = config.Duration{Duration: testutil.Scale(2 * time.Second)}
 	d.MaxResponseBody = 64 << 10
 	d.KVQuota = 2000
 	return d
 }
 
 // newTestExecutor starts an executor whose workers are checked for leaks
-// when the test ends.
+// when the test ends. The budgets the test leaves unset get the product's
+// defaults scaled to the machine's speed (see testScaled).
 func newTestExecutor(t *testing.T, cfg ExecutorConfig) *Executor {
 	t.Helper()
 	testutil.RequireRoot(t)
+	if cfg.Grace == 0 {
+		cfg.Grace = testutil.Scale(250 * time.Millisecond)
+	}
+	if cfg.CompileTimeout == 0 {
+		cfg.CompileTimeout = testutil.Scale(10 * time.Second)
+	}
+	cfg.Pool = testScaled(cfg.Pool)
 	checkLeaks := leakCheck(t)
 	if cfg.CompileTimeout == 0 {
 		// Compiling a real module (the Go example) takes many times longer
@@ -150,6 +161,8 @@ func TestSandboxedMatchesInProcess(t *testing.T) {
 	x := newTestExecutor(t, ExecutorConfig{Pool: Config{Size: 2}})
 	sandboxed, local := newGateway(t, x), inProcessGateway(t)
 	mem := config.Size(1 << 20)
+	// Not scaled: the function sleeps an hour, so this deadline fires
+	// whatever the machine's speed; the grace to report it is scaled.
 	short := config.Duration{Duration: 300 * time.Millisecond}
 	deploys := []struct {
 		name, module string
@@ -236,7 +249,9 @@ func TestExecutorLoadRefusesAtDeploy(t *testing.T) {
 func TestWorkerKilledMidRequest(t *testing.T) {
 	x := newTestExecutor(t, ExecutorConfig{Pool: Config{Size: 1}})
 	g := newGateway(t, x)
-	long := config.Duration{Duration: time.Minute}
+	// Scaled, up to the longest timeout a spec may have: the kill must come
+	// first however slow the worker is to start the function.
+	long := config.Duration{Duration: min(testutil.Scale(time.Minute), 10*time.Minute)}
 	g.deploy(t, "sleep", modSleep, functions.Spec{Route: "/sleep", Timeout: &long})
 	g.deploy(t, "hello", modHello, functions.Spec{Route: "/hello"})
 	pid := x.Pool().Reports()[0].PID
@@ -244,9 +259,9 @@ func TestWorkerKilledMidRequest(t *testing.T) {
 	var wg sync.WaitGroup
 	var got answer
 	wg.Go(func() { got = g.send(t, "GET", "/sleep", "") })
-	for give := time.Now().Add(30 * time.Second); w.function.Load() == nil; time.Sleep(time.Millisecond) {
+	for give := time.Now().Add(testutil.Scale(30 * time.Second)); w.function.Load() == nil; time.Sleep(time.Millisecond) {
 		if time.Now().After(give) {
-			t.Fatal("the request never reached the worker")
+			t.Fatalf("the request never reached the worker (%s)", testutil.TimeScale())
 		}
 	}
 	if err := unix.Kill(pid, unix.SIGKILL); err != nil {

@@ -24,12 +24,25 @@ func newTestPool(t *testing.T, cfg Config) *Pool {
 	t.Helper()
 	testutil.RequireRoot(t)
 	checkLeaks := leakCheck(t)
-	p, err := NewPool(context.Background(), cfg)
+	p, err := NewPool(context.Background(), testScaled(cfg))
 	if err != nil {
 		t.Fatalf("starting pool: %v", err)
 	}
 	t.Cleanup(func() { checkLeaks(p, p.Close) })
 	return p
+}
+
+// testScaled gives the pool's budgets that cfg leaves unset the product's
+// defaults scaled to the machine's speed: a worker starts in 0.1 s on the
+// host but takes seconds under emulation, past the 5 s default.
+func testScaled(cfg Config) Config {
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = testutil.Scale(5 * time.Second)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = testutil.Scale(10 * time.Second)
+	}
+	return cfg
 }
 
 // leakCheck notes the descriptors open now; the function it returns
@@ -302,12 +315,12 @@ func TestSyscallSweep(t *testing.T) {
 // asynchronous); it fails the test after a generous bound.
 func waitLive(t *testing.T, p *Pool, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(testutil.Scale(10 * time.Second)); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if st := p.Stats(); st.Live == n && len(p.idle) == n {
 			return
 		}
 	}
-	t.Fatalf("pool not back to %d workers: %+v", n, p.Stats())
+	t.Fatalf("pool not back to %d workers: %+v (%s)", n, p.Stats(), testutil.TimeScale())
 }
 
 func TestKilledWorkerMidRequest(t *testing.T) {
