@@ -135,7 +135,7 @@ func processesMentioning(t *testing.T, s string) []int {
 // TestLab runs the demo as a user would and checks that it showed the shield
 // dropping the attack while the function answered, and left nothing behind.
 func TestLab(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(2*time.Minute))
 	defer cancel()
 	cmd := labCmd(t, ctx, "--duration", "5s", "--plain")
 	var stderr bytes.Buffer
@@ -166,7 +166,7 @@ func TestLab(t *testing.T) {
 // TestLabInterrupted stops a long lab with SIGINT, as Ctrl-C would: it
 // prints its summary, exits 1 and still removes everything.
 func TestLabInterrupted(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(2*time.Minute))
 	defer cancel()
 	cmd := labCmd(t, ctx, "--duration", "10m", "--plain")
 	stdout, err := cmd.StdoutPipe()
@@ -204,7 +204,7 @@ func TestLabInterrupted(t *testing.T) {
 
 // TestLabKeep keeps the lab, reaches the node in it, then cleans it up.
 func TestLabKeep(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(2*time.Minute))
 	defer cancel()
 	cmd := labCmd(t, ctx, "--duration", "2s", "--plain", "--keep")
 	raw, err := cmd.Output()
@@ -240,7 +240,7 @@ func TestLabKeep(t *testing.T) {
 // `aegis lab | head -1` does: the lab must not die of SIGPIPE before its
 // teardown.
 func TestLabClosedStdout(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(2*time.Minute))
 	defer cancel()
 	cmd := labCmd(t, ctx, "--duration", "2s", "--plain")
 	stdout, err := cmd.StdoutPipe()

@@ -111,7 +111,7 @@ func startInProcessNode(t *testing.T, cfg config.Config) {
 
 func waitForNode(t testing.TB, sock string, done <-chan error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(testutil.Scale(20 * time.Second))
 	for time.Now().Before(deadline) {
 		if code, _, _ := cli("--socket", sock, "shield", "status"); code == 0 {
 			return
@@ -122,7 +122,7 @@ func waitForNode(t testing.TB, sock string, done <-chan error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	t.Fatalf("node did not answer on %s", sock)
+	t.Fatalf("node did not answer on %s (%s)", sock, testutil.TimeScale())
 }
 
 func TestImport(t *testing.T) {

@@ -80,7 +80,7 @@ func TestTopologyCarriesTraffic(t *testing.T) {
 	defer fl.close()
 	ctx, cancel := context.WithCancel(context.Background())
 	fl.start(ctx)
-	udp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	udp.SetReadDeadline(time.Now().Add(testutil.Scale(5 * time.Second)))
 	buf := make([]byte, 256)
 	n, from, err := udp.ReadFromUDPAddrPort(buf)
 	cancel()

@@ -306,7 +306,7 @@ func TestAutoBlockEventReachesNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testutil.Scale(10 * time.Second))
 	for {
 		st, err := n.Status()
 		if err != nil {
@@ -322,7 +322,7 @@ func TestAutoBlockEventReachesNode(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no automatic-block event reached the node")
+			t.Fatalf("no automatic-block event reached the node (%s)", testutil.TimeScale())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

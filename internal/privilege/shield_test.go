@@ -243,7 +243,7 @@ func runChild(t *testing.T, ns *testutil.NetNS, iface string, keep []privilege.C
 	for i, c := range keep {
 		nums[i] = strconv.Itoa(int(c))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(time.Minute))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Env = append(os.Environ(),

@@ -9,9 +9,15 @@ import (
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 )
 
-const (
-	delivered = 500 * time.Millisecond // how long a packet that should pass may take
-	dropped   = 300 * time.Millisecond // how long we wait to conclude one was dropped
+// delivered is how long a packet that should pass may take: a budget,
+// scaled to the machine's speed. dropped is how long we wait to conclude one
+// was dropped: not scaled, as it is no budget (a slow machine cannot fail a
+// drop check, only a delivery check), and a delivery takes well under a
+// millisecond on the reference machine, far below it even a hundred times
+// slower.
+var (
+	delivered = tu.Scale(500 * time.Millisecond)
+	dropped   = 300 * time.Millisecond
 )
 
 // attachInB loads an unpinned shield and attaches it to the B end of a veth

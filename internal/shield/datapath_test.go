@@ -286,7 +286,7 @@ func TestAutoBlockEvents(t *testing.T) {
 						t.Errorf("event = %+v, want an auto-block of %s", ev, src)
 					}
 					return
-				case <-time.After(100 * time.Millisecond):
+				case <-time.After(tu.Scale(100 * time.Millisecond)):
 				}
 			}
 			t.Fatal("no auto-block event")

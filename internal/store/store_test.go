@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
 func openTest(t testing.TB, dir string) *Store {
@@ -310,8 +312,8 @@ func TestSecondOpenFailsLocked(t *testing.T) {
 		s2.Close()
 		t.Fatal("second Open succeeded")
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("second Open took %v", d)
+	if d := time.Since(start); d > testutil.Scale(5*time.Second) {
+		t.Errorf("second Open took %v (%s)", d, testutil.TimeScale())
 	}
 	if !errors.Is(err, ErrLocked) {
 		t.Errorf("error %v does not wrap ErrLocked", err)

@@ -8,13 +8,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
 // testLimits are small limits that still fit every fixture.
 func testLimits() Limits {
 	l := DefaultLimits()
 	l.Fuel = 50_000_000
-	l.Timeout = 10 * time.Second
+	l.Timeout = testutil.Scale(10 * time.Second)
 	l.MemoryPages = 64
 	l.MaxRequestBytes = 256 << 10
 	l.MaxResponseBytes = 512 << 10
