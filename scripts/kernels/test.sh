@@ -13,6 +13,17 @@
 #   KERNEL_SYSCTLS     key=value kernel settings for the guests (default none:
 #                      Debian's own defaults, e.g. kernel.perf_event_paranoid=3)
 #   AEGIS_KERNEL_CACHE where fetch.sh keeps the kernels
+#   KERNEL_BUDGET      minutes the whole matrix may take (default 60): a
+#                      kernel still running when it is spent is stopped and
+#                      fails, so a hang cannot push CI past its hard limit
+#   AEGIS_TEST_TIMESCALE  fixes the time scale instead of measuring it (see
+#                      internal/testutil/timescale); it reaches the guests
+#
+# The timeouts scale with this host's speed (`vmexec -timescale`: about 1 on
+# an idle machine of the CI class, more on a slower or busier one): each
+# package's go test -timeout is 10 minutes times the scale, within 10 to 30
+# minutes; the guest's bound is 2 minutes more. Inside the guest the tests
+# scale their own budgets by the guest's speed (docs/KERNELS.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -42,6 +53,12 @@ trap 'rm -rf "$tmp"' EXIT
 # Static: vmexec is the guest's init as well as the wrapper.
 CGO_ENABLED=0 go build -o "$tmp/vmexec" ./internal/vmtest/cmd/vmexec
 
+scale=$("$tmp/vmexec" -timescale)
+pkg_timeout=$(awk -v s="$scale" 'BEGIN { m = 10 * s; if (m < 10) m = 10; if (m > 30) m = 30; printf "%d", m }')
+budget=$((${KERNEL_BUDGET:-60} * 60))
+matrix_start=$(date +%s)
+echo "test-kernels: time scale $scale here: go test -timeout ${pkg_timeout}m a package, the matrix within $((budget / 60))m"
+
 summary=()
 failed=0
 for i in "${!kernels[@]}"; do
@@ -49,13 +66,23 @@ for i in "${!kernels[@]}"; do
 	release=$(ls "$dir/lib/modules")
 	echo "test-kernels: kernel $k ($release): ${pkgs[*]}"
 	start=$(date +%s)
+	left=$((budget - (start - matrix_start)))
 	# -p 1: one guest at a time, each emulating two CPUs on this 2-core
-	# machine. The wrapper's bound sits above go test's own -timeout.
-	if CGO_ENABLED=0 go test -count=1 -p 1 -timeout 10m \
-		-exec "$tmp/vmexec -kernel $dir -timeout 12m$sysctls" "${flags[@]}" "${pkgs[@]}"; then
+	# machine. The wrapper's bound sits above go test's own -timeout;
+	# timeout(1) stops the whole process group (go test, vmexec, QEMU) when
+	# the matrix's budget is spent.
+	if [ "$left" -le 0 ]; then
+		echo "test-kernels: kernel $k: the matrix's budget of $((budget / 60))m is spent" >&2
+		result="FAIL (budget spent)" failed=1
+	elif CGO_ENABLED=0 timeout -k 30s "${left}s" go test -count=1 -p 1 -timeout "${pkg_timeout}m" \
+		-exec "$tmp/vmexec -kernel $dir -timeout $((pkg_timeout + 2))m$sysctls" "${flags[@]}" "${pkgs[@]}"; then
 		result=PASS
 	else
+		status=$?
 		result=FAIL failed=1
+		if [ $status -eq 124 ] || [ $status -eq 137 ]; then
+			result="FAIL (stopped: the matrix's budget of $((budget / 60))m is spent)"
+		fi
 	fi
 	summary+=("kernel $k ($release): $result, ${#pkgs[@]} packages in $(($(date +%s) - start))s")
 done
