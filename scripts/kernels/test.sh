@@ -16,6 +16,8 @@
 #   KERNEL_BUDGET      minutes the whole matrix may take (default 60): a
 #                      kernel still running when it is spent is stopped and
 #                      fails, so a hang cannot push CI past its hard limit
+#   KERNEL_DEADLINE    epoch seconds by which the matrix must end, if sooner
+#                      (make test passes its start plus TEST_MINUTES)
 #   AEGIS_TEST_TIMESCALE  fixes the time scale instead of measuring it (see
 #                      internal/testutil/timescale); it reaches the guests
 #
@@ -57,6 +59,9 @@ scale=$("$tmp/vmexec" -timescale)
 pkg_timeout=$(awk -v s="$scale" 'BEGIN { m = 10 * s; if (m < 10) m = 10; if (m > 30) m = 30; printf "%d", m }')
 budget=$((${KERNEL_BUDGET:-60} * 60))
 matrix_start=$(date +%s)
+if [ -n "${KERNEL_DEADLINE:-}" ] && [ $((KERNEL_DEADLINE - matrix_start)) -lt $budget ]; then
+	budget=$((KERNEL_DEADLINE - matrix_start))
+fi
 echo "test-kernels: time scale $scale here: go test -timeout ${pkg_timeout}m a package, the matrix within $((budget / 60))m"
 
 summary=()
