@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
 // A worker that keeps making host calls, refused and answered, must not
@@ -33,7 +35,7 @@ func TestHostCallsExtendTheDeadlineOnce(t *testing.T) {
 				return []byte("ok"), nil
 			})
 			p := newTestPool(t, Config{Size: 1, Handler: HandlerHostLoop, Host: host})
-			const timeout, extension = 200 * time.Millisecond, 300 * time.Millisecond
+			timeout, extension := testutil.Scale(200*time.Millisecond), testutil.Scale(300*time.Millisecond)
 			var asked []string
 			start := time.Now()
 			_, err := p.do(context.Background(), "f", []byte(tc.ops), exchange{
