@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/sandbox"
+	"github.com/aegis-edge/aegis/internal/seccomp"
 	"github.com/spf13/cobra"
 )
 
@@ -18,7 +19,7 @@ func newSandboxCmd(e *env) *cobra.Command {
 		Short: "Print the workers' seccomp allowlist",
 		Args:  args(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
-			return sandbox.FormatPolicy(e.stdout, sandbox.Policy)
+			return seccomp.FormatPolicy(e.stdout, seccomp.Policy())
 		},
 	}
 	selftest := &cobra.Command{

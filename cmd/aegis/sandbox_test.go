@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/aegis-edge/aegis/internal/sandbox"
+	"github.com/aegis-edge/aegis/internal/seccomp"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -24,7 +25,7 @@ func init() {
 func TestSandboxPolicyPrintsThePolicy(t *testing.T) {
 	code, out, stderr := cli("sandbox", "policy")
 	var want bytes.Buffer
-	sandbox.FormatPolicy(&want, sandbox.Policy)
+	seccomp.FormatPolicy(&want, seccomp.Policy())
 	if code != 0 || out != want.String() {
 		t.Fatalf("exit %d, stderr %q, output:\n%s", code, stderr, out)
 	}

@@ -6,12 +6,12 @@
 // descriptor but its IPC socket, uid and gid nobody, no capabilities,
 // rlimits, no_new_privs, dumpable 0, speculative store bypass disabled,
 // Landlock denying all filesystem and network access, and finally a
-// deny-by-default seccomp filter (Policy) installed on every thread. The
-// supervisor (Pool) keeps a set of workers, sends them requests as framed
-// messages over a socketpair, serves their host calls itself, counts and
-// attributes seccomp violations through a user-notification listener, and
-// kills and replaces a worker that overruns a deadline, crashes or breaks
-// the protocol.
+// deny-by-default seccomp filter (package seccomp) installed on every
+// thread. The supervisor (Pool) keeps a set of workers, sends them
+// requests as framed messages over a socketpair, serves their host calls
+// itself, counts and attributes seccomp violations through a
+// user-notification listener, and kills and replaces a worker that
+// overruns a deadline, crashes or breaks the protocol.
 //
 // The payload is a Handler chosen by name when the pool is built; this
 // package ships the wasm and wasm-compile handlers (edge functions, see

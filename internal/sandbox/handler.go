@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -127,7 +128,7 @@ func selftest(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
 		}
 		return encodeAttempts(escapeAttempts(pid, port)), nil
 	case len(f) == 1 && f[0] == "sweep":
-		return encodeSweep(sweep()), nil
+		return encodeSweep(seccomp.Sweep(seccomp.Policy())), nil
 	}
 	return nil, fmt.Errorf("selftest: unknown request %q", req)
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -494,7 +495,7 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	rep.Cgroup = cgDesc
 	rep.Violations = "not observable (kernel EPERM)"
 	if !p.cfg.PlainDeny {
-		l, err := takeListener(w.pidfd, rep.ListenerFD)
+		l, err := seccomp.TakeListener(w.pidfd, rep.ListenerFD)
 		if err != nil {
 			return fail(err)
 		}
@@ -506,7 +507,7 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	p.mu.Unlock()
 	if w.listener != nil {
 		go func() {
-			if err := serveNotifications(w.listener, func(d seccompData) { p.violation(w, d) }); err != nil && !errors.Is(err, os.ErrClosed) {
+			if err := seccomp.ServeNotifications(w.listener, func(d seccomp.Data) { p.violation(w, d) }); err != nil && !errors.Is(err, os.ErrClosed) {
 				p.cfg.Logger.Warn("sandbox: seccomp listener failed", "pid", rep.PID, "err", err)
 			}
 		}()
@@ -519,12 +520,12 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	return w, nil
 }
 
-func (p *Pool) violation(w *worker, d seccompData) {
+func (p *Pool) violation(w *worker, d seccomp.Data) {
 	fn := ""
 	if f := w.function.Load(); f != nil {
 		fn = *f
 	}
-	name := syscallName(d.Nr)
+	name := seccomp.SyscallName(d.Nr)
 	p.mu.Lock()
 	p.violations[fn]++
 	p.bySyscall[name]++

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/seccomp"
 	"github.com/aegis-edge/aegis/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -282,12 +283,12 @@ func TestSyscallSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res SweepResult
+	var res seccomp.SweepResult
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("sweep: %d numbers denied with EPERM (0..%d, table ends at %d, x32 bit %#x), clone3 %s",
-		res.Denied, res.Max, res.ArchMax, x32Bit, res.Clone3)
+		res.Denied, res.Max, res.ArchMax, seccomp.X32Bit, res.Clone3)
 	for _, f := range res.Failures {
 		t.Errorf("not denied: %s", f)
 	}
@@ -295,9 +296,9 @@ func TestSyscallSweep(t *testing.T) {
 		t.Errorf("clone3: %s, want ENOSYS", res.Clone3)
 	}
 	t.Logf("skipped: %v", res.Skipped)
-	want := sweepMax + 1 - len(Policy) - len(seccompBypass)
-	if x32Bit != 0 {
-		want += sweepMax + 1
+	want := seccomp.SweepMax + 1 - len(seccomp.Policy()) - len(seccomp.Bypass())
+	if seccomp.X32Bit != 0 {
+		want += seccomp.SweepMax + 1
 	}
 	if res.Denied != want {
 		t.Errorf("%d denied, want %d", res.Denied, want)
@@ -305,7 +306,7 @@ func TestSyscallSweep(t *testing.T) {
 	// x32 numbers are refused in the kernel, uncounted; a native call
 	// interrupted by a signal while waiting for the supervisor is restarted
 	// and counted again.
-	native := uint64(sweepMax + 1 - len(Policy) - len(seccompBypass))
+	native := uint64(seccomp.SweepMax + 1 - len(seccomp.Policy()) - len(seccomp.Bypass()))
 	if got := p.Stats().Violations["sweep-fn"]; got < native {
 		t.Errorf("supervisor attributed %d violations to the function, want at least %d", got, native)
 	}

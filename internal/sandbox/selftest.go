@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/aegis-edge/aegis/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,32 +44,8 @@ func (a Attempt) String() string {
 	return fmt.Sprintf("%-10s %-44s %s (want %v)", verdict, a.Name, errno, a.Want)
 }
 
-// SweepResult is the exhaustive sweep: every syscall number the policy does
-// not list, called with zero arguments inside a worker.
-type SweepResult struct {
-	// Max is the highest number tried (beyond the architecture's table).
-	Max int `json:"max"`
-	// ArchMax is the architecture's highest defined syscall number.
-	ArchMax int `json:"arch_max"`
-	// Denied counts the numbers that failed with EPERM (x32 included).
-	Denied int `json:"denied"`
-	// Clone3 is what clone3 returned (want ENOSYS).
-	Clone3 string `json:"clone3"`
-	// Skipped lists numbers the kernel never filters (see seccompBypass).
-	Skipped []string `json:"skipped,omitempty"`
-	// Failures lists numbers that did anything but fail with EPERM.
-	Failures []string `json:"failures,omitempty"`
-}
-
-func encodeAttempts(a []Attempt) []byte { b, _ := json.Marshal(a); return b }
-func encodeSweep(s SweepResult) []byte  { b, _ := json.Marshal(s); return b }
-
-func errnoString(e unix.Errno) string {
-	if e == 0 {
-		return ""
-	}
-	return errnoName(e)
-}
+func encodeAttempts(a []Attempt) []byte        { b, _ := json.Marshal(a); return b }
+func encodeSweep(s seccomp.SweepResult) []byte { b, _ := json.Marshal(s); return b }
 
 // atFDCWD is AT_FDCWD (-100) as a raw syscall argument.
 const atFDCWD = ^uintptr(99)
@@ -85,23 +62,23 @@ func escapeAttempts(supervisor, port int) []Attempt {
 		var a [6]uintptr
 		copy(a[:], args)
 		_, _, e := unix.RawSyscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5])
-		out = append(out, Attempt{Name: name, Errno: errnoString(e), Want: want})
+		out = append(out, Attempt{Name: name, Errno: seccomp.ErrnoName(e), Want: want})
 	}
-	sys := func(name string) uintptr { return syscallNumbers[name] }
+	sys := func(name string) uintptr { nr, _ := seccomp.Number(name); return nr }
 
 	argv := []uintptr{cstr("/bin/sh"), 0}
 	try("execve /bin/sh", eperm, unix.SYS_EXECVE, cstr("/bin/sh"), uintptr(unsafe.Pointer(&argv[0])), 0)
-	if nr, ok := syscallNumbers["fork"]; ok {
+	if nr, ok := seccomp.Number("fork"); ok {
 		try("fork", eperm, nr)
 	}
-	if nr, ok := syscallNumbers["vfork"]; ok {
+	if nr, ok := seccomp.Number("vfork"); ok {
 		try("vfork", eperm, nr)
 	}
 	try("clone as fork (SIGCHLD)", eperm, unix.SYS_CLONE, uintptr(unix.SIGCHLD))
 	try("clone with CLONE_VFORK|CLONE_VM", eperm, unix.SYS_CLONE, unix.CLONE_VFORK|unix.CLONE_VM|uintptr(unix.SIGCHLD))
 	try("clone with namespace flags", eperm, unix.SYS_CLONE,
 		unix.CLONE_NEWUSER|unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWNET|uintptr(unix.SIGCHLD))
-	try("clone thread into a new mount namespace", eperm, unix.SYS_CLONE, goThreadFlags|unix.CLONE_NEWNS)
+	try("clone thread into a new mount namespace", eperm, unix.SYS_CLONE, seccomp.GoThreadFlags|unix.CLONE_NEWNS)
 	try("clone3", []string{"ENOSYS"}, sys("clone3"))
 	for _, s := range []struct {
 		name        string
@@ -127,7 +104,7 @@ func escapeAttempts(supervisor, port int) []Attempt {
 	try("open / (Landlock)", []string{"EACCES"}, unix.SYS_OPENAT, atFDCWD, cstr("/"), unix.O_RDONLY|unix.O_DIRECTORY)
 	try("ptrace attach to the supervisor", eperm, unix.SYS_PTRACE, unix.PTRACE_ATTACH, uintptr(supervisor))
 	try("kill the supervisor", eperm, unix.SYS_KILL, uintptr(supervisor), uintptr(unix.SIGKILL))
-	if supervisor != workerPID {
+	if supervisor != seccomp.WorkerPID {
 		try("tgkill the supervisor", eperm, sys("tgkill"), uintptr(supervisor), uintptr(supervisor), uintptr(unix.SIGKILL))
 	}
 	try("mount tmpfs", eperm, unix.SYS_MOUNT, cstr("none"), cstr("/"), cstr("tmpfs"), 0, 0)
@@ -158,48 +135,10 @@ func escapeAttempts(supervisor, port int) []Attempt {
 	try("mmap executable memory", eperm, unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
 	try("mmap writable and executable memory", eperm, unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
 	try("prctl PR_SET_DUMPABLE 1", eperm, unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 1)
-	if x32Bit != 0 {
-		try("x32 getpid", eperm, x32Bit|sys("getpid"))
+	if seccomp.X32Bit != 0 {
+		try("x32 getpid", eperm, seccomp.X32Bit|sys("getpid"))
 	}
 	return out
-}
-
-// sweepMax is where the sweep stops: past every architecture's table, so
-// numbers a future kernel adds are covered too.
-const sweepMax = 1023
-
-// sweep calls every syscall number the policy does not list and checks it
-// fails with EPERM; on x86-64 it repeats the range with the x32 bit set.
-func sweep() SweepResult {
-	listed := map[uintptr]bool{}
-	for _, r := range Policy {
-		listed[syscallNumbers[r.Syscall]] = true
-	}
-	res := SweepResult{Max: sweepMax, ArchMax: maxSyscall}
-	_, _, e := unix.RawSyscall6(syscallNumbers["clone3"], 0, 0, 0, 0, 0, 0)
-	res.Clone3 = errnoString(e)
-	bases := []uintptr{0}
-	if x32Bit != 0 {
-		bases = append(bases, x32Bit)
-	}
-	for _, base := range bases {
-		for nr := uintptr(0); nr <= sweepMax; nr++ {
-			if base == 0 && listed[nr] {
-				continue
-			}
-			if _, bypass := seccompBypass[nr]; bypass && base == 0 {
-				res.Skipped = append(res.Skipped, fmt.Sprintf("%d (%s: bypasses seccomp, SIGILL outside a uprobe)", nr, seccompBypass[nr]))
-				continue
-			}
-			r, _, e := unix.RawSyscall6(base|nr, 0, 0, 0, 0, 0, 0)
-			if e == unix.EPERM {
-				res.Denied++
-				continue
-			}
-			res.Failures = append(res.Failures, fmt.Sprintf("%#x: returned %d, %s", base|nr, int(r), errnoString(e)))
-		}
-	}
-	return res
 }
 
 // SelftestFunction is the function name self-test requests run under, so
@@ -209,7 +148,7 @@ const SelftestFunction = "selftest"
 // SelftestResult is what RunSelftest found.
 type SelftestResult struct {
 	Attempts []Attempt
-	Sweep    SweepResult
+	Sweep    seccomp.SweepResult
 }
 
 // RunSelftest runs the escape suite and the sweep in a worker of p, whose

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/aegis-edge/aegis/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -217,20 +218,21 @@ func setUp(cfg workerConfig) (Report, int, *frameConn, error) {
 	conn := newFrameConn(fdReadWriter(ipcFD), cfg.MaxFrame)
 	rep.Threads = warmUp()
 
-	deny := uint32(ActionErrno)
+	deny := uint32(seccomp.ActionErrno)
 	if cfg.Notify {
-		deny = ActionNotify
+		deny = seccomp.ActionNotify
 	}
-	prog, err := BuildFilter(Policy, deny)
+	policy := seccomp.Policy()
+	prog, err := seccomp.BuildFilter(policy, deny)
 	if err != nil {
 		return fail("building the filter", err)
 	}
-	listener, err := installFilter(prog, cfg.Notify)
+	listener, err := seccomp.Install(prog, cfg.Notify)
 	if err != nil {
 		return fail("installing the filter", err)
 	}
 	rep.ListenerFD = listener
-	rep.Seccomp = fmt.Sprintf("filter of %d instructions on all threads (TSYNC), %d rules, default EPERM", len(prog), len(Policy))
+	rep.Seccomp = fmt.Sprintf("filter of %d instructions on all threads (TSYNC), %d rules, default EPERM", len(prog), len(policy))
 	return rep, listener, conn, nil
 }
 
@@ -354,32 +356,6 @@ func warmUp() int {
 // threadCount is how many threads the runtime has created (there is no
 // /proc to count them in).
 func threadCount() int { return pprof.Lookup("threadcreate").Count() }
-
-// installFilter loads prog on every thread. With notify, the kernel returns
-// a listener for the supervisor; TSYNC_ESRCH lets TSYNC and NEW_LISTENER
-// share the return value.
-func installFilter(prog []unix.SockFilter, notify bool) (int, error) {
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	flags := uintptr(unix.SECCOMP_FILTER_FLAG_TSYNC)
-	if notify {
-		// WAIT_KILLABLE_RECV: once the supervisor has a call, signals
-		// (Go's preemption SIGURG) no longer interrupt its wait, so a call
-		// is neither restarted nor counted twice.
-		flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH | unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-	}
-	r, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&fprog)))
-	runtime.KeepAlive(prog)
-	if e != 0 {
-		return -1, e
-	}
-	if !notify {
-		if r != 0 {
-			return -1, fmt.Errorf("thread %d could not be synchronised", r)
-		}
-		return -1, nil
-	}
-	return int(r), nil
-}
 
 // serve answers requests until the supervisor hangs up, and returns the
 // exit code.

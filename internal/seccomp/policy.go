@@ -1,4 +1,4 @@
-package sandbox
+package seccomp
 
 import (
 	"fmt"
@@ -35,30 +35,46 @@ type ArgCheck struct {
 	Names []string
 }
 
-// Thread creation flags. Go's runtime creates threads with goThreadFlags;
+// Thread creation flags. Go's runtime creates threads with GoThreadFlags;
 // glibc's pthread_create (only in binaries linked with cgo, such as test
 // binaries) uses glibcThreadFlags. Both share the address space and stay in
 // the thread group: no fork, no new namespaces.
 const (
-	goThreadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_SYSVSEM | unix.CLONE_THREAD
+	GoThreadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_SYSVSEM | unix.CLONE_THREAD
 	// goTLSThreadFlags is what a pure-Go (CGO_ENABLED=0) binary on amd64
 	// really passes: runtime·clone adds CLONE_SETTLS to set the new
 	// thread's FS base itself. Found by the kernel matrix: workers built
 	// that way died at their first thread started after the filter.
-	goTLSThreadFlags = goThreadFlags | unix.CLONE_SETTLS
-	glibcThreadFlags = goThreadFlags | unix.CLONE_SETTLS | unix.CLONE_PARENT_SETTID | unix.CLONE_CHILD_CLEARTID
+	goTLSThreadFlags = GoThreadFlags | unix.CLONE_SETTLS
+	glibcThreadFlags = GoThreadFlags | unix.CLONE_SETTLS | unix.CLONE_PARENT_SETTID | unix.CLONE_CHILD_CLEARTID
 )
 
-// workerPID is the worker's own pid: it is always the first process of its
-// pid namespace.
-const workerPID = 1
+// WorkerPID is a sandbox worker's own pid: it is always the first process
+// of its pid namespace, and the policy lets it signal only itself.
+const WorkerPID = 1
 
-// Policy is the worker's seccomp allowlist, measured on Go 1.26 (see
+// Policy returns the worker's seccomp allowlist, a copy the caller may
+// change. See policy.
+func Policy() []Rule {
+	out := make([]Rule, len(policy))
+	for i, r := range policy {
+		r.Args = append([]ArgCheck(nil), r.Args...)
+		for j, a := range r.Args {
+			a.OneOf = append([]uint64(nil), a.OneOf...)
+			a.Names = append([]string(nil), a.Names...)
+			r.Args[j] = a
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// policy is the worker's seccomp allowlist, measured on Go 1.26 (see
 // docs/SANDBOX.md): what the runtime and the serving loop call once the
 // worker is set up, and nothing else. Every other call is denied with EPERM
 // (after the supervisor has counted it, when it listens). Changing it
 // changes testdata/policy.golden: review both together.
-var Policy = []Rule{
+var policy = []Rule{
 	// Hot: the scheduler, the netpoller and the IPC socket.
 	{Syscall: "futex", Hot: true, Why: "runtime locks and parking of threads"},
 	{Syscall: "read", Hot: true, Why: "IPC socket, netpoller eventfd"},
@@ -87,11 +103,11 @@ var Policy = []Rule{
 	{Syscall: "getpid", Why: "preemption signals are sent to ourselves"},
 	{Syscall: "gettid", Why: "preemption signals are sent to a thread"},
 	{Syscall: "tgkill", Why: "preemption signal to a thread of this process only",
-		Args: []ArgCheck{{Index: 0, OneOf: []uint64{workerPID}, Names: []string{"own pid (1)"}}}},
+		Args: []ArgCheck{{Index: 0, OneOf: []uint64{WorkerPID}, Names: []string{"own pid (1)"}}}},
 
 	// Threads.
 	{Syscall: "clone", Why: "new runtime threads, thread flags only",
-		Args: []ArgCheck{{Index: 0, OneOf: []uint64{goThreadFlags, goTLSThreadFlags, glibcThreadFlags}, Names: []string{"Go thread", "Go thread setting its TLS (amd64)", "glibc thread"}}}},
+		Args: []ArgCheck{{Index: 0, OneOf: []uint64{GoThreadFlags, goTLSThreadFlags, glibcThreadFlags}, Names: []string{"Go thread", "Go thread setting its TLS (amd64)", "glibc thread"}}}},
 	{Syscall: "clone3", Errno: unix.ENOSYS, Why: "flags live in memory a filter cannot read: callers fall back to clone"},
 	{Syscall: "rseq", Why: "glibc thread start (cgo binaries): glibc aborts when registration fails"},
 	{Syscall: "set_robust_list", Why: "glibc thread start (cgo binaries)"},
@@ -127,7 +143,7 @@ func FormatPolicy(w io.Writer, rules []Rule) error {
 		fmt.Fprintf(&b, "%-18s ", r.Syscall)
 		switch {
 		case r.Errno != 0:
-			fmt.Fprintf(&b, "errno %s", errnoName(r.Errno))
+			fmt.Fprintf(&b, "errno %s", ErrnoName(r.Errno))
 		case r.Hot:
 			b.WriteString("allow (hot)")
 		case len(r.Args) == 0:
@@ -157,7 +173,12 @@ func FormatPolicy(w io.Writer, rules []Rule) error {
 	return err
 }
 
-func errnoName(e unix.Errno) string {
+// ErrnoName is the symbolic name of e (EPERM), its number if it has none,
+// or "" for no error.
+func ErrnoName(e unix.Errno) string {
+	if e == 0 {
+		return ""
+	}
 	if n := unix.ErrnoName(e); n != "" {
 		return n
 	}

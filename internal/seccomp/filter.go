@@ -1,4 +1,4 @@
-package sandbox
+package seccomp
 
 import (
 	"fmt"
@@ -36,11 +36,11 @@ func BuildFilter(rules []Rule, deny uint32) ([]unix.SockFilter, error) {
 	a.load(offArch)
 	a.jeq(auditArch, "", "kill")
 	a.load(offNr)
-	if x32Bit != 0 {
+	if X32Bit != 0 {
 		// Refused in the kernel, never handed to the supervisor: a signal
 		// arriving while an x32-numbered call waits for its answer would
 		// get an x32 signal frame, which kills a 64-bit process.
-		a.jge(x32Bit, "", "native")
+		a.jge(X32Bit, "", "native")
 		a.ret(ActionErrno)
 		a.label("native")
 	}
@@ -145,7 +145,7 @@ func (a *assembler) label(name string) {
 		a.labels = map[string]int{}
 	}
 	if _, dup := a.labels[name]; dup {
-		panic("sandbox: label defined twice: " + name)
+		panic("seccomp: label defined twice: " + name)
 	}
 	a.labels[name] = len(a.ins)
 }

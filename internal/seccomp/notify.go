@@ -1,4 +1,4 @@
-package sandbox
+package seccomp
 
 import (
 	"errors"
@@ -10,20 +10,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// seccompNotif, seccompData and seccompNotifResp mirror the kernel's
-// struct seccomp_notif, seccomp_data and seccomp_notif_resp.
-type seccompData struct {
+// Data is the kernel's struct seccomp_data: the call a filter saw.
+type Data struct {
 	Nr   int32
 	Arch uint32
 	IP   uint64
 	Args [6]uint64
 }
 
+// seccompNotif and seccompNotifResp mirror the kernel's struct
+// seccomp_notif and seccomp_notif_resp.
 type seccompNotif struct {
 	ID    uint64
 	PID   uint32
 	Flags uint32
-	Data  seccompData
+	Data  Data
 }
 
 type seccompNotifResp struct {
@@ -33,10 +34,10 @@ type seccompNotifResp struct {
 	Flags uint32
 }
 
-// takeListener copies the worker's seccomp listener into the supervisor
+// TakeListener copies the worker's seccomp listener into the supervisor
 // with pidfd_getfd: the supervisor takes it, the worker never sends a
 // descriptor. The copy is checked to be a seccomp listener.
-func takeListener(pidfd, fd int) (*os.File, error) {
+func TakeListener(pidfd, fd int) (*os.File, error) {
 	nfd, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
 		return nil, fmt.Errorf("pidfd_getfd: %w", err)
@@ -53,10 +54,10 @@ func takeListener(pidfd, fd int) (*os.File, error) {
 	return os.NewFile(uintptr(nfd), "seccomp-listener"), nil
 }
 
-// serveNotifications answers every call the worker's filter hands over with
+// ServeNotifications answers every call the worker's filter hands over with
 // EPERM, after reporting it. It returns nil when the worker is gone and
 // os.ErrClosed when the listener is closed under it.
-func serveNotifications(f *os.File, report func(seccompData)) error {
+func ServeNotifications(f *os.File, report func(Data)) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -103,15 +104,10 @@ func serveNotifications(f *os.File, report func(seccompData)) error {
 	}
 }
 
-// syscallName names a number for violation reports.
-func syscallName(nr int32) string {
-	for name, n := range syscallNumbers {
-		if uintptr(nr) == n {
-			return name
-		}
+// errnoErr is nil for no error, else the errno.
+func errnoErr(e unix.Errno) error {
+	if e == 0 {
+		return nil
 	}
-	if x32Bit != 0 && nr&x32Bit != 0 {
-		return fmt.Sprintf("x32:%d", nr&^x32Bit)
-	}
-	return fmt.Sprintf("syscall-%d", nr)
+	return e
 }

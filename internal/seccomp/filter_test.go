@@ -1,4 +1,4 @@
-package sandbox
+package seccomp
 
 import (
 	"bytes"
@@ -48,7 +48,7 @@ func runFilter(t *testing.T, prog []unix.SockFilter, arch uint32, nr uint32, arg
 
 func TestFilterVerdicts(t *testing.T) {
 	for _, deny := range []uint32{ActionErrno, ActionNotify} {
-		prog, err := BuildFilter(Policy, deny)
+		prog, err := BuildFilter(Policy(), deny)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,12 +63,12 @@ func TestFilterVerdicts(t *testing.T) {
 			{"read", auditArch, nr("read"), [6]uint64{3, 0, 10}, unix.SECCOMP_RET_ALLOW},
 			{"mmap", auditArch, nr("mmap"), [6]uint64{}, unix.SECCOMP_RET_ALLOW},
 			{"clone3 answers ENOSYS", auditArch, nr("clone3"), [6]uint64{}, unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
-			{"clone Go thread", auditArch, nr("clone"), [6]uint64{goThreadFlags}, unix.SECCOMP_RET_ALLOW},
+			{"clone Go thread", auditArch, nr("clone"), [6]uint64{GoThreadFlags}, unix.SECCOMP_RET_ALLOW},
 			{"clone glibc thread", auditArch, nr("clone"), [6]uint64{glibcThreadFlags}, unix.SECCOMP_RET_ALLOW},
 			{"clone Go thread with its TLS", auditArch, nr("clone"), [6]uint64{goTLSThreadFlags}, unix.SECCOMP_RET_ALLOW},
 			{"clone fork", auditArch, nr("clone"), [6]uint64{uint64(unix.SIGCHLD)}, deny},
-			{"clone thread with new user ns", auditArch, nr("clone"), [6]uint64{goThreadFlags | unix.CLONE_NEWUSER}, deny},
-			{"clone thread flags in high bits", auditArch, nr("clone"), [6]uint64{goThreadFlags | 1<<32}, deny},
+			{"clone thread with new user ns", auditArch, nr("clone"), [6]uint64{GoThreadFlags | unix.CLONE_NEWUSER}, deny},
+			{"clone thread flags in high bits", auditArch, nr("clone"), [6]uint64{GoThreadFlags | 1<<32}, deny},
 			{"prctl PR_SET_VMA", auditArch, nr("prctl"), [6]uint64{unix.PR_SET_VMA}, unix.SECCOMP_RET_ALLOW},
 			{"prctl PR_SET_VMA high bits", auditArch, nr("prctl"), [6]uint64{unix.PR_SET_VMA | 1<<40}, deny},
 			{"prctl PR_SET_DUMPABLE", auditArch, nr("prctl"), [6]uint64{unix.PR_SET_DUMPABLE, 1}, deny},
@@ -79,16 +79,16 @@ func TestFilterVerdicts(t *testing.T) {
 			{"ioctl TIOCSTI", auditArch, nr("ioctl"), [6]uint64{0, unix.TIOCSTI}, deny},
 			{"foreign architecture", unix.AUDIT_ARCH_I386, nr("read"), [6]uint64{}, unix.SECCOMP_RET_KILL_PROCESS},
 			{"number beyond the table", auditArch, maxSyscall + 1, [6]uint64{}, deny},
-			{"negative number", auditArch, 0xffffffff, [6]uint64{}, map[bool]uint32{true: deny, false: ActionErrno}[x32Bit == 0]},
+			{"negative number", auditArch, 0xffffffff, [6]uint64{}, map[bool]uint32{true: deny, false: ActionErrno}[X32Bit == 0]},
 		}
-		if x32Bit != 0 {
+		if X32Bit != 0 {
 			tests = append(tests, struct {
 				name string
 				arch uint32
 				nr   uint32
 				args [6]uint64
 				want uint32
-			}{"x32 read", auditArch, x32Bit | nr("read"), [6]uint64{}, ActionErrno})
+			}{"x32 read", auditArch, X32Bit | nr("read"), [6]uint64{}, ActionErrno})
 		}
 		for _, tc := range tests {
 			if got := runFilter(t, prog, tc.arch, tc.nr, tc.args); got != tc.want {
@@ -100,12 +100,12 @@ func TestFilterVerdicts(t *testing.T) {
 
 // Every number the policy does not name is denied, whatever the arguments.
 func TestFilterDeniesEverythingElse(t *testing.T) {
-	prog, err := BuildFilter(Policy, ActionErrno)
+	prog, err := BuildFilter(Policy(), ActionErrno)
 	if err != nil {
 		t.Fatal(err)
 	}
 	listed := map[uint32]bool{}
-	for _, r := range Policy {
+	for _, r := range Policy() {
 		listed[uint32(syscallNumbers[r.Syscall])] = true
 	}
 	denied := 0
@@ -113,12 +113,12 @@ func TestFilterDeniesEverythingElse(t *testing.T) {
 		if listed[nr] {
 			continue
 		}
-		if got := runFilter(t, prog, auditArch, nr, [6]uint64{goThreadFlags, 1, 2, 3, 4, 5}); got != ActionErrno {
+		if got := runFilter(t, prog, auditArch, nr, [6]uint64{GoThreadFlags, 1, 2, 3, 4, 5}); got != ActionErrno {
 			t.Errorf("syscall %d: verdict %#x, want EPERM", nr, got)
 		}
 		denied++
 	}
-	if denied < 1024-len(Policy) {
+	if denied < 1024-len(Policy()) {
 		t.Fatalf("only %d numbers checked", denied)
 	}
 }
@@ -140,7 +140,7 @@ func TestBuildFilterRejectsBadPolicies(t *testing.T) {
 func TestHotSyscallsLeadThePolicy(t *testing.T) {
 	for _, name := range []string{"futex", "read", "write", "epoll_pwait", "nanosleep", "sched_yield", "madvise"} {
 		found := false
-		for _, r := range Policy {
+		for _, r := range Policy() {
 			if r.Syscall == name {
 				found = r.Hot && len(r.Args) == 0 && r.Errno == 0
 			}
@@ -155,7 +155,7 @@ func TestHotSyscallsLeadThePolicy(t *testing.T) {
 // test until testdata/policy.golden is updated (go test -run Golden -update).
 func TestPolicyGolden(t *testing.T) {
 	var buf bytes.Buffer
-	if err := FormatPolicy(&buf, Policy); err != nil {
+	if err := FormatPolicy(&buf, Policy()); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join("testdata", "policy.golden")
@@ -170,5 +170,25 @@ func TestPolicyGolden(t *testing.T) {
 	}
 	if !bytes.Equal(buf.Bytes(), want) {
 		t.Fatalf("policy changed; review and run go test -run Golden -update\n--- got\n%s--- want\n%s", buf.Bytes(), want)
+	}
+}
+
+// Policy hands out a copy: a caller that changes it changes neither the
+// filter workers install nor what the next caller gets.
+func TestPolicyIsACopy(t *testing.T) {
+	var before bytes.Buffer
+	FormatPolicy(&before, Policy())
+	p := Policy()
+	for i := range p {
+		p[i].Syscall, p[i].Hot = "execve", false
+		for j := range p[i].Args {
+			p[i].Args[j].OneOf[0] = ^uint64(0)
+			p[i].Args[j].Names[0] = "changed"
+		}
+	}
+	var after bytes.Buffer
+	FormatPolicy(&after, Policy())
+	if !bytes.Equal(before.Bytes(), after.Bytes()) {
+		t.Fatalf("changing a copy changed the policy:\n%s", after.Bytes())
 	}
 }
