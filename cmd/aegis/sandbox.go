@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/executor"
 	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/seccomp"
 	"github.com/spf13/cobra"
@@ -41,7 +42,7 @@ func newSandboxWorkerCmd() *cobra.Command {
 		Use:    "sandbox-worker",
 		Hidden: true,
 		Args:   cobra.ArbitraryArgs,
-		Run:    func(*cobra.Command, []string) { sandbox.WorkerMain(sandbox.BuiltinHandlers()) },
+		Run:    func(*cobra.Command, []string) { sandbox.WorkerMain(executor.WorkerHandlers()) },
 	}
 }
 

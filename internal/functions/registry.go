@@ -62,7 +62,7 @@ type Loaded interface {
 // InProcess is the Executor that compiles and runs modules in the calling
 // process with a wasm.Engine: for tests and benchmarks of trusted
 // fixtures. The node never uses it: it compiles and runs tenants' modules
-// only in sandboxed workers (sandbox.Executor).
+// only in sandboxed workers (executor.Executor).
 type InProcess struct{ Engine *wasm.Engine }
 
 // Load compiles the module.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/aegis-edge/aegis/internal/executor"
 	"github.com/aegis-edge/aegis/internal/sandbox"
 )
 
@@ -11,7 +12,7 @@ import (
 // as `aegis sandbox-worker`: the test binary must be one.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == sandbox.WorkerCommand[1] {
-		sandbox.WorkerMain(sandbox.BuiltinHandlers())
+		sandbox.WorkerMain(executor.WorkerHandlers())
 	}
 	os.Exit(m.Run())
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/executor"
 	"github.com/aegis-edge/aegis/internal/features"
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/gateway"
@@ -70,7 +71,7 @@ type Node struct {
 	eventsMu sync.Mutex
 	events   []shield.AutoBlock // most recent automatic blocks, newest last
 
-	executor  *sandbox.Executor
+	executor  *executor.Executor
 	functions *functions.Registry
 	gateway   *gateway.Server // nil when gateway.listen is empty
 
@@ -153,7 +154,7 @@ func (n *Node) startFunctions() error {
 	// Functions are compiled (once per version, at deploy and here at
 	// start) and run only in sandboxed workers: the node never compiles or
 	// instantiates a tenant's module itself.
-	x, err := sandbox.NewExecutor(context.Background(), sandbox.ExecutorConfig{
+	x, err := executor.New(context.Background(), executor.Config{
 		Pool:             sandbox.Config{Size: workers, Logger: n.log, AllowNoMemoryCap: fc.AllowNoMemoryCap},
 		MaxModuleBytes:   int64(fc.MaxModuleSize),
 		MaxResponseBytes: int64(fc.Defaults.MaxResponseBody),

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aegis-edge/aegis/internal/sandbox/sandboxtest"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -107,6 +108,9 @@ func checkMemoryCap(t *testing.T, p *Pool, not ...string) {
 		if !cgroupName.MatchString(name) || slices.Contains(not, name) {
 			t.Errorf("worker %d: memory cgroup %q (in %q)", r.PID, name, b)
 			continue
+		}
+		if dir := filepath.Join(memParent, name); !l.v2 && !slices.Contains(sandboxtest.Cgroups(), dir) {
+			t.Errorf("worker %d: memory cgroup %s is not one the tests' leak check looks for: %v", r.PID, dir, sandboxtest.Cgroups())
 		}
 		limit, err := os.ReadFile(filepath.Join(memParent, name, limitFile))
 		if got := strings.TrimSpace(string(limit)); err != nil || got != strconv.FormatInt(p.cfg.Memory, 10) {

@@ -38,9 +38,9 @@ func TestHostCallsExtendTheDeadlineOnce(t *testing.T) {
 			timeout, extension := testutil.Scale(200*time.Millisecond), testutil.Scale(300*time.Millisecond)
 			var asked []string
 			start := time.Now()
-			_, err := p.do(context.Background(), "f", []byte(tc.ops), exchange{
-				deadline: start.Add(timeout),
-				extend: func(op string) time.Duration {
+			_, err := p.DoExchange(context.Background(), "f", []byte(tc.ops), Exchange{
+				Deadline: start.Add(timeout),
+				Extend: func(op string) time.Duration {
 					asked = append(asked, op)
 					return extension
 				},

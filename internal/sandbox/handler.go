@@ -13,7 +13,7 @@ import (
 )
 
 // Handler is the payload a worker runs for each request: the Wasm runtime
-// (HandlerWasm) or a test handler. It runs inside the sandbox, so whatever it
+// (package executor) or a test handler. It runs inside the sandbox, so whatever it
 // needs from the outside world it asks for through host.
 type Handler interface {
 	Handle(ctx context.Context, req []byte, host HostCaller) ([]byte, error)
@@ -65,9 +65,10 @@ const (
 	HandlerSyscallBench = "syscall-bench"
 )
 
-// BuiltinHandlers returns the handlers this package ships: the wasm
-// handler, test payloads and the self-test. Only the supervisor picks a
-// worker's handler; nothing a payload does can reach another one.
+// BuiltinHandlers returns the handlers this package ships: test payloads
+// and the self-test (package executor adds the wasm ones). Only the
+// supervisor picks a worker's handler; nothing a payload does can reach
+// another one.
 func BuiltinHandlers() map[string]Handler {
 	return map[string]Handler{
 		HandlerEcho: HandlerFunc(func(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
@@ -108,8 +109,6 @@ func BuiltinHandlers() map[string]Handler {
 				}
 			}
 		}),
-		HandlerWasm:         newWasmHandler(),
-		HandlerCompile:      newCompileHandler(),
 		HandlerSelftest:     HandlerFunc(selftest),
 		HandlerSyscallBench: HandlerFunc(syscallBench),
 	}

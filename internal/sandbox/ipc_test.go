@@ -8,6 +8,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/aegis-edge/aegis/internal/sandbox/sandboxtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,7 +94,7 @@ func TestDescriptorsFromThePeerAreDropped(t *testing.T) {
 
 	var msg bytes.Buffer
 	newFrameConn(&msg, 64).write(frame{typ: msgResponse, id: 1, payload: []byte("hi")})
-	before := openFDs(t)
+	before := sandboxtest.OpenFDs(t)
 	rights := unix.UnixRights(int(devnull.Fd()), int(devnull.Fd()))
 	if err := unix.Sendmsg(fds[1], msg.Bytes(), rights, nil, 0); err != nil {
 		t.Fatal(err)
@@ -102,7 +103,7 @@ func TestDescriptorsFromThePeerAreDropped(t *testing.T) {
 	if err != nil || string(f.payload) != "hi" {
 		t.Fatalf("read %+v, %v", f, err)
 	}
-	if after := openFDs(t); after != before {
+	if after := sandboxtest.OpenFDs(t); after != before {
 		t.Fatalf("descriptors: %d before, %d after reading a message carrying two", before, after)
 	}
 }

@@ -138,6 +138,7 @@ func ErrorStatus(err error) (int, string) {
 // Stats are a pool's counters.
 type Stats struct {
 	Live     int    // workers alive now
+	Busy     int    // workers serving a request now
 	Started  uint64 // workers started, replacements included
 	Replaced uint64 // workers killed or lost and replaced
 	// Violations counts denied syscalls by function ("" for a worker
@@ -207,32 +208,34 @@ func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
 // Do runs one request for function in a worker and returns the response.
 // The deadline is ctx's, or cfg.Timeout; a worker that overruns it is killed.
 func (p *Pool) Do(ctx context.Context, function string, req []byte) ([]byte, error) {
-	return p.do(ctx, function, req, exchange{})
+	return p.DoExchange(ctx, function, req, Exchange{})
 }
 
-// exchange tunes one request for a caller that knows its payload.
-type exchange struct {
-	// deadline, if set, replaces ctx's.
-	deadline time.Time
-	// accept checks the response; when it refuses it, the worker is killed
+// Exchange tunes one request for a caller that knows its payload (the
+// edge-function executor). The zero value is Do's request.
+type Exchange struct {
+	// Deadline, if set, replaces ctx's.
+	Deadline time.Time
+	// Accept checks the response; when it refuses it, the worker is killed
 	// and replaced and the request fails with ErrProtocol.
-	accept func([]byte) error
-	// extend is called after a host call the supervisor answered (not one
+	Accept func([]byte) error
+	// Extend is called after a host call the supervisor answered (not one
 	// it refused) and may give the worker more time, to compile a module
-	// it has just fetched, say. A request is extended once: after extend
+	// it has just fetched, say. A request is extended once: after Extend
 	// has granted time, it is not called again.
-	extend func(op string) time.Duration
-	// once retires the worker after this request whatever its outcome, so
+	Extend func(op string) time.Duration
+	// Once retires the worker after this request whatever its outcome, so
 	// that nothing it did carries over to the next (the compile worker).
-	once bool
-	// timeout, if set, replaces deadline: the request has that long from
+	Once bool
+	// Timeout, if set, replaces Deadline: the request has that long from
 	// when it gets a worker, and waits for one (a single-use worker being
 	// replaced, say) up to StartTimeout longer.
-	timeout time.Duration
+	Timeout time.Duration
 }
 
-func (p *Pool) do(ctx context.Context, function string, req []byte, ex exchange) ([]byte, error) {
-	deadline := ex.deadline
+// DoExchange is Do, tuned by ex.
+func (p *Pool) DoExchange(ctx context.Context, function string, req []byte, ex Exchange) ([]byte, error) {
+	deadline := ex.Deadline
 	if deadline.IsZero() {
 		var ok bool
 		if deadline, ok = ctx.Deadline(); !ok {
@@ -243,8 +246,8 @@ func (p *Pool) do(ctx context.Context, function string, req []byte, ex exchange)
 		return nil, fmt.Errorf("request of %d bytes: %w", len(req), ErrFrameTooLarge)
 	}
 	acquireBy := deadline
-	if ex.timeout > 0 {
-		acquireBy = time.Now().Add(p.cfg.StartTimeout + ex.timeout)
+	if ex.Timeout > 0 {
+		acquireBy = time.Now().Add(p.cfg.StartTimeout + ex.Timeout)
 	}
 	actx, cancel := context.WithDeadline(ctx, acquireBy)
 	w, err := p.acquire(actx)
@@ -252,14 +255,14 @@ func (p *Pool) do(ctx context.Context, function string, req []byte, ex exchange)
 	if err != nil {
 		return nil, err
 	}
-	if ex.timeout > 0 {
-		deadline = time.Now().Add(ex.timeout)
+	if ex.Timeout > 0 {
+		deadline = time.Now().Add(ex.Timeout)
 	}
 	w.function.Store(&function)
-	out, err := p.roundTrip(ctx, w, function, req, deadline, ex.extend)
+	out, err := p.roundTrip(ctx, w, function, req, deadline, ex.Extend)
 	w.function.Store(nil)
-	if err == nil && ex.accept != nil {
-		if err = ex.accept(out); err != nil && !errors.Is(err, ErrProtocol) {
+	if err == nil && ex.Accept != nil {
+		if err = ex.Accept(out); err != nil && !errors.Is(err, ErrProtocol) {
 			err = fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
 	}
@@ -268,7 +271,7 @@ func (p *Pool) do(ctx context.Context, function string, req []byte, ex exchange)
 		p.retireWorker(w, err)
 		return nil, err
 	}
-	if ex.once {
+	if ex.Once {
 		p.retireWorker(w, errUsedOnce)
 		return out, err
 	}
@@ -624,6 +627,11 @@ func (p *Pool) Stats() Stats {
 	defer p.mu.Unlock()
 	s := Stats{Live: len(p.workers), Started: p.started, Replaced: p.replaced,
 		Violations: map[string]uint64{}, ViolationsBySyscall: map[string]uint64{}}
+	for w := range p.workers {
+		if w.function.Load() != nil {
+			s.Busy++
+		}
+	}
 	for k, v := range p.violations {
 		s.Violations[k] = v
 	}
@@ -644,7 +652,22 @@ func (p *Pool) Reports() []Report {
 	return out
 }
 
-// workerByPID finds a live worker (tests).
+// errRecycled is why a worker that Recycle was asked for is replaced.
+var errRecycled = errors.New("recycled on request")
+
+// Recycle kills worker pid (a PID of Reports) and starts a fresh worker in
+// its place, as if it had failed: a request it was serving fails with
+// ErrWorkerCrashed. It reports whether pid was a worker of p.
+func (p *Pool) Recycle(pid int) bool {
+	w := p.workerByPID(pid)
+	if w == nil {
+		return false
+	}
+	p.retireWorker(w, errRecycled)
+	return true
+}
+
+// workerByPID finds a live worker.
 func (p *Pool) workerByPID(pid int) *worker {
 	p.mu.Lock()
 	defer p.mu.Unlock()

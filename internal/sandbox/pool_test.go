@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,11 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/sandbox/sandboxtest"
 	"github.com/aegis-edge/aegis/internal/seccomp"
 	"github.com/aegis-edge/aegis/internal/testutil"
 	"golang.org/x/sys/unix"
@@ -50,56 +49,14 @@ func testScaled(cfg Config) Config {
 // closes the pool (with stop) and checks that nothing it had outlives it.
 func leakCheck(t *testing.T) func(p *Pool, stop func() error) {
 	t.Helper()
-	fdsBefore := openFDs(t)
+	check := sandboxtest.LeakCheck(t)
 	return func(p *Pool, stop func() error) {
 		pids := []int{}
 		for _, r := range p.Reports() {
 			pids = append(pids, r.PID)
 		}
-		stop()
-		if got := openFDs(t); got != fdsBefore {
-			t.Errorf("descriptors: %d before the pool, %d after Close", fdsBefore, got)
-		}
-		for _, pid := range pids {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
-				t.Errorf("worker %d still exists (zombie or alive) after Close", pid)
-			}
-		}
-		if z := zombieChildren(t); len(z) > 0 {
-			t.Errorf("zombie children: %v", z)
-		}
-		leftover, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", cgroupParent, fmt.Sprintf("w%d-*", os.Getpid())))
-		if len(leftover) > 0 {
-			t.Errorf("cgroups left behind: %v", leftover)
-		}
+		check(pids, stop)
 	}
-}
-
-func openFDs(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(entries)
-}
-
-func zombieChildren(t *testing.T) []string {
-	t.Helper()
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var out []string
-	for _, s := range stats {
-		b, err := os.ReadFile(s)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) > 1 && f[0] == "Z" && f[1] == fmt.Sprint(os.Getpid()) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func echoHost(_ context.Context, function, op string, data []byte) ([]byte, error) {

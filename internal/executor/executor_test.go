@@ -1,4 +1,4 @@
-package sandbox
+package executor
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/sandbox"
+	"github.com/aegis-edge/aegis/internal/sandbox/sandboxtest"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/aegis-edge/aegis/internal/wasm"
@@ -55,8 +57,9 @@ func testDefaults() config.FunctionLimits {
 
 // newTestExecutor starts an executor whose workers are checked for leaks
 // when the test ends. The budgets the test leaves unset get the product's
-// defaults scaled to the machine's speed (see testScaled).
-func newTestExecutor(t *testing.T, cfg ExecutorConfig) *Executor {
+// defaults scaled to the machine's speed: a worker starts in 0.1 s on the
+// host but takes seconds under emulation, past the 5 s default.
+func newTestExecutor(t *testing.T, cfg Config) *Executor {
 	t.Helper()
 	testutil.RequireRoot(t)
 	if cfg.Grace == 0 {
@@ -65,8 +68,13 @@ func newTestExecutor(t *testing.T, cfg ExecutorConfig) *Executor {
 	if cfg.CompileTimeout == 0 {
 		cfg.CompileTimeout = testutil.Scale(10 * time.Second)
 	}
-	cfg.Pool = testScaled(cfg.Pool)
-	checkLeaks := leakCheck(t)
+	if cfg.Pool.StartTimeout == 0 {
+		cfg.Pool.StartTimeout = testutil.Scale(5 * time.Second)
+	}
+	if cfg.Pool.Timeout == 0 {
+		cfg.Pool.Timeout = testutil.Scale(10 * time.Second)
+	}
+	checkLeaks := sandboxtest.LeakCheck(t)
 	if cfg.CompileTimeout == 0 {
 		// Compiling a real module (the Go example) takes many times longer
 		// under QEMU's emulation or the race detector than the default
@@ -74,11 +82,17 @@ func newTestExecutor(t *testing.T, cfg ExecutorConfig) *Executor {
 		// own.
 		cfg.CompileTimeout = 10 * time.Minute
 	}
-	x, err := NewExecutor(context.Background(), cfg)
+	x, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("starting executor: %v", err)
 	}
-	t.Cleanup(func() { checkLeaks(x.Pool(), x.Close) })
+	t.Cleanup(func() {
+		var pids []int
+		for _, r := range x.Pool().Reports() {
+			pids = append(pids, r.PID)
+		}
+		checkLeaks(pids, x.Close)
+	})
 	return x
 }
 
@@ -158,7 +172,7 @@ func (g *gateway) deploy(t testing.TB, name, module string, spec functions.Spec)
 // every example through workers and in-process, and wants the same status,
 // aegis-error and body from both.
 func TestSandboxedMatchesInProcess(t *testing.T) {
-	x := newTestExecutor(t, ExecutorConfig{Pool: Config{Size: 2}})
+	x := newTestExecutor(t, Config{Pool: sandbox.Config{Size: 2}})
 	sandboxed, local := newGateway(t, x), inProcessGateway(t)
 	mem := config.Size(1 << 20)
 	// Not scaled: the function sleeps an hour, so this deadline fires
@@ -234,7 +248,7 @@ func TestSandboxedMatchesInProcess(t *testing.T) {
 // TestExecutorLoadRefusesAtDeploy: a module that cannot run is refused by
 // Load, in the supervisor, before any worker sees it.
 func TestExecutorLoadRefusesAtDeploy(t *testing.T) {
-	x := newTestExecutor(t, ExecutorConfig{Pool: Config{Size: 1}})
+	x := newTestExecutor(t, Config{Pool: sandbox.Config{Size: 1}})
 	g := newGateway(t, x)
 	_, err := g.reg.Deploy(context.Background(), "bad", []byte("\x00asm garbage"), functions.Spec{Route: "/bad"}, "")
 	if err == nil || !strings.Contains(err.Error(), "invalid") {
@@ -247,7 +261,7 @@ func TestExecutorLoadRefusesAtDeploy(t *testing.T) {
 // sleep an hour), the pool starts a replacement and the next request is
 // served.
 func TestWorkerKilledMidRequest(t *testing.T) {
-	x := newTestExecutor(t, ExecutorConfig{Pool: Config{Size: 1}})
+	x := newTestExecutor(t, Config{Pool: sandbox.Config{Size: 1}})
 	g := newGateway(t, x)
 	// Scaled, up to the longest timeout a spec may have: the kill must come
 	// first however slow the worker is to start the function.
@@ -255,11 +269,11 @@ func TestWorkerKilledMidRequest(t *testing.T) {
 	g.deploy(t, "sleep", modSleep, functions.Spec{Route: "/sleep", Timeout: &long})
 	g.deploy(t, "hello", modHello, functions.Spec{Route: "/hello"})
 	pid := x.Pool().Reports()[0].PID
-	w := x.Pool().workerByPID(pid)
 	var wg sync.WaitGroup
 	var got answer
 	wg.Go(func() { got = g.send(t, "GET", "/sleep", "") })
-	for give := time.Now().Add(testutil.Scale(30 * time.Second)); w.function.Load() == nil; time.Sleep(time.Millisecond) {
+	// The pool has one worker: busy means the request reached it.
+	for give := time.Now().Add(testutil.Scale(30 * time.Second)); x.Pool().Stats().Busy == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(give) {
 			t.Fatalf("the request never reached the worker (%s)", testutil.TimeScale())
 		}

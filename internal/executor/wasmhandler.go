@@ -1,4 +1,4 @@
-package sandbox
+package executor
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/wasm"
 )
 
@@ -130,7 +131,7 @@ func newWasmHandler() *wasmHandler {
 // Handle runs one invocation. Failures of the function are part of the
 // answer (a *wasm.Error survives the trip); an error return means the
 // worker could not run it at all.
-func (h *wasmHandler) Handle(ctx context.Context, req []byte, host HostCaller) ([]byte, error) {
+func (h *wasmHandler) Handle(ctx context.Context, req []byte, host sandbox.HostCaller) ([]byte, error) {
 	r, err := decodeWasmRequest(req)
 	if err != nil {
 		return nil, err
@@ -170,7 +171,7 @@ func (h *wasmHandler) Handle(ctx context.Context, req []byte, host HostCaller) (
 }
 
 // module returns the compiled module for r, loading it on first use.
-func (h *wasmHandler) module(ctx context.Context, r wasmRequest, host HostCaller) (*wasm.Module, error) {
+func (h *wasmHandler) module(ctx context.Context, r wasmRequest, host sandbox.HostCaller) (*wasm.Module, error) {
 	if h.engine == nil {
 		e, err := wasm.NewEngine(ctx, wasm.EngineOptions{Code: h.code})
 		if err != nil {
@@ -210,7 +211,7 @@ func (h *wasmHandler) module(ctx context.Context, r wasmRequest, host HostCaller
 }
 
 // fetchCode gets a version's compiled code from the supervisor, in chunks.
-func fetchCode(ctx context.Context, digest string, host HostCaller) (wasm.CompiledCode, error) {
+func fetchCode(ctx context.Context, digest string, host sandbox.HostCaller) (wasm.CompiledCode, error) {
 	var code wasm.CompiledCode
 	for {
 		e := &encoder{}
@@ -270,7 +271,7 @@ func (c *logCollector) add(stream, level, msg string, attrs map[string]string) {
 
 // proxyHost is the worker's wasm.Host: every call goes to the supervisor,
 // which applies the function's policy again with its own Guard.
-type proxyHost struct{ caller HostCaller }
+type proxyHost struct{ caller sandbox.HostCaller }
 
 var _ wasm.Host = proxyHost{}
 

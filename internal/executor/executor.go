@@ -1,4 +1,4 @@
-package sandbox
+package executor
 
 import (
 	"context"
@@ -16,16 +16,16 @@ import (
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/wasm"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ExecutorConfig configures an Executor. Zero fields take the defaults
-// noted.
-type ExecutorConfig struct {
+// Config configures an Executor. Zero fields take the defaults noted.
+type Config struct {
 	// Pool configures the workers. The executor sets Handler and Host;
 	// MaxFrame defaults to what MaxModuleBytes and MaxResponseBytes need.
-	Pool Config
+	Pool sandbox.Config
 	// MaxModuleBytes and MaxResponseBytes are the largest module and
 	// function response any Program will have (default: wasm.DefaultLimits).
 	// Load refuses a Program whose limits need larger frames.
@@ -59,8 +59,8 @@ const DefaultCompileTimeout = 30 * time.Second
 // wasm.Guard built from the invocation it sent, never from what a worker
 // says.
 type Executor struct {
-	pool     *Pool
-	compiler *Pool         // one worker: HandlerCompile
+	pool     *sandbox.Pool
+	compiler *sandbox.Pool // one worker: HandlerCompile
 	compSem  chan struct{} // one compile at a time, waited for with the caller's context
 	grace    time.Duration
 	compile  time.Duration
@@ -79,8 +79,8 @@ var _ functions.Executor = (*Executor)(nil)
 // headers, log lines, the request's fields.
 const frameSlack = 1 << 20
 
-// NewExecutor starts the engine (unless given one) and the pool.
-func NewExecutor(ctx context.Context, cfg ExecutorConfig) (*Executor, error) {
+// New starts the compile worker and the pool of serving workers.
+func New(ctx context.Context, cfg Config) (*Executor, error) {
 	def := wasm.DefaultLimits()
 	if cfg.MaxModuleBytes <= 0 {
 		cfg.MaxModuleBytes = def.MaxModuleBytes
@@ -95,7 +95,7 @@ func NewExecutor(ctx context.Context, cfg ExecutorConfig) (*Executor, error) {
 		cfg.CompileTimeout = DefaultCompileTimeout
 	}
 	if cfg.Pool.MaxFrame <= 0 {
-		cfg.Pool.MaxFrame = int(max(DefaultMaxFrame, cfg.MaxModuleBytes+frameSlack, cfg.MaxResponseBytes+maxLogBytes+frameSlack))
+		cfg.Pool.MaxFrame = int(max(sandbox.DefaultMaxFrame, cfg.MaxModuleBytes+frameSlack, cfg.MaxResponseBytes+maxLogBytes+frameSlack))
 	}
 	x := &Executor{
 		grace: cfg.Grace, compile: cfg.CompileTimeout, maxFrame: cfg.Pool.MaxFrame, codeDir: cfg.CodeDir,
@@ -113,14 +113,14 @@ func NewExecutor(ctx context.Context, cfg ExecutorConfig) (*Executor, error) {
 			return nil, fmt.Errorf("creating the compiled code directory: %w", err)
 		}
 	}
-	comp, err := NewPool(ctx, cc)
+	comp, err := sandbox.NewPool(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("starting the compile worker: %w", err)
 	}
 	x.compiler = comp
 	cfg.Pool.Handler = HandlerWasm
-	cfg.Pool.Host = HostServerFunc(x.serveHost)
-	p, err := NewPool(ctx, cfg.Pool)
+	cfg.Pool.Host = sandbox.HostServerFunc(x.serveHost)
+	p, err := sandbox.NewPool(ctx, cfg.Pool)
 	if err != nil {
 		x.Close()
 		return nil, err
@@ -139,10 +139,10 @@ const (
 
 // Pool returns the executor's pool of serving workers, for its Stats and
 // Reports.
-func (x *Executor) Pool() *Pool { return x.pool }
+func (x *Executor) Pool() *sandbox.Pool { return x.pool }
 
 // CompilePool returns the pool of the one compile worker.
-func (x *Executor) CompilePool() *Pool { return x.compiler }
+func (x *Executor) CompilePool() *sandbox.Pool { return x.compiler }
 
 // Collectors returns the executor's metrics for registration.
 func (x *Executor) Collectors() []prometheus.Collector {
@@ -224,25 +224,25 @@ func (x *Executor) compileModule(ctx context.Context, p functions.Program, kept 
 	// Each compile gets a fresh worker: whatever a module did to the one
 	// that compiled it (its heap, or worse) cannot reach the code made for
 	// the next tenant's module.
-	_, err := x.compiler.do(context.WithoutCancel(ctx), p.Name, req.encode(), exchange{
-		timeout: x.compile,
-		once:    true,
-		accept: func(b []byte) error {
+	_, err := x.compiler.DoExchange(context.WithoutCancel(ctx), p.Name, req.encode(), sandbox.Exchange{
+		Timeout: x.compile,
+		Once:    true,
+		Accept: func(b []byte) error {
 			var err error
 			out, err = decodeCompileResponse(b)
 			if err == nil && int64(len(out.Code.Bytes)) > x.maxCode {
-				err = fmt.Errorf("%w: %d bytes of code, over %d", ErrProtocol, len(out.Code.Bytes), x.maxCode)
+				err = fmt.Errorf("%w: %d bytes of code, over %d", sandbox.ErrProtocol, len(out.Code.Bytes), x.maxCode)
 			}
 			return err
 		},
 	})
 	count := func(result string) { x.compilations.WithLabelValues("compile", result).Inc() }
 	switch {
-	case errors.Is(err, ErrDeadline):
+	case errors.Is(err, sandbox.ErrDeadline):
 		count("timeout")
 		return wasm.CompiledCode{}, fmt.Errorf("%w: not compiled within %s (functions.compile_timeout); the worker compiling it was stopped",
 			functions.ErrCompileTimeout, x.compile)
-	case errors.Is(err, ErrWorkerCrashed):
+	case errors.Is(err, sandbox.ErrWorkerCrashed):
 		count("crashed")
 		return wasm.CompiledCode{}, fmt.Errorf("%w: the sandboxed worker compiling it died (over its memory cap?): %w", functions.ErrUncompilable, err)
 	case err != nil:
@@ -388,7 +388,7 @@ type invocationKey struct{}
 // Serve runs one request in a worker. Failures of the function come back
 // as the same *wasm.Error as in-process; failures of the worker (killed at
 // the deadline, crashed, broke the protocol) as a *wasm.Error whose Kind
-// is ErrorStatus's cause.
+// is sandbox.ErrorStatus's cause.
 func (p *program) Serve(ctx context.Context, inv wasm.Invocation) (*wasm.Response, error) {
 	if p.closed.Load() {
 		return nil, fmt.Errorf("serving %s: module %w", p.prog.Name, wasm.ErrClosed)
@@ -421,9 +421,9 @@ func (p *program) Serve(ctx context.Context, inv wasm.Invocation) (*wasm.Respons
 	// that goes away does not kill the worker: the request ends by its
 	// deadline anyway.
 	var out wasmResponse
-	_, err := p.x.pool.do(context.WithValue(context.WithoutCancel(ctx), invocationKey{}, call), p.prog.Name, req.encode(), exchange{
-		deadline: deadline.Add(p.x.grace),
-		accept: func(b []byte) error {
+	_, err := p.x.pool.DoExchange(context.WithValue(context.WithoutCancel(ctx), invocationKey{}, call), p.prog.Name, req.encode(), sandbox.Exchange{
+		Deadline: deadline.Add(p.x.grace),
+		Accept: func(b []byte) error {
 			var err error
 			out, err = decodeWasmResponse(b)
 			if err == nil {
@@ -431,7 +431,7 @@ func (p *program) Serve(ctx context.Context, inv wasm.Invocation) (*wasm.Respons
 			}
 			return err
 		},
-		extend: func(op string) time.Duration {
+		Extend: func(op string) time.Duration {
 			if op == opModule {
 				return p.x.compile
 			}
@@ -439,7 +439,7 @@ func (p *program) Serve(ctx context.Context, inv wasm.Invocation) (*wasm.Respons
 		},
 	})
 	if err != nil {
-		status, cause := ErrorStatus(err)
+		status, cause := sandbox.ErrorStatus(err)
 		return nil, &wasm.Error{Kind: wasm.Kind(cause), Status: status, Err: err}
 	}
 	if out.Compiled {
@@ -475,10 +475,10 @@ func checkResponse(r *wasmResponse, lim wasm.Limits) error {
 	if r.Failed {
 		status, ok := functionErrors[wasm.Kind(r.Kind)]
 		if !ok || status != r.ErrStatus {
-			return fmt.Errorf("%w: error kind %.32q with status %d", ErrProtocol, r.Kind, r.ErrStatus)
+			return fmt.Errorf("%w: error kind %.32q with status %d", sandbox.ErrProtocol, r.Kind, r.ErrStatus)
 		}
 		if _, err := hex.DecodeString(r.ErrorID); err != nil || len(r.ErrorID) > 32 {
-			return fmt.Errorf("%w: error id %.40q", ErrProtocol, r.ErrorID)
+			return fmt.Errorf("%w: error id %.40q", sandbox.ErrProtocol, r.ErrorID)
 		}
 		if len(r.Message) > maxErrorMessage {
 			r.Message = r.Message[:maxErrorMessage] + "…"
@@ -486,7 +486,7 @@ func checkResponse(r *wasmResponse, lim wasm.Limits) error {
 		return nil
 	}
 	if int64(len(r.Body)) > lim.MaxResponseBytes {
-		return fmt.Errorf("%w: body of %d bytes over the %d byte limit", ErrProtocol, len(r.Body), lim.MaxResponseBytes)
+		return fmt.Errorf("%w: body of %d bytes over the %d byte limit", sandbox.ErrProtocol, len(r.Body), lim.MaxResponseBytes)
 	}
 	var b strings.Builder
 	b.WriteString("Status: " + strconv.Itoa(r.Status) + "\n")
@@ -494,7 +494,7 @@ func checkResponse(r *wasmResponse, lim wasm.Limits) error {
 		for _, v := range vs {
 			// A line break would let one value pose as more lines.
 			if strings.ContainsAny(k, "\r\n") || strings.ContainsAny(v, "\r\n") {
-				return fmt.Errorf("%w: header %.64q has a line break", ErrProtocol, k)
+				return fmt.Errorf("%w: header %.64q has a line break", sandbox.ErrProtocol, k)
 			}
 			b.WriteString(k + ": " + v + "\n")
 		}
@@ -502,7 +502,7 @@ func checkResponse(r *wasmResponse, lim wasm.Limits) error {
 	b.WriteString("\n")
 	status, header, _, err := wasm.ParseCGIResponse([]byte(b.String()))
 	if err != nil {
-		return fmt.Errorf("%w: response: %w", ErrProtocol, err)
+		return fmt.Errorf("%w: response: %w", sandbox.ErrProtocol, err)
 	}
 	r.Status, r.Header = status, header
 	return nil

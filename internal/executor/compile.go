@@ -1,10 +1,11 @@
-package sandbox
+package executor
 
 import (
 	"context"
 	"errors"
 	"fmt"
 
+	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/wasm"
 )
 
@@ -122,7 +123,7 @@ func newCompileHandler() *compileHandler { return &compileHandler{code: wasm.New
 
 // Handle compiles one module. Its refusal is part of the answer; an error
 // return means the worker could not try.
-func (h *compileHandler) Handle(ctx context.Context, req []byte, _ HostCaller) ([]byte, error) {
+func (h *compileHandler) Handle(ctx context.Context, req []byte, _ sandbox.HostCaller) ([]byte, error) {
 	r, err := decodeCompileRequest(req)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package sandbox
+package executor
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/testutil"
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -31,7 +32,7 @@ func bomb() []byte { return testutil.CompileBomb(8, 300, 300) }
 // the deploy fails with that reason, while listing and requests to another
 // function go on; the same bytes are then refused without compiling.
 func TestCompileBombStopsAtTheDeadline(t *testing.T) {
-	x := newTestExecutor(t, ExecutorConfig{Pool: Config{Size: 2}})
+	x := newTestExecutor(t, Config{Pool: sandbox.Config{Size: 2}})
 	g := newGateway(t, x)
 	g.deploy(t, "hello", modHello, functions.Spec{Route: "/hello"})
 	if n := x.compilationsOf("compile", "ok"); n != 1 {
@@ -93,7 +94,7 @@ func TestCompileBombStopsAtTheDeadline(t *testing.T) {
 // TestServingWorkersNeverCompile: a version is compiled once, at deploy;
 // the serving workers, replacements included, load its code.
 func TestServingWorkersNeverCompile(t *testing.T) {
-	x := newTestExecutor(t, ExecutorConfig{Pool: Config{Size: 2}})
+	x := newTestExecutor(t, Config{Pool: sandbox.Config{Size: 2}})
 	g := newGateway(t, x)
 	g.deploy(t, "hello", modHello, functions.Spec{Route: "/hello"})
 	g.deploy(t, "echo", "../../examples/echo-c/echo.wasm", functions.Spec{Route: "/echo"})
@@ -106,9 +107,7 @@ func TestServingWorkersNeverCompile(t *testing.T) {
 		if i == 2 {
 			// A fresh worker has nothing cached: it must load too.
 			for _, r := range x.Pool().Reports() {
-				if w := x.Pool().workerByPID(r.PID); w != nil {
-					x.Pool().retireWorker(w, errors.New("test"))
-				}
+				x.Pool().Recycle(r.PID)
 			}
 		}
 	}
@@ -149,7 +148,7 @@ func vmRSS(t *testing.T) int64 {
 // refused or accepted, but the deploying process (the node) does not
 // grow, since nothing of the module runs in it.
 func TestHostileTrialRunsStayOutOfTheNode(t *testing.T) {
-	x := newTestExecutor(t, ExecutorConfig{Pool: Config{Size: 2}})
+	x := newTestExecutor(t, Config{Pool: sandbox.Config{Size: 2}})
 	g := newGateway(t, x)
 	g.deploy(t, "hello", modHello, functions.Spec{Route: "/hello"})
 	const bound = 64 << 20 // one deploy used to grow the node by 1 GiB
