@@ -36,7 +36,7 @@ func newSandboxCmd(e *env) *cobra.Command {
 }
 
 // newSandboxWorkerCmd is the hidden command the supervisor starts workers
-// with (sandbox.WorkerCommand); it never returns.
+// with (sandbox.WorkerSubcommand); it never returns.
 func newSandboxWorkerCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    "sandbox-worker",

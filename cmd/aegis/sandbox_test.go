@@ -17,7 +17,7 @@ import (
 // environment (so AEGIS_TEST_MAIN cannot be used), and this init, which
 // runs before TestMain, turns such a process into the command.
 func init() {
-	if len(os.Args) > 1 && os.Args[1] == sandbox.WorkerCommand[1] && os.Getenv("AEGIS_TEST_MAIN") == "" {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.WorkerSubcommand && os.Getenv("AEGIS_TEST_MAIN") == "" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 	}
 }

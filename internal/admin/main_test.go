@@ -11,7 +11,7 @@ import (
 // The node runs functions in sandboxed workers that re-execute this binary
 // as `aegis sandbox-worker`: the test binary must be one.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == sandbox.WorkerCommand[1] {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.WorkerSubcommand {
 		sandbox.WorkerMain(executor.WorkerHandlers())
 	}
 	if spec := os.Getenv(slowClientsEnv); spec != "" {

@@ -11,7 +11,7 @@ import (
 // `aegis sandbox-worker` (sandbox.Config.Executable defaults to
 // /proc/self/exe).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == sandbox.WorkerCommand[1] {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.WorkerSubcommand {
 		sandbox.WorkerMain(WorkerHandlers())
 	}
 	os.Exit(m.Run())

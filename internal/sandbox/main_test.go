@@ -8,7 +8,7 @@ import (
 // The test binary is also the worker binary: the pool re-executes it as
 // `aegis sandbox-worker` (Config.Executable defaults to /proc/self/exe).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == WorkerCommand[1] {
+	if len(os.Args) > 1 && os.Args[1] == WorkerSubcommand {
 		WorkerMain(BuiltinHandlers())
 	}
 	os.Exit(m.Run())

@@ -407,7 +407,7 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 
 	w.cmd = &exec.Cmd{
 		Path:       p.cfg.Executable,
-		Args:       WorkerCommand,
+		Args:       []string{"aegis", WorkerSubcommand},
 		Env:        []string{},
 		Dir:        "/",
 		ExtraFiles: []*os.File{child},

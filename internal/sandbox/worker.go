@@ -20,8 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WorkerCommand is the command line a worker runs under (and ps shows).
-var WorkerCommand = []string{"aegis", "sandbox-worker"}
+// WorkerSubcommand is the aegis command a worker runs as: the supervisor
+// starts it with the command line "aegis sandbox-worker" (which ps shows).
+const WorkerSubcommand = "sandbox-worker"
 
 // ipcFD is where the supervisor puts the worker's end of the socketpair.
 const ipcFD = 3
@@ -70,7 +71,7 @@ const (
 // WorkerMain turns this process into a sandbox worker and serves requests
 // with handlers[name], the name chosen by the supervisor, until the
 // supervisor hangs up. It never returns. It must be called as early as
-// possible by the command the supervisor starts (WorkerCommand).
+// possible by the command the supervisor starts (WorkerSubcommand).
 func WorkerMain(handlers map[string]Handler) {
 	// Per-thread restrictions that cannot reach every thread (see
 	// allThreadsSyscall) are made on this thread, which then serves.
