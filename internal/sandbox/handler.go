@@ -13,8 +13,8 @@ import (
 )
 
 // Handler is the payload a worker runs for each request: the Wasm runtime
-// (package executor) or a test handler. It runs inside the sandbox, so whatever it
-// needs from the outside world it asks for through host.
+// (package executor) or a test handler. It runs inside the sandbox, so
+// whatever it needs from the outside world it asks for through host.
 type Handler interface {
 	Handle(ctx context.Context, req []byte, host HostCaller) ([]byte, error)
 }

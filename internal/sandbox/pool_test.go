@@ -298,6 +298,9 @@ func TestKilledWorkerMidRequest(t *testing.T) {
 		errc <- err
 	}()
 	<-inHost
+	if st := p.Stats(); st.Busy != 1 {
+		t.Errorf("stats %+v during one request: want one worker busy", st)
+	}
 	var victim int
 	for _, r := range p.Reports() {
 		w := p.workerByPID(r.PID)
@@ -325,7 +328,32 @@ func TestKilledWorkerMidRequest(t *testing.T) {
 			t.Fatalf("request %d after the kill: %q %v", i, out, err)
 		}
 	}
-	if st := p.Stats(); st.Replaced != 1 || st.Started != 3 {
+	if st := p.Stats(); st.Replaced != 1 || st.Started != 3 || st.Busy != 0 {
+		t.Errorf("stats %+v: want one replacement, no worker busy", st)
+	}
+}
+
+// Recycle replaces the worker it names, and only a worker of the pool.
+func TestRecycleReplacesTheWorker(t *testing.T) {
+	p := newTestPool(t, Config{Size: 1, Handler: HandlerEcho})
+	old := p.Reports()[0].PID
+	if p.Recycle(os.Getpid()) {
+		t.Fatal("Recycle accepted a pid that is no worker of the pool")
+	}
+	if !p.Recycle(old) {
+		t.Fatalf("Recycle refused worker %d", old)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", old)); err == nil {
+		t.Errorf("recycled worker %d still exists", old)
+	}
+	if out, err := p.Do(context.Background(), "f", []byte("x")); err != nil || string(out) != "x" {
+		t.Fatalf("after Recycle: %q %v", out, err)
+	}
+	waitLive(t, p, 1)
+	if r := p.Reports(); len(r) != 1 || r[0].PID == old {
+		t.Errorf("workers after Recycle: %+v, want one other than %d", r, old)
+	}
+	if st := p.Stats(); st.Replaced != 1 || st.Started != 2 {
 		t.Errorf("stats %+v: want one replacement", st)
 	}
 }
