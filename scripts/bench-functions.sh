@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # bench-functions.sh - edge functions through the gateway, side by side with
-# the V8 peer: the same module served by a minimal Node.js server using
-# node:wasi (scripts/bench/node-wasi-server.mjs), in the same run.
+# two peers in the same run: the same module served by a minimal Node.js
+# server using node:wasi (scripts/bench/node-wasi-server.mjs, V8), and by a
+# naive in-process wazero server (scripts/bench/wazero-peer: compile once,
+# fresh instance per request, no fuel, no sandbox, no limits).
 #
 # Run as root (the node loads the shield):  sudo scripts/bench-functions.sh
 #
 # It builds bin/aegis, starts `aegis node` with a private state directory,
 # admin socket and bpffs pin path and no protected interface, deploys
-# examples/hello-wat and examples/hello-c, starts one Node.js peer per
-# module, and drives each server with internal/loadgen (closed loop, C
-# clients, D per round), alternating aegis and the peer ROUNDS times. It
-# prints the median requests/s and p50/p99 of each and the ratio. Everything
-# is stopped and removed on exit.
+# examples/hello-wat and examples/hello-c, starts one Node.js and one wazero
+# peer per module, and drives each server with internal/loadgen (closed
+# loop, C clients, D per round), alternating aegis and the peers ROUNDS
+# times. It prints the median requests/s and p50/p99 of each and the ratios.
+# Everything is stopped and removed on exit.
 #
 # Environment: C (clients, default 16), D (duration per round, default 5s),
 # ROUNDS (default 3), PORT (gateway port, default 18080; the peers use the
-# next two).
+# next four).
 set -euo pipefail
 
 C=${C:-16}
@@ -39,6 +41,7 @@ trap cleanup EXIT INT TERM
 
 make -s build >/dev/null
 go build -o "$tmp/loadgen" ./internal/loadgen/cmd/loadgen
+go build -o "$tmp/wazero-peer" ./scripts/bench/wazero-peer
 cat >"$tmp/aegis.yaml" <<YAML
 state_dir: $tmp/state
 admin: {socket: $tmp/admin.sock}
@@ -59,6 +62,10 @@ node scripts/bench/node-wasi-server.mjs examples/hello-wat/hello.wasm $((PORT + 
 pids+=($!)
 node scripts/bench/node-wasi-server.mjs examples/hello-c/hello.wasm $((PORT + 2)) 2>/dev/null &
 pids+=($!)
+"$tmp/wazero-peer" examples/hello-wat/hello.wasm 127.0.0.1:$((PORT + 3)) 2>/dev/null &
+pids+=($!)
+"$tmp/wazero-peer" examples/hello-c/hello.wasm 127.0.0.1:$((PORT + 4)) 2>/dev/null &
+pids+=($!)
 sleep 1
 
 run() { "$tmp/loadgen" -url "$1" -c "$C" -d "$D" -json; }
@@ -69,24 +76,28 @@ printf '%-10s %-10s %10s %10s %10s\n' module server req/s p50_us p99_us
 for mod in wat c; do
 	declare -A rps=() p50=() p99=()
 	for _ in $(seq "$ROUNDS"); do
-		for srv in aegis node; do
-			if [ $srv = aegis ]; then url=http://127.0.0.1:$PORT/$mod; else
-				off=1; [ $mod = c ] && off=2
-				url=http://127.0.0.1:$((PORT + off))/$mod
-			fi
+		for srv in aegis wazero node; do
+			off=0
+			case $srv in
+			node) off=1 ;;
+			wazero) off=3 ;;
+			esac
+			if [ $srv != aegis ] && [ $mod = c ]; then off=$((off + 1)); fi
+			url=http://127.0.0.1:$((PORT + off))/$mod
 			out=$(run "$url")
 			rps[$srv]+="$(echo "$out" | sed -E 's/.*"rps":([0-9.]+).*/\1/') "
 			p50[$srv]+="$(echo "$out" | sed -E 's/.*"p50_us":([0-9]+).*/\1/') "
 			p99[$srv]+="$(echo "$out" | sed -E 's/.*"p99_us":([0-9]+).*/\1/') "
 		done
 	done
-	for srv in aegis node; do
+	for srv in aegis wazero node; do
 		r=$(echo ${rps[$srv]} | tr ' ' '\n' | median)
 		a=$(echo ${p50[$srv]} | tr ' ' '\n' | median)
 		b=$(echo ${p99[$srv]} | tr ' ' '\n' | median)
 		printf '%-10s %-10s %10.0f %10s %10s\n' "$mod" "$srv" "$r" "$a" "$b"
 		eval "last_$srv=$r"
 	done
-	awk -v a="$last_aegis" -v n="$last_node" -v m="$mod" 'BEGIN {printf "%-10s aegis/node throughput ratio %.2f\n", m, a / n}'
+	awk -v a="$last_aegis" -v w="$last_wazero" -v n="$last_node" -v m="$mod" \
+		'BEGIN {printf "%-10s aegis/wazero %.2f   aegis/node %.2f\n", m, a / w, a / n}'
 	unset rps p50 p99
 done
