@@ -120,6 +120,8 @@ type Module struct {
 	tableBytes uint64
 	// startFuel is what each request pays for its instance's set-up.
 	startFuel int64
+	// memory keeps ended instances' linear memories for the next ones.
+	memory memPool
 
 	mu      sync.Mutex
 	running int

@@ -102,7 +102,7 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 		stdin:     bytes.NewReader(inv.Request.Body),
 		argsBytes: len(inv.Function) + 1,
 		guard:     NewGuard(host, Policy{Function: inv.Function, Limits: lim, AllowedHosts: inv.AllowedHosts}),
-		alloc:     &memoryAllocator{limit: m.memoryLimit()},
+		alloc:     &memoryAllocator{limit: m.memoryLimit(), pool: &m.memory},
 		stdout:    cappedBuffer{max: lim.MaxResponseBytes},
 	}
 	st.logs = &logSink{log: inv.Log, budget: maxLogBytesPerCall}
@@ -303,6 +303,7 @@ func cutEnv(kv string) (string, string, bool) {
 // reports a refusal only to the guest, as -1.
 type memoryAllocator struct {
 	limit     uint64
+	pool      *memPool // nil: allocate afresh and leave the buffer to the GC
 	buf       []byte
 	allocated bool // the instance's minimum, which Compile checked, is in place
 	refused   bool
@@ -317,6 +318,9 @@ func (a *memoryAllocator) Reallocate(size uint64) []byte {
 		return nil
 	}
 	a.allocated = true
+	if a.buf == nil && a.pool != nil {
+		a.buf = a.pool.get(size)
+	}
 	if size <= uint64(cap(a.buf)) {
 		// Bytes past the old length were never handed out: still zero.
 		a.buf = a.buf[:size]
@@ -329,7 +333,12 @@ func (a *memoryAllocator) Reallocate(size uint64) []byte {
 }
 
 // Free implements experimental.LinearMemory.
-func (a *memoryAllocator) Free() { a.buf = nil }
+func (a *memoryAllocator) Free() {
+	if a.pool != nil {
+		a.pool.put(a.buf)
+	}
+	a.buf = nil
+}
 
 // cappedBuffer collects stdout up to max bytes; past it, the write fails,
 // over is set and overflow (stopping the instance) is called.
