@@ -41,7 +41,7 @@ func (e *Engine) Compile(ctx context.Context, module []byte, limits Limits) (*Mo
 	if err != nil {
 		return nil, invalidModule("%v", err)
 	}
-	m := &Module{engine: e, compiled: compiled, limits: limits, tableBytes: tableBytes, startFuel: instantiationFuel(shape)}
+	m := &Module{engine: e, compiled: compiled, limits: limits, tableBytes: tableBytes, startFuel: instantiationFuel(shape), config: requestConfig}
 	if err := e.check(ctx, m); err != nil {
 		compiled.Close(ctx)
 		return nil, err

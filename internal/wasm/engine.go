@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,7 +88,7 @@ func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 			Compile(context.Context) (wazero.CompiledModule, error)
 		}
 	}{
-		{experimental.WithFunctionListenerFactory(ctx, wasiMeter{}), wasi_snapshot_preview1.NewBuilder(rt)},
+		{experimental.WithFunctionListenerFactory(ctx, wasiMeter{}), wasiBuilder(rt)},
 		{ctx, hostModuleBuilder(rt)},
 	} {
 		compiled, err := b.builder.Compile(b.ctx)
@@ -122,11 +123,22 @@ type Module struct {
 	startFuel int64
 	// memory keeps ended instances' linear memories for the next ones.
 	memory memPool
+	// config is what every request's instance configuration starts from.
+	config wazero.ModuleConfig
 
 	mu      sync.Mutex
 	running int
 	closed  bool
 }
+
+// requestConfig is the part of an instance's configuration that no
+// request changes, built once: each With call copies the configuration.
+var requestConfig = wazero.NewModuleConfig().
+	WithName("").
+	WithStartFunctions().
+	WithSysWalltime().
+	WithSysNanotime().
+	WithRandSource(rand.Reader)
 
 // memoryLimit is what linear memory may take: the memory limit less the
 // tables.

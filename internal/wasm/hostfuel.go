@@ -93,7 +93,7 @@ func wasiUnits(st *instanceState, mod api.Module, name string, p []uint64) int64
 		n := min(iovecBytesTotal(mod, api.DecodeU32(p[1]), api.DecodeU32(p[2])), uint64(st.stdinLeft()))
 		return bytesUnits(n + uint64(api.DecodeU32(p[2]))*iovecBytes)
 	case "environ_get":
-		return bytesUnits(uint64(st.environBytes))
+		return bytesUnits(uint64(len(st.environ.buf)))
 	case "args_get":
 		return bytesUnits(uint64(st.argsBytes))
 	case "poll_oneoff":

@@ -3,7 +3,6 @@ package wasm
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
@@ -97,8 +95,8 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 	if host == nil {
 		host = unavailableHost{}
 	}
-	env := cgiEnv(inv.Function, inv.Version, inv.Request)
 	st := &instanceState{
+		environ:   newEnviron(cgiEnv(inv.Function, inv.Version, inv.Request)),
 		stdin:     bytes.NewReader(inv.Request.Body),
 		argsBytes: len(inv.Function) + 1,
 		guard:     NewGuard(host, Policy{Function: inv.Function, Limits: lim, AllowedHosts: inv.AllowedHosts}),
@@ -109,22 +107,13 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 	st.stdout.overflow = st.interrupt
 	callCtx := experimental.WithMemoryAllocator(context.WithValue(ctx, stateKey{}, st), st.alloc)
 
-	cfg := wazero.NewModuleConfig().
-		WithName("").
-		WithStartFunctions().
+	// The environment is served from st (wasiBuilder), not set here.
+	cfg := m.config.
 		WithArgs(inv.Function).
 		WithStdin(st.stdin).
 		WithStdout(&st.stdout).
 		WithStderr(&stderrWriter{sink: st.logs}).
-		WithSysWalltime().
-		WithSysNanotime().
-		WithNanosleep(func(ns int64) { sleepCtx(ctx, ns) }).
-		WithRandSource(rand.Reader)
-	for _, kv := range env {
-		st.environBytes += len(kv) + 1
-		k, v, _ := cutEnv(kv)
-		cfg = cfg.WithEnv(k, v)
-	}
+		WithNanosleep(func(ns int64) { sleepCtx(ctx, ns) })
 	mod, err := m.engine.runtime.InstantiateModule(callCtx, m.compiled, cfg)
 	if err != nil {
 		// Compile instantiated this module once, so this is the node's
@@ -226,12 +215,13 @@ type stateKey struct{}
 // instanceState is what one request's instance and its host calls share.
 type instanceState struct {
 	stdin *bytes.Reader
-	// environBytes and argsBytes are what environ_get and args_get copy.
-	environBytes, argsBytes int
-	guard                   *Guard
-	alloc                   *memoryAllocator
-	stdout                  cappedBuffer
-	logs                    *logSink
+	// environ is what environ_get copies; argsBytes what args_get copies.
+	environ   environ
+	argsBytes int
+	guard     *Guard
+	alloc     *memoryAllocator
+	stdout    cappedBuffer
+	logs      *logSink
 	// lastFetch is the last http_fetch answer, for http_fetch_result.
 	lastFetch []byte
 
@@ -287,15 +277,6 @@ func sleepCtx(ctx context.Context, ns int64) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-}
-
-func cutEnv(kv string) (string, string, bool) {
-	for i := 0; i < len(kv); i++ {
-		if kv[i] == '=' {
-			return kv[:i], kv[i+1:], true
-		}
-	}
-	return kv, "", false
 }
 
 // memoryAllocator backs the instance's linear memory and enforces the
