@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -57,17 +58,26 @@ type frame struct {
 // frameConn reads and writes frames on a stream. Reads use read(2) only,
 // never recvmsg, so the kernel discards any file descriptors a peer tries
 // to pass (SCM_RIGHTS) instead of installing them.
+//
+// Reads go through a small buffer, so that a frame's header and a short
+// payload arrive in one read(2), not two: on the request path each read is
+// a wake-up of the reading thread as well as a syscall.
 type frameConn struct {
 	rw  io.ReadWriter
+	r   *bufio.Reader
 	max int
 	hdr [frameHeaderSize]byte
 }
+
+// frameReadBuffer is what one read(2) may take in: more than a typical
+// request or response, so that most frames take one read.
+const frameReadBuffer = 16 << 10
 
 func newFrameConn(rw io.ReadWriter, max int) *frameConn {
 	if max <= 0 {
 		max = DefaultMaxFrame
 	}
-	return &frameConn{rw: rw, max: max}
+	return &frameConn{rw: rw, r: bufio.NewReaderSize(rw, frameReadBuffer), max: max}
 }
 
 func (c *frameConn) write(f frame) error {
@@ -89,14 +99,14 @@ func putHeader(b []byte, f frame) {
 }
 
 func (c *frameConn) read() (frame, error) {
-	if _, err := io.ReadFull(c.rw, c.hdr[:]); err != nil {
+	if _, err := io.ReadFull(c.r, c.hdr[:]); err != nil {
 		return frame{}, err
 	}
 	f, n, err := parseHeader(c.hdr[:], c.max)
 	if err != nil {
 		return frame{}, err
 	}
-	if f.payload, err = readPayload(c.rw, n); err != nil {
+	if f.payload, err = readPayload(c.r, n); err != nil {
 		return frame{}, fmt.Errorf("reading %s frame body (%d of %d bytes): %w", f.typ, len(f.payload), n, noEOF(err))
 	}
 	return f, nil
