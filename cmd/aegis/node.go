@@ -10,10 +10,14 @@ import (
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/admin"
+	"github.com/aegis-edge/aegis/internal/batchlog"
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/node"
 	"github.com/spf13/cobra"
 )
+
+// logBatchDelay is how long a line of the node's log may wait for others.
+const logBatchDelay = 20 * time.Millisecond
 
 func newNodeCmd(e *env) *cobra.Command {
 	var cfgPath string
@@ -28,7 +32,11 @@ func newNodeCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewJSONHandler(e.stderr, nil))
+			// Every gateway request logs a line: they are written in
+			// batches, at most logBatchDelay late (internal/batchlog).
+			out := batchlog.New(e.stderr, logBatchDelay)
+			defer out.Close()
+			log := slog.New(slog.NewJSONHandler(out, nil))
 			return runNode(cmd.Context(), cfg, log, func() (config.Config, error) { return config.Load(cfgPath) })
 		},
 	}
