@@ -27,6 +27,9 @@ type logRing struct {
 	next  int    // index of the oldest line once the ring is full
 	seq   uint64 // lines ever written
 	wake  chan struct{}
+	// handedOut says a follower holds wake: only then does a line need
+	// to close it and make the next (every request writes a line).
+	handedOut bool
 }
 
 const logRingSize = 1000
@@ -42,8 +45,11 @@ func (r *logRing) add(l LogLine) {
 		r.next = (r.next + 1) % logRingSize
 	}
 	r.seq++
-	close(r.wake)
-	r.wake = make(chan struct{})
+	if r.handedOut {
+		close(r.wake)
+		r.wake = make(chan struct{})
+		r.handedOut = false
+	}
 	r.mu.Unlock()
 }
 
@@ -60,6 +66,7 @@ func (r *logRing) since(from uint64) ([]LogLine, uint64, <-chan struct{}) {
 		idx := int(i-oldest+uint64(r.next)) % len(r.lines)
 		out = append(out, r.lines[idx])
 	}
+	r.handedOut = true
 	return out, r.seq, r.wake
 }
 

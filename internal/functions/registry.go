@@ -107,6 +107,7 @@ type deployment struct {
 	loaded     Loaded
 	logs       *logRing
 	requests   atomic.Uint64
+	series     series
 
 	mu      sync.Mutex
 	running int

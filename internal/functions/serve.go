@@ -138,7 +138,7 @@ func writeError(w http.ResponseWriter, status int, cause, msg string) {
 // duration and fuel used.
 func (r *Registry) access(d *deployment, req *http.Request, status int, start time.Time, fuel int64, cause string) {
 	dur := r.opts.Now().Sub(start)
-	r.metrics.observe(d.fn.Name, status, cause, dur, fuel)
+	r.metrics.observe(&d.series, d.fn.Name, status, cause, dur, fuel)
 	attrs := map[string]string{
 		"method": req.Method, "path": req.URL.Path, "status": strconv.Itoa(status),
 		"duration_us": strconv.FormatInt(dur.Microseconds(), 10), "fuel": strconv.FormatInt(fuel, 10),
