@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/lists"
 )
 
 // Mode says whether the shield drops or only counts what it would drop.
@@ -25,13 +27,14 @@ const (
 	XDPGeneric XDPMode = "generic"
 )
 
-// List names one of the two address lists the data path consults.
-type List string
+// List names one of the two address lists the data path consults; package
+// lists owns the names.
+type List = lists.List
 
 // The lists. The allowlist always wins over the blocklist.
 const (
-	Blocklist List = "block"
-	Allowlist List = "allow"
+	Blocklist = lists.Blocklist
+	Allowlist = lists.Allowlist
 )
 
 // Reason is why the data path passed or dropped a packet; the values match
@@ -154,8 +157,8 @@ func (s Settings) Validate() error {
 		name string
 		b    Bucket
 	}{{"syn", s.SYN}, {"udp", s.UDP}, {"icmp", s.ICMP}} {
-		if b.b.PPS > maxRate || b.b.Burst > maxRate {
-			return fmt.Errorf("%s: pps and burst must be at most %d", b.name, maxRate)
+		if b.b.PPS > MaxRate || b.b.Burst > MaxRate {
+			return fmt.Errorf("%s: pps and burst must be at most %d", b.name, MaxRate)
 		}
 		if b.b.PPS > 0 && b.b.Burst == 0 {
 			return fmt.Errorf("%s: burst must be at least 1 when pps is set", b.name)
@@ -179,7 +182,8 @@ func (s Settings) Validate() error {
 	return nil
 }
 
-const maxRate = 100_000_000
+// MaxRate is the largest rate limit and burst the data path takes, in packets.
+const MaxRate = 100_000_000
 
 // DefaultSettings are the settings of a node without configuration.
 func DefaultSettings() Settings {
@@ -201,6 +205,14 @@ type Rule struct {
 	Prefix  netip.Prefix // masked; a single address is /32 or /128
 	RuleID  uint32
 	Expires time.Time // zero: permanent
+}
+
+// ListChange is one batch of changes to a list by exact key, as
+// [Shield.Sync] applies it: the prefixes to delete, then the rules to put.
+// A trie deletes by exact key: a covering prefix stays.
+type ListChange struct {
+	Put    []Rule
+	Delete []netip.Prefix
 }
 
 // RuleState is a rule read back from the kernel with its hit counter.
@@ -231,11 +243,8 @@ type AutoBlock struct {
 	Monitor    bool         `json:"monitor,omitempty"`
 }
 
-// Ceilings of the list maps in the kernel: configured limits may not exceed them.
+// Sizes of the kernel's other maps; the lists' ceilings are package lists'.
 const (
-	CeilingV4      = 1 << 20
-	CeilingV6      = 1 << 19
-	AllowCeiling   = 1 << 16
 	SourcesEntries = 1 << 16
 	// ManagementEntries bounds the management prefixes of each family.
 	ManagementEntries = 1024
