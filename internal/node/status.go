@@ -56,12 +56,10 @@ func (n *Node) Status() (Status, error) {
 		n.mu.Unlock()
 		st.Maps = append(st.Maps, MapFill{l, "ipv4", v4, limit.V4}, MapFill{l, "ipv6", v6, limit.V6})
 	}
-	n.mu.Lock()
-	for _, l := range lists.All() {
-		if n.dirty[l] {
-			st.Dirty = append(st.Dirty, string(l))
-		}
+	for _, l := range n.dirtyLists() {
+		st.Dirty = append(st.Dirty, string(l))
 	}
+	n.mu.Lock()
 	if n.settingsDirty {
 		st.Dirty = append(st.Dirty, "settings")
 	}
