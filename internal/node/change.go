@@ -18,7 +18,10 @@ type listChange struct {
 	list   lists.List
 	put    []store.Entry // upserted in the store, then put in the kernel
 	remove []store.Key   // removed from the store, then from the kernel
-	event  audit.Event   // recorded before the store changes
+	// lift are automatic blocks to lift: they live in the kernel alone,
+	// so lifting one is no store change, and a failure is the request's.
+	lift  []netip.Prefix
+	event audit.Event // recorded before the store changes
 }
 
 // commit carries out a validated change: audit, one store transaction,
@@ -41,6 +44,12 @@ func (n *Node) commit(c listChange) ([]store.Entry, error) {
 		ch.Delete = append(ch.Delete, k.Prefix)
 	}
 	n.sync(c.list, ch)
+	for _, p := range c.lift {
+		if err := n.shield.Unblock(p); err != nil {
+			n.recordFailure(seq, c.event, err)
+			return nil, fmt.Errorf("lifting the automatic block of %s: %w", p, err)
+		}
+	}
 	return stored, nil
 }
 

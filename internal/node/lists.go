@@ -173,15 +173,8 @@ func (n *Node) Remove(l lists.List, targets []netip.Prefix, actor Actor) (int, e
 	ev := mapEvent(audit.OpMapRemove, l, targets, actor, func(ts targetSet) any {
 		return removeDetails{targetSet: ts, AutoBlocksLifted: &lifted}
 	})
-	if _, err := n.commit(listChange{list: l, remove: remove, event: ev}); err != nil {
+	if _, err := n.commit(listChange{list: l, remove: remove, lift: lift, event: ev}); err != nil {
 		return 0, err
-	}
-	// Automatic blocks live in the kernel alone: lifting one is not a
-	// change to the store, and a failure is the request's.
-	for _, p := range lift {
-		if err := n.shield.Unblock(p); err != nil {
-			return 0, fmt.Errorf("lifting the automatic block of %s: %w", p, err)
-		}
 	}
 	n.log.Info("list entries removed", "list", l, "count", len(remove), "auto_blocks_lifted", len(lift), "actor", actor.String())
 	return len(remove) + len(lift), nil
