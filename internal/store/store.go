@@ -399,13 +399,12 @@ func normalizeKey(k Key) (Key, error) {
 	if err := lists.Check(k.List); err != nil {
 		return Key{}, err
 	}
-	if !k.Prefix.IsValid() {
-		return Key{}, fmt.Errorf("invalid prefix %s", k.Prefix)
-	}
-	if k.Prefix.Addr().Is4In6() {
-		return Key{}, fmt.Errorf("IPv4-mapped IPv6 prefix %s: use the IPv4 form", k.Prefix)
-	}
+	// The store masks what it is given; package lists says what else a
+	// listed prefix must be.
 	k.Prefix = k.Prefix.Masked()
+	if err := lists.ValidatePrefix(k.Prefix); err != nil {
+		return Key{}, err
+	}
 	return k, nil
 }
 
