@@ -11,75 +11,92 @@ import (
 	"github.com/aegis-edge/aegis/internal/store"
 )
 
-// listChange is one validated change to a list, whatever asked for it: an
-// operator (Add, Remove), expiry (Sweep), start-up (Reconcile) and, later,
-// a fleet hub. commit is the one path every one of them takes.
-type listChange struct {
-	list   lists.List
-	put    []store.Entry // upserted in the store, then put in the kernel
-	remove []store.Key   // removed from the store, then from the kernel
-	// lift are automatic blocks to lift: they live in the kernel alone,
-	// so lifting one is no store change, and a failure is the request's.
-	lift  []netip.Prefix
+// settingsCopy names the shield settings among what the kernel may hold
+// out of date (the lists are named by their own names).
+const settingsCopy = "settings"
+
+// change is one validated change to the node's state, whatever asked for
+// it: an operator (Add, Remove, SetSettings, Reload), expiry (Sweep),
+// start-up (Reconcile) and, later, a fleet hub. commit is the one path
+// every one of them takes.
+type change struct {
 	event audit.Event // recorded before the store changes
+	// persist is the change's one store transaction.
+	persist func() error
+	// sync copies the stored change to the kernel.
+	sync func() error
+	// copy names what sync writes: a list, or settingsCopy.
+	copy string
 }
 
 // commit carries out a validated change: audit, one store transaction,
-// then the kernel. The store is the truth and the kernel maps its copy: a
-// kernel sync that fails does not undo the change (it is durable and
-// audited ok) but marks the list dirty, and the sweeper repairs it. There
-// is no rollback and no second failure policy. The caller holds n.mu.
-func (n *Node) commit(c listChange) ([]store.Entry, error) {
+// then the kernel. The store is the truth and the kernel its copy: a sync
+// that fails does not undo the change (it is durable and audited ok) but
+// marks the copy dirty, and the sweeper repairs it. There is no rollback
+// and no second failure policy. commit returns the change's audit
+// sequence number. The caller holds n.mu.
+func (n *Node) commit(c change) (uint64, error) {
 	seq, err := n.record(c.event)
+	if err != nil {
+		return 0, err
+	}
+	if err := c.persist(); err != nil {
+		n.recordFailure(seq, c.event, err)
+		return 0, fmt.Errorf("persisting the change: %w", err)
+	}
+	if err := c.sync(); err != nil {
+		n.log.Error("updating the kernel failed; the store keeps the change and the sweeper repairs the kernel's copy",
+			"copy", c.copy, "err", err)
+		n.dirty[c.copy] = true
+	}
+	return seq, nil
+}
+
+// commitList is commit for a change to a list: put and remove are the
+// store's upserts and removals, and the kernel gets the same by exact key.
+// lift are automatic blocks to lift: they live in the kernel alone, so
+// lifting one is no store change, and a failure is the request's.
+func (n *Node) commitList(l lists.List, put []store.Entry, remove []store.Key, lift []netip.Prefix, ev audit.Event) ([]store.Entry, error) {
+	var stored []store.Entry
+	seq, err := n.commit(change{event: ev, copy: string(l),
+		persist: func() (err error) {
+			stored, err = n.store.Apply(put, remove)
+			return err
+		},
+		sync: func() error {
+			ch := shield.ListChange{Put: rulesOf(stored)}
+			for _, k := range remove {
+				ch.Delete = append(ch.Delete, k.Prefix)
+			}
+			if len(ch.Put)+len(ch.Delete) == 0 {
+				return nil
+			}
+			return n.syncList(l, ch)
+		}})
 	if err != nil {
 		return nil, err
 	}
-	stored, err := n.store.Apply(c.put, c.remove)
-	if err != nil {
-		n.recordFailure(seq, c.event, err)
-		return nil, fmt.Errorf("persisting the change: %w", err)
-	}
-	ch := shield.ListChange{Put: rulesOf(stored)}
-	for _, k := range c.remove {
-		ch.Delete = append(ch.Delete, k.Prefix)
-	}
-	n.sync(c.list, ch)
-	for _, p := range c.lift {
+	for _, p := range lift {
 		if err := n.shield.Unblock(p); err != nil {
-			n.recordFailure(seq, c.event, err)
+			n.recordFailure(seq, ev, err)
 			return nil, fmt.Errorf("lifting the automatic block of %s: %w", p, err)
 		}
 	}
 	return stored, nil
 }
 
-// sync applies a change to a list's kernel maps; on failure the list is
-// marked dirty for the sweeper to repair from the store. The caller holds
-// n.mu.
-func (n *Node) sync(l lists.List, ch shield.ListChange) {
-	if len(ch.Put)+len(ch.Delete) == 0 {
-		return
-	}
-	if err := n.syncList(l, ch); err != nil {
-		n.log.Error("updating the kernel maps failed; the store keeps the change and the sweeper repairs the list",
-			"list", l, "err", err)
-		n.markDirty(l)
-	}
-}
-
-// markDirty records that a list's kernel maps may differ from the store.
-// The caller holds n.mu.
-func (n *Node) markDirty(l lists.List) { n.dirty[l] = true }
-
-// dirtyLists are the lists waiting for repair, in lists.All order.
-func (n *Node) dirtyLists() []lists.List {
+// dirtyCopies names what the kernel holds out of date, lists first.
+func (n *Node) dirtyCopies() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var out []lists.List
+	var out []string
 	for _, l := range lists.All() {
-		if n.dirty[l] {
-			out = append(out, l)
+		if n.dirty[string(l)] {
+			out = append(out, string(l))
 		}
+	}
+	if n.dirty[settingsCopy] {
+		out = append(out, settingsCopy)
 	}
 	return out
 }

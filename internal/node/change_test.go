@@ -73,7 +73,7 @@ func TestFailedSyncIsRepairedBySweep(t *testing.T) {
 		if _, err := n.Sweep(time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if got := n.dirtyLists(); !slices.Equal(got, []lists.List{lists.Blocklist}) {
+		if got := n.dirtyCopies(); !slices.Equal(got, []string{"block"}) {
 			t.Errorf("%s: dirty after a failed repair: %v", tc.name, got)
 		}
 		restore()

@@ -9,8 +9,8 @@
 // through one path, commit (change.go): validated first (package lists),
 // then audited, stored in one transaction and synced to the kernel. The
 // kernel maps are the store's copy: a failed sync marks the list dirty and
-// the sweeper repairs it (reconcile.go). Settings follow the same steps
-// (settings.go). The files split by concern: node.go starts and runs the
+// the sweeper repairs it (reconcile.go). Settings changes go
+// through the same commit (settings.go). The files split by concern: node.go starts and runs the
 // node, lists.go and settings.go are the operations, status.go reports.
 //
 // It is not the transport: the HTTP/JSON admin API lives in package admin and

@@ -58,7 +58,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	for _, l := range lists.All() {
 		n.mu.Lock()
-		limit, dirty := n.capacity(l), n.dirty[l]
+		limit, dirty := n.capacity(l), n.dirty[string(l)]
 		n.mu.Unlock()
 		if v4, v6, err := n.store.Count(l); err == nil {
 			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(v4), string(l), "ipv4")

@@ -68,10 +68,10 @@ type Node struct {
 	// settings are the shield settings as stored: the kernel's copy may
 	// lag when a write failed (settingsDirty).
 	settings shield.Settings
-	// dirty are the lists whose kernel maps may differ from the store
-	// since a sync failed; Sweep repairs them. Guarded by mu.
-	dirty         map[lists.List]bool
-	settingsDirty bool
+	// dirty names what the kernel may hold out of date with the store
+	// since a sync failed (a list, or settingsCopy); Sweep repairs it.
+	// Guarded by mu.
+	dirty map[string]bool
 	// syncList and syncSettings write to the kernel (the shield's Sync and
 	// SetSettings); tests replace them to inject failures.
 	syncList     func(lists.List, shield.ListChange) error
@@ -113,7 +113,7 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 		alog.Close()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, store: st, audit: alog, attached: map[string]shield.AttachInfo{}, dirty: map[lists.List]bool{}}
+	n := &Node{cfg: cfg, log: log, store: st, audit: alog, attached: map[string]shield.AttachInfo{}, dirty: map[string]bool{}}
 	n.autoBlocks = audit.NewAggregator(alog, audit.OpAutoBlock, 0)
 	if _, err := n.record(audit.Event{Op: audit.OpNodeStart, Details: startDetails{ConfigInterfaces: cfg.Shield.Interfaces}}); err != nil {
 		st.Close()

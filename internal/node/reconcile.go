@@ -21,7 +21,7 @@ func (n *Node) Reconcile() error {
 		return err
 	}
 	for _, l := range lists.All() {
-		n.markDirty(l)
+		n.dirty[string(l)] = true
 	}
 	return n.repairLocked()
 }
@@ -62,7 +62,7 @@ func (n *Node) expireLocked(now time.Time) (int, error) {
 		ev := mapEvent(audit.OpMapRemove, l, ps, Actor{}, func(ts targetSet) any {
 			return removeDetails{targetSet: ts, Expired: true}
 		})
-		if _, err := n.commit(listChange{list: l, remove: keys, event: ev}); err != nil {
+		if _, err := n.commitList(l, nil, keys, nil, ev); err != nil {
 			return removed, err
 		}
 		removed += len(keys)
@@ -75,11 +75,15 @@ func (n *Node) expireLocked(now time.Time) (int, error) {
 // list is clean again once its sync succeeds. The caller holds
 // n.mu.
 func (n *Node) repairLocked() error {
-	if n.settingsDirty {
-		n.applySettingsLocked()
+	if n.dirty[settingsCopy] {
+		if err := n.syncSettings(n.settings); err != nil {
+			n.log.Error("repairing the shield settings failed; the next sweep tries again", "err", err)
+		} else {
+			delete(n.dirty, settingsCopy)
+		}
 	}
 	for _, l := range lists.All() {
-		if !n.dirty[l] {
+		if !n.dirty[string(l)] {
 			continue
 		}
 		ch, err := n.drift(l, time.Now())
@@ -98,7 +102,7 @@ func (n *Node) repairLocked() error {
 			}
 			n.log.Info("repaired kernel maps from the store", "list", l, "written", len(ch.Put), "removed_stale", len(ch.Delete))
 		}
-		delete(n.dirty, l)
+		delete(n.dirty, string(l))
 	}
 	return nil
 }

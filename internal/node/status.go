@@ -56,14 +56,7 @@ func (n *Node) Status() (Status, error) {
 		n.mu.Unlock()
 		st.Maps = append(st.Maps, MapFill{l, "ipv4", v4, limit.V4}, MapFill{l, "ipv6", v6, limit.V6})
 	}
-	for _, l := range n.dirtyLists() {
-		st.Dirty = append(st.Dirty, string(l))
-	}
-	n.mu.Lock()
-	if n.settingsDirty {
-		st.Dirty = append(st.Dirty, "settings")
-	}
-	n.mu.Unlock()
+	st.Dirty = n.dirtyCopies()
 	auto, err := n.shield.AutoBlocks()
 	if err != nil {
 		return st, err
