@@ -164,17 +164,17 @@ func (s Settings) Validate() error {
 			return fmt.Errorf("%s: burst must be at least 1 when pps is set", b.name)
 		}
 	}
-	if s.IPv4PrefixLen < 8 || s.IPv4PrefixLen > 32 {
-		return fmt.Errorf("ipv4_prefix_len: must be between 8 and 32, got %d", s.IPv4PrefixLen)
+	if s.IPv4PrefixLen < MinIPv4PrefixLen || s.IPv4PrefixLen > MaxIPv4PrefixLen {
+		return fmt.Errorf("ipv4_prefix_len: must be between %d and %d, got %d", MinIPv4PrefixLen, MaxIPv4PrefixLen, s.IPv4PrefixLen)
 	}
-	if s.IPv6PrefixLen < 16 || s.IPv6PrefixLen > 128 {
-		return fmt.Errorf("ipv6_prefix_len: must be between 16 and 128, got %d", s.IPv6PrefixLen)
+	if s.IPv6PrefixLen < MinIPv6PrefixLen || s.IPv6PrefixLen > MaxIPv6PrefixLen {
+		return fmt.Errorf("ipv6_prefix_len: must be between %d and %d, got %d", MinIPv6PrefixLen, MaxIPv6PrefixLen, s.IPv6PrefixLen)
 	}
-	if s.AutoBlockFactor < 2 || s.AutoBlockFactor > 1000 {
-		return fmt.Errorf("auto_block_factor: must be between 2 and 1000, got %d", s.AutoBlockFactor)
+	if s.AutoBlockFactor < MinAutoBlockFactor || s.AutoBlockFactor > MaxAutoBlockFactor {
+		return fmt.Errorf("auto_block_factor: must be between %d and %d, got %d", MinAutoBlockFactor, MaxAutoBlockFactor, s.AutoBlockFactor)
 	}
-	if s.AutoBlockTTL < time.Second || s.AutoBlockTTL > 24*time.Hour {
-		return fmt.Errorf("auto_block_ttl: must be between 1s and 24h, got %s", s.AutoBlockTTL)
+	if s.AutoBlockTTL < MinAutoBlockTTL || s.AutoBlockTTL > MaxAutoBlockTTL {
+		return fmt.Errorf("auto_block_ttl: must be between %s and %s, got %s", MinAutoBlockTTL, MaxAutoBlockTTL, s.AutoBlockTTL)
 	}
 	if s.LongChains != LongChainsDrop && s.LongChains != LongChainsCharge {
 		return fmt.Errorf("long_header_chains: must be drop or charge, got %q", s.LongChains)
@@ -182,8 +182,17 @@ func (s Settings) Validate() error {
 	return nil
 }
 
-// MaxRate is the largest rate limit and burst the data path takes, in packets.
-const MaxRate = 100_000_000
+// Bounds of the settings; the configuration checks its keys against them.
+const (
+	// MaxRate is the largest rate limit and burst the data path takes, in
+	// packets.
+	MaxRate = 100_000_000
+
+	MinIPv4PrefixLen, MaxIPv4PrefixLen     = 8, 32
+	MinIPv6PrefixLen, MaxIPv6PrefixLen     = 16, 128
+	MinAutoBlockFactor, MaxAutoBlockFactor = 2, 1000
+	MinAutoBlockTTL, MaxAutoBlockTTL       = time.Second, 24 * time.Hour
+)
 
 // DefaultSettings are the settings of a node without configuration.
 func DefaultSettings() Settings {
