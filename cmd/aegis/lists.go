@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/admin"
-	"github.com/aegis-edge/aegis/internal/node"
+	"github.com/aegis-edge/aegis/internal/lists"
 	"github.com/spf13/cobra"
 )
 
@@ -31,10 +31,10 @@ func newListCmd(e *env, list string) *cobra.Command {
 		}
 	}
 	add := func(cmd *cobra.Command, targets []string) error {
-		if err := node.ValidateTTL(ttl); err != nil {
+		if err := lists.ValidateTTL(ttl); err != nil {
 			return err
 		}
-		if _, err := node.ParseTargets(targets); err != nil {
+		if _, err := lists.ParseTargets(targets); err != nil {
 			return err
 		}
 		req := admin.AddRequest{Targets: targets, Reason: reason, Force: force}
@@ -83,7 +83,7 @@ func newListCmd(e *env, list string) *cobra.Command {
 		Short:   "Remove entries from the " + noun,
 		Args:    args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, targets []string) error {
-			if _, err := node.ParseTargets(targets); err != nil {
+			if _, err := lists.ParseTargets(targets); err != nil {
 				return err
 			}
 			var resp admin.RemoveResponse
@@ -149,7 +149,7 @@ func readTargets(path string) ([]string, error) {
 		if text == "" {
 			continue
 		}
-		if _, err := node.ParseTarget(text); err != nil {
+		if _, err := lists.ParseTarget(text); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
 		out = append(out, text)

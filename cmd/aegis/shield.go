@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/aegis-edge/aegis/internal/admin"
@@ -112,6 +113,9 @@ func printStatus(e *env, st node.Status) {
 	fmt.Fprintf(tw, "auto-block:\tover %d× the rate for %s; %d sources blocked now\n", st.Settings.AutoBlockFactor, st.Settings.AutoBlockTTL, st.AutoBlocks)
 	fmt.Fprintf(tw, "long header chains:\t%s (IPv6 chains of more than 6 extension headers)\n", st.Settings.LongChains)
 	fmt.Fprintf(tw, "clock:\t%s\n", clockLine(st.Clock))
+	if len(st.Dirty) > 0 {
+		fmt.Fprintf(tw, "kernel out of date:\t%s (a sync failed; the next sweep repairs it from the store)\n", strings.Join(st.Dirty, ", "))
+	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "INTERFACE\tIFINDEX\tXDP MODE\tPROGRAM\tLINK")
 	if len(st.Interfaces) == 0 {

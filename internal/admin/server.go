@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/lists"
 	"github.com/aegis-edge/aegis/internal/node"
 	"github.com/aegis-edge/aegis/internal/shield"
-	"github.com/aegis-edge/aegis/internal/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -174,13 +174,11 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	s.reply(w, status, ErrorResponse{Error: err.Error()})
 }
 
-func listOf(r *http.Request) (store.List, error) {
-	switch l := store.List(r.PathValue("list")); l {
-	case store.Blocklist, store.Allowlist:
+func listOf(r *http.Request) (lists.List, error) {
+	if l := lists.List(r.PathValue("list")); l.Valid() {
 		return l, nil
-	default:
-		return "", fmt.Errorf("%w: unknown list %q (want block or allow)", node.ErrNotFound, r.PathValue("list"))
 	}
+	return "", fmt.Errorf("%w: unknown list %q (want block or allow)", lists.ErrNotFound, r.PathValue("list"))
 }
 
 // handle adapts an operation that returns its answer or an error to an
@@ -198,7 +196,7 @@ func (s *Server) handle(op func(http.ResponseWriter, *http.Request) (any, error)
 
 // listTargets reads a list request: the list from the path, the JSON body
 // into req, and the targets it names, parsed.
-func listTargets(w http.ResponseWriter, r *http.Request, req any, targets *[]string) (store.List, []netip.Prefix, error) {
+func listTargets(w http.ResponseWriter, r *http.Request, req any, targets *[]string) (lists.List, []netip.Prefix, error) {
 	l, err := listOf(r)
 	if err != nil {
 		return "", nil, err
@@ -206,7 +204,7 @@ func listTargets(w http.ResponseWriter, r *http.Request, req any, targets *[]str
 	if err := decode(w, r, req); err != nil {
 		return "", nil, err
 	}
-	ps, err := node.ParseTargets(*targets)
+	ps, err := lists.ParseTargets(*targets)
 	return l, ps, err
 }
 

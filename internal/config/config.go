@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/lists"
+	"github.com/aegis-edge/aegis/internal/shield"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -17,12 +19,8 @@ const (
 	MaxBlocklistV4Entries = 100_000
 	// MaxBlocklistV6Entries is the default capacity of the IPv6 blocklist.
 	MaxBlocklistV6Entries = 50_000
-	// CeilingV4 is the largest configurable IPv4 blocklist capacity.
-	CeilingV4 = 1 << 20
-	// CeilingV6 is the largest configurable IPv6 blocklist capacity.
-	CeilingV6 = 1 << 19
 	// MaxPPS is the largest accepted rate limit and burst, in packets.
-	MaxPPS = 100_000_000
+	MaxPPS = shield.MaxRate
 	// MaxFileSize is the largest accepted configuration file, in bytes.
 	MaxFileSize = 1 << 20
 )
@@ -30,24 +28,25 @@ const (
 // DefaultPath is the configuration file used when --config is not given.
 const DefaultPath = "/etc/aegis/aegis.yaml"
 
-// Shield modes and XDP attach modes.
+// Shield modes and XDP attach modes: the shield's own values, spelled as
+// the file spells them.
 const (
-	ModeEnforce = "enforce"
-	ModeMonitor = "monitor"
+	ModeEnforce = string(shield.ModeEnforce)
+	ModeMonitor = string(shield.ModeMonitor)
 
-	XDPModeAuto    = "auto"
-	XDPModeNative  = "native"
-	XDPModeGeneric = "generic"
+	XDPModeAuto    = string(shield.XDPAuto)
+	XDPModeNative  = string(shield.XDPNative)
+	XDPModeGeneric = string(shield.XDPGeneric)
 
 	// LongChainsDrop and LongChainsCharge are the values of
 	// shield.long_header_chains.
-	LongChainsDrop   = "drop"
-	LongChainsCharge = "charge"
+	LongChainsDrop   = string(shield.LongChainsDrop)
+	LongChainsCharge = string(shield.LongChainsCharge)
 )
 
 // MaxManagementAddrs bounds admin.management_addrs: the shield holds at most
 // this many management prefixes of each family.
-const MaxManagementAddrs = 1024
+const MaxManagementAddrs = shield.ManagementEntries
 
 // bpffsRoot is the directory pin_path must live under.
 const bpffsRoot = "/sys/fs/bpf/"
@@ -160,29 +159,23 @@ func (d Duration) MarshalYAML() (any, error) {
 
 // Default returns the built-in configuration.
 func Default() Config {
+	// The shield's own defaults are the configuration's: one home.
+	def := shield.DefaultSettings()
 	return Config{
 		StateDir: "/var/lib/aegis",
 		Admin: Admin{
 			Socket: "/run/aegis/admin.sock",
 		},
 		Shield: Shield{
-			Mode:    ModeEnforce,
+			Mode:    string(def.Mode),
 			XDPMode: XDPModeAuto,
 			PinPath: "/sys/fs/bpf/aegis",
 			Limits: Limits{
 				IPv4: MaxBlocklistV4Entries,
 				IPv6: MaxBlocklistV6Entries,
 			},
-			RateLimit: RateLimit{
-				SYN:             Bucket{PPS: 100, Burst: 200},
-				UDP:             Bucket{PPS: 1000, Burst: 2000},
-				ICMP:            Bucket{PPS: 20, Burst: 50},
-				IPv4PrefixLen:   32,
-				IPv6PrefixLen:   64,
-				AutoBlockFactor: 10,
-				AutoBlockTTL:    Duration{5 * time.Minute},
-			},
-			LongHeaderChains: LongChainsDrop,
+			RateLimit:        rateLimitOf(def),
+			LongHeaderChains: string(def.LongChains),
 			SweepInterval:    Duration{10 * time.Second},
 		},
 		Gateway:   defaultGateway(),
@@ -191,37 +184,47 @@ func Default() Config {
 	}
 }
 
-// ManagementPrefixes returns Admin.ManagementAddrs parsed as prefixes. A
-// bare address becomes a single-address prefix (/32 or /128); a CIDR is
-// masked. Entries that do not parse are skipped; [Config.Validate] reports
+func rateLimitOf(s shield.Settings) RateLimit {
+	return RateLimit{
+		SYN:             Bucket(s.SYN),
+		UDP:             Bucket(s.UDP),
+		ICMP:            Bucket(s.ICMP),
+		IPv4PrefixLen:   s.IPv4PrefixLen,
+		IPv6PrefixLen:   s.IPv6PrefixLen,
+		AutoBlockFactor: s.AutoBlockFactor,
+		AutoBlockTTL:    Duration{s.AutoBlockTTL},
+	}
+}
+
+// Settings are the shield's runtime settings this configuration asks for.
+func (s Shield) Settings() shield.Settings {
+	rl := s.RateLimit
+	return shield.Settings{
+		Mode:            shield.Mode(s.Mode),
+		SYN:             shield.Bucket(rl.SYN),
+		UDP:             shield.Bucket(rl.UDP),
+		ICMP:            shield.Bucket(rl.ICMP),
+		IPv4PrefixLen:   rl.IPv4PrefixLen,
+		IPv6PrefixLen:   rl.IPv6PrefixLen,
+		AutoBlockFactor: rl.AutoBlockFactor,
+		AutoBlockTTL:    rl.AutoBlockTTL.Duration,
+		LongChains:      shield.LongChains(s.LongHeaderChains),
+	}
+}
+
+// ManagementPrefixes returns Admin.ManagementAddrs parsed as prefixes, by
+// the lists' one rule ([lists.ParseTarget]): a bare address becomes a
+// single-address prefix (/32 or /128); a CIDR with host bits set is
+// refused. Entries that do not parse are skipped; [Config.Validate] reports
 // them.
 func (a Admin) ManagementPrefixes() []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(a.ManagementAddrs))
 	for _, s := range a.ManagementAddrs {
-		if p, err := parseAddrOrPrefix(s); err == nil {
+		if p, err := lists.ParseTarget(s); err == nil {
 			out = append(out, p)
 		}
 	}
 	return out
-}
-
-func parseAddrOrPrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	if a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("address %q has a zone", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // Validate checks every value and returns all problems joined with
@@ -240,7 +243,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for i, s := range c.Admin.ManagementAddrs {
-		if _, err := parseAddrOrPrefix(s); err != nil {
+		if _, err := lists.ParseTarget(s); err != nil {
 			v.addf(fmt.Sprintf("admin.management_addrs[%d]", i), "must be an IP address or CIDR, got %q", s)
 		}
 	}
@@ -269,17 +272,17 @@ func (c Config) Validate() error {
 			v.addf("shield.pin_path", "must be under %s, got %q", bpffsRoot, c.Shield.PinPath)
 		}
 	}
-	v.intRange("shield.limits.ipv4", c.Shield.Limits.IPv4, 1, CeilingV4)
-	v.intRange("shield.limits.ipv6", c.Shield.Limits.IPv6, 1, CeilingV6)
+	v.intRange("shield.limits.ipv4", c.Shield.Limits.IPv4, 1, lists.CeilingV4)
+	v.intRange("shield.limits.ipv6", c.Shield.Limits.IPv6, 1, lists.CeilingV6)
 
 	rl := c.Shield.RateLimit
 	v.bucket("shield.rate_limit.syn", rl.SYN)
 	v.bucket("shield.rate_limit.udp", rl.UDP)
 	v.bucket("shield.rate_limit.icmp", rl.ICMP)
-	v.intRange("shield.rate_limit.ipv4_prefix_len", rl.IPv4PrefixLen, 8, 32)
-	v.intRange("shield.rate_limit.ipv6_prefix_len", rl.IPv6PrefixLen, 16, 128)
-	v.intRange("shield.rate_limit.auto_block_factor", rl.AutoBlockFactor, 2, 1000)
-	v.durRange("shield.rate_limit.auto_block_ttl", rl.AutoBlockTTL, time.Second, 24*time.Hour)
+	v.intRange("shield.rate_limit.ipv4_prefix_len", rl.IPv4PrefixLen, shield.MinIPv4PrefixLen, shield.MaxIPv4PrefixLen)
+	v.intRange("shield.rate_limit.ipv6_prefix_len", rl.IPv6PrefixLen, shield.MinIPv6PrefixLen, shield.MaxIPv6PrefixLen)
+	v.intRange("shield.rate_limit.auto_block_factor", rl.AutoBlockFactor, shield.MinAutoBlockFactor, shield.MaxAutoBlockFactor)
+	v.durRange("shield.rate_limit.auto_block_ttl", rl.AutoBlockTTL, shield.MinAutoBlockTTL, shield.MaxAutoBlockTTL)
 	v.durRange("shield.sweep_interval", c.Shield.SweepInterval, time.Second, time.Hour)
 	v.gateway(c.Gateway)
 	v.functions(c.Functions)

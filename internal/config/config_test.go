@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/lists"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -203,7 +204,7 @@ func TestParseFull(t *testing.T) {
 			Mode:       ModeMonitor,
 			XDPMode:    XDPModeNative,
 			PinPath:    "/sys/fs/bpf/aegis2",
-			Limits:     Limits{IPv4: CeilingV4, IPv6: 1},
+			Limits:     Limits{IPv4: lists.CeilingV4, IPv6: 1},
 			RateLimit: RateLimit{
 				SYN:             Bucket{PPS: 1, Burst: 1},
 				UDP:             Bucket{},
@@ -300,6 +301,7 @@ func TestParseErrors(t *testing.T) {
 		{"socket too long", "admin: {socket: /" + strings.Repeat("s", 120) + "}", "admin.socket: must be at most 107 bytes"},
 		{"management addr", "admin: {management_addrs: [10.0.0.1, nope]}", `admin.management_addrs[1]: must be an IP address or CIDR, got "nope"`},
 		{"management zone", "admin: {management_addrs: ['fe80::1%eth0']}", `admin.management_addrs[0]: must be an IP address or CIDR`},
+		{"management host bits", "admin: {management_addrs: [10.0.0.1/8]}", `admin.management_addrs[0]: must be an IP address or CIDR, got "10.0.0.1/8"`},
 		{"interface empty", "shield: {interfaces: ['']}", "shield.interfaces[0]: must not be empty"},
 		{"interface too long", "shield: {interfaces: [abcdefghijklmnop]}", "shield.interfaces[0]: must be at most 15 bytes"},
 		{"interface slash", "shield: {interfaces: [eth0, a/b]}", "shield.interfaces[1]: must not contain"},

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/wasm"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -57,27 +58,29 @@ const (
 	// MaxFuel bounds a request's instruction budget (about a minute of CPU).
 	MaxFuel = 1 << 40
 	// WasmPage is the size of a WebAssembly memory page.
-	WasmPage = 64 << 10
+	WasmPage = wasm.PageSize
 	// MaxFunctionMemory is the 4 GiB a 32-bit Wasm memory can address.
 	MaxFunctionMemory = 4 << 30
 )
 
 func defaultFunctions() Functions {
+	// The runtime's own defaults are the configuration's: one home.
+	def := wasm.DefaultLimits()
 	return Functions{
-		MaxModuleSize:  16 << 20,
+		MaxModuleSize:  Size(def.MaxModuleBytes),
 		CompileTimeout: Duration{30 * time.Second},
 		Defaults: FunctionLimits{
-			Fuel:            1_000_000_000,
-			Timeout:         Duration{5 * time.Second},
-			Memory:          64 << 20,
-			MaxRequestBody:  1 << 20,
-			MaxResponseBody: 4 << 20,
-			FetchCount:      4,
-			FetchMaxBody:    1 << 20,
-			FetchTimeout:    Duration{5 * time.Second},
-			KVMaxKey:        512,
-			KVMaxValue:      64 << 10,
-			KVQuota:         4 << 20,
+			Fuel:            def.Fuel,
+			Timeout:         Duration{def.Timeout},
+			Memory:          Size(def.MemoryPages) * WasmPage,
+			MaxRequestBody:  Size(def.MaxRequestBytes),
+			MaxResponseBody: Size(def.MaxResponseBytes),
+			FetchCount:      def.FetchCount,
+			FetchMaxBody:    Size(def.FetchMaxBytes),
+			FetchTimeout:    Duration{def.FetchTimeout},
+			KVMaxKey:        Size(def.KVMaxKeyBytes),
+			KVMaxValue:      Size(def.KVMaxValueBytes),
+			KVQuota:         Size(def.KVQuotaBytes),
 		},
 	}
 }

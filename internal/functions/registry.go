@@ -24,7 +24,7 @@ import (
 var (
 	ErrInvalid  = errors.New("invalid request")
 	ErrConflict = errors.New("conflict")
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = store.ErrNotFound
 )
 
 // Errors an Executor's Load wraps when the module itself cannot be

@@ -4,8 +4,8 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/aegis-edge/aegis/internal/lists"
 	"github.com/aegis-edge/aegis/internal/shield"
-	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,9 +18,9 @@ const topRules = 10
 // list fill against limits, the most-hit rules, the audit log's length and
 // the deployed functions. It reads on scrape.
 type nodeCollector struct {
-	n                                    *Node
-	entries, limit, ruleHits, audit, fns *prometheus.Desc
-	workers, starts, replaced, denied    *prometheus.Desc
+	n                                           *Node
+	entries, limit, dirty, ruleHits, audit, fns *prometheus.Desc
+	workers, starts, replaced, denied           *prometheus.Desc
 }
 
 func newNodeCollector(n *Node) *nodeCollector {
@@ -30,6 +30,9 @@ func newNodeCollector(n *Node) *nodeCollector {
 			[]string{"list", "family"}, nil),
 		limit: prometheus.NewDesc("aegis_shield_list_limit_entries", "Capacity of a list, by list and family.",
 			[]string{"list", "family"}, nil),
+		dirty: prometheus.NewDesc("aegis_shield_list_dirty",
+			"1 while a list's kernel maps may differ from the store after a failed sync, until the sweeper repairs them.",
+			[]string{"list"}, nil),
 		ruleHits: prometheus.NewDesc("aegis_shield_rule_hits_total",
 			"Packets matched by the most-hit rules of each list (the top 10), by list and prefix.",
 			[]string{"list", "prefix"}, nil),
@@ -46,24 +49,25 @@ func newNodeCollector(n *Node) *nodeCollector {
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.entries, c.limit, c.ruleHits, c.audit, c.fns, c.workers, c.starts, c.replaced, c.denied} {
+	for _, d := range []*prometheus.Desc{c.entries, c.limit, c.dirty, c.ruleHits, c.audit, c.fns, c.workers, c.starts, c.replaced, c.denied} {
 		ch <- d
 	}
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
-	for _, l := range store.Lists {
+	for _, l := range lists.All() {
+		n.mu.Lock()
+		limit, dirty := n.capacity(l), n.dirty[string(l)]
+		n.mu.Unlock()
 		if v4, v6, err := n.store.Count(l); err == nil {
-			n.mu.Lock()
-			max4, max6 := n.capacity(l)
-			n.mu.Unlock()
 			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(v4), string(l), "ipv4")
 			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(v6), string(l), "ipv6")
-			ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(max4), string(l), "ipv4")
-			ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(max6), string(l), "ipv6")
+			ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(limit.V4), string(l), "ipv4")
+			ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(limit.V6), string(l), "ipv6")
 		}
-		rules, err := n.shield.Rules(shield.List(l))
+		ch <- prometheus.MustNewConstMetric(c.dirty, prometheus.GaugeValue, boolGauge(dirty), string(l))
+		rules, err := n.shield.Rules(l)
 		if err != nil {
 			continue
 		}
@@ -101,6 +105,13 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.denied, prometheus.CounterValue, float64(v), "", sc)
 		}
 	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // metricCollectors are every collector of the node's metrics.

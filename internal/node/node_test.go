@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/lists"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/aegis-edge/aegis/internal/testutil"
@@ -43,7 +44,7 @@ func startNode(t testing.TB, cfg config.Config) *Node {
 
 func prefixes(t testing.TB, ss ...string) []netip.Prefix {
 	t.Helper()
-	ps, err := ParseTargets(ss)
+	ps, err := lists.ParseTargets(ss)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "192.0.2.300", "192.0.2.1/33", "10.0.0.1/8", "fe80::1%eth0", "::ffff:1.2.3.4/64", "example.com", "1.2.3.4/-1"} {
-		if _, err := ParseTarget(bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf("%q", bad)) && bad != "" {
+		if _, err := lists.ParseTarget(bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf("%q", bad)) && bad != "" {
 			t.Errorf("ParseTarget(%q) = %v, want ErrInvalid naming it", bad, err)
 		}
 	}

@@ -84,8 +84,8 @@ func (n *Node) Reload(cfg config.Config) error {
 	if err := n.shield.SetManagement(cfg.Admin.ManagementPrefixes()); err != nil {
 		return fmt.Errorf("%w: admin.management_addrs: %w", ErrRefused, err)
 	}
-	settings := settingsFromConfig(cfg)
-	if settings != n.shield.Settings() {
+	settings := cfg.Shield.Settings()
+	if settings != n.settings {
 		if _, err := n.setSettingsLocked(settings, Actor{}); err != nil {
 			return err
 		}

@@ -326,22 +326,58 @@ func wordsAddr6(w [4]uint32) netip.Addr {
 // its hit counter; a prefix given more than once is written once, with its
 // last rule. Prefixes must be masked.
 func (s *Shield) PutRules(l List, rules []Rule) error {
+	return s.Sync(l, ListChange{Put: rules})
+}
+
+// DeleteRules removes prefixes from a list; absent ones are ignored.
+func (s *Shield) DeleteRules(l List, prefixes []netip.Prefix) error {
+	return s.Sync(l, ListChange{Delete: prefixes})
+}
+
+// Sync applies one batch of changes to a list by exact key: Delete first,
+// then Put, under one lock. It is idempotent: deleting an absent prefix and
+// putting a rule already held are no-ops (a held rule keeps its hit
+// counter), so a failed sync is repaired by syncing again. Deleted
+// prefixes are masked; put rules must be, and nothing changes when one is
+// not.
+func (s *Shield) Sync(l List, ch ListChange) error {
 	lm, err := s.maps(l)
 	if err != nil {
 		return err
 	}
-	// Raise presence flags first so no entry is ever invisible to the program.
-	var flags uint32
-	for _, r := range rules {
+	del := make([]netip.Prefix, len(ch.Delete))
+	for i, p := range ch.Delete {
+		if !p.IsValid() {
+			return fmt.Errorf("removing %v: invalid prefix", p)
+		}
+		del[i] = p.Masked()
+	}
+	for _, r := range ch.Put {
 		if !r.Prefix.IsValid() || r.Prefix != r.Prefix.Masked() {
 			return fmt.Errorf("rule %v: prefix must be valid and masked", r.Prefix)
 		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(del) > 0 {
+		if err := s.deleteRulesLocked(l, lm, del); err != nil {
+			return err
+		}
+	}
+	if len(ch.Put) > 0 {
+		return s.putRulesLocked(l, lm, ch.Put)
+	}
+	return nil
+}
+
+func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
+	// Raise presence flags first so no entry is ever invisible to the program.
+	var flags uint32
+	for _, r := range rules {
 		_, _, f := lm.slot(r.Prefix)
 		flags |= f
 	}
 	rules = lastOfEach(rules)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.cfg.Presence&flags != flags {
 		c := s.cfg
 		c.Presence |= flags
@@ -454,23 +490,10 @@ func (x *exactReader) has(m *ebpf.Map, key any) (bool, error) {
 	return next == nil || !bytes.Equal(next, first), nil
 }
 
-// DeleteRules removes prefixes from a list; absent ones are ignored.
-func (s *Shield) DeleteRules(l List, prefixes []netip.Prefix) error {
-	lm, err := s.maps(l)
-	if err != nil {
-		return err
-	}
-	for _, p := range prefixes {
-		if !p.IsValid() {
-			return fmt.Errorf("removing %v: invalid prefix", p)
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Shield) deleteRulesLocked(l List, lm listMaps, prefixes []netip.Prefix) error {
 	var touched uint32
 	var errs []error
 	for _, p := range prefixes {
-		p = p.Masked()
 		m, key, f := lm.slot(p)
 		// A trie deletes by exact key: a covering prefix stays.
 		err := m.Delete(key)

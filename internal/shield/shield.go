@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/lists"
 )
 
 // Mode says whether the shield drops or only counts what it would drop.
@@ -25,13 +27,14 @@ const (
 	XDPGeneric XDPMode = "generic"
 )
 
-// List names one of the two address lists the data path consults.
-type List string
+// List names one of the two address lists the data path consults; package
+// lists owns the names.
+type List = lists.List
 
 // The lists. The allowlist always wins over the blocklist.
 const (
-	Blocklist List = "block"
-	Allowlist List = "allow"
+	Blocklist = lists.Blocklist
+	Allowlist = lists.Allowlist
 )
 
 // Reason is why the data path passed or dropped a packet; the values match
@@ -154,24 +157,24 @@ func (s Settings) Validate() error {
 		name string
 		b    Bucket
 	}{{"syn", s.SYN}, {"udp", s.UDP}, {"icmp", s.ICMP}} {
-		if b.b.PPS > maxRate || b.b.Burst > maxRate {
-			return fmt.Errorf("%s: pps and burst must be at most %d", b.name, maxRate)
+		if b.b.PPS > MaxRate || b.b.Burst > MaxRate {
+			return fmt.Errorf("%s: pps and burst must be at most %d", b.name, MaxRate)
 		}
 		if b.b.PPS > 0 && b.b.Burst == 0 {
 			return fmt.Errorf("%s: burst must be at least 1 when pps is set", b.name)
 		}
 	}
-	if s.IPv4PrefixLen < 8 || s.IPv4PrefixLen > 32 {
-		return fmt.Errorf("ipv4_prefix_len: must be between 8 and 32, got %d", s.IPv4PrefixLen)
+	if s.IPv4PrefixLen < MinIPv4PrefixLen || s.IPv4PrefixLen > MaxIPv4PrefixLen {
+		return fmt.Errorf("ipv4_prefix_len: must be between %d and %d, got %d", MinIPv4PrefixLen, MaxIPv4PrefixLen, s.IPv4PrefixLen)
 	}
-	if s.IPv6PrefixLen < 16 || s.IPv6PrefixLen > 128 {
-		return fmt.Errorf("ipv6_prefix_len: must be between 16 and 128, got %d", s.IPv6PrefixLen)
+	if s.IPv6PrefixLen < MinIPv6PrefixLen || s.IPv6PrefixLen > MaxIPv6PrefixLen {
+		return fmt.Errorf("ipv6_prefix_len: must be between %d and %d, got %d", MinIPv6PrefixLen, MaxIPv6PrefixLen, s.IPv6PrefixLen)
 	}
-	if s.AutoBlockFactor < 2 || s.AutoBlockFactor > 1000 {
-		return fmt.Errorf("auto_block_factor: must be between 2 and 1000, got %d", s.AutoBlockFactor)
+	if s.AutoBlockFactor < MinAutoBlockFactor || s.AutoBlockFactor > MaxAutoBlockFactor {
+		return fmt.Errorf("auto_block_factor: must be between %d and %d, got %d", MinAutoBlockFactor, MaxAutoBlockFactor, s.AutoBlockFactor)
 	}
-	if s.AutoBlockTTL < time.Second || s.AutoBlockTTL > 24*time.Hour {
-		return fmt.Errorf("auto_block_ttl: must be between 1s and 24h, got %s", s.AutoBlockTTL)
+	if s.AutoBlockTTL < MinAutoBlockTTL || s.AutoBlockTTL > MaxAutoBlockTTL {
+		return fmt.Errorf("auto_block_ttl: must be between %s and %s, got %s", MinAutoBlockTTL, MaxAutoBlockTTL, s.AutoBlockTTL)
 	}
 	if s.LongChains != LongChainsDrop && s.LongChains != LongChainsCharge {
 		return fmt.Errorf("long_header_chains: must be drop or charge, got %q", s.LongChains)
@@ -179,7 +182,17 @@ func (s Settings) Validate() error {
 	return nil
 }
 
-const maxRate = 100_000_000
+// Bounds of the settings; the configuration checks its keys against them.
+const (
+	// MaxRate is the largest rate limit and burst the data path takes, in
+	// packets.
+	MaxRate = 100_000_000
+
+	MinIPv4PrefixLen, MaxIPv4PrefixLen     = 8, 32
+	MinIPv6PrefixLen, MaxIPv6PrefixLen     = 16, 128
+	MinAutoBlockFactor, MaxAutoBlockFactor = 2, 1000
+	MinAutoBlockTTL, MaxAutoBlockTTL       = time.Second, 24 * time.Hour
+)
 
 // DefaultSettings are the settings of a node without configuration.
 func DefaultSettings() Settings {
@@ -201,6 +214,14 @@ type Rule struct {
 	Prefix  netip.Prefix // masked; a single address is /32 or /128
 	RuleID  uint32
 	Expires time.Time // zero: permanent
+}
+
+// ListChange is one batch of changes to a list by exact key, as
+// [Shield.Sync] applies it: the prefixes to delete, then the rules to put.
+// A trie deletes by exact key: a covering prefix stays.
+type ListChange struct {
+	Put    []Rule
+	Delete []netip.Prefix
 }
 
 // RuleState is a rule read back from the kernel with its hit counter.
@@ -231,11 +252,8 @@ type AutoBlock struct {
 	Monitor    bool         `json:"monitor,omitempty"`
 }
 
-// Ceilings of the list maps in the kernel: configured limits may not exceed them.
+// Sizes of the kernel's other maps; the lists' ceilings are package lists'.
 const (
-	CeilingV4      = 1 << 20
-	CeilingV6      = 1 << 19
-	AllowCeiling   = 1 << 16
 	SourcesEntries = 1 << 16
 	// ManagementEntries bounds the management prefixes of each family.
 	ManagementEntries = 1024

@@ -11,11 +11,13 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/lists"
 	bolt "go.etcd.io/bbolt"
 )
 
-// ErrNotFound is returned (wrapped) when a named function does not exist.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned (wrapped) when a named function does not exist;
+// it is the one "not found" every package wraps.
+var ErrNotFound = lists.ErrNotFound
 
 // ErrKVQuota is returned (wrapped) by KVPut when the write would take the
 // function's key-value storage over its quota; nothing was written.

@@ -11,17 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/aegis-edge/aegis/internal/lists"
 	bolt "go.etcd.io/bbolt"
 )
 
 // FileName is the name of the database file inside the state directory.
 const FileName = "state.db"
-
-// MaxReasonLen is the longest accepted Entry.Reason, in bytes.
-const MaxReasonLen = 256
 
 // schemaVersion is the on-disk layout version recorded in the meta bucket.
 const schemaVersion = 1
@@ -34,23 +30,18 @@ var ErrLocked = errors.New("locked by another process")
 // validation; nothing was changed.
 var ErrInvalidEntry = errors.New("invalid entry")
 
-// List names one of the address lists.
-type List string
+// List names one of the address lists; package lists owns the names.
+type List = lists.List
 
 // The address lists.
 const (
-	Blocklist List = "block"
-	Allowlist List = "allow"
+	Blocklist = lists.Blocklist
+	Allowlist = lists.Allowlist
 )
 
-// Lists are all lists in the order All returns them.
-var Lists = []List{Blocklist, Allowlist}
-
-func (l List) valid() bool { return l == Blocklist || l == Allowlist }
-
-// id is the one-byte list tag used in expiry index keys; it orders
+// listID is the one-byte list tag used in expiry index keys; it orders
 // ties the same way All does.
-func (l List) id() byte {
+func listID(l List) byte {
 	if l == Blocklist {
 		return 0
 	}
@@ -261,7 +252,7 @@ func (s *Store) GetMany(keys []Key) (map[netip.Prefix]Entry, error) {
 // List returns the entries of l sorted by prefix (address, then length),
 // IPv4 before IPv6.
 func (s *Store) List(l List) ([]Entry, error) {
-	if !l.valid() {
+	if !l.Valid() {
 		return nil, fmt.Errorf("listing entries: unknown list %q", l)
 	}
 	var out []Entry
@@ -281,7 +272,7 @@ func (s *Store) List(l List) ([]Entry, error) {
 func (s *Store) All() ([]Entry, error) {
 	var out []Entry
 	err := s.db.View(func(tx *bolt.Tx) error {
-		for _, l := range Lists {
+		for _, l := range lists.All() {
 			var err error
 			if out, err = appendList(out, tx, l); err != nil {
 				return err
@@ -316,7 +307,7 @@ func appendList(out []Entry, tx *bolt.Tx, l List) ([]Entry, error) {
 // Count returns the number of IPv4 and IPv6 entries on l, from counters
 // maintained by Apply.
 func (s *Store) Count(l List) (v4, v6 int, err error) {
-	if !l.valid() {
+	if !l.Valid() {
 		return 0, 0, fmt.Errorf("counting entries: unknown list %q", l)
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {
@@ -405,16 +396,15 @@ func (s *Store) Setting(name string) ([]byte, bool, error) {
 
 // normalizeKey validates k and masks its prefix.
 func normalizeKey(k Key) (Key, error) {
-	if !k.List.valid() {
-		return Key{}, fmt.Errorf("unknown list %q", k.List)
+	if err := lists.Check(k.List); err != nil {
+		return Key{}, err
 	}
-	if !k.Prefix.IsValid() {
-		return Key{}, fmt.Errorf("invalid prefix %s", k.Prefix)
-	}
-	if k.Prefix.Addr().Is4In6() {
-		return Key{}, fmt.Errorf("IPv4-mapped IPv6 prefix %s: use the IPv4 form", k.Prefix)
-	}
+	// The store masks what it is given; package lists says what else a
+	// listed prefix must be.
 	k.Prefix = k.Prefix.Masked()
+	if err := lists.ValidatePrefix(k.Prefix); err != nil {
+		return Key{}, err
+	}
 	return k, nil
 }
 
@@ -432,16 +422,8 @@ func normalize(e Entry) (Entry, error) {
 		return Entry{}, err
 	}
 	e.Prefix = k.Prefix
-	if len(e.Reason) > MaxReasonLen {
-		return Entry{}, fmt.Errorf("%s: reason is %d bytes, limit is %d", e.Prefix, len(e.Reason), MaxReasonLen)
-	}
-	if !utf8.ValidString(e.Reason) {
-		return Entry{}, fmt.Errorf("%s: reason is not valid UTF-8", e.Prefix)
-	}
-	for _, r := range e.Reason {
-		if unicode.IsControl(r) {
-			return Entry{}, fmt.Errorf("%s: reason contains control character %U", e.Prefix, r)
-		}
+	if err := lists.ValidateReason(e.Reason); err != nil {
+		return Entry{}, fmt.Errorf("%s: %w", e.Prefix, err)
 	}
 	for _, t := range []struct {
 		name string
@@ -601,7 +583,7 @@ func expiryKey(t time.Time, l List, key []byte) []byte {
 	stamp := expiryStamp(t)
 	k := make([]byte, 0, 9+keyLen)
 	k = append(k, stamp[:]...)
-	k = append(k, l.id())
+	k = append(k, listID(l))
 	return append(k, key...)
 }
 

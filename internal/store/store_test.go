@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/lists"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -210,7 +211,7 @@ func TestCounts(t *testing.T) {
 		if b4 != st.block4 || b6 != st.block6 || a4 != st.allow4 || a6 != st.allow6 {
 			t.Errorf("%s: counts block %d/%d allow %d/%d, want %d/%d %d/%d", st.name, b4, b6, a4, a6, st.block4, st.block6, st.allow4, st.allow6)
 		}
-		for _, l := range Lists {
+		for _, l := range lists.All() {
 			entries, _ := s.List(l)
 			v4, v6, _ := s.Count(l)
 			if len(entries) != v4+v6 {

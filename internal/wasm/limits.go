@@ -42,7 +42,7 @@ type Limits struct {
 }
 
 // DefaultLimits returns the limits a node uses when its configuration
-// says nothing else; they match the config package's defaults.
+// says nothing else: the config package's defaults are these.
 func DefaultLimits() Limits {
 	return Limits{
 		Fuel:             1_000_000_000,
