@@ -5,7 +5,7 @@ BIN       := bin/aegis
 # Every generated artefact: bpf2go output, eBPF test objects, Wasm modules.
 GENERATED := '*_bpfel.go' '*_bpfel.o' '*.sha256' '*.wasm' 'internal/bpfguard/testdata/*.o' 'internal/shield/testdata/*.o'
 
-.PHONY: all build deps generate check-generated vet test test-unit fuzz bench run lab clean
+.PHONY: all build deps generate check-generated vet lint test test-unit fuzz bench run lab clean
 
 all: build
 
@@ -29,6 +29,11 @@ vet:
 	@test -z "$$(gofmt -l cmd internal)" || (gofmt -l cmd internal; echo "gofmt needed" >&2; exit 1)
 	$(GO) vet ./...
 
+# lint is vet plus staticcheck (pinned as a go.mod tool) and a tidy go.mod.
+lint: vet
+	$(GO) tool staticcheck ./...
+	$(GO) mod tidy -diff
+
 # test is the README's test command: set-up, generated files, vet, the whole
 # suite (privileged tests included: run as root), a short fuzz of each target,
 # and the privileged packages again on Debian's 6.1 and 6.12 kernels (QEMU).
@@ -36,7 +41,7 @@ vet:
 # at 90): it gets what is left.
 TEST_MINUTES ?= 85
 TEST_START   := $(shell date +%s)
-test: deps check-generated vet
+test: deps check-generated lint
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x -skip BenchmarkPeerXDPFilter ./...
 	$(MAKE) fuzz

@@ -99,7 +99,7 @@ func BuiltinHandlers() map[string]Handler {
 		HandlerHostLoop: HandlerFunc(func(ctx context.Context, req []byte, host HostCaller) ([]byte, error) {
 			ops := strings.Fields(string(req))
 			if len(ops) == 0 {
-				return nil, errors.New("want op ...")
+				return nil, errors.New("want at least one op")
 			}
 			for {
 				for _, op := range ops {

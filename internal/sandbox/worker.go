@@ -384,11 +384,14 @@ func serve(c *frameConn, h Handler) int {
 		if err != nil {
 			reply = frame{typ: msgError, id: f.id, payload: []byte(err.Error())}
 		}
-		if err := c.write(reply); errors.Is(err, ErrFrameTooLarge) {
-			reply = frame{typ: msgError, id: f.id, payload: []byte(err.Error())}
-			err = c.write(reply)
+		// Only a failed write ends the worker: a handler's error is its
+		// answer, and the worker stays healthy.
+		werr := c.write(reply)
+		if errors.Is(werr, ErrFrameTooLarge) {
+			reply = frame{typ: msgError, id: f.id, payload: []byte(werr.Error())}
+			werr = c.write(reply)
 		}
-		if err != nil {
+		if werr != nil {
 			return exitProtocol
 		}
 	}
