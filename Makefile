@@ -73,7 +73,7 @@ clean:
 # KERNEL_SYSCTLS sets key=value kernel settings in the guests; KERNEL_BUDGET
 # (minutes, default 60) and KERNEL_DEADLINE (epoch seconds) bound the whole.
 KERNELS     ?= 6.1 6.12
-KERNEL_PKGS ?= ./internal/shield ./internal/testutil ./internal/features ./internal/bpfguard ./internal/privilege ./internal/sandbox ./internal/executor
+KERNEL_PKGS ?= ./internal/shield ./internal/testutil ./internal/kernelprobe ./internal/bpfguard ./internal/privilege ./internal/sandbox ./internal/executor
 .PHONY: test-kernels
 test-kernels:
 	KERNELS="$(KERNELS)" KERNEL_PKGS="$(KERNEL_PKGS)" KERNEL_TEST_FLAGS="$(KERNEL_TEST_FLAGS)" KERNEL_SYSCTLS="$(KERNEL_SYSCTLS)" \

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package features
+package kernelprobe
 
 import "errors"
 
