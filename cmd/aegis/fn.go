@@ -14,7 +14,6 @@ import (
 	"github.com/aegis-edge/aegis/internal/admin"
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/functions"
-	"github.com/aegis-edge/aegis/internal/gateway"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/spf13/cobra"
 )
@@ -47,7 +46,7 @@ func newFnDeployCmd(e *env) *cobra.Command {
 			if route == "" {
 				return usageError{fmt.Errorf("--route is required, e.g. --route /hello or --route example.com/hello")}
 			}
-			if _, err := gateway.ParseRoute(route); err != nil {
+			if _, err := functions.ParseRoute(route); err != nil {
 				return usageError{err}
 			}
 			req := admin.DeployRequest{Spec: functions.Spec{Route: route, AllowHosts: allowHosts}}
