@@ -79,7 +79,7 @@ func configHZ() int {
 func TestJiffiesClockCalibration(t *testing.T) {
 	for _, mono := range []bool{false, true} {
 		t.Run(fmt.Sprintf("monotonic=%v", mono), func(t *testing.T) {
-			s := loadRealClock(t, Options{MonotonicClock: mono}, noLimits())
+			s := loadRealClock(t, Options{monotonicClock: mono}, noLimits())
 			info := s.Clock()
 			if info.Source != ClockJiffies || !slices.Contains(kernelHZ, info.HZ) || info.Fallback != "" {
 				t.Fatalf("clock = %+v, want jiffies at a kernel HZ", info)
@@ -115,9 +115,9 @@ func TestClockSources(t *testing.T) {
 		precise, mono bool
 	}{
 		{"jiffies", Options{}, ClockJiffies, false, false},
-		{"jiffies-monotonic", Options{MonotonicClock: true}, ClockJiffies, false, true},
-		{"boottime", Options{PreciseClock: true}, ClockBoottime, true, false},
-		{"monotonic", Options{PreciseClock: true, MonotonicClock: true}, ClockMonotonic, true, true},
+		{"jiffies-monotonic", Options{monotonicClock: true}, ClockJiffies, false, true},
+		{"boottime", Options{preciseClock: true}, ClockBoottime, true, false},
+		{"monotonic", Options{preciseClock: true, monotonicClock: true}, ClockMonotonic, true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := loadRealClock(t, c.opts, noLimits())
@@ -163,7 +163,7 @@ func TestClockAdoption(t *testing.T) {
 		t.Errorf("adopting moved the clock line: %+v, then %+v", lines[0], lines[1])
 	}
 
-	s, err := Load(Options{PinPath: pin, PreciseClock: true})
+	s, err := Load(Options{PinPath: pin, preciseClock: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestLimiterTickSlack(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		opts Options
-	}{{"jiffies", Options{}}, {"precise", Options{PreciseClock: true}}} {
+	}{{"jiffies", Options{}}, {"precise", Options{preciseClock: true}}} {
 		t.Run(c.name, func(t *testing.T) {
 			st := noLimits()
 			st.UDP = Bucket{PPS: pps, Burst: 1}

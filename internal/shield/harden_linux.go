@@ -62,7 +62,7 @@ func raiseMemlock(spec *ebpf.CollectionSpec, opts Options) error {
 	if err != nil {
 		return err
 	}
-	res, err := privilege.RaiseMemlock(need, privilege.MemlockOptions{Force: opts.ForceMemlock})
+	res, err := privilege.RaiseMemlock(need, privilege.MemlockOptions{Force: opts.forceMemlock})
 	if aerr := opts.audit(audit.Event{Op: audit.OpRlimit, Target: "RLIMIT_MEMLOCK", Details: res, Err: err}); aerr != nil {
 		return aerr
 	}

@@ -38,23 +38,18 @@ type Options struct {
 	// instead of the ring buffer, the path kernels before 5.8 need (it is
 	// also taken automatically when the kernel has no ring buffer).
 	PerfEvents bool
-	// MonotonicClock reads CLOCK_MONOTONIC in the data path instead of
-	// CLOCK_BOOTTIME, as kernels before 5.8 need (it is also taken
-	// automatically when the kernel lacks bpf_ktime_get_boot_ns).
-	MonotonicClock bool
-	// PreciseClock reads the precise clock helper on every packet instead
-	// of jiffies, as kernels before 5.5 need (it is also taken
-	// automatically when the kernel lacks bpf_jiffies64). For testing.
-	PreciseClock bool
 	// Audit receives one event per eBPF operation; nil records nothing.
 	Audit AuditFunc
 	// Policy replaces the shield's verification policy (Policy()).
 	Policy *bpfguard.Policy
-	// ForceMemlock raises RLIMIT_MEMLOCK as kernels before 5.11 need even
-	// where the kernel charges BPF memory to the memory cgroup: for tests.
-	ForceMemlock bool
 
-	object []byte // replaces the embedded object, for tests
+	// Switches that force a fallback the kernel under test does not need,
+	// so that one kernel tests every path; set by this package's tests
+	// only (the node takes each fallback when the kernel lacks the feature).
+	monotonicClock bool   // CLOCK_MONOTONIC in the data path, as before 5.8
+	preciseClock   bool   // the precise clock helper on every packet, as before 5.5
+	forceMemlock   bool   // raise RLIMIT_MEMLOCK even where memcg charges BPF memory
+	object         []byte // replaces the embedded object
 }
 
 // Shield is the loaded data path. Its methods are safe for concurrent use.
@@ -66,7 +61,7 @@ type Shield struct {
 	legacy  map[string]int       // unpinned netlink attachments: ifindex by interface
 	netlink bool                 // attach through netlink (Options.NetlinkAttach)
 	perf    bool                 // events through perf_events (Options.PerfEvents)
-	mono    bool                 // CLOCK_MONOTONIC data path (Options.MonotonicClock)
+	mono    bool                 // CLOCK_MONOTONIC data path (Options.monotonicClock)
 	// clockHZ is the kernel's tick rate once the jiffies clock is
 	// calibrated, 0 while the data path reads the precise helper.
 	clockHZ       int
@@ -130,13 +125,13 @@ func Load(opts Options) (*Shield, error) {
 			return nil, err
 		}
 	}
-	s.mono = opts.MonotonicClock || features.HaveProgramHelper(ebpf.XDP, asm.FnKtimeGetBootNs) != nil
+	s.mono = opts.monotonicClock || features.HaveProgramHelper(ebpf.XDP, asm.FnKtimeGetBootNs) != nil
 	if s.mono {
 		if err := spec.Variables["use_monotonic_clock"].Set(uint32(1)); err != nil {
 			return nil, fmt.Errorf("selecting the monotonic clock: %w", err)
 		}
 	}
-	jiffies := !opts.PreciseClock
+	jiffies := !opts.preciseClock
 	if jiffies {
 		if err := features.HaveProgramHelper(ebpf.XDP, asm.FnJiffies64); err != nil {
 			jiffies = false
