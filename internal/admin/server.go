@@ -36,19 +36,19 @@ type actorKey struct{}
 func NewServer(n *node.Node, log *slog.Logger) *Server {
 	s := &Server{node: n, log: log}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/lists/{list}", s.handle(s.handleList))
-	mux.HandleFunc("POST /v1/lists/{list}", s.handle(s.handleAdd))
-	mux.HandleFunc("POST /v1/lists/{list}/remove", s.handle(s.handleRemove))
-	mux.HandleFunc("GET /v1/shield", s.handle(s.handleStatus))
-	mux.HandleFunc("PUT /v1/shield/mode", s.handle(s.handleMode))
-	mux.HandleFunc("PUT /v1/shield/rate", s.handle(s.handleRate))
-	mux.HandleFunc("POST /v1/shield/detach", s.handle(s.handleDetach))
-	mux.HandleFunc("GET /v1/functions", s.handle(s.handleFunctions))
-	mux.HandleFunc("GET /v1/functions/{name}", s.handle(s.handleFunction))
-	mux.HandleFunc("PUT /v1/functions/{name}", s.handle(s.handleDeploy))
-	mux.HandleFunc("DELETE /v1/functions/{name}", s.handle(s.handleRemoveFunction))
-	mux.HandleFunc("GET /v1/functions/{name}/logs", s.handleLogs)
-	mux.Handle("GET /metrics", n.MetricsHandler())
+	mux.HandleFunc(http.MethodGet+" "+pathList, s.handle(s.handleList))
+	mux.HandleFunc(http.MethodPost+" "+pathList, s.handle(s.handleAdd))
+	mux.HandleFunc(http.MethodPost+" "+pathListRemove, s.handle(s.handleRemove))
+	mux.HandleFunc(http.MethodGet+" "+pathShield, s.handle(s.handleStatus))
+	mux.HandleFunc(http.MethodPut+" "+pathShieldMode, s.handle(s.handleMode))
+	mux.HandleFunc(http.MethodPut+" "+pathShieldRate, s.handle(s.handleRate))
+	mux.HandleFunc(http.MethodPost+" "+pathShieldDetach, s.handle(s.handleDetach))
+	mux.HandleFunc(http.MethodGet+" "+pathFunctions, s.handle(s.handleFunctions))
+	mux.HandleFunc(http.MethodGet+" "+pathFunction, s.handle(s.handleFunction))
+	mux.HandleFunc(http.MethodPut+" "+pathFunction, s.handle(s.handleDeploy))
+	mux.HandleFunc(http.MethodDelete+" "+pathFunction, s.handle(s.handleRemoveFunction))
+	mux.HandleFunc(http.MethodGet+" "+pathFunctionLogs, s.handleLogs)
+	mux.Handle(http.MethodGet+" "+pathMetrics, n.MetricsHandler())
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -18,7 +18,6 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/admin"
 	"github.com/aegis-edge/aegis/internal/config"
-	"github.com/aegis-edge/aegis/internal/node"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -114,8 +113,7 @@ func (p *nodeProcess) waitReady(ctx context.Context, c *admin.Client, n Names) e
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		var st node.Status
-		err := c.Do(ctx, "GET", "/v1/shield", nil, &st)
+		_, err := c.Status(ctx)
 		if err == nil {
 			return nil
 		}
