@@ -13,6 +13,7 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/admin"
 	"github.com/aegis-edge/aegis/internal/audit"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -43,7 +44,7 @@ func TestConcurrentClientsMatchModel(t *testing.T) {
 	var sent atomic.Int64
 	send := testutil.RawSender(t, v.A, v.IndexA)
 	flood.Go(func() {
-		frame := testutil.UDP4(v.IPv4A.String(), v.IPv4B.String()).Bytes()
+		frame := netlab.UDP4(v.IPv4A.String(), v.IPv4B.String()).Bytes()
 		for {
 			select {
 			case <-stop:

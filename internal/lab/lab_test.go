@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -27,7 +28,7 @@ func TestRunTearsDownWhenTheNodeFails(t *testing.T) {
 	}
 	n := NamesFor(sum.ID)
 	t.Cleanup(func() { Clean(sum.ID) })
-	for _, p := range []string{filepath.Join(netnsDir, n.Edge), filepath.Join(netnsDir, n.Attacker), filepath.Join(netnsDir, n.Client), n.Dir, n.PinPath} {
+	for _, p := range []string{filepath.Join(netlab.RunDir, n.Edge), filepath.Join(netlab.RunDir, n.Attacker), filepath.Join(netlab.RunDir, n.Client), n.Dir, n.PinPath} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s remains (%v)", p, err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/admin"
 	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -67,7 +68,7 @@ type nodeProcess struct {
 
 // startNode writes the config and starts exe (the aegis binary) as
 // `aegis node` inside the edge namespace, logging to Names.Log.
-func startNode(exe string, env []string, edge *namespace, n Names) (*nodeProcess, error) {
+func startNode(exe string, env []string, edge *netlab.Namespace, n Names) (*nodeProcess, error) {
 	cfg := nodeConfig(n)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("lab node config: %w", err)
@@ -93,7 +94,7 @@ func startNode(exe string, env []string, edge *namespace, n Names) (*nodeProcess
 	// which stops the node itself, in order, after the traffic.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// A child inherits the network namespace of the thread that forks it.
-	if err := edge.do(cmd.Start); err != nil {
+	if err := edge.Do(cmd.Start); err != nil {
 		return nil, fmt.Errorf("starting the node: %w", err)
 	}
 	p := &nodeProcess{cmd: cmd, done: make(chan struct{})}
@@ -242,6 +243,6 @@ func Leftovers() ([]string, error) {
 	}
 	untilDash := func(s string) string { id, _, _ := strings.Cut(s, "-"); return id }
 	same := func(s string) string { return s }
-	err := errors.Join(scan(netnsDir, untilDash), scan("/sys/fs/bpf", same), scan(os.TempDir(), same))
+	err := errors.Join(scan(netlab.RunDir, untilDash), scan("/sys/fs/bpf", same), scan(os.TempDir(), same))
 	return slices.Sorted(maps.Keys(ids)), err
 }

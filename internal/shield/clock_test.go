@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
 )
@@ -127,10 +128,10 @@ func TestClockSources(t *testing.T) {
 			now := time.Now()
 			put(t, s, Blocklist, now.Add(time.Hour), "192.0.2.1")
 			put(t, s, Blocklist, now.Add(-time.Second), "192.0.2.2")
-			if ret, reason, _ := run(t, s, tu.UDP4("192.0.2.1", dst4).Bytes()); ret != xdpDrop {
+			if ret, reason, _ := run(t, s, netlab.UDP4("192.0.2.1", dst4).Bytes()); ret != xdpDrop {
 				t.Errorf("entry expiring in an hour: %d %s, want a drop", ret, reason)
 			}
-			if ret, reason, _ := run(t, s, tu.UDP4("192.0.2.2", dst4).Bytes()); ret != xdpPass {
+			if ret, reason, _ := run(t, s, netlab.UDP4("192.0.2.2", dst4).Bytes()); ret != xdpPass {
 				t.Errorf("entry expired a second ago: %d %s, want a pass", ret, reason)
 			}
 		})
@@ -172,7 +173,7 @@ func TestClockAdoption(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(t, s, Blocklist, time.Now().Add(-time.Second), "192.0.2.1")
-	if ret, reason, _ := run(t, s, tu.UDP4("192.0.2.1", dst4).Bytes()); ret != xdpPass {
+	if ret, reason, _ := run(t, s, netlab.UDP4("192.0.2.1", dst4).Bytes()); ret != xdpPass {
 		t.Errorf("precise clock over an adopted line: an entry expired a second ago gives %d %s", ret, reason)
 	}
 }
@@ -183,7 +184,7 @@ func TestClockAdoption(t *testing.T) {
 func TestSyncClockFollowsSuspend(t *testing.T) {
 	s := loadRealClock(t, Options{}, noLimits())
 	put(t, s, Blocklist, time.Now().Add(5*time.Second), "192.0.2.1")
-	frame := tu.UDP4("192.0.2.1", dst4).Bytes()
+	frame := netlab.UDP4("192.0.2.1", dst4).Bytes()
 	if ret, reason, _ := run(t, s, frame); ret != xdpDrop {
 		t.Fatalf("before the suspend: %d %s, want a drop", ret, reason)
 	}
@@ -239,7 +240,7 @@ func TestLimiterTickSlack(t *testing.T) {
 					t.Fatal("every run might have earned a refill")
 				}
 				j0, ns0, err0 := s.probeClock()
-				frame := tu.UDP4(fmt.Sprintf("192.0.%d.%d", 2+try/200, 1+try%200), dst4).Bytes()
+				frame := netlab.UDP4(fmt.Sprintf("192.0.%d.%d", 2+try/200, 1+try%200), dst4).Bytes()
 				passed := 0
 				for range packets {
 					ret, err := s.Program().Run(&ebpf.RunOptions{Data: frame})
