@@ -1,8 +1,6 @@
 package testutil
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -98,14 +96,6 @@ func (n *NetNS) Do(t testing.TB, fn func() error) error {
 		t.FailNow()
 	}
 	return err
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // Side names one end of a VethPair.
