@@ -206,13 +206,6 @@ func (c *Client) Functions(ctx context.Context) ([]functions.Info, error) {
 	return resp.Functions, err
 }
 
-// Function describes one deployed function.
-func (c *Client) Function(ctx context.Context, name string) (functions.Info, error) {
-	var info functions.Info
-	err := c.do(ctx, http.MethodGet, expand(pathFunction, name), nil, &info)
-	return info, err
-}
-
 // Deploy deploys a new version of a function and describes it.
 func (c *Client) Deploy(ctx context.Context, name string, req DeployRequest) (functions.Info, error) {
 	var info functions.Info

@@ -60,9 +60,6 @@ func NewServer(n *node.Node, log *slog.Logger) *Server {
 	return s
 }
 
-// Handler exposes the routes, for tests that serve them elsewhere.
-func (s *Server) Handler() http.Handler { return s.http.Handler }
-
 // Listen creates the unix socket (mode 0600, its directory 0700), replacing
 // a stale one left by a killed daemon.
 func Listen(path string) (net.Listener, error) {
