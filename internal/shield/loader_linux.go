@@ -21,37 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultPinPath is where the shield pins its maps and links.
-const DefaultPinPath = "/sys/fs/bpf/aegis"
-
-// Options configure Load.
-type Options struct {
-	// PinPath is the bpffs directory holding the maps (PinPath/maps) and the
-	// links (PinPath/links). Empty keeps everything unpinned, so the program
-	// detaches when the Shield is closed: for tests and benchmarks.
-	PinPath string
-	// NetlinkAttach attaches through netlink instead of bpf_link, the path
-	// kernels before 5.9 need (it is also taken automatically when the
-	// kernel has no bpf_link for XDP). For testing that fallback.
-	NetlinkAttach bool
-	// PerfEvents reports automatic blocks through a perf event array
-	// instead of the ring buffer, the path kernels before 5.8 need (it is
-	// also taken automatically when the kernel has no ring buffer).
-	PerfEvents bool
-	// Audit receives one event per eBPF operation; nil records nothing.
-	Audit AuditFunc
-	// Policy replaces the shield's verification policy (Policy()).
-	Policy *bpfguard.Policy
-
-	// Switches that force a fallback the kernel under test does not need,
-	// so that one kernel tests every path; set by this package's tests
-	// only (the node takes each fallback when the kernel lacks the feature).
-	monotonicClock bool   // CLOCK_MONOTONIC in the data path, as before 5.8
-	preciseClock   bool   // the precise clock helper on every packet, as before 5.5
-	forceMemlock   bool   // raise RLIMIT_MEMLOCK even where memcg charges BPF memory
-	object         []byte // replaces the embedded object
-}
-
 // Shield is the loaded data path. Its methods are safe for concurrent use.
 type Shield struct {
 	mu      sync.Mutex
@@ -80,18 +49,6 @@ type Shield struct {
 	// Adopted is true when the maps were already pinned, that is when a
 	// previous daemon's state was taken over rather than created.
 	Adopted bool
-}
-
-// AttachInfo reports how the program is attached to an interface.
-type AttachInfo struct {
-	Interface string         `json:"interface"`
-	Ifindex   int            `json:"ifindex"`
-	Mode      XDPMode        `json:"xdp_mode"`
-	ProgramID ebpf.ProgramID `json:"program_id"`
-	LinkID    link.ID        `json:"link_id,omitempty"`
-	// Via is ViaLink or ViaNetlink.
-	Via     string `json:"via"`
-	Adopted bool   `json:"adopted,omitempty"`
 }
 
 // Load loads the XDP program and creates or adopts its maps. With a pin path
@@ -535,9 +492,6 @@ func (s *Shield) Attached() ([]AttachInfo, error) {
 	}
 	return out, nil
 }
-
-// ErrNotAttached is returned when detaching an interface the shield is not on.
-var ErrNotAttached = errors.New("shield is not attached")
 
 // ensureBPFFS mounts bpffs at /sys/fs/bpf when the pin path lies there and
 // nothing is mounted yet.
