@@ -96,25 +96,6 @@ func (s *Server) Serve(l net.Listener) error {
 // Shutdown stops accepting requests and waits for those in flight.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
 
-func peerActor(c net.Conn) node.Actor {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return node.Actor{}
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return node.Actor{}
-	}
-	var cred *unix.Ucred
-	raw.Control(func(fd uintptr) {
-		cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if cred == nil {
-		return node.Actor{}
-	}
-	return node.Actor{UID: int(cred.Uid), PID: int(cred.Pid)}
-}
-
 func actorOf(r *http.Request) node.Actor {
 	a, _ := r.Context().Value(actorKey{}).(node.Actor)
 	return a
