@@ -31,8 +31,8 @@ type Rates struct {
 	Blocked int
 }
 
-// DefaultRates are the rates `aegis lab` uses.
-var DefaultRates = Rates{SYN: 8000, UDP: 8000, Blocked: 2000}
+// DefaultRates returns the rates `aegis lab` uses.
+func DefaultRates() Rates { return Rates{SYN: 8000, UDP: 8000, Blocked: 2000} }
 
 // Attack stream names, as the view and Summary.Sent show them.
 const (

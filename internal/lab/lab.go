@@ -27,7 +27,7 @@ type Options struct {
 	// Rates paces the attack; a zero rate leaves that stream out
 	// (DefaultRates is the demo's).
 	Rates Rates
-	// Module is the function to deploy; nil deploys FunctionModule.
+	// Module is the function to deploy; nil deploys the lab's own (function.wat).
 	Module []byte
 	// Keep leaves the topology and the node running after the traffic
 	// stops; Clean removes them later.
@@ -48,7 +48,7 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 		return sum, fmt.Errorf("duration must be positive")
 	}
 	if o.Module == nil {
-		o.Module = FunctionModule
+		o.Module = functionModule
 	}
 	names, err := makeDir()
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 func TestRunTearsDownWhenTheNodeFails(t *testing.T) {
 	testutil.RequireRoot(t)
 	var out bytes.Buffer
-	sum, err := Run(context.Background(), Options{Executable: "/bin/false", Duration: time.Second, Rates: DefaultRates, Out: &out})
+	sum, err := Run(context.Background(), Options{Executable: "/bin/false", Duration: time.Second, Rates: DefaultRates(), Out: &out})
 	if err == nil || !strings.Contains(err.Error(), "exited while starting") {
 		t.Fatalf("Run with a failing node: %v", err)
 	}
