@@ -233,10 +233,9 @@ type AutoBlock struct {
 
 // Ceilings of the list maps in the kernel: configured limits may not exceed them.
 const (
-	CeilingV4      = 1 << 20
-	CeilingV6      = 1 << 19
-	AllowCeiling   = 1 << 16
-	SourcesEntries = 1 << 16
+	CeilingV4    = 1 << 20
+	CeilingV6    = 1 << 19
+	AllowCeiling = 1 << 16
 	// ManagementEntries bounds the management prefixes of each family.
 	ManagementEntries = 1024
 )
