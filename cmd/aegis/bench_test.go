@@ -28,7 +28,7 @@ func BenchmarkBlockAddRoundTrip(b *testing.B) {
 	for range b.N {
 		addr = addr.Next()
 		start := time.Now()
-		if err := c.Do(ctx, "POST", "/v1/lists/block", admin.AddRequest{Targets: []string{addr.String()}}, nil); err != nil {
+		if _, err := c.Add(ctx, "block", admin.AddRequest{Targets: []string{addr.String()}}); err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/admin"
 	"github.com/aegis-edge/aegis/internal/audit"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -33,7 +36,7 @@ func TestConcurrentClientsMatchModel(t *testing.T) {
 	ctx := context.Background()
 	// The flood comes from a blocked source, so the data path drops it
 	// while the lists churn.
-	if err := c.Do(ctx, "POST", "/v1/lists/block", admin.AddRequest{Targets: []string{v.IPv4A.String()}}, nil); err != nil {
+	if _, err := c.Add(ctx, "block", admin.AddRequest{Targets: []string{v.IPv4A.String()}}); err != nil {
 		t.Fatal(err)
 	}
 	auditBefore := auditOK(t, cfg.AuditDir())
@@ -43,7 +46,7 @@ func TestConcurrentClientsMatchModel(t *testing.T) {
 	var sent atomic.Int64
 	send := testutil.RawSender(t, v.A, v.IndexA)
 	flood.Go(func() {
-		frame := testutil.UDP4(v.IPv4A.String(), v.IPv4B.String()).Bytes()
+		frame := netlab.UDP4(v.IPv4A.String(), v.IPv4B.String()).Bytes()
 		for {
 			select {
 			case <-stop:
@@ -75,12 +78,12 @@ func TestConcurrentClientsMatchModel(t *testing.T) {
 				key := list + " " + target
 				var err error
 				if rng.IntN(3) < 2 {
-					err = c.Do(ctx, "POST", "/v1/lists/"+list, admin.AddRequest{Targets: []string{target}}, nil)
+					_, err = c.Add(ctx, list, admin.AddRequest{Targets: []string{target}})
 					if err == nil {
 						models[i][key] = true
 					}
 				} else {
-					err = c.Do(ctx, "POST", "/v1/lists/"+list+"/remove", admin.RemoveRequest{Targets: []string{target}}, nil)
+					_, err = c.Remove(ctx, list, []string{target})
 					var ae *admin.APIError
 					switch {
 					case err == nil:
@@ -111,8 +114,8 @@ func TestConcurrentClientsMatchModel(t *testing.T) {
 	}
 	got := map[string]bool{}
 	for _, list := range []string{"block", "allow"} {
-		var resp admin.ListResponse
-		if err := c.Do(ctx, "GET", "/v1/lists/"+list, nil, &resp); err != nil {
+		resp, err := c.List(ctx, list)
+		if err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range resp.Entries {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/aegis-edge/aegis/internal/features"
+	"github.com/aegis-edge/aegis/internal/kernelprobe"
 	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/spf13/cobra"
 )
@@ -28,8 +28,8 @@ func newDoctorCmd(e *env) *cobra.Command {
 			"It exits 1 when a feature aegis cannot work without is missing.",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := features.Probe(features.Options{Without: without})
-			if errors.Is(err, features.ErrUnknownFeature) {
+			r, err := kernelprobe.Probe(kernelprobe.Options{Without: without})
+			if errors.Is(err, kernelprobe.ErrUnknownFeature) {
 				return usageError{err}
 			}
 			if err != nil {
@@ -60,7 +60,7 @@ func newDoctorCmd(e *env) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().StringSliceVar(&without, "without", nil,
-		"report these features as missing (to see the fallbacks an older kernel would get): "+strings.Join(features.Names(), ","))
+		"report these features as missing (to see the fallbacks an older kernel would get): "+strings.Join(kernelprobe.Names(), ","))
 	return cmd
 }
 
@@ -81,7 +81,7 @@ type memoryCap struct {
 
 // doctorReport is doctor's JSON: the kernel's features and the memory cap.
 type doctorReport struct {
-	features.Report
+	kernelprobe.Report
 	MemoryCap memoryCap `json:"memory_cap"`
 }
 
@@ -100,15 +100,15 @@ func probeMemoryCap() memoryCap {
 	return memoryCap{Detail: err.Error()}
 }
 
-func printFeatures(e *env, r features.Report, mc memoryCap) {
-	fmt.Fprintf(e.stdout, "kernel %s (aegis supports %s and later)\n", r.Kernel, features.MinimumKernel)
+func printFeatures(e *env, r kernelprobe.Report, mc memoryCap) {
+	fmt.Fprintf(e.stdout, "kernel %s (aegis supports %s and later)\n", r.Kernel, kernelprobe.MinimumKernel)
 	if r.BelowMinimum() {
-		fmt.Fprintf(e.stdout, "warning: this kernel is older than %s; aegis is not tested on it\n", features.MinimumKernel)
+		fmt.Fprintf(e.stdout, "warning: this kernel is older than %s; aegis is not tested on it\n", kernelprobe.MinimumKernel)
 	}
 	fmt.Fprintln(e.stdout)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FEATURE\tSTATUS\tSINCE\tDETAIL")
-	var gaps []features.Feature
+	var gaps []kernelprobe.Feature
 	for _, f := range r.Features {
 		detail := f.Detail
 		if f.Unknown() {
@@ -119,7 +119,7 @@ func printFeatures(e *env, r features.Report, mc memoryCap) {
 			gaps = append(gaps, f)
 		}
 	}
-	row := features.Feature{Name: memoryCapRow, Available: mc.Available, Detail: mc.Detail, Fallback: memoryCapFallback}
+	row := kernelprobe.Feature{Name: memoryCapRow, Available: mc.Available, Detail: mc.Detail, Fallback: memoryCapFallback}
 	detail := mc.Detail
 	if mc.Unknown {
 		row.ProbeError, detail = mc.Detail, "probe failed: "+mc.Detail
@@ -148,7 +148,7 @@ func printFeatures(e *env, r features.Report, mc memoryCap) {
 	}
 }
 
-func featureStatus(f features.Feature) string {
+func featureStatus(f kernelprobe.Feature) string {
 	switch {
 	case f.Available:
 		return "yes"

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aegis-edge/aegis/internal/features"
+	"github.com/aegis-edge/aegis/internal/kernelprobe"
 	"github.com/aegis-edge/aegis/internal/sandbox"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
@@ -27,7 +27,7 @@ func doctorRows(t *testing.T, stdout string) map[string]string {
 func TestDoctorTable(t *testing.T) {
 	testutil.RequireRoot(t)
 	code, stdout, stderr := cli("doctor")
-	r, err := features.Probe(features.Options{})
+	r, err := kernelprobe.Probe(kernelprobe.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,15 +61,15 @@ func TestDoctorTable(t *testing.T) {
 // doctor names the fallbacks and still succeeds.
 func TestDoctorForcedGapsKeepExitZero(t *testing.T) {
 	testutil.RequireRoot(t)
-	if r, _ := features.Probe(features.Options{}); len(r.MissingRequired()) > 0 {
+	if r, _ := kernelprobe.Probe(kernelprobe.Options{}); len(r.MissingRequired()) > 0 {
 		t.Skipf("this kernel lacks required features %v; the exit status would not tell", r.MissingRequired())
 	}
-	code, stdout, stderr := cli("doctor", "--without", features.XDPLink+","+features.MemcgAccounting)
+	code, stdout, stderr := cli("doctor", "--without", kernelprobe.XDPLink+","+kernelprobe.MemcgAccounting)
 	if code != 0 {
 		t.Fatalf("exit %d, want 0 (stderr %q)", code, stderr)
 	}
 	rows := doctorRows(t, stdout)
-	for _, name := range []string{features.XDPLink, features.MemcgAccounting} {
+	for _, name := range []string{kernelprobe.XDPLink, kernelprobe.MemcgAccounting} {
 		if rows[name] != "no" {
 			t.Errorf("row %s: %q, want no", name, rows[name])
 		}
@@ -84,21 +84,21 @@ func TestDoctorForcedGapsKeepExitZero(t *testing.T) {
 // TestDoctorMissingRequiredExitsOne needs no privilege: a hidden feature
 // is missing whoever asks, and an unprobed one counts as missing too.
 func TestDoctorMissingRequiredExitsOne(t *testing.T) {
-	code, stdout, stderr := cli("doctor", "--without", features.XDP)
+	code, stdout, stderr := cli("doctor", "--without", kernelprobe.XDP)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 (stdout %q)", code, stdout)
 	}
-	if !strings.Contains(stderr, features.XDP) {
+	if !strings.Contains(stderr, kernelprobe.XDP) {
 		t.Errorf("stderr %q does not name the missing feature", stderr)
 	}
-	if !strings.Contains(stdout, features.XDP+" (required, no fallback)") {
-		t.Errorf("the table does not flag %s as required:\n%s", features.XDP, stdout)
+	if !strings.Contains(stdout, kernelprobe.XDP+" (required, no fallback)") {
+		t.Errorf("the table does not flag %s as required:\n%s", kernelprobe.XDP, stdout)
 	}
 }
 
 func TestDoctorJSON(t *testing.T) {
-	code, stdout, stderr := cli("doctor", "--json", "--without", features.RingBuf)
-	var r features.Report
+	code, stdout, stderr := cli("doctor", "--json", "--without", kernelprobe.RingBuf)
+	var r kernelprobe.Report
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatalf("output is not a report: %v\n%s", err, stdout)
 	}
@@ -115,10 +115,10 @@ func TestDoctorJSON(t *testing.T) {
 	if code != want {
 		t.Errorf("exit %d, want %d (stderr %q)", code, want, stderr)
 	}
-	if len(r.Features) != len(features.Names()) {
-		t.Errorf("%d features in the JSON, want %d", len(r.Features), len(features.Names()))
+	if len(r.Features) != len(kernelprobe.Names()) {
+		t.Errorf("%d features in the JSON, want %d", len(r.Features), len(kernelprobe.Names()))
 	}
-	if f, ok := r.Feature(features.RingBuf); !ok || f.Available || f.Fallback == "" {
+	if f, ok := r.Feature(kernelprobe.RingBuf); !ok || f.Available || f.Fallback == "" {
 		t.Errorf("ringbuf row %+v; want missing with its fallback", f)
 	}
 }
@@ -139,7 +139,7 @@ func TestDoctorUsageErrors(t *testing.T) {
 // node would refuse to start its workers.
 func TestDoctorMemoryCapRow(t *testing.T) {
 	testutil.RequireRoot(t)
-	if r, _ := features.Probe(features.Options{}); len(r.MissingRequired()) > 0 {
+	if r, _ := kernelprobe.Probe(kernelprobe.Options{}); len(r.MissingRequired()) > 0 {
 		t.Skipf("this kernel lacks required features %v; the exit status would not tell", r.MissingRequired())
 	}
 	probe := probeWorkerCgroup

@@ -3,10 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/aegis-edge/aegis/internal/admin"
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/functions"
-	"github.com/aegis-edge/aegis/internal/gateway"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/spf13/cobra"
 )
@@ -47,7 +44,7 @@ func newFnDeployCmd(e *env) *cobra.Command {
 			if route == "" {
 				return usageError{fmt.Errorf("--route is required, e.g. --route /hello or --route example.com/hello")}
 			}
-			if _, err := gateway.ParseRoute(route); err != nil {
+			if _, err := functions.ParseRoute(route); err != nil {
 				return usageError{err}
 			}
 			req := admin.DeployRequest{Spec: functions.Spec{Route: route, AllowHosts: allowHosts}}
@@ -75,8 +72,8 @@ func newFnDeployCmd(e *env) *cobra.Command {
 				return err
 			}
 			req.Module = module
-			var info functions.Info
-			if err := e.client().Do(cmd.Context(), "PUT", "/v1/functions/"+url.PathEscape(name), req, &info); err != nil {
+			info, err := e.client().Deploy(cmd.Context(), name, req)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "deployed %s version %d on %s (sha256 %.12s, %d bytes)\n", info.Name, info.Version, info.Route, info.Digest, info.Size)
@@ -98,18 +95,18 @@ func newFnLsCmd(e *env) *cobra.Command {
 		Short: "List deployed functions",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp admin.FunctionsResponse
-			if err := e.client().Do(cmd.Context(), "GET", "/v1/functions", nil, &resp); err != nil {
+			fns, err := e.client().Functions(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(resp.Functions)
+				return enc.Encode(fns)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tVERSION\tROUTE\tSHA256\tSIZE\tFUEL\tTIMEOUT\tMEMORY\tREQUESTS\tDEPLOYED")
-			for _, f := range resp.Functions {
+			for _, f := range fns {
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%.12s\t%d\t%d\t%s\t%s\t%d\t%s\n", f.Name, f.Version, f.Route, f.Digest, f.Size,
 					f.Fuel, f.Timeout, f.Memory, f.Requests, f.Deployed.Local().Format(time.DateTime))
 			}
@@ -126,8 +123,8 @@ func newFnRmCmd(e *env) *cobra.Command {
 		Short: "Remove a function, its module and its key-value data",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			var info functions.Info
-			if err := e.client().Do(cmd.Context(), "DELETE", "/v1/functions/"+url.PathEscape(a[0]), nil, &info); err != nil {
+			info, err := e.client().RemoveFunction(cmd.Context(), a[0])
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "removed %s (version %d)\n", info.Name, info.Version)
@@ -150,12 +147,7 @@ func newFnLogsCmd(e *env) *cobra.Command {
 			if lines < 0 {
 				return usageError{fmt.Errorf("-n must not be negative")}
 			}
-			q := url.Values{"n": {strconv.Itoa(lines)}}
-			if follow {
-				q.Set("follow", "1")
-			}
-			path := "/v1/functions/" + url.PathEscape(a[0]) + "/logs?" + q.Encode()
-			return e.client().Stream(cmd.Context(), path, func(line []byte) error {
+			return e.client().FunctionLogs(cmd.Context(), a[0], lines, follow, func(line []byte) error {
 				if asJSON {
 					_, err := fmt.Fprintf(e.stdout, "%s\n", line)
 					return err

@@ -41,8 +41,8 @@ func newListCmd(e *env, list string) *cobra.Command {
 		if ttl > 0 {
 			req.TTL = ttl.String()
 		}
-		var resp admin.AddResponse
-		if err := e.client().Do(cmd.Context(), "POST", "/v1/lists/"+list, req, &resp); err != nil {
+		resp, err := e.client().Add(cmd.Context(), list, req)
+		if err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "added %d to the %s\n", len(resp.Added), noun)
@@ -86,11 +86,11 @@ func newListCmd(e *env, list string) *cobra.Command {
 			if _, err := lists.ParseTargets(targets); err != nil {
 				return err
 			}
-			var resp admin.RemoveResponse
-			if err := e.client().Do(cmd.Context(), "POST", "/v1/lists/"+list+"/remove", admin.RemoveRequest{Targets: targets}, &resp); err != nil {
+			removed, err := e.client().Remove(cmd.Context(), list, targets)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "removed %d from the %s\n", resp.Removed, noun)
+			fmt.Fprintf(e.stdout, "removed %d from the %s\n", removed, noun)
 			return nil
 		},
 	}
@@ -102,8 +102,8 @@ func newListCmd(e *env, list string) *cobra.Command {
 		Short:   "List the " + noun,
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var resp admin.ListResponse
-			if err := e.client().Do(cmd.Context(), "GET", "/v1/lists/"+list, nil, &resp); err != nil {
+			resp, err := e.client().List(cmd.Context(), list)
+			if err != nil {
 				return err
 			}
 			if asJSON {

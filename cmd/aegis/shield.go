@@ -21,8 +21,8 @@ func newShieldCmd(e *env) *cobra.Command {
 		Short: "Show interfaces, XDP mode, program, map fill and counters",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st node.Status
-			if err := e.client().Do(cmd.Context(), "GET", "/v1/shield", nil, &st); err != nil {
+			st, err := e.client().Status(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -42,8 +42,8 @@ func newShieldCmd(e *env) *cobra.Command {
 		Args:      args(cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs)),
 		ValidArgs: []string{"enforce", "monitor"},
 		RunE: func(cmd *cobra.Command, a []string) error {
-			var st shield.Settings
-			if err := e.client().Do(cmd.Context(), "PUT", "/v1/shield/mode", admin.ModeRequest{Mode: a[0]}, &st); err != nil {
+			st, err := e.client().SetMode(cmd.Context(), a[0])
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "shield mode: %s\n", st.Mode)
@@ -64,9 +64,8 @@ func newShieldCmd(e *env) *cobra.Command {
 			if !cmd.Flags().Changed("burst") {
 				burst = 2 * pps
 			}
-			var st shield.Settings
-			req := admin.RateRequest{Class: a[0], PPS: pps, Burst: burst}
-			if err := e.client().Do(cmd.Context(), "PUT", "/v1/shield/rate", req, &st); err != nil {
+			st, err := e.client().SetRate(cmd.Context(), admin.RateRequest{Class: a[0], PPS: pps, Burst: burst})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "rate limits: syn %d/s burst %d, udp %d/s burst %d, icmp %d/s burst %d\n",
@@ -82,7 +81,7 @@ func newShieldCmd(e *env) *cobra.Command {
 		Short: "Remove the shield from an interface",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if err := e.client().Do(cmd.Context(), "POST", "/v1/shield/detach", admin.DetachRequest{Interface: a[0]}, nil); err != nil {
+			if err := e.client().Detach(cmd.Context(), a[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "detached from %s\n", a[0])

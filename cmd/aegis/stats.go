@@ -34,7 +34,7 @@ func newStatsCmd(e *env) *cobra.Command {
 				return usageError{fmt.Errorf("--interval must be positive")}
 			}
 			scrape := func() (snapshot, error) {
-				raw, err := e.client().Get(cmd.Context(), "/metrics")
+				raw, err := e.client().Metrics(cmd.Context())
 				if err != nil {
 					return snapshot{}, err
 				}

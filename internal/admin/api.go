@@ -6,6 +6,22 @@ import (
 	"github.com/aegis-edge/aegis/internal/shield"
 )
 
+// Routes of the admin API, in net/http.ServeMux pattern syntax: the server
+// registers them with their method and the client fills in their one
+// wildcard (see expand). They are the only place a path is spelt.
+const (
+	pathList         = "/v1/lists/{list}"
+	pathListRemove   = "/v1/lists/{list}/remove"
+	pathShield       = "/v1/shield"
+	pathShieldMode   = "/v1/shield/mode"
+	pathShieldRate   = "/v1/shield/rate"
+	pathShieldDetach = "/v1/shield/detach"
+	pathFunctions    = "/v1/functions"
+	pathFunction     = "/v1/functions/{name}"
+	pathFunctionLogs = "/v1/functions/{name}/logs"
+	pathMetrics      = "/metrics"
+)
+
 // Wire types of the admin API, shared by server and client.
 
 // AddRequest is the body of POST /v1/lists/{list}.

@@ -17,7 +17,6 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/gateway"
-	"github.com/aegis-edge/aegis/internal/node"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -28,8 +27,7 @@ func statusLatencies(t *testing.T, c *Client, calls int) []time.Duration {
 	out := make([]time.Duration, calls)
 	for i := range out {
 		start := time.Now()
-		var st node.Status
-		if err := c.Do(context.Background(), "GET", "/v1/shield", nil, &st); err != nil {
+		if _, err := c.Status(context.Background()); err != nil {
 			t.Fatalf("admin status call %d: %v", i, err)
 		}
 		out[i] = time.Since(start)

@@ -36,19 +36,19 @@ type actorKey struct{}
 func NewServer(n *node.Node, log *slog.Logger) *Server {
 	s := &Server{node: n, log: log}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/lists/{list}", s.handle(s.handleList))
-	mux.HandleFunc("POST /v1/lists/{list}", s.handle(s.handleAdd))
-	mux.HandleFunc("POST /v1/lists/{list}/remove", s.handle(s.handleRemove))
-	mux.HandleFunc("GET /v1/shield", s.handle(s.handleStatus))
-	mux.HandleFunc("PUT /v1/shield/mode", s.handle(s.handleMode))
-	mux.HandleFunc("PUT /v1/shield/rate", s.handle(s.handleRate))
-	mux.HandleFunc("POST /v1/shield/detach", s.handle(s.handleDetach))
-	mux.HandleFunc("GET /v1/functions", s.handle(s.handleFunctions))
-	mux.HandleFunc("GET /v1/functions/{name}", s.handle(s.handleFunction))
-	mux.HandleFunc("PUT /v1/functions/{name}", s.handle(s.handleDeploy))
-	mux.HandleFunc("DELETE /v1/functions/{name}", s.handle(s.handleRemoveFunction))
-	mux.HandleFunc("GET /v1/functions/{name}/logs", s.handleLogs)
-	mux.Handle("GET /metrics", n.MetricsHandler())
+	mux.HandleFunc(http.MethodGet+" "+pathList, s.handle(s.handleList))
+	mux.HandleFunc(http.MethodPost+" "+pathList, s.handle(s.handleAdd))
+	mux.HandleFunc(http.MethodPost+" "+pathListRemove, s.handle(s.handleRemove))
+	mux.HandleFunc(http.MethodGet+" "+pathShield, s.handle(s.handleStatus))
+	mux.HandleFunc(http.MethodPut+" "+pathShieldMode, s.handle(s.handleMode))
+	mux.HandleFunc(http.MethodPut+" "+pathShieldRate, s.handle(s.handleRate))
+	mux.HandleFunc(http.MethodPost+" "+pathShieldDetach, s.handle(s.handleDetach))
+	mux.HandleFunc(http.MethodGet+" "+pathFunctions, s.handle(s.handleFunctions))
+	mux.HandleFunc(http.MethodGet+" "+pathFunction, s.handle(s.handleFunction))
+	mux.HandleFunc(http.MethodPut+" "+pathFunction, s.handle(s.handleDeploy))
+	mux.HandleFunc(http.MethodDelete+" "+pathFunction, s.handle(s.handleRemoveFunction))
+	mux.HandleFunc(http.MethodGet+" "+pathFunctionLogs, s.handleLogs)
+	mux.Handle(http.MethodGet+" "+pathMetrics, n.MetricsHandler())
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -59,9 +59,6 @@ func NewServer(n *node.Node, log *slog.Logger) *Server {
 	}
 	return s
 }
-
-// Handler exposes the routes, for tests that serve them elsewhere.
-func (s *Server) Handler() http.Handler { return s.http.Handler }
 
 // Listen creates the unix socket (mode 0600, its directory 0700), replacing
 // a stale one left by a killed daemon.
@@ -98,25 +95,6 @@ func (s *Server) Serve(l net.Listener) error {
 
 // Shutdown stops accepting requests and waits for those in flight.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
-
-func peerActor(c net.Conn) node.Actor {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return node.Actor{}
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return node.Actor{}
-	}
-	var cred *unix.Ucred
-	raw.Control(func(fd uintptr) {
-		cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if cred == nil {
-		return node.Actor{}
-	}
-	return node.Actor{UID: int(cred.Uid), PID: int(cred.Pid)}
-}
 
 func actorOf(r *http.Request) node.Actor {
 	a, _ := r.Context().Value(actorKey{}).(node.Actor)

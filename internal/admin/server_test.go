@@ -80,7 +80,7 @@ func TestSocketMode(t *testing.T) {
 func TestBadRequestsChangeNothing(t *testing.T) {
 	c, _ := serve(t)
 	ctx := context.Background()
-	if err := c.Do(ctx, "POST", "/v1/lists/block", AddRequest{Targets: []string{"192.0.2.1"}}, nil); err != nil {
+	if _, err := c.Add(ctx, "block", AddRequest{Targets: []string{"192.0.2.1"}}); err != nil {
 		t.Fatal(err)
 	}
 	huge := `{"targets":["` + strings.Repeat("1", MaxBodyBytes) + `"]}`
@@ -127,22 +127,21 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 			}
 		})
 	}
-	var list ListResponse
-	if err := c.Do(ctx, "GET", "/v1/lists/block", nil, &list); err != nil {
+	list, err := c.List(ctx, "block")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list.Entries) != 1 || list.Entries[0].Prefix.String() != "192.0.2.1/32" {
 		t.Errorf("bad requests changed the blocklist: %+v", list.Entries)
 	}
-	var st node.Status
-	if err := c.Do(ctx, "GET", "/v1/shield", nil, &st); err != nil {
+	st, err := c.Status(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Settings.Mode != "enforce" || st.Settings.SYN.PPS != 100 {
 		t.Errorf("bad requests changed the settings: %+v", st.Settings)
 	}
-	var fns FunctionsResponse
-	if err := c.Do(ctx, "GET", "/v1/functions", nil, &fns); err != nil || len(fns.Functions) != 0 {
+	if fns, err := c.Functions(ctx); err != nil || len(fns) != 0 {
 		t.Errorf("bad requests deployed something: %+v %v", fns, err)
 	}
 }
@@ -172,5 +171,18 @@ func TestActorFromPeerCredentials(t *testing.T) {
 	}
 	if got.String() == "system" {
 		t.Error("a peer with credentials reads as system")
+	}
+}
+
+func TestExpandEscapesTheWildcard(t *testing.T) {
+	for _, tc := range []struct{ pattern, value, want string }{
+		{pathList, "block", "/v1/lists/block"},
+		{pathListRemove, "allow", "/v1/lists/allow/remove"},
+		{pathFunction, "../etc", "/v1/functions/..%2Fetc"},
+		{pathFunctionLogs, "a b", "/v1/functions/a%20b/logs"},
+	} {
+		if got := expand(tc.pattern, tc.value); got != tc.want {
+			t.Errorf("expand(%q, %q) = %q, want %q", tc.pattern, tc.value, got, tc.want)
+		}
 	}
 }

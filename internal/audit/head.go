@@ -8,8 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // HeadFile is the name of the anchor file in a log directory. It records
@@ -115,7 +113,7 @@ func (w *headWriter) write(h head) error {
 	if _, err := w.f.WriteAt(h.slot(), int64(w.next*headSlotSize)); err != nil {
 		return fmt.Errorf("writing audit head: %w", err)
 	}
-	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+	if err := datasync(w.f); err != nil {
 		return fmt.Errorf("syncing audit head: %w", err)
 	}
 	w.next = (w.next + 1) % headSlots

@@ -374,7 +374,7 @@ func (l *Log) rotate(firstSeq uint64) error {
 }
 
 func fdatasync(f *os.File) error {
-	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+	if err := datasync(f); err != nil {
 		return fmt.Errorf("syncing %s: %w", f.Name(), err)
 	}
 	return nil

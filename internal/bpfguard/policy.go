@@ -217,10 +217,7 @@ func LoadPolicy(path string) (Policy, error) {
 	return p, nil
 }
 
-// ParsePolicy decodes a policy document as LoadPolicy does; key file paths
-// are relative to the working directory.
-func ParsePolicy(data []byte) (Policy, error) { return parsePolicy(data, ".") }
-
+// parsePolicy decodes a policy document; key file paths are relative to dir.
 func parsePolicy(data []byte, dir string) (Policy, error) {
 	if len(data) > MaxPolicyFileSize {
 		return Policy{}, fmt.Errorf("policy is larger than %d bytes", MaxPolicyFileSize)

@@ -374,11 +374,11 @@ func TestParsePolicy(t *testing.T) {
 		"map_types: [hash]\n---\nmap_types: [array]\n",
 		"max_entries: -1\n",
 	} {
-		if _, err := ParsePolicy([]byte(bad)); err == nil {
+		if _, err := parsePolicy([]byte(bad), "."); err == nil {
 			t.Errorf("policy %q accepted", bad)
 		}
 	}
-	if p, err := ParsePolicy(nil); err != nil || !slices.Equal(p.MapTypes, def.MapTypes) {
+	if p, err := parsePolicy(nil, "."); err != nil || !slices.Equal(p.MapTypes, def.MapTypes) {
 		t.Errorf("empty policy: %v, %+v", err, p)
 	}
 }

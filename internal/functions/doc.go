@@ -1,7 +1,10 @@
 // Package functions is the node's registry of edge functions: it deploys
 // (validates, prepares and persists) and removes functions, restores them
-// when the node starts, keeps the routing table the gateway answers from,
-// and keeps each function's recent log lines.
+// when the node starts, keeps the routing table the gateway answers from
+// (routes "[HOST]/PATH", longest match, an immutable table swapped
+// atomically on deploy), turns an execution's result or error into the HTTP
+// answer (the `aegis-error` header names the cause of a failure), and keeps
+// each function's recent log lines.
 //
 // A deploy compiles the module (through the Executor) without holding the
 // registry's lock, so listing and serving go on meanwhile, then switches

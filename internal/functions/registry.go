@@ -14,7 +14,6 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/config"
-	"github.com/aegis-edge/aegis/internal/gateway"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/aegis-edge/aegis/internal/wasm"
 )
@@ -101,7 +100,7 @@ type Info struct {
 type deployment struct {
 	fn         store.Function
 	spec       Spec
-	route      gateway.Route
+	route      Route
 	limits     config.FunctionLimits
 	wasmLimits wasm.Limits
 	loaded     Loaded
@@ -175,7 +174,7 @@ type Registry struct {
 	mu    sync.Mutex
 	byFn  map[string]*deployment
 	logs  map[string]*logRing
-	table atomic.Pointer[gateway.Table[*deployment]]
+	table atomic.Pointer[routeTable[*deployment]]
 	// failed remembers modules that could not be compiled.
 	failed *failedDigests
 }
@@ -187,7 +186,7 @@ func New(opts Options) *Registry {
 	}
 	r := &Registry{opts: opts, metrics: newMetrics(), byFn: map[string]*deployment{}, logs: map[string]*logRing{},
 		failed: newFailedDigests(maxFailedDigests)}
-	r.table.Store(gateway.NewTable(map[gateway.Route]*deployment{}))
+	r.table.Store(newRouteTable(map[Route]*deployment{}))
 	return r
 }
 
@@ -238,7 +237,7 @@ func (r *Registry) Restore(ctx context.Context) error {
 
 // prepare validates spec, resolves the limits and loads the module.
 func (r *Registry) prepare(ctx context.Context, fn store.Function, spec Spec, module []byte) (*deployment, error) {
-	route, err := gateway.ParseRoute(spec.Route)
+	route, err := ParseRoute(spec.Route)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -312,11 +311,11 @@ func (r *Registry) ring(name string) *logRing {
 
 // publish swaps in a routing table built from byFn. The caller holds r.mu.
 func (r *Registry) publish() {
-	routes := make(map[gateway.Route]*deployment, len(r.byFn))
+	routes := make(map[Route]*deployment, len(r.byFn))
 	for _, d := range r.byFn {
 		routes[d.route] = d
 	}
-	r.table.Store(gateway.NewTable(routes))
+	r.table.Store(newRouteTable(routes))
 }
 
 // Deploy validates, prepares and persists a new version of name and then
@@ -333,7 +332,7 @@ func (r *Registry) Deploy(ctx context.Context, name string, module []byte, spec 
 		return Info{}, fmt.Errorf("%w: module is %d bytes, over the %s limit (functions.max_module_size)", ErrInvalid, len(module), max)
 	}
 	spec.AllowHosts = slices.Compact(slices.Sorted(slices.Values(spec.AllowHosts)))
-	route, err := gateway.ParseRoute(spec.Route)
+	route, err := ParseRoute(spec.Route)
 	if err != nil {
 		return Info{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -397,7 +396,7 @@ func (r *Registry) Deploy(ctx context.Context, name string, module []byte, spec 
 
 // routeFree refuses route if a function other than name serves it. The
 // caller holds r.mu.
-func (r *Registry) routeFree(name string, route gateway.Route) error {
+func (r *Registry) routeFree(name string, route Route) error {
 	for other, d := range r.byFn {
 		if other != name && d.route == route {
 			return fmt.Errorf("%w: route %s is served by function %s", ErrConflict, route, other)

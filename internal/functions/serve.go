@@ -15,7 +15,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/wasm"
 )
 
-type matchT = gateway.Match[*deployment]
+type matchT = routeMatch[*deployment]
 
 // ErrorHeader names the cause of a failed request in the response.
 const ErrorHeader = "aegis-error"

@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -9,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/netlab"
 )
 
 // clientWorkers is how many requests the client keeps in flight.
@@ -37,13 +41,13 @@ type client struct {
 	winBad     int
 }
 
-func newClient(ns *namespace, url string) *client {
+func newClient(ns *netlab.Namespace, url string) *client {
 	tr := &http.Transport{
 		// Connections are dialled from a thread inside the client namespace;
 		// the socket stays there whichever thread uses it later.
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
-			err := ns.do(func() error {
+			err := ns.Do(func() error {
 				var err error
 				c, err = (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, network, addr)
 				return err

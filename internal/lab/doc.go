@@ -9,7 +9,8 @@
 // that [Clean] can find and remove leftovers of a lab that was killed or
 // kept with --keep.
 //
-// It is not a test harness (internal/testutil is, and the binary must not
-// import it) nor a benchmark: the flood is paced to what a small VM
+// Namespaces and frames come from package netlab, the same code the tests
+// use through internal/testutil. The lab is not a test harness (testutil
+// is, and the binary must not import it) nor a benchmark: the flood is paced to what a small VM
 // sustains, and the figures it shows are for people to look at.
 package lab

@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -10,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,8 +31,8 @@ type Rates struct {
 	Blocked int
 }
 
-// DefaultRates are the rates `aegis lab` uses.
-var DefaultRates = Rates{SYN: 8000, UDP: 8000, Blocked: 2000}
+// DefaultRates returns the rates `aegis lab` uses.
+func DefaultRates() Rates { return Rates{SYN: 8000, UDP: 8000, Blocked: 2000} }
 
 // Attack stream names, as the view and Summary.Sent show them.
 const (
@@ -63,37 +66,38 @@ func newFlood(t *topology, r Rates) (*flood, error) {
 	f := &flood{fd: -1, to: unix.SockaddrLinklayer{Ifindex: t.attackerIndex, Halen: 6}}
 	copy(f.to.Addr[:], t.edgeMAC)
 	// Protocol 0: the socket only sends, it never receives a copy of traffic.
-	err := t.attacker.do(func() error {
+	err := t.attacker.Do(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		f.fd = fd
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening a packet socket in %s: %w", t.attacker.name, err)
+		return nil, fmt.Errorf("opening a packet socket in %s: %w", t.attacker.Name, err)
 	}
-	base := frame{srcMAC: t.attackerMAC, dstMAC: t.edgeMAC, dst: EdgeAttackerAddr}
+	base := netlab.Packet{SrcMAC: t.attackerMAC, DstMAC: t.edgeMAC, Dst: EdgeAttackerAddr}
 	spoofed := SpoofedPrefix.Addr().As4()
 	hosts := uint32(1) << (32 - SpoofedPrefix.Bits())
+	var zeros [64]byte // UDP payloads, never written
 	f.streams = []*stream{
 		{name: StreamSYN, pps: r.SYN, next: func(b []byte, rnd *rand.Rand) []byte {
-			fr := base
+			p := base
 			a := spoofed
 			binary.BigEndian.PutUint32(a[:], binary.BigEndian.Uint32(a[:])+rnd.Uint32N(hosts))
-			fr.src, fr.proto, fr.dstPort = netip.AddrFrom4(a), protoTCP, 80
-			fr.srcPort, fr.seq = uint16(1024+rnd.IntN(64512)), rnd.Uint32()
-			return fr.appendTo(b)
+			p.Src, p.Proto, p.TCPFlags, p.DstPort = netip.AddrFrom4(a), netlab.ProtoTCP, netlab.TCPSyn, 80
+			p.SrcPort, p.Seq = uint16(1024+rnd.IntN(64512)), rnd.Uint32()
+			return p.AppendTo(b)
 		}},
 		{name: StreamUDP, pps: r.UDP, next: func(b []byte, rnd *rand.Rand) []byte {
-			fr := base
-			fr.src, fr.proto, fr.dstPort, fr.payload = AttackerAddr, protoUDP, 9, 64
-			fr.srcPort = uint16(1024 + rnd.IntN(64512))
-			return fr.appendTo(b)
+			p := base
+			p.Src, p.Proto, p.DstPort, p.Payload = AttackerAddr, netlab.ProtoUDP, 9, zeros[:64]
+			p.SrcPort = uint16(1024 + rnd.IntN(64512))
+			return p.AppendTo(b)
 		}},
 		{name: StreamBlocked, pps: r.Blocked, next: func(b []byte, rnd *rand.Rand) []byte {
-			fr := base
-			fr.src, fr.proto, fr.dstPort, fr.payload = BlockedAddr, protoUDP, 53, 32
-			fr.srcPort = uint16(1024 + rnd.IntN(64512))
-			return fr.appendTo(b)
+			p := base
+			p.Src, p.Proto, p.DstPort, p.Payload = BlockedAddr, netlab.ProtoUDP, 53, zeros[:32]
+			p.SrcPort = uint16(1024 + rnd.IntN(64512))
+			return p.AppendTo(b)
 		}},
 	}
 	return f, nil

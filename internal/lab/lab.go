@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -6,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"net/url"
 	"os"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/admin"
 	"github.com/aegis-edge/aegis/internal/functions"
-	"github.com/aegis-edge/aegis/internal/node"
 	"github.com/aegis-edge/aegis/internal/store"
 )
 
@@ -27,7 +27,7 @@ type Options struct {
 	// Rates paces the attack; a zero rate leaves that stream out
 	// (DefaultRates is the demo's).
 	Rates Rates
-	// Module is the function to deploy; nil deploys FunctionModule.
+	// Module is the function to deploy; nil deploys the lab's own (function.wat).
 	Module []byte
 	// Keep leaves the topology and the node running after the traffic
 	// stops; Clean removes them later.
@@ -48,7 +48,7 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 		return sum, fmt.Errorf("duration must be positive")
 	}
 	if o.Module == nil {
-		o.Module = FunctionModule
+		o.Module = functionModule
 	}
 	names, err := makeDir()
 	if err != nil {
@@ -96,8 +96,8 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	cl := newClient(topo.client, "http://"+gatewayAddr().String()+FunctionRoute)
 
 	status := func() (sample, error) {
-		var st node.Status
-		if err := ac.Do(ctx, "GET", "/v1/shield", nil, &st); err != nil {
+		st, err := ac.Status(ctx)
+		if err != nil {
 			return sample{}, fmt.Errorf("reading the shield's counters: %w", err)
 		}
 		return sample{at: time.Now(), counters: st.Counters, autoBlocks: st.AutoBlocks, sent: fl.counts()}, nil
@@ -183,19 +183,19 @@ func gatewayAddr() netip.AddrPort { return netip.AddrPortFrom(EdgeClientAddr, Ga
 // prepareNode blocks the blocklisted source and deploys the function.
 func prepareNode(ctx context.Context, ac *admin.Client, module []byte) error {
 	add := admin.AddRequest{Targets: []string{BlockedAddr.String()}, Reason: "aegis lab: known bad source"}
-	if err := ac.Do(ctx, "POST", "/v1/lists/"+string(store.Blocklist), add, nil); err != nil {
+	if _, err := ac.Add(ctx, string(store.Blocklist), add); err != nil {
 		return fmt.Errorf("blocking %s: %w", BlockedAddr, err)
 	}
 	dep := admin.DeployRequest{Module: module, Spec: functions.Spec{Route: FunctionRoute}}
-	if err := ac.Do(ctx, "PUT", "/v1/functions/"+url.PathEscape(FunctionName), dep, nil); err != nil {
+	if _, err := ac.Deploy(ctx, FunctionName, dep); err != nil {
 		return fmt.Errorf("deploying the function: %w", err)
 	}
 	return nil
 }
 
 func fillSummary(ctx context.Context, sum *Summary, ac *admin.Client, fl *flood, cl *client) error {
-	var st node.Status
-	if err := ac.Do(ctx, "GET", "/v1/shield", nil, &st); err != nil {
+	st, err := ac.Status(ctx)
+	if err != nil {
 		return fmt.Errorf("reading the shield's counters: %w", err)
 	}
 	sum.Shield = make(map[string]uint64, len(st.Counters))

@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -18,7 +21,7 @@ import (
 func TestRunTearsDownWhenTheNodeFails(t *testing.T) {
 	testutil.RequireRoot(t)
 	var out bytes.Buffer
-	sum, err := Run(context.Background(), Options{Executable: "/bin/false", Duration: time.Second, Rates: DefaultRates, Out: &out})
+	sum, err := Run(context.Background(), Options{Executable: "/bin/false", Duration: time.Second, Rates: DefaultRates(), Out: &out})
 	if err == nil || !strings.Contains(err.Error(), "exited while starting") {
 		t.Fatalf("Run with a failing node: %v", err)
 	}
@@ -27,7 +30,7 @@ func TestRunTearsDownWhenTheNodeFails(t *testing.T) {
 	}
 	n := NamesFor(sum.ID)
 	t.Cleanup(func() { Clean(sum.ID) })
-	for _, p := range []string{filepath.Join(netnsDir, n.Edge), filepath.Join(netnsDir, n.Attacker), filepath.Join(netnsDir, n.Client), n.Dir, n.PinPath} {
+	for _, p := range []string{filepath.Join(netlab.RunDir, n.Edge), filepath.Join(netlab.RunDir, n.Attacker), filepath.Join(netlab.RunDir, n.Client), n.Dir, n.PinPath} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s remains (%v)", p, err)
 		}

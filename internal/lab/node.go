@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -18,7 +20,7 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/admin"
 	"github.com/aegis-edge/aegis/internal/config"
-	"github.com/aegis-edge/aegis/internal/node"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -68,7 +70,7 @@ type nodeProcess struct {
 
 // startNode writes the config and starts exe (the aegis binary) as
 // `aegis node` inside the edge namespace, logging to Names.Log.
-func startNode(exe string, env []string, edge *namespace, n Names) (*nodeProcess, error) {
+func startNode(exe string, env []string, edge *netlab.Namespace, n Names) (*nodeProcess, error) {
 	cfg := nodeConfig(n)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("lab node config: %w", err)
@@ -94,7 +96,7 @@ func startNode(exe string, env []string, edge *namespace, n Names) (*nodeProcess
 	// which stops the node itself, in order, after the traffic.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// A child inherits the network namespace of the thread that forks it.
-	if err := edge.do(cmd.Start); err != nil {
+	if err := edge.Do(cmd.Start); err != nil {
 		return nil, fmt.Errorf("starting the node: %w", err)
 	}
 	p := &nodeProcess{cmd: cmd, done: make(chan struct{})}
@@ -114,8 +116,7 @@ func (p *nodeProcess) waitReady(ctx context.Context, c *admin.Client, n Names) e
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		var st node.Status
-		err := c.Do(ctx, "GET", "/v1/shield", nil, &st)
+		_, err := c.Status(ctx)
 		if err == nil {
 			return nil
 		}
@@ -244,6 +245,6 @@ func Leftovers() ([]string, error) {
 	}
 	untilDash := func(s string) string { id, _, _ := strings.Cut(s, "-"); return id }
 	same := func(s string) string { return s }
-	err := errors.Join(scan(netnsDir, untilDash), scan("/sys/fs/bpf", same), scan(os.TempDir(), same))
+	err := errors.Join(scan(netlab.RunDir, untilDash), scan("/sys/fs/bpf", same), scan(os.TempDir(), same))
 	return slices.Sorted(maps.Keys(ids)), err
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -11,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -84,7 +87,7 @@ func newID() string {
 // topology is the three namespaces and the two veth pairs into the edge.
 type topology struct {
 	names                  Names
-	edge, attacker, client *namespace
+	edge, attacker, client *netlab.Namespace
 
 	attackerIndex int              // att0's ifindex, in the attacker namespace
 	attackerMAC   net.HardwareAddr // att0
@@ -101,13 +104,13 @@ func newTopology(names Names) (_ *topology, err error) {
 			removeNamespaces(names)
 		}
 	}()
-	if t.edge, err = createNamespace(names.Edge); err != nil {
+	if t.edge, err = netlab.NewNamespace(names.Edge); err != nil {
 		return nil, err
 	}
-	if t.attacker, err = createNamespace(names.Attacker); err != nil {
+	if t.attacker, err = netlab.NewNamespace(names.Attacker); err != nil {
 		return nil, err
 	}
-	if t.client, err = createNamespace(names.Client); err != nil {
+	if t.client, err = netlab.NewNamespace(names.Client); err != nil {
 		return nil, err
 	}
 	att, edgeAtt, err := t.link(t.attacker, attackerIf, edgeAttackerIf,
@@ -125,34 +128,34 @@ func newTopology(names Names) (_ *topology, err error) {
 // link joins peer to the edge with a veth pair, addresses both ends, waits
 // until both can carry traffic and adds permanent neighbour entries both
 // ways, so that the first packets need no ARP.
-func (t *topology) link(peer *namespace, peerIf, edgeIf string, peerAddrs []netip.Addr, edgeAddr netip.Addr) (p, e *netlink.LinkAttrs, err error) {
-	pnl, err := peer.netlink()
+func (t *topology) link(peer *netlab.Namespace, peerIf, edgeIf string, peerAddrs []netip.Addr, edgeAddr netip.Addr) (p, e *netlink.LinkAttrs, err error) {
+	pnl, err := peer.Netlink()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer pnl.Close()
-	enl, err := t.edge.netlink()
+	enl, err := t.edge.Netlink()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer enl.Close()
 
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: peerIf}, PeerName: edgeIf, PeerNamespace: netlink.NsFd(t.edge.handle)}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: peerIf}, PeerName: edgeIf, PeerNamespace: netlink.NsFd(t.edge.Handle)}
 	if err := pnl.LinkAdd(veth); err != nil {
 		return nil, nil, fmt.Errorf("creating veth %s/%s: %w", peerIf, edgeIf, err)
 	}
 	// A veth's carrier comes up only when both ends are up: set both up,
 	// then wait for each.
-	if err := setUp(pnl, peer.name, peerIf, peerAddrs...); err != nil {
+	if err := setUp(pnl, peer.Name, peerIf, peerAddrs...); err != nil {
 		return nil, nil, err
 	}
-	if err := setUp(enl, t.edge.name, edgeIf, edgeAddr); err != nil {
+	if err := setUp(enl, t.edge.Name, edgeIf, edgeAddr); err != nil {
 		return nil, nil, err
 	}
-	if p, err = waitUp(pnl, peer.name, peerIf); err != nil {
+	if p, err = waitUp(pnl, peer.Name, peerIf); err != nil {
 		return nil, nil, err
 	}
-	if e, err = waitUp(enl, t.edge.name, edgeIf); err != nil {
+	if e, err = waitUp(enl, t.edge.Name, edgeIf); err != nil {
 		return nil, nil, err
 	}
 	for _, a := range peerAddrs {
@@ -226,9 +229,9 @@ func addNeighbour(h *netlink.Handle, index int, ip netip.Addr, mac net.HardwareA
 
 // close releases the namespace handles; removeNamespaces removes them.
 func (t *topology) close() {
-	for _, n := range []*namespace{t.edge, t.attacker, t.client} {
+	for _, n := range []*netlab.Namespace{t.edge, t.attacker, t.client} {
 		if n != nil {
-			n.close()
+			n.Close()
 		}
 	}
 }
@@ -236,5 +239,5 @@ func (t *topology) close() {
 // removeNamespaces removes the lab's namespaces. The veth pairs live only in
 // them and go with them.
 func removeNamespaces(n Names) error {
-	return errors.Join(removeNamespace(n.Edge), removeNamespace(n.Attacker), removeNamespace(n.Client))
+	return errors.Join(netlab.RemoveNamespace(n.Edge), netlab.RemoveNamespace(n.Attacker), netlab.RemoveNamespace(n.Client))
 }

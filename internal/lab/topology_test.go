@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -31,7 +34,7 @@ func TestTopologyCarriesTraffic(t *testing.T) {
 		}
 	})
 	for _, ns := range []string{names.Edge, names.Attacker, names.Client} {
-		if _, err := os.Stat(filepath.Join(netnsDir, ns)); err != nil {
+		if _, err := os.Stat(filepath.Join(netlab.RunDir, ns)); err != nil {
 			t.Fatalf("namespace %s: %v", ns, err)
 		}
 	}
@@ -39,7 +42,7 @@ func TestTopologyCarriesTraffic(t *testing.T) {
 	// A TCP listener on the edge's client-side address, reached through
 	// the client's dialler.
 	var ln net.Listener
-	if err := topo.edge.do(func() (err error) {
+	if err := topo.edge.Do(func() (err error) {
 		ln, err = net.Listen("tcp", netip.AddrPortFrom(EdgeClientAddr, 0).String())
 		return err
 	}); err != nil {
@@ -66,7 +69,7 @@ func TestTopologyCarriesTraffic(t *testing.T) {
 	// The blocklisted stream's UDP, forged through the packet socket, is
 	// delivered to a socket on the edge: its checksums are right.
 	var udp *net.UDPConn
-	if err := topo.edge.do(func() (err error) {
+	if err := topo.edge.Do(func() (err error) {
 		udp, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(EdgeAttackerAddr, 53)))
 		return err
 	}); err != nil {
@@ -104,7 +107,7 @@ func TestTopologyCarriesTraffic(t *testing.T) {
 	}
 	removed = true
 	for _, ns := range []string{names.Edge, names.Attacker, names.Client} {
-		if _, err := os.Stat(filepath.Join(netnsDir, ns)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(netlab.RunDir, ns)); !os.IsNotExist(err) {
 			t.Errorf("namespace %s remains: %v", ns, err)
 		}
 	}

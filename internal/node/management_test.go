@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/aegis-edge/aegis/internal/shield"
-	"github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
 )
 
@@ -32,8 +32,8 @@ func TestManagementAddrsNeverAutoBlocked(t *testing.T) {
 	cfg.Shield.RateLimit.AutoBlockFactor = 2
 	n := startNode(t, cfg)
 
-	from4 := testutil.UDP4("192.0.2.40", "198.51.100.1").Bytes()
-	from6 := testutil.UDP6("2001:db8:40:1::7", "2001:db8:ffff::1").Bytes()
+	from4 := netlab.UDP4("192.0.2.40", "198.51.100.1").Bytes()
+	from6 := netlab.UDP6("2001:db8:40:1::7", "2001:db8:ffff::1").Bytes()
 	before, err := n.shield.Counters()
 	if err != nil {
 		t.Fatal(err)

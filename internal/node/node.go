@@ -17,9 +17,9 @@ import (
 	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/executor"
-	"github.com/aegis-edge/aegis/internal/features"
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/gateway"
+	"github.com/aegis-edge/aegis/internal/kernelprobe"
 	"github.com/aegis-edge/aegis/internal/lists"
 	"github.com/aegis-edge/aegis/internal/privilege"
 	"github.com/aegis-edge/aegis/internal/sandbox"
@@ -123,7 +123,7 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 	// Kernels 5.7 and 5.8 answer a bpf_link XDP attach with EINVAL rather
 	// than "not supported": ask first, and attach through netlink there. A
 	// probe that cannot run (it needs CAP_SYS_ADMIN) leaves the default.
-	netlinkAttach := errors.Is(features.HaveXDPLink(), ebpf.ErrNotSupported)
+	netlinkAttach := errors.Is(kernelprobe.HaveXDPLink(), ebpf.ErrNotSupported)
 	sh, err := shield.Load(shield.Options{PinPath: cfg.Shield.PinPath, NetlinkAttach: netlinkAttach, Audit: func(ev audit.Event) error {
 		_, err := n.record(ev)
 		return err

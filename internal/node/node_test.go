@@ -15,6 +15,7 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/lists"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/aegis-edge/aegis/internal/testutil"
@@ -301,7 +302,7 @@ func TestAutoBlockEventReachesNode(t *testing.T) {
 	go func() { done <- n.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	frame := testutil.UDP4("192.0.2.40", "198.51.100.1").Bytes()
+	frame := netlab.UDP4("192.0.2.40", "198.51.100.1").Bytes()
 	for range 20 {
 		if _, err := n.shield.Program().Run(&ebpf.RunOptions{Data: frame}); err != nil {
 			t.Fatal(err)

@@ -1,3 +1,5 @@
+//go:build linux
+
 package sandbox
 
 import (
@@ -20,10 +22,6 @@ const cgroupRoot = "/sys/fs/cgroup"
 
 // cgroupParent names the directory that holds the workers' cgroups.
 const cgroupParent = "aegis-sandbox"
-
-// ErrNoMemoryCap is returned (wrapped) when a worker cannot be given a
-// memory cgroup and Config.AllowNoMemoryCap is false.
-var ErrNoMemoryCap = errors.New("no memory cap for the workers")
 
 // Worker cgroups are named w<node pid>-<node start time>-<n>: the pid and
 // the start time (clock ticks after boot, /proc/<pid>/stat) name one node

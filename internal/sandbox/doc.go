@@ -25,7 +25,8 @@
 // Pool are package executor; the seccomp policy and its compiler are
 // package seccomp.
 //
-// The package is Linux-only and the supervisor must run as root (it writes
+// Workers run on Linux only, and the supervisor must run as root (it writes
 // a two-line uid map: the worker's setup runs as root of its own user
-// namespace, then drops to nobody).
+// namespace, then drops to nobody). Elsewhere the package's types build
+// (api.go) and NewPool and WorkerMain fail, so that its importers build too.
 package sandbox

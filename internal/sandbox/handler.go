@@ -1,3 +1,5 @@
+//go:build linux
+
 package sandbox
 
 import (
@@ -11,42 +13,6 @@ import (
 	"github.com/aegis-edge/aegis/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
-
-// Handler is the payload a worker runs for each request: the Wasm runtime
-// (package executor) or a test handler. It runs inside the sandbox, so
-// whatever it needs from the outside world it asks for through host.
-type Handler interface {
-	Handle(ctx context.Context, req []byte, host HostCaller) ([]byte, error)
-}
-
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, req []byte, host HostCaller) ([]byte, error)
-
-// Handle calls f.
-func (f HandlerFunc) Handle(ctx context.Context, req []byte, host HostCaller) ([]byte, error) {
-	return f(ctx, req, host)
-}
-
-// HostCaller is the worker's only way out: a call the supervisor serves
-// (key-value store, fetch, log) under the function's policy.
-type HostCaller interface {
-	Call(ctx context.Context, op string, data []byte) ([]byte, error)
-}
-
-// HostServer serves workers' host calls in the supervisor, for the function
-// whose request is in flight. It must apply that function's policy: the
-// worker is not trusted.
-type HostServer interface {
-	ServeHost(ctx context.Context, function, op string, data []byte) ([]byte, error)
-}
-
-// HostServerFunc adapts a function to HostServer.
-type HostServerFunc func(ctx context.Context, function, op string, data []byte) ([]byte, error)
-
-// ServeHost calls f.
-func (f HostServerFunc) ServeHost(ctx context.Context, function, op string, data []byte) ([]byte, error) {
-	return f(ctx, function, op, data)
-}
 
 // Names of the handlers BuiltinHandlers provides.
 const (
@@ -99,7 +65,7 @@ func BuiltinHandlers() map[string]Handler {
 		HandlerHostLoop: HandlerFunc(func(ctx context.Context, req []byte, host HostCaller) ([]byte, error) {
 			ops := strings.Fields(string(req))
 			if len(ops) == 0 {
-				return nil, errors.New("want op ...")
+				return nil, errors.New("want at least one op")
 			}
 			for {
 				for _, op := range ops {

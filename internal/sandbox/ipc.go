@@ -1,3 +1,5 @@
+//go:build linux
+
 package sandbox
 
 import (
@@ -39,9 +41,6 @@ func (t msgType) String() string {
 // (uint8), three zero bytes, and the id (uint64) of the request or host
 // call, all little-endian.
 const frameHeaderSize = 16
-
-// DefaultMaxFrame bounds a frame's payload unless the pool says otherwise.
-const DefaultMaxFrame = 8 << 20
 
 // Protocol errors, matched with errors.Is.
 var (

@@ -1,3 +1,5 @@
+//go:build linux
+
 package sandbox
 
 import (
@@ -41,35 +43,6 @@ func landlockFSRights(abi int) uint64 {
 // landlockTSYNCABI is the first ABI whose landlock_restrict_self can
 // restrict every thread of the process at once.
 const landlockTSYNCABI = 8
-
-// LandlockStatus says which Landlock restrictions are in force on a worker.
-type LandlockStatus struct {
-	ABI int `json:"abi"`
-	// FS, Net and Scopes are the handled (hence denied: there are no
-	// rules) access masks.
-	FS     uint64 `json:"fs"`
-	Net    uint64 `json:"net"`
-	Scopes uint64 `json:"scopes"`
-	// Threads is "all" or "serving thread" (no way to reach every thread:
-	// a cgo binary on a kernel before ABI 8).
-	Threads string `json:"threads"`
-	// Error is why Landlock is not in force ("" when it is).
-	Error string `json:"error,omitempty"`
-}
-
-func (s LandlockStatus) String() string {
-	if s.Error != "" {
-		return "not in force: " + s.Error
-	}
-	net, scopes := "no network rights (ABI < 4)", "no scopes (ABI < 6)"
-	if s.Net != 0 {
-		net = "TCP bind and connect denied"
-	}
-	if s.Scopes != 0 {
-		scopes = "abstract unix sockets and signals scoped"
-	}
-	return fmt.Sprintf("ABI %d: all filesystem access denied, %s, %s; %s", s.ABI, net, scopes, s.Threads)
-}
 
 // restrictLandlock denies the worker every filesystem and network right its
 // kernel can take away. The thread calling it must have no_new_privs.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package sandbox
 
 import (
@@ -5,9 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"sync"
@@ -18,46 +18,6 @@ import (
 	"github.com/aegis-edge/aegis/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
-
-// Config describes a pool of workers. Zero fields take the defaults noted.
-type Config struct {
-	// Size is the number of workers (default 2).
-	Size int
-	// Handler names the payload every worker runs (see BuiltinHandlers).
-	Handler string
-	// Executable is the aegis binary to re-execute (default /proc/self/exe).
-	Executable string
-	// Timeout is a request's deadline when its context has none (default 10s).
-	Timeout time.Duration
-	// StartTimeout bounds a worker's start, from exec to ready (default 5s).
-	StartTimeout time.Duration
-	// MaxFrame bounds a message's payload both ways (default DefaultMaxFrame).
-	MaxFrame int
-	// Memory and Pids cap each worker through its cgroup (default 256 MiB
-	// and 64; negative: no limit).
-	Memory int64
-	Pids   int64
-	// AllowNoMemoryCap lets workers run without a memory cgroup when the
-	// host offers none (or Memory is negative); otherwise the pool does
-	// not start them and fails with ErrNoMemoryCap.
-	AllowNoMemoryCap bool
-	// NoFile and NProc are the worker's rlimits (default 16 and 64).
-	NoFile uint64
-	NProc  uint64
-	// Host serves host calls; nil answers every host call with an error.
-	Host HostServer
-	// PlainDeny makes the filter deny in the kernel (EPERM) instead of
-	// handing denied calls to the supervisor, which then cannot count them.
-	PlainDeny bool
-	// Logger receives worker lifecycle and violation records (default: none).
-	Logger *slog.Logger
-	// Stderr, for debugging, keeps the workers' stderr open and copies it
-	// here (default: closed in the worker).
-	Stderr io.Writer
-
-	// cgroupRoot is where the cgroup hierarchies are mounted (tests).
-	cgroupRoot string
-}
 
 func (c Config) withDefaults() Config {
 	if c.Size <= 0 {
@@ -96,56 +56,8 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Errors of Pool.Do, matched with errors.Is. ErrorStatus maps them to HTTP.
-var (
-	ErrWorkerCrashed = errors.New("sandbox worker died")
-	ErrDeadline      = errors.New("sandbox worker overran the deadline")
-	ErrProtocol      = errors.New("sandbox worker broke the protocol")
-	ErrNoWorker      = errors.New("no sandbox worker became free in time")
-	ErrPoolClosed    = errors.New("sandbox pool is closed")
-)
-
 // errUsedOnce is why a worker that serves one request only is replaced.
 var errUsedOnce = errors.New("single-use worker done")
-
-// HandlerError is the payload's own failure; the worker is healthy.
-type HandlerError struct{ Msg string }
-
-func (e *HandlerError) Error() string { return "function failed: " + e.Msg }
-
-// ErrorStatus is the HTTP status and the aegis-error header value for an
-// error of Pool.Do: 502 when the worker or the function failed, 503 when
-// no answer could be had in time.
-func ErrorStatus(err error) (int, string) {
-	var he *HandlerError
-	switch {
-	case errors.As(err, &he):
-		return http.StatusBadGateway, "function-error"
-	case errors.Is(err, ErrWorkerCrashed):
-		return http.StatusBadGateway, "worker-crashed"
-	case errors.Is(err, ErrProtocol):
-		return http.StatusBadGateway, "worker-protocol"
-	case errors.Is(err, ErrDeadline):
-		return http.StatusServiceUnavailable, "deadline-exceeded"
-	case errors.Is(err, ErrNoWorker):
-		return http.StatusServiceUnavailable, "no-worker"
-	case errors.Is(err, ErrPoolClosed):
-		return http.StatusServiceUnavailable, "shutting-down"
-	}
-	return http.StatusBadGateway, "sandbox"
-}
-
-// Stats are a pool's counters.
-type Stats struct {
-	Live     int    // workers alive now
-	Busy     int    // workers serving a request now
-	Started  uint64 // workers started, replacements included
-	Replaced uint64 // workers killed or lost and replaced
-	// Violations counts denied syscalls by function ("" for a worker
-	// between requests) and by syscall name; empty with PlainDeny.
-	Violations          map[string]uint64
-	ViolationsBySyscall map[string]uint64
-}
 
 // Pool is the supervisor: it keeps Size workers, hands each request to an
 // idle one, serves its host calls, and replaces a worker that fails.
@@ -209,28 +121,6 @@ func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
 // The deadline is ctx's, or cfg.Timeout; a worker that overruns it is killed.
 func (p *Pool) Do(ctx context.Context, function string, req []byte) ([]byte, error) {
 	return p.DoExchange(ctx, function, req, Exchange{})
-}
-
-// Exchange tunes one request for a caller that knows its payload (the
-// edge-function executor). The zero value is Do's request.
-type Exchange struct {
-	// Deadline, if set, replaces ctx's.
-	Deadline time.Time
-	// Accept checks the response; when it refuses it, the worker is killed
-	// and replaced and the request fails with ErrProtocol.
-	Accept func([]byte) error
-	// Extend is called after a host call the supervisor answered (not one
-	// it refused) and may give the worker more time, to compile a module
-	// it has just fetched, say. A request is extended once: after Extend
-	// has granted time, it is not called again.
-	Extend func(op string) time.Duration
-	// Once retires the worker after this request whatever its outcome, so
-	// that nothing it did carries over to the next (the compile worker).
-	Once bool
-	// Timeout, if set, replaces Deadline: the request has that long from
-	// when it gets a worker, and waits for one (a single-use worker being
-	// replaced, say) up to StartTimeout longer.
-	Timeout time.Duration
 }
 
 // DoExchange is Do, tuned by ex.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package sandbox
 
 import (
@@ -92,6 +94,24 @@ func TestWorkerServesRequestsAndHostCalls(t *testing.T) {
 	}
 	if len(st.Violations) != 0 {
 		t.Errorf("serving requests hit the filter: %v", st.ViolationsBySyscall)
+	}
+}
+
+// A handler's error is its answer: the one worker serves on, unreplaced.
+func TestHandlerErrorKeepsTheWorker(t *testing.T) {
+	p := newTestPool(t, Config{Size: 1, Handler: HandlerCallHost, Host: HostServerFunc(echoHost)})
+	ctx := context.Background()
+	for i := range 3 {
+		var he *HandlerError
+		if _, err := p.Do(ctx, "fn-a", []byte("fail:x")); !errors.As(err, &he) {
+			t.Fatalf("request %d: %v, want a HandlerError", i, err)
+		}
+		if out, err := p.Do(ctx, "fn-a", []byte("kv.get:k")); err != nil || string(out) != "fn-a/kv.get/k" {
+			t.Fatalf("request %d after the error: %q, %v", i, out, err)
+		}
+	}
+	if st := p.Stats(); st.Started != 1 || st.Replaced != 0 {
+		t.Errorf("stats %+v: want the one worker, never replaced", st)
 	}
 }
 

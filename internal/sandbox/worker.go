@@ -1,3 +1,5 @@
+//go:build linux
+
 package sandbox
 
 import (
@@ -20,10 +22,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WorkerSubcommand is the aegis command a worker runs as: the supervisor
-// starts it with the command line "aegis sandbox-worker" (which ps shows).
-const WorkerSubcommand = "sandbox-worker"
-
 // ipcFD is where the supervisor puts the worker's end of the socketpair.
 const ipcFD = 3
 
@@ -38,28 +36,6 @@ type workerConfig struct {
 	Notify     bool   `json:"notify"`
 	MaxFrame   int    `json:"max_frame"`
 	KeepStderr bool   `json:"keep_stderr"`
-}
-
-// Report is what a worker set up, sent to the supervisor once it is ready
-// (the supervisor adds what only it knows: PID, Cgroup, Violations).
-type Report struct {
-	PID        int            `json:"pid"`
-	Arch       string         `json:"arch"`
-	UID        int            `json:"uid"`
-	GID        int            `json:"gid"`
-	Root       string         `json:"root"`
-	Rlimits    string         `json:"rlimits"`
-	Landlock   LandlockStatus `json:"landlock"`
-	SSBD       string         `json:"ssbd"`
-	Seccomp    string         `json:"seccomp"`
-	Violations string         `json:"violations"`
-	Cgroup     string         `json:"cgroup"`
-	Threads    int            `json:"threads"`
-	// ListenerFD is the worker's seccomp listener, which the supervisor
-	// takes with pidfd_getfd; -1 without one.
-	ListenerFD int `json:"listener_fd"`
-	// SetupTime is the worker's set-up, from its main to its filter.
-	SetupTime time.Duration `json:"setup_ns"`
 }
 
 // Exit codes of a worker that could not start serving.
@@ -384,11 +360,14 @@ func serve(c *frameConn, h Handler) int {
 		if err != nil {
 			reply = frame{typ: msgError, id: f.id, payload: []byte(err.Error())}
 		}
-		if err := c.write(reply); errors.Is(err, ErrFrameTooLarge) {
-			reply = frame{typ: msgError, id: f.id, payload: []byte(err.Error())}
-			err = c.write(reply)
+		// Only a failed write ends the worker: a handler's error is its
+		// answer, and the worker stays healthy.
+		werr := c.write(reply)
+		if errors.Is(werr, ErrFrameTooLarge) {
+			reply = frame{typ: msgError, id: f.id, payload: []byte(werr.Error())}
+			werr = c.write(reply)
 		}
-		if err != nil {
+		if werr != nil {
 			return exitProtocol
 		}
 	}
@@ -400,9 +379,6 @@ type hostCaller struct {
 	id     uint64
 	broken bool
 }
-
-// ErrHost wraps an error the supervisor returned for a host call.
-var ErrHost = errors.New("host call failed")
 
 func (h *hostCaller) Call(_ context.Context, op string, data []byte) ([]byte, error) {
 	if h.broken {

@@ -19,5 +19,5 @@
 //
 // The package does not set a process up (namespaces, Landlock, rlimits,
 // privileges: package sandbox does), and knows nothing of what a worker
-// runs. It is Linux-only, for x86-64 and arm64.
+// runs. It is Linux-only, for x86-64 and arm64: elsewhere it is empty.
 package seccomp

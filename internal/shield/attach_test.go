@@ -1,3 +1,5 @@
+//go:build linux
+
 package shield
 
 import (
@@ -6,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -133,7 +136,7 @@ func TestRealTrafficSYNFloodLimited(t *testing.T) {
 	send := tu.RawSender(t, v.A, v.IndexA)
 	const flood = 2000
 	for i := range flood {
-		p := tu.TCPSyn4(attacker.String(), v.IPv4B.String())
+		p := netlab.TCPSyn4(attacker.String(), v.IPv4B.String())
 		p.DstPort = tcp4.Port()
 		p.SrcPort = uint16(10000 + i%50000)
 		if err := send(p.Bytes()); err != nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shield
 
 import (
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -99,16 +102,16 @@ func benchCases(st Settings) []benchCase {
 	pass4 := netip.PrefixFrom(netip.MustParseAddr(benchPass4), st.IPv4PrefixLen).Masked()
 	pass6 := netip.PrefixFrom(netip.MustParseAddr(benchPass6), st.IPv6PrefixLen).Masked()
 	return []benchCase{
-		{family: "ipv4", name: "pass", frame: tu.UDP4(benchPass4, dst4).Bytes(), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: passChunk, src: pass4, class: ClassUDP},
+		{family: "ipv4", name: "pass", frame: netlab.UDP4(benchPass4, dst4).Bytes(), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: passChunk, src: pass4, class: ClassUDP},
 		{family: "ipv4", name: "pass-tcp", frame: tcpAck4(benchPass4), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: benchMaxRepeat},
-		{family: "ipv4", name: "drop-exact", frame: tu.UDP4(benchDrop4, dst4).Bytes(), ret: xdpDrop, reason: ReasonBlockedExact, peerRet: xdpDrop, chunk: benchMaxRepeat},
-		{family: "ipv4", name: "drop-prefix", frame: tu.UDP4(benchInPrefix4, dst4).Bytes(), ret: xdpDrop, reason: ReasonBlockedPrefix, peerRet: xdpDrop, chunk: benchMaxRepeat},
-		{family: "ipv4", name: "rate-limited", frame: tu.TCPSyn4(benchSYN4, dst4).Bytes(), ret: xdpDrop, reason: ReasonRateSYN, peerRet: xdpPass, chunk: synChunk, src: pfx4, class: ClassSYN, over: true},
-		{family: "ipv6", name: "pass", frame: tu.UDP6(benchPass6, dst6).Bytes(), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: passChunk, src: pass6, class: ClassUDP},
+		{family: "ipv4", name: "drop-exact", frame: netlab.UDP4(benchDrop4, dst4).Bytes(), ret: xdpDrop, reason: ReasonBlockedExact, peerRet: xdpDrop, chunk: benchMaxRepeat},
+		{family: "ipv4", name: "drop-prefix", frame: netlab.UDP4(benchInPrefix4, dst4).Bytes(), ret: xdpDrop, reason: ReasonBlockedPrefix, peerRet: xdpDrop, chunk: benchMaxRepeat},
+		{family: "ipv4", name: "rate-limited", frame: netlab.TCPSyn4(benchSYN4, dst4).Bytes(), ret: xdpDrop, reason: ReasonRateSYN, peerRet: xdpPass, chunk: synChunk, src: pfx4, class: ClassSYN, over: true},
+		{family: "ipv6", name: "pass", frame: netlab.UDP6(benchPass6, dst6).Bytes(), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: passChunk, src: pass6, class: ClassUDP},
 		{family: "ipv6", name: "pass-tcp", frame: tcpAck6(benchPass6), ret: xdpPass, reason: ReasonPassed, peerRet: xdpPass, chunk: benchMaxRepeat},
-		{family: "ipv6", name: "drop-exact", frame: tu.UDP6(benchDrop6, dst6).Bytes(), ret: xdpDrop, reason: ReasonBlockedExact, peerRet: xdpDrop, chunk: benchMaxRepeat},
-		{family: "ipv6", name: "drop-prefix", frame: tu.UDP6(benchInPrefix6, dst6).Bytes(), ret: xdpDrop, reason: ReasonBlockedPrefix, peerRet: xdpDrop, chunk: benchMaxRepeat},
-		{family: "ipv6", name: "rate-limited", frame: tu.TCPSyn6(benchSYN6, dst6).Bytes(), ret: xdpDrop, reason: ReasonRateSYN, peerRet: xdpPass, chunk: synChunk, src: pfx6, class: ClassSYN, over: true},
+		{family: "ipv6", name: "drop-exact", frame: netlab.UDP6(benchDrop6, dst6).Bytes(), ret: xdpDrop, reason: ReasonBlockedExact, peerRet: xdpDrop, chunk: benchMaxRepeat},
+		{family: "ipv6", name: "drop-prefix", frame: netlab.UDP6(benchInPrefix6, dst6).Bytes(), ret: xdpDrop, reason: ReasonBlockedPrefix, peerRet: xdpDrop, chunk: benchMaxRepeat},
+		{family: "ipv6", name: "rate-limited", frame: netlab.TCPSyn6(benchSYN6, dst6).Bytes(), ret: xdpDrop, reason: ReasonRateSYN, peerRet: xdpPass, chunk: synChunk, src: pfx6, class: ClassSYN, over: true},
 	}
 }
 
@@ -226,9 +229,9 @@ func (f *benchFixture) fill() error {
 	for i := 0; i < benchSources4+benchSources6; i++ {
 		var frame []byte
 		if i < benchSources4 {
-			frame = tu.UDP4(rand4().String(), dst4).Bytes()
+			frame = netlab.UDP4(rand4().String(), dst4).Bytes()
 		} else {
-			frame = tu.UDP6(rand6().String(), dst6).Bytes()
+			frame = netlab.UDP6(rand6().String(), dst6).Bytes()
 		}
 		if _, err := prog.Run(&ebpf.RunOptions{Data: frame}); err != nil {
 			return fmt.Errorf("warming the limiter: %w", err)

@@ -19,28 +19,6 @@ import (
 // clock in one run, and derives the kernel's HZ and the precise time at which
 // a known jiffy began.
 
-// ClockInfo says how the data path tells time.
-type ClockInfo struct {
-	// Source is "jiffies" (the kernel's tick counter on the precise
-	// clock's scale), "boottime" or "monotonic" (the precise helpers).
-	Source string `json:"source"`
-	// HZ is the kernel's tick rate when Source is "jiffies".
-	HZ int `json:"hz,omitempty"`
-	// Resolution is how far the data path's clock may trail the precise
-	// clock: one tick with jiffies.
-	Resolution time.Duration `json:"resolution"`
-	// Fallback says why the precise helper is read on every packet, when
-	// jiffies would have been used but could not be.
-	Fallback string `json:"fallback,omitempty"`
-}
-
-// The clock sources ClockInfo names.
-const (
-	ClockJiffies   = "jiffies"
-	ClockBoottime  = "boottime"
-	ClockMonotonic = "monotonic"
-)
-
 // kernelHZ are the tick rates Linux can be built with (CONFIG_HZ).
 var kernelHZ = []int{100, 250, 300, 1000}
 

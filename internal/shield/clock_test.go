@@ -1,3 +1,5 @@
+//go:build linux
+
 package shield
 
 import (
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
 )
@@ -79,7 +82,7 @@ func configHZ() int {
 func TestJiffiesClockCalibration(t *testing.T) {
 	for _, mono := range []bool{false, true} {
 		t.Run(fmt.Sprintf("monotonic=%v", mono), func(t *testing.T) {
-			s := loadRealClock(t, Options{MonotonicClock: mono}, noLimits())
+			s := loadRealClock(t, Options{monotonicClock: mono}, noLimits())
 			info := s.Clock()
 			if info.Source != ClockJiffies || !slices.Contains(kernelHZ, info.HZ) || info.Fallback != "" {
 				t.Fatalf("clock = %+v, want jiffies at a kernel HZ", info)
@@ -115,9 +118,9 @@ func TestClockSources(t *testing.T) {
 		precise, mono bool
 	}{
 		{"jiffies", Options{}, ClockJiffies, false, false},
-		{"jiffies-monotonic", Options{MonotonicClock: true}, ClockJiffies, false, true},
-		{"boottime", Options{PreciseClock: true}, ClockBoottime, true, false},
-		{"monotonic", Options{PreciseClock: true, MonotonicClock: true}, ClockMonotonic, true, true},
+		{"jiffies-monotonic", Options{monotonicClock: true}, ClockJiffies, false, true},
+		{"boottime", Options{preciseClock: true}, ClockBoottime, true, false},
+		{"monotonic", Options{preciseClock: true, monotonicClock: true}, ClockMonotonic, true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := loadRealClock(t, c.opts, noLimits())
@@ -127,10 +130,10 @@ func TestClockSources(t *testing.T) {
 			now := time.Now()
 			put(t, s, Blocklist, now.Add(time.Hour), "192.0.2.1")
 			put(t, s, Blocklist, now.Add(-time.Second), "192.0.2.2")
-			if ret, reason, _ := run(t, s, tu.UDP4("192.0.2.1", dst4).Bytes()); ret != xdpDrop {
+			if ret, reason, _ := run(t, s, netlab.UDP4("192.0.2.1", dst4).Bytes()); ret != xdpDrop {
 				t.Errorf("entry expiring in an hour: %d %s, want a drop", ret, reason)
 			}
-			if ret, reason, _ := run(t, s, tu.UDP4("192.0.2.2", dst4).Bytes()); ret != xdpPass {
+			if ret, reason, _ := run(t, s, netlab.UDP4("192.0.2.2", dst4).Bytes()); ret != xdpPass {
 				t.Errorf("entry expired a second ago: %d %s, want a pass", ret, reason)
 			}
 		})
@@ -163,7 +166,7 @@ func TestClockAdoption(t *testing.T) {
 		t.Errorf("adopting moved the clock line: %+v, then %+v", lines[0], lines[1])
 	}
 
-	s, err := Load(Options{PinPath: pin, PreciseClock: true})
+	s, err := Load(Options{PinPath: pin, preciseClock: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +175,7 @@ func TestClockAdoption(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(t, s, Blocklist, time.Now().Add(-time.Second), "192.0.2.1")
-	if ret, reason, _ := run(t, s, tu.UDP4("192.0.2.1", dst4).Bytes()); ret != xdpPass {
+	if ret, reason, _ := run(t, s, netlab.UDP4("192.0.2.1", dst4).Bytes()); ret != xdpPass {
 		t.Errorf("precise clock over an adopted line: an entry expired a second ago gives %d %s", ret, reason)
 	}
 }
@@ -183,7 +186,7 @@ func TestClockAdoption(t *testing.T) {
 func TestSyncClockFollowsSuspend(t *testing.T) {
 	s := loadRealClock(t, Options{}, noLimits())
 	put(t, s, Blocklist, time.Now().Add(5*time.Second), "192.0.2.1")
-	frame := tu.UDP4("192.0.2.1", dst4).Bytes()
+	frame := netlab.UDP4("192.0.2.1", dst4).Bytes()
 	if ret, reason, _ := run(t, s, frame); ret != xdpDrop {
 		t.Fatalf("before the suspend: %d %s, want a drop", ret, reason)
 	}
@@ -222,7 +225,7 @@ func TestLimiterTickSlack(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		opts Options
-	}{{"jiffies", Options{}}, {"precise", Options{PreciseClock: true}}} {
+	}{{"jiffies", Options{}}, {"precise", Options{preciseClock: true}}} {
 		t.Run(c.name, func(t *testing.T) {
 			st := noLimits()
 			st.UDP = Bucket{PPS: pps, Burst: 1}
@@ -239,7 +242,7 @@ func TestLimiterTickSlack(t *testing.T) {
 					t.Fatal("every run might have earned a refill")
 				}
 				j0, ns0, err0 := s.probeClock()
-				frame := tu.UDP4(fmt.Sprintf("192.0.%d.%d", 2+try/200, 1+try%200), dst4).Bytes()
+				frame := netlab.UDP4(fmt.Sprintf("192.0.%d.%d", 2+try/200, 1+try%200), dst4).Bytes()
 				passed := 0
 				for range packets {
 					ret, err := s.Program().Run(&ebpf.RunOptions{Data: frame})

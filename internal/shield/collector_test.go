@@ -1,10 +1,12 @@
+//go:build linux
+
 package shield
 
 import (
 	"testing"
 	"time"
 
-	tu "github.com/aegis-edge/aegis/internal/testutil"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -12,11 +14,11 @@ import (
 func TestCollector(t *testing.T) {
 	s := newTestShield(t, noLimits())
 	put(t, s, Blocklist, time.Time{}, "192.0.2.66")
-	blocked := tu.UDP4("192.0.2.66", dst4).Bytes()
+	blocked := netlab.UDP4("192.0.2.66", dst4).Bytes()
 	for range 3 {
 		run(t, s, blocked)
 	}
-	run(t, s, tu.UDP4("192.0.2.67", dst4).Bytes())
+	run(t, s, netlab.UDP4("192.0.2.67", dst4).Bytes())
 
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(NewCollector(s))

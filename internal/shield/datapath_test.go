@@ -1,3 +1,5 @@
+//go:build linux
+
 package shield
 
 import (
@@ -6,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -17,20 +20,20 @@ func TestDataPathVerdicts(t *testing.T) {
 		"192.0.2.77", "10.0.0.0/8")
 	put(t, s, Allowlist, time.Time{}, "192.0.2.77", "10.1.0.0/16", "2001:db8:dead:1::/64")
 
-	udp4 := func(src string) tu.Packet { return tu.UDP4(src, dst4) }
-	udp6 := func(src string) tu.Packet { return tu.UDP6(src, dst6) }
-	withVLAN := func(p tu.Packet, tags ...uint16) tu.Packet { p.VLANs = tags; return p }
-	withOpts := func(p tu.Packet) tu.Packet { p.IPv4Options = []byte{1, 1, 1, 1, 1, 1, 1, 0}; return p }
-	frag := func(p tu.Packet, off uint16) tu.Packet { p.FragOffset = off; p.MoreFragments = true; return p }
-	ext := func(p tu.Packet, hs ...tu.ExtHeader) tu.Packet { p.IPv6ExtHeaders = hs; return p }
-	hbh, rt, dopt := tu.ExtHeader{Type: tu.ProtoHopByHop}, tu.ExtHeader{Type: tu.ProtoRouting, Len: 2}, tu.ExtHeader{Type: tu.ProtoDstOpts, Len: 1}
+	udp4 := func(src string) netlab.Packet { return netlab.UDP4(src, dst4) }
+	udp6 := func(src string) netlab.Packet { return netlab.UDP6(src, dst6) }
+	withVLAN := func(p netlab.Packet, tags ...uint16) netlab.Packet { p.VLANs = tags; return p }
+	withOpts := func(p netlab.Packet) netlab.Packet { p.IPv4Options = []byte{1, 1, 1, 1, 1, 1, 1, 0}; return p }
+	frag := func(p netlab.Packet, off uint16) netlab.Packet { p.FragOffset = off; p.MoreFragments = true; return p }
+	ext := func(p netlab.Packet, hs ...netlab.ExtHeader) netlab.Packet { p.IPv6ExtHeaders = hs; return p }
+	hbh, rt, dopt := netlab.ExtHeader{Type: netlab.ProtoHopByHop}, netlab.ExtHeader{Type: netlab.ProtoRouting, Len: 2}, netlab.ExtHeader{Type: netlab.ProtoDstOpts, Len: 1}
 
 	badIHL := udp4("192.0.2.66").Bytes()
-	badIHL[tu.EthernetHeaderLen] = 0x44 // IHL 4
+	badIHL[netlab.EthernetHeaderLen] = 0x44 // IHL 4
 	longIHL := udp4("192.0.2.66").Bytes()
-	longIHL[tu.EthernetHeaderLen] = 0x4f // IHL 15: 60 bytes, past the end
+	longIHL[netlab.EthernetHeaderLen] = 0x4f // IHL 15: 60 bytes, past the end
 	badVersion := udp6("2001:db8:bad::66").Bytes()
-	badVersion[tu.EthernetHeaderLen] = 0x40
+	badVersion[netlab.EthernetHeaderLen] = 0x40
 
 	tests := []struct {
 		name   string
@@ -40,14 +43,14 @@ func TestDataPathVerdicts(t *testing.T) {
 	}{
 		{"udp4 clean source", udp4("192.0.2.1").Bytes(), xdpPass, ReasonPassed},
 		{"udp4 blocked exact", udp4("192.0.2.66").Bytes(), xdpDrop, ReasonBlockedExact},
-		{"tcp4 blocked prefix", tu.TCPSyn4("203.0.113.9", dst4).Bytes(), xdpDrop, ReasonBlockedPrefix},
-		{"icmp4 blocked prefix /8", tu.ICMPEcho4("10.200.0.1", dst4).Bytes(), xdpDrop, ReasonBlockedPrefix},
+		{"tcp4 blocked prefix", netlab.TCPSyn4("203.0.113.9", dst4).Bytes(), xdpDrop, ReasonBlockedPrefix},
+		{"icmp4 blocked prefix /8", netlab.ICMPEcho4("10.200.0.1", dst4).Bytes(), xdpDrop, ReasonBlockedPrefix},
 		{"allowlisted exact beats blocked exact", udp4("192.0.2.77").Bytes(), xdpPass, ReasonAllowlisted},
 		{"allowlisted prefix beats blocked prefix", udp4("10.1.2.3").Bytes(), xdpPass, ReasonAllowlisted},
 		{"udp6 clean", udp6("2001:db8::1").Bytes(), xdpPass, ReasonPassed},
 		{"udp6 blocked exact", udp6("2001:db8:bad::66").Bytes(), xdpDrop, ReasonBlockedExact},
-		{"tcp6 blocked prefix", tu.TCPSyn6("2001:db8:dead:2::5", dst6).Bytes(), xdpDrop, ReasonBlockedPrefix},
-		{"icmp6 allowlisted /64 inside blocked /48", tu.ICMPEcho6("2001:db8:dead:1::5", dst6).Bytes(), xdpPass, ReasonAllowlisted},
+		{"tcp6 blocked prefix", netlab.TCPSyn6("2001:db8:dead:2::5", dst6).Bytes(), xdpDrop, ReasonBlockedPrefix},
+		{"icmp6 allowlisted /64 inside blocked /48", netlab.ICMPEcho6("2001:db8:dead:1::5", dst6).Bytes(), xdpPass, ReasonAllowlisted},
 		{"one vlan tag", withVLAN(udp4("192.0.2.66"), 10).Bytes(), xdpDrop, ReasonBlockedExact},
 		{"two vlan tags", withVLAN(udp6("2001:db8:bad::66"), 10, 20).Bytes(), xdpDrop, ReasonBlockedExact},
 		{"three vlan tags are not walked", func() []byte {
@@ -63,23 +66,23 @@ func TestDataPathVerdicts(t *testing.T) {
 		{"ipv4 non-first fragment clean", frag(udp4("192.0.2.1"), 100).Bytes(), xdpPass, ReasonPassed},
 		{"ipv4 first fragment", frag(udp4("192.0.2.1"), 0).Bytes(), xdpPass, ReasonPassed},
 		{"ipv6 extension headers blocked", ext(udp6("2001:db8:bad::66"), hbh, rt, dopt).Bytes(), xdpDrop, ReasonBlockedExact},
-		{"ipv6 extension headers clean", ext(tu.TCPSyn6("2001:db8::1", dst6), hbh, rt, dopt).Bytes(), xdpPass, ReasonPassed},
+		{"ipv6 extension headers clean", ext(netlab.TCPSyn6("2001:db8::1", dst6), hbh, rt, dopt).Bytes(), xdpPass, ReasonPassed},
 		{"ipv6 non-first fragment", frag(udp6("2001:db8::1"), 10).Bytes(), xdpPass, ReasonPassed},
 		{"ipv6 too many extension headers still filtered", ext(udp6("2001:db8:bad::66"), hbh, dopt, dopt, dopt, dopt, dopt, dopt, dopt).Bytes(), xdpDrop, ReasonBlockedExact},
 		{"ipv6 too many extension headers clean", ext(udp6("2001:db8::1"), hbh, dopt, dopt, dopt, dopt, dopt, dopt, dopt).Bytes(), xdpDrop, ReasonHeaderChain},
-		{"ipv6 truncated extension header", tu.Truncate(ext(udp6("2001:db8::1"), rt).Bytes(), tu.EthernetHeaderLen+tu.IPv6HeaderLen+1), xdpPass, ReasonMalformed},
-		{"arp is not ip", tu.Packet{EtherType: tu.EtherTypeARP, Payload: make([]byte, 28)}.Bytes(), xdpPass, ReasonNonIP},
+		{"ipv6 truncated extension header", netlab.Truncate(ext(udp6("2001:db8::1"), rt).Bytes(), netlab.EthernetHeaderLen+netlab.IPv6HeaderLen+1), xdpPass, ReasonMalformed},
+		{"arp is not ip", netlab.Packet{EtherType: netlab.EtherTypeARP, Payload: make([]byte, 28)}.Bytes(), xdpPass, ReasonNonIP},
 		// BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header,
 		// so the program's own check for them cannot be driven from here.
-		{"truncated vlan tag", tu.Truncate(withVLAN(udp4("192.0.2.66"), 10).Bytes(), 16), xdpPass, ReasonMalformed},
-		{"truncated ipv4 header", tu.Truncate(udp4("192.0.2.66").Bytes(), tu.EthernetHeaderLen+19), xdpPass, ReasonMalformed},
+		{"truncated vlan tag", netlab.Truncate(withVLAN(udp4("192.0.2.66"), 10).Bytes(), 16), xdpPass, ReasonMalformed},
+		{"truncated ipv4 header", netlab.Truncate(udp4("192.0.2.66").Bytes(), netlab.EthernetHeaderLen+19), xdpPass, ReasonMalformed},
 		{"ipv4 ihl below 5", badIHL, xdpPass, ReasonMalformed},
 		{"ipv4 ihl past the end", longIHL, xdpPass, ReasonMalformed},
 		{"ip version mismatch", badVersion, xdpPass, ReasonMalformed},
-		{"truncated ipv6 header", tu.Truncate(udp6("2001:db8:bad::66").Bytes(), tu.EthernetHeaderLen+39), xdpPass, ReasonMalformed},
-		{"truncated tcp header from clean source", tu.Truncate(tu.TCPSyn4("192.0.2.1", dst4).Bytes(), tu.EthernetHeaderLen+tu.IPv4HeaderLen+10), xdpPass, ReasonMalformed},
-		{"truncated tcp header from blocked source", tu.Truncate(tu.TCPSyn4("192.0.2.66", dst4).Bytes(), tu.EthernetHeaderLen+tu.IPv4HeaderLen+10), xdpDrop, ReasonBlockedExact},
-		{"truncated udp6 header", tu.Truncate(udp6("2001:db8::1").Bytes(), tu.EthernetHeaderLen+tu.IPv6HeaderLen+4), xdpPass, ReasonMalformed},
+		{"truncated ipv6 header", netlab.Truncate(udp6("2001:db8:bad::66").Bytes(), netlab.EthernetHeaderLen+39), xdpPass, ReasonMalformed},
+		{"truncated tcp header from clean source", netlab.Truncate(netlab.TCPSyn4("192.0.2.1", dst4).Bytes(), netlab.EthernetHeaderLen+netlab.IPv4HeaderLen+10), xdpPass, ReasonMalformed},
+		{"truncated tcp header from blocked source", netlab.Truncate(netlab.TCPSyn4("192.0.2.66", dst4).Bytes(), netlab.EthernetHeaderLen+netlab.IPv4HeaderLen+10), xdpDrop, ReasonBlockedExact},
+		{"truncated udp6 header", netlab.Truncate(udp6("2001:db8::1").Bytes(), netlab.EthernetHeaderLen+netlab.IPv6HeaderLen+4), xdpPass, ReasonMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,11 +109,11 @@ func TestDataPathExpiryAndHits(t *testing.T) {
 		ret    uint32
 		reason Reason
 	}{
-		{tu.UDP4("192.0.2.10", dst4).Bytes(), xdpPass, ReasonPassed},
-		{tu.UDP6("2001:db8:10::1", dst6).Bytes(), xdpPass, ReasonPassed},
-		{tu.UDP4("192.0.2.11", dst4).Bytes(), xdpDrop, ReasonBlockedExact},
-		{tu.UDP6("2001:db8:11::1", dst6).Bytes(), xdpDrop, ReasonBlockedPrefix},
-		{tu.UDP6("2001:db8:11::2", dst6).Bytes(), xdpDrop, ReasonBlockedPrefix},
+		{netlab.UDP4("192.0.2.10", dst4).Bytes(), xdpPass, ReasonPassed},
+		{netlab.UDP6("2001:db8:10::1", dst6).Bytes(), xdpPass, ReasonPassed},
+		{netlab.UDP4("192.0.2.11", dst4).Bytes(), xdpDrop, ReasonBlockedExact},
+		{netlab.UDP6("2001:db8:11::1", dst6).Bytes(), xdpDrop, ReasonBlockedPrefix},
+		{netlab.UDP6("2001:db8:11::2", dst6).Bytes(), xdpDrop, ReasonBlockedPrefix},
 	} {
 		if ret, reason, _ := run(t, s, tc.frame); ret != tc.ret || reason != tc.reason {
 			t.Errorf("got %d %s, want %d %s", ret, reason, tc.ret, tc.reason)
@@ -120,7 +123,7 @@ func TestDataPathExpiryAndHits(t *testing.T) {
 	if err := s.setClock(testNow + uint64(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if ret, reason, _ := run(t, s, tu.UDP4("192.0.2.11", dst4).Bytes()); ret != xdpPass || reason != ReasonPassed {
+	if ret, reason, _ := run(t, s, netlab.UDP4("192.0.2.11", dst4).Bytes()); ret != xdpPass || reason != ReasonPassed {
 		t.Errorf("expired entry still enforced: %d %s", ret, reason)
 	}
 
@@ -142,7 +145,7 @@ func TestDataPathMonitorMode(t *testing.T) {
 	st.Mode = ModeMonitor
 	s := newTestShield(t, st)
 	put(t, s, Blocklist, time.Time{}, "192.0.2.66")
-	ret, reason, monitored := run(t, s, tu.UDP4("192.0.2.66", dst4).Bytes())
+	ret, reason, monitored := run(t, s, netlab.UDP4("192.0.2.66", dst4).Bytes())
 	if ret != xdpPass || reason != ReasonBlockedExact || !monitored {
 		t.Fatalf("monitor mode: got %d %s monitored=%v", ret, reason, monitored)
 	}
@@ -150,7 +153,7 @@ func TestDataPathMonitorMode(t *testing.T) {
 	if err := s.SetSettings(st); err != nil {
 		t.Fatal(err)
 	}
-	if ret, reason, monitored := run(t, s, tu.UDP4("192.0.2.66", dst4).Bytes()); ret != xdpDrop || reason != ReasonBlockedExact || monitored {
+	if ret, reason, monitored := run(t, s, netlab.UDP4("192.0.2.66", dst4).Bytes()); ret != xdpDrop || reason != ReasonBlockedExact || monitored {
 		t.Fatalf("after switching to enforce: got %d %s monitored=%v", ret, reason, monitored)
 	}
 }
@@ -168,9 +171,9 @@ func TestDataPathRateLimits(t *testing.T) {
 		ret    uint32
 		reason Reason
 	}
-	syn := tu.TCPSyn4("192.0.2.20", dst4).Bytes()
-	synAck := func() []byte { p := tu.TCPSyn4("192.0.2.20", dst4); p.TCPFlags |= tu.TCPAck; return p.Bytes() }()
-	other := tu.TCPSyn4("192.0.2.21", dst4).Bytes()
+	syn := netlab.TCPSyn4("192.0.2.20", dst4).Bytes()
+	synAck := func() []byte { p := netlab.TCPSyn4("192.0.2.20", dst4); p.TCPFlags |= netlab.TCPAck; return p.Bytes() }()
+	other := netlab.TCPSyn4("192.0.2.21", dst4).Bytes()
 	var steps []step
 	for range 3 {
 		steps = append(steps, step{syn, xdpPass, ReasonPassed})
@@ -181,15 +184,15 @@ func TestDataPathRateLimits(t *testing.T) {
 		step{other, xdpPass, ReasonPassed},  // buckets are per source
 	)
 	for range 2 {
-		steps = append(steps, step{tu.ICMPEcho6("2001:db8:1:2::1", dst6).Bytes(), xdpPass, ReasonPassed})
+		steps = append(steps, step{netlab.ICMPEcho6("2001:db8:1:2::1", dst6).Bytes(), xdpPass, ReasonPassed})
 	}
 	// A different address in the same /64 shares the bucket.
-	steps = append(steps, step{tu.ICMPEcho6("2001:db8:1:2::99", dst6).Bytes(), xdpDrop, ReasonRateICMP},
-		step{tu.ICMPEcho6("2001:db8:1:3::1", dst6).Bytes(), xdpPass, ReasonPassed})
+	steps = append(steps, step{netlab.ICMPEcho6("2001:db8:1:2::99", dst6).Bytes(), xdpDrop, ReasonRateICMP},
+		step{netlab.ICMPEcho6("2001:db8:1:3::1", dst6).Bytes(), xdpPass, ReasonPassed})
 	for range 5 {
-		steps = append(steps, step{tu.UDP4("192.0.2.30", dst4).Bytes(), xdpPass, ReasonPassed})
+		steps = append(steps, step{netlab.UDP4("192.0.2.30", dst4).Bytes(), xdpPass, ReasonPassed})
 	}
-	steps = append(steps, step{tu.UDP4("192.0.2.30", dst4).Bytes(), xdpDrop, ReasonRateUDP})
+	steps = append(steps, step{netlab.UDP4("192.0.2.30", dst4).Bytes(), xdpDrop, ReasonRateUDP})
 	for i, st := range steps {
 		if ret, reason, _ := run(t, s, st.frame); ret != st.ret || reason != st.reason {
 			t.Errorf("step %d: got %d %s, want %d %s", i, ret, reason, st.ret, st.reason)
@@ -221,7 +224,7 @@ func TestDataPathAutoBlock(t *testing.T) {
 	st.AutoBlockFactor = 4 // more than 20 UDP packets in a second
 	st.AutoBlockTTL = time.Minute
 	s := newTestShield(t, st)
-	flood := tu.UDP4("192.0.2.40", dst4).Bytes()
+	flood := netlab.UDP4("192.0.2.40", dst4).Bytes()
 
 	counts := map[Reason]int{}
 	for range 21 {
@@ -232,7 +235,7 @@ func TestDataPathAutoBlock(t *testing.T) {
 		t.Fatalf("flood verdicts: %v", counts)
 	}
 	// Blocked for every kind of traffic, not just the flooding class.
-	if ret, reason, _ := run(t, s, tu.TCPSyn4("192.0.2.40", dst4).Bytes()); ret != xdpDrop || reason != ReasonAutoBlocked {
+	if ret, reason, _ := run(t, s, netlab.TCPSyn4("192.0.2.40", dst4).Bytes()); ret != xdpDrop || reason != ReasonAutoBlocked {
 		t.Errorf("tcp from auto-blocked source: %d %s", ret, reason)
 	}
 	blocks, err := s.AutoBlocks()
@@ -276,7 +279,7 @@ func TestAutoBlockEvents(t *testing.T) {
 			// reader is lost: flood from fresh sources until one is reported.
 			for i := range 50 {
 				src := fmt.Sprintf("192.0.2.%d", 100+i)
-				flood := tu.UDP4(src, dst4).Bytes()
+				flood := netlab.UDP4(src, dst4).Bytes()
 				for range 21 {
 					run(t, s, flood)
 				}

@@ -8,4 +8,7 @@
 // which calls into this one. Everything here keeps working without the daemon:
 // the program, its maps and its links are pinned, so a crashed or restarted
 // daemon never opens the gate.
+//
+// The data path is Linux's: the types other packages name (api.go,
+// shield.go) build everywhere, and elsewhere Load fails (shield_other.go).
 package shield

@@ -1,22 +1,24 @@
+//go:build linux
+
 package shield
 
 import (
 	"testing"
 	"time"
 
-	tu "github.com/aegis-edge/aegis/internal/testutil"
+	"github.com/aegis-edge/aegis/internal/netlab"
 )
 
 // Extension headers for the fragment and chain tests.
 var (
-	hopByHop = tu.ExtHeader{Type: tu.ProtoHopByHop}
-	dstOpts  = tu.ExtHeader{Type: tu.ProtoDstOpts}
-	fragHdr  = tu.ExtHeader{Type: tu.ProtoFragment}
+	hopByHop = netlab.ExtHeader{Type: netlab.ProtoHopByHop}
+	dstOpts  = netlab.ExtHeader{Type: netlab.ProtoDstOpts}
+	fragHdr  = netlab.ExtHeader{Type: netlab.ProtoFragment}
 )
 
 // dstOptsChain returns n Destination Options headers.
-func dstOptsChain(n int) []tu.ExtHeader {
-	hs := make([]tu.ExtHeader, n)
+func dstOptsChain(n int) []netlab.ExtHeader {
+	hs := make([]netlab.ExtHeader, n)
 	for i := range hs {
 		hs[i] = dstOpts
 	}
@@ -25,7 +27,7 @@ func dstOptsChain(n int) []tu.ExtHeader {
 
 // laterFragment is a non-first fragment of p at offset units (8 bytes each)
 // carrying 16 bytes.
-func laterFragment(p tu.Packet, units uint16) []byte {
+func laterFragment(p netlab.Packet, units uint16) []byte {
 	p.FragOffset, p.MoreFragments, p.Payload = units, true, make([]byte, 16)
 	return p.Bytes()
 }
@@ -44,30 +46,30 @@ func padded(frame []byte) []byte {
 // checks the reference classifier agrees.
 func TestDataPathFragmentsAndChains(t *testing.T) {
 	src4, src6 := "192.0.2.1", "2001:db8::1"
-	syn4, syn6 := tu.TCPSyn4(src4, dst4), tu.TCPSyn6(src6, dst6)
+	syn4, syn6 := netlab.TCPSyn4(src4, dst4), netlab.TCPSyn6(src6, dst6)
 	syn6Behind := syn6
-	syn6Behind.IPv6ExtHeaders = []tu.ExtHeader{hopByHop, dstOpts}
+	syn6Behind.IPv6ExtHeaders = []netlab.ExtHeader{hopByHop, dstOpts}
 	longChain := syn6
 	longChain.IPv6ExtHeaders = dstOptsChain(7)
 	longChainFrag := syn6 // a first fragment whose chain goes past the walk
-	longChainFrag.IPv6ExtHeaders = append([]tu.ExtHeader{fragHdr}, dstOptsChain(6)...)
+	longChainFrag.IPv6ExtHeaders = append([]netlab.ExtHeader{fragHdr}, dstOptsChain(6)...)
 	longChainFrag.MoreFragments = true
 	sixHeaders := syn6
-	sixHeaders.IPv6ExtHeaders = append([]tu.ExtHeader{hopByHop}, dstOptsChain(5)...)
+	sixHeaders.IPv6ExtHeaders = append([]netlab.ExtHeader{hopByHop}, dstOptsChain(5)...)
 	chainInFirstFrag := syn6 // Fragment, then two options headers, cut before TCP
-	chainInFirstFrag.IPv6ExtHeaders = []tu.ExtHeader{fragHdr, dstOpts, dstOpts}
+	chainInFirstFrag.IPv6ExtHeaders = []netlab.ExtHeader{fragHdr, dstOpts, dstOpts}
 	chainInFirstFrag.MoreFragments = true
-	cutChain := tu.Truncate(chainInFirstFrag.Bytes(), chainInFirstFrag.L4Offset()-4)
+	cutChain := netlab.Truncate(chainInFirstFrag.Bytes(), chainInFirstFrag.L4Offset()-4)
 	cutUnfragmented := syn6
-	cutUnfragmented.IPv6ExtHeaders = []tu.ExtHeader{dstOpts, dstOpts}
-	udp6Later := tu.UDP6(src6, dst6)
-	udp6Later.IPv6ExtHeaders = []tu.ExtHeader{hopByHop, fragHdr}
-	laterExt := tu.UDP6(src6, dst6) // a non-first fragment whose next header is an options header
-	laterExt.IPv6ExtHeaders = []tu.ExtHeader{fragHdr, dstOpts}
+	cutUnfragmented.IPv6ExtHeaders = []netlab.ExtHeader{dstOpts, dstOpts}
+	udp6Later := netlab.UDP6(src6, dst6)
+	udp6Later.IPv6ExtHeaders = []netlab.ExtHeader{hopByHop, fragHdr}
+	laterExt := netlab.UDP6(src6, dst6) // a non-first fragment whose next header is an options header
+	laterExt.IPv6ExtHeaders = []netlab.ExtHeader{fragHdr, dstOpts}
 	atomic := syn6 // RFC 6946: offset 0, no more fragments
-	atomic.IPv6ExtHeaders = []tu.ExtHeader{fragHdr}
-	icmp4 := tu.ICMPEcho4(src4, dst4)
-	gre4 := tu.Packet{Src: syn4.Src, Dst: syn4.Dst, Proto: 47, Payload: make([]byte, 24)}
+	atomic.IPv6ExtHeaders = []netlab.ExtHeader{fragHdr}
+	icmp4 := netlab.ICMPEcho4(src4, dst4)
+	gre4 := netlab.Packet{Src: syn4.Src, Dst: syn4.Dst, Proto: 47, Payload: make([]byte, 24)}
 
 	type verdict struct {
 		ret    uint32
@@ -87,11 +89,11 @@ func TestDataPathFragmentsAndChains(t *testing.T) {
 		{"tcp4 last of 16-byte fragments", syn4.Fragments(16)[1], passed, passed},
 		{"tcp4 offset-1 fragment", laterFragment(syn4, 1), fragDrop, fragDrop},
 		{"tcp4 offset-2 fragment", laterFragment(syn4, 2), passed, passed},
-		{"udp4 offset-1 fragment", laterFragment(tu.UDP4(src4, dst4), 1), passed, passed},
+		{"udp4 offset-1 fragment", laterFragment(netlab.UDP4(src4, dst4), 1), passed, passed},
 		{"icmp4 first fragment of 8 bytes", icmp4.Fragments(8)[0], passed, passed},
 		{"gre4 first fragment of 8 bytes", gre4.Fragments(8)[0], passed, passed},
-		{"unfragmented tcp4 cut to 10 bytes", tu.Truncate(syn4.Bytes(), syn4.L4Offset()+10), malformed, malformed},
-		{"unfragmented tcp4 cut to 16 bytes", tu.Truncate(syn4.Bytes(), syn4.L4Offset()+16), malformed, malformed},
+		{"unfragmented tcp4 cut to 10 bytes", netlab.Truncate(syn4.Bytes(), syn4.L4Offset()+10), malformed, malformed},
+		{"unfragmented tcp4 cut to 16 bytes", netlab.Truncate(syn4.Bytes(), syn4.L4Offset()+16), malformed, malformed},
 		{"tcp6 8-byte first fragment", syn6.Fragments(8)[0], fragDrop, fragDrop},
 		{"tcp6 16-byte first fragment", syn6.Fragments(16)[0], passed, passed},
 		{"tcp6 second of 8-byte fragments", syn6.Fragments(8)[1], fragDrop, fragDrop},
@@ -102,7 +104,7 @@ func TestDataPathFragmentsAndChains(t *testing.T) {
 		{"later fragment of an options header", laterFragment(laterExt, 3), passed, passed},
 		{"ipv6 atomic fragment", atomic.Bytes(), passed, passed},
 		{"ipv6 first fragment cut inside its chain", cutChain, fragDrop, fragDrop},
-		{"ipv6 unfragmented cut inside its chain", tu.Truncate(cutUnfragmented.Bytes(), cutUnfragmented.L4Offset()-4), malformed, malformed},
+		{"ipv6 unfragmented cut inside its chain", netlab.Truncate(cutUnfragmented.Bytes(), cutUnfragmented.L4Offset()-4), malformed, malformed},
 		{"ipv6 six headers are walked", sixHeaders.Bytes(), passed, passed},
 		{"ipv6 seven destination options", longChain.Bytes(), verdict{xdpDrop, ReasonHeaderChain}, malformed},
 		{"ipv6 first fragment with a long chain", longChainFrag.Bytes(), verdict{xdpDrop, ReasonHeaderChain}, malformed},
@@ -129,8 +131,8 @@ func TestDataPathFragmentsAndChains(t *testing.T) {
 			})
 		}
 		// The lists still come first: a blocked source's fragments count as blocked.
-		blocked4 := tu.TCPSyn4("192.0.2.66", dst4)
-		blocked6 := tu.TCPSyn6("2001:db8:bad::66", dst6)
+		blocked4 := netlab.TCPSyn4("192.0.2.66", dst4)
+		blocked6 := netlab.TCPSyn6("2001:db8:bad::66", dst6)
 		blocked6.IPv6ExtHeaders = dstOptsChain(7)
 		for _, f := range [][]byte{blocked4.Fragments(8)[0], blocked6.Bytes()} {
 			if ret, reason, _ := run(t, s, f); ret != xdpDrop || reason != ReasonBlockedExact {
@@ -149,11 +151,11 @@ func TestFragmentsChargedToBuckets(t *testing.T) {
 	st.UDP = Bucket{PPS: 10, Burst: 4}
 	st.ICMP = Bucket{PPS: 10, Burst: 2}
 	st.AutoBlockFactor = 1000 // the limiter, not the automatic block
-	syn6Behind := tu.TCPSyn6("2001:db8:2::1", dst6)
-	syn6Behind.IPv6ExtHeaders = []tu.ExtHeader{hopByHop, dstOpts}
-	udp6 := tu.UDP6("2001:db8:3::1", dst6)
-	udp6.IPv6ExtHeaders = []tu.ExtHeader{dstOpts}
-	longChain := tu.TCPSyn6("2001:db8:4::1", dst6)
+	syn6Behind := netlab.TCPSyn6("2001:db8:2::1", dst6)
+	syn6Behind.IPv6ExtHeaders = []netlab.ExtHeader{hopByHop, dstOpts}
+	udp6 := netlab.UDP6("2001:db8:3::1", dst6)
+	udp6.IPv6ExtHeaders = []netlab.ExtHeader{dstOpts}
+	longChain := netlab.TCPSyn6("2001:db8:4::1", dst6)
 	longChain.IPv6ExtHeaders = dstOptsChain(7)
 
 	for _, tc := range []struct {
@@ -164,10 +166,10 @@ func TestFragmentsChargedToBuckets(t *testing.T) {
 		pass   Reason // what the packets within the burst count as
 		reason Reason // and what the rest count as
 	}{
-		{"tcp4 16-byte first fragments are SYNs", LongChainsDrop, tu.TCPSyn4("192.0.2.1", dst4).Fragments(16)[0], 3, ReasonPassed, ReasonRateSYN},
-		{"tcp4 later fragments use the SYN bucket", LongChainsDrop, laterFragment(tu.TCPSyn4("192.0.2.2", dst4), 9), 3, ReasonPassed, ReasonRateSYN},
-		{"udp4 later fragments use the UDP bucket", LongChainsDrop, laterFragment(tu.UDP4("192.0.2.3", dst4), 9), 4, ReasonPassed, ReasonRateUDP},
-		{"icmp4 later fragments use the ICMP bucket", LongChainsDrop, laterFragment(tu.ICMPEcho4("192.0.2.4", dst4), 9), 2, ReasonPassed, ReasonRateICMP},
+		{"tcp4 16-byte first fragments are SYNs", LongChainsDrop, netlab.TCPSyn4("192.0.2.1", dst4).Fragments(16)[0], 3, ReasonPassed, ReasonRateSYN},
+		{"tcp4 later fragments use the SYN bucket", LongChainsDrop, laterFragment(netlab.TCPSyn4("192.0.2.2", dst4), 9), 3, ReasonPassed, ReasonRateSYN},
+		{"udp4 later fragments use the UDP bucket", LongChainsDrop, laterFragment(netlab.UDP4("192.0.2.3", dst4), 9), 4, ReasonPassed, ReasonRateUDP},
+		{"icmp4 later fragments use the ICMP bucket", LongChainsDrop, laterFragment(netlab.ICMPEcho4("192.0.2.4", dst4), 9), 2, ReasonPassed, ReasonRateICMP},
 		{"tcp6 first fragments behind two headers", LongChainsDrop, syn6Behind.Fragments(16)[0], 3, ReasonPassed, ReasonRateSYN},
 		{"udp6 later fragments", LongChainsDrop, laterFragment(udp6, 9), 4, ReasonPassed, ReasonRateUDP},
 		{"long chains charged to the SYN bucket", LongChainsCharge, longChain.Bytes(), 3, ReasonMalformed, ReasonRateSYN},
@@ -196,14 +198,14 @@ func TestFragmentRulesInMonitorMode(t *testing.T) {
 	st := noLimits()
 	st.Mode = ModeMonitor
 	s := newTestShield(t, st)
-	longChain := tu.TCPSyn6("2001:db8::1", dst6)
+	longChain := netlab.TCPSyn6("2001:db8::1", dst6)
 	longChain.IPv6ExtHeaders = dstOptsChain(7)
 	for _, tc := range []struct {
 		frame  []byte
 		reason Reason
 	}{
-		{tu.TCPSyn4("192.0.2.1", dst4).Fragments(8)[0], ReasonFragment},
-		{laterFragment(tu.TCPSyn4("192.0.2.1", dst4), 1), ReasonFragment},
+		{netlab.TCPSyn4("192.0.2.1", dst4).Fragments(8)[0], ReasonFragment},
+		{laterFragment(netlab.TCPSyn4("192.0.2.1", dst4), 1), ReasonFragment},
 		{longChain.Bytes(), ReasonHeaderChain},
 	} {
 		if ret, reason, monitored := run(t, s, tc.frame); ret != xdpPass || reason != tc.reason || !monitored {

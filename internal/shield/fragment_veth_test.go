@@ -1,3 +1,5 @@
+//go:build linux
+
 package shield
 
 import (
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -94,14 +97,14 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 		return fmt.Sprintf("192.0.2.%d", next4)
 	}
 	id := uint32(0)
-	syn := func(src string, exts []tu.ExtHeader) tu.Packet {
+	syn := func(src string, exts []netlab.ExtHeader) netlab.Packet {
 		id++
-		var p tu.Packet
+		var p netlab.Packet
 		if strings.Contains(src, ":") {
-			p = tu.TCPSyn6(src, v.IPv6B.String())
+			p = netlab.TCPSyn6(src, v.IPv6B.String())
 			p.DstPort = tcp6.Port()
 		} else {
-			p = tu.TCPSyn4(src, v.IPv4B.String())
+			p = netlab.TCPSyn4(src, v.IPv4B.String())
 			p.DstPort = tcp4.Port()
 		}
 		p.IPv6ExtHeaders = exts
@@ -270,20 +273,20 @@ func TestRealTrafficFragmentFloods(t *testing.T) {
 	})
 	t.Run("ipv6 syn flood as 8-byte fragments behind two headers", func(t *testing.T) {
 		src := fresh(true)
-		r := flood(t, attack, func() [][]byte { return syn(src, []tu.ExtHeader{hopByHop, dstOpts}).Fragments(8) })
+		r := flood(t, attack, func() [][]byte { return syn(src, []netlab.ExtHeader{hopByHop, dstOpts}).Fragments(8) })
 		if r.tcp != 0 || r.verdicts[ReasonFragment] != 2*attack {
 			t.Errorf("%d SYNs reached TCP (want 0), %d fragments dropped (want %d)", r.tcp, r.verdicts[ReasonFragment], 2*attack)
 		}
 	})
 	t.Run("non-first fragment floods are charged to their bucket", func(t *testing.T) {
-		for _, p := range []tu.Packet{
-			tu.UDP4(fresh(false), v.IPv4B.String()),
-			tu.TCPSyn4(fresh(false), v.IPv4B.String()),
-			tu.UDP6(fresh(true), v.IPv6B.String()),
-			tu.TCPSyn6(fresh(true), v.IPv6B.String()),
+		for _, p := range []netlab.Packet{
+			netlab.UDP4(fresh(false), v.IPv4B.String()),
+			netlab.TCPSyn4(fresh(false), v.IPv4B.String()),
+			netlab.UDP6(fresh(true), v.IPv6B.String()),
+			netlab.TCPSyn6(fresh(true), v.IPv6B.String()),
 		} {
 			limit := ReasonRateUDP
-			if p.Proto == tu.ProtoTCP {
+			if p.Proto == netlab.ProtoTCP {
 				limit = ReasonRateSYN
 			}
 			r := flood(t, attack, func() [][]byte {

@@ -1,10 +1,12 @@
+//go:build linux
+
 package shield
 
 import (
 	"testing"
 	"time"
 
-	tu "github.com/aegis-edge/aegis/internal/testutil"
+	"github.com/aegis-edge/aegis/internal/netlab"
 )
 
 // FuzzDataPath is a differential fuzz target: every frame goes through the
@@ -12,32 +14,32 @@ import (
 // the verdict and the reason, under both long_header_chains settings. Rate
 // limits are off, so verdicts do not depend on history.
 func FuzzDataPath(f *testing.F) {
-	seeds := []tu.Packet{
-		tu.UDP4("192.0.2.66", dst4), tu.TCPSyn4("203.0.113.9", dst4), tu.ICMPEcho4("10.1.2.3", dst4),
-		tu.UDP6("2001:db8:bad::66", dst6), tu.TCPSyn6("2001:db8:dead:1::5", dst6), tu.ICMPEcho6("2001:db8::1", dst6),
-		{Src: tu.UDP4("192.0.2.66", dst4).Src, Dst: tu.UDP4("192.0.2.66", dst4).Dst, Proto: tu.ProtoUDP, VLANs: []uint16{1, 2}, IPv4Options: []byte{1, 1, 1, 0}},
-		{Src: tu.UDP6("2001:db8::1", dst6).Src, Dst: tu.UDP6("2001:db8::1", dst6).Dst, Proto: tu.ProtoTCP, TCPFlags: tu.TCPSyn,
-			IPv6ExtHeaders: []tu.ExtHeader{{Type: tu.ProtoHopByHop}, {Type: tu.ProtoRouting, Len: 1}, {Type: tu.ProtoFragment}}, FragOffset: 3},
-		{EtherType: tu.EtherTypeARP, Payload: make([]byte, 28)},
+	seeds := []netlab.Packet{
+		netlab.UDP4("192.0.2.66", dst4), netlab.TCPSyn4("203.0.113.9", dst4), netlab.ICMPEcho4("10.1.2.3", dst4),
+		netlab.UDP6("2001:db8:bad::66", dst6), netlab.TCPSyn6("2001:db8:dead:1::5", dst6), netlab.ICMPEcho6("2001:db8::1", dst6),
+		{Src: netlab.UDP4("192.0.2.66", dst4).Src, Dst: netlab.UDP4("192.0.2.66", dst4).Dst, Proto: netlab.ProtoUDP, VLANs: []uint16{1, 2}, IPv4Options: []byte{1, 1, 1, 0}},
+		{Src: netlab.UDP6("2001:db8::1", dst6).Src, Dst: netlab.UDP6("2001:db8::1", dst6).Dst, Proto: netlab.ProtoTCP, TCPFlags: netlab.TCPSyn,
+			IPv6ExtHeaders: []netlab.ExtHeader{{Type: netlab.ProtoHopByHop}, {Type: netlab.ProtoRouting, Len: 1}, {Type: netlab.ProtoFragment}}, FragOffset: 3},
+		{EtherType: netlab.EtherTypeARP, Payload: make([]byte, 28)},
 		// Fragments and header chains: a later fragment at offset 1, a
 		// long chain, a chain behind a first fragment.
-		{Src: tu.UDP4("192.0.2.1", dst4).Src, Dst: tu.UDP4("192.0.2.1", dst4).Dst, Proto: tu.ProtoTCP, FragOffset: 1, MoreFragments: true, Payload: make([]byte, 8)},
-		{Src: tu.UDP6("2001:db8::1", dst6).Src, Dst: tu.UDP6("2001:db8::1", dst6).Dst, Proto: tu.ProtoTCP, TCPFlags: tu.TCPSyn, IPv6ExtHeaders: dstOptsChain(7)},
-		{Src: tu.UDP6("2001:db8::1", dst6).Src, Dst: tu.UDP6("2001:db8::1", dst6).Dst, Proto: tu.ProtoUDP,
-			IPv6ExtHeaders: []tu.ExtHeader{hopByHop, fragHdr, dstOpts}, MoreFragments: true},
+		{Src: netlab.UDP4("192.0.2.1", dst4).Src, Dst: netlab.UDP4("192.0.2.1", dst4).Dst, Proto: netlab.ProtoTCP, FragOffset: 1, MoreFragments: true, Payload: make([]byte, 8)},
+		{Src: netlab.UDP6("2001:db8::1", dst6).Src, Dst: netlab.UDP6("2001:db8::1", dst6).Dst, Proto: netlab.ProtoTCP, TCPFlags: netlab.TCPSyn, IPv6ExtHeaders: dstOptsChain(7)},
+		{Src: netlab.UDP6("2001:db8::1", dst6).Src, Dst: netlab.UDP6("2001:db8::1", dst6).Dst, Proto: netlab.ProtoUDP,
+			IPv6ExtHeaders: []netlab.ExtHeader{hopByHop, fragHdr, dstOpts}, MoreFragments: true},
 	}
 	for _, p := range seeds {
 		f.Add(p.Bytes())
 	}
 	// First fragments of 8 and 16 bytes, IPv4 and IPv6 behind two headers.
-	syn6 := tu.TCPSyn6("2001:db8::1", dst6)
-	syn6.IPv6ExtHeaders = []tu.ExtHeader{hopByHop, dstOpts}
-	for _, p := range []tu.Packet{tu.TCPSyn4("192.0.2.1", dst4), syn6} {
+	syn6 := netlab.TCPSyn6("2001:db8::1", dst6)
+	syn6.IPv6ExtHeaders = []netlab.ExtHeader{hopByHop, dstOpts}
+	for _, p := range []netlab.Packet{netlab.TCPSyn4("192.0.2.1", dst4), syn6} {
 		for _, size := range []int{8, 16} {
 			f.Add(p.Fragments(size)[0])
 		}
 	}
-	f.Add(padded(tu.TCPSyn4("192.0.2.1", dst4).Fragments(8)[0]))
+	f.Add(padded(netlab.TCPSyn4("192.0.2.1", dst4).Fragments(8)[0]))
 
 	// One shield per long_header_chains setting; every frame goes through both.
 	type target struct {

@@ -10,19 +10,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// AuditFunc receives one event per eBPF operation of the shield. An error
-// from it fails the operation: what cannot be audited is not done (or, for
-// an operation already done when its outcome is recorded, is reported as
-// failed).
-type AuditFunc func(audit.Event) error
-
-// Policy is the verification policy of the shield's embedded object: the
-// shield's own map ceilings and the digest recorded when the object was
-// generated.
-func Policy() bpfguard.Policy {
-	return bpfguard.ShieldPolicy(bpfguard.DefaultShieldCaps(), ObjectDigest())
-}
-
 // verifyObject checks the embedded object against the policy before any
 // of it reaches the kernel, and records the verdict.
 func verifyObject(opts Options) error {
@@ -62,7 +49,7 @@ func raiseMemlock(spec *ebpf.CollectionSpec, opts Options) error {
 	if err != nil {
 		return err
 	}
-	res, err := privilege.RaiseMemlock(need, privilege.MemlockOptions{Force: opts.ForceMemlock})
+	res, err := privilege.RaiseMemlock(need, privilege.MemlockOptions{Force: opts.forceMemlock})
 	if aerr := opts.audit(audit.Event{Op: audit.OpRlimit, Target: "RLIMIT_MEMLOCK", Details: res, Err: err}); aerr != nil {
 		return aerr
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shield
 
 import (
@@ -181,7 +183,7 @@ func TestLoadRaisesMemlockOnlyWhenCharged(t *testing.T) {
 	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_MEMLOCK, &before) })
 	for _, force := range []bool{false, true} {
 		var rec recorder
-		s, err := Load(Options{Audit: rec.record, ForceMemlock: force})
+		s, err := Load(Options{Audit: rec.record, forceMemlock: force})
 		if err != nil {
 			// Raising the limit above the hard limit takes CAP_SYS_RESOURCE,
 			// which some sandboxes withhold even from root.

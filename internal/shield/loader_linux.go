@@ -21,42 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultPinPath is where the shield pins its maps and links.
-const DefaultPinPath = "/sys/fs/bpf/aegis"
-
-// Options configure Load.
-type Options struct {
-	// PinPath is the bpffs directory holding the maps (PinPath/maps) and the
-	// links (PinPath/links). Empty keeps everything unpinned, so the program
-	// detaches when the Shield is closed: for tests and benchmarks.
-	PinPath string
-	// NetlinkAttach attaches through netlink instead of bpf_link, the path
-	// kernels before 5.9 need (it is also taken automatically when the
-	// kernel has no bpf_link for XDP). For testing that fallback.
-	NetlinkAttach bool
-	// PerfEvents reports automatic blocks through a perf event array
-	// instead of the ring buffer, the path kernels before 5.8 need (it is
-	// also taken automatically when the kernel has no ring buffer).
-	PerfEvents bool
-	// MonotonicClock reads CLOCK_MONOTONIC in the data path instead of
-	// CLOCK_BOOTTIME, as kernels before 5.8 need (it is also taken
-	// automatically when the kernel lacks bpf_ktime_get_boot_ns).
-	MonotonicClock bool
-	// PreciseClock reads the precise clock helper on every packet instead
-	// of jiffies, as kernels before 5.5 need (it is also taken
-	// automatically when the kernel lacks bpf_jiffies64). For testing.
-	PreciseClock bool
-	// Audit receives one event per eBPF operation; nil records nothing.
-	Audit AuditFunc
-	// Policy replaces the shield's verification policy (Policy()).
-	Policy *bpfguard.Policy
-	// ForceMemlock raises RLIMIT_MEMLOCK as kernels before 5.11 need even
-	// where the kernel charges BPF memory to the memory cgroup: for tests.
-	ForceMemlock bool
-
-	object []byte // replaces the embedded object, for tests
-}
-
 // Shield is the loaded data path. Its methods are safe for concurrent use.
 type Shield struct {
 	mu      sync.Mutex
@@ -66,7 +30,7 @@ type Shield struct {
 	legacy  map[string]int       // unpinned netlink attachments: ifindex by interface
 	netlink bool                 // attach through netlink (Options.NetlinkAttach)
 	perf    bool                 // events through perf_events (Options.PerfEvents)
-	mono    bool                 // CLOCK_MONOTONIC data path (Options.MonotonicClock)
+	mono    bool                 // CLOCK_MONOTONIC data path (Options.monotonicClock)
 	// clockHZ is the kernel's tick rate once the jiffies clock is
 	// calibrated, 0 while the data path reads the precise helper.
 	clockHZ       int
@@ -85,18 +49,6 @@ type Shield struct {
 	// Adopted is true when the maps were already pinned, that is when a
 	// previous daemon's state was taken over rather than created.
 	Adopted bool
-}
-
-// AttachInfo reports how the program is attached to an interface.
-type AttachInfo struct {
-	Interface string         `json:"interface"`
-	Ifindex   int            `json:"ifindex"`
-	Mode      XDPMode        `json:"xdp_mode"`
-	ProgramID ebpf.ProgramID `json:"program_id"`
-	LinkID    link.ID        `json:"link_id,omitempty"`
-	// Via is ViaLink or ViaNetlink.
-	Via     string `json:"via"`
-	Adopted bool   `json:"adopted,omitempty"`
 }
 
 // Load loads the XDP program and creates or adopts its maps. With a pin path
@@ -130,13 +82,13 @@ func Load(opts Options) (*Shield, error) {
 			return nil, err
 		}
 	}
-	s.mono = opts.MonotonicClock || features.HaveProgramHelper(ebpf.XDP, asm.FnKtimeGetBootNs) != nil
+	s.mono = opts.monotonicClock || features.HaveProgramHelper(ebpf.XDP, asm.FnKtimeGetBootNs) != nil
 	if s.mono {
 		if err := spec.Variables["use_monotonic_clock"].Set(uint32(1)); err != nil {
 			return nil, fmt.Errorf("selecting the monotonic clock: %w", err)
 		}
 	}
-	jiffies := !opts.PreciseClock
+	jiffies := !opts.preciseClock
 	if jiffies {
 		if err := features.HaveProgramHelper(ebpf.XDP, asm.FnJiffies64); err != nil {
 			jiffies = false
@@ -540,9 +492,6 @@ func (s *Shield) Attached() ([]AttachInfo, error) {
 	}
 	return out, nil
 }
-
-// ErrNotAttached is returned when detaching an interface the shield is not on.
-var ErrNotAttached = errors.New("shield is not attached")
 
 // ensureBPFFS mounts bpffs at /sys/fs/bpf when the pin path lies there and
 // nothing is mounted yet.

@@ -1,10 +1,12 @@
+//go:build linux
+
 package shield
 
 import (
 	"net/netip"
 	"testing"
 
-	tu "github.com/aegis-edge/aegis/internal/testutil"
+	"github.com/aegis-edge/aegis/internal/netlab"
 )
 
 // floodVerdicts sends n copies of frame and counts the reasons.
@@ -59,11 +61,11 @@ func TestManagementNeverAutoBlocked(t *testing.T) {
 				t.Fatalf("auto blocks %v, %v", blocks, err)
 			}
 			// Other traffic from the source still passes.
-			var syn tu.Packet
+			var syn netlab.Packet
 			if netip.MustParseAddr(tc.flooder).Is4() {
-				syn = tu.TCPSyn4(tc.flooder, dst4)
+				syn = netlab.TCPSyn4(tc.flooder, dst4)
 			} else {
-				syn = tu.TCPSyn6(tc.flooder, dst6)
+				syn = netlab.TCPSyn6(tc.flooder, dst6)
 			}
 			if ret, reason, _ := run(t, s, syn.Bytes()); ret != xdpPass {
 				t.Errorf("tcp from the management source after its flood: %d %s", ret, reason)

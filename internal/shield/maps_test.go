@@ -1,3 +1,5 @@
+//go:build linux
+
 package shield
 
 import (
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -17,9 +20,9 @@ import (
 // udpFrom is a UDP frame from src to the test destination of its family.
 func udpFrom(src netip.Addr) []byte {
 	if src.Is4() {
-		return tu.UDP4(src.String(), dst4).Bytes()
+		return netlab.UDP4(src.String(), dst4).Bytes()
 	}
-	return tu.UDP6(src.String(), dst6).Bytes()
+	return netlab.UDP6(src.String(), dst6).Bytes()
 }
 
 // hitsOf reads a list's hit counters back from the kernel, by prefix.

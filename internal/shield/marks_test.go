@@ -1,3 +1,5 @@
+//go:build linux
+
 package shield
 
 import (
@@ -5,20 +7,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
 )
 
 // tcpAck4 is an established-connection TCP segment: no rate limit applies.
 func tcpAck4(src string) []byte {
-	p := tu.TCPSyn4(src, dst4)
-	p.TCPFlags = tu.TCPAck
+	p := netlab.TCPSyn4(src, dst4)
+	p.TCPFlags = netlab.TCPAck
 	return p.Bytes()
 }
 
 func tcpAck6(src string) []byte {
-	p := tu.TCPSyn6(src, dst6)
-	p.TCPFlags = tu.TCPAck
+	p := netlab.TCPSyn6(src, dst6)
+	p.TCPFlags = netlab.TCPAck
 	return p.Bytes()
 }
 
@@ -70,9 +73,9 @@ func TestAutoBlockMarks(t *testing.T) {
 		t.Run(c.flooder, func(t *testing.T) {
 			var flood, ack, cleanAck []byte
 			if netip.MustParseAddr(c.flooder).Is4() {
-				flood, ack, cleanAck = tu.UDP4(c.flooder, dst4).Bytes(), tcpAck4(c.flooder), tcpAck4(c.clean)
+				flood, ack, cleanAck = netlab.UDP4(c.flooder, dst4).Bytes(), tcpAck4(c.flooder), tcpAck4(c.clean)
 			} else {
-				flood, ack, cleanAck = tu.UDP6(c.flooder, dst6).Bytes(), tcpAck6(c.flooder), tcpAck6(c.clean)
+				flood, ack, cleanAck = netlab.UDP6(c.flooder, dst6).Bytes(), tcpAck6(c.flooder), tcpAck6(c.clean)
 			}
 			key := sourceKey(t, s, c.flooder)
 			if markSet(t, s, key) {
@@ -141,7 +144,7 @@ func TestUnmarkedBlockIsFound(t *testing.T) {
 	}
 	// The data path: a UDP packet of the blocked source marks it.
 	k2 := block("192.0.2.51")
-	if run(t, s, tu.UDP4("192.0.2.51", dst4).Bytes()); !markSet(t, s, k2) {
+	if run(t, s, netlab.UDP4("192.0.2.51", dst4).Bytes()); !markSet(t, s, k2) {
 		t.Fatal("a packet of the blocked source did not mark it")
 	}
 	if ret, reason, _ := run(t, s, tcpAck4("192.0.2.51")); ret != xdpDrop || reason != ReasonAutoBlocked {

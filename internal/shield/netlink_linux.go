@@ -17,12 +17,6 @@ import (
 // so that a restarted daemon recognises its own program (by id) and swaps in
 // the new one atomically with a single netlink request.
 
-// Attachment methods reported in AttachInfo.Via.
-const (
-	ViaLink    = "bpf_link"
-	ViaNetlink = "netlink"
-)
-
 func (s *Shield) netlinkDir() string { return filepath.Join(s.pinPath, "netlink") }
 
 // attachNetlink attaches (or replaces in place) through netlink. The caller

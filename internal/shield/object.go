@@ -13,6 +13,3 @@ var recordedDigest string
 // embedded bytes against it, so a binary whose object was swapped or
 // corrupted after generation refuses to load it.
 func ObjectDigest() string { return strings.TrimSpace(recordedDigest) }
-
-// Object returns the embedded XDP object (ELF bytes) as bpf2go built it.
-func Object() []byte { return _ShieldBytes }

@@ -19,7 +19,9 @@ const (
 	prefilterBits = 1 << 16
 )
 
-// Indexes of the prefilters map, as enum prefilter_index.
+// Indexes of the tries' filters, as enum prefilter_index: the IPv4 ones key
+// the prefilters map, the IPv6 ones (less prefilterAllowV6) prefilters_v6 and
+// prefilters_long; all four key exact_filters.
 const (
 	prefilterAllowV4 = iota
 	prefilterBlockV4

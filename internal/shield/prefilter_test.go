@@ -1,3 +1,5 @@
+//go:build linux
+
 package shield
 
 import (
@@ -7,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	tu "github.com/aegis-edge/aegis/internal/testutil"
+	"github.com/aegis-edge/aegis/internal/netlab"
 )
 
 // TestPrefilterNeverHidesAPrefix adds and removes prefixes that share
@@ -20,10 +22,10 @@ func TestPrefilterNeverHidesAPrefix(t *testing.T) {
 			t.Errorf("%s: got %s, want %s", step, got, want)
 		}
 	}
-	a4 := tu.UDP4("203.0.113.9", dst4).Bytes()    // in 203.0.113.0/24 and 203.0.0.0/16
-	b4 := tu.UDP4("203.0.200.9", dst4).Bytes()    // in 203.0.0.0/16 only
-	a6 := tu.UDP6("2001:db8:aa::1", dst6).Bytes() // in 2001:db8:aa::/48 and 2001:db8::/32
-	wide := tu.UDP4("100.70.1.1", dst4).Bytes()   // in 100.64.0.0/10, shorter than a bucket
+	a4 := netlab.UDP4("203.0.113.9", dst4).Bytes()    // in 203.0.113.0/24 and 203.0.0.0/16
+	b4 := netlab.UDP4("203.0.200.9", dst4).Bytes()    // in 203.0.0.0/16 only
+	a6 := netlab.UDP6("2001:db8:aa::1", dst6).Bytes() // in 2001:db8:aa::/48 and 2001:db8::/32
+	wide := netlab.UDP4("100.70.1.1", dst4).Bytes()   // in 100.64.0.0/10, shorter than a bucket
 
 	put(t, s, Blocklist, time.Time{}, "203.0.113.0/24", "203.0.0.0/16", "2001:db8:aa::/48", "2001:db8::/32", "100.64.0.0/10")
 	check("both v4 prefixes", a4, ReasonBlockedPrefix)
@@ -103,9 +105,9 @@ func TestExactFilterAgreesWithTheDataPath(t *testing.T) {
 	}
 	frame := func(a netip.Addr) []byte {
 		if a.Is4() {
-			return tu.UDP4(a.String(), dst4).Bytes()
+			return netlab.UDP4(a.String(), dst4).Bytes()
 		}
-		return tu.UDP6(a.String(), dst6).Bytes()
+		return netlab.UDP6(a.String(), dst6).Bytes()
 	}
 	for _, a := range addrs {
 		if _, got, _ := run(t, s, frame(a)); got != ReasonBlockedExact {
@@ -145,7 +147,7 @@ func TestLongPrefilter(t *testing.T) {
 	s := newTestShield(t, noLimits())
 	check := func(step, src string, want Reason) {
 		t.Helper()
-		if _, got, _ := run(t, s, tu.UDP6(src, dst6).Bytes()); got != want {
+		if _, got, _ := run(t, s, netlab.UDP6(src, dst6).Bytes()); got != want {
 			t.Errorf("%s: %s got %s, want %s", step, src, got, want)
 		}
 	}

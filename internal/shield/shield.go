@@ -254,7 +254,6 @@ type AutoBlock struct {
 
 // Sizes of the kernel's other maps; the lists' ceilings are package lists'.
 const (
-	SourcesEntries = 1 << 16
 	// ManagementEntries bounds the management prefixes of each family.
 	ManagementEntries = 1024
 )

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/lists"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the name of the database file inside the state directory.
@@ -113,7 +114,7 @@ func Open(dir string) (*Store, error) {
 	}
 	path := filepath.Join(dir, FileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("state store %s is %w", path, ErrLocked)
 	}
 	if err != nil {

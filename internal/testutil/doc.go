@@ -1,7 +1,9 @@
 // Package testutil holds helpers for aegis's tests only: privilege checks,
-// throw-away network namespaces joined by veth pairs, a small builder for
-// crafting Ethernet/IP/transport frames to feed BPF_PROG_TEST_RUN and fuzzers,
-// and Scale, which fits a test's wall-clock budgets to the machine's speed.
+// throw-away network namespaces joined by veth pairs (package netlab's
+// namespaces, removed at the test's cleanup and failing the test instead of
+// returning errors), traffic checks across them, and Scale, which fits a
+// test's wall-clock budgets to the machine's speed. Frames for
+// BPF_PROG_TEST_RUN and fuzzers are built with netlab.Packet.
 //
 // It must never be imported by non-test code: it depends on package testing,
 // creates and deletes kernel objects, and panics on malformed input where a

@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"strconv"
 	"testing"
@@ -35,4 +37,13 @@ func PinPath(t testing.TB) string {
 	p := "/sys/fs/bpf/aegis-test-" + randHex(4)
 	t.Cleanup(func() { os.RemoveAll(p) })
 	return p
+}
+
+// randHex returns 2n random hexadecimal digits, for unique names.
+func randHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
 }

@@ -61,7 +61,7 @@ func TestCGIEnvironment(t *testing.T) {
 // echoed runs the C echo example and returns its body's lines.
 func echoed(t *testing.T, m *Module, req Request) (*Response, []string) {
 	t.Helper()
-	resp, err, _ := serve(t, m, req, &LocalHost{KV: NewMemoryKV(nil)})
+	resp, _, err := serve(t, m, req, &LocalHost{KV: NewMemoryKV(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestCGIResponses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err, _ := serve(t, m, catRequest([]byte(tt.out)), nil)
+			resp, _, err := serve(t, m, catRequest([]byte(tt.out)), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,7 +183,7 @@ func TestCGIMalformedOutput(t *testing.T) {
 		{"control character", "X-A: a\x00b\n\n", "control character"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err, rec := serve(t, m, catRequest([]byte(tt.out)), nil)
+			_, rec, err := serve(t, m, catRequest([]byte(tt.out)), nil)
 			var we *Error
 			if !errors.As(err, &we) || we.Kind != KindCGI || we.Status != http.StatusBadGateway {
 				t.Fatalf("got %v, want a cgi error", err)
@@ -223,12 +223,12 @@ func TestCGIBodyLimits(t *testing.T) {
 
 	// Request body exactly at the limit: served, and back whole (the
 	// response limit is larger).
-	resp, err, _ := serve(t, m, catRequest(fill(l.MaxRequestBytes)), nil)
+	resp, _, err := serve(t, m, catRequest(fill(l.MaxRequestBytes)), nil)
 	if err != nil || int64(len(resp.Body)) != l.MaxRequestBytes-int64(len(header)) {
 		t.Fatalf("body at the request limit: %v, %d bytes", err, len(resp.Body))
 	}
 	// One byte over: refused before anything runs.
-	resp, err, rec := serve(t, m, catRequest(fill(l.MaxRequestBytes+1)), nil)
+	resp, rec, err := serve(t, m, catRequest(fill(l.MaxRequestBytes+1)), nil)
 	var we *Error
 	if !errors.As(err, &we) || we.Kind != KindRequestSize || we.Status != http.StatusRequestEntityTooLarge || resp != nil {
 		t.Fatalf("body over the request limit: %v %v", resp, err)
@@ -240,11 +240,11 @@ func TestCGIBodyLimits(t *testing.T) {
 	// Response exactly at the limit, then one byte over.
 	l.MaxRequestBytes = l.MaxResponseBytes + 1
 	m = compileFixture(t, e, "testdata/cat.wasm", l)
-	resp, err, _ = serve(t, m, catRequest(fill(l.MaxResponseBytes)), nil)
+	resp, _, err = serve(t, m, catRequest(fill(l.MaxResponseBytes)), nil)
 	if err != nil || int64(len(resp.Body)+len(header)) != l.MaxResponseBytes {
 		t.Fatalf("output at the response limit: %v", err)
 	}
-	_, err, _ = serve(t, m, catRequest(fill(l.MaxResponseBytes+1)), nil)
+	_, _, err = serve(t, m, catRequest(fill(l.MaxResponseBytes+1)), nil)
 	if !errors.As(err, &we) || we.Kind != KindResponseSize || we.Status != http.StatusServiceUnavailable || we.Header() != "response-size" {
 		t.Fatalf("output over the response limit: %v", err)
 	}

@@ -43,7 +43,7 @@ func TestCodeCacheCompilesOnce(t *testing.T) {
 	if n := sc.Compiled(); n != 0 {
 		t.Fatalf("the engine given the code compiled %d modules, want 0", n)
 	}
-	resp, err, _ := serve(t, m, getRequest("/", ""), nil)
+	resp, _, err := serve(t, m, getRequest("/", ""), nil)
 	if err != nil || resp.Status != 200 {
 		t.Fatalf("serving loaded code: %v, %+v", err, resp)
 	}

@@ -53,7 +53,7 @@ func TestCompileRefusesInvalidModules(t *testing.T) {
 	}
 	// A refused deploy leaves the engine serving.
 	m := compileFixture(t, e, "../../examples/hello-wat/hello.wasm", testLimits())
-	if resp, err, _ := serve(t, m, getRequest("/", ""), nil); err != nil || resp.Status != 200 {
+	if resp, _, err := serve(t, m, getRequest("/", ""), nil); err != nil || resp.Status != 200 {
 		t.Fatalf("hello after refusals: %v, %v", resp, err)
 	}
 }
@@ -89,7 +89,7 @@ func TestCompilationCacheOnDisk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err, _ := serve(t, m, getRequest("/x", ""), &LocalHost{KV: NewMemoryKV(nil)})
+		resp, _, err := serve(t, m, getRequest("/x", ""), &LocalHost{KV: NewMemoryKV(nil)})
 		if err != nil || !bytes.Contains(resp.Body, []byte("path: /x")) {
 			t.Fatalf("engine %d: %v %v", i, resp, err)
 		}
@@ -108,7 +108,7 @@ func TestModuleClose(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err, _ := serve(t, m, getRequest("/", ""), nil); !errors.Is(err, ErrClosed) {
+	if _, _, err := serve(t, m, getRequest("/", ""), nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Serve after Close: %v", err)
 	}
 }

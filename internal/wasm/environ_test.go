@@ -13,7 +13,7 @@ func TestEnvironServedFromTheRequest(t *testing.T) {
 	req := getRequest("/a/b", "q=1")
 	req.Header = http.Header{"X-Trace": {"t1"}, "Cookie": {"a=1", "b=2"}}
 	for _, r := range []Request{getRequest("/", ""), req} {
-		resp, err, _ := serve(t, m, r, nil)
+		resp, _, err := serve(t, m, r, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -24,7 +24,7 @@ func TestEnvironServedFromTheRequest(t *testing.T) {
 	}
 	fault := getRequest("/", "")
 	fault.Body = []byte("f")
-	resp, err, _ := serve(t, m, fault, nil)
+	resp, _, err := serve(t, m, fault, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

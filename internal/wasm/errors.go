@@ -96,12 +96,6 @@ func newError(k Kind, err error) *Error {
 	return e
 }
 
-// NotFound is the error a gateway answers with when no function serves a
-// route.
-func NotFound(route string) *Error {
-	return newError(KindNotFound, fmt.Errorf("no function serves %s", route))
-}
-
 func newErrorID() string {
 	var b [8]byte
 	rand.Read(b[:])

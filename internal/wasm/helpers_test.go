@@ -91,11 +91,11 @@ func getRequest(path, query string) Request {
 }
 
 // serve runs one request with a fresh recorder and an in-memory host.
-func serve(t testing.TB, m *Module, req Request, host Host) (*Response, error, *logRecorder) {
+func serve(t testing.TB, m *Module, req Request, host Host) (*Response, *logRecorder, error) {
 	t.Helper()
 	rec := &logRecorder{}
 	ctx, cancel := context.WithTimeout(context.Background(), m.Limits().Timeout)
 	defer cancel()
 	resp, err := m.Serve(ctx, Invocation{Function: "fn", Version: "1", Request: req, Host: host, Log: rec.log})
-	return resp, err, rec
+	return resp, rec, err
 }

@@ -150,7 +150,7 @@ func TestHostileModulesStopped(t *testing.T) {
 			var err error
 			grew := peakGrowth(t, func() {
 				m := compileFixture(t, e, "testdata/hostile/"+tt.fixture+".wasm", l)
-				resp, err, _ = serve(t, m, getRequest("/", ""), nil)
+				resp, _, err = serve(t, m, getRequest("/", ""), nil)
 			})
 			var we *Error
 			if !errors.As(err, &we) || we.Kind != tt.kind || we.Header() != string(tt.kind) || we.Status != 503 {
@@ -195,7 +195,7 @@ func TestHostCallsPayForBytes(t *testing.T) {
 	m = compileFixture(t, newTestEngine(t), "testdata/hostile/hostcall_once.wasm", l)
 	req := getRequest("/", "")
 	req.Method, req.Body = "POST", binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 0), n)
-	_, err, _ := serve(t, m, req, nil)
+	_, _, err := serve(t, m, req, nil)
 	var we *Error
 	if !errors.As(err, &we) || we.Kind != KindFuel {
 		t.Fatalf("random_get of %d bytes on %d fuel: %v, want a fuel error", n, l.Fuel, err)
@@ -350,7 +350,7 @@ func TestInstanceSetUpPaysFuel(t *testing.T) {
 			for _, budget := range []int64{tt.cost - 1, tt.cost + 100} {
 				l.Fuel = budget
 				m := compileBytes(t, e, tt.module, l)
-				resp, err, _ := serve(t, m, getRequest("/", ""), nil)
+				resp, _, err := serve(t, m, getRequest("/", ""), nil)
 				m.Close()
 				var we *Error
 				if !errors.As(err, &we) {

@@ -14,7 +14,7 @@ import (
 func checkStillServing(t *testing.T, e *Engine) {
 	t.Helper()
 	m := compileFixture(t, e, "../../examples/hello-wat/hello.wasm", testLimits())
-	resp, err, _ := serve(t, m, getRequest("/", ""), nil)
+	resp, _, err := serve(t, m, getRequest("/", ""), nil)
 	if err != nil || resp.Status != http.StatusOK || string(resp.Body) != "Hello, world!\n" {
 		t.Fatalf("hello after the failure: %v %v", resp, err)
 	}
@@ -48,7 +48,7 @@ func TestLimitFailures(t *testing.T) {
 				tt.limits(&l)
 			}
 			m := compileFixture(t, e, "testdata/"+tt.fixture+".wasm", l)
-			resp, err, rec := serve(t, m, getRequest("/", ""), nil)
+			resp, rec, err := serve(t, m, getRequest("/", ""), nil)
 			var we *Error
 			if !errors.As(err, &we) {
 				t.Fatalf("got %v, %v; want a %s error", resp, err, tt.kind)
@@ -78,7 +78,7 @@ func TestLimitFailures(t *testing.T) {
 
 func TestRefusedGrowIsNotAnError(t *testing.T) {
 	m := compileFixture(t, newTestEngine(t), "testdata/growok.wasm", testLimits())
-	resp, err, _ := serve(t, m, getRequest("/", ""), nil)
+	resp, _, err := serve(t, m, getRequest("/", ""), nil)
 	if err != nil || string(resp.Body) != "grow\n" {
 		t.Fatalf("%v %v", resp, err)
 	}
@@ -86,7 +86,7 @@ func TestRefusedGrowIsNotAnError(t *testing.T) {
 
 func TestTrapLogsStderrAndID(t *testing.T) {
 	m := compileFixture(t, newTestEngine(t), "testdata/trap.wasm", testLimits())
-	_, err, rec := serve(t, m, getRequest("/", ""), nil)
+	_, rec, err := serve(t, m, getRequest("/", ""), nil)
 	var we *Error
 	if !errors.As(err, &we) {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestFuelIsDeterministic(t *testing.T) {
 	m := compileFixture(t, newTestEngine(t), "../../examples/echo-c/echo.wasm", testLimits())
 	var used []int64
 	for range 2 {
-		resp, err, _ := serve(t, m, getRequest("/same", "q=1"), &LocalHost{KV: NewMemoryKV(nil)})
+		resp, _, err := serve(t, m, getRequest("/same", "q=1"), &LocalHost{KV: NewMemoryKV(nil)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func TestFuelIsDeterministic(t *testing.T) {
 	l := testLimits()
 	l.Fuel = used[0] / 2
 	m = compileFixture(t, newTestEngine(t), "../../examples/echo-c/echo.wasm", l)
-	_, err, _ := serve(t, m, getRequest("/same", "q=1"), &LocalHost{KV: NewMemoryKV(nil)})
+	_, _, err := serve(t, m, getRequest("/same", "q=1"), &LocalHost{KV: NewMemoryKV(nil)})
 	var we *Error
 	if !errors.As(err, &we) || we.Kind != KindFuel {
 		t.Fatalf("with %d fuel: %v", l.Fuel, err)

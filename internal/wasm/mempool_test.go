@@ -13,7 +13,7 @@ func TestMemoryIsNeverLeftDirty(t *testing.T) {
 	ask := func(body string) (string, error) {
 		req := getRequest("/", "")
 		req.Body = []byte(body)
-		resp, err, _ := serve(t, m, req, nil)
+		resp, _, err := serve(t, m, req, nil)
 		if err != nil {
 			return "", err
 		}

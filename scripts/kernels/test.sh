@@ -30,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 kernels=(${KERNELS:-6.1 6.12})
-candidates=(${KERNEL_PKGS:-./internal/shield ./internal/testutil ./internal/features ./internal/bpfguard ./internal/privilege ./internal/sandbox ./internal/executor})
+candidates=(${KERNEL_PKGS:-./internal/shield ./internal/testutil ./internal/kernelprobe ./internal/bpfguard ./internal/privilege ./internal/sandbox ./internal/executor})
 flags=(${KERNEL_TEST_FLAGS:-})
 sysctls=""
 for kv in ${KERNEL_SYSCTLS:-}; do

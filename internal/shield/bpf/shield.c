@@ -286,11 +286,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } clock SEC(".maps");
 
-// prefilter holds one bitmap per prefix trie (allow v4, block v4, allow v6,
-// block v6): bit b is set when some prefix in the trie covers an address of
-// bucket b. A clear bit proves no prefix can match, so the trie lookup — the
-// costliest step on the pass path — is skipped. IPv4 buckets are the top 16
-// address bits; IPv6 buckets fold the top 32 bits into 16.
+// prefilters holds one bitmap per IPv4 prefix trie (allow, block): bit b is
+// set when some prefix in the trie covers an address of bucket b, the top 16
+// address bits. A clear bit proves no prefix can match, so the trie lookup —
+// the costliest step on the pass path — is skipped. The IPv6 tries have
+// theirs in prefilters_v6 and prefilters_long; prefilter_index numbers all
+// four tries, as exact_filters does.
 #define PREFILTER_BITS  (1 << 16)
 #define PREFILTER_WORDS (PREFILTER_BITS / 64)
 
@@ -308,15 +309,14 @@ struct prefilter {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PREFILTER_MAX);
+	__uint(max_entries, PREFILTER_ALLOW_V6); // the IPv4 tries only
 	__type(key, __u32);
 	__type(value, struct prefilter);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } prefilters SEC(".maps");
 
-// prefilters_v6 replace prefilters' IPv6 entries for prefixes shorter than
-// /48 (allow, block), with 2^20 buckets instead of 2^16: a hash of the top 32
-// bits. With thousands of /32s holding prefixes, 16 bits left a clean /32
+// prefilters_v6 are the IPv6 tries' bitmaps for prefixes shorter than /48
+// (allow, block), with 2^20 buckets: a hash of the top 32 bits. With thousands of /32s holding prefixes, 16 bits left a clean /32
 // sharing a bucket with one of them about one time in fifteen.
 #define PREFILTER6_LOG   20
 #define PREFILTER6_WORDS ((1 << PREFILTER6_LOG) / 64)

@@ -1,20 +1,15 @@
 package testutil
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"runtime"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/aegis-edge/aegis/internal/nsthread"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -22,7 +17,7 @@ import (
 
 // NetNSRunDir is where named network namespaces are bind-mounted, as by
 // `ip netns add`.
-const NetNSRunDir = "/run/netns"
+const NetNSRunDir = netlab.RunDir
 
 // NetNSPrefix starts the name of every namespace that NewNetNS creates.
 const NetNSPrefix = "aegis-t-"
@@ -36,11 +31,13 @@ type NetNS struct {
 	Name   string
 	Handle netns.NsHandle
 	Path   string
+	ns     *netlab.Namespace
 }
 
 // NewNetNS creates a fresh named network namespace with its loopback
-// interface up, and registers its removal (unmount, file removal, handle
-// close) with t.Cleanup. It requires root (see RequireRoot).
+// interface up (netlab.NewNamespace), and registers its removal (unmount,
+// file removal, handle close) with t.Cleanup. It requires root (see
+// RequireRoot).
 //
 // The namespace is created on a separate, locked OS thread that is switched
 // back to its original namespace afterwards (and discarded if that fails), so
@@ -48,94 +45,23 @@ type NetNS struct {
 func NewNetNS(t testing.TB) *NetNS {
 	t.Helper()
 	RequireRoot(t)
-
-	if err := ensureNetNSRunDir(); err != nil {
-		t.Fatalf("testutil: preparing %s: %v", NetNSRunDir, err)
-	}
-
-	n := &NetNS{Handle: netns.None()}
 	for range 10 {
-		name := NetNSPrefix + randHex(4)
-		path := filepath.Join(NetNSRunDir, name)
-		// O_EXCL: the name is ours alone, even among concurrent test binaries.
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.EEXIST) {
+		ns, err := netlab.NewNamespace(NetNSPrefix + randHex(4))
+		if errors.Is(err, os.ErrExist) {
 			continue
 		}
 		if err != nil {
-			t.Fatalf("testutil: creating %s: %v", path, err)
+			t.Fatalf("testutil: %v", err)
 		}
-		unix.Close(fd)
-		n.Name, n.Path = name, path
-		break
+		t.Cleanup(func() {
+			if err := ns.Remove(); err != nil {
+				t.Errorf("testutil: removing network namespace %s: %v", ns.Name, err)
+			}
+		})
+		return &NetNS{Name: ns.Name, Handle: ns.Handle, Path: ns.Path, ns: ns}
 	}
-	if n.Path == "" {
-		t.Fatalf("testutil: could not find a free namespace name under %s", NetNSRunDir)
-	}
-	// Registered before anything else, so that the file (and the mount, if
-	// any) goes away whatever fails below.
-	t.Cleanup(func() {
-		if err := n.destroy(); err != nil {
-			t.Errorf("testutil: removing network namespace %s: %v", n.Name, err)
-		}
-	})
-
-	err := onThread(func() error {
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
-		}
-		if err := unix.Mount("/proc/thread-self/ns/net", n.Path, "none", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind-mounting namespace on %s: %w", n.Path, err)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("testutil: creating network namespace %s: %v", n.Name, err)
-	}
-
-	h, err := netns.GetFromPath(n.Path)
-	if err != nil {
-		t.Fatalf("testutil: opening network namespace %s: %v", n.Path, err)
-	}
-	n.Handle = h
-
-	nl, err := netlink.NewHandleAt(n.Handle)
-	if err != nil {
-		t.Fatalf("testutil: netlink handle in namespace %s: %v", n.Name, err)
-	}
-	defer nl.Close()
-	lo, err := nl.LinkByName("lo")
-	if err != nil {
-		t.Fatalf("testutil: namespace %s: finding lo: %v", n.Name, err)
-	}
-	if err := nl.LinkSetUp(lo); err != nil {
-		t.Fatalf("testutil: namespace %s: setting lo up: %v", n.Name, err)
-	}
-	return n
-}
-
-// destroy closes the handle, unmounts the namespace and removes its file.
-// Each step tolerates the step never having been reached.
-func (n *NetNS) destroy() error {
-	var errs []error
-	if n.Handle.IsOpen() {
-		if err := n.Handle.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing handle: %w", err))
-		}
-		n.Handle = netns.None()
-	}
-	if n.Path == "" {
-		return nil
-	}
-	// EINVAL: not a mount point (creation failed before the bind mount).
-	if err := unix.Unmount(n.Path, unix.MNT_DETACH); err != nil &&
-		!errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("unmounting %s: %w", n.Path, err))
-	}
-	if err := os.Remove(n.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	t.Fatalf("testutil: could not find a free namespace name under %s", NetNSRunDir)
+	return nil
 }
 
 // NetlinkHandle returns a netlink handle whose sockets live in the namespace
@@ -143,104 +69,33 @@ func (n *NetNS) destroy() error {
 // no thread switching. It is closed at cleanup.
 func (n *NetNS) NetlinkHandle(t testing.TB) *netlink.Handle {
 	t.Helper()
-	h, err := netlink.NewHandleAt(n.Handle)
+	h, err := n.ns.Netlink()
 	if err != nil {
-		t.Fatalf("testutil: netlink handle in namespace %s: %v", n.Name, err)
+		t.Fatalf("testutil: %v", err)
 	}
 	t.Cleanup(h.Close)
 	return h
 }
 
-// Do runs fn on a locked OS thread switched into the namespace and returns
-// fn's error, or an error if the switch itself failed.
+// Do runs fn on a locked OS thread switched into the namespace
+// (netlab.Namespace.Do) and returns fn's error, or an error if the switch
+// itself failed.
 //
-// fn runs on its own goroutine, which Do waits for; the calling goroutine
-// never changes namespace. After fn the thread is switched back and unlocked;
-// if switching back fails the thread stays locked, so the runtime discards it
-// when the goroutine ends. Sockets that fn opens stay in the namespace and
-// may be used afterwards from any goroutine. Goroutines that fn starts do not
-// run in the namespace. A panic in fn is re-raised in the caller, and if fn
-// calls t.FailNow, t.Fatal or t.SkipNow, Do stops the calling test the same
-// way.
+// The calling goroutine never changes namespace. Sockets that fn opens stay
+// in the namespace and may be used afterwards from any goroutine. Goroutines
+// that fn starts do not run in the namespace. A panic in fn is re-raised in
+// the caller, and if fn calls t.FailNow, t.Fatal or t.SkipNow, Do stops the
+// calling test the same way.
 func (n *NetNS) Do(t testing.TB, fn func() error) error {
 	t.Helper()
-	type result struct {
-		err      error
-		exited   bool // fn called runtime.Goexit (t.FailNow, t.SkipNow)
-		panicked bool
-		panicVal any
-		restore  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res := result{exited: true}
-		defer func() { done <- res }()
-
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			res = result{err: fmt.Errorf("testutil: getting current network namespace: %w", err)}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.Handle); err != nil {
-			runtime.UnlockOSThread()
-			res = result{err: fmt.Errorf("testutil: entering network namespace %s: %w", n.Name, err)}
-			return
-		}
-		defer func() {
-			if err := netns.Set(orig); err != nil {
-				// Keep the thread locked: it dies with this goroutine.
-				res.restore = err
-				return
-			}
-			runtime.UnlockOSThread()
-		}()
-		defer func() {
-			if r := recover(); r != nil {
-				res = result{panicked: true, panicVal: r}
-			}
-		}()
-		err = fn()
-		res = result{err: err}
-	}()
-
-	res := <-done
-	if res.restore != nil {
-		t.Logf("testutil: leaving network namespace %s failed (thread discarded): %v", n.Name, res.restore)
-	}
-	switch {
-	case res.panicked:
-		panic(res.panicVal)
-	case res.exited:
+	err := n.ns.Do(fn)
+	if errors.Is(err, netlab.ErrGoexit) {
 		if t.Skipped() && !t.Failed() {
 			t.SkipNow()
 		}
 		t.FailNow()
 	}
-	return res.err
-}
-
-// onThread runs fn on an OS thread of its own (see package nsthread).
-func onThread(fn func() error) error { return nsthread.Run(fn) }
-
-var runDirMu sync.Mutex
-
-// ensureNetNSRunDir makes NetNSRunDir a shared mount point (see
-// nsthread.ShareRunDir), once at a time within this process.
-func ensureNetNSRunDir() error {
-	runDirMu.Lock()
-	defer runDirMu.Unlock()
-	return nsthread.ShareRunDir(NetNSRunDir)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
+	return err
 }
 
 // Side names one end of a VethPair.
@@ -268,8 +123,8 @@ func (s Side) String() string {
 // (192.0.2.1/24, 192.0.2.2/24) and IPv6A/IPv6B (2001:db8::1/64,
 // 2001:db8::2/64, without duplicate address detection) and permanent
 // neighbour entries both ways, so that traffic flows at once with no ARP or
-// NDP. MACA and MACB are DefaultSrcMAC and DefaultDstMAC, the defaults of
-// Packet, so a default frame looks like one sent from A to B.
+// NDP. MACA and MACB are netlab.DefaultSrcMAC and netlab.DefaultDstMAC, the defaults of
+// netlab.Packet, so a default frame looks like one sent from A to B.
 type VethPair struct {
 	A, B                       *NetNS
 	IfA, IfB                   string
@@ -296,8 +151,8 @@ func NewVethPair(t testing.TB) *VethPair {
 	v := &VethPair{
 		A: a, B: b,
 		IfA: "vA" + suffix, IfB: "vB" + suffix,
-		MACA:  append(net.HardwareAddr(nil), DefaultSrcMAC...),
-		MACB:  append(net.HardwareAddr(nil), DefaultDstMAC...),
+		MACA:  append(net.HardwareAddr(nil), netlab.DefaultSrcMAC...),
+		MACB:  append(net.HardwareAddr(nil), netlab.DefaultDstMAC...),
 		IPv4A: netip.MustParseAddr("192.0.2.1"),
 		IPv4B: netip.MustParseAddr("192.0.2.2"),
 		IPv6A: netip.MustParseAddr("2001:db8::1"),

@@ -1,4 +1,4 @@
-package gateway
+package functions
 
 import "testing"
 
@@ -34,7 +34,7 @@ func TestLookup(t *testing.T) {
 		}
 		routes[route] = r
 	}
-	table := NewTable(routes)
+	table := newRouteTable(routes)
 	tests := []struct {
 		host, path         string
 		want               string
@@ -58,7 +58,7 @@ func TestLookup(t *testing.T) {
 			t.Errorf("Lookup(%q, %q) = %+v %v; want %s (%q, %q)", tt.host, tt.path, m, ok, tt.want, tt.scriptName, tt.pathIn)
 		}
 	}
-	only := NewTable(map[Route]string{{Host: "a.example", Prefix: "/x"}: "x"})
+	only := newRouteTable(map[Route]string{{Host: "a.example", Prefix: "/x"}: "x"})
 	for _, miss := range [][2]string{{"b.example", "/x"}, {"a.example", "/"}, {"a.example", "/xy"}} {
 		if m, ok := only.Lookup(miss[0], miss[1]); ok {
 			t.Errorf("Lookup(%q, %q) matched %+v", miss[0], miss[1], m)

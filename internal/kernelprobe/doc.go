@@ -1,4 +1,4 @@
-// Package features finds out what the running kernel offers aegis: XDP and
+// Package kernelprobe finds out what the running kernel offers aegis: XDP and
 // the eBPF map types, helpers and link types the shield uses, CAP_BPF,
 // memcg accounting of BPF memory, Landlock's ABI level, seccomp's thread
 // sync and user notification, and the cgroup version. Probe returns one
@@ -16,4 +16,4 @@
 // need the privileges the node runs with; without them a row says the probe
 // could not tell. The memcg probe lowers RLIMIT_MEMLOCK for a moment, so
 // Probe belongs at start-up, before anything else creates BPF maps.
-package features
+package kernelprobe

@@ -1,8 +1,11 @@
-package nsthread
+//go:build linux
+
+package netlab
 
 import (
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netns"
@@ -46,4 +49,23 @@ func TestRunRestoresTheNamespace(t *testing.T) {
 	if !now.Equal(before) {
 		t.Fatal("the calling goroutine ended up in another namespace")
 	}
+}
+
+func TestRunReportsGoexitAndRaisesPanics(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("privileged test requires root (CI=true forbids skipping)")
+		}
+		t.Skip("restoring the thread's network namespace needs root")
+	}
+	if err := Run(func() error { runtime.Goexit(); return nil }); !errors.Is(err, ErrGoexit) {
+		t.Errorf("Run of a function calling Goexit = %v, want ErrGoexit", err)
+	}
+	defer func() {
+		if r := recover(); r != "boom" {
+			t.Errorf("recovered %v, want the function's panic", r)
+		}
+	}()
+	Run(func() error { panic("boom") })
+	t.Error("Run returned after a panic")
 }

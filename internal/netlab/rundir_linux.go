@@ -1,4 +1,4 @@
-package nsthread
+package netlab
 
 import (
 	"errors"
@@ -8,12 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ShareRunDir makes dir (where named network namespaces are bind-mounted,
+// shareRunDir makes dir (where named network namespaces are bind-mounted,
 // /run/netns) exist and be a shared mount point, as iproute2 does before
 // `ip netns add`, so that namespace mounts made there propagate into mount
 // namespaces created later (as by `ip netns exec`) instead of being hidden.
 // Other processes doing the same are serialised with a lock on dir.
-func ShareRunDir(dir string) error {
+func shareRunDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

@@ -1,10 +1,11 @@
-package testutil
+package netlab
 
 import (
 	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 )
 
 // EtherTypes that Packet writes.
@@ -74,7 +75,8 @@ const (
 )
 
 // DefaultSrcMAC and DefaultDstMAC are the Ethernet addresses that Packet uses
-// when SrcMAC or DstMAC is nil, and that NewVethPair gives ends A and B.
+// when SrcMAC or DstMAC is nil, and that testutil.NewVethPair gives ends A
+// and B.
 // Do not modify them.
 var (
 	DefaultSrcMAC = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
@@ -132,6 +134,7 @@ type Packet struct {
 	Proto            uint8
 	SrcPort, DstPort uint16 // TCP and UDP
 	TCPFlags         uint8  // TCPSyn, TCPAck, ... (ACK also sets the ack number)
+	Seq              uint32 // TCP sequence number; 0 means PacketTCPSeq
 	ICMPType         uint8  // ICMP and ICMPv6
 	ICMPCode         uint8  // ICMP and ICMPv6
 	Payload          []byte // after the innermost header
@@ -166,9 +169,9 @@ func (p Packet) family() (hasIP, is4 bool) {
 	case !p.Src.IsValid() && !p.Dst.IsValid():
 		return false, false
 	case !p.Src.IsValid() || !p.Dst.IsValid():
-		panic(fmt.Sprintf("testutil: Packet: Src %v and Dst %v must both be valid or both invalid", p.Src, p.Dst))
+		panic(fmt.Sprintf("netlab: Packet: Src %v and Dst %v must both be valid or both invalid", p.Src, p.Dst))
 	case p.Src.Is4() != p.Dst.Is4():
-		panic(fmt.Sprintf("testutil: Packet: Src %v and Dst %v are of different families", p.Src, p.Dst))
+		panic(fmt.Sprintf("netlab: Packet: Src %v and Dst %v are of different families", p.Src, p.Dst))
 	}
 	return true, p.Src.Is4()
 }
@@ -222,9 +225,13 @@ func pad4(n int) int { return (n + 3) &^ 3 }
 // data. It panics on a description it cannot encode: more
 // than two VLAN tags, more than 40 bytes of IPv4 options, a negative
 // extension header length or an inconsistent address pair.
-func (p Packet) Bytes() []byte {
+func (p Packet) Bytes() []byte { return p.AppendTo(nil) }
+
+// AppendTo appends the frame that Bytes returns to b, so that a sender can
+// reuse one buffer.
+func (p Packet) AppendTo(b []byte) []byte {
 	if len(p.VLANs) > 2 {
-		panic(fmt.Sprintf("testutil: Packet: %d VLAN tags, at most 2 supported", len(p.VLANs)))
+		panic(fmt.Sprintf("netlab: Packet: %d VLAN tags, at most 2 supported", len(p.VLANs)))
 	}
 	hasIP, is4 := p.family()
 
@@ -276,7 +283,7 @@ func (p Packet) Bytes() []byte {
 	}
 
 	// Ethernet header and VLAN tags.
-	b := make([]byte, 0, p.L3Offset()+len(l3)+len(l4))
+	b = slices.Grow(b, p.L3Offset()+len(l3)+len(l4))
 	b = append(b, macOr(p.DstMAC, DefaultDstMAC)...)
 	b = append(b, macOr(p.SrcMAC, DefaultSrcMAC)...)
 	for i, tci := range p.VLANs {
@@ -298,7 +305,7 @@ func (p Packet) Bytes() []byte {
 func macOr(mac, def net.HardwareAddr) net.HardwareAddr {
 	if len(mac) != 6 {
 		if mac != nil {
-			panic(fmt.Sprintf("testutil: Packet: MAC %v is not 6 bytes", mac))
+			panic(fmt.Sprintf("netlab: Packet: MAC %v is not 6 bytes", mac))
 		}
 		return def
 	}
@@ -313,7 +320,11 @@ func (p Packet) transport() []byte {
 		h = make([]byte, TCPHeaderLen)
 		binary.BigEndian.PutUint16(h[0:], p.SrcPort)
 		binary.BigEndian.PutUint16(h[2:], p.DstPort)
-		binary.BigEndian.PutUint32(h[4:], PacketTCPSeq)
+		seq := p.Seq
+		if seq == 0 {
+			seq = PacketTCPSeq
+		}
+		binary.BigEndian.PutUint32(h[4:], seq)
 		if p.TCPFlags&TCPAck != 0 {
 			binary.BigEndian.PutUint32(h[8:], PacketTCPAck)
 		}
@@ -350,7 +361,7 @@ func (p Packet) ttl() uint8 {
 
 func (p Packet) ipv4(l4len int) []byte {
 	if len(p.IPv4Options) > 40 {
-		panic(fmt.Sprintf("testutil: Packet: %d bytes of IPv4 options, at most 40", len(p.IPv4Options)))
+		panic(fmt.Sprintf("netlab: Packet: %d bytes of IPv4 options, at most 40", len(p.IPv4Options)))
 	}
 	hlen := IPv4HeaderLen + pad4(len(p.IPv4Options))
 	h := make([]byte, hlen)
@@ -377,7 +388,7 @@ func (p Packet) ipv6(l4len int) []byte {
 	size := IPv6HeaderLen
 	for _, e := range exts {
 		if e.Type != ProtoFragment && (e.Len < 0 || e.Len > 255) {
-			panic(fmt.Sprintf("testutil: Packet: extension header length %d out of range 0..255", e.Len))
+			panic(fmt.Sprintf("netlab: Packet: extension header length %d out of range 0..255", e.Len))
 		}
 		size += e.size()
 	}
@@ -503,7 +514,7 @@ func mustAddr(s string, want4 bool) netip.Addr {
 		if want4 {
 			fam = "IPv4"
 		}
-		panic(fmt.Sprintf("testutil: %q is not an %s address", s, fam))
+		panic(fmt.Sprintf("netlab: %q is not an %s address", s, fam))
 	}
 	return a
 }
@@ -562,11 +573,11 @@ func ICMPEcho6(src, dst string) Packet {
 func (p Packet) Fragments(size int) [][]byte {
 	hasIP, is4 := p.family()
 	if !hasIP || p.FragOffset != 0 || p.MoreFragments {
-		panic("testutil: Packet.Fragments: needs an IP packet without fragment fields")
+		panic("netlab: Packet.Fragments: needs an IP packet without fragment fields")
 	}
 	for _, e := range p.IPv6ExtHeaders {
 		if e.Type == ProtoFragment {
-			panic("testutil: Packet.Fragments: IPv6ExtHeaders already holds a Fragment header")
+			panic("netlab: Packet.Fragments: IPv6ExtHeaders already holds a Fragment header")
 		}
 	}
 	size = max(8, size&^7)

@@ -1,4 +1,4 @@
-package features
+package kernelprobe
 
 import (
 	"encoding/json"

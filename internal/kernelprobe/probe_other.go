@@ -1,6 +1,6 @@
 //go:build !linux
 
-package features
+package kernelprobe
 
 import "errors"
 
@@ -25,3 +25,6 @@ var (
 	probeSeccompUserNotif = probeUnavailable
 	probeCgroupV2         = probeUnavailable
 )
+
+// HaveXDPLink fails: there is no XDP here.
+func HaveXDPLink() error { return errNotLinux }

@@ -1,4 +1,4 @@
-package gateway
+package functions
 
 import (
 	"fmt"
@@ -91,21 +91,21 @@ func (r Route) matches(host, p string) (scriptName, pathInfo string, ok bool) {
 	return r.Prefix, rest, true
 }
 
-// Table is an immutable routing table from routes to targets.
-type Table[T any] struct {
-	entries []tableEntry[T]
+// routeTable is an immutable routing table from routes to targets.
+type routeTable[T any] struct {
+	entries []routeEntry[T]
 }
 
-type tableEntry[T any] struct {
+type routeEntry[T any] struct {
 	route  Route
 	target T
 }
 
-// NewTable builds a table; two targets on one route are an error.
-func NewTable[T any](routes map[Route]T) *Table[T] {
-	t := &Table[T]{}
+// newRouteTable builds a table; two targets on one route are an error.
+func newRouteTable[T any](routes map[Route]T) *routeTable[T] {
+	t := &routeTable[T]{}
 	for r, target := range routes {
-		t.entries = append(t.entries, tableEntry[T]{r, target})
+		t.entries = append(t.entries, routeEntry[T]{r, target})
 	}
 	// Most specific first: a route naming the host beats a host-less one,
 	// then the longer prefix wins; the route text breaks ties so lookups
@@ -123,8 +123,8 @@ func NewTable[T any](routes map[Route]T) *Table[T] {
 	return t
 }
 
-// Match is the result of a lookup.
-type Match[T any] struct {
+// routeMatch is the result of a lookup.
+type routeMatch[T any] struct {
 	Route      Route
 	Target     T
 	ScriptName string
@@ -132,7 +132,7 @@ type Match[T any] struct {
 }
 
 // Lookup finds the route for a request's Host header and path.
-func (t *Table[T]) Lookup(hostHeader, p string) (Match[T], bool) {
+func (t *routeTable[T]) Lookup(hostHeader, p string) (routeMatch[T], bool) {
 	host := strings.ToLower(hostHeader)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -146,11 +146,8 @@ func (t *Table[T]) Lookup(hostHeader, p string) (Match[T], bool) {
 	}
 	for _, e := range t.entries {
 		if sn, pi, ok := e.route.matches(host, p); ok {
-			return Match[T]{Route: e.route, Target: e.target, ScriptName: sn, PathInfo: pi}, true
+			return routeMatch[T]{Route: e.route, Target: e.target, ScriptName: sn, PathInfo: pi}, true
 		}
 	}
-	return Match[T]{}, false
+	return routeMatch[T]{}, false
 }
-
-// Len returns the number of routes.
-func (t *Table[T]) Len() int { return len(t.entries) }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,11 +114,11 @@ func TCPConnects(t testing.TB, ns *NetNS, src netip.Addr, dst netip.AddrPort, wa
 func Pinged(t testing.TB, ns *NetNS, src, dst netip.Addr, wait time.Duration) bool {
 	t.Helper()
 	var network string
-	var echo Packet
+	var echo netlab.Packet
 	if src.Is6() {
-		network, echo = "ip6:ipv6-icmp", ICMPEcho6(src.String(), dst.String())
+		network, echo = "ip6:ipv6-icmp", netlab.ICMPEcho6(src.String(), dst.String())
 	} else {
-		network, echo = "ip4:icmp", ICMPEcho4(src.String(), dst.String())
+		network, echo = "ip4:icmp", netlab.ICMPEcho4(src.String(), dst.String())
 	}
 	var c net.PacketConn
 	if err := ns.Do(t, func() (err error) {
@@ -132,9 +133,9 @@ func Pinged(t testing.TB, ns *NetNS, src, dst netip.Addr, wait time.Duration) bo
 	if _, err := c.WriteTo(msg, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
 		t.Fatalf("icmp send: %v", err)
 	}
-	reply := ICMPEchoReply
+	reply := netlab.ICMPEchoReply
 	if src.Is6() {
-		reply = ICMPv6EchoReply
+		reply = netlab.ICMPv6EchoReply
 	}
 	deadline := time.Now().Add(wait)
 	buf := make([]byte, 2048)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -166,7 +167,7 @@ func TestVethPairUDP(t *testing.T) {
 		if len(v.IfA) > 15 || len(v.IfB) > 15 || v.IndexA == 0 || v.IndexB == 0 {
 			t.Errorf("interfaces %q(%d) %q(%d)", v.IfA, v.IndexA, v.IfB, v.IndexB)
 		}
-		if !bytes.Equal(v.MACA, DefaultSrcMAC) || !bytes.Equal(v.MACB, DefaultDstMAC) {
+		if !bytes.Equal(v.MACA, netlab.DefaultSrcMAC) || !bytes.Equal(v.MACB, netlab.DefaultDstMAC) {
 			t.Errorf("MACs %v %v", v.MACA, v.MACB)
 		}
 		v.AddAddr(t, SideA, netip.MustParsePrefix("192.0.2.10/24"))
@@ -201,7 +202,7 @@ func TestVethPairUDP(t *testing.T) {
 			})
 		}
 
-		// Frames from Packet.Bytes, written raw on A's end, reach a
+		// Frames from netlab.Packet.Bytes, written raw on A's end, reach a
 		// socket in B: the kernel accepts their headers.
 		t.Run("raw-frames", func(t *testing.T) {
 			fd := -1
@@ -215,22 +216,22 @@ func TestVethPairUDP(t *testing.T) {
 			}
 			t.Cleanup(func() { unix.Close(fd) })
 
-			for i, p := range []Packet{
-				UDP4(v.IPv4A.String(), v.IPv4B.String()),
-				func() Packet {
-					p := UDP4(v.IPv4A.String(), v.IPv4B.String())
+			for i, p := range []netlab.Packet{
+				netlab.UDP4(v.IPv4A.String(), v.IPv4B.String()),
+				func() netlab.Packet {
+					p := netlab.UDP4(v.IPv4A.String(), v.IPv4B.String())
 					p.IPv4Options = []byte{1, 1, 1} // NOPs
 					return p
 				}(),
-				UDP6(v.IPv6A.String(), v.IPv6B.String()),
-				func() Packet {
-					p := UDP6(v.IPv6A.String(), v.IPv6B.String())
-					p.IPv6ExtHeaders = []ExtHeader{{Type: ProtoHopByHop}, {Type: ProtoDstOpts}}
+				netlab.UDP6(v.IPv6A.String(), v.IPv6B.String()),
+				func() netlab.Packet {
+					p := netlab.UDP6(v.IPv6A.String(), v.IPv6B.String())
+					p.IPv6ExtHeaders = []netlab.ExtHeader{{Type: netlab.ProtoHopByHop}, {Type: netlab.ProtoDstOpts}}
 					return p
 				}(),
-				func() Packet {
-					p := UDP6(v.IPv6A.String(), v.IPv6B.String())
-					p.IPv6ExtHeaders = []ExtHeader{{Type: ProtoHopByHop, Len: 2}, {Type: ProtoRouting}, {Type: ProtoDstOpts, Len: 100}}
+				func() netlab.Packet {
+					p := netlab.UDP6(v.IPv6A.String(), v.IPv6B.String())
+					p.IPv6ExtHeaders = []netlab.ExtHeader{{Type: netlab.ProtoHopByHop, Len: 2}, {Type: netlab.ProtoRouting}, {Type: netlab.ProtoDstOpts, Len: 100}}
 					return p
 				}(),
 			} {

@@ -63,7 +63,7 @@ func newLabCmd(e *env) *cobra.Command {
 				Executable: exe,
 				Env:        os.Environ(),
 				Duration:   duration,
-				Rates:      lab.DefaultRates,
+				Rates:      lab.DefaultRates(),
 				Module:     module,
 				Keep:       keep,
 				Live:       !plain && isTerminal(e.stdout),
