@@ -302,3 +302,40 @@ func strictJSON(data []byte, v any) error {
 // Newer reports whether a supersedes b for the same key: it was issued
 // later. Equal times do not supersede, so a replay is a no-op.
 func Newer(a, b Change) bool { return a.IssuedAt > b.IssuedAt }
+
+// ParseKey returns the subject a storage key names: a Change with Kind,
+// Key and List and Prefix, Rate.Class or Func.Name set, and no op or
+// times. The follower uses it to delete what a full reconcile found gone.
+func ParseKey(key string) (Change, error) {
+	c := Change{Key: key}
+	kind, rest, _ := strings.Cut(key, ".")
+	switch kind {
+	case "list":
+		list, enc, _ := strings.Cut(rest, ".")
+		addr, bits, ok := strings.Cut(enc, "_")
+		if !ok {
+			return Change{}, malformed("key %q: no prefix length", key)
+		}
+		// An IPv4 address has exactly three separators and no "::"; an
+		// IPv6 one has seven or a "::" (4-in-6 forms are refused).
+		sep := ":"
+		if strings.Count(addr, "-") == 3 && !strings.Contains(addr, "--") {
+			sep = "."
+		}
+		p, err := netip.ParsePrefix(strings.ReplaceAll(addr, "-", sep) + "/" + bits)
+		if err != nil {
+			return Change{}, malformed("key %q: %v", key, err)
+		}
+		c.Kind, c.List, c.Prefix = KindList, List(list), p
+	case "rate":
+		c.Kind, c.Rate = KindRate, &Rate{Class: rest}
+	case "fn":
+		c.Kind, c.Func = KindFunction, &Function{Name: rest}
+	default:
+		return Change{}, malformed("key %q: unknown kind", key)
+	}
+	if k, err := KeyFor(c); err != nil || k != key {
+		return Change{}, malformed("%q is not a storage key", key)
+	}
+	return c, nil
+}

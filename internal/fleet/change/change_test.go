@@ -48,6 +48,10 @@ func TestKeyFor(t *testing.T) {
 		if !natsKey.MatchString(got) {
 			t.Errorf("%q is not a valid NATS KV key", got)
 		}
+		back, err := ParseKey(got)
+		if err != nil || back.Kind != tt.c.Kind || back.List != tt.c.List || back.Prefix != tt.c.Prefix {
+			t.Errorf("ParseKey(%q) = %+v, %v; want the subject back", got, back, err)
+		}
 	}
 	for _, bad := range []Change{
 		{Kind: KindList, List: Blocklist, Prefix: netip.MustParsePrefix("198.51.100.1/24")},    // not canonical
@@ -59,6 +63,25 @@ func TestKeyFor(t *testing.T) {
 	} {
 		if k, err := KeyFor(bad); err == nil {
 			t.Errorf("KeyFor(%+v) = %q, want an error", bad, k)
+		}
+	}
+}
+
+func TestParseKeyRoundTrip(t *testing.T) {
+	for _, s := range []string{"0.0.0.0/0", "10.1.2.3/32", "::/0", "::1/128", "2001:db8:1:2:3:4:5:6/128", "fe80::/10", "1:2:3:4::/64", "1::/16"} {
+		c := Change{Kind: KindList, List: Blocklist, Prefix: netip.MustParsePrefix(s)}
+		k, err := KeyFor(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseKey(k)
+		if err != nil || back.Prefix != c.Prefix {
+			t.Errorf("%s: key %q parsed to %v, %v", s, k, back.Prefix, err)
+		}
+	}
+	for _, bad := range []string{"", "list", "list.block", "list.block.1-2-3-4", "list.block.1-2-3-5_24", "list.deny.1-2-3-0_24", "rate.tcp", "fn.A", "meta.x", "list.block.01-2-3-0_24"} {
+		if c, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) = %+v, want an error", bad, c)
 		}
 	}
 }

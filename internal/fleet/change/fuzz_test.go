@@ -27,6 +27,11 @@ func FuzzDecode(f *testing.F) {
 		} else if err.Error() == "" {
 			t.Fatal("empty error")
 		}
+		if k, err := ParseKey(string(data)); err == nil {
+			if again, err := KeyFor(k); err != nil || again != string(data) {
+				t.Fatalf("ParseKey(%q) does not round-trip: %q, %v", data, again, err)
+			}
+		}
 		c, err := ParsePayload(data)
 		if err == nil {
 			if vErr := c.Validate(); vErr != nil {
