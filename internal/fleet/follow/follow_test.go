@@ -1,0 +1,610 @@
+package follow
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aegis-edge/aegis/internal/fleet/change"
+	"github.com/aegis-edge/aegis/internal/fleet/hub"
+)
+
+// Outcome waits are generous: the machine is shared, and a test waits
+// for what must happen, not for a time budget.
+const patience = 60 * time.Second
+
+type fixture struct {
+	t      *testing.T
+	dir    string
+	listen string
+	h      *hub.Hub
+	pub    *hub.Publisher
+	opKey  ed25519.PrivateKey
+	ctlKey ed25519.PrivateKey
+	policy change.Policy
+}
+
+func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, priv
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	opPub, opKey := newKey(t)
+	ctlPub, ctlKey := newKey(t)
+	fx := &fixture{t: t, dir: t.TempDir(), opKey: opKey, ctlKey: ctlKey, policy: change.Policy{
+		Operators:  []ed25519.PublicKey{opPub},
+		Controller: ctlPub,
+		MaxTTL:     time.Hour,
+		Skew:       time.Minute,
+		Broadest:   change.Broadest{BlockV4: 8, BlockV6: 32},
+		Management: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")},
+	}}
+	fx.start("127.0.0.1:-1")
+	_, port, _ := net.SplitHostPort(fx.h.Server.Addr().String())
+	fx.listen = net.JoinHostPort("127.0.0.1", port) // the same port after a restart
+	t.Cleanup(fx.stop)
+	return fx
+}
+
+func (fx *fixture) start(listen string) {
+	fx.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	h, err := hub.Open(ctx, hub.Options{StoreDir: fx.dir, Listen: listen})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	fx.h = h
+	fx.pub, err = hub.NewPublisher(ctx, h.Conn)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+}
+
+func (fx *fixture) stop() {
+	if fx.h != nil {
+		fx.h.Close()
+		fx.h = nil
+	}
+}
+
+func (fx *fixture) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	fx.t.Cleanup(cancel)
+	return ctx
+}
+
+// sign signs c with key, stamping IssuedAt now unless set.
+func (fx *fixture) sign(c change.Change, key ed25519.PrivateKey) change.Envelope {
+	fx.t.Helper()
+	env, err := change.Sign(c, key)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return env
+}
+
+func (fx *fixture) publish(c change.Change) change.Envelope {
+	fx.t.Helper()
+	env := fx.sign(c, fx.opKey)
+	if _, err := fx.pub.Publish(fx.ctx(), env); err != nil {
+		fx.t.Fatal(err)
+	}
+	return env
+}
+
+// raw writes value under key directly, as anyone with bus access could.
+func (fx *fixture) raw(key string, value []byte) {
+	fx.t.Helper()
+	if _, err := fx.h.KV.Put(fx.ctx(), key, value); err != nil {
+		fx.t.Fatal(err)
+	}
+}
+
+func block(prefix string) change.Change {
+	return change.Change{Kind: change.KindList, Op: change.OpPut, List: change.Blocklist, Prefix: netip.MustParsePrefix(prefix)}
+}
+
+func unblock(prefix string) change.Change {
+	c := block(prefix)
+	c.Op = change.OpDelete
+	return c
+}
+
+func keyOf(t *testing.T, c change.Change) string {
+	t.Helper()
+	k, err := change.KeyFor(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+type edge struct {
+	f        *Follower
+	state    *MemState
+	rec      *Recorder
+	conn     *nats.Conn
+	cancel   context.CancelFunc
+	done     chan struct{}
+	mu       sync.Mutex
+	refusals []string
+}
+
+// follow starts a follower on a new connection, with state and rec (new
+// ones when nil).
+func (fx *fixture) follow(state *MemState, rec *Recorder, tweak func(*Options)) *edge {
+	fx.t.Helper()
+	if state == nil {
+		state = NewMemState()
+	}
+	if rec == nil {
+		rec = NewRecorder()
+	}
+	nc, err := nats.Connect("nats://"+fx.listen, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	v, err := change.NewVerifier(fx.policy)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	e := &edge{state: state, rec: rec, conn: nc, done: make(chan struct{})}
+	opts := Options{Conn: nc, Verifier: v, State: state, Applier: rec, Retry: 50 * time.Millisecond,
+		OnRefused: func(key string, err error) {
+			e.mu.Lock()
+			e.refusals = append(e.refusals, change.ReasonOf(err))
+			e.mu.Unlock()
+		}}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	e.f, err = New(opts)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go func() {
+		defer close(e.done)
+		e.f.Run(ctx)
+	}()
+	fx.t.Cleanup(e.stop)
+	return e
+}
+
+func (e *edge) stop() {
+	e.cancel()
+	<-e.done
+	e.conn.Close()
+}
+
+// waitKeys waits until the recorder holds exactly the keys given.
+func (e *edge) waitKeys(t *testing.T, keys ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	ok := e.rec.Wait(ctx, func(m map[string]change.Change) bool {
+		if len(m) != len(keys) {
+			return false
+		}
+		for _, k := range keys {
+			if _, ok := m[k]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("edge holds %v, want exactly %v (status %+v)", keysOf(e.rec.Entries()), keys, e.f.Status())
+	}
+}
+
+func keysOf(m map[string]change.Change) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (e *edge) waitCaughtUp(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for !e.f.Status().CaughtUp {
+		if time.Now().After(deadline) {
+			t.Fatalf("follower never caught up: %+v", e.f.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestFollowerAppliesPublishedChanges(t *testing.T) {
+	fx := newFixture(t)
+	e := fx.follow(nil, nil, nil)
+	a, b := block("198.51.100.0/24"), block("2001:db8::/48")
+	fx.publish(a)
+	fx.publish(b)
+	e.waitKeys(t, keyOf(t, a), keyOf(t, b))
+	got := e.rec.Entries()[keyOf(t, a)]
+	if got.Prefix != a.Prefix || got.List != change.Blocklist {
+		t.Fatalf("applied %+v, want %v on the blocklist", got, a.Prefix)
+	}
+	fx.publish(unblock("198.51.100.0/24"))
+	e.waitKeys(t, keyOf(t, b))
+	if st := e.f.Status(); st.Applied != 3 || st.FullReconciles != 1 || !st.Connected {
+		t.Fatalf("status %+v, want 3 applied after one (first-start) reconcile", st)
+	}
+}
+
+// sentinel publishes a good change and waits for it: everything written
+// before it has been processed.
+func (fx *fixture) sentinel(e *edge, n int) string {
+	fx.t.Helper()
+	c := block(fmt.Sprintf("203.0.113.%d/32", n))
+	fx.publish(c)
+	k := keyOf(fx.t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if !e.rec.Wait(ctx, func(m map[string]change.Change) bool { _, ok := m[k]; return ok }) {
+		fx.t.Fatalf("sentinel %s never applied: %+v", k, e.f.Status())
+	}
+	return k
+}
+
+func TestFollowerRefuses(t *testing.T) {
+	fx := newFixture(t)
+	_, stranger := newKey(t)
+	now := time.Now()
+	target := block("198.51.100.0/24")
+	targetKey := keyOf(t, target)
+	withTTL := func(c change.Change, issued time.Time, ttl time.Duration) change.Change {
+		c.IssuedAt, c.ExpiresAt = issued.UnixNano(), issued.Add(ttl).UnixNano()
+		return c
+	}
+	tests := []struct {
+		reason string
+		write  func() string // writes the bad record, returns the key it used
+	}{
+		{change.ReasonUnknownKey, func() string {
+			env := fx.sign(target, stranger)
+			fx.raw(targetKey, env.Encode())
+			return targetKey
+		}},
+		{change.ReasonBadSignature, func() string {
+			env := fx.sign(target, fx.opKey)
+			env.Sig[5] ^= 0x40
+			fx.raw(targetKey, env.Encode())
+			return targetKey
+		}},
+		{change.ReasonRole, func() string {
+			env := fx.sign(change.Change{Kind: change.KindRate, Op: change.OpPut, Rate: &change.Rate{Class: "syn", PPS: 1, Burst: 1}}, fx.ctlKey)
+			fx.raw(env.StoredKey, env.Encode())
+			return env.StoredKey
+		}},
+		{change.ReasonKeyMismatch, func() string {
+			env := fx.sign(target, fx.opKey)
+			other := keyOf(t, block("198.51.101.0/24"))
+			fx.raw(other, env.Encode())
+			return other
+		}},
+		{change.ReasonExpired, func() string {
+			env := fx.sign(withTTL(target, now.Add(-2*time.Hour), time.Hour), fx.opKey)
+			fx.raw(targetKey, env.Encode())
+			return targetKey
+		}},
+		{change.ReasonFuture, func() string {
+			c := target
+			c.IssuedAt = now.Add(time.Hour).UnixNano()
+			env := fx.sign(c, fx.opKey)
+			fx.raw(targetKey, env.Encode())
+			return targetKey
+		}},
+		{change.ReasonTooBroad, func() string {
+			env := fx.sign(block("10.0.0.0/7"), fx.opKey)
+			fx.raw(env.StoredKey, env.Encode())
+			return env.StoredKey
+		}},
+		{change.ReasonManagement, func() string {
+			env := fx.sign(block("192.0.2.0/24"), fx.opKey)
+			fx.raw(env.StoredKey, env.Encode())
+			return env.StoredKey
+		}},
+		{change.ReasonMalformed, func() string {
+			fx.raw(targetKey, []byte(`{"v":1,"key_id":"zz"}`))
+			return targetKey
+		}},
+		{change.ReasonDigest, func() string {
+			module := []byte("\x00asm\x01\x00\x00\x00")
+			sum := sha256.Sum256(module)
+			env := fx.sign(change.Change{Kind: change.KindFunction, Op: change.OpPut, Func: &change.Function{
+				Name: "hello", Digest: hex.EncodeToString(sum[:]), Size: int64(len(module)), Spec: json.RawMessage(`{"route":"/hello"}`),
+			}}, fx.opKey)
+			fx.raw(env.StoredKey, env.Encode()) // the module was never stored
+			return env.StoredKey
+		}},
+	}
+	e := fx.follow(nil, nil, nil)
+	e.waitCaughtUp(t)
+	var sentinels []string
+	for i, tt := range tests {
+		t.Run(tt.reason, func(t *testing.T) {
+			before := e.f.Status().Refused[tt.reason]
+			key := tt.write()
+			sentinels = append(sentinels, fx.sentinel(e, i+1))
+			if _, ok := e.rec.Entries()[key]; ok {
+				t.Fatalf("the refused record under %s was applied", key)
+			}
+			if got := e.f.Status().Refused[tt.reason]; got != before+1 {
+				t.Fatalf("refused[%s] = %d, want %d (status %+v)", tt.reason, got, before+1, e.f.Status())
+			}
+			e.mu.Lock()
+			last := e.refusals[len(e.refusals)-1]
+			e.mu.Unlock()
+			if last != tt.reason {
+				t.Fatalf("OnRefused got %q, want %q", last, tt.reason)
+			}
+		})
+	}
+	e.waitKeys(t, sentinels...)
+}
+
+func TestFollowerIgnoresReplaysOlderChangesAndUnsignedDeletes(t *testing.T) {
+	fx := newFixture(t)
+	e := fx.follow(nil, nil, nil)
+	now := time.Now()
+	c := block("198.51.100.0/24")
+	c.IssuedAt = now.UnixNano()
+	env := fx.publish(c)
+	key := env.StoredKey
+	e.waitKeys(t, key)
+	other := fx.publish(block("198.51.101.0/24"))
+	e.waitKeys(t, key, other.StoredKey)
+	applied := e.f.Status().Applied
+
+	fx.raw(key, env.Encode()) // replay of the same record
+	older := c
+	older.IssuedAt = now.Add(-time.Minute).UnixNano()
+	older.Op = change.OpDelete
+	fx.raw(key, fx.sign(older, fx.opKey).Encode()) // an older (signed) delete
+	if err := fx.h.KV.Delete(fx.ctx(), key); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.h.KV.Purge(fx.ctx(), other.StoredKey); err != nil {
+		t.Fatal(err)
+	}
+	s := fx.sentinel(e, 1)
+
+	e.waitKeys(t, key, other.StoredKey, s)
+	st := e.f.Status()
+	if st.Applied != applied+1 {
+		t.Fatalf("applied %d changes, want only the sentinel after %d", st.Applied, applied)
+	}
+	if st.Ignored < 4 || len(st.Refused) != 0 {
+		t.Fatalf("status %+v: want the replay, the older delete and the two unsigned deletes ignored, nothing refused", st)
+	}
+	for _, b := range e.rec.Batches() {
+		for _, ch := range b {
+			if ch.Key == key && ch.Op == change.OpDelete {
+				t.Fatalf("a delete reached the applier: %+v", ch)
+			}
+		}
+	}
+}
+
+func TestFollowerCatchesUpAfterRestart(t *testing.T) {
+	fx := newFixture(t)
+	state, rec := NewMemState(), NewRecorder()
+	e := fx.follow(state, rec, nil)
+	a, b, c := fx.publish(block("198.51.100.0/24")), fx.publish(block("198.51.101.0/24")), fx.publish(block("198.51.102.0/24"))
+	e.waitKeys(t, a.StoredKey, b.StoredKey, c.StoredKey)
+	e.stop()
+
+	d := fx.publish(block("198.51.103.0/24"))
+	fx.publish(unblock("198.51.100.0/24"))
+	b2 := block("198.51.101.0/24")
+	b2.Reason = "renewed"
+	fx.publish(b2)
+
+	rec2 := NewRecorder()
+	e2 := fx.follow(state, rec2, nil)
+	e2.waitCaughtUp(t)
+	// Only what changed while the edge was away comes back: three
+	// changes, nothing ignored, no reconcile.
+	st := e2.f.Status()
+	if st.Applied != 3 || st.Ignored != 0 || st.FullReconciles != 0 {
+		t.Fatalf("after restart: status %+v, want 3 applied, 0 ignored, no full reconcile", st)
+	}
+	got := rec2.Entries()
+	if len(got) != 2 || got[d.StoredKey].Op != change.OpPut || got[b.StoredKey].Reason != "renewed" {
+		t.Fatalf("after restart the edge got %+v", got)
+	}
+}
+
+func TestFollowerCatchesUpAfterHubRestart(t *testing.T) {
+	fx := newFixture(t)
+	e := fx.follow(nil, nil, nil)
+	a := fx.publish(block("198.51.100.0/24"))
+	e.waitKeys(t, a.StoredKey)
+
+	fx.stop()
+	deadline := time.Now().Add(patience)
+	for e.f.Status().Connected {
+		if time.Now().After(deadline) {
+			t.Fatal("the follower never noticed the hub was gone")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fx.start(fx.listen)
+	b := fx.publish(block("198.51.101.0/24"))
+	fx.publish(unblock("198.51.100.0/24"))
+	e.waitKeys(t, b.StoredKey)
+	if st := e.f.Status(); st.FullReconciles != 1 {
+		t.Fatalf("status %+v: a hub restart must not force a full reconcile", st)
+	}
+}
+
+func TestFollowerReconcilesAfterTombstonesAreCompacted(t *testing.T) {
+	fx := newFixture(t)
+	state, rec := NewMemState(), NewRecorder()
+	e := fx.follow(state, rec, nil)
+	a, b := fx.publish(block("198.51.100.0/24")), fx.publish(block("2001:db8::/48"))
+	e.waitKeys(t, a.StoredKey, b.StoredKey)
+	e.stop()
+
+	fx.publish(unblock("198.51.100.0/24"))
+	c := fx.publish(block("198.51.102.0/24"))
+	n, err := hub.CompactTombstones(fx.ctx(), fx.h.JS, time.Now().Add(time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("CompactTombstones = %d, %v; want 1 removed", n, err)
+	}
+	if _, err := fx.h.KV.Get(fx.ctx(), a.StoredKey); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the tombstone is still there: %v", err)
+	}
+
+	e2 := fx.follow(state, rec, nil)
+	e2.waitKeys(t, b.StoredKey, c.StoredKey)
+	st := e2.f.Status()
+	if st.FullReconciles != 1 {
+		t.Fatalf("status %+v: want one full reconcile", st)
+	}
+	var reconciled bool
+	for _, batch := range rec.Batches() {
+		for _, ch := range batch {
+			if ch.Key == a.StoredKey && ch.Op == change.OpDelete && ch.Reconciled {
+				reconciled = true
+			}
+		}
+	}
+	if !reconciled {
+		t.Fatal("the entry gone on the hub was not removed by a reconciled delete")
+	}
+	// A replay of the old put after the reconcile is still a no-op.
+	fx.raw(a.StoredKey, a.Encode())
+	s := fx.sentinel(e2, 1)
+	e2.waitKeys(t, b.StoredKey, c.StoredKey, s)
+}
+
+func TestFollowerReconcilesRecreatedBucket(t *testing.T) {
+	fx := newFixture(t)
+	e := fx.follow(nil, nil, func(o *Options) { o.Recheck = 50 * time.Millisecond })
+	a, b := fx.publish(block("198.51.100.0/24")), fx.publish(block("198.51.101.0/24"))
+	e.waitKeys(t, a.StoredKey, b.StoredKey)
+
+	if err := fx.h.JS.DeleteKeyValue(fx.ctx(), hub.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if fx.h.KV, fx.h.Modules, err = hub.EnsureBuckets(fx.ctx(), fx.h.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	if fx.pub, err = hub.NewPublisher(fx.ctx(), fx.h.Conn); err != nil {
+		t.Fatal(err)
+	}
+	b2 := block("198.51.101.0/24")
+	b2.Reason = "again"
+	fx.publish(b2)
+	c := fx.publish(block("198.51.102.0/24"))
+	// The running edge notices the new bucket, removes a and takes b2, c.
+	e.waitKeys(t, b.StoredKey, c.StoredKey)
+	deadline := time.Now().Add(patience)
+	for e.rec.Entries()[b.StoredKey].Reason != "again" {
+		if time.Now().After(deadline) {
+			t.Fatalf("b was not updated: %+v", e.f.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := e.f.Status(); st.FullReconciles != 2 {
+		t.Fatalf("status %+v: want the first-start reconcile and one more", st)
+	}
+}
+
+func TestFollowerFetchesModules(t *testing.T) {
+	fx := newFixture(t)
+	e := fx.follow(nil, nil, nil)
+	module := []byte("\x00asm\x01\x00\x00\x00 a module")
+	digest, err := fx.pub.PutModule(fx.ctx(), module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := fx.publish(change.Change{Kind: change.KindFunction, Op: change.OpPut, Func: &change.Function{
+		Name: "hello", Digest: digest, Size: int64(len(module)), Spec: json.RawMessage(`{"route":"/hello"}`),
+	}})
+	e.waitKeys(t, env.StoredKey)
+	got := e.rec.Entries()[env.StoredKey]
+	if string(got.Module) != string(module) || string(got.Func.Spec) != `{"route":"/hello"}` {
+		t.Fatalf("applied %+v, want the module and spec", got)
+	}
+}
+
+func TestApplierFailureResends(t *testing.T) {
+	fx := newFixture(t)
+	rec := NewRecorder()
+	var fails sync.Mutex
+	failing := true
+	rec.Fail = func([]change.Change) error {
+		fails.Lock()
+		defer fails.Unlock()
+		if failing {
+			return errors.New("store is busy")
+		}
+		return nil
+	}
+	e := fx.follow(nil, rec, nil)
+	a := fx.publish(block("198.51.100.0/24"))
+	deadline := time.Now().Add(patience)
+	for e.f.Status().LastError == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the applier's failure was never reported")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fails.Lock()
+	failing = false
+	fails.Unlock()
+	e.waitKeys(t, a.StoredKey)
+}
+
+func TestPublisherRefusesStaleChanges(t *testing.T) {
+	fx := newFixture(t)
+	now := time.Now()
+	c := block("198.51.100.0/24")
+	c.IssuedAt = now.UnixNano()
+	env := fx.sign(c, fx.opKey)
+	rev, err := fx.pub.Publish(fx.ctx(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := fx.pub.Publish(fx.ctx(), env); err != nil || again != rev {
+		t.Fatalf("republishing the same record: rev %d, %v; want %d, nil", again, err, rev)
+	}
+	older := c
+	older.IssuedAt = now.Add(-time.Second).UnixNano()
+	if _, err := fx.pub.Publish(fx.ctx(), fx.sign(older, fx.opKey)); !errors.Is(err, hub.ErrStale) {
+		t.Fatalf("publishing an older change: %v, want ErrStale", err)
+	}
+	newer := c
+	newer.IssuedAt = now.Add(time.Second).UnixNano()
+	if r, err := fx.pub.Publish(fx.ctx(), fx.sign(newer, fx.opKey)); err != nil || r <= rev {
+		t.Fatalf("publishing a newer change: rev %d, %v", r, err)
+	}
+}
