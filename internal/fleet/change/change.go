@@ -98,6 +98,9 @@ type Change struct {
 	// Module is the function's module, set by the follower once it has
 	// fetched it and checked its digest. Not part of the signed payload.
 	Module []byte `json:"-"`
+	// ByController is set by Check when the controller key signed the
+	// change (an automatic-block promotion). Not part of the payload.
+	ByController bool `json:"-"`
 	// Reconciled marks a delete the follower made up during a full
 	// reconcile: the hub no longer holds this key. Not signed; IssuedAt is
 	// the one last applied.

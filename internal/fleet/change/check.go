@@ -160,6 +160,7 @@ func (v *Verifier) Check(env Envelope, now time.Time) (Change, error) {
 		if err := v.controllerMay(c); err != nil {
 			return Change{}, &Refusal{Reason: ReasonRole, Err: err}
 		}
+		c.ByController = true
 	}
 	skew := v.p.Skew.Nanoseconds()
 	if c.IssuedAt > now.UnixNano()+skew {

@@ -344,13 +344,9 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 			s.refuse(e.Key(), err)
 			continue
 		}
-		if i, ok := index[c.Key]; ok {
-			if !change.Newer(c, out[i]) {
-				ignored++
-				continue
-			}
-			out[i].Op = "" // superseded within the batch; dropped below
+		if i, ok := index[c.Key]; ok && !change.Newer(c, out[i]) {
 			ignored++
+			continue
 		}
 		prev, ok, err := f.o.State.Applied(c.Key)
 		if err != nil {
@@ -358,6 +354,12 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		}
 		if ok && c.IssuedAt <= prev.IssuedAt {
 			ignored++ // a replay or an older change: no-op
+			continue
+		}
+		if c.ByController && ok && !prev.Deleted && !prev.ByController && (prev.ExpiresAt == 0 || prev.ExpiresAt > now.UnixNano()) {
+			// Newest-wins alone would let the controller key shorten an
+			// operator's block and so lift it: its role is to add blocks.
+			s.refuse(e.Key(), change.Refuse(change.ReasonRole, "the controller key may not replace an operator's live entry %s", c.Key))
 			continue
 		}
 		if c.Kind == change.KindFunction && c.Op == change.OpPut {
@@ -369,14 +371,13 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 				continue
 			}
 		}
+		if i, ok := index[c.Key]; ok {
+			out[i] = c // supersedes an older change for the key in this batch
+			ignored++
+			continue
+		}
 		index[c.Key] = len(out)
 		out = append(out, c)
-	}
-	kept := out[:0]
-	for _, c := range out {
-		if c.Op != "" {
-			kept = append(kept, c)
-		}
 	}
 	cur := Cursor{Epoch: s.epoch, Seq: s.seq}
 	if s.full {
@@ -386,7 +387,7 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		}
 		cur = old
 	}
-	return s.apply(kept, cur, ignored)
+	return s.apply(out, cur, ignored)
 }
 
 func (s *run) apply(changes []change.Change, cur Cursor, ignored uint64) error {

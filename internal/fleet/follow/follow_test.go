@@ -608,3 +608,50 @@ func TestPublisherRefusesStaleChanges(t *testing.T) {
 		t.Fatalf("publishing a newer change: rev %d, %v", r, err)
 	}
 }
+
+func TestControllerMayNotReplaceAnOperatorsEntry(t *testing.T) {
+	fx := newFixture(t)
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	e := fx.follow(nil, nil, func(o *Options) { o.Now = now })
+	at := func(c change.Change, issued time.Time, ttl time.Duration) change.Change {
+		c.IssuedAt, c.ExpiresAt = issued.UnixNano(), issued.Add(ttl).UnixNano()
+		return c
+	}
+	publishAs := func(c change.Change, key ed25519.PrivateKey) string {
+		t.Helper()
+		env := fx.sign(c, key)
+		if _, err := fx.pub.Publish(fx.ctx(), env); err != nil {
+			t.Fatal(err)
+		}
+		return env.StoredKey
+	}
+	t0 := now()
+	// A promotion of a source nobody listed is applied, marked as the controller's.
+	promo := publishAs(at(block("203.0.113.50/32"), t0, 10*time.Minute), fx.ctlKey)
+	e.waitKeys(t, promo)
+	if !e.rec.Entries()[promo].ByController {
+		t.Fatal("a controller promotion is not marked ByController")
+	}
+	// Over an operator's live block, the controller's shorter block is refused.
+	opKey := publishAs(at(block("198.51.100.7/32"), t0, 10*time.Minute), fx.opKey)
+	e.waitKeys(t, promo, opKey)
+	publishAs(at(block("198.51.100.7/32"), t0.Add(time.Second), time.Minute), fx.ctlKey)
+	fx.sentinel(e, 1)
+	if got := e.rec.Entries()[opKey]; got.ByController || e.f.Status().Refused[change.ReasonRole] != 1 {
+		t.Fatalf("the controller replaced an operator's entry: %+v, status %+v", got, e.f.Status())
+	}
+	// Once the operator's entry has expired, the controller may block the source again.
+	mu.Lock()
+	clock = t0.Add(11 * time.Minute)
+	mu.Unlock()
+	publishAs(at(block("198.51.100.7/32"), t0.Add(11*time.Minute), 5*time.Minute), fx.ctlKey)
+	deadline := time.Now().Add(patience)
+	for !e.rec.Entries()[opKey].ByController {
+		if time.Now().After(deadline) {
+			t.Fatalf("the controller's later promotion was not applied: %+v", e.f.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -22,6 +22,10 @@ type Cursor struct {
 type Applied struct {
 	IssuedAt int64 `json:"issued_at"`
 	Deleted  bool  `json:"deleted"`
+	// ExpiresAt and ByController are the applied put's: the controller
+	// key may not replace an operator's entry while it is live.
+	ExpiresAt    int64 `json:"expires_at,omitempty"`
+	ByController bool  `json:"by_controller,omitempty"`
 }
 
 // State is the follower's memory, kept by the node in its store next to
@@ -34,8 +38,8 @@ type State interface {
 	// Live returns the keys whose last applied change is a put, with its
 	// issue time; a full reconcile deletes those the hub no longer holds.
 	Live() (map[string]int64, error)
-	// Commit records, after the Applier accepted them, the changes'
-	// issue times (deletes as Deleted) and the new cursor, atomically.
+	// Commit records, after the Applier accepted them, each change's
+	// Applied (AppliedOf) and the new cursor, atomically.
 	Commit(applied []change.Change, cur Cursor) error
 }
 
@@ -46,6 +50,14 @@ type State interface {
 // must be idempotent.
 type Applier interface {
 	Apply(ctx context.Context, changes []change.Change) error
+}
+
+// AppliedOf is what State keeps of an applied change.
+func AppliedOf(c change.Change) Applied {
+	if c.Op == change.OpDelete {
+		return Applied{IssuedAt: c.IssuedAt, Deleted: true}
+	}
+	return Applied{IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt, ByController: c.ByController}
 }
 
 // MemState is an in-memory State, for tests and lightweight edges.
@@ -91,7 +103,7 @@ func (s *MemState) Commit(applied []change.Change, cur Cursor) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range applied {
-		s.applied[c.Key] = Applied{IssuedAt: c.IssuedAt, Deleted: c.Op == change.OpDelete}
+		s.applied[c.Key] = AppliedOf(c)
 	}
 	s.cur = cur
 	return nil
