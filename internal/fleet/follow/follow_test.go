@@ -584,31 +584,6 @@ func TestApplierFailureResends(t *testing.T) {
 	e.waitKeys(t, a.StoredKey)
 }
 
-func TestPublisherRefusesStaleChanges(t *testing.T) {
-	fx := newFixture(t)
-	now := time.Now()
-	c := block("198.51.100.0/24")
-	c.IssuedAt = now.UnixNano()
-	env := fx.sign(c, fx.opKey)
-	rev, err := fx.pub.Publish(fx.ctx(), env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again, err := fx.pub.Publish(fx.ctx(), env); err != nil || again != rev {
-		t.Fatalf("republishing the same record: rev %d, %v; want %d, nil", again, err, rev)
-	}
-	older := c
-	older.IssuedAt = now.Add(-time.Second).UnixNano()
-	if _, err := fx.pub.Publish(fx.ctx(), fx.sign(older, fx.opKey)); !errors.Is(err, hub.ErrStale) {
-		t.Fatalf("publishing an older change: %v, want ErrStale", err)
-	}
-	newer := c
-	newer.IssuedAt = now.Add(time.Second).UnixNano()
-	if r, err := fx.pub.Publish(fx.ctx(), fx.sign(newer, fx.opKey)); err != nil || r <= rev {
-		t.Fatalf("publishing a newer change: rev %d, %v", r, err)
-	}
-}
-
 func TestControllerMayNotReplaceAnOperatorsEntry(t *testing.T) {
 	fx := newFixture(t)
 	var mu sync.Mutex

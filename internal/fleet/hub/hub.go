@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -52,6 +53,9 @@ type Options struct {
 	Cluster Cluster
 	// Replicas of the buckets (1 or 3); 1 when 0.
 	Replicas int
+	// Logger receives the embedded server's notices, warnings and errors;
+	// none when nil.
+	Logger *slog.Logger
 	// ConnOptions are added to the hub's own client connection
 	// (credentials, TLS).
 	ConnOptions []nats.Option
@@ -98,11 +102,22 @@ func Open(ctx context.Context, opts Options) (*Hub, error) {
 		h.Close()
 		return nil, err
 	}
-	if h.KV, h.Modules, err = EnsureBuckets(ctx, h.JS, opts.Replicas); err != nil {
-		h.Close()
-		return nil, err
+	// In a cluster the buckets can be created only once the hubs have
+	// elected a JetStream leader: keep trying until ctx says stop.
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		h.KV, h.Modules, err = EnsureBuckets(actx, h.JS, opts.Replicas)
+		cancel()
+		if err == nil {
+			return h, nil
+		}
+		select {
+		case <-ctx.Done():
+			h.Close()
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return h, nil
 }
 
 // Close closes the connection and shuts the embedded server down.
@@ -137,7 +152,6 @@ func StartServer(opts Options) (*server.Server, error) {
 		JetStream:  true,
 		StoreDir:   filepath.Clean(opts.StoreDir),
 		NoSigs:     true,
-		NoLog:      true,
 		// Change records are small; a bound keeps a client from parking
 		// megabytes on the hub in one message. Modules go in chunks.
 		MaxPayload: 1 << 20,
@@ -160,10 +174,22 @@ func StartServer(opts Options) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring the embedded NATS server: %w", err)
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	nl := &natsLogger{log: log.With("component", "nats")}
+	srv.SetLoggerV2(nl, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, fmt.Errorf("the embedded NATS server did not start listening on %s", listen)
+	for deadline := time.Now().Add(30 * time.Second); !srv.ReadyForConnections(100 * time.Millisecond); {
+		e, fatal := nl.lastError()
+		if fatal || time.Now().After(deadline) {
+			srv.Shutdown()
+			if e != "" {
+				return nil, fmt.Errorf("the embedded NATS server did not start: %s", e)
+			}
+			return nil, fmt.Errorf("the embedded NATS server did not start listening on %s", listen)
+		}
 	}
 	return srv, nil
 }
