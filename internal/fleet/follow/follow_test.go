@@ -215,8 +215,16 @@ func (e *edge) waitKeys(t *testing.T, keys ...string) {
 		return true
 	})
 	if !ok {
-		t.Fatalf("edge holds %v, want exactly %v (status %+v)", keysOf(e.rec.Entries()), keys, e.f.Status())
+		got := keysOf(e.rec.Entries())
+		t.Fatalf("edge holds %d keys %v, want exactly %d: %v (status %+v)", len(got), cut(got), len(keys), cut(keys), e.f.Status())
 	}
+}
+
+func cut(s []string) []string {
+	if len(s) > 10 {
+		return append(s[:10:10], "…")
+	}
+	return s
 }
 
 func keysOf(m map[string]change.Change) []string {
