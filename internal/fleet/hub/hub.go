@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,13 @@ type Options struct {
 	Cluster Cluster
 	// Replicas of the buckets (1 or 3); 1 when 0.
 	Replicas int
+	// TLS, if set, is required of every client of the embedded server
+	// (hub.tls.*). With ClientAuth tls.RequireAndVerifyClientCert and
+	// ClientCAs, clients must present a certificate signed by those CAs
+	// (mutual TLS). The hub's own connection is in-process and needs none.
+	TLS *tls.Config
+	// ClusterTLS, if set, secures the routes between hubs.
+	ClusterTLS *tls.Config
 	// Logger receives the embedded server's notices, warnings and errors;
 	// none when nil.
 	Logger *slog.Logger
@@ -83,15 +91,19 @@ type Hub struct {
 func Open(ctx context.Context, opts Options) (*Hub, error) {
 	h := &Hub{}
 	url := opts.NATSURL
+	copts := []nats.Option{nats.Name("aegis-hub"), nats.MaxReconnects(-1)}
 	if url == "" {
 		srv, err := StartServer(opts)
 		if err != nil {
 			return nil, err
 		}
 		h.Server = srv
-		url = srv.ClientURL()
+		// In process: no socket, no TLS (a tls:// URL would ask for it),
+		// and it lives as long as the server.
+		url = nats.DefaultURL
+		copts = append(copts, nats.InProcessServer(srv))
 	}
-	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("aegis-hub"), nats.MaxReconnects(-1)}, opts.ConnOptions...)...)
+	nc, err := nats.Connect(url, append(copts, opts.ConnOptions...)...)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("connecting to %s: %w", url, err)
@@ -156,12 +168,22 @@ func StartServer(opts Options) (*server.Server, error) {
 		// megabytes on the hub in one message. Modules go in chunks.
 		MaxPayload: 1 << 20,
 	}
+	if opts.TLS != nil {
+		so.TLS = true
+		so.TLSConfig = opts.TLS
+		so.TLSVerify = opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		so.TLSTimeout = 5
+	}
 	if opts.Cluster.Name != "" || opts.Cluster.Listen != "" {
 		ch, cp, err := splitHostPort(opts.Cluster.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("hub.cluster.listen %q: %w", opts.Cluster.Listen, err)
 		}
 		so.Cluster = server.ClusterOpts{Name: opts.Cluster.Name, Host: ch, Port: cp}
+		if opts.ClusterTLS != nil {
+			so.Cluster.TLSConfig = opts.ClusterTLS
+			so.Cluster.TLSTimeout = 5
+		}
 		for _, r := range opts.Cluster.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
