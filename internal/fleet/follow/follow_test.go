@@ -27,14 +27,16 @@ import (
 const patience = 60 * time.Second
 
 type fixture struct {
-	t      *testing.T
-	dir    string
-	listen string
-	h      *hub.Hub
-	pub    *hub.Publisher
-	opKey  ed25519.PrivateKey
-	ctlKey ed25519.PrivateKey
-	policy change.Policy
+	t        *testing.T
+	hubOpt   func(*hub.Options)
+	connOpts []nats.Option
+	dir      string
+	listen   string
+	h        *hub.Hub
+	pub      *hub.Publisher
+	opKey    ed25519.PrivateKey
+	ctlKey   ed25519.PrivateKey
+	policy   change.Policy
 }
 
 func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
@@ -46,7 +48,10 @@ func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
 	return pub, priv
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith starts the hub with options edited by tweak.
+func newFixtureWith(t *testing.T, tweak func(*hub.Options)) *fixture {
 	t.Helper()
 	opPub, opKey := newKey(t)
 	ctlPub, ctlKey := newKey(t)
@@ -57,7 +62,7 @@ func newFixture(t *testing.T) *fixture {
 		Skew:       time.Minute,
 		Broadest:   change.Broadest{BlockV4: 8, BlockV6: 32},
 		Management: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")},
-	}}
+	}, hubOpt: tweak}
 	fx.start("127.0.0.1:-1")
 	_, port, _ := net.SplitHostPort(fx.h.Server.Addr().String())
 	fx.listen = net.JoinHostPort("127.0.0.1", port) // the same port after a restart
@@ -69,7 +74,11 @@ func (fx *fixture) start(listen string) {
 	fx.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	h, err := hub.Open(ctx, hub.Options{StoreDir: fx.dir, Listen: listen})
+	opts := hub.Options{StoreDir: fx.dir, Listen: listen}
+	if fx.hubOpt != nil {
+		fx.hubOpt(&opts)
+	}
+	h, err := hub.Open(ctx, opts)
 	if err != nil {
 		fx.t.Fatal(err)
 	}
@@ -160,7 +169,7 @@ func (fx *fixture) follow(state *MemState, rec *Recorder, tweak func(*Options)) 
 	if rec == nil {
 		rec = NewRecorder()
 	}
-	nc, err := nats.Connect("nats://"+fx.listen, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
+	nc, err := nats.Connect("nats://"+fx.listen, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond), nats.RetryOnFailedConnect(true)}, fx.connOpts...)...)
 	if err != nil {
 		fx.t.Fatal(err)
 	}

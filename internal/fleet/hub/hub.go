@@ -59,6 +59,10 @@ type Options struct {
 	// ClientCAs, clients must present a certificate signed by those CAs
 	// (mutual TLS). The hub's own connection is in-process and needs none.
 	TLS *tls.Config
+	// Users, if any, must authenticate to the embedded server; edges get
+	// read-only permissions (RoleEdge). Without users any client that
+	// reaches the listener (and passes TLS) may write.
+	Users []User
 	// ClusterTLS, if set, secures the routes between hubs.
 	ClusterTLS *tls.Config
 	// Logger receives the embedded server's notices, warnings and errors;
@@ -93,7 +97,7 @@ func Open(ctx context.Context, opts Options) (*Hub, error) {
 	url := opts.NATSURL
 	copts := []nats.Option{nats.Name("aegis-hub"), nats.MaxReconnects(-1)}
 	if url == "" {
-		srv, err := StartServer(opts)
+		srv, self, err := startServer(opts)
 		if err != nil {
 			return nil, err
 		}
@@ -102,6 +106,9 @@ func Open(ctx context.Context, opts Options) (*Hub, error) {
 		// and it lives as long as the server.
 		url = nats.DefaultURL
 		copts = append(copts, nats.InProcessServer(srv))
+		if self != nil {
+			copts = append(copts, nats.UserInfo(self.Username, self.Password))
+		}
 	}
 	nc, err := nats.Connect(url, append(copts, opts.ConnOptions...)...)
 	if err != nil {
@@ -146,8 +153,14 @@ func (h *Hub) Close() {
 // StartServer starts an embedded NATS server with JetStream and waits
 // until it accepts clients. The caller shuts it down.
 func StartServer(opts Options) (*server.Server, error) {
+	srv, _, err := startServer(opts)
+	return srv, err
+}
+
+// startServer also returns the hub's own user when opts has users.
+func startServer(opts Options) (*server.Server, *server.User, error) {
 	if opts.StoreDir == "" {
-		return nil, errors.New("hub: no JetStream store directory")
+		return nil, nil, errors.New("hub: no JetStream store directory")
 	}
 	listen := opts.Listen
 	if listen == "" {
@@ -155,7 +168,7 @@ func StartServer(opts Options) (*server.Server, error) {
 	}
 	host, port, err := splitHostPort(listen)
 	if err != nil {
-		return nil, fmt.Errorf("hub.listen %q: %w", listen, err)
+		return nil, nil, fmt.Errorf("hub.listen %q: %w", listen, err)
 	}
 	so := &server.Options{
 		ServerName: opts.ServerName,
@@ -168,6 +181,10 @@ func StartServer(opts Options) (*server.Server, error) {
 		// megabytes on the hub in one message. Modules go in chunks.
 		MaxPayload: 1 << 20,
 	}
+	var self *server.User
+	if len(opts.Users) > 0 {
+		so.Users, self = serverUsers(opts.Users)
+	}
 	if opts.TLS != nil {
 		so.TLS = true
 		so.TLSConfig = opts.TLS
@@ -177,7 +194,7 @@ func StartServer(opts Options) (*server.Server, error) {
 	if opts.Cluster.Name != "" || opts.Cluster.Listen != "" {
 		ch, cp, err := splitHostPort(opts.Cluster.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("hub.cluster.listen %q: %w", opts.Cluster.Listen, err)
+			return nil, nil, fmt.Errorf("hub.cluster.listen %q: %w", opts.Cluster.Listen, err)
 		}
 		so.Cluster = server.ClusterOpts{Name: opts.Cluster.Name, Host: ch, Port: cp}
 		if opts.ClusterTLS != nil {
@@ -187,14 +204,14 @@ func StartServer(opts Options) (*server.Server, error) {
 		for _, r := range opts.Cluster.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
-				return nil, fmt.Errorf("hub.cluster.routes %q: %w", r, err)
+				return nil, nil, fmt.Errorf("hub.cluster.routes %q: %w", r, err)
 			}
 			so.Routes = append(so.Routes, u)
 		}
 	}
 	srv, err := server.NewServer(so)
 	if err != nil {
-		return nil, fmt.Errorf("configuring the embedded NATS server: %w", err)
+		return nil, nil, fmt.Errorf("configuring the embedded NATS server: %w", err)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -208,12 +225,12 @@ func StartServer(opts Options) (*server.Server, error) {
 		if fatal || time.Now().After(deadline) {
 			srv.Shutdown()
 			if e != "" {
-				return nil, fmt.Errorf("the embedded NATS server did not start: %s", e)
+				return nil, nil, fmt.Errorf("the embedded NATS server did not start: %s", e)
 			}
-			return nil, fmt.Errorf("the embedded NATS server did not start listening on %s", listen)
+			return nil, nil, fmt.Errorf("the embedded NATS server did not start listening on %s", listen)
 		}
 	}
-	return srv, nil
+	return srv, self, nil
 }
 
 func splitHostPort(hp string) (string, int, error) {
