@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -100,6 +101,51 @@ const (
 type Verifier struct {
 	p    Policy
 	keys map[string]trustedKey
+
+	mu    sync.Mutex
+	roots map[rootKey]struct{}
+}
+
+// verify checks env's signature: over the payload, or over the root its
+// batch proof leads to. Roots that verified are remembered (a bounded
+// set), so a batch's other records cost hashes, not signatures.
+func (v *Verifier) verify(key ed25519.PublicKey, env Envelope) error {
+	if env.Batch == nil {
+		if !ed25519.Verify(key, signedMessage(env.Payload), env.Sig) {
+			return fmt.Errorf("signature does not verify with key %s", env.KeyID)
+		}
+		return nil
+	}
+	root, err := rootFromPath(leafHash(env.Payload), env.Batch)
+	if err != nil {
+		return err
+	}
+	rk := rootKey{keyID: env.KeyID, size: env.Batch.Size, root: root}
+	v.mu.Lock()
+	_, ok := v.roots[rk]
+	v.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if !ed25519.Verify(key, batchMessage(env.Batch.Size, root), env.Sig) {
+		return fmt.Errorf("batch signature does not verify with key %s", env.KeyID)
+	}
+	v.mu.Lock()
+	if len(v.roots) >= maxRoots {
+		clear(v.roots) // batches arrive together; an old root costs one verification again
+	}
+	v.roots[rk] = struct{}{}
+	v.mu.Unlock()
+	return nil
+}
+
+// maxRoots bounds the verified batch roots a Verifier remembers.
+const maxRoots = 4096
+
+type rootKey struct {
+	keyID string
+	size  uint32
+	root  [32]byte
 }
 
 type trustedKey struct {
@@ -110,7 +156,7 @@ type trustedKey struct {
 // NewVerifier returns a verifier for p. A key listed both as an operator
 // and as the controller is an operator.
 func NewVerifier(p Policy) (*Verifier, error) {
-	v := &Verifier{p: p, keys: map[string]trustedKey{}}
+	v := &Verifier{p: p, keys: map[string]trustedKey{}, roots: map[rootKey]struct{}{}}
 	if v.p.MaxTTL <= 0 {
 		v.p.MaxTTL = DefaultMaxTTL
 	}
@@ -140,8 +186,8 @@ func (v *Verifier) Check(env Envelope, now time.Time) (Change, error) {
 	if !ok {
 		return Change{}, Refuse(ReasonUnknownKey, "key %s is not trusted", env.KeyID)
 	}
-	if !ed25519.Verify(tk.key, signedMessage(env.Payload), env.Sig) {
-		return Change{}, Refuse(ReasonBadSignature, "signature does not verify with key %s", env.KeyID)
+	if err := v.verify(tk.key, env); err != nil {
+		return Change{}, &Refusal{Reason: ReasonBadSignature, Err: err}
 	}
 	c, err := ParsePayload(env.Payload)
 	if errors.Is(err, errKeyMismatch) {

@@ -2,8 +2,10 @@ package change
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"time"
 )
 
@@ -15,25 +17,38 @@ const SignatureContext = "aegis-fleet-change-v1\x00"
 // Envelope is a signed record as stored on the bus:
 //
 //	{"v":1,"key_id":"<16 hex>","payload":"<base64>","sig":"<base64>"}
+//
+// A record signed in a batch (SignBatch) also carries
+// "batch":{"index":I,"size":N,"path":["<base64>",...]}, and its signature
+// covers the batch's root instead of the payload.
 type Envelope struct {
 	KeyID   string
 	Payload []byte
 	Sig     []byte
+	Batch   *Batch
 	// StoredKey is the KV key the record was found under, set by the
 	// reader; Check refuses a payload signed for another key.
 	StoredKey string
 }
 
 type wireEnvelope struct {
-	V       int    `json:"v"`
-	KeyID   string `json:"key_id"`
-	Payload []byte `json:"payload"`
-	Sig     []byte `json:"sig"`
+	V       int        `json:"v"`
+	KeyID   string     `json:"key_id"`
+	Payload []byte     `json:"payload"`
+	Sig     []byte     `json:"sig"`
+	Batch   *wireBatch `json:"batch,omitempty"`
 }
 
 // Encode returns the envelope's stored form.
 func (e Envelope) Encode() []byte {
-	b, err := json.Marshal(wireEnvelope{V: 1, KeyID: e.KeyID, Payload: e.Payload, Sig: e.Sig})
+	w := wireEnvelope{V: 1, KeyID: e.KeyID, Payload: e.Payload, Sig: e.Sig}
+	if e.Batch != nil {
+		w.Batch = &wireBatch{Index: e.Batch.Index, Size: e.Batch.Size}
+		for _, p := range e.Batch.Path {
+			w.Batch.Path = append(w.Batch.Path, p[:])
+		}
+	}
+	b, err := json.Marshal(w)
 	if err != nil {
 		panic(err) // only strings and byte slices: cannot fail
 	}
@@ -59,7 +74,23 @@ func Decode(data []byte) (Envelope, error) {
 	if len(w.Payload) == 0 {
 		return Envelope{}, malformed("empty payload")
 	}
-	return Envelope{KeyID: w.KeyID, Payload: w.Payload, Sig: w.Sig}, nil
+	env := Envelope{KeyID: w.KeyID, Payload: w.Payload, Sig: w.Sig}
+	if w.Batch != nil {
+		if w.Batch.Size == 0 || w.Batch.Size > MaxBatch || w.Batch.Index >= w.Batch.Size {
+			return Envelope{}, malformed("batch index %d of size %d", w.Batch.Index, w.Batch.Size)
+		}
+		if len(w.Batch.Path) > bits.Len32(MaxBatch) {
+			return Envelope{}, malformed("batch proof of %d hashes", len(w.Batch.Path))
+		}
+		env.Batch = &Batch{Index: w.Batch.Index, Size: w.Batch.Size}
+		for _, p := range w.Batch.Path {
+			if len(p) != sha256.Size {
+				return Envelope{}, malformed("batch proof hash of %d bytes", len(p))
+			}
+			env.Batch.Path = append(env.Batch.Path, [sha256.Size]byte(p))
+		}
+	}
+	return env, nil
 }
 
 func signedMessage(payload []byte) []byte {

@@ -2,6 +2,7 @@ package change
 
 import (
 	"encoding/base64"
+	"reflect"
 	"testing"
 )
 
@@ -21,7 +22,8 @@ func FuzzDecode(f *testing.F) {
 		env, err := Decode(data)
 		if err == nil {
 			again, err := Decode(env.Encode())
-			if err != nil || again.KeyID != env.KeyID || string(again.Payload) != string(env.Payload) || string(again.Sig) != string(env.Sig) {
+			if err != nil || again.KeyID != env.KeyID || string(again.Payload) != string(env.Payload) || string(again.Sig) != string(env.Sig) ||
+				!reflect.DeepEqual(again.Batch, env.Batch) {
 				t.Fatalf("re-encoded envelope does not decode to itself: %v", err)
 			}
 		} else if err.Error() == "" {
