@@ -53,9 +53,16 @@ func NewPublisher(ctx context.Context, nc *nats.Conn) (*Publisher, error) {
 // on the revision), so concurrent operators cannot let an older change
 // overwrite a newer one.
 func (p *Publisher) Publish(ctx context.Context, env change.Envelope) (uint64, error) {
+	rev, _, err := p.publish(ctx, env)
+	return rev, err
+}
+
+// publish is Publish, also reporting whether the hub already held the
+// identical record.
+func (p *Publisher) publish(ctx context.Context, env change.Envelope) (uint64, bool, error) {
 	c, err := change.ParsePayload(env.Payload)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	value := env.Encode()
 	for {
@@ -67,26 +74,26 @@ func (p *Publisher) Publish(ctx context.Context, env change.Envelope) (uint64, e
 				continue // raced with another writer (or a delete marker): look again
 			}
 			if err != nil {
-				return 0, fmt.Errorf("publishing %s: %w", c.Key, err)
+				return 0, false, fmt.Errorf("publishing %s: %w", c.Key, err)
 			}
-			return rev, nil
+			return rev, false, nil
 		case err != nil:
-			return 0, fmt.Errorf("reading %s: %w", c.Key, err)
+			return 0, false, fmt.Errorf("reading %s: %w", c.Key, err)
 		}
 		if held, ok := storedChange(cur.Value()); ok && !change.Newer(c, held) {
 			if bytes.Equal(cur.Value(), value) {
-				return cur.Revision(), nil // the same record: already published
+				return cur.Revision(), true, nil // the same record: already published
 			}
-			return 0, fmt.Errorf("%w: %s issued %s", ErrStale, c.Key, time.Unix(0, held.IssuedAt).UTC().Format(time.RFC3339Nano))
+			return 0, false, fmt.Errorf("%w: %s issued %s", ErrStale, c.Key, time.Unix(0, held.IssuedAt).UTC().Format(time.RFC3339Nano))
 		}
 		rev, err := p.kv.Update(ctx, c.Key, value, cur.Revision())
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			continue // someone wrote in between
 		}
 		if err != nil {
-			return 0, fmt.Errorf("publishing %s: %w", c.Key, err)
+			return 0, false, fmt.Errorf("publishing %s: %w", c.Key, err)
 		}
-		return rev, nil
+		return rev, false, nil
 	}
 }
 
