@@ -170,11 +170,14 @@ func (r *Recorder) Changed() <-chan struct{} {
 }
 
 // Wait blocks until cond holds on the entries or ctx is done, and reports
-// whether it held.
+// whether it held. cond runs under the recorder's lock, on its own map:
+// it must not keep or change it.
 func (r *Recorder) Wait(ctx context.Context, cond func(map[string]change.Change) bool) bool {
 	for {
-		ch := r.Changed()
-		if cond(r.Entries()) {
+		r.mu.Lock()
+		ch, ok := r.notify, cond(r.entries)
+		r.mu.Unlock()
+		if ok {
 			return true
 		}
 		select {
