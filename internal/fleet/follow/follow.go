@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,6 +64,12 @@ type Status struct {
 type Follower struct {
 	o   Options
 	log *slog.Logger
+
+	// forceFull makes the next session reconcile fully whatever the
+	// cursor says (only the Run goroutine uses it).
+	forceFull string
+	// looks counts periodic reads of the stream (tests wait on it).
+	looks atomic.Uint64
 
 	mu sync.Mutex
 	st Status
@@ -179,6 +186,15 @@ func needsFull(cur Cursor, v streamView) (bool, string) {
 	return false, ""
 }
 
+// missedCompaction reports whether tombstones removed since the last
+// look could have been ones the edge had not read yet: the watermark
+// rose, and at the last look (before the hub raised it, and so before it
+// removed them) the edge's cursor was below the new watermark. A caught-up
+// edge is far beyond the old tombstones compaction removes.
+func missedCompaction(prevCursor, prevWatermark, watermark uint64) bool {
+	return watermark > prevWatermark && prevCursor < watermark
+}
+
 func (f *Follower) session(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -196,6 +212,9 @@ func (f *Follower) session(ctx context.Context) error {
 		return fmt.Errorf("reading the fleet cursor: %w", err)
 	}
 	full, why := needsFull(cur, view)
+	if f.forceFull != "" {
+		full, why, f.forceFull = true, f.forceFull, ""
+	}
 	kv, err := js.KeyValue(ctx, hub.Bucket)
 	if err != nil {
 		return fmt.Errorf("opening bucket %s: %w", hub.Bucket, err)
@@ -225,7 +244,7 @@ func (f *Follower) session(ctx context.Context) error {
 	}
 	tick := time.NewTicker(min(f.o.Recheck, time.Second))
 	defer tick.Stop()
-	lastView := time.Now()
+	lastView, lastCur, lastWM := time.Now(), cur, view.watermark
 	for {
 		select {
 		case <-ctx.Done():
@@ -287,9 +306,15 @@ func (f *Follower) session(ctx context.Context) error {
 				if again, why := needsFull(cur, v); again {
 					return fmt.Errorf("%w: %s", errRestart, why)
 				}
+				if missedCompaction(lastCur.Seq, lastWM, v.watermark) {
+					f.forceFull = "tombstones were removed while the edge was behind them"
+					return fmt.Errorf("%w: %s", errRestart, f.forceFull)
+				}
 			} else if v.epoch != s.epoch {
 				return fmt.Errorf("%w: bucket recreated during reconcile", errRestart)
 			}
+			lastCur, lastWM = cur, v.watermark
+			f.looks.Add(1)
 		}
 	}
 }

@@ -244,6 +244,18 @@ func keysOf(m map[string]change.Change) []string {
 	return out
 }
 
+// waitLooks waits until the follower has read the stream n more times.
+func (e *edge) waitLooks(t *testing.T, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for start := e.f.looks.Load(); e.f.looks.Load() < start+n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower stopped looking at the stream: %+v", e.f.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (e *edge) waitCaughtUp(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(patience)
@@ -649,5 +661,53 @@ func TestControllerMayNotReplaceAnOperatorsEntry(t *testing.T) {
 			t.Fatalf("the controller's later promotion was not applied: %+v", e.f.Status())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMissedCompaction(t *testing.T) {
+	tests := []struct {
+		prevCursor, prevWM, wm uint64
+		want                   bool
+	}{
+		{100, 0, 0, false},     // nothing removed
+		{100, 50, 50, false},   // no new removal
+		{100, 50, 80, false},   // removed tombstones the edge had read
+		{100, 50, 150, true},   // removed tombstones beyond where the edge was
+		{100, 0, 100, false},   // up to the edge's own cursor
+		{100, 200, 200, false}, // an old watermark (the session started below it and reconciled)
+	}
+	for _, tt := range tests {
+		if got := missedCompaction(tt.prevCursor, tt.prevWM, tt.wm); got != tt.want {
+			t.Errorf("missedCompaction(%d, %d, %d) = %v, want %v", tt.prevCursor, tt.prevWM, tt.wm, got, tt.want)
+		}
+	}
+}
+
+// TestCompactionDoesNotDisturbALiveEdge checks that removing tombstones a
+// running edge has already applied triggers no reconcile.
+func TestCompactionDoesNotDisturbALiveEdge(t *testing.T) {
+	fx := newFixture(t)
+	e := fx.follow(nil, nil, func(o *Options) { o.Recheck = 20 * time.Millisecond })
+	a := fx.publish(block("198.51.100.0/24"))
+	fx.publish(unblock("198.51.100.0/24"))
+	b := fx.publish(block("198.51.101.0/24"))
+	e.waitKeys(t, b.StoredKey)
+	// Compaction removes old tombstones, ones an edge that keeps up had
+	// applied several looks at the stream ago. Let it look twice first,
+	// or the tombstone is as new as the follower's last look and a
+	// reconcile is the safe answer.
+	e.waitLooks(t, 2)
+	if n, err := hub.CompactTombstones(fx.ctx(), fx.h.JS, time.Now().Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("CompactTombstones = %d, %v", n, err)
+	}
+	// Let the follower look at the stream again, twice.
+	e.waitLooks(t, 2)
+	s := fx.sentinel(e, 1)
+	e.waitKeys(t, b.StoredKey, s)
+	if st := e.f.Status(); st.FullReconciles != 1 {
+		t.Fatalf("status %+v: compaction of applied tombstones caused a reconcile", st)
+	}
+	if _, ok := e.rec.Entries()[a.StoredKey]; ok {
+		t.Fatal("the deleted entry came back")
 	}
 }
