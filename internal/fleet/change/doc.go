@@ -12,6 +12,11 @@
 // re-encoding, means no canonical JSON is needed: the verifier checks what
 // it will parse.
 //
+// SignBatch signs many changes with one signature over the root of a
+// Merkle tree of their payloads; each envelope carries its audit path
+// (Batch) and still verifies alone, while a Verifier pays one signature
+// verification per batch.
+//
 // Each change names the storage key it belongs under (KeyFor: derived from
 // kind, list and prefix, or rate class, or function name) and an edge
 // refuses a record stored under any other key, so a valid record cannot be

@@ -25,7 +25,9 @@
 // applies the newer ones, and deletes (Change.Reconciled) each key the
 // edge holds live that the hub no longer has. The cursor moves only once
 // the snapshot is complete. A reconnect ends the session, so the next
-// one re-reads the stream.
+// one re-reads the stream; so does a periodic look (Options.Recheck)
+// that finds the bucket recreated, or tombstones compacted beyond where
+// the edge was at its previous look.
 //
 // KV delete and purge markers are not changes: they are counted as
 // ignored and never delete anything, except that a full reconcile, by

@@ -16,6 +16,22 @@
 // revision cursor and one watcher: catch-up and gap detection are a
 // single sequence comparison.
 //
+// # Publishing
+//
+// Publisher.Publish writes a record only over an older one (compare and
+// swap on the key's revision) and returns the revision the hub
+// acknowledged; PublishMany does the same for an import with pipelined
+// conditional writes. PutModule stores a module before the function
+// change that names it.
+//
+// # Access
+//
+// Options.Users makes the embedded server require a user: edges
+// (RoleEdge) may only read the bucket and the module store
+// (EdgePermissions), publishers may write. Options.TLS requires TLS of
+// clients (mutual with client CAs), Options.ClusterTLS of routes. The
+// hub's own connection is in-process.
+//
 // # Tombstones and the watermark
 //
 // CompactTombstones removes old signed deletions and records the highest
