@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -335,6 +336,53 @@ type run struct {
 	seq uint64
 }
 
+type verdict struct {
+	c   change.Change
+	err error // a *change.Refusal
+}
+
+// parallelFrom is the batch size from which records are verified on
+// several cores: a signature verification costs tens of microseconds.
+const parallelFrom = 64
+
+// verifyAll decodes and checks the records among entries (not the KV
+// markers), on up to GOMAXPROCS goroutines for a large batch; the
+// verdicts are in entries' order.
+func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.Time) []verdict {
+	out := make([]verdict, len(entries))
+	one := func(i int) {
+		e := entries[i]
+		if e.Operation() != jetstream.KeyValuePut {
+			return
+		}
+		env, err := change.Decode(e.Value())
+		if err != nil {
+			out[i].err = &change.Refusal{Reason: change.ReasonMalformed, Err: err}
+			return
+		}
+		env.StoredKey = e.Key()
+		out[i].c, out[i].err = v.Check(env, now)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(entries)/parallelFrom+1)
+	if workers <= 1 {
+		for i := range entries {
+			one(i)
+		}
+		return out
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(entries); i = int(next.Add(1) - 1) {
+				one(i)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
 // process verifies and orders entries and applies what is new. During a
 // full reconcile the cursor is not moved until the snapshot is complete,
 // so a reconcile cut short is done again.
@@ -347,7 +395,8 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 	var out []change.Change
 	index := map[string]int{}
 	var ignored uint64
-	for _, e := range entries {
+	verdicts := verifyAll(f.o.Verifier, entries, now)
+	for i, e := range entries {
 		s.seq = max(s.seq, e.Revision())
 		if e.Operation() != jetstream.KeyValuePut {
 			// An unsigned KV delete or purge: not a change. Only signed
@@ -358,13 +407,7 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		if s.full {
 			s.seen[e.Key()] = true
 		}
-		env, err := change.Decode(e.Value())
-		if err != nil {
-			s.refuse(e.Key(), &change.Refusal{Reason: change.ReasonMalformed, Err: err})
-			continue
-		}
-		env.StoredKey = e.Key()
-		c, err := f.o.Verifier.Check(env, now)
+		c, err := verdicts[i].c, verdicts[i].err
 		if err != nil {
 			s.refuse(e.Key(), err)
 			continue
