@@ -57,7 +57,7 @@ func TestEdgeUserIsReadOnly(t *testing.T) {
 	})
 	fx.connOpts = []nats.Option{nats.UserInfo("edge1", "edge-secret"),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})} // the refused writes below are expected
-	e := fx.follow(nil, nil, nil)
+	e := fx.follow(nil, nil, func(o *Options) { o.Name = "edge1" })
 	module := []byte("\x00asm\x01\x00\x00\x00 read by an edge")
 	digest, err := fx.pub.PutModule(fx.ctx(), module)
 	if err != nil {
@@ -70,6 +70,18 @@ func TestEdgeUserIsReadOnly(t *testing.T) {
 	if string(e.rec.Entries()[fn.StoredKey].Module) != string(module) {
 		t.Fatal("the edge did not get the module")
 	}
+	// Its report arrives (it may write its own).
+	deadline := time.Now().Add(patience)
+	for {
+		reports, err := hub.Edges(fx.ctx(), fx.h.JS)
+		if err == nil && len(reports) == 1 && reports[0].Name == "edge1" && reports[0].Applied == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no report from edge1: %+v, %v", reports, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if v := log.permission(); len(v) != 0 {
 		t.Fatalf("the follower needed subjects an edge may not use: %q", v)
 	}
@@ -78,19 +90,31 @@ func TestEdgeUserIsReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	kv, err := js.KeyValue(ctx, hub.Bucket)
+	// A refused write is never acknowledged: each try gets its own short
+	// deadline.
+	short := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	kv, err := js.KeyValue(fx.ctx(), hub.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, b.StoredKey, []byte("x")); err == nil {
+	if _, err := kv.Put(short(), b.StoredKey, []byte("x")); err == nil {
 		t.Fatal("an edge user wrote to the bucket")
 	}
-	if err := kv.Delete(ctx, b.StoredKey); err == nil {
+	if err := kv.Delete(short(), b.StoredKey); err == nil {
 		t.Fatal("an edge user deleted from the bucket")
 	}
-	if err := js.DeleteKeyValue(ctx, hub.Bucket); err == nil {
+	edges, err := js.KeyValue(fx.ctx(), hub.EdgesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Report(short(), edges, hub.EdgeReport{Name: "edge2"}); err == nil {
+		t.Fatal("an edge user wrote another edge's report")
+	}
+	if err := js.DeleteKeyValue(short(), hub.Bucket); err == nil {
 		t.Fatal("an edge user deleted the bucket")
 	}
 	// Wrong password: no connection at all.

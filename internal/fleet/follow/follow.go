@@ -40,6 +40,11 @@ type Options struct {
 	Retry time.Duration
 	// MaxModule bounds a function module fetched from the hub; 64 MiB when 0.
 	MaxModule int64
+	// Name, if set, is this edge's name (fleet.name): it reports its
+	// cursor and counters under it in the hub's edges bucket, soon after
+	// every applied batch and every ReportEvery (10 s when 0).
+	Name        string
+	ReportEvery time.Duration
 	// OnRefused, if set, is called for every refused record (metrics,
 	// aggregated audit). err is a *change.Refusal.
 	OnRefused func(key string, err error)
@@ -93,6 +98,14 @@ func New(opts Options) (*Follower, error) {
 	if opts.Retry <= 0 {
 		opts.Retry = time.Second
 	}
+	if opts.ReportEvery <= 0 {
+		opts.ReportEvery = 10 * time.Second
+	}
+	if opts.Name != "" {
+		if err := hub.ValidEdgeName(opts.Name); err != nil {
+			return nil, err
+		}
+	}
 	if opts.MaxModule <= 0 {
 		opts.MaxModule = 64 << 20
 	}
@@ -115,6 +128,10 @@ func (f *Follower) Status() Status {
 	s.Connected = f.o.Conn.IsConnected()
 	return s
 }
+
+// reportGap is the least time between two reports of an edge that keeps
+// applying changes.
+const reportGap = 200 * time.Millisecond
 
 // errRestart ends a session so the next one re-reads the stream.
 var errRestart = errors.New("stream changed or reconnected")
@@ -236,6 +253,35 @@ func (f *Follower) session(ctx context.Context) error {
 	}
 	defer w.Stop()
 
+	var edges jetstream.KeyValue
+	if f.o.Name != "" {
+		if edges, err = js.KeyValue(ctx, hub.EdgesBucket); err != nil {
+			f.log.Warn("fleet: cannot report to the hub", "bucket", hub.EdgesBucket, "err", err)
+			edges = nil
+		}
+	}
+	var lastReport time.Time
+	var reportedSeq uint64
+	report := func(force bool) {
+		st := f.Status()
+		if edges == nil || (!force && st.Cursor.Seq == reportedSeq && time.Since(lastReport) < f.o.ReportEvery) {
+			return
+		}
+		if !force && time.Since(lastReport) < reportGap {
+			return // soon: the next tick
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := hub.Report(rctx, edges, hub.EdgeReport{Name: f.o.Name, Epoch: st.Cursor.Epoch, Seq: st.Cursor.Seq,
+			CaughtUp: st.CaughtUp, Applied: st.Applied, Ignored: st.Ignored, Refused: st.Refused,
+			FullReconciles: st.FullReconciles, LastApplied: st.LastApplied, Reported: time.Now()})
+		if err != nil {
+			f.log.Debug("fleet: reporting to the hub", "err", err)
+			return
+		}
+		lastReport, reportedSeq = time.Now(), st.Cursor.Seq
+	}
+
 	s := &run{f: f, ctx: ctx, modules: modules, epoch: view.epoch, full: full}
 	if full {
 		s.seen = map[string]bool{}
@@ -243,7 +289,7 @@ func (f *Follower) session(ctx context.Context) error {
 		// revision missing from it was superseded by one in it.
 		s.floor = view.lastSeq
 	}
-	tick := time.NewTicker(min(f.o.Recheck, time.Second))
+	tick := time.NewTicker(min(f.o.Recheck, reportGap))
 	defer tick.Stop()
 	lastView, lastCur, lastWM := time.Now(), cur, view.watermark
 	for {
@@ -258,6 +304,7 @@ func (f *Follower) session(ctx context.Context) error {
 				if err := s.caughtUp(); err != nil {
 					return err
 				}
+				report(true)
 				continue
 			}
 			batch := []jetstream.KeyValueEntry{e}
@@ -287,7 +334,9 @@ func (f *Follower) session(ctx context.Context) error {
 			if err := s.process(batch); err != nil {
 				return err
 			}
+			report(false)
 		case <-tick.C:
+			report(false)
 			if n := f.o.Conn.Stats().Reconnects; n != reconnects {
 				return fmt.Errorf("%w: reconnected to the hub", errRestart)
 			}

@@ -24,6 +24,8 @@ const (
 
 // User is a bus account of the embedded server (hub.users).
 type User struct {
+	// Name is the user name; for an edge, also its fleet.name, the only
+	// report it may write.
 	Name string
 	// Password is plain text or a bcrypt hash ("$2a$..."), as nats-server
 	// takes it.
@@ -31,10 +33,11 @@ type User struct {
 	Role     Role
 }
 
-// EdgePermissions are the subjects an edge's follower needs: stream and
-// consumer management of its own ephemeral ordered consumers on the two
-// buckets, direct and message gets, flow-control replies, and its inbox.
-func EdgePermissions() *server.Permissions {
+// EdgePermissions are the subjects the follower of edge name needs:
+// stream and consumer management of its own ephemeral ordered consumers
+// on the two buckets, direct and message gets, flow-control replies, its
+// inbox, and writing its own report (and no other edge's).
+func EdgePermissions(name string) *server.Permissions {
 	var pub []string
 	for _, s := range []string{Stream, "OBJ_" + ModuleBucket} {
 		pub = append(pub,
@@ -48,7 +51,8 @@ func EdgePermissions() *server.Permissions {
 			"$JS.API.DIRECT.GET."+s+".>",
 		)
 	}
-	pub = append(pub, "$JS.API.INFO", "$JS.FC.>")
+	pub = append(pub, "$JS.API.INFO", "$JS.FC.>",
+		"$JS.API.STREAM.INFO.KV_"+EdgesBucket, "$KV."+EdgesBucket+"."+name)
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
@@ -65,7 +69,7 @@ func serverUsers(users []User) (out []*server.User, self *server.User) {
 	for _, u := range users {
 		su := &server.User{Username: u.Name, Password: u.Password}
 		if u.Role != RolePublisher {
-			su.Permissions = EdgePermissions()
+			su.Permissions = EdgePermissions(u.Name)
 		}
 		out = append(out, su)
 	}

@@ -245,8 +245,9 @@ func splitHostPort(hp string) (string, int, error) {
 	return host, port, nil
 }
 
-// EnsureBuckets creates the change bucket and the module store if they do
-// not exist, and returns them. The change bucket keeps one revision per
+// EnsureBuckets creates the change bucket, the edges' report bucket and
+// the module store if they do not exist, and returns the first and the
+// last. The change bucket keeps one revision per
 // key (history 1): a key's latest signed record is all an edge needs, and
 // a deletion is itself a signed record, so nothing relies on history.
 func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, jetstream.ObjectStore, error) {
@@ -266,6 +267,21 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (j
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening KV bucket %s: %w", Bucket, err)
+	}
+	if _, err := js.KeyValue(ctx, EdgesBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+		_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       EdgesBucket,
+			Description:  "aegis fleet: edges' reports",
+			History:      1,
+			MaxValueSize: 16 << 10,
+			Storage:      jetstream.FileStorage,
+			Replicas:     replicas,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("creating KV bucket %s: %w", EdgesBucket, err)
+		}
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("opening KV bucket %s: %w", EdgesBucket, err)
 	}
 	obj, err := js.ObjectStore(ctx, ModuleBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
