@@ -1,0 +1,263 @@
+package change
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Refusal reasons: stable strings, the values of the edge's
+// aegis_fleet_rejected_total{reason} label.
+const (
+	ReasonMalformed    = "malformed"     // does not parse or breaks a field rule
+	ReasonUnknownKey   = "unknown_key"   // signer's key is not trusted
+	ReasonBadSignature = "bad_signature" // signature does not verify
+	ReasonRole         = "role"          // the key may not sign this change
+	ReasonKeyMismatch  = "key_mismatch"  // signed key differs from where it is stored
+	ReasonExpired      = "expired"       // expired longer ago than the skew
+	ReasonFuture       = "future"        // issued further ahead than the skew
+	ReasonTooBroad     = "too_broad"     // prefix broader than the edge allows
+	ReasonManagement   = "management"    // blocks a management address
+	ReasonListFull     = "list_full"     // the node's list is at its limit (the node decides)
+	ReasonDigest       = "digest"        // module missing or its digest differs from the signed one
+)
+
+// Reasons are all refusal reasons, for registering counter labels.
+var Reasons = []string{
+	ReasonMalformed, ReasonUnknownKey, ReasonBadSignature, ReasonRole, ReasonKeyMismatch,
+	ReasonExpired, ReasonFuture, ReasonTooBroad, ReasonManagement, ReasonListFull, ReasonDigest,
+}
+
+// Refusal is why an edge refused a change.
+type Refusal struct {
+	Reason string
+	Err    error
+}
+
+func (r *Refusal) Error() string { return "fleet change refused (" + r.Reason + "): " + r.Err.Error() }
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// Refuse builds a refusal, for the checks made outside Check (list_full
+// by the node, digest by the follower).
+func Refuse(reason string, format string, a ...any) *Refusal {
+	return &Refusal{Reason: reason, Err: fmt.Errorf(format, a...)}
+}
+
+// ReasonOf returns the refusal reason of err, or "" if it is no refusal.
+func ReasonOf(err error) string {
+	var r *Refusal
+	if errors.As(err, &r) {
+		return r.Reason
+	}
+	return ""
+}
+
+// Broadest is the broadest prefix (shortest length) a fleet entry may
+// carry, per list and family; 0 allows any.
+type Broadest struct {
+	BlockV4, BlockV6, AllowV4, AllowV6 int
+}
+
+// Controller's fixed bounds: it promotes automatic blocks of single
+// sources, never ranges broader than these.
+const (
+	ControllerBroadestV4 = 24
+	ControllerBroadestV6 = 48
+	// DefaultMaxTTL bounds a controller promotion's lifetime when the
+	// policy gives none.
+	DefaultMaxTTL = 24 * time.Hour
+	// DefaultSkew is the clock difference tolerated when Policy.Skew is 0.
+	DefaultSkew = 5 * time.Minute
+)
+
+// Policy is what an edge trusts.
+type Policy struct {
+	// Operators may sign any change.
+	Operators []ed25519.PublicKey
+	// Controller, if set, may sign automatic-block promotions only.
+	Controller ed25519.PublicKey
+	// MaxTTL bounds a controller promotion (expires_at - issued_at);
+	// DefaultMaxTTL when 0.
+	MaxTTL time.Duration
+	// Skew is the tolerated clock difference for future-dated and expired
+	// changes; DefaultSkew when 0.
+	Skew     time.Duration
+	Broadest Broadest
+	// Management prefixes may not be blocked by the fleet.
+	Management []netip.Prefix
+}
+
+type role int
+
+const (
+	roleOperator role = iota + 1
+	roleController
+)
+
+// Verifier checks records against a Policy. It is safe for concurrent use.
+type Verifier struct {
+	p    Policy
+	keys map[string]trustedKey
+
+	mu    sync.Mutex
+	roots map[rootKey]struct{}
+}
+
+// verify checks env's signature: over the payload, or over the root its
+// batch proof leads to. Roots that verified are remembered (a bounded
+// set), so a batch's other records cost hashes, not signatures.
+func (v *Verifier) verify(key ed25519.PublicKey, env Envelope) error {
+	if env.Batch == nil {
+		if !ed25519.Verify(key, signedMessage(env.Payload), env.Sig) {
+			return fmt.Errorf("signature does not verify with key %s", env.KeyID)
+		}
+		return nil
+	}
+	root, err := rootFromPath(leafHash(env.Payload), env.Batch)
+	if err != nil {
+		return err
+	}
+	rk := rootKey{keyID: env.KeyID, size: env.Batch.Size, root: root}
+	v.mu.Lock()
+	_, ok := v.roots[rk]
+	v.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if !ed25519.Verify(key, batchMessage(env.Batch.Size, root), env.Sig) {
+		return fmt.Errorf("batch signature does not verify with key %s", env.KeyID)
+	}
+	v.mu.Lock()
+	if len(v.roots) >= maxRoots {
+		clear(v.roots) // batches arrive together; an old root costs one verification again
+	}
+	v.roots[rk] = struct{}{}
+	v.mu.Unlock()
+	return nil
+}
+
+// maxRoots bounds the verified batch roots a Verifier remembers.
+const maxRoots = 4096
+
+type rootKey struct {
+	keyID string
+	size  uint32
+	root  [32]byte
+}
+
+type trustedKey struct {
+	key  ed25519.PublicKey
+	role role
+}
+
+// NewVerifier returns a verifier for p. A key listed both as an operator
+// and as the controller is an operator.
+func NewVerifier(p Policy) (*Verifier, error) {
+	v := &Verifier{p: p, keys: map[string]trustedKey{}, roots: map[rootKey]struct{}{}}
+	if v.p.MaxTTL <= 0 {
+		v.p.MaxTTL = DefaultMaxTTL
+	}
+	if v.p.Skew <= 0 {
+		v.p.Skew = DefaultSkew
+	}
+	if p.Controller != nil {
+		if len(p.Controller) != ed25519.PublicKeySize {
+			return nil, errors.New("controller key is not an ed25519 public key")
+		}
+		v.keys[KeyID(p.Controller)] = trustedKey{p.Controller, roleController}
+	}
+	for _, k := range p.Operators {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, errors.New("operator key is not an ed25519 public key")
+		}
+		v.keys[KeyID(k)] = trustedKey{k, roleOperator}
+	}
+	return v, nil
+}
+
+// Check verifies env and returns its change, or a *Refusal. The order is
+// fixed so one record always gets the same reason: key, signature,
+// payload, storage key, role, time, breadth, management.
+func (v *Verifier) Check(env Envelope, now time.Time) (Change, error) {
+	tk, ok := v.keys[env.KeyID]
+	if !ok {
+		return Change{}, Refuse(ReasonUnknownKey, "key %s is not trusted", env.KeyID)
+	}
+	if err := v.verify(tk.key, env); err != nil {
+		return Change{}, &Refusal{Reason: ReasonBadSignature, Err: err}
+	}
+	c, err := ParsePayload(env.Payload)
+	if errors.Is(err, errKeyMismatch) {
+		return Change{}, &Refusal{Reason: ReasonKeyMismatch, Err: err}
+	}
+	if err != nil {
+		return Change{}, &Refusal{Reason: ReasonMalformed, Err: err}
+	}
+	if c.KeyID != env.KeyID {
+		return Change{}, Refuse(ReasonBadSignature, "payload names key %s, envelope %s", c.KeyID, env.KeyID)
+	}
+	if c.Key != env.StoredKey {
+		return Change{}, Refuse(ReasonKeyMismatch, "signed for key %q, stored under %q", c.Key, env.StoredKey)
+	}
+	if tk.role == roleController {
+		if err := v.controllerMay(c); err != nil {
+			return Change{}, &Refusal{Reason: ReasonRole, Err: err}
+		}
+		c.ByController = true
+	}
+	skew := v.p.Skew.Nanoseconds()
+	if c.IssuedAt > now.UnixNano()+skew {
+		return Change{}, Refuse(ReasonFuture, "issued %s, beyond the skew of %s", time.Unix(0, c.IssuedAt).UTC().Format(time.RFC3339Nano), v.p.Skew)
+	}
+	if c.ExpiresAt != 0 && c.ExpiresAt < now.UnixNano()-skew {
+		return Change{}, Refuse(ReasonExpired, "expired %s", time.Unix(0, c.ExpiresAt).UTC().Format(time.RFC3339Nano))
+	}
+	if c.Kind == KindList && c.Op == OpPut {
+		if min := v.broadest(c.List, c.Prefix.Addr().Is4()); c.Prefix.Bits() < min {
+			return Change{}, Refuse(ReasonTooBroad, "%s is broader than /%d", c.Prefix, min)
+		}
+		if c.List == Blocklist {
+			for _, m := range v.p.Management {
+				if m.Overlaps(c.Prefix) {
+					return Change{}, Refuse(ReasonManagement, "%s covers management address %s", c.Prefix, m)
+				}
+			}
+		}
+	}
+	return c, nil
+}
+
+func (v *Verifier) broadest(l List, is4 bool) int {
+	b := v.p.Broadest
+	switch {
+	case l == Blocklist && is4:
+		return b.BlockV4
+	case l == Blocklist:
+		return b.BlockV6
+	case is4:
+		return b.AllowV4
+	}
+	return b.AllowV6
+}
+
+// controllerMay enforces the controller's role: blocklist puts that
+// expire within MaxTTL, for prefixes no broader than /24 or /48.
+func (v *Verifier) controllerMay(c Change) error {
+	if c.Kind != KindList || c.List != Blocklist || c.Op != OpPut {
+		return fmt.Errorf("the controller key may only add blocklist entries, not %s %s", c.Kind, c.Op)
+	}
+	if c.ExpiresAt == 0 || time.Duration(c.ExpiresAt-c.IssuedAt) > v.p.MaxTTL {
+		return fmt.Errorf("a controller block must expire within %s", v.p.MaxTTL)
+	}
+	min := ControllerBroadestV6
+	if c.Prefix.Addr().Is4() {
+		min = ControllerBroadestV4
+	}
+	if c.Prefix.Bits() < min {
+		return fmt.Errorf("a controller block may not be broader than /%d", min)
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package change
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"math/bits"
+	"time"
+)
+
+// SignatureContext starts every signed message, so a fleet change's
+// signature can never pass as an eBPF object signature (which starts with
+// "aegis-ebpf-object-v1\x00") or anything else, and the reverse.
+const SignatureContext = "aegis-fleet-change-v1\x00"
+
+// Envelope is a signed record as stored on the bus:
+//
+//	{"v":1,"key_id":"<16 hex>","payload":"<base64>","sig":"<base64>"}
+//
+// A record signed in a batch (SignBatch) also carries
+// "batch":{"index":I,"size":N,"path":["<base64>",...]}, and its signature
+// covers the batch's root instead of the payload.
+type Envelope struct {
+	KeyID   string
+	Payload []byte
+	Sig     []byte
+	Batch   *Batch
+	// StoredKey is the KV key the record was found under, set by the
+	// reader; Check refuses a payload signed for another key.
+	StoredKey string
+}
+
+type wireEnvelope struct {
+	V       int        `json:"v"`
+	KeyID   string     `json:"key_id"`
+	Payload []byte     `json:"payload"`
+	Sig     []byte     `json:"sig"`
+	Batch   *wireBatch `json:"batch,omitempty"`
+}
+
+// Encode returns the envelope's stored form.
+func (e Envelope) Encode() []byte {
+	w := wireEnvelope{V: 1, KeyID: e.KeyID, Payload: e.Payload, Sig: e.Sig}
+	if e.Batch != nil {
+		w.Batch = &wireBatch{Index: e.Batch.Index, Size: e.Batch.Size}
+		for _, p := range e.Batch.Path {
+			w.Batch.Path = append(w.Batch.Path, p[:])
+		}
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		panic(err) // only strings and byte slices: cannot fail
+	}
+	return b
+}
+
+// Decode parses a stored record. It checks the envelope's shape only: the
+// signature and payload are Check's.
+func Decode(data []byte) (Envelope, error) {
+	var w wireEnvelope
+	if err := strictJSON(data, &w); err != nil {
+		return Envelope{}, err
+	}
+	if w.V != 1 {
+		return Envelope{}, malformed("envelope version %d, want 1", w.V)
+	}
+	if !validKeyID(w.KeyID) {
+		return Envelope{}, malformed("key_id must be 16 lower-case hex digits")
+	}
+	if len(w.Sig) != ed25519.SignatureSize {
+		return Envelope{}, malformed("signature is %d bytes, want %d", len(w.Sig), ed25519.SignatureSize)
+	}
+	if len(w.Payload) == 0 {
+		return Envelope{}, malformed("empty payload")
+	}
+	env := Envelope{KeyID: w.KeyID, Payload: w.Payload, Sig: w.Sig}
+	if w.Batch != nil {
+		if w.Batch.Size == 0 || w.Batch.Size > MaxBatch || w.Batch.Index >= w.Batch.Size {
+			return Envelope{}, malformed("batch index %d of size %d", w.Batch.Index, w.Batch.Size)
+		}
+		if len(w.Batch.Path) > bits.Len32(MaxBatch) {
+			return Envelope{}, malformed("batch proof of %d hashes", len(w.Batch.Path))
+		}
+		env.Batch = &Batch{Index: w.Batch.Index, Size: w.Batch.Size}
+		for _, p := range w.Batch.Path {
+			if len(p) != sha256.Size {
+				return Envelope{}, malformed("batch proof hash of %d bytes", len(p))
+			}
+			env.Batch.Path = append(env.Batch.Path, [sha256.Size]byte(p))
+		}
+	}
+	return env, nil
+}
+
+func signedMessage(payload []byte) []byte {
+	msg := make([]byte, 0, len(SignatureContext)+len(payload))
+	return append(append(msg, SignatureContext...), payload...)
+}
+
+// Sign completes c (its Key, KeyID and, when zero, IssuedAt from the
+// clock), validates it and returns the signed envelope. The Module and
+// Reconciled fields are not signed.
+func Sign(c Change, key ed25519.PrivateKey) (Envelope, error) {
+	pub, ok := key.Public().(ed25519.PublicKey)
+	if !ok || len(key) != ed25519.PrivateKeySize {
+		return Envelope{}, fmt.Errorf("signing key is not an ed25519 private key")
+	}
+	c.KeyID = KeyID(pub)
+	if c.IssuedAt == 0 {
+		c.IssuedAt = time.Now().UnixNano()
+	}
+	if c.Key == "" {
+		k, err := KeyFor(c)
+		if err != nil {
+			return Envelope{}, err
+		}
+		c.Key = k
+	}
+	if err := c.Validate(); err != nil {
+		return Envelope{}, err
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("encoding change: %w", err)
+	}
+	return Envelope{
+		KeyID:     c.KeyID,
+		Payload:   payload,
+		Sig:       ed25519.Sign(key, signedMessage(payload)),
+		StoredKey: c.Key,
+	}, nil
+}

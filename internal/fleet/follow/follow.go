@@ -1,0 +1,622 @@
+package follow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aegis-edge/aegis/internal/fleet/change"
+	"github.com/aegis-edge/aegis/internal/fleet/hub"
+)
+
+// Options configure a Follower.
+type Options struct {
+	// Conn is the edge's connection to the hub (fleet.servers,
+	// credentials, TLS); the caller closes it after Run returns.
+	Conn     *nats.Conn
+	Verifier *change.Verifier
+	State    State
+	Applier  Applier
+	// Now is the clock records are checked against; time.Now when nil.
+	Now func() time.Time
+	// MaxBatch bounds the changes handed to one Apply; 1024 when 0.
+	MaxBatch int
+	// Recheck is how often the follower re-reads the stream's identity
+	// and compaction watermark while connected (fleet.reconcile_interval);
+	// 30 s when 0. A reconnect always re-reads them.
+	Recheck time.Duration
+	// Retry is the pause before a failed session starts again; 1 s when 0.
+	Retry time.Duration
+	// MaxModule bounds a function module fetched from the hub; 64 MiB when 0.
+	MaxModule int64
+	// Name, if set, is this edge's name (fleet.name): it reports its
+	// cursor and counters under it in the hub's edges bucket, soon after
+	// every applied batch and every ReportEvery (10 s when 0).
+	Name        string
+	ReportEvery time.Duration
+	// OnRefused, if set, is called for every refused record (metrics,
+	// aggregated audit). err is a *change.Refusal.
+	OnRefused func(key string, err error)
+	Logger    *slog.Logger
+}
+
+// Status is a follower's view of itself, for `aegis fleet status`.
+type Status struct {
+	Connected bool   `json:"connected"`
+	Cursor    Cursor `json:"cursor"`
+	// CaughtUp is true once the session's initial catch-up or reconcile
+	// has been applied.
+	CaughtUp       bool              `json:"caught_up"`
+	Applied        uint64            `json:"applied"`
+	Ignored        uint64            `json:"ignored"` // replays, older changes, unsigned deletes
+	Refused        map[string]uint64 `json:"refused,omitempty"`
+	FullReconciles uint64            `json:"full_reconciles"`
+	LastApplied    time.Time         `json:"last_applied,omitzero"`
+	LastError      string            `json:"last_error,omitempty"`
+}
+
+// Follower follows the hub's bucket and applies verified changes.
+type Follower struct {
+	o   Options
+	log *slog.Logger
+
+	// forceFull makes the next session reconcile fully whatever the
+	// cursor says (only the Run goroutine uses it).
+	forceFull string
+	// looks counts periodic reads of the stream (tests wait on it).
+	looks atomic.Uint64
+
+	mu sync.Mutex
+	st Status
+}
+
+// New checks opts and returns a Follower; Run starts it.
+func New(opts Options) (*Follower, error) {
+	if opts.Conn == nil || opts.Verifier == nil || opts.State == nil || opts.Applier == nil {
+		return nil, errors.New("follow: Conn, Verifier, State and Applier are required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1024
+	}
+	if opts.Recheck <= 0 {
+		opts.Recheck = 30 * time.Second
+	}
+	if opts.Retry <= 0 {
+		opts.Retry = time.Second
+	}
+	if opts.ReportEvery <= 0 {
+		opts.ReportEvery = 10 * time.Second
+	}
+	if opts.Name != "" {
+		if err := hub.ValidEdgeName(opts.Name); err != nil {
+			return nil, err
+		}
+	}
+	if opts.MaxModule <= 0 {
+		opts.MaxModule = 64 << 20
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Follower{o: opts, log: log, st: Status{Refused: map[string]uint64{}}}, nil
+}
+
+// Status returns a snapshot of the follower's state.
+func (f *Follower) Status() Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.st
+	s.Refused = make(map[string]uint64, len(f.st.Refused))
+	for k, v := range f.st.Refused {
+		s.Refused[k] = v
+	}
+	s.Connected = f.o.Conn.IsConnected()
+	return s
+}
+
+// reportGap is the least time between two reports of an edge that keeps
+// applying changes.
+const reportGap = 200 * time.Millisecond
+
+// errRestart ends a session so the next one re-reads the stream.
+var errRestart = errors.New("stream changed or reconnected")
+
+// Run follows the hub until ctx is done. Each session reads the stream's
+// identity and watermark, then either resumes after the saved cursor or
+// reconciles fully; a session ends on any error, a reconnect or a changed
+// stream, and the next starts after Options.Retry. The edge keeps
+// enforcing what it has throughout: Run only ever adds to it.
+func (f *Follower) Run(ctx context.Context) error {
+	for {
+		err := f.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.mu.Lock()
+		f.st.CaughtUp = false
+		if err != nil && !errors.Is(err, errRestart) {
+			f.st.LastError = err.Error()
+		}
+		f.mu.Unlock()
+		if errors.Is(err, errRestart) {
+			f.log.Info("fleet: restarting the follow session", "why", err)
+			continue
+		}
+		f.log.Warn("fleet: follow session ended", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(f.o.Retry):
+		}
+	}
+}
+
+// streamView is what a session learns about the stream at its start.
+type streamView struct {
+	epoch     string
+	lastSeq   uint64
+	watermark uint64
+}
+
+func (f *Follower) view(ctx context.Context, js jetstream.JetStream) (streamView, error) {
+	st, err := js.Stream(ctx, hub.Stream)
+	if err != nil {
+		return streamView{}, fmt.Errorf("opening stream %s: %w", hub.Stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return streamView{}, fmt.Errorf("reading stream %s: %w", hub.Stream, err)
+	}
+	v := streamView{epoch: strconv.FormatInt(info.Created.UnixNano(), 10), lastSeq: info.State.LastSeq}
+	if w, ok := info.Config.Metadata[hub.MetaCompacted]; ok {
+		v.watermark, _ = strconv.ParseUint(w, 10, 64)
+	}
+	return v, nil
+}
+
+// needsFull reports whether resuming after cur could miss something.
+func needsFull(cur Cursor, v streamView) (bool, string) {
+	switch {
+	case cur.Epoch == "":
+		return true, "first start"
+	case cur.Epoch != v.epoch:
+		return true, "bucket recreated"
+	case cur.Seq > v.lastSeq:
+		return true, "the hub is behind the edge"
+	case cur.Seq < v.watermark:
+		return true, "tombstones the edge has not seen were removed"
+	}
+	return false, ""
+}
+
+// missedCompaction reports whether tombstones removed since the last
+// look could have been ones the edge had not read yet: the watermark
+// rose, and at the last look (before the hub raised it, and so before it
+// removed them) the edge's cursor was below the new watermark. A caught-up
+// edge is far beyond the old tombstones compaction removes.
+func missedCompaction(prevCursor, prevWatermark, watermark uint64) bool {
+	return watermark > prevWatermark && prevCursor < watermark
+}
+
+func (f *Follower) session(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	js, err := jetstream.New(f.o.Conn)
+	if err != nil {
+		return err
+	}
+	reconnects := f.o.Conn.Stats().Reconnects
+	view, err := f.view(ctx, js)
+	if err != nil {
+		return err
+	}
+	cur, err := f.o.State.Cursor()
+	if err != nil {
+		return fmt.Errorf("reading the fleet cursor: %w", err)
+	}
+	full, why := needsFull(cur, view)
+	if f.forceFull != "" {
+		full, why, f.forceFull = true, f.forceFull, ""
+	}
+	kv, err := js.KeyValue(ctx, hub.Bucket)
+	if err != nil {
+		return fmt.Errorf("opening bucket %s: %w", hub.Bucket, err)
+	}
+	modules, err := js.ObjectStore(ctx, hub.ModuleBucket)
+	if err != nil {
+		return fmt.Errorf("opening object store %s: %w", hub.ModuleBucket, err)
+	}
+	var w jetstream.KeyWatcher
+	if full {
+		f.log.Info("fleet: full reconcile", "why", why, "cursor", cur.Seq, "hub_last", view.lastSeq, "watermark", view.watermark)
+		w, err = kv.WatchAll(ctx)
+	} else {
+		w, err = kv.WatchAll(ctx, jetstream.ResumeFromRevision(cur.Seq+1))
+	}
+	if err != nil {
+		return fmt.Errorf("watching bucket %s: %w", hub.Bucket, err)
+	}
+	defer w.Stop()
+
+	var edges jetstream.KeyValue
+	if f.o.Name != "" {
+		if edges, err = js.KeyValue(ctx, hub.EdgesBucket); err != nil {
+			f.log.Warn("fleet: cannot report to the hub", "bucket", hub.EdgesBucket, "err", err)
+			edges = nil
+		}
+	}
+	var lastReport time.Time
+	var reportedSeq uint64
+	report := func(force bool) {
+		st := f.Status()
+		if edges == nil || (!force && st.Cursor.Seq == reportedSeq && time.Since(lastReport) < f.o.ReportEvery) {
+			return
+		}
+		if !force && time.Since(lastReport) < reportGap {
+			return // soon: the next tick
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := hub.Report(rctx, edges, hub.EdgeReport{Name: f.o.Name, Epoch: st.Cursor.Epoch, Seq: st.Cursor.Seq,
+			CaughtUp: st.CaughtUp, Applied: st.Applied, Ignored: st.Ignored, Refused: st.Refused,
+			FullReconciles: st.FullReconciles, LastApplied: st.LastApplied, Reported: time.Now()})
+		if err != nil {
+			f.log.Debug("fleet: reporting to the hub", "err", err)
+			return
+		}
+		lastReport, reportedSeq = time.Now(), st.Cursor.Seq
+	}
+
+	s := &run{f: f, ctx: ctx, modules: modules, epoch: view.epoch, full: full}
+	if full {
+		s.seen = map[string]bool{}
+		// Every revision up to lastSeq is reflected in the snapshot: a
+		// revision missing from it was superseded by one in it.
+		s.floor = view.lastSeq
+	}
+	tick := time.NewTicker(min(f.o.Recheck, reportGap))
+	defer tick.Stop()
+	lastView, lastCur, lastWM := time.Now(), cur, view.watermark
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("the watch ended")
+			}
+			if e == nil {
+				if err := s.caughtUp(); err != nil {
+					return err
+				}
+				report(true)
+				continue
+			}
+			batch := []jetstream.KeyValueEntry{e}
+		drain:
+			for len(batch) < f.o.MaxBatch {
+				select {
+				case e, ok := <-w.Updates():
+					if !ok {
+						break drain
+					}
+					if e == nil {
+						// The marker: apply what came before it, then finish.
+						if err := s.process(batch); err != nil {
+							return err
+						}
+						batch = nil
+						if err := s.caughtUp(); err != nil {
+							return err
+						}
+						break drain
+					}
+					batch = append(batch, e)
+				default:
+					break drain
+				}
+			}
+			if err := s.process(batch); err != nil {
+				return err
+			}
+			report(false)
+		case <-tick.C:
+			report(false)
+			if n := f.o.Conn.Stats().Reconnects; n != reconnects {
+				return fmt.Errorf("%w: reconnected to the hub", errRestart)
+			}
+			if time.Since(lastView) < f.o.Recheck {
+				continue
+			}
+			lastView = time.Now()
+			v, err := f.view(ctx, js)
+			if err != nil {
+				return err
+			}
+			cur, err := f.o.State.Cursor()
+			if err != nil {
+				return err
+			}
+			if !s.full {
+				if again, why := needsFull(cur, v); again {
+					return fmt.Errorf("%w: %s", errRestart, why)
+				}
+				if missedCompaction(lastCur.Seq, lastWM, v.watermark) {
+					f.forceFull = "tombstones were removed while the edge was behind them"
+					return fmt.Errorf("%w: %s", errRestart, f.forceFull)
+				}
+			} else if v.epoch != s.epoch {
+				return fmt.Errorf("%w: bucket recreated during reconcile", errRestart)
+			}
+			lastCur, lastWM = cur, v.watermark
+			f.looks.Add(1)
+		}
+	}
+}
+
+// run is one session's progress.
+type run struct {
+	f       *Follower
+	ctx     context.Context
+	modules jetstream.ObjectStore
+	epoch   string
+	// full is set while the initial snapshot of a full reconcile comes in;
+	// seen holds the keys the hub has, floor the hub's last revision at
+	// the start.
+	full  bool
+	seen  map[string]bool
+	floor uint64
+	// seq is the highest revision processed this session.
+	seq uint64
+}
+
+type verdict struct {
+	c   change.Change
+	err error // a *change.Refusal
+}
+
+// parallelFrom is the batch size from which records are verified on
+// several cores: a signature verification costs tens of microseconds.
+const parallelFrom = 64
+
+// verifyAll decodes and checks the records among entries (not the KV
+// markers), on up to GOMAXPROCS goroutines for a large batch; the
+// verdicts are in entries' order.
+func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.Time) []verdict {
+	out := make([]verdict, len(entries))
+	one := func(i int) {
+		e := entries[i]
+		if e.Operation() != jetstream.KeyValuePut {
+			return
+		}
+		env, err := change.Decode(e.Value())
+		if err != nil {
+			out[i].err = &change.Refusal{Reason: change.ReasonMalformed, Err: err}
+			return
+		}
+		env.StoredKey = e.Key()
+		out[i].c, out[i].err = v.Check(env, now)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(entries)/parallelFrom+1)
+	if workers <= 1 {
+		for i := range entries {
+			one(i)
+		}
+		return out
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(entries); i = int(next.Add(1) - 1) {
+				one(i)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// process verifies and orders entries and applies what is new. During a
+// full reconcile the cursor is not moved until the snapshot is complete,
+// so a reconcile cut short is done again.
+func (s *run) process(entries []jetstream.KeyValueEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	f := s.f
+	now := f.o.Now()
+	var out []change.Change
+	index := map[string]int{}
+	var ignored uint64
+	verdicts := verifyAll(f.o.Verifier, entries, now)
+	for i, e := range entries {
+		s.seq = max(s.seq, e.Revision())
+		if e.Operation() != jetstream.KeyValuePut {
+			// An unsigned KV delete or purge: not a change. Only signed
+			// tombstones delete.
+			ignored++
+			continue
+		}
+		if s.full {
+			s.seen[e.Key()] = true
+		}
+		c, err := verdicts[i].c, verdicts[i].err
+		if err != nil {
+			s.refuse(e.Key(), err)
+			continue
+		}
+		if i, ok := index[c.Key]; ok && !change.Newer(c, out[i]) {
+			ignored++
+			continue
+		}
+		prev, ok, err := f.o.State.Applied(c.Key)
+		if err != nil {
+			return fmt.Errorf("reading fleet state for %s: %w", c.Key, err)
+		}
+		if ok && c.IssuedAt <= prev.IssuedAt {
+			ignored++ // a replay or an older change: no-op
+			continue
+		}
+		if c.ByController && ok && !prev.Deleted && !prev.ByController && (prev.ExpiresAt == 0 || prev.ExpiresAt > now.UnixNano()) {
+			// Newest-wins alone would let the controller key shorten an
+			// operator's block and so lift it: its role is to add blocks.
+			s.refuse(e.Key(), change.Refuse(change.ReasonRole, "the controller key may not replace an operator's live entry %s", c.Key))
+			continue
+		}
+		if c.Kind == change.KindFunction && c.Op == change.OpPut {
+			if err := s.fetchModule(&c); err != nil {
+				if change.ReasonOf(err) == "" {
+					return err // the hub is unreachable: try again later
+				}
+				s.refuse(e.Key(), err)
+				continue
+			}
+		}
+		if i, ok := index[c.Key]; ok {
+			out[i] = c // supersedes an older change for the key in this batch
+			ignored++
+			continue
+		}
+		index[c.Key] = len(out)
+		out = append(out, c)
+	}
+	cur := Cursor{Epoch: s.epoch, Seq: s.seq}
+	if s.full {
+		old, err := f.o.State.Cursor()
+		if err != nil {
+			return err
+		}
+		cur = old
+	}
+	return s.apply(out, cur, ignored)
+}
+
+func (s *run) apply(changes []change.Change, cur Cursor, ignored uint64) error {
+	f := s.f
+	if len(changes) > 0 {
+		if err := f.o.Applier.Apply(s.ctx, changes); err != nil {
+			return fmt.Errorf("applying %d fleet changes: %w", len(changes), err)
+		}
+	}
+	if err := f.o.State.Commit(changes, cur); err != nil {
+		return fmt.Errorf("saving fleet state: %w", err)
+	}
+	f.mu.Lock()
+	f.st.Cursor = cur
+	f.st.Applied += uint64(len(changes))
+	f.st.Ignored += ignored
+	if len(changes) > 0 {
+		f.st.LastApplied = f.o.Now()
+	}
+	f.mu.Unlock()
+	return nil
+}
+
+// caughtUp ends the initial part of a session. After a full reconcile's
+// snapshot it deletes what the edge holds and the hub no longer does,
+// then saves the cursor.
+func (s *run) caughtUp() error {
+	f := s.f
+	if s.full {
+		live, err := f.o.State.Live()
+		if err != nil {
+			return fmt.Errorf("reading fleet state: %w", err)
+		}
+		var gone []change.Change
+		for key, issued := range live {
+			if s.seen[key] {
+				continue
+			}
+			c, err := change.ParseKey(key)
+			if err != nil {
+				f.log.Warn("fleet: unparsable key in the edge's state", "key", key, "err", err)
+				continue
+			}
+			c.Op, c.IssuedAt, c.Reconciled = change.OpDelete, issued, true
+			gone = append(gone, c)
+		}
+		for len(gone) > 0 {
+			n := min(len(gone), f.o.MaxBatch)
+			old, err := f.o.State.Cursor()
+			if err != nil {
+				return err
+			}
+			if err := s.apply(gone[:n], old, 0); err != nil {
+				return err
+			}
+			gone = gone[n:]
+		}
+		cur := Cursor{Epoch: s.epoch, Seq: max(s.seq, s.floor)}
+		if err := s.apply(nil, cur, 0); err != nil {
+			return err
+		}
+		s.full, s.seen = false, nil
+		f.mu.Lock()
+		f.st.FullReconciles++
+		f.mu.Unlock()
+	}
+	f.mu.Lock()
+	f.st.CaughtUp = true
+	f.mu.Unlock()
+	return nil
+}
+
+func (s *run) refuse(key string, err error) {
+	f := s.f
+	reason := change.ReasonOf(err)
+	f.mu.Lock()
+	f.st.Refused[reason]++
+	f.mu.Unlock()
+	f.log.Debug("fleet: refused a change", "key", key, "reason", reason, "err", err)
+	if f.o.OnRefused != nil {
+		f.o.OnRefused(key, err)
+	}
+}
+
+// fetchModule gets a function's module from the object store and checks
+// it against the signed digest and size: the store's own digest is the
+// bus's word, not the signer's.
+func (s *run) fetchModule(c *change.Change) error {
+	if c.Func.Size > s.f.o.MaxModule {
+		return change.Refuse(change.ReasonDigest, "module of %s is %d bytes, limit %d", c.Func.Name, c.Func.Size, s.f.o.MaxModule)
+	}
+	info, err := s.modules.GetInfo(s.ctx, c.Func.Digest)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return change.Refuse(change.ReasonDigest, "module %s of %s is not in the hub's store", c.Func.Digest, c.Func.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("fetching module %s: %w", c.Func.Digest, err)
+	}
+	if int64(info.Size) != c.Func.Size {
+		return change.Refuse(change.ReasonDigest, "module %s of %s is %d bytes, signed %d", c.Func.Digest, c.Func.Name, info.Size, c.Func.Size)
+	}
+	module, err := s.modules.GetBytes(s.ctx, c.Func.Digest)
+	if errors.Is(err, jetstream.ErrObjectNotFound) || errors.Is(err, jetstream.ErrDigestMismatch) {
+		return change.Refuse(change.ReasonDigest, "module %s of %s: %v", c.Func.Digest, c.Func.Name, err)
+	}
+	if err != nil {
+		return fmt.Errorf("fetching module %s: %w", c.Func.Digest, err)
+	}
+	sum := sha256.Sum256(module)
+	if hex.EncodeToString(sum[:]) != c.Func.Digest || int64(len(module)) != c.Func.Size {
+		return change.Refuse(change.ReasonDigest, "module of %s does not match its signed digest", c.Func.Name)
+	}
+	c.Module = module
+	return nil
+}

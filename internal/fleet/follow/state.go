@@ -1,0 +1,189 @@
+package follow
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/aegis-edge/aegis/internal/fleet/change"
+)
+
+// Cursor is where an edge is in the hub's stream.
+type Cursor struct {
+	// Epoch identifies the bucket's stream instance (its creation time);
+	// a recreated bucket has another, and revisions restart.
+	Epoch string `json:"epoch"`
+	// Seq is the last revision the edge has applied or passed over.
+	Seq uint64 `json:"seq"`
+}
+
+// Applied is what an edge last applied for one key.
+type Applied struct {
+	IssuedAt int64 `json:"issued_at"`
+	Deleted  bool  `json:"deleted"`
+	// ExpiresAt and ByController are the applied put's: the controller
+	// key may not replace an operator's entry while it is live.
+	ExpiresAt    int64 `json:"expires_at,omitempty"`
+	ByController bool  `json:"by_controller,omitempty"`
+}
+
+// State is the follower's memory, kept by the node in its store next to
+// the entries so both survive a restart together.
+type State interface {
+	// Cursor returns the saved cursor (zero if none).
+	Cursor() (Cursor, error)
+	// Applied returns what was last applied for key.
+	Applied(key string) (Applied, bool, error)
+	// Live returns the keys whose last applied change is a put, with its
+	// issue time; a full reconcile deletes those the hub no longer holds.
+	Live() (map[string]int64, error)
+	// Commit records, after the Applier accepted them, each change's
+	// Applied (AppliedOf) and the new cursor, atomically.
+	Commit(applied []change.Change, cur Cursor) error
+}
+
+// Applier takes accepted changes into the node: validate, audit, store,
+// kernel. Changes arrive in stream order, at most one per key per call,
+// each newer than what State says was applied. An error makes the
+// follower resend the batch later (from the saved cursor), so applying
+// must be idempotent.
+type Applier interface {
+	Apply(ctx context.Context, changes []change.Change) error
+}
+
+// AppliedOf is what State keeps of an applied change.
+func AppliedOf(c change.Change) Applied {
+	if c.Op == change.OpDelete {
+		return Applied{IssuedAt: c.IssuedAt, Deleted: true}
+	}
+	return Applied{IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt, ByController: c.ByController}
+}
+
+// MemState is an in-memory State, for tests and lightweight edges.
+type MemState struct {
+	mu      sync.Mutex
+	cur     Cursor
+	applied map[string]Applied
+}
+
+// NewMemState returns an empty MemState.
+func NewMemState() *MemState { return &MemState{applied: map[string]Applied{}} }
+
+// Cursor implements State.
+func (s *MemState) Cursor() (Cursor, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur, nil
+}
+
+// Applied implements State.
+func (s *MemState) Applied(key string) (Applied, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.applied[key]
+	return a, ok, nil
+}
+
+// Live implements State.
+func (s *MemState) Live() (map[string]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int64{}
+	for k, a := range s.applied {
+		if !a.Deleted {
+			out[k] = a.IssuedAt
+		}
+	}
+	return out, nil
+}
+
+// Commit implements State.
+func (s *MemState) Commit(applied []change.Change, cur Cursor) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range applied {
+		s.applied[c.Key] = AppliedOf(c)
+	}
+	s.cur = cur
+	return nil
+}
+
+// Recorder is an Applier that keeps what it was given: the current
+// entries per key and every batch. Tests and the lightweight edges of
+// the fleet benchmarks use it in place of the node.
+type Recorder struct {
+	mu      sync.Mutex
+	entries map[string]change.Change
+	batches [][]change.Change
+	notify  chan struct{}
+	// Fail, if set, is returned by Apply (the batch is not recorded).
+	Fail func([]change.Change) error
+}
+
+// NewRecorder returns an empty Recorder.
+func NewRecorder() *Recorder {
+	return &Recorder{entries: map[string]change.Change{}, notify: make(chan struct{})}
+}
+
+// Apply implements Applier.
+func (r *Recorder) Apply(_ context.Context, changes []change.Change) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.Fail != nil {
+		if err := r.Fail(changes); err != nil {
+			return err
+		}
+	}
+	r.batches = append(r.batches, slices.Clone(changes))
+	for _, c := range changes {
+		if c.Op == change.OpDelete {
+			delete(r.entries, c.Key)
+		} else {
+			r.entries[c.Key] = c
+		}
+	}
+	close(r.notify)
+	r.notify = make(chan struct{})
+	return nil
+}
+
+// Entries returns a copy of the current entries by key.
+func (r *Recorder) Entries() map[string]change.Change {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.entries)
+}
+
+// Batches returns a copy of every batch applied, in order.
+func (r *Recorder) Batches() [][]change.Change {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.batches)
+}
+
+// Changed returns a channel closed at the next Apply.
+func (r *Recorder) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.notify
+}
+
+// Wait blocks until cond holds on the entries or ctx is done, and reports
+// whether it held. cond runs under the recorder's lock, on its own map:
+// it must not keep or change it.
+func (r *Recorder) Wait(ctx context.Context, cond func(map[string]change.Change) bool) bool {
+	for {
+		r.mu.Lock()
+		ch, ok := r.notify, cond(r.entries)
+		r.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
