@@ -115,14 +115,7 @@ func ParsePrivateKey(data []byte) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	k, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("parsing private key: %w", err)
-	}
-	key, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("private key is %T, not ed25519", k)
-	}
-	return key, nil
+	return ed25519Key[ed25519.PrivateKey]("private", k, err)
 }
 
 // ParsePublicKey decodes a PEM "PUBLIC KEY" holding an ed25519 key.
@@ -153,12 +146,18 @@ func ParsePublicKeyOrBase64(data []byte) (ed25519.PublicKey, error) {
 
 func parsePKIX(der []byte) (ed25519.PublicKey, error) {
 	k, err := x509.ParsePKIXPublicKey(der)
+	return ed25519Key[ed25519.PublicKey]("public", k, err)
+}
+
+// ed25519Key turns what x509 parsed into a key of type K, or an error
+// naming which key ("private", "public") failed.
+func ed25519Key[K ed25519.PrivateKey | ed25519.PublicKey](which string, k any, err error) (K, error) {
 	if err != nil {
-		return nil, fmt.Errorf("parsing public key: %w", err)
+		return nil, fmt.Errorf("parsing %s key: %w", which, err)
 	}
-	key, ok := k.(ed25519.PublicKey)
+	key, ok := k.(K)
 	if !ok {
-		return nil, fmt.Errorf("public key is %T, not ed25519", k)
+		return nil, fmt.Errorf("%s key is %T, not ed25519", which, k)
 	}
 	return key, nil
 }
@@ -176,32 +175,25 @@ func pemBlock(data []byte, typ string) ([]byte, error) {
 
 // ReadPrivateKey reads a private key file (see MarshalPrivateKey).
 func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading private key: %w", err)
-	}
-	k, err := ParsePrivateKey(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return k, nil
+	return readKey(path, "private", ParsePrivateKey)
 }
 
 // ReadPublicKey reads a public key file (see MarshalPublicKey).
 func ReadPublicKey(path string) (ed25519.PublicKey, error) {
-	return readPublicKey(path, ParsePublicKey)
+	return readKey(path, "public", ParsePublicKey)
 }
 
 // ReadPublicKeyOrBase64 reads a public key file, PEM or one line of base64
 // (see ParsePublicKeyOrBase64).
 func ReadPublicKeyOrBase64(path string) (ed25519.PublicKey, error) {
-	return readPublicKey(path, ParsePublicKeyOrBase64)
+	return readKey(path, "public", ParsePublicKeyOrBase64)
 }
 
-func readPublicKey(path string, parse func([]byte) (ed25519.PublicKey, error)) (ed25519.PublicKey, error) {
+// readKey reads the key file at path with parse; errors name the file.
+func readKey[K ed25519.PrivateKey | ed25519.PublicKey](path, which string, parse func([]byte) (K, error)) (K, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading public key: %w", err)
+		return nil, fmt.Errorf("reading %s key: %w", which, err)
 	}
 	k, err := parse(data)
 	if err != nil {

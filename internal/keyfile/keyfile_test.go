@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -96,6 +97,12 @@ func TestGenerateFiles(t *testing.T) {
 	}
 	if _, err := ParsePublicKeyOrBase64([]byte("not a key")); err == nil {
 		t.Fatal("ParsePublicKeyOrBase64 accepted garbage")
+	}
+	if _, err := ReadPrivateKey(pubPath); err == nil || !strings.HasPrefix(err.Error(), pubPath+": ") {
+		t.Errorf("ReadPrivateKey of NAME.pub: %v, want an error naming the file", err)
+	}
+	if _, err := ReadPublicKey(name + ".missing"); err == nil || !strings.HasPrefix(err.Error(), "reading public key: ") {
+		t.Errorf("ReadPublicKey of a missing file: %v", err)
 	}
 }
 
