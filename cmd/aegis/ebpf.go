@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/aegis-edge/aegis/internal/bpfguard"
+	"github.com/aegis-edge/aegis/internal/keyfile"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
@@ -72,7 +73,7 @@ to run the kernel verifier, and unloaded again (needs CAP_BPF).`,
 				}
 			}
 			for _, kp := range keyPaths {
-				k, err := bpfguard.ReadPublicKey(kp)
+				k, err := keyfile.ReadPublicKey(kp)
 				if err != nil {
 					return err
 				}
@@ -264,7 +265,7 @@ func newEBPFSignCmd(e *env) *cobra.Command {
 			if keyPath == "" {
 				return usageError{errors.New("--key is required")}
 			}
-			key, err := bpfguard.ReadPrivateKey(keyPath)
+			key, err := keyfile.ReadPrivateKey(keyPath)
 			if err != nil {
 				return err
 			}
@@ -278,7 +279,7 @@ func newEBPFSignCmd(e *env) *cobra.Command {
 			if err := os.WriteFile(outPath, bpfguard.Sign(obj, key), 0o644); err != nil {
 				return fmt.Errorf("writing signature: %w", err)
 			}
-			fmt.Fprintf(e.stdout, "signed %s with key %s: %s\n", a[0], bpfguard.KeyID(key.Public().(ed25519.PublicKey)), outPath)
+			fmt.Fprintf(e.stdout, "signed %s with key %s: %s\n", a[0], keyfile.KeyID(key.Public().(ed25519.PublicKey)), outPath)
 			return nil
 		},
 	}
@@ -293,43 +294,12 @@ func newEBPFKeygenCmd(e *env) *cobra.Command {
 		Short: "Create a signing key pair: NAME.key (private, mode 0600) and NAME.pub",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			pub, priv, err := bpfguard.GenerateKey()
+			pub, err := keyfile.GenerateFiles(a[0])
 			if err != nil {
 				return err
 			}
-			privPEM, err := bpfguard.MarshalPrivateKey(priv)
-			if err != nil {
-				return err
-			}
-			pubPEM, err := bpfguard.MarshalPublicKey(pub)
-			if err != nil {
-				return err
-			}
-			if err := writeNew(a[0]+".key", privPEM, 0o600); err != nil {
-				return err
-			}
-			if err := writeNew(a[0]+".pub", pubPEM, 0o644); err != nil {
-				os.Remove(a[0] + ".key")
-				return err
-			}
-			fmt.Fprintf(e.stdout, "key %s: private %s.key, public %s.pub\n", bpfguard.KeyID(pub), a[0], a[0])
+			fmt.Fprintf(e.stdout, "key %s: private %s.key, public %s.pub\n", keyfile.KeyID(pub), a[0], a[0])
 			return nil
 		},
 	}
-}
-
-// writeNew writes a file that must not exist yet: a key is never overwritten.
-func writeNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return fmt.Errorf("writing key: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing key: %w", err)
-	}
-	return nil
 }

@@ -9,8 +9,9 @@
 // stage: they hand an accepted object to the kernel with the verifier log
 // enabled and turn a rejection into a KernelRejection quoting the log.
 //
-// Sign, GenerateKey and the key encoders define aegis's object signatures: a
-// detached ed25519 signature over the object's SHA-256, stored as base64 text.
+// Sign defines aegis's object signatures: a detached ed25519 signature over
+// the object's SHA-256, stored as base64 text. The keys are package keyfile's
+// (PEM key files, KeyID), the same keys the fleet signs changes with.
 //
 // The package decides nothing about which objects a caller loads or when, and
 // keeps no state: the shield loader, the audit log and the CLI call into it.

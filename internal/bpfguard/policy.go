@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/aegis-edge/aegis/internal/keyfile"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -240,7 +241,7 @@ func parsePolicy(data []byte, dir string) (Policy, error) {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(dir, path)
 		}
-		key, err := ReadPublicKey(path)
+		key, err := keyfile.ReadPublicKey(path)
 		if err != nil {
 			return Policy{}, fmt.Errorf("public_keys: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/aegis-edge/aegis/internal/keyfile"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
@@ -57,7 +58,7 @@ type Report struct {
 	// TotalMapBytes is the sum of the maps' EstimatedBytes.
 	TotalMapBytes uint64 `json:"total_map_bytes"`
 	// Integrity is IntegrityDigest or IntegritySignature once established,
-	// empty otherwise; SignedBy is the signing key's KeyID.
+	// empty otherwise; SignedBy is the signing key's keyfile.KeyID.
 	Integrity  string      `json:"integrity,omitempty"`
 	SignedBy   string      `json:"signed_by,omitempty"`
 	Violations []Violation `json:"violations"`
@@ -197,7 +198,7 @@ func (r *Report) checkIntegrity(sum [sha256.Size]byte, p Policy, sig []byte) {
 		r.add(CheckIntegrity, "", "digest %s is not allowed and %v", r.Digest, err)
 		return
 	}
-	r.Integrity, r.SignedBy = IntegritySignature, KeyID(key)
+	r.Integrity, r.SignedBy = IntegritySignature, keyfile.KeyID(key)
 }
 
 // gplCompatible are the license strings the kernel accepts as GPL-compatible

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aegis-edge/aegis/internal/keyfile"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 )
@@ -34,7 +35,7 @@ func digestOf(b []byte) string {
 
 func testKey(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
 	t.Helper()
-	pub, priv, err := GenerateKey()
+	pub, priv, err := keyfile.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +116,8 @@ func TestReportDescribesObject(t *testing.T) {
 	if !r.Passed() {
 		t.Fatal(r.Err())
 	}
-	if r.Integrity != IntegritySignature || r.SignedBy != KeyID(pub) {
-		t.Errorf("integrity %q by %q, want signature by %s", r.Integrity, r.SignedBy, KeyID(pub))
+	if r.Integrity != IntegritySignature || r.SignedBy != keyfile.KeyID(pub) {
+		t.Errorf("integrity %q by %q, want signature by %s", r.Integrity, r.SignedBy, keyfile.KeyID(pub))
 	}
 	if r.License != "GPL" || r.Size != len(obj) {
 		t.Errorf("license %q size %d", r.License, r.Size)
@@ -287,32 +288,6 @@ func flipBase64(t *testing.T, sig []byte) []byte {
 	return b
 }
 
-func TestKeyFiles(t *testing.T) {
-	pub, priv := testKey(t)
-	privPEM, err := MarshalPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubPEM, err := MarshalPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gotPriv, err := ParsePrivateKey(privPEM)
-	if err != nil || !gotPriv.Equal(priv) {
-		t.Fatalf("private key round trip: %v", err)
-	}
-	gotPub, err := ParsePublicKey(pubPEM)
-	if err != nil || !gotPub.Equal(pub) {
-		t.Fatalf("public key round trip: %v", err)
-	}
-	if _, err := ParsePublicKey(privPEM); err == nil {
-		t.Error("a private key file parsed as a public key")
-	}
-	if _, err := ParsePrivateKey([]byte("no pem here")); err == nil {
-		t.Error("garbage parsed as a private key")
-	}
-}
-
 func TestInvalidPolicyRefusesEverything(t *testing.T) {
 	obj := readCorpus(t, "xdp_pass.o")
 	for name, mutate := range map[string]func(*Policy){
@@ -339,7 +314,7 @@ func TestInvalidPolicyRefusesEverything(t *testing.T) {
 func TestParsePolicy(t *testing.T) {
 	dir := t.TempDir()
 	pub, _ := testKey(t)
-	pubPEM, _ := MarshalPublicKey(pub)
+	pubPEM, _ := keyfile.MarshalPublicKey(pub)
 	if err := os.WriteFile(filepath.Join(dir, "ops.pub"), pubPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"math/bits"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/keyfile"
 )
 
 // BatchContext starts the message a batch signature covers, so a batch
@@ -143,7 +145,7 @@ func SignBatch(changes []Change, key ed25519.PrivateKey) ([]Envelope, error) {
 	if !ok || len(key) != ed25519.PrivateKeySize {
 		return nil, errors.New("signing key is not an ed25519 private key")
 	}
-	id := KeyID(pub)
+	id := keyfile.KeyID(pub)
 	now := time.Now().UnixNano()
 	t := &tree{memo: map[[2]int][sha256.Size]byte{}}
 	envs := make([]Envelope, len(changes))

@@ -92,7 +92,7 @@ type Change struct {
 	// ExpiresAt is when a list entry stops applying, Unix ns, absolute; 0
 	// is permanent. Only list puts carry one.
 	ExpiresAt int64 `json:"expires_at,omitempty"`
-	// KeyID names the signer's public key (KeyID).
+	// KeyID names the signer's public key (keyfile.KeyID).
 	KeyID string `json:"key_id"`
 
 	// Module is the function's module, set by the follower once it has

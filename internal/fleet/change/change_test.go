@@ -5,12 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/keyfile"
 )
 
 func newKey(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
@@ -109,7 +109,7 @@ func TestSignRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Key != dec.StoredKey || got.KeyID != KeyID(pub) || got.Prefix != c.Prefix || got.ExpiresAt != c.ExpiresAt || got.Reason != "scanner" {
+	if got.Key != dec.StoredKey || got.KeyID != keyfile.KeyID(pub) || got.Prefix != c.Prefix || got.ExpiresAt != c.ExpiresAt || got.Reason != "scanner" {
 		t.Fatalf("checked change %+v does not match the signed one", got)
 	}
 }
@@ -193,7 +193,11 @@ func TestCheckRefusals(t *testing.T) {
 			e.Payload = []byte(strings.Replace(string(e.Payload), "198.51.100.0/24", "198.51.101.0/24", 1))
 			return e
 		}(), ReasonBadSignature},
-		{"envelope names another key", func() Envelope { e := sign(block("198.51.100.0/24", now), opKey); e.KeyID = KeyID(ctlPub); return e }(), ReasonBadSignature},
+		{"envelope names another key", func() Envelope {
+			e := sign(block("198.51.100.0/24", now), opKey)
+			e.KeyID = keyfile.KeyID(ctlPub)
+			return e
+		}(), ReasonBadSignature},
 		{"stored under another key", func() Envelope { e := good; e.StoredKey = "list.block.198-51-101-0_24"; return e }(), ReasonKeyMismatch},
 		{"signed key not the subject's", resign(t, good, opKey, func(m map[string]any) { m["key"] = "list.block.198-51-101-0_24" }), ReasonKeyMismatch},
 		{"controller rate", sign(Change{Kind: KindRate, Op: OpPut, Rate: &Rate{Class: "syn", PPS: 1}, IssuedAt: now.UnixNano()}, ctlKey), ReasonRole},
@@ -280,37 +284,5 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Sign = %v, want ok=%v", err, tt.ok)
 			}
 		})
-	}
-}
-
-func TestKeyFiles(t *testing.T) {
-	name := filepath.Join(t.TempDir(), "ops")
-	keyPath, pubPath, err := GenerateKeyFiles(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(keyPath); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("%s: %v, mode %v; want 0600", keyPath, err, fi.Mode())
-	}
-	priv, err := LoadPrivateKey(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := LoadPublicKey(pubPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !pub.Equal(priv.Public()) {
-		t.Fatal("NAME.pub does not hold NAME.key's public key")
-	}
-	raw, err := ParsePublicKey([]byte(" " + b64(pub) + "\n"))
-	if err != nil || !raw.Equal(pub) {
-		t.Fatalf("base64 public key: %v", err)
-	}
-	if _, _, err := GenerateKeyFiles(name); err == nil {
-		t.Fatal("GenerateKeyFiles overwrote an existing key")
-	}
-	if _, err := ParsePublicKey([]byte("not a key")); err == nil {
-		t.Fatal("ParsePublicKey accepted garbage")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/keyfile"
 )
 
 // Refusal reasons: stable strings, the values of the edge's
@@ -167,13 +169,13 @@ func NewVerifier(p Policy) (*Verifier, error) {
 		if len(p.Controller) != ed25519.PublicKeySize {
 			return nil, errors.New("controller key is not an ed25519 public key")
 		}
-		v.keys[KeyID(p.Controller)] = trustedKey{p.Controller, roleController}
+		v.keys[keyfile.KeyID(p.Controller)] = trustedKey{p.Controller, roleController}
 	}
 	for _, k := range p.Operators {
 		if len(k) != ed25519.PublicKeySize {
 			return nil, errors.New("operator key is not an ed25519 public key")
 		}
-		v.keys[KeyID(k)] = trustedKey{k, roleOperator}
+		v.keys[keyfile.KeyID(k)] = trustedKey{k, roleOperator}
 	}
 	return v, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/bits"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/keyfile"
 )
 
 // SignatureContext starts every signed message, so a fleet change's
@@ -106,7 +108,7 @@ func Sign(c Change, key ed25519.PrivateKey) (Envelope, error) {
 	if !ok || len(key) != ed25519.PrivateKeySize {
 		return Envelope{}, fmt.Errorf("signing key is not an ed25519 private key")
 	}
-	c.KeyID = KeyID(pub)
+	c.KeyID = keyfile.KeyID(pub)
 	if c.IssuedAt == 0 {
 		c.IssuedAt = time.Now().UnixNano()
 	}
