@@ -157,11 +157,24 @@ type Options struct {
 	// Host serves the functions' key-value and fetch calls; the engine
 	// applies each function's limits and allowed hosts around it.
 	Host wasm.Host
-	// Audit records a deploy or removal once it is decided and before it
-	// takes effect; when it fails, nothing changes. Nil records nothing.
-	Audit func(audit.Event) error
+	// Commit carries out a decided deploy or removal: the node's one path
+	// for every change (audit, store transaction, then what serves it).
+	// Nil persists and installs without a record, for tools and tests
+	// that keep no audit log.
+	Commit func(Change) error
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
+}
+
+// Change is a deploy or removal the registry has decided (validated and,
+// for a deploy, compiled). Its committer records Event, runs Persist (the
+// one store transaction) and, once that succeeded, Install, which swaps the
+// routing table; when the record or Persist fails, Install never runs and
+// nothing serves differently. The registry holds its lock throughout.
+type Change struct {
+	Event   audit.Event
+	Persist func() error
+	Install func()
 }
 
 // Registry is the set of deployed functions. It is safe for concurrent use.
@@ -370,27 +383,30 @@ func (r *Registry) Deploy(ctx context.Context, name string, module []byte, spec 
 	next.Version = r.nextVersion(name)
 	next.Deployed = r.opts.Now()
 	d.fn = next
-	ev := audit.Event{Op: OpDeploy, Target: name, Actor: actor, Details: d.info()}
-	if err := r.record(ev); err != nil {
+	old := r.byFn[name]
+	err = r.commit(Change{
+		Event: audit.Event{Op: OpDeploy, Target: name, Actor: actor, Details: d.info()},
+		Persist: func() error {
+			stored, err := r.opts.Store.PutFunction(next, module)
+			if err == nil {
+				d.fn = stored
+			}
+			return err
+		},
+		Install: func() {
+			d.logs = r.ring(name)
+			r.byFn[name] = d
+			r.publish()
+			if old != nil {
+				old.retire()
+			}
+		},
+	})
+	if err != nil {
 		d.retire()
 		return Info{}, err
 	}
-	stored, err := r.opts.Store.PutFunction(next, module)
-	if err != nil {
-		d.retire()
-		ev.Result, ev.Err = audit.ResultFailed, err
-		r.record(ev)
-		return Info{}, fmt.Errorf("persisting function: %w", err)
-	}
-	d.fn = stored
-	d.logs = r.ring(name)
-	old := r.byFn[name]
-	r.byFn[name] = d
-	r.publish()
-	if old != nil {
-		old.retire()
-	}
-	r.logLine(d, "access", "info", fmt.Sprintf("deployed version %d on %s", stored.Version, spec.Route), nil)
+	r.logLine(d, "access", "info", fmt.Sprintf("deployed version %d on %s", d.fn.Version, spec.Route), nil)
 	return d.info(), nil
 }
 
@@ -423,19 +439,22 @@ func (r *Registry) Remove(name, actor string) (Info, error) {
 	if !ok {
 		return Info{}, fmt.Errorf("%w: no function %q", ErrNotFound, name)
 	}
-	ev := audit.Event{Op: OpRemove, Target: name, Actor: actor, Details: d.info()}
-	if err := r.record(ev); err != nil {
+	err := r.commit(Change{
+		Event: audit.Event{Op: OpRemove, Target: name, Actor: actor, Details: d.info()},
+		Persist: func() error {
+			_, err := r.opts.Store.DeleteFunction(name)
+			return err
+		},
+		Install: func() {
+			delete(r.byFn, name)
+			r.publish()
+			d.retire()
+			r.metrics.forget(name)
+		},
+	})
+	if err != nil {
 		return Info{}, err
 	}
-	if _, err := r.opts.Store.DeleteFunction(name); err != nil {
-		ev.Result, ev.Err = audit.ResultFailed, err
-		r.record(ev)
-		return Info{}, err
-	}
-	delete(r.byFn, name)
-	r.publish()
-	d.retire()
-	r.metrics.forget(name)
 	return d.info(), nil
 }
 
@@ -506,13 +525,15 @@ const (
 	OpRemove = "function.remove"
 )
 
-func (r *Registry) record(ev audit.Event) error {
-	if r.opts.Audit == nil {
-		return nil
+// commit hands c to the committer; the caller holds r.mu.
+func (r *Registry) commit(c Change) error {
+	if r.opts.Commit != nil {
+		return r.opts.Commit(c)
 	}
-	if err := r.opts.Audit(ev); err != nil {
-		return fmt.Errorf("audit log: %w (nothing was changed)", err)
+	if err := c.Persist(); err != nil {
+		return err
 	}
+	c.Install()
 	return nil
 }
 

@@ -60,13 +60,19 @@ func newFixture(t testing.TB, st *store.Store) *fixture {
 	f.reg = New(Options{
 		Store: st, Executor: InProcess{Engine: engine}, Defaults: defaults, MaxModuleSize: 1 << 20,
 		Host: &wasm.LocalHost{KV: StoreKV{Store: st}},
-		Audit: func(ev audit.Event) error {
+		// The node's committer records, persists, then installs.
+		Commit: func(c Change) error {
 			f.mu.Lock()
-			defer f.mu.Unlock()
-			if f.failAt != nil && f.failAt(ev) {
-				return errors.New("disk full")
+			if f.failAt != nil && f.failAt(c.Event) {
+				f.mu.Unlock()
+				return errors.New("audit log: disk full")
 			}
-			f.audits = append(f.audits, ev)
+			f.audits = append(f.audits, c.Event)
+			f.mu.Unlock()
+			if err := c.Persist(); err != nil {
+				return err
+			}
+			c.Install()
 			return nil
 		},
 	})

@@ -4,6 +4,7 @@ package node
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/aegis-edge/aegis/internal/audit"
+	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
 	"golang.org/x/sys/unix"
@@ -85,13 +87,23 @@ func TestAuditOneRecordPerChange(t *testing.T) {
 	if _, err := n.SetSettings(func(s *shield.Settings) { s.UDP.PPS = 7 }, who); err != nil {
 		t.Fatal(err)
 	}
+	hello := helloModule(t)
+	if _, err := n.Functions().Deploy(context.Background(), "hello", hello, functions.Spec{Route: "/hello"}, who.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Functions().Deploy(context.Background(), "other", hello, functions.Spec{Route: "/hello"}, who.String()); !errors.Is(err, functions.ErrConflict) {
+		t.Fatalf("deploy on a taken route = %v", err)
+	}
+	if _, err := n.Functions().Remove("hello", who.String()); err != nil {
+		t.Fatal(err)
+	}
 	recs := auditRecords(t, cfg.AuditDir())
 	got := opsOf(recs)
 	// The start: node, verification, rlimit, load, pin; then one record per
 	// operation above.
 	wantStart := []string{"node.start:ok", "ebpf.verify:ok", "ebpf.rlimit:ok", "ebpf.load:ok", "ebpf.pin:ok"}
 	wantOps := []string{"ebpf.map_add:ok", "ebpf.map_bulk:ok", "ebpf.limit_refused:refused", "ebpf.limit_refused:refused",
-		"ebpf.map_remove:ok", "shield.mode:ok", "shield.rate:ok"}
+		"ebpf.map_remove:ok", "shield.mode:ok", "shield.rate:ok", "function.deploy:ok", "function.remove:ok"}
 	if !slices.Equal(got, append(wantStart, wantOps...)) {
 		t.Fatalf("audit ops:\n%v\nwant\n%v", got, append(wantStart, wantOps...))
 	}
@@ -133,6 +145,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	if _, err := n.Add(AddRequest{List: store.Blocklist, Targets: prefixes(t, "192.0.2.1")}); err != nil {
 		t.Fatal(err)
 	}
+	deployHello(t, n)
 	filler := filepath.Join(dir, "filler")
 	f, err := os.Create(filler)
 	if err != nil {
@@ -172,6 +185,19 @@ func TestAuditFailsClosed(t *testing.T) {
 	assertConsistent(t, n, store.Blocklist, listed)
 	if n.shield.Settings().Mode != shield.ModeEnforce {
 		t.Fatal("mode changed without an audit record")
+	}
+	// Function changes take the same path: refused, and version 1 serves.
+	if _, err := n.Functions().Deploy(context.Background(), "hello", helloModule(t), functions.Spec{Route: "/hello2"}, ""); err == nil || !strings.Contains(err.Error(), "audit log") {
+		t.Fatalf("deploy with a full audit disk = %v, want an audit error", err)
+	}
+	if _, err := n.Functions().Remove("hello", ""); err == nil {
+		t.Fatal("function remove succeeded with a full audit disk")
+	}
+	if fns := n.Functions().List(); len(fns) != 1 || fns[0].Version != 1 || fns[0].Route != "/hello" {
+		t.Fatalf("function changes without an audit record: %+v", fns)
+	}
+	if stored, err := n.store.Functions(); err != nil || len(stored) != 1 || stored[0].Version != 1 {
+		t.Fatalf("stored functions after refused changes: %+v, %v", stored, err)
 	}
 
 	os.Remove(filler)

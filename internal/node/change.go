@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/aegis-edge/aegis/internal/audit"
+	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/lists"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
@@ -16,9 +17,9 @@ import (
 const settingsCopy = "settings"
 
 // change is one validated change to the node's state, whatever asked for
-// it: an operator (Add, Remove, SetSettings, Reload), expiry (Sweep),
-// start-up (Reconcile) and, later, a fleet hub. commit is the one path
-// every one of them takes.
+// it: an operator (Add, Remove, SetSettings, Reload, a function deploy or
+// removal), expiry (Sweep), start-up (Reconcile) and, later, a fleet hub.
+// commit is the one path every one of them takes.
 type change struct {
 	event audit.Event // recorded before the store changes
 	// persist is the change's one store transaction.
@@ -83,6 +84,25 @@ func (n *Node) commitList(l lists.List, put []store.Entry, remove []store.Key, l
 		}
 	}
 	return stored, nil
+}
+
+// functionsCopy names the routing table among what commit syncs. Swapping
+// it cannot fail, so it is never dirty.
+const functionsCopy = "functions"
+
+// commitFunction is the functions registry's committer: a deploy or
+// removal takes the same path as every other change, the route swap
+// standing where a list's kernel sync does. Lock order: the registry's
+// lock, then n.mu; the node never calls the registry holding n.mu.
+func (n *Node) commitFunction(c functions.Change) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, err := n.commit(change{event: c.Event, persist: c.Persist, copy: functionsCopy,
+		sync: func() error {
+			c.Install()
+			return nil
+		}})
+	return err
 }
 
 // dirtyCopies names what the kernel holds out of date, lists first.

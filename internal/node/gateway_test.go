@@ -31,13 +31,18 @@ func runNode(t *testing.T, cfg config.Config) *Node {
 	return n
 }
 
-func deployHello(t *testing.T, n *Node) {
+func helloModule(t *testing.T) []byte {
 	t.Helper()
 	mod, err := os.ReadFile("../functions/testdata/hello1.wasm")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Functions().Deploy(context.Background(), "hello", mod, functions.Spec{Route: "/hello"}, ""); err != nil {
+	return mod
+}
+
+func deployHello(t *testing.T, n *Node) {
+	t.Helper()
+	if _, err := n.Functions().Deploy(context.Background(), "hello", helloModule(t), functions.Spec{Route: "/hello"}, ""); err != nil {
 		t.Fatal(err)
 	}
 }

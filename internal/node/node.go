@@ -185,10 +185,7 @@ func (n *Node) startFunctions() error {
 			KV:      functions.StoreKV{Store: n.store},
 			Fetcher: wasm.NewHTTPFetcher(wasm.FetcherOptions{AllowPrivateAddrs: fc.FetchPrivateAddrs}),
 		},
-		Audit: func(ev audit.Event) error {
-			_, err := n.record(ev)
-			return err
-		},
+		Commit: n.commitFunction,
 	})
 	if err := n.functions.Restore(context.Background()); err != nil {
 		// The others serve; the broken ones are named in the log.
