@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -37,9 +36,7 @@ func newDoctorCmd(e *env) *cobra.Command {
 			}
 			mc := probeMemoryCap()
 			if asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(doctorReport{Report: r, MemoryCap: mc}); err != nil {
+				if err := e.printJSON(doctorReport{Report: r, MemoryCap: mc}); err != nil {
 					return err
 				}
 			} else {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,9 +95,7 @@ to run the kernel verifier, and unloaded again (needs CAP_BPF).`,
 				out.Passed = out.Kernel.Passed
 			}
 			if asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(out); err != nil {
+				if err := e.printJSON(out); err != nil {
 					return err
 				}
 			} else {

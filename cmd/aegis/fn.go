@@ -100,9 +100,7 @@ func newFnLsCmd(e *env) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(fns)
+				return e.printJSON(fns)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tVERSION\tROUTE\tSHA256\tSIZE\tFUEL\tTIMEOUT\tMEMORY\tREQUESTS\tDEPLOYED")

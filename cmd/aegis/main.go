@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,13 @@ type env struct {
 }
 
 func (e *env) client() *admin.Client { return admin.NewClient(e.socket) }
+
+// printJSON writes v as indented JSON: every command's --json output.
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
 
 // usageError marks a mistake in how the command was called: exit status 2.
 type usageError struct{ error }

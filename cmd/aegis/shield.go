@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -26,9 +25,7 @@ func newShieldCmd(e *env) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return e.printJSON(st)
 			}
 			printStatus(e, st)
 			return nil
