@@ -64,6 +64,9 @@ type Config struct {
 	Gateway   Gateway   `yaml:"gateway"`
 	Functions Functions `yaml:"functions"`
 	Audit     Audit     `yaml:"audit"`
+	Fleet     Fleet     `yaml:"fleet"`
+	// Hub is read by `aegis hub` only.
+	Hub Hub `yaml:"hub"`
 }
 
 // Admin configures the local admin interface.
@@ -181,6 +184,8 @@ func Default() Config {
 		Gateway:   defaultGateway(),
 		Functions: defaultFunctions(),
 		Audit:     defaultAudit(),
+		Fleet:     defaultFleet(),
+		Hub:       defaultHub(),
 	}
 }
 
@@ -287,6 +292,8 @@ func (c Config) Validate() error {
 	v.gateway(c.Gateway)
 	v.functions(c.Functions)
 	v.audit(c.Audit, c.StateDir)
+	v.fleet(c.Fleet)
+	v.hub(c.Hub)
 	return joinErrs(v.errs)
 }
 

@@ -186,6 +186,28 @@ functions:
 audit:
   dir: /var/log/aegis-audit
   max_file_bytes: 64MiB
+fleet:
+  servers: [nats://hub1:4222, tls://hub2:4222]
+  name: edge-7
+  trusted_keys: [/etc/aegis/ops.pub]
+  controller_key: /etc/aegis/controller.pub
+  credentials: /etc/aegis/edge.creds
+  tls: {ca: /etc/aegis/ca.pem, cert: /etc/aegis/edge.pem, key: /etc/aegis/edge.key}
+  broadest: {block_ipv4: 16, block_ipv6: 32, allow_ipv4: 0, allow_ipv6: 0}
+  reconcile_interval: 10s
+  max_clock_skew: 1m
+  propose_auto_blocks: true
+hub:
+  listen: 0.0.0.0:4222
+  server_name: hub-a
+  cluster: {name: aegis, listen: 0.0.0.0:6222, routes: [nats-route://hub-b:6222]}
+  replicas: 3
+  operator_keys: [/etc/aegis/ops.pub]
+  controller_key: /etc/aegis/controller.key
+  auto_block: {min_edges: 2, window: 30s, ttl: 10m, max_ttl: 1h}
+  tls: {cert: /etc/aegis/hub.pem, key: /etc/aegis/hub.key}
+  users: [{name: edge-7, password: secret, role: edge}]
+  tombstone_retention: 48h
 `
 
 func TestParseFull(t *testing.T) {
@@ -232,6 +254,23 @@ func TestParseFull(t *testing.T) {
 			},
 		},
 		Audit: Audit{Dir: "/var/log/aegis-audit", MaxFileBytes: 64 << 20},
+		Fleet: Fleet{
+			Servers: []string{"nats://hub1:4222", "tls://hub2:4222"}, Name: "edge-7",
+			TrustedKeys: []string{"/etc/aegis/ops.pub"}, ControllerKey: "/etc/aegis/controller.pub",
+			Credentials:       "/etc/aegis/edge.creds",
+			TLS:               TLSFiles{CA: "/etc/aegis/ca.pem", Cert: "/etc/aegis/edge.pem", Key: "/etc/aegis/edge.key"},
+			Broadest:          FleetBroadest{BlockIPv4: 16, BlockIPv6: 32},
+			ReconcileInterval: Duration{10 * time.Second}, MaxClockSkew: Duration{time.Minute}, ProposeAutoBlocks: true,
+		},
+		Hub: Hub{
+			Listen: "0.0.0.0:4222", ServerName: "hub-a",
+			Cluster:  HubCluster{Name: "aegis", Listen: "0.0.0.0:6222", Routes: []string{"nats-route://hub-b:6222"}},
+			Replicas: 3, OperatorKeys: []string{"/etc/aegis/ops.pub"}, ControllerKey: "/etc/aegis/controller.key",
+			AutoBlock:          HubAutoBlock{MinEdges: 2, Window: Duration{30 * time.Second}, TTL: Duration{10 * time.Minute}, MaxTTL: Duration{time.Hour}},
+			TLS:                TLSFiles{Cert: "/etc/aegis/hub.pem", Key: "/etc/aegis/hub.key"},
+			Users:              []HubUser{{Name: "edge-7", Password: "secret", Role: "edge"}},
+			TombstoneRetention: Duration{48 * time.Hour},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", got, want)
@@ -328,6 +367,22 @@ func TestParseErrors(t *testing.T) {
 		{"auto block ttl", "shield: {rate_limit: {auto_block_ttl: 25h}}", "shield.rate_limit.auto_block_ttl: must be between 1s and 24h0m0s, got 25h0m0s"},
 		{"sweep interval short", "shield: {sweep_interval: 500ms}", "shield.sweep_interval: must be between 1s and 1h0m0s, got 500ms"},
 		{"sweep interval negative", "shield: {sweep_interval: -1s}", "shield.sweep_interval: must be between 1s and 1h0m0s, got -1s"},
+		{"fleet server scheme", "fleet: {servers: [http://hub:4222], trusted_keys: [/k.pub]}", "fleet.servers[0]: must be nats://host:port or tls://host:port"},
+		{"fleet without keys", "fleet: {servers: [nats://hub:4222]}", "fleet.trusted_keys: must name at least one key"},
+		{"fleet key relative", "fleet: {servers: [nats://hub:4222], trusted_keys: [ops.pub]}", "fleet.trusted_keys[0]: must be an absolute path"},
+		{"fleet name", "fleet: {name: 'edge 1'}", "fleet.name: invalid edge name"},
+		{"fleet broadest", "fleet: {broadest: {block_ipv4: 33}}", "fleet.broadest.block_ipv4: must be between 0 and 32, got 33"},
+		{"fleet tls half", "fleet: {tls: {cert: /c.pem}}", "fleet.tls: cert and key go together"},
+		{"fleet propose alone", "fleet: {propose_auto_blocks: true}", "fleet.propose_auto_blocks: needs fleet.servers"},
+		{"hub listen", "hub: {listen: 4222}", "hub.listen: must be host:port"},
+		{"hub replicas", "hub: {replicas: 2}", "hub.replicas: must be 1 or 3, got 2"},
+		{"hub ttl over max", "hub: {auto_block: {ttl: 2h, max_ttl: 1h}}", "hub.auto_block.ttl: must be between 1m0s and 1h0m0s, got 2h0m0s"},
+		{"hub max ttl", "hub: {auto_block: {max_ttl: 48h}}", "hub.auto_block.max_ttl: must be between 1m0s and 24h0m0s"},
+		{"hub min edges", "hub: {auto_block: {min_edges: 0}}", "hub.auto_block.min_edges: must be between 1 and 10000, got 0"},
+		{"hub user role", "hub: {users: [{name: e1, password: p, role: admin}]}", `hub.users[0].role: must be one of "edge", "publisher", got "admin"`},
+		{"hub user twice", "hub: {users: [{name: e1, password: p, role: edge}, {name: e1, password: q, role: edge}]}", `hub.users[1].name: duplicate user "e1"`},
+		{"hub tls without cert", "hub: {tls: {ca: /ca.pem}}", "hub.tls: a server needs cert and key"},
+		{"hub external with cluster", "hub: {nats_url: 'nats://a:4222', cluster: {name: c, listen: '0.0.0.0:6222'}}", "hub.nats_url: an external cluster takes no hub.cluster"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

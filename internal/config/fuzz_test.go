@@ -42,5 +42,13 @@ func normalize(c Config) Config {
 	if len(c.Shield.Interfaces) == 0 {
 		c.Shield.Interfaces = nil
 	}
+	for _, s := range []*[]string{&c.Fleet.Servers, &c.Fleet.TrustedKeys, &c.Hub.OperatorKeys, &c.Hub.Cluster.Routes} {
+		if len(*s) == 0 {
+			*s = nil
+		}
+	}
+	if len(c.Hub.Users) == 0 {
+		c.Hub.Users = nil
+	}
 	return c
 }

@@ -107,6 +107,18 @@ type Change struct {
 	Reconciled bool `json:"-"`
 }
 
+var edgeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
+
+// ValidEdgeName reports whether name may name an edge or a bus user: 1 to
+// 63 letters, digits, '-' and '_', starting with a letter or digit (it is
+// a KV key, a subject token and a bus user name).
+func ValidEdgeName(name string) error {
+	if !edgeName.MatchString(name) {
+		return fmt.Errorf("invalid edge name %q: use 1-63 characters a-z, A-Z, 0-9, '-', '_', starting with a letter or digit", name)
+	}
+	return nil
+}
+
 // ErrMalformed is returned (wrapped) for a record or payload that does not
 // parse or breaks a field rule.
 var ErrMalformed = errors.New("malformed fleet change")

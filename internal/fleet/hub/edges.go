@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
+
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aegis-edge/aegis/internal/fleet/change"
 )
 
 // EdgesBucket is the KV bucket where each edge reports where it is, under
@@ -34,17 +36,8 @@ type EdgeReport struct {
 	Reported       time.Time         `json:"reported"`
 }
 
-var edgeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
-
-// ValidEdgeName reports whether name may name an edge: 1 to 63 letters,
-// digits, '-' and '_', starting with a letter or digit (it is a KV key
-// and a bus user name).
-func ValidEdgeName(name string) error {
-	if !edgeName.MatchString(name) {
-		return fmt.Errorf("invalid edge name %q: use 1-63 characters a-z, A-Z, 0-9, '-', '_'", name)
-	}
-	return nil
-}
+// ValidEdgeName is change.ValidEdgeName, the one rule of edge names.
+var ValidEdgeName = change.ValidEdgeName
 
 // Report writes r under its name in the edges bucket.
 func Report(ctx context.Context, kv jetstream.KeyValue, r EdgeReport) error {
