@@ -8,10 +8,13 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/keyfile"
 	"github.com/aegis-edge/aegis/internal/lists"
 	"github.com/aegis-edge/aegis/internal/store"
+	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
 // fleetFixture is an embedded hub, an operator key the edge trusts and a
@@ -88,19 +92,6 @@ func fleetBlock(prefix string, ttl time.Duration) fleetchange.Change {
 	return c
 }
 
-// eventually polls cond until it holds; the deadline is generous, the
-// test asserts the outcome.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestEdgeFollowsTheFleet runs a node that follows an embedded hub: a
 // signed block reaches the store (origin fleet, absolute expiry) and the
 // kernel map; a local change of that entry is refused while the local
@@ -118,7 +109,7 @@ func TestEdgeFollowsTheFleet(t *testing.T) {
 
 	block := fleetBlock("198.51.100.0/24", time.Hour)
 	fx.publish(block, nil)
-	eventually(t, "the fleet block in store and kernel", func() bool {
+	testutil.WaitFor(t, "the fleet block in store and kernel", func() bool {
 		stored, kernel := snapshot(t, n, store.Blocklist)
 		return slices.Contains(stored, "198.51.100.0/24") && slices.Equal(stored, kernel)
 	})
@@ -146,7 +137,7 @@ func TestEdgeFollowsTheFleet(t *testing.T) {
 	fx.publish(fleetBlock("192.0.2.128/25", time.Hour), stranger)
 	fx.publish(fleetBlock("203.0.113.0/24", time.Hour), nil)
 	fx.publish(fleetBlock("10.0.0.0/7", time.Hour), nil)
-	eventually(t, "three refusals counted", func() bool {
+	testutil.WaitFor(t, "three refusals counted", func() bool {
 		text := scrape(t, n)
 		return metricValue(t, text, `aegis_fleet_rejected_total{reason="unknown_key"}`) == 1 &&
 			metricValue(t, text, `aegis_fleet_rejected_total{reason="management"}`) == 1 &&
@@ -160,7 +151,7 @@ func TestEdgeFollowsTheFleet(t *testing.T) {
 	// A signed rate.
 	fx.publish(fleetchange.Change{Kind: fleetchange.KindRate, Op: fleetchange.OpPut,
 		Rate: &fleetchange.Rate{Class: "udp", PPS: 7, Burst: 9}}, nil)
-	eventually(t, "the fleet rate", func() bool {
+	testutil.WaitFor(t, "the fleet rate", func() bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		return n.settings.UDP.PPS == 7 && n.settings.UDP.Burst == 9
@@ -170,7 +161,7 @@ func TestEdgeFollowsTheFleet(t *testing.T) {
 	del := block
 	del.Op, del.IssuedAt, del.ExpiresAt, del.Reason = fleetchange.OpDelete, 0, 0, ""
 	fx.publish(del, nil)
-	eventually(t, "the tombstone applied", func() bool {
+	testutil.WaitFor(t, "the tombstone applied", func() bool {
 		stored, kernel := snapshot(t, n, store.Blocklist)
 		return slices.Equal(stored, []string{"192.0.2.1/32"}) && slices.Equal(stored, kernel)
 	})
@@ -190,7 +181,7 @@ func TestEdgeEnforcesWhileTheHubIsAway(t *testing.T) {
 	n := runNode(t, cfg)
 	fx.publish(fleetBlock("198.51.100.0/24", time.Hour), nil)
 	fx.publish(fleetBlock("198.51.101.0/24", 3*time.Second), nil)
-	eventually(t, "both fleet blocks", func() bool {
+	testutil.WaitFor(t, "both fleet blocks", func() bool {
 		stored, _ := snapshot(t, n, store.Blocklist)
 		return len(stored) == 2
 	})
@@ -202,7 +193,7 @@ func TestEdgeEnforcesWhileTheHubIsAway(t *testing.T) {
 	if !slices.Equal(stored, kernel) || len(stored) == 0 || !slices.Contains(stored, "198.51.100.0/24") {
 		t.Fatalf("after a restart without the hub: store %v, kernel %v", stored, kernel)
 	}
-	eventually(t, "the short fleet block to expire locally", func() bool {
+	testutil.WaitFor(t, "the short fleet block to expire locally", func() bool {
 		stored, kernel := snapshot(t, n2, store.Blocklist)
 		return slices.Equal(stored, []string{"198.51.100.0/24"}) && slices.Equal(stored, kernel)
 	})
@@ -225,13 +216,13 @@ func TestFleetFunctions(t *testing.T) {
 			Name: "hello", Digest: digest, Size: int64(len(module)), Spec: spec}}, nil)
 	}
 	deploy(helloModule(t))
-	eventually(t, "the fleet function serving", func() bool { return get(n, "/hello").Code == 200 })
+	testutil.WaitFor(t, "the fleet function serving", func() bool { return get(n, "/hello").Code == 200 })
 	if info, err := n.Functions().Get("hello"); err != nil || info.Version != 1 {
 		t.Fatalf("function after the fleet deploy: %+v %v", info, err)
 	}
 
 	deploy([]byte("\x00asm\x01\x00\x00\x00\x01")) // truncated section: the validator refuses it
-	eventually(t, "the bad version refused", func() bool {
+	testutil.WaitFor(t, "the bad version refused", func() bool {
 		return metricValue(t, scrape(t, n), `aegis_fleet_rejected_total{reason="invalid"}`) == 1
 	})
 	if info, _ := n.Functions().Get("hello"); info.Version != 1 || get(n, "/hello").Code != 200 {
@@ -240,8 +231,87 @@ func TestFleetFunctions(t *testing.T) {
 
 	fx.publish(fleetchange.Change{Kind: fleetchange.KindFunction, Op: fleetchange.OpDelete,
 		Func: &fleetchange.Function{Name: "hello"}}, nil)
-	eventually(t, "the function removed", func() bool {
+	testutil.WaitFor(t, "the function removed", func() bool {
 		_, err := n.Functions().Get("hello")
 		return errors.Is(err, ErrNotFound)
 	})
+}
+
+// fleetFull runs the fleet tests in the issue's full form (a 60 s
+// partition with 2,000 adds and 500 removals); the default is a short
+// form of the same steps for make test. scripts/bench-fleet.sh sets it.
+var fleetFull = os.Getenv("AEGIS_FLEET_FULL") == "1"
+
+// TestEdgeRidesOutAPartition cuts the link between an edge and its hub
+// while the hub takes adds and removals: the edge keeps enforcing what it
+// had, expires its entries on their absolute time, and once the link heals
+// holds exactly the hub's live entries again.
+func TestEdgeRidesOutAPartition(t *testing.T) {
+	adds, removes, outage := 200, 50, 3*time.Second
+	if fleetFull {
+		adds, removes, outage = 2000, 500, 60*time.Second
+	}
+	cfg := testConfig(t)
+	cfg.Shield.SweepInterval.Duration = time.Second
+	cfg.Fleet.ReconcileInterval.Duration = time.Second
+	fx := newFleetFixture(t, &cfg)
+	proxy := testutil.NewProxy(t, strings.TrimPrefix(fx.hub.Server.ClientURL(), "nats://"))
+	cfg.Fleet.Servers = []string{"nats://" + proxy.Addr()}
+	n := runNode(t, cfg)
+
+	want := map[string]bool{}
+	prefix := func(i int) string { return fmt.Sprintf("10.%d.%d.0/24", 1+i/256, i%256) }
+	for i := range removes {
+		fx.publish(fleetBlock(prefix(i), time.Hour), nil)
+		want[prefix(i)] = true
+	}
+	// One entry expires during the outage: the edge must drop it on time
+	// without the hub.
+	short := fleetBlock("198.51.100.0/24", outage/2)
+	fx.publish(short, nil)
+	testutil.WaitFor(t, "the edge to hold the first entries", func() bool {
+		stored, kernel := snapshot(t, n, store.Blocklist)
+		return len(stored) == removes+1 && slices.Equal(stored, kernel)
+	})
+
+	proxy.Cut()
+	cutAt := time.Now()
+	for i := range removes {
+		del := fleetBlock(prefix(i), 0)
+		del.Op, del.Reason = fleetchange.OpDelete, ""
+		fx.publish(del, nil)
+		delete(want, prefix(i))
+	}
+	for i := removes; i < removes+adds; i++ {
+		fx.publish(fleetBlock(prefix(i), time.Hour), nil)
+		want[prefix(i)] = true
+	}
+	// Meanwhile the edge enforces what it had, and expires the short entry.
+	stored, kernel := snapshot(t, n, store.Blocklist)
+	if len(stored) != removes+1 || !slices.Equal(stored, kernel) {
+		t.Fatalf("during the partition the edge changed: store %d entries, kernel %d", len(stored), len(kernel))
+	}
+	testutil.WaitFor(t, "the short entry to expire at the edge during the partition", func() bool {
+		stored, kernel := snapshot(t, n, store.Blocklist)
+		return !slices.Contains(stored, short.Prefix.String()) && slices.Equal(stored, kernel)
+	})
+	if late := time.Since(time.Unix(0, short.ExpiresAt)); late > 2*cfg.Shield.SweepInterval.Duration+time.Second {
+		t.Logf("the short entry went %v after its expiry (sweep interval %v)", late, cfg.Shield.SweepInterval)
+	}
+	if rest := outage - time.Since(cutAt); rest > 0 {
+		time.Sleep(rest)
+	}
+	if stored, _ := snapshot(t, n, store.Blocklist); len(stored) != removes {
+		t.Fatalf("after the outage, before healing, the edge holds %d entries, want the %d it had", len(stored), removes)
+	}
+
+	proxy.Heal()
+	healed := time.Now()
+	wantList := slices.Sorted(maps.Keys(want))
+	testutil.WaitFor(t, "the edge to match the hub after healing", func() bool {
+		stored, kernel := snapshot(t, n, store.Blocklist)
+		return slices.Equal(stored, wantList) && slices.Equal(stored, kernel)
+	})
+	t.Logf("partition of %v with %d adds and %d removals on the hub: edge matched the hub %v after healing",
+		outage, adds, removes, time.Since(healed).Round(time.Millisecond))
 }
