@@ -5,11 +5,14 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aegis-edge/aegis/internal/fleet/change"
@@ -346,5 +349,63 @@ func TestOptions(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// violations keeps the embedded server's permission violations.
+type violations struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (v *violations) Enabled(context.Context, slog.Level) bool { return true }
+func (v *violations) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "Permissions Violation") {
+		v.mu.Lock()
+		v.lines = append(v.lines, r.Message)
+		v.mu.Unlock()
+	}
+	return nil
+}
+func (v *violations) WithAttrs([]slog.Attr) slog.Handler { return v }
+func (v *violations) WithGroup(string) slog.Handler      { return v }
+
+// TestEdgeUsersReport: reporters under edge users' bus permissions get
+// their reports through without a permission violation, and the
+// controller promotes.
+func TestEdgeUsersReport(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	log := &violations{}
+	h, err := hub.Open(ctx, hub.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", Logger: slog.New(log),
+		Users: []hub.User{{Name: "edge1", Password: "one", Role: hub.RoleEdge}, {Name: "edge2", Password: "two", Role: hub.RoleEdge}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fx := &fixture{t: t, ctx: ctx, h: h, key: newKey(t)}
+	c, _ := fx.controller(nil)
+	for _, name := range []string{"edge1", "edge2"} {
+		nc, err := nats.Connect(h.Server.ClientURL(), nats.UserInfo(name, map[string]string{"edge1": "one", "edge2": "two"}[name]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		r, err := report.New(report.Options{Dir: t.TempDir(), Name: name, Conn: nc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go r.Run(rctx)
+		fx.report(r, "203.0.113.5/32")
+	}
+	if s := fx.handled(c, 2); s.Promotions != 1 {
+		t.Fatalf("stats %+v, want one promotion", s)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.lines) != 0 {
+		t.Fatalf("reporting needed subjects an edge may not use: %q", log.lines)
 	}
 }
