@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync"
@@ -152,10 +153,7 @@ func (c *Controller) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
-	s.Ignored = make(map[string]uint64, len(c.stats.Ignored))
-	for k, v := range c.stats.Ignored {
-		s.Ignored[k] = v
-	}
+	s.Ignored = maps.Clone(c.stats.Ignored)
 	return s
 }
 

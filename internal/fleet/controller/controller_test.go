@@ -409,3 +409,34 @@ func TestEdgeUsersReport(t *testing.T) {
 		t.Fatalf("reporting needed subjects an edge may not use: %q", log.lines)
 	}
 }
+
+// TestMemoryIsBounded: at most MaxSources sources, the least recently
+// reported dropped first; a source is forgotten once its reports left the
+// window.
+func TestMemoryIsBounded(t *testing.T) {
+	fx := newFixture(t)
+	now := time.Now()
+	c, err := New(Options{Conn: fx.h.Conn, Key: fx.key, MinEdges: 2, Window: time.Minute, TTL: time.Hour,
+		MaxSources: 3, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(i int) {
+		r := report.Report{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32), At: now, Edge: "edge1"}
+		c.handle(fx.ctx, hub.ReportSubject("edge1"), r.Encode(), now)
+	}
+	for i := range 5 {
+		send(i)
+	}
+	if s := c.Stats(); s.Sources != 3 || s.Evicted != 2 {
+		t.Fatalf("stats %+v, want 3 sources, 2 evicted", s)
+	}
+	if _, ok := c.sources[netip.MustParsePrefix("192.0.2.0/32")]; ok {
+		t.Fatal("the least recently reported source was kept")
+	}
+	now = now.Add(2 * time.Minute)
+	send(9)
+	if s := c.Stats(); s.Sources != 1 || s.Evicted != 2 {
+		t.Fatalf("after the window: %+v, want only the new source", s)
+	}
+}
