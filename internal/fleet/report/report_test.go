@@ -65,7 +65,7 @@ func TestQueueSurvivesRestartAndTornLine(t *testing.T) {
 	if s := r2.Stats(); s.Queued != 2 || s.Skipped != 1 {
 		t.Fatalf("after the restart: %+v, want 2 queued, 1 skipped", s)
 	}
-	got := r2.pending()
+	got, _ := r2.pending()
 	if got[0].prefix != netip.MustParsePrefix("198.51.100.7/32") || !got[0].until.Equal(until.Add(time.Minute)) ||
 		got[1].prefix != netip.MustParsePrefix("203.0.113.9/32") {
 		t.Fatalf("queued after the restart: %+v", got)
@@ -89,7 +89,7 @@ func TestQueueIsBounded(t *testing.T) {
 	}
 	r.Close()
 	r2 := open(t, Options{Dir: dir, MaxQueue: 3})
-	got := r2.pending()
+	got, _ := r2.pending()
 	if len(got) != 3 || got[0].prefix.Addr() != netip.MustParseAddr("192.0.2.2") {
 		t.Fatalf("after a restart the queue holds %+v, want the newest three", got)
 	}
@@ -200,5 +200,31 @@ func TestReportsWaitForTheHub(t *testing.T) {
 	r2.Close()
 	if r3 := open(t, Options{Dir: dir}); r3.Stats().Queued != 0 {
 		t.Fatalf("acknowledged reports came back after a restart: %+v", r3.Stats())
+	}
+}
+
+// TestCloseStopsRun: a closed reporter's Run returns, its queue on disk.
+func TestCloseStopsRun(t *testing.T) {
+	nc, err := hub.Dial{Servers: []string{"nats://" + freeAddr(t)}, Background: true}.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	dir := t.TempDir()
+	r := open(t, Options{Dir: dir, Conn: nc})
+	report(t, r, "198.51.100.7/32", time.Time{})
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	r.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(patience):
+		t.Fatal("Run went on after Close")
+	}
+	if r2 := open(t, Options{Dir: dir}); r2.Stats().Queued != 1 {
+		t.Fatalf("queue after Close: %+v", r2.Stats())
 	}
 }

@@ -170,11 +170,15 @@ func (r *Reporter) Stats() Stats {
 	return s
 }
 
-// Close closes the queue file. Report fails afterwards; what is queued
-// stays on disk for the next New.
+// Close closes the queue file. Report fails afterwards and Run returns;
+// what is queued stays on disk for the next New.
 func (r *Reporter) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 	return r.q.close()
 }
 
@@ -188,7 +192,8 @@ const (
 	sendWait   = 5 * time.Second
 )
 
-// Run sends queued reports until ctx is done, and returns nil then.
+// Run sends queued reports until ctx is done or the reporter is closed,
+// and returns nil then.
 func (r *Reporter) Run(ctx context.Context) error {
 	if r.o.Conn == nil {
 		return errors.New("report: no hub connection")
@@ -201,7 +206,10 @@ func (r *Reporter) Run(ctx context.Context) error {
 	backoff := minBackoff
 	failing := false
 	for {
-		batch := r.pending()
+		batch, closed := r.pending()
+		if closed {
+			return nil
+		}
 		if len(batch) == 0 {
 			select {
 			case <-ctx.Done():
@@ -255,15 +263,19 @@ func (r *Reporter) msgID(e entry) string {
 	return strings.Join([]string{r.o.Name, e.prefix.String(), strconv.FormatInt(e.at.UnixNano(), 10), until}, "|")
 }
 
-// pending copies the oldest queued reports.
-func (r *Reporter) pending() []entry {
+// pending copies the oldest queued reports, and says whether the
+// reporter was closed.
+func (r *Reporter) pending() ([]entry, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.q.f == nil {
+		return nil, true
+	}
 	var out []entry
 	for el := r.q.order.Front(); el != nil && len(out) < sendBatch; el = el.Next() {
 		out = append(out, *el.Value.(*entry))
 	}
-	return out
+	return out, false
 }
 
 // sent removes e from the queue unless it was merged meanwhile (then the
