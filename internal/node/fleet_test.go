@@ -20,9 +20,11 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/config"
 	fleetchange "github.com/aegis-edge/aegis/internal/fleet/change"
+	"github.com/aegis-edge/aegis/internal/fleet/controller"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
 	"github.com/aegis-edge/aegis/internal/keyfile"
 	"github.com/aegis-edge/aegis/internal/lists"
+	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
@@ -314,4 +316,49 @@ func TestEdgeRidesOutAPartition(t *testing.T) {
 	})
 	t.Logf("partition of %v with %d adds and %d removals on the hub: edge matched the hub %v after healing",
 		outage, adds, removes, time.Since(healed).Round(time.Millisecond))
+}
+
+// TestAutoBlocksBecomeFleetBlocks: with fleet.propose_auto_blocks, the
+// shield's automatic blocks are reported to the hub, whose controller
+// (one edge suffices here) promotes them to a signed fleet block that
+// comes back to the edge through the follower, signed by the controller.
+// A block seen in monitor mode is not proposed.
+func TestAutoBlocksBecomeFleetBlocks(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Fleet.ProposeAutoBlocks = true
+	fx := newFleetFixture(t, &cfg)
+	cpk, csk, _ := ed25519.GenerateKey(rand.Reader)
+	pem, err := keyfile.MarshalPublicKey(cpk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Fleet.ControllerKey = filepath.Join(t.TempDir(), "controller.pub")
+	if err := os.WriteFile(cfg.Fleet.ControllerKey, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := controller.New(controller.Options{Conn: fx.hub.Conn, Key: csk, MinEdges: 1,
+		Window: time.Minute, TTL: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ctlDone := make(chan struct{})
+	go func() { defer close(ctlDone); ctl.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-ctlDone })
+	n := runNode(t, cfg)
+
+	n.proposeAutoBlock(shield.AutoBlock{Source: netip.MustParsePrefix("192.0.2.99/32"), Until: time.Now().Add(time.Minute), Monitor: true})
+	n.proposeAutoBlock(shield.AutoBlock{Source: netip.MustParsePrefix("198.51.100.7/32"), Until: time.Now().Add(time.Minute)})
+	var e store.Entry
+	testutil.WaitFor(t, "the promoted fleet block at the edge", func() bool {
+		var ok bool
+		e, ok, _ = n.store.Get(store.Key{List: store.Blocklist, Prefix: netip.MustParsePrefix("198.51.100.7/32")})
+		return ok
+	})
+	if e.Origin != store.OriginFleet || e.Signer != keyfile.KeyID(cpk) || e.Expires.IsZero() || time.Until(e.Expires) > 10*time.Minute {
+		t.Errorf("promoted entry = %+v", e)
+	}
+	if st := ctl.Stats(); st.Reports != 1 {
+		t.Errorf("controller saw %d reports, want 1 (the monitor-mode block is not proposed)", st.Reports)
+	}
 }
