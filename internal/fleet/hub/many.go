@@ -18,9 +18,9 @@ type ManyResult struct {
 }
 
 // maxInflight bounds the writes PublishMany has waiting for their
-// acknowledgement; it stays below the client's own bound on pending async
-// publishes (4,000), past which writes would stall.
-const maxInflight = 2048
+// acknowledgement; the publisher's client allows twice as many pending
+// async publishes, so writes never stall on the client's bound.
+const maxInflight = 8192
 
 // manyThreshold is the size below which PublishMany publishes one by one:
 // reading the whole bucket first pays off only for imports.
