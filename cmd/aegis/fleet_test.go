@@ -576,3 +576,46 @@ func TestHubSampleConfig(t *testing.T) {
 		t.Errorf("hub options from the sample: %+v", opts)
 	}
 }
+
+// TestHubUnit binds deploy/aegis-hub.service to the hub: no capability,
+// an unprivileged user, and the directories the sample config names.
+func TestHubUnit(t *testing.T) {
+	unit, err := os.ReadFile("../../deploy/aegis-hub.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string][]string{}
+	for line := range strings.Lines(string(unit)) {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			settings[k] = append(settings[k], v)
+		}
+	}
+	one := func(key string) string {
+		if len(settings[key]) != 1 {
+			t.Errorf("%s set %d times, want once", key, len(settings[key]))
+			return ""
+		}
+		return settings[key][0]
+	}
+	for _, key := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
+		if v := one(key); v != "" {
+			t.Errorf("%s=%s: the hub needs no capability", key, v)
+		}
+	}
+	for key, want := range map[string]string{"DynamicUser": "yes", "NoNewPrivileges": "yes", "ProtectSystem": "strict"} {
+		if v := one(key); v != want {
+			t.Errorf("%s=%s, want %s", key, v, want)
+		}
+	}
+	cfg, err := config.Load("../../deploy/hub.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd := "/var/lib/" + one("StateDirectory"); cfg.StateDir != sd {
+		t.Errorf("deploy/hub.yaml state_dir %s, the unit's state directory is %s", cfg.StateDir, sd)
+	}
+	if want := "/etc/" + one("ConfigurationDirectory") + "/hub.yaml"; !strings.HasSuffix(one("ExecStart"), " hub --config "+want) {
+		t.Errorf("ExecStart=%s, want aegis hub --config %s", one("ExecStart"), want)
+	}
+}
