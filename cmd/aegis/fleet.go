@@ -157,19 +157,36 @@ func (p *publisher) run(cmd *cobra.Command, do func(ctx context.Context, c *flee
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), fleetTimeout)
+	ctx, refuse := context.WithCancelCause(cmd.Context())
+	defer refuse(nil)
+	ctx, cancel := context.WithTimeout(ctx, fleetTimeout)
 	defer cancel()
 	c, err := p.f.connect(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer c.close()
+	// The hub refuses a write the account may not make (an edge's
+	// credentials) asynchronously; without this the publish would wait
+	// for an acknowledgement until the timeout.
+	c.nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			refuse(fmt.Errorf("the hub refused the write (are the credentials a publisher's?): %w", err))
+		}
+	})
 	rev, err := do(ctx, c, key)
-	if err != nil || rev == 0 || p.wait == 0 {
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+			return cause
+		}
 		return err
+	}
+	if rev == 0 || p.wait == 0 {
+		return nil
 	}
 	wctx, wcancel := context.WithTimeout(cmd.Context(), p.wait)
 	defer wcancel()
+	start := time.Now()
 	missing, err := hub.WaitApplied(wctx, c.js, rev, nil, edgeFresh)
 	if err != nil {
 		return fmt.Errorf("waiting for the edges: %w", err)
@@ -177,8 +194,26 @@ func (p *publisher) run(cmd *cobra.Command, do func(ctx context.Context, c *flee
 	if len(missing) > 0 {
 		return fmt.Errorf("not applied within %s by %d edge(s): %s", p.wait, len(missing), strings.Join(missing, ", "))
 	}
+	// WaitApplied does not say how many it waited for: with none
+	// connected, say so rather than claim success.
+	if n, err := freshEdges(ctx, c.js, start); err == nil && n == 0 {
+		fmt.Fprintf(p.e.stdout, "no edge has reported in the last %s: nothing to wait for\n", edgeFresh)
+		return nil
+	}
 	fmt.Fprintf(p.e.stdout, "applied by every connected edge\n")
 	return nil
+}
+
+// freshEdges counts the edges that reported within edgeFresh before t.
+func freshEdges(ctx context.Context, js jetstream.JetStream, t time.Time) (int, error) {
+	reports, err := hub.Edges(ctx, js)
+	n := 0
+	for _, r := range reports {
+		if t.Sub(r.Reported) <= edgeFresh {
+			n++
+		}
+	}
+	return n, err
 }
 
 // publishEach signs and publishes changes one by one and returns the

@@ -380,6 +380,9 @@ func (e *testEdge) stop() {
 
 func TestFleetWait(t *testing.T) {
 	fx := newFleetFixture(t)
+	if out := fx.ok("fleet", "block", "add", "198.51.99.0/24", "--wait", "5s"); !strings.Contains(out, "nothing to wait for") {
+		t.Errorf("--wait with no edge printed %q", out)
+	}
 	e := fx.edge("edge-a")
 	out := fx.ok("fleet", "block", "add", "198.51.100.0/24", "--wait", "20s")
 	if !strings.Contains(out, "applied by every connected edge") {
@@ -397,7 +400,7 @@ func TestFleetWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(edges.Edges) != 1 || edges.Edges[0].Name != "edge-a" || !edges.Edges[0].Connected || edges.Edges[0].Lag != 0 ||
-		edges.Edges[0].Applied != 1 || edges.Edges[0].LastApplied.IsZero() {
+		edges.Edges[0].Applied != 2 || edges.Edges[0].LastApplied.IsZero() {
 		t.Errorf("edges --json = %+v", edges)
 	}
 	if out := fx.ok("fleet", "edges"); !regexp.MustCompile(`edge-a\s+yes\s+0\s`).MatchString(out) {
@@ -617,5 +620,54 @@ func TestHubUnit(t *testing.T) {
 	}
 	if want := "/etc/" + one("ConfigurationDirectory") + "/hub.yaml"; !strings.HasSuffix(one("ExecStart"), " hub --config "+want) {
 		t.Errorf("ExecStart=%s, want aegis hub --config %s", one("ExecStart"), want)
+	}
+}
+
+// With hub users, an operator needs a publisher's credentials.
+func TestFleetCredentials(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetPatience)
+	defer cancel()
+	h, err := hub.Open(ctx, hub.Options{StoreDir: filepath.Join(dir, "hub"), Listen: "127.0.0.1:-1", Users: []hub.User{
+		{Name: "ops", Password: "ops-secret", Role: hub.RolePublisher},
+		{Name: "edge-a", Password: "edge-secret", Role: hub.RoleEdge},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := keyfile.GenerateFiles(filepath.Join(dir, "op")); err != nil {
+		t.Fatal(err)
+	}
+	creds := func(name, line string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fx := &fleetFixture{t: t, h: h}
+	for _, tc := range []struct {
+		name, creds, want string
+		code              int
+	}{
+		{"none", "", "Authorization Violation", 1},
+		{"wrong password", creds("bad", "ops:nope"), "Authorization Violation", 1},
+		{"edge", creds("edge", "edge-a:edge-secret"), "refused the write", 1},
+		{"publisher", creds("ops", "ops:ops-secret"), "", 0},
+	} {
+		fx.env = map[string]string{"AEGIS_FLEET_SERVER": h.Server.ClientURL(), "AEGIS_FLEET_KEY": filepath.Join(dir, "op.key"),
+			"AEGIS_FLEET_CREDENTIALS": tc.creds}
+		start := time.Now()
+		code, _, errOut := fx.cli("fleet", "block", "add", "198.51.100.0/24")
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d (%s), want %d mentioning %q", tc.name, code, errOut, tc.code, tc.want)
+		}
+		t.Logf("%s: exit %d after %s: %s", tc.name, code, time.Since(start).Round(time.Millisecond), strings.TrimSpace(errOut))
+		if tc.code != 0 {
+			if rev, _ := lastRevision(ctx, h.JS); rev != 0 {
+				t.Errorf("%s: published", tc.name)
+			}
+		}
 	}
 }
