@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -508,32 +507,19 @@ func newFleetFnCmd(e *env, f *fleetFlags) *cobra.Command {
 }
 
 func newFleetFnDeployCmd(e *env, f *fleetFlags) *cobra.Command {
-	var flags specFlags
 	pub := &publisher{e: e, f: f}
-	cmd := &cobra.Command{
-		Use:   fnDeployUse,
-		Short: "Store a module on the hub and deploy it as a function on every edge",
-		Long: "Store the module in the hub's object store under its SHA-256, then publish a signed change naming " +
-			"that digest, its route and limits. Each edge fetches the module, checks the digest and deploys it as " +
-			"`aegis fn deploy` does; an edge that refuses it keeps serving the previous version. Flags not given " +
+	cmd := fnDeployCmd("Store a module on the hub and deploy it as a function on every edge",
+		"Store the module in the hub's object store under its SHA-256, then publish a signed change naming "+
+			"that digest, its route and limits. Each edge fetches the module, checks the digest and deploys it as "+
+			"`aegis fn deploy` does; an edge that refuses it keeps serving the previous version. Flags not given "+
 			"take each edge's defaults (functions.defaults).",
-		Args: args(cobra.ExactArgs(2)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			name, file := a[0], a[1]
-			spec, err := flags.spec(cmd, name)
-			if err != nil {
-				return err
-			}
+		func(cmd *cobra.Command, name string, spec functions.Spec, module []byte) error {
 			specJSON, err := json.Marshal(spec)
 			if err != nil {
 				return err
 			}
-			module, err := os.ReadFile(file)
-			if err != nil {
-				return err
-			}
 			if len(module) == 0 {
-				return fmt.Errorf("%s is empty", file)
+				return errors.New("the module file is empty")
 			}
 			return pub.run(cmd, func(ctx context.Context, c *fleetConn, key ed25519.PrivateKey) (uint64, error) {
 				digest, err := c.pub.PutModule(ctx, module)
@@ -548,9 +534,7 @@ func newFleetFnDeployCmd(e *env, f *fleetFlags) *cobra.Command {
 				}
 				return rev, err
 			})
-		},
-	}
-	flags.register(cmd)
+		})
 	pub.register(cmd)
 	return cmd
 }

@@ -22,18 +22,30 @@ func newFnCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-// fnDeployUse is the synopsis of `fn deploy`, locally and to the fleet.
-const fnDeployUse = "deploy NAME FILE.wasm --route [HOST]/PATH [--fuel N] [--timeout DUR] [--memory SIZE] [--allow-host HOST]..."
-
 func newFnDeployCmd(e *env) *cobra.Command {
+	return fnDeployCmd("Validate, instrument and compile a module, then switch its route to it",
+		"Deploy a WASI (preview 1) module as function NAME. The module is validated, instrumented "+
+			"with fuel and compiled before the route switches to the new version; requests in flight "+
+			"finish on the old one. Flags not given take the node's defaults (functions.defaults).",
+		func(cmd *cobra.Command, name string, spec functions.Spec, module []byte) error {
+			info, err := e.client().Deploy(cmd.Context(), name, admin.DeployRequest{Module: module, Spec: spec})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "deployed %s version %d on %s (sha256 %.12s, %d bytes)\n", info.Name, info.Version, info.Route, info.Digest, info.Size)
+			return nil
+		})
+}
+
+// fnDeployCmd is `fn deploy NAME FILE.wasm --route ...`, locally and to
+// the fleet: deploy is given the checked name and spec and the module.
+func fnDeployCmd(short, long string, deploy func(cmd *cobra.Command, name string, spec functions.Spec, module []byte) error) *cobra.Command {
 	var flags specFlags
 	cmd := &cobra.Command{
-		Use:   fnDeployUse,
-		Short: "Validate, instrument and compile a module, then switch its route to it",
-		Long: "Deploy a WASI (preview 1) module as function NAME. The module is validated, instrumented " +
-			"with fuel and compiled before the route switches to the new version; requests in flight " +
-			"finish on the old one. Flags not given take the node's defaults (functions.defaults).",
-		Args: args(cobra.ExactArgs(2)),
+		Use:   "deploy NAME FILE.wasm --route [HOST]/PATH [--fuel N] [--timeout DUR] [--memory SIZE] [--allow-host HOST]...",
+		Short: short,
+		Long:  long,
+		Args:  args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			name, file := a[0], a[1]
 			spec, err := flags.spec(cmd, name)
@@ -44,12 +56,7 @@ func newFnDeployCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			info, err := e.client().Deploy(cmd.Context(), name, admin.DeployRequest{Module: module, Spec: spec})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "deployed %s version %d on %s (sha256 %.12s, %d bytes)\n", info.Name, info.Version, info.Route, info.Digest, info.Size)
-			return nil
+			return deploy(cmd, name, spec, module)
 		},
 	}
 	flags.register(cmd)
