@@ -59,6 +59,8 @@ func hubOptions(cfg config.Config, log *slog.Logger) (hub.Options, error) {
 		Cluster:    hub.Cluster{Name: h.Cluster.Name, Listen: h.Cluster.Listen, Routes: h.Cluster.Routes},
 		Replicas:   h.Replicas,
 		Logger:     log,
+		// The reports stream keeps what the controller's window needs.
+		ReportWindow: h.AutoBlock.Window.Duration,
 	}
 	// Port 0 asks the system for a free port, as net.Listen does (NATS
 	// would take it for its default port).

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/admin"
 	"github.com/aegis-edge/aegis/internal/lists"
+	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/spf13/cobra"
 )
 
@@ -84,16 +85,20 @@ func newListCmd(e *env, list string) *cobra.Command {
 				return e.printJSON(resp)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TARGET\tRULE\tHITS\tEXPIRES\tREASON")
+			fmt.Fprintln(tw, "TARGET\tRULE\tHITS\tEXPIRES\tORIGIN\tREASON")
 			for _, en := range resp.Entries {
 				exp := "never"
 				if !en.Expires.IsZero() {
 					exp = en.Expires.Local().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", en.Prefix, en.RuleID, en.Hits, exp, en.Reason)
+				origin := store.OriginLocal
+				if en.Origin != "" {
+					origin = en.Origin
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", en.Prefix, en.RuleID, en.Hits, exp, origin, en.Reason)
 			}
 			for _, ab := range resp.AutoBlocks {
-				fmt.Fprintf(tw, "%s\tauto\t-\t%s\tflooding\n", ab.Source, ab.Until.Local().Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\tauto\t-\t%s\tshield\tflooding\n", ab.Source, ab.Until.Local().Format(time.RFC3339))
 			}
 			return tw.Flush()
 		},

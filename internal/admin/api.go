@@ -19,6 +19,7 @@ const (
 	pathFunctions    = "/v1/functions"
 	pathFunction     = "/v1/functions/{name}"
 	pathFunctionLogs = "/v1/functions/{name}/logs"
+	pathFleet        = "/v1/fleet"
 	pathMetrics      = "/metrics"
 )
 

@@ -178,6 +178,14 @@ func (c *Client) Status(ctx context.Context) (node.Status, error) {
 	return st, err
 }
 
+// FleetStatus is the node's view of the fleet it follows (Enabled false
+// when it follows none).
+func (c *Client) FleetStatus(ctx context.Context) (node.FleetStatus, error) {
+	var st node.FleetStatus
+	err := c.do(ctx, http.MethodGet, pathFleet, nil, &st)
+	return st, err
+}
+
 // SetMode switches the shield to "enforce" or "monitor" and returns the
 // settings now in force.
 func (c *Client) SetMode(ctx context.Context, mode string) (shield.Settings, error) {

@@ -48,6 +48,7 @@ func NewServer(n *node.Node, log *slog.Logger) *Server {
 	mux.HandleFunc(http.MethodPut+" "+pathFunction, s.handle(s.handleDeploy))
 	mux.HandleFunc(http.MethodDelete+" "+pathFunction, s.handle(s.handleRemoveFunction))
 	mux.HandleFunc(http.MethodGet+" "+pathFunctionLogs, s.handleLogs)
+	mux.HandleFunc(http.MethodGet+" "+pathFleet, s.handle(s.handleFleet))
 	mux.Handle(http.MethodGet+" "+pathMetrics, n.MetricsHandler())
 	s.http = &http.Server{
 		Handler:           mux,
@@ -239,6 +240,10 @@ func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) (any, erro
 
 func (s *Server) handleStatus(_ http.ResponseWriter, _ *http.Request) (any, error) {
 	return s.node.Status()
+}
+
+func (s *Server) handleFleet(_ http.ResponseWriter, _ *http.Request) (any, error) {
+	return s.node.FleetStatus()
 }
 
 func (s *Server) handleMode(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -28,7 +28,7 @@ const OverflowSource = "other"
 // one record with target OverflowSource.
 type Aggregator struct {
 	log        Appender
-	op         string
+	op, result string
 	maxSources int
 
 	mu      sync.Mutex
@@ -56,7 +56,14 @@ func NewAggregator(log Appender, op string, maxSources int) *Aggregator {
 	if maxSources <= 0 {
 		maxSources = DefaultMaxSources
 	}
-	return &Aggregator{log: log, op: op, maxSources: maxSources, pending: make(map[string]*tally)}
+	return &Aggregator{log: log, op: op, result: ResultOK, maxSources: maxSources, pending: make(map[string]*tally)}
+}
+
+// RecordAs makes the records' result r (ResultRefused for refusals) and
+// returns a.
+func (a *Aggregator) RecordAs(r string) *Aggregator {
+	a.result = r
+	return a
 }
 
 // Add counts one event from source (a prefix, say) that carried packets,
@@ -99,7 +106,7 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 	for i, src := range order {
 		tl := pending[src]
 		_, err := a.log.Append(ctx, Event{
-			Op: a.op, Target: src, Actor: SystemActor, Result: ResultOK,
+			Op: a.op, Target: src, Actor: SystemActor, Result: a.result,
 			Details: AggregateDetails{Events: tl.events, Packets: tl.packets, First: tl.first.UTC(), Last: tl.last.UTC()},
 		})
 		if err != nil {

@@ -30,6 +30,7 @@ const (
 	OpMode           = "shield.mode"
 	OpRate           = "shield.rate"
 	OpAutoBlock      = "shield.auto_block" // aggregated, see Aggregator
+	OpFleetRefused   = "fleet.refused"     // aggregated: a fleet change this edge refused
 	OpNodeStart      = "node.start"
 	OpNodeStop       = "node.stop"
 	// OpRecover is written by Open (or by Append after a failed write)

@@ -71,7 +71,7 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 			ps[i] = e.Prefix
 		}
 		if err := lists.LockoutGuard(req.Targets, n.cfg.Admin.ManagementPrefixes(), ps); err != nil {
-			return nil, n.refuse(req.List, req.Targets, req.Actor, err)
+			return nil, n.refuse("add", req.List, req.Targets, req.Actor, err)
 		}
 	}
 	var have lists.Count
@@ -87,6 +87,9 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := n.fleetOwns(req.List, previous); err != nil {
+		return nil, n.refuse("add", req.List, req.Targets, req.Actor, err)
+	}
 	var fresh []netip.Prefix // re-adding a listed entry needs no room
 	for _, p := range req.Targets {
 		if _, ok := previous[p]; !ok {
@@ -94,7 +97,7 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 		}
 	}
 	if err := lists.CheckCapacity(req.List, have, lists.CountOf(fresh), n.capacity(req.List)); err != nil {
-		return nil, n.refuse(req.List, req.Targets, req.Actor, err)
+		return nil, n.refuse("add", req.List, req.Targets, req.Actor, err)
 	}
 
 	now := time.Now()
@@ -116,11 +119,12 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 	return stored, nil
 }
 
-// refuse records a change a limit or the lockout guard refused and returns
-// the refusal (joined with the audit error, if recording failed).
-func (n *Node) refuse(l lists.List, targets []netip.Prefix, actor Actor, refusal error) error {
+// refuse records a change (op "add" or "remove") that a limit, the
+// lockout guard or the fleet's ownership refused, and returns the refusal
+// (joined with the audit error, if recording failed).
+func (n *Node) refuse(op string, l lists.List, targets []netip.Prefix, actor Actor, refusal error) error {
 	ev := mapEvent(audit.OpMapAdd, l, targets, actor, func(ts targetSet) any {
-		ts.Change = "add"
+		ts.Change = op
 		return refusedDetails{ts}
 	})
 	ev.Op, ev.Result, ev.Err = audit.OpLimitRefused, audit.ResultRefused, refusal
@@ -156,6 +160,9 @@ func (n *Node) Remove(l lists.List, targets []netip.Prefix, actor Actor) (int, e
 	if err != nil {
 		return 0, err
 	}
+	if err := n.fleetOwns(l, listed); err != nil {
+		return 0, n.refuse("remove", l, targets, actor, err)
+	}
 	var remove []store.Key
 	var lift []netip.Prefix
 	for _, k := range keys {
@@ -178,6 +185,24 @@ func (n *Node) Remove(l lists.List, targets []netip.Prefix, actor Actor) (int, e
 	}
 	n.log.Info("list entries removed", "list", l, "count", len(remove), "auto_blocks_lifted", len(lift), "actor", actor.String())
 	return len(remove) + len(lift), nil
+}
+
+// fleetOwns refuses a local change to entries the fleet put on this node
+// while it follows the fleet: the hub would put them back, so the change
+// goes to the hub (aegis fleet block|allow). The local allowlist still
+// wins over a fleet block in the data path, the escape hatch in an
+// incident. A node that no longer follows a fleet may change them.
+func (n *Node) fleetOwns(l lists.List, entries map[netip.Prefix]store.Entry) error {
+	if n.follower.Load() == nil {
+		return nil
+	}
+	for p, e := range entries {
+		if e.Origin == store.OriginFleet {
+			return fmt.Errorf("%w: %s is on the %s by the fleet (signed by key %s); change it on the hub with aegis fleet %s",
+				ErrRefused, p, l.Noun(), e.Signer, l)
+		}
+	}
+	return nil
 }
 
 // ListedEntry is a list entry with its kernel hit counter.

@@ -127,6 +127,7 @@ func (n *Node) metricCollectors() []prometheus.Collector {
 	if n.executor != nil {
 		cs = append(cs, n.executor.Collectors()...)
 	}
+	cs = append(cs, n.fleetRejected, fleetCollector{n, newFleetDescs()})
 	return cs
 }
 

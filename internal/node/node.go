@@ -12,11 +12,13 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/executor"
+	"github.com/aegis-edge/aegis/internal/fleet/follow"
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/gateway"
 	"github.com/aegis-edge/aegis/internal/kernelprobe"
@@ -39,13 +41,18 @@ var (
 	ErrNotFound = lists.ErrNotFound
 )
 
-// Actor names who asked for an operation, for the logs.
+// Actor names who asked for an operation, for the logs: a local process,
+// or the key that signed a fleet change.
 type Actor struct {
-	UID int `json:"uid"`
-	PID int `json:"pid"`
+	UID   int    `json:"uid"`
+	PID   int    `json:"pid"`
+	Fleet string `json:"fleet,omitempty"` // signer's key id
 }
 
 func (a Actor) String() string {
+	if a.Fleet != "" {
+		return "fleet key=" + a.Fleet
+	}
 	if a.PID == 0 {
 		return "system"
 	}
@@ -86,6 +93,13 @@ type Node struct {
 
 	metricsOnce sync.Once
 	metrics     *prometheus.Registry
+
+	// edgeName is this node's name in the fleet; follower is set once the
+	// node follows a hub (fleet.servers).
+	edgeName      string
+	follower      atomic.Pointer[follow.Follower]
+	fleetRejected *prometheus.CounterVec
+	fleetAudit    *audit.Aggregator
 }
 
 const maxRecentEvents = 256
@@ -115,6 +129,13 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, store: st, audit: alog, attached: map[string]shield.AttachInfo{}, dirty: map[string]bool{}}
 	n.autoBlocks = audit.NewAggregator(alog, audit.OpAutoBlock, 0)
+	n.edgeName = EdgeName(cfg)
+	n.fleetAudit = audit.NewAggregator(alog, audit.OpFleetRefused, 0).RecordAs(audit.ResultRefused)
+	n.fleetRejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aegis_fleet_rejected_total",
+		Help: "Fleet changes this edge refused, by reason."}, []string{"reason"})
+	for _, r := range fleetReasons {
+		n.fleetRejected.WithLabelValues(r)
+	}
 	if _, err := n.record(audit.Event{Op: audit.OpNodeStart, Details: startDetails{ConfigInterfaces: cfg.Shield.Interfaces}}); err != nil {
 		st.Close()
 		alog.Close()
@@ -283,6 +304,11 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	n.serveGateway(ctx, &wg)
 	n.serveMetrics(ctx, &wg)
+	waitFleet, err := n.startFleet(ctx)
+	if err != nil {
+		return fmt.Errorf("following the fleet: %w", err)
+	}
+	defer waitFleet()
 	tick := time.NewTicker(n.cfg.Shield.SweepInterval.Duration)
 	defer tick.Stop()
 	for {
@@ -320,7 +346,7 @@ func (n *Node) Close() error {
 	if n.executor != nil {
 		errs = append(errs, n.executor.Close())
 	}
-	errs = append(errs, n.autoBlocks.Flush(context.Background()))
+	errs = append(errs, n.autoBlocks.Flush(context.Background()), n.fleetAudit.Flush(context.Background()))
 	_, stopErr := n.record(audit.Event{Op: audit.OpNodeStop})
 	errs = append(errs, stopErr, n.shield.Close(), n.store.Close(), n.audit.Close())
 	return errors.Join(errs...)

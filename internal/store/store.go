@@ -70,6 +70,11 @@ type Entry struct {
 	Expires time.Time `json:"expires,omitzero"`
 	// RuleID identifies the entry; unique, never reused.
 	RuleID uint32 `json:"rule_id"`
+	// Origin is OriginFleet for an entry a signed fleet change put here;
+	// empty (OriginLocal) for one an operator of this node added. A
+	// fleet entry's Signer is the key id that signed it.
+	Origin string `json:"origin,omitempty"`
+	Signer string `json:"signer,omitempty"`
 }
 
 // Key returns the identity of e.
@@ -121,7 +126,8 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		names := append([][]byte{bucketMeta, bucketSettings, bucketExpiry, []byte(Blocklist), []byte(Allowlist)}, functionBuckets()...)
+		names := append([][]byte{bucketMeta, bucketSettings, bucketExpiry, []byte(Blocklist), []byte(Allowlist),
+			bucketFleet, bucketFleetApplied}, functionBuckets()...)
 		for _, name := range names {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err

@@ -404,6 +404,14 @@ func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.T
 		if e.Operation() != jetstream.KeyValuePut {
 			return
 		}
+		// These are the only places bus bytes are parsed. A record that
+		// made them panic is refused as malformed instead of taking the
+		// node (and its enforcement upkeep) down with it.
+		defer func() {
+			if r := recover(); r != nil {
+				out[i] = verdict{err: change.Refuse(change.ReasonMalformed, "decoding panicked: %v", r)}
+			}
+		}()
 		env, err := change.Decode(e.Value())
 		if err != nil {
 			out[i].err = &change.Refusal{Reason: change.ReasonMalformed, Err: err}

@@ -9,24 +9,12 @@ import (
 	"github.com/aegis-edge/aegis/internal/fleet/change"
 )
 
-// Cursor is where an edge is in the hub's stream.
-type Cursor struct {
-	// Epoch identifies the bucket's stream instance (its creation time);
-	// a recreated bucket has another, and revisions restart.
-	Epoch string `json:"epoch"`
-	// Seq is the last revision the edge has applied or passed over.
-	Seq uint64 `json:"seq"`
-}
-
-// Applied is what an edge last applied for one key.
-type Applied struct {
-	IssuedAt int64 `json:"issued_at"`
-	Deleted  bool  `json:"deleted"`
-	// ExpiresAt and ByController are the applied put's: the controller
-	// key may not replace an operator's entry while it is live.
-	ExpiresAt    int64 `json:"expires_at,omitempty"`
-	ByController bool  `json:"by_controller,omitempty"`
-}
+// Cursor and Applied are the follower's memory; they live in package
+// change so that the node's store can keep them without importing NATS.
+type (
+	Cursor  = change.Cursor
+	Applied = change.Applied
+)
 
 // State is the follower's memory, kept by the node in its store next to
 // the entries so both survive a restart together.
@@ -53,12 +41,7 @@ type Applier interface {
 }
 
 // AppliedOf is what State keeps of an applied change.
-func AppliedOf(c change.Change) Applied {
-	if c.Op == change.OpDelete {
-		return Applied{IssuedAt: c.IssuedAt, Deleted: true}
-	}
-	return Applied{IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt, ByController: c.ByController}
-}
+func AppliedOf(c change.Change) Applied { return change.AppliedOf(c) }
 
 // MemState is an in-memory State, for tests and lightweight edges.
 type MemState struct {

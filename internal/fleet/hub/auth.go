@@ -36,7 +36,9 @@ type User struct {
 // EdgePermissions are the subjects the follower of edge name needs:
 // stream and consumer management of its own ephemeral ordered consumers
 // on the two buckets, direct and message gets, flow-control replies, its
-// inbox, and writing its own report (and no other edge's).
+// inbox, writing its own report (and no other edge's), and publishing its
+// auto-block reports to ReportSubject(name) only (JetStream acknowledges
+// them to its inbox).
 func EdgePermissions(name string) *server.Permissions {
 	var pub []string
 	for _, s := range []string{Stream, "OBJ_" + ModuleBucket} {
@@ -52,7 +54,8 @@ func EdgePermissions(name string) *server.Permissions {
 		)
 	}
 	pub = append(pub, "$JS.API.INFO", "$JS.FC.>",
-		"$JS.API.STREAM.INFO.KV_"+EdgesBucket, "$KV."+EdgesBucket+"."+name)
+		"$JS.API.STREAM.INFO.KV_"+EdgesBucket, "$KV."+EdgesBucket+"."+name,
+		ReportSubject(name))
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},

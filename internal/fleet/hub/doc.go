@@ -16,6 +16,14 @@
 // revision cursor and one watcher: catch-up and gap detection are a
 // single sequence comparison.
 //
+// # Reports
+//
+// The stream ReportStream holds edges' automatic-block reports, each on
+// ReportSubject(edge name), for ReportAge(window) and a byte limit;
+// EnsureReports creates it (Open does). The controller
+// (internal/fleet/controller) reads it; edges (internal/fleet/report)
+// write to their own subject only.
+//
 // # Publishing
 //
 // Publisher.Publish writes a record only over an older one (compare and
@@ -27,8 +35,9 @@
 // # Access
 //
 // Options.Users makes the embedded server require a user: edges
-// (RoleEdge) may only read the bucket and the module store
-// (EdgePermissions), publishers may write. Options.TLS requires TLS of
+// (RoleEdge) may only read the bucket and the module store, and write
+// their own edge report and auto-block reports (EdgePermissions);
+// publishers may write. Options.TLS requires TLS of
 // clients (mutual with client CAs), Options.ClusterTLS of routes. The
 // hub's own connection is in-process.
 //

@@ -71,6 +71,9 @@ type Options struct {
 	// ConnOptions are added to the hub's own client connection
 	// (credentials, TLS).
 	ConnOptions []nats.Option
+	// ReportWindow is the controller's window (hub.auto_block.window):
+	// the reports stream keeps ReportAge(ReportWindow).
+	ReportWindow time.Duration
 }
 
 // Cluster is the embedded server's cluster settings.
@@ -91,7 +94,8 @@ type Hub struct {
 }
 
 // Open starts the embedded server (unless opts.NATSURL names an external
-// one), connects to it and creates the buckets if they do not exist.
+// one), connects to it and creates the buckets and the reports stream if
+// they do not exist.
 func Open(ctx context.Context, opts Options) (*Hub, error) {
 	h := &Hub{}
 	url := opts.NATSURL
@@ -126,6 +130,9 @@ func Open(ctx context.Context, opts Options) (*Hub, error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		h.KV, h.Modules, err = EnsureBuckets(actx, h.JS, opts.Replicas)
+		if err == nil {
+			err = EnsureReports(actx, h.JS, opts.Replicas, opts.ReportWindow)
+		}
 		cancel()
 		if err == nil {
 			return h, nil

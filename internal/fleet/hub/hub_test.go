@@ -251,3 +251,37 @@ func TestClusterSurvivesLeaderLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishIf: the condition sees the held record (nil when none), its
+// refusal is returned as is and writes nothing.
+func TestPublishIf(t *testing.T) {
+	h := openHub(t, Options{})
+	ctx := testCtx(t)
+	pub, err := NewPublisher(ctx, h.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := signer(t)
+	now := time.Now()
+	first := blockAt(t, key, "198.51.100.0/24", now)
+	var saw []*change.Change
+	record := func(held *change.Change) error { saw = append(saw, held); return nil }
+	if _, err := pub.PublishIf(ctx, first, record); err != nil || len(saw) != 1 || saw[0] != nil {
+		t.Fatalf("PublishIf over nothing: %v, saw %v", err, saw)
+	}
+	no := errors.New("no")
+	second := blockAt(t, key, "198.51.100.0/24", now.Add(time.Second))
+	_, err = pub.PublishIf(ctx, second, func(held *change.Change) error {
+		if held == nil || held.IssuedAt != now.UnixNano() {
+			t.Errorf("held = %+v, want the first record", held)
+		}
+		return no
+	})
+	if !errors.Is(err, no) {
+		t.Fatalf("PublishIf with a refusing condition: %v", err)
+	}
+	e, err := h.KV.Get(ctx, first.StoredKey)
+	if err != nil || string(e.Value()) != string(first.Encode()) {
+		t.Fatalf("a refused PublishIf wrote: %v", err)
+	}
+}

@@ -139,7 +139,7 @@ func (p *Publisher) PublishMany(ctx context.Context, envs []change.Envelope) (Ma
 }
 
 func (p *Publisher) publishOne(ctx context.Context, env change.Envelope, res *ManyResult) error {
-	_, same, err := p.publish(ctx, env)
+	_, same, err := p.publish(ctx, env, nil)
 	switch {
 	case errors.Is(err, ErrStale):
 		res.Stale++

@@ -53,13 +53,25 @@ func NewPublisher(ctx context.Context, nc *nats.Conn) (*Publisher, error) {
 // on the revision), so concurrent operators cannot let an older change
 // overwrite a newer one.
 func (p *Publisher) Publish(ctx context.Context, env change.Envelope) (uint64, error) {
-	rev, _, err := p.publish(ctx, env)
+	rev, _, err := p.publish(ctx, env, nil)
+	return rev, err
+}
+
+// PublishIf is Publish on a condition: allow sees the record the hub
+// holds for the key (nil if none, or if what is stored is no signed
+// record), and the write happens only if it returns nil and that record
+// is still the one stored (compare and swap on its revision); otherwise
+// allow is asked again about the newer one. Its error is returned as is.
+// The controller uses it so that an operator's entry written at any
+// moment is never replaced.
+func (p *Publisher) PublishIf(ctx context.Context, env change.Envelope, allow func(held *change.Change) error) (uint64, error) {
+	rev, _, err := p.publish(ctx, env, allow)
 	return rev, err
 }
 
 // publish is Publish, also reporting whether the hub already held the
 // identical record.
-func (p *Publisher) publish(ctx context.Context, env change.Envelope) (uint64, bool, error) {
+func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func(*change.Change) error) (uint64, bool, error) {
 	c, err := change.ParsePayload(env.Payload)
 	if err != nil {
 		return 0, false, err
@@ -67,6 +79,17 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope) (uint64, b
 	value := env.Encode()
 	for {
 		cur, err := p.kv.Get(ctx, c.Key)
+		if allow != nil && (err == nil || errors.Is(err, jetstream.ErrKeyNotFound)) {
+			var held *change.Change
+			if err == nil {
+				if h, ok := storedChange(cur.Value()); ok {
+					held = &h
+				}
+			}
+			if aerr := allow(held); aerr != nil {
+				return 0, false, aerr
+			}
+		}
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			rev, err := p.kv.Create(ctx, c.Key, value)

@@ -1,0 +1,29 @@
+package change
+
+// Cursor is where an edge is in the hub's stream.
+type Cursor struct {
+	// Epoch identifies the bucket's stream instance (its creation time);
+	// a recreated bucket has another, and revisions restart.
+	Epoch string `json:"epoch"`
+	// Seq is the last revision the edge has applied or passed over.
+	Seq uint64 `json:"seq"`
+}
+
+// Applied is what an edge last applied for one key: enough to refuse a
+// replay or an older change without reading the entry itself.
+type Applied struct {
+	IssuedAt int64 `json:"issued_at"`
+	Deleted  bool  `json:"deleted"`
+	// ExpiresAt and ByController are the applied put's: the controller
+	// key may not replace an operator's entry while it is live.
+	ExpiresAt    int64 `json:"expires_at,omitempty"`
+	ByController bool  `json:"by_controller,omitempty"`
+}
+
+// AppliedOf is what an edge keeps of an applied change.
+func AppliedOf(c Change) Applied {
+	if c.Op == OpDelete {
+		return Applied{IssuedAt: c.IssuedAt, Deleted: true}
+	}
+	return Applied{IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt, ByController: c.ByController}
+}

@@ -1,0 +1,474 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/audit"
+	"github.com/aegis-edge/aegis/internal/config"
+	fleetchange "github.com/aegis-edge/aegis/internal/fleet/change"
+	"github.com/aegis-edge/aegis/internal/fleet/follow"
+	"github.com/aegis-edge/aegis/internal/fleet/hub"
+	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/keyfile"
+	"github.com/aegis-edge/aegis/internal/lists"
+	"github.com/aegis-edge/aegis/internal/shield"
+	"github.com/aegis-edge/aegis/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The store keeps the follower's memory.
+var _ follow.State = store.FleetState{}
+
+// fleetAuditPeriod is how often refused fleet changes are written to the
+// audit log: one record per reason and key per period, so forged records
+// on the bus cannot flood the log.
+const fleetAuditPeriod = time.Minute
+
+// ReasonInvalid is the refusal of a signed change the node's own checks
+// refuse: a module the validator or compiler refuses, a spec or reason
+// out of bounds. The previous version of a function keeps serving.
+const ReasonInvalid = "invalid"
+
+// fleetReasons are the refusal reasons counted by
+// aegis_fleet_rejected_total{reason}.
+var fleetReasons = append(append([]string(nil), fleetchange.Reasons...), ReasonInvalid)
+
+// EdgeName is the name this node has in the fleet: fleet.name, or the
+// host name made into a valid edge name.
+func EdgeName(cfg config.Config) string {
+	if cfg.Fleet.Name != "" {
+		return cfg.Fleet.Name
+	}
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, host)
+	name = strings.TrimLeft(name, "-_")
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	if name == "" {
+		name = "edge"
+	}
+	return name
+}
+
+// FleetPolicy is what this node trusts, from fleet.*.
+func FleetPolicy(cfg config.Config) (fleetchange.Policy, error) {
+	f := cfg.Fleet
+	p := fleetchange.Policy{
+		Skew: f.MaxClockSkew.Duration,
+		Broadest: fleetchange.Broadest{BlockV4: f.Broadest.BlockIPv4, BlockV6: f.Broadest.BlockIPv6,
+			AllowV4: f.Broadest.AllowIPv4, AllowV6: f.Broadest.AllowIPv6},
+		Management: cfg.Admin.ManagementPrefixes(),
+	}
+	for _, path := range f.TrustedKeys {
+		k, err := keyfile.ReadPublicKey(path)
+		if err != nil {
+			return p, fmt.Errorf("fleet.trusted_keys: %w", err)
+		}
+		p.Operators = append(p.Operators, k)
+	}
+	if f.ControllerKey != "" {
+		k, err := keyfile.ReadPublicKey(f.ControllerKey)
+		if err != nil {
+			return p, fmt.Errorf("fleet.controller_key: %w", err)
+		}
+		p.Controller = ed25519.PublicKey(k)
+	}
+	return p, nil
+}
+
+// startFleet connects to the hub in the background and follows it until
+// ctx ends. It returns once the follower is set up: a hub that is away
+// never holds the node's start; the store is the edge's offline copy and
+// the node enforced it before any network.
+func (n *Node) startFleet(ctx context.Context) (wait func(), err error) {
+	f := n.cfg.Fleet
+	if len(f.Servers) == 0 {
+		return func() {}, nil
+	}
+	policy, err := FleetPolicy(n.cfg)
+	if err != nil {
+		return nil, err
+	}
+	v, err := fleetchange.NewVerifier(policy)
+	if err != nil {
+		return nil, err
+	}
+	d := hub.Dial{Servers: f.Servers, Name: "aegis-edge " + n.edgeName, Credentials: f.Credentials, Background: true}
+	if f.TLS.Enabled() {
+		if d.TLS, err = hub.ClientTLS(f.TLS.CA, f.TLS.Cert, f.TLS.Key); err != nil {
+			return nil, fmt.Errorf("fleet.tls: %w", err)
+		}
+	}
+	nc, err := d.Connect()
+	if err != nil {
+		return nil, err
+	}
+	fl, err := follow.New(follow.Options{
+		Conn: nc, Verifier: v, State: n.store.Fleet(), Applier: fleetApplier{n},
+		Recheck: f.ReconcileInterval.Duration, Name: n.edgeName,
+		MaxModule: int64(n.cfg.Functions.MaxModuleSize),
+		OnRefused: func(key string, err error) { n.fleetRefused(key, fleetchange.ReasonOf(err), err) },
+		Logger:    n.log.With("fleet", true),
+	})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	n.follower.Store(fl)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fl.Run(ctx)
+		nc.Close()
+	}()
+	go n.fleetAudit.Run(ctx, fleetAuditPeriod, func(err error) {
+		n.log.Error("auditing refused fleet changes", "err", err)
+	})
+	n.log.Info("following the fleet", "servers", f.Servers, "edge", n.edgeName)
+	return func() { <-done }, nil
+}
+
+// fleetRefused counts and audits (aggregated) a refused fleet change.
+func (n *Node) fleetRefused(key, reason string, err error) {
+	if reason == "" {
+		reason = ReasonInvalid
+	}
+	n.fleetRejected.WithLabelValues(reason).Inc()
+	n.fleetAudit.Add(reason+" "+key, 0, time.Now())
+	n.log.Warn("fleet change refused", "key", key, "reason", reason, "err", err)
+}
+
+// FleetStatus is `aegis fleet status`.
+type FleetStatus struct {
+	Enabled bool     `json:"enabled"`
+	Edge    string   `json:"edge,omitempty"`
+	Servers []string `json:"servers,omitempty"`
+	follow.Status
+	// Entries counts this node's entries the fleet owns, per list.
+	Entries map[lists.List]int `json:"entries,omitempty"`
+}
+
+// FleetStatus reports the follower's state.
+func (n *Node) FleetStatus() (FleetStatus, error) {
+	fl := n.follower.Load()
+	if fl == nil {
+		return FleetStatus{}, nil
+	}
+	st := FleetStatus{Enabled: true, Edge: n.edgeName, Servers: n.cfg.Fleet.Servers, Status: fl.Status(),
+		Entries: map[lists.List]int{}}
+	for _, l := range lists.All() {
+		es, err := n.store.List(l)
+		if err != nil {
+			return st, err
+		}
+		for _, e := range es {
+			if e.Origin == store.OriginFleet {
+				st.Entries[l]++
+			}
+		}
+	}
+	return st, nil
+}
+
+// fleetApplier takes verified fleet changes into the node: every one goes
+// through the pipeline an operator's change takes (validate, audit, store,
+// kernel, or for a function the registry's deploy), with the signer as
+// the actor.
+type fleetApplier struct{ n *Node }
+
+// listBatch groups the list changes of one signer on one list, so a
+// batch of the follower is one store transaction, one audit record and
+// one kernel sync per group.
+type listBatch struct {
+	list   lists.List
+	signer string
+}
+
+// Apply implements follow.Applier. A change the node refuses is counted
+// and audited and not retried (the follower records it as decided); an
+// error (the audit log or the store failing) makes the follower resend
+// the whole batch, which is idempotent.
+func (a fleetApplier) Apply(ctx context.Context, changes []fleetchange.Change) error {
+	n := a.n
+	puts := map[listBatch][]fleetchange.Change{}
+	dels := map[listBatch][]fleetchange.Change{}
+	var order []listBatch
+	seen := map[listBatch]bool{}
+	for _, c := range changes {
+		switch c.Kind {
+		case fleetchange.KindList:
+			b := listBatch{lists.List(c.List), signerOf(c)}
+			if !seen[b] {
+				seen[b] = true
+				order = append(order, b)
+			}
+			if c.Op == fleetchange.OpDelete {
+				dels[b] = append(dels[b], c)
+			} else {
+				puts[b] = append(puts[b], c)
+			}
+		case fleetchange.KindRate:
+			if err := n.applyFleetRate(c); err != nil {
+				return err
+			}
+		case fleetchange.KindFunction:
+			if err := n.applyFleetFunction(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+	for _, b := range order {
+		if err := n.applyFleetList(b, puts[b], dels[b]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func fleetActor(keyID string) Actor { return Actor{Fleet: keyID} }
+
+// signerOf names who decided c: its signer, or for a delete a full
+// reconcile made up (the hub no longer holds the key) the reconcile.
+func signerOf(c fleetchange.Change) string {
+	if c.Reconciled || c.KeyID == "" {
+		return "reconcile"
+	}
+	return c.KeyID
+}
+
+// applyFleetList puts and removes one signer's entries on one list.
+func (n *Node) applyFleetList(b listBatch, puts, dels []fleetchange.Change) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	actor := fleetActor(b.signer)
+	if len(dels) > 0 {
+		keys := make([]store.Key, len(dels))
+		for i, c := range dels {
+			keys[i] = store.Key{List: b.list, Prefix: c.Prefix}
+		}
+		have, err := n.store.GetMany(keys)
+		if err != nil {
+			return err
+		}
+		// Only the fleet's own entries are the fleet's to remove.
+		var remove []store.Key
+		var targets []netip.Prefix
+		for _, k := range keys {
+			if e, ok := have[k.Prefix]; ok && e.Origin == store.OriginFleet {
+				remove = append(remove, k)
+				targets = append(targets, k.Prefix)
+			}
+		}
+		if len(remove) > 0 {
+			ev := mapEvent(audit.OpMapRemove, b.list, targets, actor, func(ts targetSet) any {
+				return removeDetails{targetSet: ts}
+			})
+			if _, err := n.commitList(b.list, nil, remove, nil, ev); err != nil {
+				return err
+			}
+		}
+	}
+	if len(puts) == 0 {
+		return nil
+	}
+	var adds []store.Entry
+	var targets []netip.Prefix
+	var have lists.Count
+	var err error
+	if have.V4, have.V6, err = n.store.Count(b.list); err != nil {
+		return err
+	}
+	keys := make([]store.Key, len(puts))
+	for i, c := range puts {
+		keys[i] = store.Key{List: b.list, Prefix: c.Prefix}
+	}
+	previous, err := n.store.GetMany(keys)
+	if err != nil {
+		return err
+	}
+	limit := n.capacity(b.list)
+	now := time.Now()
+	for _, c := range puts {
+		if err := lists.ValidatePrefix(c.Prefix); err != nil {
+			n.fleetRefused(c.Key, ReasonInvalid, err)
+			continue
+		}
+		if err := lists.ValidateReason(c.Reason); err != nil {
+			n.fleetRefused(c.Key, ReasonInvalid, err)
+			continue
+		}
+		if _, ok := previous[c.Prefix]; !ok {
+			if err := lists.CheckCapacity(b.list, have, lists.CountOf([]netip.Prefix{c.Prefix}), limit); err != nil {
+				n.fleetRefused(c.Key, fleetchange.ReasonListFull, err)
+				continue
+			}
+			if c.Prefix.Addr().Is4() {
+				have.V4++
+			} else {
+				have.V6++
+			}
+		}
+		e := store.Entry{List: b.list, Prefix: c.Prefix, Reason: c.Reason, Created: now,
+			Origin: store.OriginFleet, Signer: c.KeyID}
+		if c.ExpiresAt != 0 {
+			e.Expires = time.Unix(0, c.ExpiresAt)
+		}
+		adds = append(adds, e)
+		targets = append(targets, c.Prefix)
+	}
+	if len(adds) == 0 {
+		return nil
+	}
+	ttl := "absolute"
+	ev := mapEvent(audit.OpMapAdd, b.list, targets, actor, func(ts targetSet) any {
+		return addDetails{targetSet: ts, TTL: ttl}
+	})
+	_, err = n.commitList(b.list, adds, nil, nil, ev)
+	return err
+}
+
+// applyFleetRate sets (or, deleted, returns to the configured value) one
+// rate-limit class.
+func (n *Node) applyFleetRate(c fleetchange.Change) error {
+	class := ""
+	if c.Rate != nil {
+		class = c.Rate.Class
+	}
+	if class == "" { // a reconciled or signed delete names the class by key
+		if k, err := fleetchange.ParseKey(c.Key); err == nil && k.Rate != nil {
+			class = k.Rate.Class
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := n.settings
+	def := n.cfg.Shield.Settings()
+	var b *shield.Bucket
+	var d shield.Bucket
+	switch class {
+	case "syn":
+		b, d = &st.SYN, def.SYN
+	case "udp":
+		b, d = &st.UDP, def.UDP
+	case "icmp":
+		b, d = &st.ICMP, def.ICMP
+	default:
+		n.fleetRefused(c.Key, ReasonInvalid, fmt.Errorf("unknown rate class %q", class))
+		return nil
+	}
+	if c.Op == fleetchange.OpDelete {
+		*b = d
+	} else {
+		*b = shield.Bucket{PPS: c.Rate.PPS, Burst: c.Rate.Burst}
+	}
+	if st == n.settings {
+		return nil
+	}
+	if _, err := n.setSettingsLocked(st, fleetActor(signerOf(c))); err != nil {
+		if errors.Is(err, ErrInvalid) {
+			n.fleetRefused(c.Key, ReasonInvalid, err)
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// applyFleetFunction deploys or removes a function through the registry's
+// own path. A version the registry refuses leaves the previous one
+// serving.
+func (n *Node) applyFleetFunction(ctx context.Context, c fleetchange.Change) error {
+	if n.functions == nil {
+		n.fleetRefused(c.Key, ReasonInvalid, errors.New("functions are not enabled on this node"))
+		return nil
+	}
+	name := ""
+	if c.Func != nil {
+		name = c.Func.Name
+	}
+	if name == "" {
+		if k, err := fleetchange.ParseKey(c.Key); err == nil && k.Func != nil {
+			name = k.Func.Name
+		}
+	}
+	actor := fleetActor(signerOf(c)).String()
+	if c.Op == fleetchange.OpDelete {
+		_, err := n.functions.Remove(name, actor)
+		if errors.Is(err, functions.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	var spec functions.Spec
+	if err := json.Unmarshal(c.Func.Spec, &spec); err != nil {
+		n.fleetRefused(c.Key, ReasonInvalid, fmt.Errorf("function spec: %w", err))
+		return nil
+	}
+	_, err := n.functions.Deploy(ctx, name, c.Module, spec, actor)
+	if errors.Is(err, functions.ErrInvalid) || errors.Is(err, functions.ErrConflict) {
+		n.fleetRefused(c.Key, ReasonInvalid, err)
+		return nil
+	}
+	return err
+}
+
+// fleetDescs are the follower's series, read from its Status on scrape.
+type fleetDescs struct {
+	connected, applied, ignored, reconciles, lag *prometheus.Desc
+}
+
+func newFleetDescs() fleetDescs {
+	return fleetDescs{
+		connected: prometheus.NewDesc("aegis_fleet_connected", "1 while this edge is connected to the fleet hub.", nil, nil),
+		applied:   prometheus.NewDesc("aegis_fleet_applied_total", "Fleet changes this edge applied.", nil, nil),
+		ignored: prometheus.NewDesc("aegis_fleet_ignored_total",
+			"Fleet records that changed nothing: replays, older changes, unsigned deletes.", nil, nil),
+		reconciles: prometheus.NewDesc("aegis_fleet_full_reconciles_total",
+			"Full reconciles with the hub (first start, recreated bucket, missed tombstones).", nil, nil),
+		lag: prometheus.NewDesc("aegis_fleet_last_applied_timestamp_seconds",
+			"When this edge last applied a fleet change.", nil, nil),
+	}
+}
+
+// fleetCollector exports the follower's state; nothing while the node
+// follows no fleet.
+type fleetCollector struct {
+	n *Node
+	d fleetDescs
+}
+
+func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.d.connected, c.d.applied, c.d.ignored, c.d.reconciles, c.d.lag} {
+		ch <- d
+	}
+}
+
+func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	fl := c.n.follower.Load()
+	if fl == nil {
+		return
+	}
+	st := fl.Status()
+	ch <- prometheus.MustNewConstMetric(c.d.connected, prometheus.GaugeValue, boolGauge(st.Connected))
+	ch <- prometheus.MustNewConstMetric(c.d.applied, prometheus.CounterValue, float64(st.Applied))
+	ch <- prometheus.MustNewConstMetric(c.d.ignored, prometheus.CounterValue, float64(st.Ignored))
+	ch <- prometheus.MustNewConstMetric(c.d.reconciles, prometheus.CounterValue, float64(st.FullReconciles))
+	if !st.LastApplied.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.d.lag, prometheus.GaugeValue, float64(st.LastApplied.UnixNano())/1e9)
+	}
+}
