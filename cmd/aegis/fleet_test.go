@@ -575,7 +575,8 @@ func TestHubSampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy/hub.yaml: %v", err)
 	}
-	if opts.StoreDir != filepath.Join(cfg.StateDir, "hub") || opts.Listen == "" || opts.Replicas != 1 {
+	if opts.StoreDir != filepath.Join(cfg.StateDir, "hub") || opts.Listen == "" || opts.Replicas != 1 ||
+		opts.ReportWindow != cfg.Hub.AutoBlock.Window.Duration {
 		t.Errorf("hub options from the sample: %+v", opts)
 	}
 }
