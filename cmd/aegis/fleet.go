@@ -183,21 +183,21 @@ func (p *publisher) run(cmd *cobra.Command, do func(ctx context.Context, c *flee
 	if rev == 0 || p.wait == 0 {
 		return nil
 	}
-	wctx, wcancel := context.WithTimeout(cmd.Context(), p.wait)
-	defer wcancel()
-	start := time.Now()
-	missing, err := hub.WaitApplied(wctx, c.js, rev, nil, edgeFresh)
-	if err != nil {
-		return fmt.Errorf("waiting for the edges: %w", err)
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("not applied within %s by %d edge(s): %s", p.wait, len(missing), strings.Join(missing, ", "))
-	}
-	// WaitApplied does not say how many it waited for: with none
+	// WaitApplied does not say how many edges it waits for: with none
 	// connected, say so rather than claim success.
+	start := time.Now()
 	if n, err := freshEdges(ctx, c.js, start); err == nil && n == 0 {
 		fmt.Fprintf(p.e.stdout, "no edge has reported in the last %s: nothing to wait for\n", edgeFresh)
 		return nil
+	}
+	wctx, wcancel := context.WithTimeout(cmd.Context(), p.wait)
+	defer wcancel()
+	missing, err := hub.WaitApplied(wctx, c.js, rev, nil, edgeFresh)
+	if err != nil {
+		return fmt.Errorf("published, but waiting for the edges failed: %w", err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("published, but not applied within %s by %d edge(s): %s", p.wait, len(missing), strings.Join(missing, ", "))
 	}
 	fmt.Fprintf(p.e.stdout, "applied by every connected edge\n")
 	return nil
