@@ -14,8 +14,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -759,5 +761,47 @@ func TestFleetMutualTLS(t *testing.T) {
 	fx.ok(append(tlsFlags, "block", "add", "198.51.100.0/24")...)
 	if _, err := h.KV.Get(ctx, "list.block.198-51-100-0_24"); err != nil {
 		t.Errorf("not published over mutual TLS: %v", err)
+	}
+}
+
+// The hub removes tombstones older than hub.tombstone_retention and keeps
+// newer ones and live entries.
+func TestHubCompactsTombstones(t *testing.T) {
+	fx := newFleetFixture(t)
+	key, err := keyfile.ReadPrivateKey(fx.env["AEGIS_FLEET_KEY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := hub.NewPublisher(fx.ctx(), fx.h.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(target string, op change.Op, age time.Duration) {
+		t.Helper()
+		c := change.Change{Kind: change.KindList, Op: op, List: change.Blocklist, Prefix: netip.MustParsePrefix(target),
+			IssuedAt: time.Now().Add(-age).UnixNano()}
+		env, err := change.Sign(c, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pub.Publish(fx.ctx(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("198.51.100.0/24", change.OpPut, 3*time.Hour)
+	publish("198.51.100.0/24", change.OpDelete, 2*time.Hour) // old tombstone
+	publish("198.51.101.0/24", change.OpPut, 3*time.Hour)
+	publish("198.51.101.0/24", change.OpDelete, time.Minute) // recent tombstone
+	publish("198.51.102.0/24", change.OpPut, 3*time.Hour)    // live
+
+	compactTombstones(fx.ctx(), fx.h, time.Hour, slog.New(slog.DiscardHandler))
+	if _, err := fx.h.KV.Get(fx.ctx(), "list.block.198-51-100-0_24"); err == nil {
+		t.Error("a tombstone older than the retention is still on the hub")
+	}
+	if c := fx.record("list.block.198-51-101-0_24"); c.Op != change.OpDelete {
+		t.Errorf("recent tombstone: %+v", c)
+	}
+	if c := fx.record("list.block.198-51-102-0_24"); c.Op != change.OpPut {
+		t.Errorf("live entry: %+v", c)
 	}
 }
