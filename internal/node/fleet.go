@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/audit"
@@ -16,6 +18,7 @@ import (
 	fleetchange "github.com/aegis-edge/aegis/internal/fleet/change"
 	"github.com/aegis-edge/aegis/internal/fleet/follow"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
+	"github.com/aegis-edge/aegis/internal/fleet/report"
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/keyfile"
 	"github.com/aegis-edge/aegis/internal/lists"
@@ -129,11 +132,29 @@ func (n *Node) startFleet(ctx context.Context) (wait func(), err error) {
 		nc.Close()
 		return nil, err
 	}
+	var rep *report.Reporter
+	if f.ProposeAutoBlocks {
+		rep, err = report.New(report.Options{Dir: filepath.Join(n.cfg.StateDir, "fleet-reports"), Name: n.edgeName,
+			Conn: nc, Logger: n.log.With("fleet", true)})
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("fleet.propose_auto_blocks: %w", err)
+		}
+	}
 	n.follower.Store(fl)
 	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { fl.Run(ctx) })
+	if rep != nil {
+		wg.Go(func() { rep.Run(ctx) })
+		wg.Go(func() { n.proposeAutoBlocks(ctx, rep) })
+	}
 	go func() {
 		defer close(done)
-		fl.Run(ctx)
+		wg.Wait()
+		if rep != nil {
+			rep.Close()
+		}
 		nc.Close()
 	}()
 	go n.fleetAudit.Run(ctx, fleetAuditPeriod, func(err error) {
@@ -141,6 +162,41 @@ func (n *Node) startFleet(ctx context.Context) (wait func(), err error) {
 	})
 	n.log.Info("following the fleet", "servers", f.Servers, "edge", n.edgeName)
 	return func() { <-done }, nil
+}
+
+// maxPendingProposals bounds the automatic blocks waiting to be queued
+// for the hub; under a flood of new sources the excess is dropped (the
+// edge blocks them locally all the same).
+const maxPendingProposals = 1024
+
+// proposeAutoBlocks queues the shield's automatic blocks for the hub's
+// controller. Queuing fsyncs, so it runs apart from the event reader.
+// Blocks seen in monitor mode are not proposed: a node that only watches
+// must not make the fleet enforce.
+func (n *Node) proposeAutoBlocks(ctx context.Context, rep *report.Reporter) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-n.proposals:
+			if err := rep.Report(ev.Source, ev.Until); err != nil {
+				n.log.Error("queuing an automatic block for the fleet", "source", ev.Source, "err", err)
+			}
+		}
+	}
+}
+
+// proposeAutoBlock hands an automatic block to proposeAutoBlocks, if the
+// node proposes them, without ever blocking the event reader.
+func (n *Node) proposeAutoBlock(ev shield.AutoBlock) {
+	if n.proposals == nil || ev.Monitor {
+		return
+	}
+	select {
+	case n.proposals <- ev:
+	default:
+		n.proposalsDropped.Add(1)
+	}
 }
 
 // fleetRefused counts and audits (aggregated) a refused fleet change.
@@ -429,7 +485,7 @@ func (n *Node) applyFleetFunction(ctx context.Context, c fleetchange.Change) err
 
 // fleetDescs are the follower's series, read from its Status on scrape.
 type fleetDescs struct {
-	connected, applied, ignored, reconciles, lag *prometheus.Desc
+	connected, applied, ignored, reconciles, lag, dropped *prometheus.Desc
 }
 
 func newFleetDescs() fleetDescs {
@@ -442,6 +498,8 @@ func newFleetDescs() fleetDescs {
 			"Full reconciles with the hub (first start, recreated bucket, missed tombstones).", nil, nil),
 		lag: prometheus.NewDesc("aegis_fleet_last_applied_timestamp_seconds",
 			"When this edge last applied a fleet change.", nil, nil),
+		dropped: prometheus.NewDesc("aegis_fleet_proposals_dropped_total",
+			"Automatic blocks not proposed to the hub because too many waited to be queued.", nil, nil),
 	}
 }
 
@@ -453,7 +511,7 @@ type fleetCollector struct {
 }
 
 func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.d.connected, c.d.applied, c.d.ignored, c.d.reconciles, c.d.lag} {
+	for _, d := range []*prometheus.Desc{c.d.connected, c.d.applied, c.d.ignored, c.d.reconciles, c.d.lag, c.d.dropped} {
 		ch <- d
 	}
 }
@@ -468,6 +526,7 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.d.applied, prometheus.CounterValue, float64(st.Applied))
 	ch <- prometheus.MustNewConstMetric(c.d.ignored, prometheus.CounterValue, float64(st.Ignored))
 	ch <- prometheus.MustNewConstMetric(c.d.reconciles, prometheus.CounterValue, float64(st.FullReconciles))
+	ch <- prometheus.MustNewConstMetric(c.d.dropped, prometheus.CounterValue, float64(c.n.proposalsDropped.Load()))
 	if !st.LastApplied.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.d.lag, prometheus.GaugeValue, float64(st.LastApplied.UnixNano())/1e9)
 	}

@@ -20,9 +20,11 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/config"
 	fleetchange "github.com/aegis-edge/aegis/internal/fleet/change"
+	"github.com/aegis-edge/aegis/internal/fleet/controller"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
 	"github.com/aegis-edge/aegis/internal/keyfile"
 	"github.com/aegis-edge/aegis/internal/lists"
+	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
@@ -314,4 +316,126 @@ func TestEdgeRidesOutAPartition(t *testing.T) {
 	})
 	t.Logf("partition of %v with %d adds and %d removals on the hub: edge matched the hub %v after healing",
 		outage, adds, removes, time.Since(healed).Round(time.Millisecond))
+}
+
+// TestAutoBlocksBecomeFleetBlocks: with fleet.propose_auto_blocks, the
+// shield's automatic blocks are reported to the hub, whose controller
+// (one edge suffices here) promotes them to a signed fleet block that
+// comes back to the edge through the follower, signed by the controller.
+// A block seen in monitor mode is not proposed.
+func TestAutoBlocksBecomeFleetBlocks(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Fleet.ProposeAutoBlocks = true
+	fx := newFleetFixture(t, &cfg)
+	cpk, csk, _ := ed25519.GenerateKey(rand.Reader)
+	pem, err := keyfile.MarshalPublicKey(cpk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Fleet.ControllerKey = filepath.Join(t.TempDir(), "controller.pub")
+	if err := os.WriteFile(cfg.Fleet.ControllerKey, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := controller.New(controller.Options{Conn: fx.hub.Conn, Key: csk, MinEdges: 1,
+		Window: time.Minute, TTL: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ctlDone := make(chan struct{})
+	go func() { defer close(ctlDone); ctl.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-ctlDone })
+	n := runNode(t, cfg)
+
+	n.proposeAutoBlock(shield.AutoBlock{Source: netip.MustParsePrefix("192.0.2.99/32"), Until: time.Now().Add(time.Minute), Monitor: true})
+	n.proposeAutoBlock(shield.AutoBlock{Source: netip.MustParsePrefix("198.51.100.7/32"), Until: time.Now().Add(time.Minute)})
+	var e store.Entry
+	testutil.WaitFor(t, "the promoted fleet block at the edge", func() bool {
+		var ok bool
+		e, ok, _ = n.store.Get(store.Key{List: store.Blocklist, Prefix: netip.MustParsePrefix("198.51.100.7/32")})
+		return ok
+	})
+	if e.Origin != store.OriginFleet || e.Signer != keyfile.KeyID(cpk) || e.Expires.IsZero() || time.Until(e.Expires) > 10*time.Minute {
+		t.Errorf("promoted entry = %+v", e)
+	}
+	if st := ctl.Stats(); st.Reports != 1 {
+		t.Errorf("controller saw %d reports, want 1 (the monitor-mode block is not proposed)", st.Reports)
+	}
+}
+
+// TestFleetPropagation publishes single block changes at a steady rate to
+// three real edges (each with its shield's maps) and checks every change
+// reached every edge's kernel map. It logs the latency from the hub's
+// acknowledgement of a change to its entry's sync into each edge's map,
+// p50 and p99: the figure docs/BENCHMARKS.md quotes from the full form
+// (10,000 changes at 100/s; AEGIS_FLEET_FULL=1, scripts/bench-fleet.sh).
+func TestFleetPropagation(t *testing.T) {
+	changes, rate := 300, 100
+	if fleetFull {
+		changes = 10_000
+	}
+	cfg := testConfig(t)
+	fx := newFleetFixture(t, &cfg)
+	const edges = 3
+	type landing struct {
+		edge int
+		at   time.Time
+	}
+	landed := make(chan landing, edges*changes)
+	prefixOf := map[netip.Prefix]int{}
+	for i := range changes {
+		prefixOf[netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256))] = i
+	}
+	arrivals := make([][]time.Time, edges)
+	for e := range edges {
+		ecfg := testConfig(t)
+		ecfg.Fleet = cfg.Fleet
+		ecfg.Fleet.Name = fmt.Sprintf("edge-%d", e)
+		n := runNode(t, ecfg)
+		arrivals[e] = make([]time.Time, changes)
+		n.mu.Lock()
+		sync := n.syncList
+		n.syncList = func(l lists.List, ch shield.ListChange) error {
+			err := sync(l, ch)
+			now := time.Now()
+			for _, r := range ch.Put {
+				if i, ok := prefixOf[r.Prefix]; ok {
+					arrivals[e][i] = now // read after the send below is received
+					landed <- landing{e, now}
+				}
+			}
+			return err
+		}
+		n.mu.Unlock()
+	}
+	testutil.WaitFor(t, "three edges to report to the hub", func() bool {
+		es, err := hub.Edges(context.Background(), fx.hub.JS)
+		return err == nil && len(es) == edges
+	})
+
+	acked := make([]time.Time, changes)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for i := range changes {
+		<-tick.C
+		p := fmt.Sprintf("10.%d.%d.0/24", i/256, i%256)
+		fx.publish(fleetBlock(p, time.Hour), nil)
+		acked[i] = time.Now()
+	}
+	for range edges * changes {
+		select {
+		case <-landed:
+		case <-time.After(testutil.WaitTimeout):
+			t.Fatalf("not every change reached every edge within %v", testutil.WaitTimeout)
+		}
+	}
+	var lat []time.Duration
+	for e := range edges {
+		for i := range changes {
+			lat = append(lat, max(0, arrivals[e][i].Sub(acked[i])))
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("%d changes at %d/s to %d edges: hub ack → edge map p50 %v, p99 %v, max %v", changes, rate, edges,
+		lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
 }

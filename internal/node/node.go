@@ -100,6 +100,10 @@ type Node struct {
 	follower      atomic.Pointer[follow.Follower]
 	fleetRejected *prometheus.CounterVec
 	fleetAudit    *audit.Aggregator
+	// proposals carries automatic blocks to the fleet reporter
+	// (fleet.propose_auto_blocks); nil when the node proposes none.
+	proposals        chan shield.AutoBlock
+	proposalsDropped atomic.Uint64
 }
 
 const maxRecentEvents = 256
@@ -130,6 +134,9 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, store: st, audit: alog, attached: map[string]shield.AttachInfo{}, dirty: map[string]bool{}}
 	n.autoBlocks = audit.NewAggregator(alog, audit.OpAutoBlock, 0)
 	n.edgeName = EdgeName(cfg)
+	if cfg.Fleet.ProposeAutoBlocks {
+		n.proposals = make(chan shield.AutoBlock, maxPendingProposals)
+	}
 	n.fleetAudit = audit.NewAggregator(alog, audit.OpFleetRefused, 0).RecordAs(audit.ResultRefused)
 	n.fleetRejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aegis_fleet_rejected_total",
 		Help: "Fleet changes this edge refused, by reason."}, []string{"reason"})
@@ -286,6 +293,7 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Warn("source blocked automatically", "source", ev.Source, "class", ev.Class,
 				"until", ev.Until, "packets_in_window", ev.WindowPkts, "monitor", ev.Monitor)
 			n.autoBlocks.Add(ev.Source.String(), ev.WindowPkts, time.Now())
+			n.proposeAutoBlock(ev)
 			n.eventsMu.Lock()
 			n.events = append(n.events, ev)
 			if len(n.events) > maxRecentEvents {
