@@ -73,7 +73,7 @@ func newFleetCmd(e *env) *cobra.Command {
 		return nil
 	}
 	cmd.AddCommand(newFleetKeygenCmd(e), newFleetListCmd(e, &f, change.Blocklist), newFleetListCmd(e, &f, change.Allowlist),
-		newFleetRateCmd(e, &f), newFleetFnCmd(e, &f), newFleetEdgesCmd(e, &f))
+		newFleetRateCmd(e, &f), newFleetFnCmd(e, &f), newFleetEdgesCmd(e, &f), newFleetStatusCmd(e))
 	return cmd
 }
 

@@ -452,6 +452,8 @@ func TestFleetBadInputPublishesNothing(t *testing.T) {
 		{"unreachable", map[string]string{"AEGIS_FLEET_SERVER": "nats://127.0.0.1:1"}, []string{"fleet", "block", "add", "198.51.100.0/24"}, 1, "127.0.0.1:1"},
 		{"unreachable flag", nil, []string{"fleet", "--server", "nats://127.0.0.1:1", "block", "ls"}, 1, "127.0.0.1:1"},
 		{"no subcommand", nil, []string{"fleet"}, 2, ""},
+		// The group's own setup keeps the root's: status finds the socket.
+		{"status socket", nil, []string{"--socket", filepath.Join(fx.dir, "none.sock"), "fleet", "status"}, 1, "none.sock"},
 		{"keygen exists", nil, []string{"fleet", "keygen", filepath.Join(fx.dir, "op")}, 1, "exists"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
