@@ -33,8 +33,10 @@ import (
 	"github.com/aegis-edge/aegis/internal/fleet/change"
 	"github.com/aegis-edge/aegis/internal/fleet/follow"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
+	"github.com/aegis-edge/aegis/internal/fleet/report"
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/keyfile"
+	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
 // fleetPatience bounds every wait of these tests.
@@ -496,10 +498,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestHubCommand(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "hub.yaml")
-	yaml := fmt.Sprintf("state_dir: %s\nhub:\n  listen: 127.0.0.1:0\n  tombstone_retention: 1h\n", dir)
+// startHubCommand runs `aegis hub --config` on yaml and returns the
+// client URL it logs and a stop that ends it and returns its log (called
+// at the end of the test if not before).
+func startHubCommand(t *testing.T, yaml string) (string, func() string) {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "hub.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -510,19 +514,33 @@ func TestHubCommand(t *testing.T) {
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
+	var once sync.Once
+	stop := func() string {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("aegis hub returned %v", err)
+				}
+			case <-time.After(fleetPatience):
+				t.Error("aegis hub did not stop")
+			}
+		})
+		return stderr.String()
+	}
+	t.Cleanup(func() { stop() })
 
 	urlRe := regexp.MustCompile(`"url":"(nats://127\.0\.0\.1:\d+)"`)
-	var url string
-	for deadline := time.Now().Add(fleetPatience); url == ""; {
+	for deadline := time.Now().Add(fleetPatience); ; {
 		if m := urlRe.FindStringSubmatch(stderr.String()); m != nil {
-			url = m[1]
-			break
+			return m[1], stop
 		}
 		select {
 		case err := <-done:
+			done <- err
 			t.Fatalf("aegis hub exited: %v\n%s", err, stderr.String())
 		default:
 		}
@@ -531,6 +549,12 @@ func TestHubCommand(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func TestHubCommand(t *testing.T) {
+	dir := t.TempDir()
+	url, stop := startHubCommand(t, fmt.Sprintf("state_dir: %s\nhub:\n  listen: 127.0.0.1:0\n  tombstone_retention: 1h\n", dir))
+	ctx := context.Background()
 	if _, err := os.Stat(filepath.Join(dir, "hub", "jetstream")); err != nil {
 		t.Errorf("no JetStream store under state_dir/hub: %v", err)
 	}
@@ -562,17 +586,70 @@ func TestHubCommand(t *testing.T) {
 		t.Errorf("the published record is not on the hub: %v", err)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("aegis hub returned %v", err)
-		}
-	case <-time.After(fleetPatience):
-		t.Fatal("aegis hub did not stop")
+	if log := stop(); !strings.Contains(log, "aegis hub stopped") {
+		t.Errorf("no stop logged:\n%s", log)
 	}
-	if !strings.Contains(stderr.String(), "aegis hub stopped") {
-		t.Errorf("no stop logged:\n%s", stderr.String())
+}
+
+// TestHubPromotesAutoBlocks: with hub.controller_key, `aegis hub` runs the
+// controller, and a source two edges report (hub.auto_block.min_edges 2)
+// becomes a fleet block signed by the controller's key, which an edge's
+// Verifier accepts as a controller promotion. One edge's report alone
+// promotes nothing.
+func TestHubPromotesAutoBlocks(t *testing.T) {
+	dir := t.TempDir()
+	pub, err := keyfile.GenerateFiles(filepath.Join(dir, "controller"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, _ := startHubCommand(t, fmt.Sprintf("state_dir: %s\nhub:\n  listen: 127.0.0.1:0\n  controller_key: %s\n"+
+		"  auto_block: {min_edges: 2, window: 1m, ttl: 10m}\n", dir, filepath.Join(dir, "controller.key")))
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	send := func(edge, prefix string) {
+		r, err := report.New(report.Options{Dir: filepath.Join(dir, edge), Name: edge, Conn: nc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done; r.Close() })
+		if err := r.Report(netip.MustParsePrefix(prefix), time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(context.Background(), hub.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send("edge-1", "203.0.113.5/32")
+	send("edge-1", "198.51.100.77/32")
+	send("edge-2", "198.51.100.77/32")
+	var e jetstream.KeyValueEntry
+	testutil.WaitFor(t, "the controller's promotion on the hub", func() bool {
+		e, err = kv.Get(context.Background(), "list.block.198-51-100-77_32")
+		return err == nil
+	})
+	env, err := change.Decode(e.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.StoredKey = e.Key()
+	v, err := change.NewVerifier(change.Policy{Controller: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Check(env, time.Now())
+	if err != nil || !c.ByController || c.ExpiresAt == 0 {
+		t.Fatalf("the promotion does not verify as the controller's: %+v, %v", c, err)
+	}
+	if _, err := kv.Get(context.Background(), "list.block.203-0-113-5_32"); err == nil {
+		t.Error("a source one edge reported was promoted")
 	}
 }
 

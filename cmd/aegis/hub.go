@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,7 +16,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/fleet/controller"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
+	"github.com/aegis-edge/aegis/internal/keyfile"
 )
 
 // compactEvery is how often the hub removes tombstones older than
@@ -121,6 +124,9 @@ func runHub(ctx context.Context, cfg config.Config, opts hub.Options, log *slog.
 	} else {
 		log.Info("aegis hub running on an external JetStream cluster", "url", opts.NATSURL)
 	}
+	if err := startController(ctx, cfg.Hub, h, log); err != nil {
+		return err
+	}
 
 	compact := time.NewTicker(compactEvery)
 	defer compact.Stop()
@@ -133,6 +139,31 @@ func runHub(ctx context.Context, cfg config.Config, opts hub.Options, log *slog.
 		case <-compact.C:
 		}
 	}
+}
+
+// startController runs the fleet controller with the hub's connection
+// when hub.controller_key is set: it promotes a source that
+// hub.auto_block.min_edges edges report within the window to a signed
+// fleet block. Without the key nothing is promoted.
+func startController(ctx context.Context, hc config.Hub, h *hub.Hub, log *slog.Logger) error {
+	if hc.ControllerKey == "" {
+		log.Info("fleet controller off: hub.controller_key is not set, automatic blocks are not promoted")
+		return nil
+	}
+	key, err := keyfile.ReadPrivateKey(hc.ControllerKey)
+	if err != nil {
+		return fmt.Errorf("hub.controller_key: %w", err)
+	}
+	a := hc.AutoBlock
+	ctl, err := controller.New(controller.Options{Conn: h.Conn, Key: key, MinEdges: a.MinEdges,
+		Window: a.Window.Duration, TTL: a.TTL.Duration, MaxTTL: a.MaxTTL.Duration, Logger: log.With("controller", true)})
+	if err != nil {
+		return err
+	}
+	go ctl.Run(ctx)
+	log.Info("fleet controller running", "key_id", keyfile.KeyID(key.Public().(ed25519.PublicKey)),
+		"min_edges", a.MinEdges, "window", a.Window.Duration, "ttl", a.TTL.Duration)
+	return nil
 }
 
 // compactTombstones removes the signed deletions older than retention.
