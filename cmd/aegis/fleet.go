@@ -432,7 +432,7 @@ func readRecords(cmd *cobra.Command, f *fleetFlags, keys string) ([]record, erro
 				slices.SortFunc(out, func(a, b record) int { return strings.Compare(a.c.Key, b.c.Key) })
 				return out, nil
 			}
-			ch, ok := decodeRecord(en.Value())
+			ch, ok := change.Peek(en.Value())
 			if ok && ch.Op == change.OpPut {
 				out = append(out, record{ch, en.Revision()})
 			}
@@ -440,15 +440,6 @@ func readRecords(cmd *cobra.Command, f *fleetFlags, keys string) ([]record, erro
 			return nil, fmt.Errorf("reading the hub's bucket: %w", ctx.Err())
 		}
 	}
-}
-
-func decodeRecord(v []byte) (change.Change, bool) {
-	env, err := change.Decode(v)
-	if err != nil {
-		return change.Change{}, false
-	}
-	c, err := change.ParsePayload(env.Payload)
-	return c, err == nil
 }
 
 // live reports whether the hub holds a put for ch's subject, so that rm
@@ -465,7 +456,7 @@ func (c *fleetConn) live(ctx context.Context, ch change.Change) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading %s: %w", key, err)
 	}
-	held, ok := decodeRecord(en.Value())
+	held, ok := change.Peek(en.Value())
 	return ok && held.Op == change.OpPut, nil
 }
 

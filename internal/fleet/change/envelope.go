@@ -133,3 +133,16 @@ func Sign(c Change, key ed25519.PrivateKey) (Envelope, error) {
 		StoredKey: c.Key,
 	}, nil
 }
+
+// Peek decodes a stored record's payload without verifying it, for those
+// who only read what the hub holds (the publisher's ordering check, the
+// operator's listings); edges verify with a Verifier. ok is false if it
+// does not decode.
+func Peek(record []byte) (c Change, ok bool) {
+	env, err := Decode(record)
+	if err != nil {
+		return Change{}, false
+	}
+	c, err = ParsePayload(env.Payload)
+	return c, err == nil
+}

@@ -82,7 +82,7 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func
 		if allow != nil && (err == nil || errors.Is(err, jetstream.ErrKeyNotFound)) {
 			var held *change.Change
 			if err == nil {
-				if h, ok := storedChange(cur.Value()); ok {
+				if h, ok := change.Peek(cur.Value()); ok {
 					held = &h
 				}
 			}
@@ -103,7 +103,7 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func
 		case err != nil:
 			return 0, false, fmt.Errorf("reading %s: %w", c.Key, err)
 		}
-		if held, ok := storedChange(cur.Value()); ok && !change.Newer(c, held) {
+		if held, ok := change.Peek(cur.Value()); ok && !change.Newer(c, held) {
 			if bytes.Equal(cur.Value(), value) {
 				return cur.Revision(), true, nil // the same record: already published
 			}
@@ -118,17 +118,6 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func
 		}
 		return rev, false, nil
 	}
-}
-
-// storedChange decodes a stored record without verifying it: the
-// publisher only needs its time, and edges verify.
-func storedChange(v []byte) (change.Change, bool) {
-	env, err := change.Decode(v)
-	if err != nil {
-		return change.Change{}, false
-	}
-	c, err := change.ParsePayload(env.Payload)
-	return c, err == nil
 }
 
 // PutModule stores a function module under its hex SHA-256 (the digest a
@@ -172,7 +161,7 @@ func CompactTombstones(ctx context.Context, js jetstream.JetStream, cutoff time.
 		if e == nil {
 			break
 		}
-		c, ok := storedChange(e.Value())
+		c, ok := change.Peek(e.Value())
 		if ok && c.Op == change.OpDelete && c.IssuedAt < cutoff.UnixNano() {
 			victims = append(victims, victim{e.Key(), e.Revision()})
 			high = max(high, e.Revision())
