@@ -71,7 +71,7 @@ sleep 1
 run() { "$tmp/loadgen" -url "$1" -c "$C" -d "$D" -json; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-echo "machine: $(nproc) CPUs, $(uname -r); $C clients, $D per round, $ROUNDS rounds, medians"
+echo "machine: $(nproc) CPUs, $(uname -r); $C clients, $D per round, $ROUNDS rounds, medians; load at start $(cut -d" " -f1-3 /proc/loadavg)"
 printf '%-10s %-10s %10s %10s %10s\n' module server req/s p50_us p99_us
 for mod in wat c; do
 	declare -A rps=() p50=() p99=()
@@ -99,5 +99,14 @@ for mod in wat c; do
 	done
 	awk -v a="$last_aegis" -v w="$last_wazero" -v n="$last_node" -v m="$mod" \
 		'BEGIN {printf "%-10s aegis/wazero %.2f   aegis/node %.2f\n", m, a / w, a / n}'
+	# The same ratios round by round, then their median: the servers of
+	# one round share the machine's load, which on a shared machine moves
+	# more between rounds than between servers.
+	paste <(echo ${rps[aegis]} | tr ' ' '\n') <(echo ${rps[wazero]} | tr ' ' '\n') <(echo ${rps[node]} | tr ' ' '\n') |
+		awk '{print $1 / $2, $1 / $3}' >"$tmp/ratios"
+	printf '%-10s per round: aegis/wazero %.2f (%s)   aegis/node %.2f\n' "$mod" \
+		"$(cut -d' ' -f1 "$tmp/ratios" | median)" "$(cut -d' ' -f1 "$tmp/ratios" | xargs printf '%.2f ' | sed 's/ $//')" \
+		"$(cut -d' ' -f2 "$tmp/ratios" | median)"
 	unset rps p50 p99
 done
+echo "load at end $(cut -d" " -f1-3 /proc/loadavg)"

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/seccomp"
@@ -29,6 +31,11 @@ const (
 	// (a hot call, cached by the kernel) or "prctl N" (an argument-checked
 	// call: the whole filter runs); the answer is the total in ns.
 	HandlerSyscallBench = "syscall-bench"
+	// HandlerIdleGC checks that the world can stop while the serving
+	// thread waits for a request: "start" starts two collections on
+	// another goroutine 20 ms later, when the worker is idle; "check"
+	// answers how long they took in ns, or "pending".
+	HandlerIdleGC = "idle-gc"
 )
 
 // BuiltinHandlers returns the handlers this package ships: test payloads
@@ -77,6 +84,7 @@ func BuiltinHandlers() map[string]Handler {
 		}),
 		HandlerSelftest:     HandlerFunc(selftest),
 		HandlerSyscallBench: HandlerFunc(syscallBench),
+		HandlerIdleGC:       HandlerFunc(idleGC),
 	}
 }
 
@@ -96,6 +104,30 @@ func selftest(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
 		return encodeSweep(seccomp.Sweep(seccomp.Policy())), nil
 	}
 	return nil, fmt.Errorf("selftest: unknown request %q", req)
+}
+
+// idleGCTook is what HandlerIdleGC's collections took, in ns (0: pending).
+var idleGCTook atomic.Int64
+
+func idleGC(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
+	switch string(req) {
+	case "start":
+		idleGCTook.Store(0)
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			start := time.Now()
+			runtime.GC() // stops the world twice
+			runtime.GC()
+			idleGCTook.Store(max(1, time.Since(start).Nanoseconds()))
+		}()
+		return []byte("started"), nil
+	case "check":
+		if ns := idleGCTook.Load(); ns > 0 {
+			return fmt.Appendf(nil, "%d", ns), nil
+		}
+		return []byte("pending"), nil
+	}
+	return nil, fmt.Errorf("idle-gc: unknown request %q", req)
 }
 
 func syscallBench(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {

@@ -135,6 +135,63 @@ func (fd fdReadWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// serveReader is the serving thread's end of the IPC socket. Before each
+// read it waits up to quietWait for the socket to become readable in a raw
+// epoll_pwait, which the Go runtime does not see: to it the goroutine is
+// running, not in a syscall. A thread blocked in a read(2) the runtime knows
+// of is a P in a syscall to sysmon, which retakes it and, for each retake,
+// goes back to polling every 20 µs; on this serving loop that was about one
+// sysmon wake-up per request (docs/BENCHMARKS.md, issue 16). The read that
+// follows finds the frame there, or, after quietWait of silence, blocks the
+// runtime's way, so that an idle worker sleeps and a collection that stops
+// the world never waits on it for long.
+type serveReader struct {
+	fd   int
+	epfd int // -1: no raw wait, reads only
+}
+
+// quietWait is how long the raw wait lasts: under load the next request is
+// much closer; once it has passed, the worker is idle and pays nothing.
+const quietWait = 2 // milliseconds
+
+func newServeReader(fd int) *serveReader {
+	r := &serveReader{fd: fd, epfd: -1}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return r
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+		unix.Close(epfd)
+		return r
+	}
+	r.epfd = epfd
+	return r
+}
+
+func (r *serveReader) Read(p []byte) (int, error) {
+	if r.epfd >= 0 {
+		for rawWait(r.epfd) == unix.EINTR {
+			// A signal is how the runtime asks this goroutine to stop
+			// (preemption, a stop of the world); the call above yields at
+			// its entry if it was asked.
+		}
+	}
+	return fdReadWriter(r.fd).Read(p)
+}
+
+func (r *serveReader) Write(p []byte) (int, error) { return fdReadWriter(r.fd).Write(p) }
+
+// rawWait waits for epfd up to quietWait without entering the runtime's
+// syscall state. It is a call, not inlined, so that its entry is a point
+// where a pending preemption takes effect.
+//
+//go:noinline
+func rawWait(epfd int) unix.Errno {
+	var ev [1]unix.EpollEvent
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&ev[0])), 1, quietWait, 0, 0)
+	return e
+}
+
 // setUp applies every layer, in order, and returns what it did, the seccomp
 // listener (or -1) and the connection to serve on.
 func setUp(cfg workerConfig) (Report, int, *frameConn, error) {
@@ -192,7 +249,7 @@ func setUp(cfg workerConfig) (Report, int, *frameConn, error) {
 	// has the figures). The runtime starts its threads, GC workers, timers
 	// and netpoller (timers use it) before the filter, so lazy set-up
 	// paths run while every syscall is still allowed.
-	conn := newFrameConn(fdReadWriter(ipcFD), cfg.MaxFrame)
+	conn := newFrameConn(newServeReader(ipcFD), cfg.MaxFrame)
 	rep.Threads = warmUp()
 
 	deny := uint32(seccomp.ActionErrno)
