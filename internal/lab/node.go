@@ -35,43 +35,61 @@ const (
 	pidFile    = "node.pid"
 )
 
-// Socket returns the admin socket of the lab's node.
-func (n Names) Socket() string { return filepath.Join(n.Dir, socketFile) }
+// Socket returns the admin socket of the single-edge lab's node.
+func (n Names) Socket() string { return n.single().Socket() }
 
-// Log returns the file the lab's node logs to.
-func (n Names) Log() string { return filepath.Join(n.Dir, logFile) }
+// Log returns the file the single-edge lab's node logs to.
+func (n Names) Log() string { return n.single().Log() }
+
+// Socket returns the admin socket of the edge's node.
+func (e EdgeNames) Socket() string { return filepath.Join(e.Dir, socketFile) }
+
+// Log returns the file the edge's node logs to.
+func (e EdgeNames) Log() string { return filepath.Join(e.Dir, logFile) }
+
+func (e EdgeNames) config() string { return filepath.Join(e.Dir, configFile) }
 
 // nodeConfig is the edge node's configuration: private state, socket and
 // pins, both edge links shielded, and rate limits low enough that the flood
-// trips them at once.
-func nodeConfig(n Names) config.Config {
+// trips them at once. fleet, if set, makes it follow the lab's hub.
+func nodeConfig(e EdgeNames, addrs clientLink, fleet *config.Fleet) config.Config {
 	cfg := config.Default()
-	cfg.StateDir = filepath.Join(n.Dir, "state")
-	cfg.Admin.Socket = n.Socket()
-	// The client must never be blocked, not even by mistake.
-	cfg.Admin.ManagementAddrs = []string{ClientAddr.String()}
+	cfg.StateDir = filepath.Join(e.Dir, "state")
+	cfg.Admin.Socket = e.Socket()
+	// The client (and hub) must never be blocked, not even by mistake.
+	cfg.Admin.ManagementAddrs = []string{addrs.Client.String()}
 	cfg.Shield.Interfaces = []string{edgeAttackerIf, edgeClientIf}
-	cfg.Shield.PinPath = n.PinPath
+	cfg.Shield.PinPath = e.PinPath
 	rl := &cfg.Shield.RateLimit
 	rl.SYN = config.Bucket{PPS: 50, Burst: 100}
 	rl.UDP = config.Bucket{PPS: 200, Burst: 400}
 	// Short, so a long run shows the block lapse and come back.
 	rl.AutoBlockTTL = config.Duration{Duration: 10 * time.Second}
-	cfg.Gateway.Listen = netip.AddrPortFrom(EdgeClientAddr, GatewayPort).String()
+	cfg.Gateway.Listen = netip.AddrPortFrom(addrs.Edge, GatewayPort).String()
+	if fleet != nil {
+		cfg.Fleet.Servers = fleet.Servers
+		cfg.Fleet.Name = fleet.Name
+		cfg.Fleet.TrustedKeys = fleet.TrustedKeys
+	}
 	return cfg
 }
 
-// nodeProcess is the `aegis node` child running in the edge namespace.
+// nodeProcess is the `aegis node` child running in an edge namespace.
 type nodeProcess struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has been waited for
-	err  error         // its exit, valid after done
+	names EdgeNames
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when the process has been waited for
+	err   error         // its exit, valid after done
 }
 
 // startNode writes the config and starts exe (the aegis binary) as
-// `aegis node` inside the edge namespace, logging to Names.Log.
-func startNode(exe string, env []string, edge *netlab.Namespace, n Names) (*nodeProcess, error) {
-	cfg := nodeConfig(n)
+// `aegis node` inside the edge's namespace, logging to EdgeNames.Log.
+func startNode(exe string, env []string, e *edgeLinks, fleet *config.Fleet) (*nodeProcess, error) {
+	n := e.names
+	if err := os.MkdirAll(n.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	cfg := nodeConfig(n, e.addrs, fleet)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("lab node config: %w", err)
 	}
@@ -79,7 +97,7 @@ func startNode(exe string, env []string, edge *netlab.Namespace, n Names) (*node
 	if err != nil {
 		return nil, err
 	}
-	cfgPath := filepath.Join(n.Dir, configFile)
+	cfgPath := n.config()
 	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
 		return nil, err
 	}
@@ -96,10 +114,10 @@ func startNode(exe string, env []string, edge *netlab.Namespace, n Names) (*node
 	// which stops the node itself, in order, after the traffic.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// A child inherits the network namespace of the thread that forks it.
-	if err := edge.Do(cmd.Start); err != nil {
-		return nil, fmt.Errorf("starting the node: %w", err)
+	if err := e.ns.Do(cmd.Start); err != nil {
+		return nil, fmt.Errorf("starting the node of %s: %w", n.Name, err)
 	}
-	p := &nodeProcess{cmd: cmd, done: make(chan struct{})}
+	p := &nodeProcess{names: n, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -112,7 +130,8 @@ func startNode(exe string, env []string, edge *netlab.Namespace, n Names) (*node
 }
 
 // waitReady waits until the node answers on its admin socket.
-func (p *nodeProcess) waitReady(ctx context.Context, c *admin.Client, n Names) error {
+func (p *nodeProcess) waitReady(ctx context.Context, c *admin.Client) error {
+	n := p.names
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
@@ -157,18 +176,21 @@ func logTail(path string) string {
 	return string(bytes.TrimSpace(b))
 }
 
-// Clean removes everything the lab with this ID left behind: it stops its
-// node (found by the pid file, and only if that process is still the lab's
-// node), removes its pins (which detaches the shield), its namespaces (and
-// the links in them) and its directory. What is already gone is skipped.
+// Clean removes everything the lab with this ID left behind, a fleet lab's
+// too: it stops its nodes (found by their pid files, and only if that
+// process is still the lab's node), removes its pins (which detaches the
+// shield), its namespaces (and the links in them) and its directory. What
+// is already gone is skipped.
 func Clean(id string) error {
 	if !ValidID(id) {
 		return fmt.Errorf("%q is not a lab ID", id)
 	}
 	n := NamesFor(id)
 	var errs []error
-	if err := stopLeftoverNode(n); err != nil {
-		errs = append(errs, err)
+	for _, e := range append(n.edges(false), n.edges(true)...) {
+		if err := stopLeftoverNode(e); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(append(errs, removeArtifacts(n))...)
 }
@@ -192,7 +214,7 @@ func removeArtifacts(n Names) error {
 }
 
 // stopLeftoverNode stops a node that is not this process's child.
-func stopLeftoverNode(n Names) error {
+func stopLeftoverNode(n EdgeNames) error {
 	raw, err := os.ReadFile(filepath.Join(n.Dir, pidFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -208,7 +230,7 @@ func stopLeftoverNode(n Names) error {
 	// lab's config is the lab's node.
 	isNode := func() bool {
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return err == nil && bytes.Contains(cmdline, []byte(filepath.Join(n.Dir, configFile)))
+		return err == nil && bytes.Contains(cmdline, []byte(n.config()))
 	}
 	if !isNode() {
 		return nil

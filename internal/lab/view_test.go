@@ -159,8 +159,18 @@ func TestNames(t *testing.T) {
 	if n.PinPath != "/sys/fs/bpf/aegis-lab-0a1b2c3d" || !strings.HasSuffix(n.Dir, "/aegis-lab-0a1b2c3d") {
 		t.Errorf("names %+v", n)
 	}
-	if err := nodeConfig(n).Validate(); err != nil {
+	if err := nodeConfig(n.single(), clientLinks[0], nil).Validate(); err != nil {
 		t.Errorf("the node's config: %v", err)
+	}
+	for i, e := range n.Fleet {
+		if !strings.HasPrefix(e.NS, "aegis-lab-0a1b2c3d-edge-") || !strings.HasPrefix(e.Dir, n.Dir+"/") || !strings.HasPrefix(e.PinPath, n.PinPath+"/") {
+			t.Errorf("fleet edge names %+v", e)
+		}
+		links := &edgeLinks{names: e, addrs: clientLinks[i]}
+		cfg := nodeConfig(e, clientLinks[i], fleetConfig(n, links))
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("the config of %s: %v", e.Name, err)
+		}
 	}
 	for id, want := range map[string]bool{"0a1b2c3d": true, newID(): true, "": false, "xyz": false, "../x": false, "0a1b2c3d0a1b2c3d00": false} {
 		if ValidID(id) != want {
