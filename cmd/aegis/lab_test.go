@@ -198,6 +198,38 @@ func TestLabFleet(t *testing.T) {
 	assertNothingLeft(t, id)
 }
 
+// TestLabFleetKeep keeps a fleet lab: the hub and both edges run on, the
+// edges hold the fleet block, and --clean removes all of it.
+func TestLabFleetKeep(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(2*time.Minute))
+	defer cancel()
+	cmd := labCmd(t, ctx, "--fleet", "--duration", "1s", "--plain", "--keep")
+	raw, err := cmd.Output()
+	out := string(raw)
+	id := labID(t, out)
+	if err != nil {
+		t.Fatalf("aegis lab --fleet --keep: %v\n%s", err, out)
+	}
+	n := lab.NamesFor(id)
+	if !regexpLine(out, `^kept: the hub \(pid \d+\) runs on`) || !strings.Contains(out, "aegis lab --clean "+id) {
+		t.Errorf("no kept hub or clean-up instructions:\n%s", out)
+	}
+	for _, e := range n.Fleet {
+		code, stdout, stderr := cli("--socket", filepath.Join(e.Dir, "admin.sock"), "block", "ls")
+		if code != 0 || !regexpLine(stdout, `^192\.0\.2\.66/32 .* fleet `) {
+			t.Errorf("the kept %s: block ls exit %d: %s %s", e.Name, code, stdout, stderr)
+		}
+	}
+	if pids := processesMentioning(t, "--serve-hub"); len(pids) == 0 {
+		t.Error("the kept hub is not running")
+	}
+	code, stdout, stderr := cli("lab", "--clean", id)
+	if code != 0 || !strings.Contains(stdout, "removed lab "+id) {
+		t.Fatalf("aegis lab --clean: exit %d: %s %s", code, stdout, stderr)
+	}
+	assertNothingLeft(t, id)
+}
+
 func regexpLine(s, pattern string) bool {
 	return regexp.MustCompile(`(?m)` + pattern).MatchString(s)
 }

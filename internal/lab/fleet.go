@@ -7,14 +7,12 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/admin"
@@ -22,47 +20,78 @@ import (
 	"github.com/aegis-edge/aegis/internal/fleet/change"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
 	"github.com/aegis-edge/aegis/internal/keyfile"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/aegis-edge/aegis/internal/node"
 	"github.com/aegis-edge/aegis/internal/store"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// HubPort is where the fleet lab's hub takes the edges' connections, on
-// each client address.
+// HubPort is where the fleet lab's hub listens, on each client address.
 const HubPort = 4222
 
 // Files in Names.Dir of a fleet lab.
 const (
 	hubDir      = "hub"          // the hub's JetStream store
+	hubLog      = "hub.log"      // its log
+	hubPid      = "hub.pid"      // its pid, for Clean
 	operatorPub = "operator.pub" // the key the edges trust
+	operatorKey = "operator.key" // its private half, for a kept lab
 )
 
-// labHub is the fleet lab's hub: an embedded JetStream server in this
-// process, reached by the edges through a listener in the client
-// namespace, and the operator key that signs what the lab publishes.
-type labHub struct {
-	h   *hub.Hub
-	pub *hub.Publisher
-	key ed25519.PrivateKey
-	ln  net.Listener
-	ns  string // the client namespace, where ln is
+// ServeHubFlag is the hidden `aegis lab` flag that makes the binary the
+// fleet lab's hub (ServeHub); only the lab passes it.
+const ServeHubFlag = "serve-hub"
 
-	mu     sync.Mutex
-	conns  []net.Conn
-	closed bool
-	wg     sync.WaitGroup
+// ServeHub runs the fleet lab's hub until ctx ends: an embedded JetStream
+// server with the fleet's buckets, its store in the lab directory dir,
+// listening on HubPort of every address of the namespace it runs in (the
+// lab starts it in the client namespace, which holds nothing but the lab's
+// links).
+func ServeHub(ctx context.Context, dir string) error {
+	base := filepath.Base(dir)
+	if id, ok := strings.CutPrefix(base, namePrefix); !ok || !ValidID(id) || NamesFor(id).Dir != filepath.Clean(dir) {
+		return fmt.Errorf("%s is not a lab directory", dir)
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	h, err := hub.Open(octx, hub.Options{StoreDir: filepath.Join(dir, hubDir), Listen: fmt.Sprintf("0.0.0.0:%d", HubPort)})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	<-ctx.Done()
+	return nil
 }
 
-// startHub starts the hub and writes the operator's public key to the
-// lab's directory.
-//
-// The embedded server listens from goroutines of its own, which run in
-// this process's namespace whatever thread started them, so it cannot be
-// told to listen in the client namespace. Instead the lab listens there
-// itself (a socket opened on a thread inside a namespace stays in it) and
-// hands each connection to the server as an in-process one; the server's
-// own listener is on a random loopback port of the host, which nothing
-// uses.
-func startHub(ctx context.Context, t *topology) (_ *labHub, err error) {
+// labHub is the fleet lab's hub, a child process in the client namespace
+// (so that it outlives the lab with --keep), the lab's connection to it and
+// the operator key that signs what the lab publishes.
+type labHub struct {
+	proc *process
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	pub  *hub.Publisher
+	key  ed25519.PrivateKey
+	ns   string // the client namespace
+}
+
+// nsDialer dials from a thread inside a namespace: the lab itself stays in
+// the host's.
+type nsDialer struct{ ns *netlab.Namespace }
+
+func (d nsDialer) Dial(network, addr string) (c net.Conn, err error) {
+	err = d.ns.Do(func() error {
+		c, err = (&net.Dialer{Timeout: 2 * time.Second}).Dial(network, addr)
+		return err
+	})
+	return c, err
+}
+
+// startHub writes the operator's public key to the lab's directory, starts
+// the hub as `aegis lab --serve-hub DIR` in the client namespace and
+// connects to it.
+func startHub(ctx context.Context, exe string, env []string, t *topology) (_ *labHub, err error) {
 	pk, sk, err := keyfile.Generate()
 	if err != nil {
 		return nil, err
@@ -71,69 +100,74 @@ func startHub(ctx context.Context, t *topology) (_ *labHub, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(t.names.Dir, operatorPub), pem, 0o600); err != nil {
+	priv, err := keyfile.MarshalPrivateKey(sk)
+	if err != nil {
 		return nil, err
 	}
-	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	h, err := hub.Open(hctx, hub.Options{StoreDir: filepath.Join(t.names.Dir, hubDir), Listen: "127.0.0.1:-1"})
+	dir := t.names.Dir
+	if err := os.WriteFile(filepath.Join(dir, operatorPub), pem, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, operatorKey), priv, 0o600); err != nil {
+		return nil, err
+	}
+	proc, err := startProcess(t.client, exe, env, filepath.Join(dir, hubLog), filepath.Join(dir, hubPid), "lab", "--"+ServeHubFlag, dir)
 	if err != nil {
 		return nil, fmt.Errorf("starting the hub: %w", err)
 	}
-	lh := &labHub{h: h, key: sk, ns: t.client.Name}
+	lh := &labHub{proc: proc, key: sk, ns: t.client.Name}
 	defer func() {
 		if err != nil {
-			lh.close()
+			lh.close(true)
 		}
 	}()
-	if lh.pub, err = hub.NewPublisher(hctx, h.Conn); err != nil {
-		return nil, err
+	// The hub accepts connections before it has made its buckets: retry
+	// until the publisher finds them.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err = lh.connect(cctx, t.client)
+		if err == nil {
+			return lh, nil
+		}
+		select {
+		case <-proc.done:
+			return nil, fmt.Errorf("the hub exited while starting (%v):\n%s", proc.err, logTail(proc.log))
+		case <-cctx.Done():
+			return nil, fmt.Errorf("the hub did not answer: %w\n%s", err, logTail(proc.log))
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	// One listener for every client link: the client namespace holds
-	// nothing but the lab's links.
-	if err := t.client.Do(func() (err error) {
-		lh.ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", HubPort))
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("listening for the edges in %s: %w", t.client.Name, err)
-	}
-	lh.wg.Add(1)
-	go lh.serve()
-	return lh, nil
 }
 
-// serve hands each edge's connection to the embedded server.
-func (lh *labHub) serve() {
-	defer lh.wg.Done()
-	for {
-		c, err := lh.ln.Accept()
+func (lh *labHub) connect(ctx context.Context, client *netlab.Namespace) error {
+	if lh.nc == nil {
+		nc, err := nats.Connect(serverURL(clientLinks[0]), nats.Name("aegis lab"), nats.SetCustomDialer(nsDialer{client}),
+			nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 		if err != nil {
-			return // closed
+			return err
 		}
-		s, err := lh.h.Server.InProcessConn()
-		if err != nil {
-			c.Close()
-			continue
-		}
-		lh.mu.Lock()
-		if lh.closed {
-			lh.mu.Unlock()
-			c.Close()
-			s.Close()
-			return
-		}
-		lh.conns = append(lh.conns, c, s)
-		lh.wg.Add(2)
-		lh.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			defer lh.wg.Done()
-			io.Copy(dst, src)
-			// Either side ending ends both.
-			dst.Close()
-			src.Close()
-		}
-		go pipe(c, s)
-		go pipe(s, c)
+		lh.nc = nc
+	}
+	js, err := jetstream.New(lh.nc)
+	if err != nil {
+		return err
+	}
+	pub, err := hub.NewPublisher(ctx, lh.nc)
+	if err != nil {
+		return err
+	}
+	lh.js, lh.pub = js, pub
+	return nil
+}
+
+// close disconnects from the hub and, if stop, stops it.
+func (lh *labHub) close(stop bool) {
+	if lh.nc != nil {
+		lh.nc.Close()
+	}
+	if stop {
+		lh.proc.stop()
 	}
 }
 
@@ -166,7 +200,7 @@ func (lh *labHub) waitEdges(ctx context.Context, names []string, nodes []*nodePr
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		reps, err := hub.Edges(ctx, lh.h.JS)
+		reps, err := hub.Edges(ctx, lh.js)
 		var missing []string
 		for _, n := range names {
 			if !slices.ContainsFunc(reps, func(r hub.EdgeReport) bool { return r.Name == n }) {
@@ -180,6 +214,8 @@ func (lh *labHub) waitEdges(ctx context.Context, names []string, nodes []*nodePr
 			select {
 			case <-nd.done:
 				return fmt.Errorf("the node of %s exited (%v):\n%s", nd.names.Name, nd.err, logTail(nd.names.Log()))
+			case <-lh.proc.done:
+				return fmt.Errorf("the hub exited (%v):\n%s", lh.proc.err, logTail(lh.proc.log))
 			default:
 			}
 		}
@@ -226,19 +262,4 @@ func waitListed(ctx context.Context, ac *admin.Client) error {
 		case <-time.After(time.Millisecond):
 		}
 	}
-}
-
-// close stops taking connections, cuts those taken and stops the hub.
-func (lh *labHub) close() {
-	if lh.ln != nil {
-		lh.ln.Close()
-	}
-	lh.mu.Lock()
-	lh.closed = true
-	for _, c := range lh.conns {
-		c.Close()
-	}
-	lh.mu.Unlock()
-	lh.wg.Wait()
-	lh.h.Close()
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -82,12 +83,11 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 
 	var lh *labHub
 	if o.Fleet {
-		if lh, err = startHub(ctx, topo); err != nil {
+		if lh, err = startHub(ctx, o.Executable, o.Env, topo); err != nil {
 			return sum, err
 		}
-		// Registered before the nodes' stop, so it runs after it. An
-		// in-process hub cannot outlive the lab, not even with Keep.
-		defer lh.close()
+		// Registered before the nodes' stop, so it runs after it.
+		defer func() { lh.close(!kept) }()
 	}
 
 	var nodes []*nodeProcess
@@ -211,7 +211,7 @@ loop:
 
 	if o.Keep && err == nil {
 		kept = true
-		printKept(o.Out, names, nodes)
+		printKept(o.Out, names, nodes, lh)
 	}
 	return sum, err
 }
@@ -346,8 +346,8 @@ func fillSummary(ctx context.Context, sum *Summary, nodes []*nodeProcess, acs []
 	return nil
 }
 
-func printKept(w io.Writer, n Names, nodes []*nodeProcess) {
-	if len(nodes) == 1 && nodes[0].names.Dir == n.Dir {
+func printKept(w io.Writer, n Names, nodes []*nodeProcess, lh *labHub) {
+	if lh == nil {
 		fmt.Fprintf(w, `
 kept: the node (pid %d) runs on in %s.
   aegis --socket %s stats --watch
@@ -357,7 +357,9 @@ clean up: aegis lab --clean %s
 `, nodes[0].cmd.Process.Pid, n.Edge, n.Socket(), n.Client, gatewayAddr(), FunctionRoute, n.Log(), n.ID)
 		return
 	}
-	fmt.Fprintf(w, "\nkept: the edges run on; the hub ran inside the lab and has stopped with it, so they enforce\nthe fleet's entries from their own stores and keep trying to reconnect.\n")
+	fmt.Fprintf(w, "\nkept: the hub (pid %d) runs on in %s, on %s; log: %s\n",
+		lh.proc.cmd.Process.Pid, lh.ns, hubURLs(len(nodes)), lh.proc.log)
+	fmt.Fprintf(w, "  operator key: %s (the edges trust %s)\n", filepath.Join(n.Dir, operatorKey), filepath.Join(n.Dir, operatorPub))
 	for _, nd := range nodes {
 		e := nd.names
 		fmt.Fprintf(w, "  %s (pid %d) in %s:\n    aegis --socket %s stats --watch\n    aegis --socket %s block ls\n    node log: %s\n",

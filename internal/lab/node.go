@@ -74,12 +74,50 @@ func nodeConfig(e EdgeNames, addrs clientLink, fleet *config.Fleet) config.Confi
 	return cfg
 }
 
+// process is a child of the lab (a node or the fleet hub) started inside
+// a namespace, with its pid in a file for Clean.
+type process struct {
+	cmd  *exec.Cmd
+	log  string        // its stdout and stderr
+	done chan struct{} // closed when the process has been waited for
+	err  error         // its exit, valid after done
+}
+
+// startProcess starts exe with args inside ns, logging to logPath, and
+// writes its pid to pidPath.
+func startProcess(ns *netlab.Namespace, exe string, env []string, logPath, pidPath string, args ...string) (*process, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own copy
+
+	cmd := exec.Command(exe, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group: a Ctrl-C at the terminal reaches the lab,
+	// which stops its children itself, in order, after the traffic.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A child inherits the network namespace of the thread that forks it.
+	if err := ns.Do(cmd.Start); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if err := os.WriteFile(pidPath, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
 // nodeProcess is the `aegis node` child running in an edge namespace.
 type nodeProcess struct {
+	*process
 	names EdgeNames
-	cmd   *exec.Cmd
-	done  chan struct{} // closed when the process has been waited for
-	err   error         // its exit, valid after done
 }
 
 // startNode writes the config and starts exe (the aegis binary) as
@@ -97,36 +135,14 @@ func startNode(exe string, env []string, e *edgeLinks, fleet *config.Fleet) (*no
 	if err != nil {
 		return nil, err
 	}
-	cfgPath := n.config()
-	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
+	if err := os.WriteFile(n.config(), raw, 0o600); err != nil {
 		return nil, err
 	}
-	logf, err := os.OpenFile(n.Log(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p, err := startProcess(e.ns, exe, env, n.Log(), filepath.Join(n.Dir, pidFile), "node", "--config", n.config())
 	if err != nil {
-		return nil, err
-	}
-	defer logf.Close() // the child has its own copy
-
-	cmd := exec.Command(exe, "node", "--config", cfgPath)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group: a Ctrl-C at the terminal reaches the lab,
-	// which stops the node itself, in order, after the traffic.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// A child inherits the network namespace of the thread that forks it.
-	if err := e.ns.Do(cmd.Start); err != nil {
 		return nil, fmt.Errorf("starting the node of %s: %w", n.Name, err)
 	}
-	p := &nodeProcess{names: n, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := os.WriteFile(filepath.Join(n.Dir, pidFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return p, nil
+	return &nodeProcess{process: p, names: n}, nil
 }
 
 // waitReady waits until the node answers on its admin socket.
@@ -152,8 +168,8 @@ func (p *nodeProcess) waitReady(ctx context.Context, c *admin.Client) error {
 // stopGrace is how long a node gets to stop after SIGTERM before SIGKILL.
 const stopGrace = 10 * time.Second
 
-// stop terminates the node and waits for it.
-func (p *nodeProcess) stop() {
+// stop terminates the process and waits for it.
+func (p *process) stop() {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -188,9 +204,13 @@ func Clean(id string) error {
 	n := NamesFor(id)
 	var errs []error
 	for _, e := range append(n.edges(false), n.edges(true)...) {
-		if err := stopLeftoverNode(e); err != nil {
+		if err := stopLeftover(filepath.Join(e.Dir, pidFile), e.config()); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// The hub after the nodes, as the lab stops them.
+	if err := stopLeftover(filepath.Join(n.Dir, hubPid), "--"+ServeHubFlag+"\x00"+n.Dir+"\x00"); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(append(errs, removeArtifacts(n))...)
 }
@@ -213,9 +233,10 @@ func removeArtifacts(n Names) error {
 	return errors.Join(errs...)
 }
 
-// stopLeftoverNode stops a node that is not this process's child.
-func stopLeftoverNode(n EdgeNames) error {
-	raw, err := os.ReadFile(filepath.Join(n.Dir, pidFile))
+// stopLeftover stops a node or hub that is not this process's child, by
+// the pid in pidPath, if its command line still contains mark.
+func stopLeftover(pidPath, mark string) error {
+	raw, err := os.ReadFile(pidPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -224,13 +245,13 @@ func stopLeftoverNode(n EdgeNames) error {
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
 	if err != nil || pid <= 1 {
-		return fmt.Errorf("%s: bad pid %q", pidFile, raw)
+		return fmt.Errorf("%s: bad pid %q", pidPath, raw)
 	}
 	// The pid may have been reused since: only a process started with this
-	// lab's config is the lab's node.
+	// lab's config or directory is the lab's node or hub.
 	isNode := func() bool {
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return err == nil && bytes.Contains(cmdline, []byte(n.config()))
+		return err == nil && bytes.Contains(cmdline, []byte(mark))
 	}
 	if !isNode() {
 		return nil
