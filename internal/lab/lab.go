@@ -37,7 +37,8 @@ type Options struct {
 	// stops; Clean removes them later.
 	Keep bool
 	// Live redraws the view in place (for a terminal); otherwise it
-	// appends one line a second.
+	// appends one line a second. A fleet lab always appends, one line per
+	// edge a second.
 	Live bool
 	Out  io.Writer
 	// Fleet runs a hub and FleetEdges edges that follow it instead of one

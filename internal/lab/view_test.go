@@ -217,3 +217,46 @@ func TestLatencySampleStaysUniform(t *testing.T) {
 		t.Errorf("a second take() = %+v, want an empty interval", iv)
 	}
 }
+
+// TestFleetSummary: a fleet run passes only if every edge listed the fleet
+// block and dropped the blocked source; the summary has a line per edge.
+func TestFleetSummary(t *testing.T) {
+	edge := func(name string, applied bool, blocked uint64) EdgeSummary {
+		return EdgeSummary{Name: name, Applied: applied, Propagation: 12 * time.Millisecond,
+			Shield: map[string]uint64{"blocked_exact": blocked, "auto_blocked": 7, "passed": 100}}
+	}
+	good := func() Summary {
+		return Summary{ID: "0a1b2c3d", Fleet: true, OK: 3, Shield: map[string]uint64{"blocked_exact": 10},
+			Edges: []EdgeSummary{edge("edge-1", true, 5), edge("edge-2", true, 5)}}
+	}
+	tests := []struct {
+		name string
+		edit func(*Summary)
+		want string
+	}{
+		{"good", func(*Summary) {}, ""},
+		{"not applied", func(s *Summary) { s.Edges[1].Applied = false }, "edge-2 never listed the fleet block"},
+		{"not dropped", func(s *Summary) { s.Edges[0].Shield["blocked_exact"] = 0 }, "edge-1 never dropped the blocklisted source"},
+		{"one edge", func(s *Summary) { s.Edges = s.Edges[:1] }, "1 edges ran"},
+		{"function silent", func(s *Summary) { s.OK = 0 }, "never answered 200"},
+	}
+	for _, tc := range tests {
+		s := good()
+		tc.edit(&s)
+		err := s.Check()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: Check() = %v, want nil", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: Check() = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	var b strings.Builder
+	s := good()
+	s.Edges[1].Applied = false
+	s.Write(&b)
+	if !regexpLine(b.String(), `^  edge-1: fleet block listed after 12\.00ms; dropped 12 packets, blocklisted 5, auto-blocked sources 0$`) ||
+		!regexpLine(b.String(), `^  edge-2: fleet block NOT listed; dropped 12 packets, blocklisted 5`) {
+		t.Errorf("summary:\n%s", b.String())
+	}
+}
