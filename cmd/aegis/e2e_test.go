@@ -40,12 +40,17 @@ func startDaemon(t *testing.T, ns *testutil.NetNS, cfgPath, sock string) *daemon
 // `aegis node` inside ns.
 func startDaemonBinary(t *testing.T, bin string, ns *testutil.NetNS, cfgPath, sock string) *daemon {
 	t.Helper()
-	self := bin
+	return startDaemonCmd(t, exec.Command("nsenter", "--net="+ns.Path, bin, "node", "--config", cfgPath), sock)
+}
+
+// startDaemonCmd starts cmd, an `aegis node` command line, and waits until
+// the node answers on sock.
+func startDaemonCmd(t *testing.T, cmd *exec.Cmd, sock string) *daemon {
+	t.Helper()
 	logf, err := os.CreateTemp(t.TempDir(), "node-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("nsenter", "--net="+ns.Path, self, "node", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), "AEGIS_TEST_MAIN=1")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -23,69 +23,98 @@ func newFnCmd(e *env) *cobra.Command {
 }
 
 func newFnDeployCmd(e *env) *cobra.Command {
-	var (
-		route, memory string
-		fuel          int64
-		timeout       time.Duration
-		allowHosts    []string
-	)
-	cmd := &cobra.Command{
-		Use:   "deploy NAME FILE.wasm --route [HOST]/PATH [--fuel N] [--timeout DUR] [--memory SIZE] [--allow-host HOST]...",
-		Short: "Validate, instrument and compile a module, then switch its route to it",
-		Long: "Deploy a WASI (preview 1) module as function NAME. The module is validated, instrumented " +
-			"with fuel and compiled before the route switches to the new version; requests in flight " +
+	return fnDeployCmd("Validate, instrument and compile a module, then switch its route to it",
+		"Deploy a WASI (preview 1) module as function NAME. The module is validated, instrumented "+
+			"with fuel and compiled before the route switches to the new version; requests in flight "+
 			"finish on the old one. Flags not given take the node's defaults (functions.defaults).",
-		Args: args(cobra.ExactArgs(2)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			name, file := a[0], a[1]
-			if err := store.ValidFunctionName(name); err != nil {
-				return usageError{err}
-			}
-			if route == "" {
-				return usageError{fmt.Errorf("--route is required, e.g. --route /hello or --route example.com/hello")}
-			}
-			if _, err := functions.ParseRoute(route); err != nil {
-				return usageError{err}
-			}
-			req := admin.DeployRequest{Spec: functions.Spec{Route: route, AllowHosts: allowHosts}}
-			if cmd.Flags().Changed("fuel") {
-				if fuel < 1 {
-					return usageError{fmt.Errorf("--fuel must be positive")}
-				}
-				req.Fuel = &fuel
-			}
-			if cmd.Flags().Changed("timeout") {
-				if timeout <= 0 {
-					return usageError{fmt.Errorf("--timeout must be positive")}
-				}
-				req.Timeout = &config.Duration{Duration: timeout}
-			}
-			if memory != "" {
-				sz, err := config.ParseSize(memory)
-				if err != nil {
-					return usageError{fmt.Errorf("--memory: %w", err)}
-				}
-				req.Memory = &sz
-			}
-			module, err := os.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			req.Module = module
-			info, err := e.client().Deploy(cmd.Context(), name, req)
+		func(cmd *cobra.Command, name string, spec functions.Spec, module []byte) error {
+			info, err := e.client().Deploy(cmd.Context(), name, admin.DeployRequest{Module: module, Spec: spec})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "deployed %s version %d on %s (sha256 %.12s, %d bytes)\n", info.Name, info.Version, info.Route, info.Digest, info.Size)
 			return nil
+		})
+}
+
+// fnDeployCmd is `fn deploy NAME FILE.wasm --route ...`, locally and to
+// the fleet: deploy is given the checked name and spec and the module.
+func fnDeployCmd(short, long string, deploy func(cmd *cobra.Command, name string, spec functions.Spec, module []byte) error) *cobra.Command {
+	var flags specFlags
+	cmd := &cobra.Command{
+		Use:   "deploy NAME FILE.wasm --route [HOST]/PATH [--fuel N] [--timeout DUR] [--memory SIZE] [--allow-host HOST]...",
+		Short: short,
+		Long:  long,
+		Args:  args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			name, file := a[0], a[1]
+			spec, err := flags.spec(cmd, name)
+			if err != nil {
+				return err
+			}
+			module, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			return deploy(cmd, name, spec, module)
 		},
 	}
-	cmd.Flags().StringVar(&route, "route", "", "where the function answers: [HOST]/PATH")
-	cmd.Flags().Int64Var(&fuel, "fuel", 0, "instruction budget per request")
-	cmd.Flags().DurationVar(&timeout, "timeout", 0, "wall-clock deadline per request (e.g. 500ms)")
-	cmd.Flags().StringVar(&memory, "memory", "", "largest linear memory (e.g. 16MiB)")
-	cmd.Flags().StringArrayVar(&allowHosts, "allow-host", nil, "host[:port] the function may fetch from (repeatable)")
+	flags.register(cmd)
 	return cmd
+}
+
+// specFlags are the flags of deploying a function, locally and to the
+// fleet: a functions.Spec.
+type specFlags struct {
+	route, memory string
+	fuel          int64
+	timeout       time.Duration
+	allowHosts    []string
+}
+
+func (f *specFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.route, "route", "", "where the function answers: [HOST]/PATH")
+	cmd.Flags().Int64Var(&f.fuel, "fuel", 0, "instruction budget per request")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, "wall-clock deadline per request (e.g. 500ms)")
+	cmd.Flags().StringVar(&f.memory, "memory", "", "largest linear memory (e.g. 16MiB)")
+	cmd.Flags().StringArrayVar(&f.allowHosts, "allow-host", nil, "host[:port] the function may fetch from (repeatable)")
+}
+
+// spec checks the function's name and the flags and returns the Spec
+// they give; flags not given stay unset (the node's defaults). Its errors
+// are usage errors.
+func (f *specFlags) spec(cmd *cobra.Command, name string) (functions.Spec, error) {
+	if err := store.ValidFunctionName(name); err != nil {
+		return functions.Spec{}, usageError{err}
+	}
+	if f.route == "" {
+		return functions.Spec{}, usageError{fmt.Errorf("--route is required, e.g. --route /hello or --route example.com/hello")}
+	}
+	if _, err := functions.ParseRoute(f.route); err != nil {
+		return functions.Spec{}, usageError{err}
+	}
+	spec := functions.Spec{Route: f.route, AllowHosts: f.allowHosts}
+	if cmd.Flags().Changed("fuel") {
+		if f.fuel < 1 {
+			return functions.Spec{}, usageError{fmt.Errorf("--fuel must be positive")}
+		}
+		fuel := f.fuel
+		spec.Fuel = &fuel
+	}
+	if cmd.Flags().Changed("timeout") {
+		if f.timeout <= 0 {
+			return functions.Spec{}, usageError{fmt.Errorf("--timeout must be positive")}
+		}
+		spec.Timeout = &config.Duration{Duration: f.timeout}
+	}
+	if f.memory != "" {
+		sz, err := config.ParseSize(f.memory)
+		if err != nil {
+			return functions.Spec{}, usageError{fmt.Errorf("--memory: %w", err)}
+		}
+		spec.Memory = &sz
+	}
+	return spec, nil
 }
 
 func newFnLsCmd(e *env) *cobra.Command {

@@ -20,26 +20,24 @@ func newListCmd(e *env, list string) *cobra.Command {
 	noun := map[string]string{"block": "blocklist", "allow": "allowlist"}[list]
 	cmd := groupCmd(list, "Manage the "+noun)
 
-	var ttl time.Duration
-	var reason string
+	var entry entryFlags
 	var force bool
 	addFlags := func(c *cobra.Command) {
-		c.Flags().DurationVar(&ttl, "ttl", 0, "remove the entries after this long (e.g. 10m, 24h; default permanent)")
-		c.Flags().StringVar(&reason, "reason", "", "why the entries are listed")
+		entry.register(c)
 		if list == "block" {
 			c.Flags().BoolVar(&force, "force", false, "block even if the range covers an allowlisted or management address")
 		}
 	}
 	add := func(cmd *cobra.Command, targets []string) error {
-		if err := lists.ValidateTTL(ttl); err != nil {
+		if err := lists.ValidateTTL(entry.ttl); err != nil {
 			return err
 		}
 		if _, err := lists.ParseTargets(targets); err != nil {
 			return err
 		}
-		req := admin.AddRequest{Targets: targets, Reason: reason, Force: force}
-		if ttl > 0 {
-			req.TTL = ttl.String()
+		req := admin.AddRequest{Targets: targets, Reason: entry.reason, Force: force}
+		if entry.ttl > 0 {
+			req.TTL = entry.ttl.String()
 		}
 		resp, err := e.client().Add(cmd.Context(), list, req)
 		if err != nil {
@@ -49,32 +47,9 @@ func newListCmd(e *env, list string) *cobra.Command {
 		return nil
 	}
 
-	addCmd := &cobra.Command{
-		Use:   "add TARGET...",
-		Short: "Add IPv4/IPv6 addresses or CIDR prefixes to the " + noun,
-		Args:  args(cobra.MinimumNArgs(1)),
-		RunE:  add,
-	}
+	addCmd := listAddCmd(noun, add)
 	addFlags(addCmd)
-
-	importCmd := &cobra.Command{
-		Use:   "import FILE",
-		Short: "Add every target in FILE (one per line, # comments; FireHOL netsets work), all or nothing",
-		Args:  args(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			targets, err := readTargets(a[0])
-			if err != nil {
-				return err
-			}
-			if len(targets) == 0 {
-				return fmt.Errorf("%s: no targets", a[0])
-			}
-			if len(targets) >= 10000 {
-				fmt.Fprintf(e.stderr, "read %d targets from %s, importing…\n", len(targets), a[0])
-			}
-			return add(cmd, targets)
-		},
-	}
+	importCmd := listImportCmd(e, add)
 	addFlags(importCmd)
 
 	rmCmd := &cobra.Command{
@@ -132,6 +107,51 @@ func newListCmd(e *env, list string) *cobra.Command {
 
 	cmd.AddCommand(addCmd, rmCmd, lsCmd, importCmd)
 	return cmd
+}
+
+// entryFlags are the flags of adding list entries, the same locally and
+// to the fleet.
+type entryFlags struct {
+	ttl    time.Duration
+	reason string
+}
+
+func (f *entryFlags) register(c *cobra.Command) {
+	c.Flags().DurationVar(&f.ttl, "ttl", 0, "remove the entries after this long (e.g. 10m, 24h; default permanent)")
+	c.Flags().StringVar(&f.reason, "reason", "", "why the entries are listed")
+}
+
+// listAddCmd is `add TARGET...` of a list, adding with add.
+func listAddCmd(noun string, add func(*cobra.Command, []string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   "add TARGET...",
+		Short: "Add IPv4/IPv6 addresses or CIDR prefixes to the " + noun,
+		Args:  args(cobra.MinimumNArgs(1)),
+		RunE:  add,
+	}
+}
+
+// listImportCmd is `import FILE` of a list: it reads the file's targets
+// (readTargets) and adds them all with add.
+func listImportCmd(e *env, add func(*cobra.Command, []string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   "import FILE",
+		Short: "Add every target in FILE (one per line, # comments; FireHOL netsets work), all or nothing",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			targets, err := readTargets(a[0])
+			if err != nil {
+				return err
+			}
+			if len(targets) == 0 {
+				return fmt.Errorf("%s: no targets", a[0])
+			}
+			if len(targets) >= 10000 {
+				fmt.Fprintf(e.stderr, "read %d targets from %s, importing…\n", len(targets), a[0])
+			}
+			return add(cmd, targets)
+		},
+	}
 }
 
 // readTargets reads an import file: one target per line, anything after #

@@ -75,6 +75,7 @@ func newRoot(e *env) *cobra.Command {
 	root.PersistentFlags().StringVar(&e.socket, "socket", "", "admin socket of the node (env AEGIS_SOCKET, default "+admin.DefaultSocket+")")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newNodeCmd(e), newListCmd(e, "block"), newListCmd(e, "allow"), newShieldCmd(e), newSandboxCmd(e), newSandboxWorkerCmd(), newEBPFCmd(e), newDoctorCmd(e), newAuditCmd(e), newFnCmd(e), newStatsCmd(e), newVersionCmd(e), newLabCmd(e))
+	root.AddCommand(newFleetCmd(e), newHubCmd(e))
 	return root
 }
 

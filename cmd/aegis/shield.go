@@ -48,30 +48,16 @@ func newShieldCmd(e *env) *cobra.Command {
 		},
 	}
 
-	var pps, burst uint32
-	rate := &cobra.Command{
-		Use:       "rate syn|udp|icmp --pps N [--burst N]",
-		Short:     "Change a class's per-source rate limit at runtime (--pps 0 lifts it)",
-		Args:      args(cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs)),
-		ValidArgs: []string{"syn", "udp", "icmp"},
-		RunE: func(cmd *cobra.Command, a []string) error {
-			if !cmd.Flags().Changed("pps") {
-				return usageError{fmt.Errorf("--pps is required")}
-			}
-			if !cmd.Flags().Changed("burst") {
-				burst = 2 * pps
-			}
-			st, err := e.client().SetRate(cmd.Context(), admin.RateRequest{Class: a[0], PPS: pps, Burst: burst})
+	rate := rateCmd("Change a class's per-source rate limit at runtime (--pps 0 lifts it)",
+		func(cmd *cobra.Command, req admin.RateRequest) error {
+			st, err := e.client().SetRate(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "rate limits: syn %d/s burst %d, udp %d/s burst %d, icmp %d/s burst %d\n",
 				st.SYN.PPS, st.SYN.Burst, st.UDP.PPS, st.UDP.Burst, st.ICMP.PPS, st.ICMP.Burst)
 			return nil
-		},
-	}
-	rate.Flags().Uint32Var(&pps, "pps", 0, "packets per second per source")
-	rate.Flags().Uint32Var(&burst, "burst", 0, "bucket size (default 2×pps)")
+		})
 
 	detach := &cobra.Command{
 		Use:   "detach IFACE",
@@ -139,4 +125,28 @@ func printStatus(e *env, st node.Status) {
 	for _, ev := range st.Recent {
 		fmt.Fprintf(e.stdout, "auto-blocked %s (%s flood, %d packets in 1s) until %s\n", ev.Source, ev.Class, ev.WindowPkts, ev.Until.Format("15:04:05"))
 	}
+}
+
+// rateCmd is `rate syn|udp|icmp --pps N [--burst N]`, locally and to the
+// fleet: set is given the class and its setting.
+func rateCmd(short string, set func(*cobra.Command, admin.RateRequest) error) *cobra.Command {
+	var pps, burst uint32
+	rate := &cobra.Command{
+		Use:       "rate syn|udp|icmp --pps N [--burst N]",
+		Short:     short,
+		Args:      args(cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs)),
+		ValidArgs: []string{"syn", "udp", "icmp"},
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if !cmd.Flags().Changed("pps") {
+				return usageError{fmt.Errorf("--pps is required")}
+			}
+			if !cmd.Flags().Changed("burst") {
+				burst = 2 * pps
+			}
+			return set(cmd, admin.RateRequest{Class: a[0], PPS: pps, Burst: burst})
+		},
+	}
+	rate.Flags().Uint32Var(&pps, "pps", 0, "packets per second per source")
+	rate.Flags().Uint32Var(&burst, "burst", 0, "bucket size (default 2×pps)")
+	return rate
 }

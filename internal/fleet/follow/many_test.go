@@ -2,13 +2,54 @@ package follow
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/aegis-edge/aegis/internal/fleet/change"
 )
+
+// fleetFull runs the full forms (100 edges, 10,000 changes, a
+// 100,000-entry import, a 60 s outage); scripts/bench-fleet.sh sets it.
+var fleetFull = os.Getenv("AEGIS_FLEET_FULL") == "1"
+
+// TestManyEdgesReconnectAfterOutage stops the hub under many connected
+// edges, restarts it after an outage and publishes a burst of changes at
+// once: every edge must reconnect and hold them. It logs the time from the
+// hub's restart to the last edge holding all of them.
+func TestManyEdgesReconnectAfterOutage(t *testing.T) {
+	edges, outage, changes := 20, 2*time.Second, 200
+	if fleetFull {
+		edges, outage, changes = 100, 60*time.Second, 1000
+	}
+	fx := newFixture(t)
+	// The edges' reconnect pace is the node's (hub.Dial).
+	fx.connOpts = []nats.Option{nats.ReconnectWait(250 * time.Millisecond)}
+	var es []*edge
+	for range edges {
+		es = append(es, fx.follow(nil, nil, nil))
+	}
+	for _, e := range es {
+		e.waitCaughtUp(t)
+	}
+	fx.stop()
+	time.Sleep(outage)
+	restarted := time.Now()
+	fx.start(fx.listen)
+	var keys []string
+	for i := range changes {
+		keys = append(keys, fx.publish(block(fmt.Sprintf("10.%d.%d.0/24", i/250, i%250))).StoredKey)
+	}
+	for _, e := range es {
+		e.waitKeys(t, keys...)
+	}
+	t.Logf("%d edges after a %v outage: all held %d changes published at the restart %v after it",
+		edges, outage, changes, time.Since(restarted).Round(time.Millisecond))
+}
 
 // TestManyEdgesConverge is the short form of the "100 lightweight edges"
 // benchmark: several followers with recorders in one process, a stream
@@ -16,7 +57,10 @@ import (
 // propagation delay from the hub's acknowledgement to each edge's Apply.
 func TestManyEdgesConverge(t *testing.T) {
 	edges, changes := 20, 400
-	if testing.Short() {
+	switch {
+	case fleetFull:
+		edges, changes = 100, 10_000
+	case testing.Short():
 		edges, changes = 5, 100
 	}
 	fx := newFixture(t)
@@ -128,7 +172,10 @@ func TestFullReconcileInBatches(t *testing.T) {
 // last edge holding every entry.
 func TestImportReachesEdges(t *testing.T) {
 	n := 10000
-	if testing.Short() {
+	switch {
+	case fleetFull:
+		n = 100_000
+	case testing.Short():
 		n = 2000
 	}
 	fx := newFixture(t)

@@ -17,6 +17,11 @@ type ManyResult struct {
 	Stale     int // the hub held a newer change for the key: not written
 }
 
+// maxInflight bounds the writes PublishMany has waiting for their
+// acknowledgement; the publisher's client allows twice as many pending
+// async publishes, so writes never stall on the client's bound.
+const maxInflight = 8192
+
 // manyThreshold is the size below which PublishMany publishes one by one:
 // reading the whole bucket first pays off only for imports.
 const manyThreshold = 64
@@ -78,30 +83,38 @@ func (p *Publisher) PublishMany(ctx context.Context, envs []change.Envelope) (Ma
 		return res, err
 	}
 
+	// A sliding window of acknowledgements: one goroutine collects them in
+	// order while this one keeps writing, so the hub is never idle waiting
+	// for a whole window to drain.
 	type pending struct {
 		i   int
 		ack jetstream.PubAckFuture
 	}
-	var inflight []pending
+	inflight := make(chan pending, maxInflight)
 	var retry []int
-	collect := func() error {
-		for _, pd := range inflight {
+	collected := make(chan error, 1)
+	go func() {
+		var err error
+		for pd := range inflight {
+			if err != nil {
+				continue // drain
+			}
 			select {
 			case <-pd.ack.Ok():
 				res.Published++
-			case err := <-pd.ack.Err():
-				if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err) {
+			case aerr := <-pd.ack.Err():
+				if errors.Is(aerr, jetstream.ErrKeyExists) || isWrongLastSequence(aerr) {
 					retry = append(retry, pd.i)
 					continue
 				}
-				return fmt.Errorf("publishing %s: %w", changes[pd.i].Key, err)
+				err = fmt.Errorf("publishing %s: %w", changes[pd.i].Key, aerr)
 			case <-ctx.Done():
-				return ctx.Err()
+				err = ctx.Err()
 			}
 		}
-		inflight = inflight[:0]
-		return nil
-	}
+		collected <- err
+	}()
+	var pubErr error
 	for i, env := range envs {
 		c := changes[i]
 		value := env.Encode()
@@ -118,16 +131,13 @@ func (p *Publisher) PublishMany(ctx context.Context, envs []change.Envelope) (Ma
 		}
 		ack, err := p.js.PublishAsync(SubjectPrefix+c.Key, value, jetstream.WithExpectLastSequencePerSubject(h.rev))
 		if err != nil {
-			return res, fmt.Errorf("publishing %s: %w", c.Key, err)
+			pubErr = fmt.Errorf("publishing %s: %w", c.Key, err)
+			break
 		}
-		inflight = append(inflight, pending{i, ack})
-		if len(inflight) >= 1024 {
-			if err := collect(); err != nil {
-				return res, err
-			}
-		}
+		inflight <- pending{i, ack}
 	}
-	if err := collect(); err != nil {
+	close(inflight)
+	if err := errors.Join(pubErr, <-collected); err != nil {
 		return res, err
 	}
 	for _, i := range retry {

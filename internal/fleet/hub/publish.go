@@ -32,7 +32,7 @@ type Publisher struct {
 // NewPublisher opens the buckets on nc. They must exist (the hub creates
 // them).
 func NewPublisher(ctx context.Context, nc *nats.Conn) (*Publisher, error) {
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2*maxInflight))
 	if err != nil {
 		return nil, err
 	}

@@ -163,7 +163,8 @@ func (q *queue) rewrite() error {
 		w.Write(b)
 		w.WriteByte('\n')
 	}
-	if err := w.Flush(); err == nil {
+	err = w.Flush()
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

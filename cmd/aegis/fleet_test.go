@@ -1,0 +1,886 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aegis-edge/aegis/internal/config"
+	"github.com/aegis-edge/aegis/internal/fleet/change"
+	"github.com/aegis-edge/aegis/internal/fleet/follow"
+	"github.com/aegis-edge/aegis/internal/fleet/hub"
+	"github.com/aegis-edge/aegis/internal/fleet/report"
+	"github.com/aegis-edge/aegis/internal/functions"
+	"github.com/aegis-edge/aegis/internal/keyfile"
+	"github.com/aegis-edge/aegis/internal/testutil"
+)
+
+// fleetPatience bounds every wait of these tests.
+const fleetPatience = 30 * time.Second
+
+// fleetFixture is an embedded hub and an operator key made by
+// `aegis fleet keygen`.
+type fleetFixture struct {
+	t   *testing.T
+	dir string
+	h   *hub.Hub
+	url string
+	pub ed25519.PublicKey
+	v   *change.Verifier
+	env map[string]string
+}
+
+func newFleetFixture(t *testing.T) *fleetFixture {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetPatience)
+	defer cancel()
+	h, err := hub.Open(ctx, hub.Options{StoreDir: filepath.Join(dir, "hub"), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	fx := &fleetFixture{t: t, dir: dir, h: h, url: h.Server.ClientURL()}
+	fx.env = map[string]string{"AEGIS_FLEET_SERVER": fx.url, "AEGIS_FLEET_KEY": filepath.Join(dir, "op.key")}
+
+	code, out, errOut := fx.cli("fleet", "keygen", filepath.Join(dir, "op"))
+	if code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, errOut)
+	}
+	fx.pub, err = keyfile.ReadPublicKey(filepath.Join(dir, "op.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, keyfile.KeyID(fx.pub)) {
+		t.Errorf("keygen printed %q, want the key id %s", out, keyfile.KeyID(fx.pub))
+	}
+	if st, err := os.Stat(filepath.Join(dir, "op.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("op.key: %v, %v; want mode 0600", st, err)
+	}
+	fx.v, err = change.NewVerifier(change.Policy{Operators: []ed25519.PublicKey{fx.pub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fx
+}
+
+func (fx *fleetFixture) cli(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut, func(k string) string { return fx.env[k] })
+	return code, out.String(), errOut.String()
+}
+
+// ok runs the command and fails the test unless it exits 0.
+func (fx *fleetFixture) ok(args ...string) string {
+	fx.t.Helper()
+	code, out, errOut := fx.cli(args...)
+	if code != 0 {
+		fx.t.Fatalf("aegis %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+func (fx *fleetFixture) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), fleetPatience)
+	fx.t.Cleanup(cancel)
+	return ctx
+}
+
+// record reads the record under key and verifies it as an edge would.
+func (fx *fleetFixture) record(key string) change.Change {
+	fx.t.Helper()
+	e, err := fx.h.KV.Get(fx.ctx(), key)
+	if err != nil {
+		fx.t.Fatalf("reading %s: %v", key, err)
+	}
+	env, err := change.Decode(e.Value())
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	env.StoredKey = key
+	c, err := fx.v.Check(env, time.Now())
+	if err != nil {
+		fx.t.Fatalf("%s does not verify: %v", key, err)
+	}
+	return c
+}
+
+// lastSeq is the change bucket's last revision: 0 while nothing was
+// published.
+func (fx *fleetFixture) lastSeq() uint64 {
+	fx.t.Helper()
+	rev, err := lastRevision(fx.ctx(), fx.h.JS)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return rev
+}
+
+func TestFleetBlockAddRmLs(t *testing.T) {
+	fx := newFleetFixture(t)
+	before := time.Now()
+	out := fx.ok("fleet", "block", "add", "198.51.100.0/24", "2001:db8::/48", "--ttl", "1h", "--reason", "scanner")
+	if !strings.Contains(out, "added 2 to the fleet blocklist") {
+		t.Errorf("add printed %q", out)
+	}
+	c := fx.record("list.block.198-51-100-0_24")
+	if c.Op != change.OpPut || c.Reason != "scanner" || c.KeyID != keyfile.KeyID(fx.pub) {
+		t.Errorf("record %+v", c)
+	}
+	if c.ExpiresAt-c.IssuedAt != int64(time.Hour) || c.IssuedAt < before.UnixNano() || c.IssuedAt > time.Now().UnixNano() {
+		t.Errorf("issued %d, expires %d: want expires_at = issued_at + 1h, issued now", c.IssuedAt, c.ExpiresAt)
+	}
+	if c := fx.record("list.block.2001-db8--_48"); c.Op != change.OpPut {
+		t.Errorf("record %+v", c)
+	}
+	fx.ok("fleet", "allow", "add", "192.0.2.7")
+	if c := fx.record("list.allow.192-0-2-7_32"); c.ExpiresAt != 0 || c.List != change.Allowlist {
+		t.Errorf("allow record %+v: want permanent", c)
+	}
+
+	out = fx.ok("fleet", "block", "ls")
+	for _, want := range []string{"198.51.100.0/24", "2001:db8::/48", "scanner", keyfile.KeyID(fx.pub)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ls does not show %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "192.0.2.7") {
+		t.Errorf("block ls shows an allowlist entry:\n%s", out)
+	}
+
+	out = fx.ok("fleet", "block", "rm", "198.51.100.0/24", "203.0.113.9")
+	if !strings.Contains(out, "removed 1 from the fleet blocklist") {
+		t.Errorf("rm printed %q", out)
+	}
+	if c := fx.record("list.block.198-51-100-0_24"); c.Op != change.OpDelete {
+		t.Errorf("after rm: %+v, want a signed tombstone", c)
+	}
+	if _, err := fx.h.KV.Get(fx.ctx(), "list.block.203-0-113-9_32"); err == nil {
+		t.Error("rm of an entry the fleet does not hold published a tombstone")
+	}
+
+	var ls struct{ Entries []fleetEntry }
+	if err := json.Unmarshal([]byte(fx.ok("fleet", "block", "ls", "--json")), &ls); err != nil {
+		t.Fatal(err)
+	}
+	if len(ls.Entries) != 1 || ls.Entries[0].Prefix.String() != "2001:db8::/48" || ls.Entries[0].Expires.IsZero() ||
+		ls.Entries[0].KeyID != keyfile.KeyID(fx.pub) {
+		t.Errorf("ls --json after rm = %+v, want only 2001:db8::/48", ls.Entries)
+	}
+}
+
+func TestFleetImport(t *testing.T) {
+	fx := newFleetFixture(t)
+	var b strings.Builder
+	b.WriteString("# a netset\n\n")
+	const n = 300 // above PublishMany's one-by-one threshold
+	for i := range n {
+		fmt.Fprintf(&b, "10.%d.%d.0/24 # entry %d\n", i/256, i%256, i)
+	}
+	file := filepath.Join(fx.dir, "list.netset")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := fx.ok("fleet", "block", "import", file, "--ttl", "24h", "--reason", "feed")
+	if !strings.Contains(out, fmt.Sprintf("imported %d to the fleet blocklist (%d published", n, n)) {
+		t.Errorf("import printed %q", out)
+	}
+	keys, err := fx.h.KV.ListKeys(fx.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for k := range keys.Keys() {
+		c := fx.record(k)
+		if c.ExpiresAt-c.IssuedAt != int64(24*time.Hour) || c.Reason != "feed" {
+			t.Fatalf("%s: %+v", k, c)
+		}
+		count++
+	}
+	if count != n {
+		t.Errorf("%d records on the hub, want %d", count, n)
+	}
+	env, err := fx.h.KV.Get(fx.ctx(), "list.block.10-0-0-0_24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := change.Decode(env.Value()); e.Batch == nil || e.Batch.Size != n {
+		t.Errorf("record not batch-signed: %+v", e.Batch)
+	}
+
+	// Importing the same file again publishes only newer records: all of
+	// them, as they are signed anew.
+	before := fx.lastSeq()
+	fx.ok("fleet", "block", "import", file)
+	if got := fx.lastSeq(); got != before+n {
+		t.Errorf("second import: last revision %d, want %d", got, before+n)
+	}
+
+	// A bad line refuses the whole file.
+	if err := os.WriteFile(file, []byte("10.9.0.0/24\nnot-an-address\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = fx.lastSeq()
+	if code, _, errOut := fx.cli("fleet", "block", "import", file); code != 1 || !strings.Contains(errOut, ":2:") {
+		t.Errorf("import of a bad file: exit %d, %q; want 1 naming line 2", code, errOut)
+	}
+	if fx.lastSeq() != before {
+		t.Error("a bad import file published something")
+	}
+}
+
+func TestFleetRate(t *testing.T) {
+	fx := newFleetFixture(t)
+	fx.ok("fleet", "rate", "syn", "--pps", "100")
+	c := fx.record("rate.syn")
+	if c.Kind != change.KindRate || c.Rate.PPS != 100 || c.Rate.Burst != 200 {
+		t.Errorf("rate record %+v %+v, want 100/s burst 200", c, c.Rate)
+	}
+	fx.ok("fleet", "rate", "udp", "--pps", "5", "--burst", "7")
+	if c := fx.record("rate.udp"); c.Rate.PPS != 5 || c.Rate.Burst != 7 {
+		t.Errorf("rate record %+v", c.Rate)
+	}
+	for _, a := range [][]string{{"fleet", "rate", "tcp", "--pps", "5"}, {"fleet", "rate", "syn"}} {
+		if code, _, _ := fx.cli(a...); code != 2 {
+			t.Errorf("aegis %s: exit %d, want 2", strings.Join(a, " "), code)
+		}
+	}
+}
+
+func TestFleetFn(t *testing.T) {
+	fx := newFleetFixture(t)
+	module := []byte("\x00asm\x01\x00\x00\x00 not really a module: the edges compile it")
+	file := filepath.Join(fx.dir, "hello.wasm")
+	if err := os.WriteFile(file, module, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fx.ok("fleet", "fn", "deploy", "hello", file, "--route", "/hello", "--fuel", "1000", "--timeout", "250ms",
+		"--memory", "2MiB", "--allow-host", "api.example.com")
+	c := fx.record("fn.hello")
+	sum := sha256.Sum256(module)
+	digest := hex.EncodeToString(sum[:])
+	if c.Func.Digest != digest || c.Func.Size != int64(len(module)) {
+		t.Errorf("function record %+v, want digest %s size %d", c.Func, digest, len(module))
+	}
+	var spec functions.Spec
+	if err := json.Unmarshal(c.Func.Spec, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec.Route != "/hello" || spec.Fuel == nil || *spec.Fuel != 1000 || spec.Timeout.Duration != 250*time.Millisecond ||
+		spec.Memory == nil || *spec.Memory != 2<<20 || len(spec.AllowHosts) != 1 {
+		t.Errorf("spec %s", c.Func.Spec)
+	}
+	stored, err := fx.h.Modules.GetBytes(fx.ctx(), digest)
+	if err != nil || !bytes.Equal(stored, module) {
+		t.Errorf("module in the object store: %v (%d bytes)", err, len(stored))
+	}
+
+	out := fx.ok("fleet", "fn", "ls")
+	if !strings.Contains(out, "hello") || !strings.Contains(out, "/hello") || !strings.Contains(out, digest[:12]) {
+		t.Errorf("fn ls:\n%s", out)
+	}
+	var ls struct{ Functions []fleetFunction }
+	if err := json.Unmarshal([]byte(fx.ok("fleet", "fn", "ls", "--json")), &ls); err != nil {
+		t.Fatal(err)
+	}
+	if len(ls.Functions) != 1 || ls.Functions[0].Digest != digest || ls.Functions[0].Spec.Route != "/hello" {
+		t.Errorf("fn ls --json = %+v", ls.Functions)
+	}
+
+	fx.ok("fleet", "fn", "rm", "hello")
+	if c := fx.record("fn.hello"); c.Op != change.OpDelete {
+		t.Errorf("after rm: %+v, want a tombstone", c)
+	}
+	if code, _, errOut := fx.cli("fleet", "fn", "rm", "hello"); code != 1 || !strings.Contains(errOut, "no function") {
+		t.Errorf("second rm: exit %d, %q", code, errOut)
+	}
+	if out := fx.ok("fleet", "fn", "ls"); strings.Contains(out, "hello") {
+		t.Errorf("fn ls after rm:\n%s", out)
+	}
+	// Bad flags are usage errors, like the local command's.
+	before := fx.lastSeq()
+	for _, a := range [][]string{
+		{"fleet", "fn", "deploy", "hello", file},
+		{"fleet", "fn", "deploy", "Bad Name", file, "--route", "/x"},
+		{"fleet", "fn", "deploy", "hello", file, "--route", "/x", "--fuel", "0"},
+		{"fleet", "fn", "deploy", "hello", file, "--route", "/x", "--memory", "lots"},
+	} {
+		if code, _, _ := fx.cli(a...); code != 2 {
+			t.Errorf("aegis %s: exit %d, want 2", strings.Join(a, " "), code)
+		}
+	}
+	if fx.lastSeq() != before {
+		t.Error("a refused deploy published something")
+	}
+}
+
+// edge runs a follower with a recorder in place of the node, reporting
+// under name.
+type testEdge struct {
+	rec    *follow.Recorder
+	cancel context.CancelFunc
+	done   chan struct{}
+	nc     *nats.Conn
+}
+
+func (fx *fleetFixture) edge(name string) *testEdge {
+	fx.t.Helper()
+	nc, err := nats.Connect(fx.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	e := &testEdge{rec: follow.NewRecorder(), done: make(chan struct{}), nc: nc}
+	f, err := follow.New(follow.Options{Conn: nc, Verifier: fx.v, State: follow.NewMemState(), Applier: e.rec,
+		Name: name, Retry: 50 * time.Millisecond})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go func() {
+		defer close(e.done)
+		f.Run(ctx)
+	}()
+	fx.t.Cleanup(e.stop)
+	// Wait for its first report, so that --wait knows it.
+	deadline := time.Now().Add(fleetPatience)
+	for {
+		reports, err := hub.Edges(fx.ctx(), fx.h.JS)
+		if err == nil && len(reports) > 0 {
+			for _, r := range reports {
+				if r.Name == name && r.CaughtUp {
+					return e
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			fx.t.Fatalf("edge %s never reported", name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *testEdge) stop() {
+	e.cancel()
+	<-e.done
+	e.nc.Close()
+}
+
+func TestFleetWait(t *testing.T) {
+	fx := newFleetFixture(t)
+	if out := fx.ok("fleet", "block", "add", "198.51.99.0/24", "--wait", "5s"); !strings.Contains(out, "nothing to wait for") {
+		t.Errorf("--wait with no edge printed %q", out)
+	}
+	e := fx.edge("edge-a")
+	out := fx.ok("fleet", "block", "add", "198.51.100.0/24", "--wait", "20s")
+	if !strings.Contains(out, "applied by every connected edge") {
+		t.Errorf("add --wait printed %q", out)
+	}
+	if _, ok := e.rec.Entries()["list.block.198-51-100-0_24"]; !ok {
+		t.Error("--wait returned before the edge held the entry")
+	}
+
+	var edges struct {
+		Revision uint64
+		Edges    []fleetEdge
+	}
+	if err := json.Unmarshal([]byte(fx.ok("fleet", "edges", "--json")), &edges); err != nil {
+		t.Fatal(err)
+	}
+	if len(edges.Edges) != 1 || edges.Edges[0].Name != "edge-a" || !edges.Edges[0].Connected || edges.Edges[0].Lag != 0 ||
+		edges.Edges[0].Applied != 2 || edges.Edges[0].LastApplied.IsZero() {
+		t.Errorf("edges --json = %+v", edges)
+	}
+	if out := fx.ok("fleet", "edges"); !regexp.MustCompile(`edge-a\s+yes\s+0\s`).MatchString(out) {
+		t.Errorf("edges:\n%s", out)
+	}
+
+	// The edge goes away: its last report is still fresh, so --wait waits
+	// for it and names it.
+	e.stop()
+	code, _, errOut := fx.cli("fleet", "block", "add", "198.51.101.0/24", "--wait", "1s")
+	if code != 1 || !strings.Contains(errOut, "edge-a") {
+		t.Errorf("--wait with the edge down: exit %d, %q; want 1 naming edge-a", code, errOut)
+	}
+	if out := fx.ok("fleet", "edges"); !regexp.MustCompile(`edge-a\s+yes\s+1\s`).MatchString(out) {
+		t.Errorf("edges with edge-a one change behind:\n%s", out)
+	}
+}
+
+func TestFleetBadInputPublishesNothing(t *testing.T) {
+	fx := newFleetFixture(t)
+	garbage := filepath.Join(fx.dir, "garbage.key")
+	if err := os.WriteFile(garbage, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"bad target", nil, []string{"fleet", "block", "add", "198.51.100.0/24", "300.1.2.3"}, 1, "300.1.2.3"},
+		{"host bits", nil, []string{"fleet", "block", "rm", "198.51.100.1/24"}, 1, "host bits"},
+		{"bad ttl", nil, []string{"fleet", "block", "add", "--ttl", "soon", "198.51.100.0/24"}, 2, "soon"},
+		{"negative ttl", nil, []string{"fleet", "block", "add", "--ttl", "-1h", "198.51.100.0/24"}, 1, "negative"},
+		{"bad key", map[string]string{"AEGIS_FLEET_KEY": garbage}, []string{"fleet", "block", "add", "198.51.100.0/24"}, 1, "garbage.key"},
+		{"missing key", map[string]string{"AEGIS_FLEET_KEY": filepath.Join(fx.dir, "none.key")}, []string{"fleet", "rate", "syn", "--pps", "1"}, 1, "none.key"},
+		{"no key", map[string]string{"AEGIS_FLEET_KEY": ""}, []string{"fleet", "block", "add", "198.51.100.0/24"}, 2, "--key"},
+		{"unreachable", map[string]string{"AEGIS_FLEET_SERVER": "nats://127.0.0.1:1"}, []string{"fleet", "block", "add", "198.51.100.0/24"}, 1, "127.0.0.1:1"},
+		{"unreachable flag", nil, []string{"fleet", "--server", "nats://127.0.0.1:1", "block", "ls"}, 1, "127.0.0.1:1"},
+		{"no subcommand", nil, []string{"fleet"}, 2, ""},
+		// The group's own setup keeps the root's: status finds the socket.
+		{"status socket", nil, []string{"--socket", filepath.Join(fx.dir, "none.sock"), "fleet", "status"}, 1, "none.sock"},
+		{"keygen exists", nil, []string{"fleet", "keygen", filepath.Join(fx.dir, "op")}, 1, "exists"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := fx.env
+			fx.env = map[string]string{}
+			for k, v := range saved {
+				fx.env[k] = v
+			}
+			for k, v := range tc.env {
+				fx.env[k] = v
+			}
+			defer func() { fx.env = saved }()
+			code, _, errOut := fx.cli(tc.args...)
+			if code != tc.code || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, stderr %q; want %d mentioning %q", code, errOut, tc.code, tc.want)
+			}
+		})
+	}
+	if got := fx.lastSeq(); got != 0 {
+		t.Errorf("the bucket is at revision %d after only refused commands, want 0", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader in
+// different goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startHubCommand runs `aegis hub --config` on yaml and returns the
+// client URL it logs and a stop that ends it and returns its log (called
+// at the end of the test if not before).
+func startHubCommand(t *testing.T, yaml string) (string, func() string) {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "hub.yaml")
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncBuffer
+	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
+	root := newRoot(e)
+	root.SetArgs([]string{"hub", "--config", cfg})
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	var once sync.Once
+	stop := func() string {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("aegis hub returned %v", err)
+				}
+			case <-time.After(fleetPatience):
+				t.Error("aegis hub did not stop")
+			}
+		})
+		return stderr.String()
+	}
+	t.Cleanup(func() { stop() })
+
+	urlRe := regexp.MustCompile(`"url":"(nats://127\.0\.0\.1:\d+)"`)
+	for deadline := time.Now().Add(fleetPatience); ; {
+		if m := urlRe.FindStringSubmatch(stderr.String()); m != nil {
+			return m[1], stop
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("aegis hub exited: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("aegis hub did not log its URL:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHubCommand(t *testing.T) {
+	dir := t.TempDir()
+	url, stop := startHubCommand(t, fmt.Sprintf("state_dir: %s\nhub:\n  listen: 127.0.0.1:0\n  tombstone_retention: 1h\n", dir))
+	ctx := context.Background()
+	if _, err := os.Stat(filepath.Join(dir, "hub", "jetstream")); err != nil {
+		t.Errorf("no JetStream store under state_dir/hub: %v", err)
+	}
+
+	// An operator publishes to it.
+	fenv := map[string]string{"AEGIS_FLEET_SERVER": url, "AEGIS_FLEET_KEY": filepath.Join(dir, "op.key")}
+	cliEnv := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := run(args, &out, &errOut, func(k string) string { return fenv[k] })
+		return code, out.String() + errOut.String()
+	}
+	if code, out := cliEnv("fleet", "keygen", filepath.Join(dir, "op")); code != 0 {
+		t.Fatal(out)
+	}
+	if code, out := cliEnv("fleet", "block", "add", "198.51.100.0/24"); code != 0 {
+		t.Fatal(out)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(ctx, hub.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, "list.block.198-51-100-0_24"); err != nil {
+		t.Errorf("the published record is not on the hub: %v", err)
+	}
+
+	if log := stop(); !strings.Contains(log, "aegis hub stopped") {
+		t.Errorf("no stop logged:\n%s", log)
+	}
+}
+
+// TestHubPromotesAutoBlocks: with hub.controller_key, `aegis hub` runs the
+// controller, and a source two edges report (hub.auto_block.min_edges 2)
+// becomes a fleet block signed by the controller's key, which an edge's
+// Verifier accepts as a controller promotion. One edge's report alone
+// promotes nothing.
+func TestHubPromotesAutoBlocks(t *testing.T) {
+	dir := t.TempDir()
+	pub, err := keyfile.GenerateFiles(filepath.Join(dir, "controller"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, _ := startHubCommand(t, fmt.Sprintf("state_dir: %s\nhub:\n  listen: 127.0.0.1:0\n  controller_key: %s\n"+
+		"  auto_block: {min_edges: 2, window: 1m, ttl: 10m}\n", dir, filepath.Join(dir, "controller.key")))
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	send := func(edge, prefix string) {
+		r, err := report.New(report.Options{Dir: filepath.Join(dir, edge), Name: edge, Conn: nc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done; r.Close() })
+		if err := r.Report(netip.MustParsePrefix(prefix), time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(context.Background(), hub.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send("edge-1", "203.0.113.5/32")
+	send("edge-1", "198.51.100.77/32")
+	send("edge-2", "198.51.100.77/32")
+	var e jetstream.KeyValueEntry
+	testutil.WaitFor(t, "the controller's promotion on the hub", func() bool {
+		e, err = kv.Get(context.Background(), "list.block.198-51-100-77_32")
+		return err == nil
+	})
+	env, err := change.Decode(e.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.StoredKey = e.Key()
+	v, err := change.NewVerifier(change.Policy{Controller: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Check(env, time.Now())
+	if err != nil || !c.ByController || c.ExpiresAt == 0 {
+		t.Fatalf("the promotion does not verify as the controller's: %+v, %v", c, err)
+	}
+	if _, err := kv.Get(context.Background(), "list.block.203-0-113-5_32"); err == nil {
+		t.Error("a source one edge reported was promoted")
+	}
+}
+
+// TestHubSampleConfig keeps deploy/hub.yaml honest: it loads, and the hub
+// takes its settings.
+func TestHubSampleConfig(t *testing.T) {
+	cfg, err := config.Load("../../deploy/hub.yaml")
+	if err != nil {
+		t.Fatalf("deploy/hub.yaml: %v", err)
+	}
+	opts, err := hubOptions(cfg, nil)
+	if err != nil {
+		t.Fatalf("deploy/hub.yaml: %v", err)
+	}
+	if opts.StoreDir != filepath.Join(cfg.StateDir, "hub") || opts.Listen == "" || opts.Replicas != 1 ||
+		opts.ReportWindow != cfg.Hub.AutoBlock.Window.Duration {
+		t.Errorf("hub options from the sample: %+v", opts)
+	}
+}
+
+// TestHubUnit binds deploy/aegis-hub.service to the hub: no capability,
+// an unprivileged user, and the directories the sample config names.
+func TestHubUnit(t *testing.T) {
+	unit, err := os.ReadFile("../../deploy/aegis-hub.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string][]string{}
+	for line := range strings.Lines(string(unit)) {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			settings[k] = append(settings[k], v)
+		}
+	}
+	one := func(key string) string {
+		if len(settings[key]) != 1 {
+			t.Errorf("%s set %d times, want once", key, len(settings[key]))
+			return ""
+		}
+		return settings[key][0]
+	}
+	for _, key := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
+		if v := one(key); v != "" {
+			t.Errorf("%s=%s: the hub needs no capability", key, v)
+		}
+	}
+	for key, want := range map[string]string{"DynamicUser": "yes", "NoNewPrivileges": "yes", "ProtectSystem": "strict"} {
+		if v := one(key); v != want {
+			t.Errorf("%s=%s, want %s", key, v, want)
+		}
+	}
+	cfg, err := config.Load("../../deploy/hub.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd := "/var/lib/" + one("StateDirectory"); cfg.StateDir != sd {
+		t.Errorf("deploy/hub.yaml state_dir %s, the unit's state directory is %s", cfg.StateDir, sd)
+	}
+	if want := "/etc/" + one("ConfigurationDirectory") + "/hub.yaml"; !strings.HasSuffix(one("ExecStart"), " hub --config "+want) {
+		t.Errorf("ExecStart=%s, want aegis hub --config %s", one("ExecStart"), want)
+	}
+}
+
+// With hub users, an operator needs a publisher's credentials.
+func TestFleetCredentials(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetPatience)
+	defer cancel()
+	h, err := hub.Open(ctx, hub.Options{StoreDir: filepath.Join(dir, "hub"), Listen: "127.0.0.1:-1", Users: []hub.User{
+		{Name: "ops", Password: "ops-secret", Role: hub.RolePublisher},
+		{Name: "edge-a", Password: "edge-secret", Role: hub.RoleEdge},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := keyfile.GenerateFiles(filepath.Join(dir, "op")); err != nil {
+		t.Fatal(err)
+	}
+	creds := func(name, line string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fx := &fleetFixture{t: t, h: h}
+	for _, tc := range []struct {
+		name, creds, want string
+		code              int
+	}{
+		{"none", "", "Authorization Violation", 1},
+		{"wrong password", creds("bad", "ops:nope"), "Authorization Violation", 1},
+		{"edge", creds("edge", "edge-a:edge-secret"), "refused the write", 1},
+		{"publisher", creds("ops", "ops:ops-secret"), "", 0},
+	} {
+		fx.env = map[string]string{"AEGIS_FLEET_SERVER": h.Server.ClientURL(), "AEGIS_FLEET_KEY": filepath.Join(dir, "op.key"),
+			"AEGIS_FLEET_CREDENTIALS": tc.creds}
+		start := time.Now()
+		code, _, errOut := fx.cli("fleet", "block", "add", "198.51.100.0/24")
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d (%s), want %d mentioning %q", tc.name, code, errOut, tc.code, tc.want)
+		}
+		t.Logf("%s: exit %d after %s: %s", tc.name, code, time.Since(start).Round(time.Millisecond), strings.TrimSpace(errOut))
+		if tc.code != 0 {
+			if rev, _ := lastRevision(ctx, h.JS); rev != 0 {
+				t.Errorf("%s: published", tc.name)
+			}
+		}
+	}
+}
+
+// writePKI writes a CA, a server certificate for 127.0.0.1 and a client
+// certificate as PEM files in dir: ca.pem, server.pem, server.key,
+// client.pem, client.key.
+func writePKI(t *testing.T, dir string) {
+	t.Helper()
+	write := func(name, typ string, der []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "aegis test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	write("ca.pem", "CERTIFICATE", caDER)
+	for i, l := range []struct {
+		name  string
+		usage x509.ExtKeyUsage
+		ips   []net.IP
+	}{{"server", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)}}, {"client", x509.ExtKeyUsageClientAuth, nil}} {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: "aegis " + l.name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{l.usage}, IPAddresses: l.ips}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(l.name+".pem", "CERTIFICATE", der)
+		write(l.name+".key", "PRIVATE KEY", kder)
+	}
+}
+
+// A hub configured with hub.tls and a client CA takes operators that
+// present --tls-ca, --tls-cert and --tls-key, and no others.
+func TestFleetMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	writePKI(t, dir)
+	cfg := config.Default()
+	cfg.StateDir = dir
+	cfg.Hub.Listen = "127.0.0.1:0"
+	cfg.Hub.TLS = config.TLSFiles{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server.key")}
+	opts, err := hubOptions(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), fleetPatience)
+	defer cancel()
+	h, err := hub.Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := keyfile.GenerateFiles(filepath.Join(dir, "op")); err != nil {
+		t.Fatal(err)
+	}
+	fx := &fleetFixture{t: t, h: h, env: map[string]string{"AEGIS_FLEET_SERVER": h.Server.ClientURL(), "AEGIS_FLEET_KEY": filepath.Join(dir, "op.key")}}
+	if !strings.HasPrefix(h.Server.ClientURL(), "tls://") {
+		t.Fatalf("hub URL %s, want tls://", h.Server.ClientURL())
+	}
+	tlsFlags := []string{"fleet", "--tls-ca", filepath.Join(dir, "ca.pem"), "--tls-cert", filepath.Join(dir, "client.pem"), "--tls-key", filepath.Join(dir, "client.key")}
+	if code, _, errOut := fx.cli(append(tlsFlags[:3:3], "block", "add", "198.51.100.0/24")...); code != 1 {
+		t.Errorf("without a client certificate: exit %d (%s), want 1", code, errOut)
+	} else {
+		t.Logf("without a client certificate: %s", errOut)
+	}
+	fx.ok(append(tlsFlags, "block", "add", "198.51.100.0/24")...)
+	if _, err := h.KV.Get(ctx, "list.block.198-51-100-0_24"); err != nil {
+		t.Errorf("not published over mutual TLS: %v", err)
+	}
+}
+
+// The hub removes tombstones older than hub.tombstone_retention and keeps
+// newer ones and live entries.
+func TestHubCompactsTombstones(t *testing.T) {
+	fx := newFleetFixture(t)
+	key, err := keyfile.ReadPrivateKey(fx.env["AEGIS_FLEET_KEY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := hub.NewPublisher(fx.ctx(), fx.h.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(target string, op change.Op, age time.Duration) {
+		t.Helper()
+		c := change.Change{Kind: change.KindList, Op: op, List: change.Blocklist, Prefix: netip.MustParsePrefix(target),
+			IssuedAt: time.Now().Add(-age).UnixNano()}
+		env, err := change.Sign(c, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pub.Publish(fx.ctx(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("198.51.100.0/24", change.OpPut, 3*time.Hour)
+	publish("198.51.100.0/24", change.OpDelete, 2*time.Hour) // old tombstone
+	publish("198.51.101.0/24", change.OpPut, 3*time.Hour)
+	publish("198.51.101.0/24", change.OpDelete, time.Minute) // recent tombstone
+	publish("198.51.102.0/24", change.OpPut, 3*time.Hour)    // live
+
+	compactTombstones(fx.ctx(), fx.h, time.Hour, slog.New(slog.DiscardHandler))
+	if _, err := fx.h.KV.Get(fx.ctx(), "list.block.198-51-100-0_24"); err == nil {
+		t.Error("a tombstone older than the retention is still on the hub")
+	}
+	if c := fx.record("list.block.198-51-101-0_24"); c.Op != change.OpDelete {
+		t.Errorf("recent tombstone: %+v", c)
+	}
+	if c := fx.record("list.block.198-51-102-0_24"); c.Op != change.OpPut {
+		t.Errorf("live entry: %+v", c)
+	}
+}
