@@ -361,6 +361,10 @@ clean up: aegis lab --clean %s
 	fmt.Fprintf(w, "\nkept: the hub (pid %d) runs on in %s, on %s; log: %s\n",
 		lh.proc.cmd.Process.Pid, lh.ns, hubURLs(len(nodes)), lh.proc.log)
 	fmt.Fprintf(w, "  operator key: %s (the edges trust %s)\n", filepath.Join(n.Dir, operatorKey), filepath.Join(n.Dir, operatorPub))
+	// The hub is reachable only from inside the client namespace.
+	fleet := fmt.Sprintf("ip netns exec %s aegis fleet --server %s", n.Client, serverURL(clientLinks[0]))
+	fmt.Fprintf(w, "  %s --key %s block add 192.0.2.77 --wait 5s\n  %s edges\n",
+		fleet, filepath.Join(n.Dir, operatorKey), fleet)
 	for _, nd := range nodes {
 		e := nd.names
 		fmt.Fprintf(w, "  %s (pid %d) in %s:\n    aegis --socket %s stats --watch\n    aegis --socket %s block ls\n    node log: %s\n",
