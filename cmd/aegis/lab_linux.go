@@ -18,7 +18,6 @@ func newLabCmd(e *env) *cobra.Command {
 		duration    time.Duration
 		keep, plain bool
 		fleet       bool
-		serveHub    string
 		clean, fn   string
 	)
 	cmd := &cobra.Command{
@@ -36,13 +35,6 @@ func newLabCmd(e *env) *cobra.Command {
 			"edges listed the block and dropped that source (and the function on edge-1 answered).",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if serveHub != "" {
-				// The fleet lab's hub, started by the lab in its client
-				// namespace; stopped by the lab (or --clean) with SIGTERM.
-				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-				defer stop()
-				return lab.ServeHub(ctx, serveHub)
-			}
 			if clean != "" && clean != "all" && !lab.ValidID(clean) {
 				return usageError{fmt.Errorf("--clean: %q is not a lab ID (hex digits) or all", clean)}
 			}
@@ -94,8 +86,6 @@ func newLabCmd(e *env) *cobra.Command {
 	cmd.Flags().BoolVar(&plain, "plain", false, "one line per second instead of a refreshing table")
 	cmd.Flags().StringVar(&fn, "function", "", "deploy this module instead of the built-in one")
 	cmd.Flags().BoolVar(&fleet, "fleet", false, "a hub and two edges following it; the block is published on the hub")
-	cmd.Flags().StringVar(&serveHub, lab.ServeHubFlag, "", "run the fleet lab's hub from this lab directory (the lab starts it)")
-	cmd.Flags().MarkHidden(lab.ServeHubFlag)
 	cmd.Flags().StringVar(&clean, "clean", "", "remove what the lab ID left behind (or every lab's, with all)")
 	return cmd
 }

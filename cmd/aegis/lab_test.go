@@ -220,7 +220,7 @@ func TestLabFleetKeep(t *testing.T) {
 			t.Errorf("the kept %s: block ls exit %d: %s %s", e.Name, code, stdout, stderr)
 		}
 	}
-	if pids := processesMentioning(t, "--serve-hub"); len(pids) == 0 {
+	if pids := processesMentioning(t, filepath.Join(n.Dir, "hub.yaml")); len(pids) == 0 {
 		t.Error("the kept hub is not running")
 	}
 	code, stdout, stderr := cli("lab", "--clean", id)

@@ -25,6 +25,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.yaml.in/yaml/v3"
 )
 
 // HubPort is where the fleet lab's hub listens, on each client address.
@@ -32,41 +33,29 @@ const HubPort = 4222
 
 // Files in Names.Dir of a fleet lab.
 const (
-	hubDir      = "hub"          // the hub's JetStream store
-	hubLog      = "hub.log"      // its log
-	hubPid      = "hub.pid"      // its pid, for Clean
-	operatorPub = "operator.pub" // the key the edges trust
-	operatorKey = "operator.key" // its private half, for a kept lab
+	hubConfigFile = "hub.yaml"
+	hubDir        = "hub"          // the hub's state_dir
+	hubLog        = "hub.log"      // its log
+	hubPid        = "hub.pid"      // its pid, for Clean
+	operatorPub   = "operator.pub" // the key the edges trust
+	operatorKey   = "operator.key" // its private half, for a kept lab
 )
 
-// ServeHubFlag is the hidden `aegis lab` flag that makes the binary the
-// fleet lab's hub (ServeHub); only the lab passes it.
-const ServeHubFlag = "serve-hub"
-
-// ServeHub runs the fleet lab's hub until ctx ends: an embedded JetStream
-// server with the fleet's buckets, its store in the lab directory dir,
+// hubConfig is the hub's configuration: its state in the lab directory,
 // listening on HubPort of every address of the namespace it runs in (the
-// lab starts it in the client namespace, which holds nothing but the lab's
-// links).
-func ServeHub(ctx context.Context, dir string) error {
-	base := filepath.Base(dir)
-	if id, ok := strings.CutPrefix(base, namePrefix); !ok || !ValidID(id) || NamesFor(id).Dir != filepath.Clean(dir) {
-		return fmt.Errorf("%s is not a lab directory", dir)
-	}
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	h, err := hub.Open(octx, hub.Options{StoreDir: filepath.Join(dir, hubDir), Listen: fmt.Sprintf("0.0.0.0:%d", HubPort)})
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	<-ctx.Done()
-	return nil
+// client namespace, which holds nothing but the lab's links), the lab's
+// operator key.
+func hubConfig(n Names) config.Config {
+	cfg := config.Default()
+	cfg.StateDir = filepath.Join(n.Dir, hubDir)
+	cfg.Hub.Listen = fmt.Sprintf("0.0.0.0:%d", HubPort)
+	cfg.Hub.OperatorKeys = []string{filepath.Join(n.Dir, operatorPub)}
+	return cfg
 }
 
-// labHub is the fleet lab's hub, a child process in the client namespace
-// (so that it outlives the lab with --keep), the lab's connection to it and
-// the operator key that signs what the lab publishes.
+// labHub is the fleet lab's hub, `aegis hub` as a child process in the
+// client namespace (so that it outlives the lab with --keep), the lab's
+// connection to it and the operator key that signs what the lab publishes.
 type labHub struct {
 	proc *process
 	nc   *nats.Conn
@@ -88,9 +77,8 @@ func (d nsDialer) Dial(network, addr string) (c net.Conn, err error) {
 	return c, err
 }
 
-// startHub writes the operator's public key to the lab's directory, starts
-// the hub as `aegis lab --serve-hub DIR` in the client namespace and
-// connects to it.
+// startHub writes the operator's key and the hub's config to the lab's
+// directory, starts `aegis hub` in the client namespace and connects to it.
 func startHub(ctx context.Context, exe string, env []string, t *topology) (_ *labHub, err error) {
 	pk, sk, err := keyfile.Generate()
 	if err != nil {
@@ -111,7 +99,18 @@ func startHub(ctx context.Context, exe string, env []string, t *topology) (_ *la
 	if err := os.WriteFile(filepath.Join(dir, operatorKey), priv, 0o600); err != nil {
 		return nil, err
 	}
-	proc, err := startProcess(t.client, exe, env, filepath.Join(dir, hubLog), filepath.Join(dir, hubPid), "lab", "--"+ServeHubFlag, dir)
+	cfg := hubConfig(t.names)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("lab hub config: %w", err)
+	}
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, hubConfigFile), raw, 0o600); err != nil {
+		return nil, err
+	}
+	proc, err := startProcess(t.client, exe, env, filepath.Join(dir, hubLog), filepath.Join(dir, hubPid), "hub", "--config", filepath.Join(dir, hubConfigFile))
 	if err != nil {
 		return nil, fmt.Errorf("starting the hub: %w", err)
 	}

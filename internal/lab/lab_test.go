@@ -61,14 +61,6 @@ func TestRunFleetTearsDownWhenTheHubFails(t *testing.T) {
 	}
 }
 
-func TestServeHubWantsALabDirectory(t *testing.T) {
-	for _, dir := range []string{"/tmp", "/etc/aegis-lab-00", NamesFor("0a1b2c3d").Dir + "/x", "relative"} {
-		if err := ServeHub(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "not a lab directory") {
-			t.Errorf("ServeHub(%q) = %v", dir, err)
-		}
-	}
-}
-
 func TestRunRefusesNoDuration(t *testing.T) {
 	if _, err := Run(context.Background(), Options{Executable: "/bin/false", Out: &bytes.Buffer{}}); err == nil {
 		t.Fatal("Run without a duration succeeded")

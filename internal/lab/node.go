@@ -209,7 +209,7 @@ func Clean(id string) error {
 		}
 	}
 	// The hub after the nodes, as the lab stops them.
-	if err := stopLeftover(filepath.Join(n.Dir, hubPid), "--"+ServeHubFlag+"\x00"+n.Dir+"\x00"); err != nil {
+	if err := stopLeftover(filepath.Join(n.Dir, hubPid), filepath.Join(n.Dir, hubConfigFile)); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(append(errs, removeArtifacts(n))...)
