@@ -17,17 +17,22 @@ func newLabCmd(e *env) *cobra.Command {
 	var (
 		duration    time.Duration
 		keep, plain bool
+		fleet       bool
 		clean, fn   string
 	)
 	cmd := &cobra.Command{
-		Use:   "lab [--duration 20s] [--keep] [--plain] [--function FILE.wasm] | --clean ID|all",
+		Use:   "lab [--fleet] [--duration 20s] [--keep] [--plain] [--function FILE.wasm] | --clean ID|all",
 		Short: "Demonstrate the node in a throwaway topology of network namespaces (root)",
 		Long: "Build three network namespaces (attacker, client, edge) joined by veth pairs, run `aegis node` " +
 			"on the edge, block one of the attacker's addresses and deploy an edge function, then flood the " +
 			"edge from the attacker (SYN flood from forged sources, UDP flood, blocklisted source) while the " +
 			"client calls the function. A live view shows drops per reason and the function's requests/s and " +
 			"p99; a summary follows. Ctrl-C or any failure removes everything the lab made. Exits 1 if the " +
-			"shield dropped nothing or the function never answered.",
+			"shield dropped nothing or the function never answered.\n\n" +
+			"With --fleet: a hub (embedded JetStream, in the client namespace) and two edges that follow it; " +
+			"the lab publishes one signed block of the attacker's known-bad address on the hub, prints how " +
+			"long each edge took to list it, floods both edges and shows their drops. Exits 1 unless both " +
+			"edges listed the block and dropped that source (and the function on edge-1 answered).",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if clean != "" && clean != "all" && !lab.ValidID(clean) {
@@ -68,6 +73,7 @@ func newLabCmd(e *env) *cobra.Command {
 				Keep:       keep,
 				Live:       !plain && isTerminal(e.stdout),
 				Out:        e.stdout,
+				Fleet:      fleet,
 			})
 			if err != nil {
 				return err
@@ -79,6 +85,7 @@ func newLabCmd(e *env) *cobra.Command {
 	cmd.Flags().BoolVar(&keep, "keep", false, "leave the topology and the node running afterwards")
 	cmd.Flags().BoolVar(&plain, "plain", false, "one line per second instead of a refreshing table")
 	cmd.Flags().StringVar(&fn, "function", "", "deploy this module instead of the built-in one")
+	cmd.Flags().BoolVar(&fleet, "fleet", false, "a hub and two edges following it; the block is published on the hub")
 	cmd.Flags().StringVar(&clean, "clean", "", "remove what the lab ID left behind (or every lab's, with all)")
 	return cmd
 }

@@ -84,7 +84,7 @@ func summaryCount(t *testing.T, out, pattern string) int {
 func assertNothingLeft(t *testing.T, id string) {
 	t.Helper()
 	n := lab.NamesFor(id)
-	for _, ns := range []string{n.Edge, n.Attacker, n.Client} {
+	for _, ns := range n.Namespaces() {
 		if _, err := os.Stat(filepath.Join("/run/netns", ns)); !os.IsNotExist(err) {
 			t.Errorf("namespace %s remains (%v)", ns, err)
 		}
@@ -101,7 +101,7 @@ func assertNothingLeft(t *testing.T, id string) {
 		t.Fatal(err)
 	}
 	for _, l := range links {
-		if name := l.Attrs().Name; slices.Contains([]string{"att0", "cli0", "edge-att", "edge-cli"}, name) {
+		if name := l.Attrs().Name; slices.Contains([]string{"att0", "att1", "cli0", "cli1", "edge-att", "edge-cli"}, name) {
 			t.Errorf("link %s remains", name)
 		}
 	}
@@ -163,6 +163,75 @@ func TestLab(t *testing.T) {
 		t.Errorf("the live view printed %d lines in 5 s", lines)
 	}
 	assertNothingLeft(t, id)
+}
+
+// TestLabFleet runs the fleet lab: both edges list the block published on
+// the hub and drop the blocked source, and nothing is left behind (the
+// hub, which runs inside the lab, included: its listener is in a
+// namespace that must be gone).
+func TestLabFleet(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(2*time.Minute))
+	defer cancel()
+	cmd := labCmd(t, ctx, "--fleet", "--duration", "3s", "--plain")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	raw, err := cmd.Output()
+	out := string(raw)
+	id := labID(t, out)
+	if err != nil {
+		t.Fatalf("aegis lab --fleet: %v\n%s\n%s", err, out, stderr.String())
+	}
+	t.Logf("aegis lab --fleet (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
+
+	if !regexpLine(out, `^fleet block of 192\.0\.2\.66 .* listed by edge-1 after [0-9.]+ms, edge-2 after [0-9.]+ms$`) {
+		t.Error("no propagation times for both edges")
+	}
+	for _, e := range []string{"edge-1", "edge-2"} {
+		if n := summaryCount(t, out, `(?m)^  `+e+`: fleet block listed after [0-9.]+ms; dropped \d+ packets, blocklisted (\d+)`); n == 0 {
+			t.Errorf("%s dropped nothing from the blocked source", e)
+		}
+		if lines := strings.Count(out, "s  "+e+"  dropped "); lines < 1 {
+			t.Errorf("the live view showed %s %d times", e, lines)
+		}
+	}
+	assertNothingLeft(t, id)
+}
+
+// TestLabFleetKeep keeps a fleet lab: the hub and both edges run on, the
+// edges hold the fleet block, and --clean removes all of it.
+func TestLabFleetKeep(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(2*time.Minute))
+	defer cancel()
+	cmd := labCmd(t, ctx, "--fleet", "--duration", "1s", "--plain", "--keep")
+	raw, err := cmd.Output()
+	out := string(raw)
+	id := labID(t, out)
+	if err != nil {
+		t.Fatalf("aegis lab --fleet --keep: %v\n%s", err, out)
+	}
+	n := lab.NamesFor(id)
+	if !regexpLine(out, `^kept: the hub \(pid \d+\) runs on`) || !strings.Contains(out, "aegis lab --clean "+id) {
+		t.Errorf("no kept hub or clean-up instructions:\n%s", out)
+	}
+	for _, e := range n.Fleet {
+		code, stdout, stderr := cli("--socket", filepath.Join(e.Dir, "admin.sock"), "block", "ls")
+		if code != 0 || !regexpLine(stdout, `^192\.0\.2\.66/32 .* fleet `) {
+			t.Errorf("the kept %s: block ls exit %d: %s %s", e.Name, code, stdout, stderr)
+		}
+	}
+	if pids := processesMentioning(t, filepath.Join(n.Dir, "hub.yaml")); len(pids) == 0 {
+		t.Error("the kept hub is not running")
+	}
+	code, stdout, stderr := cli("lab", "--clean", id)
+	if code != 0 || !strings.Contains(stdout, "removed lab "+id) {
+		t.Fatalf("aegis lab --clean: exit %d: %s %s", code, stdout, stderr)
+	}
+	assertNothingLeft(t, id)
+}
+
+func regexpLine(s, pattern string) bool {
+	return regexp.MustCompile(`(?m)` + pattern).MatchString(s)
 }
 
 // TestLabInterrupted stops a long lab with SIGINT, as Ctrl-C would: it

@@ -3,7 +3,9 @@
 // edge) joined by veth pairs, runs an `aegis node` child inside the edge
 // namespace, floods the edge from the attacker while the client calls an edge
 // function, shows a live view of what the shield drops and how the function
-// answers, and tears everything down again.
+// answers, and tears everything down again. With Options.Fleet it builds two
+// edges instead, runs a fleet hub in the client namespace, publishes one
+// signed block on it and shows both edges dropping that source.
 //
 // Everything the lab creates is named after one random ID (see [Names]), so
 // that [Clean] can find and remove leftovers of a lab that was killed or

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +46,9 @@ const (
 type stream struct {
 	name string
 	pps  int
-	// next appends the stream's next frame to b.
-	next func(b []byte, rnd *rand.Rand) []byte
+	// next appends the stream's next frame to b, from base (addressed to
+	// one edge).
+	next func(b []byte, base netlab.Packet, rnd *rand.Rand) []byte
 	sent atomic.Uint64
 	// refused counts packets the attacker's own kernel refused to queue
 	// (ENOBUFS and the like): the flood outran its link.
@@ -54,17 +56,29 @@ type stream struct {
 }
 
 // flood sends the attack from the attacker namespace through a packet
-// socket, so it can forge sources and needs no routes.
+// socket, so it can forge sources and needs no routes. With several edges
+// each stream goes to them in turn: the rates are the attacker's total.
 type flood struct {
 	fd      int
-	to      unix.SockaddrLinklayer
+	targets []target
 	streams []*stream
 	wg      sync.WaitGroup
 }
 
+// target is one edge as the attacker reaches it.
+type target struct {
+	to   unix.SockaddrLinklayer
+	base netlab.Packet
+}
+
 func newFlood(t *topology, r Rates) (*flood, error) {
-	f := &flood{fd: -1, to: unix.SockaddrLinklayer{Ifindex: t.attackerIndex, Halen: 6}}
-	copy(f.to.Addr[:], t.edgeMAC)
+	f := &flood{fd: -1}
+	for _, e := range t.edges {
+		tg := target{to: unix.SockaddrLinklayer{Ifindex: e.attackerIndex, Halen: 6},
+			base: netlab.Packet{SrcMAC: e.attackerMAC, DstMAC: e.edgeMAC, Dst: EdgeAttackerAddr}}
+		copy(tg.to.Addr[:], e.edgeMAC)
+		f.targets = append(f.targets, tg)
+	}
 	// Protocol 0: the socket only sends, it never receives a copy of traffic.
 	err := t.attacker.Do(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
@@ -74,12 +88,11 @@ func newFlood(t *topology, r Rates) (*flood, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening a packet socket in %s: %w", t.attacker.Name, err)
 	}
-	base := netlab.Packet{SrcMAC: t.attackerMAC, DstMAC: t.edgeMAC, Dst: EdgeAttackerAddr}
 	spoofed := SpoofedPrefix.Addr().As4()
 	hosts := uint32(1) << (32 - SpoofedPrefix.Bits())
 	var zeros [64]byte // UDP payloads, never written
 	f.streams = []*stream{
-		{name: StreamSYN, pps: r.SYN, next: func(b []byte, rnd *rand.Rand) []byte {
+		{name: StreamSYN, pps: r.SYN, next: func(b []byte, base netlab.Packet, rnd *rand.Rand) []byte {
 			p := base
 			a := spoofed
 			binary.BigEndian.PutUint32(a[:], binary.BigEndian.Uint32(a[:])+rnd.Uint32N(hosts))
@@ -87,13 +100,13 @@ func newFlood(t *topology, r Rates) (*flood, error) {
 			p.SrcPort, p.Seq = uint16(1024+rnd.IntN(64512)), rnd.Uint32()
 			return p.AppendTo(b)
 		}},
-		{name: StreamUDP, pps: r.UDP, next: func(b []byte, rnd *rand.Rand) []byte {
+		{name: StreamUDP, pps: r.UDP, next: func(b []byte, base netlab.Packet, rnd *rand.Rand) []byte {
 			p := base
 			p.Src, p.Proto, p.DstPort, p.Payload = AttackerAddr, netlab.ProtoUDP, 9, zeros[:64]
 			p.SrcPort = uint16(1024 + rnd.IntN(64512))
 			return p.AppendTo(b)
 		}},
-		{name: StreamBlocked, pps: r.Blocked, next: func(b []byte, rnd *rand.Rand) []byte {
+		{name: StreamBlocked, pps: r.Blocked, next: func(b []byte, base netlab.Packet, rnd *rand.Rand) []byte {
 			p := base
 			p.Src, p.Proto, p.DstPort, p.Payload = BlockedAddr, netlab.ProtoUDP, 53, zeros[:32]
 			p.SrcPort = uint16(1024 + rnd.IntN(64512))
@@ -123,7 +136,7 @@ func (f *flood) start(ctx context.Context) {
 func (f *flood) pace(ctx context.Context, s *stream, rnd *rand.Rand) {
 	buf := make([]byte, 0, 256)
 	// Sendto encodes into the sockaddr it is given: one per goroutine.
-	to := f.to
+	targets := slices.Clone(f.targets)
 	start, sent := time.Now(), 0
 	for ctx.Err() == nil {
 		due := int(time.Since(start).Seconds()*float64(s.pps)) - sent
@@ -131,8 +144,9 @@ func (f *flood) pace(ctx context.Context, s *stream, rnd *rand.Rand) {
 			sent += due - limit
 			due = limit
 		}
-		for range due {
-			if err := unix.Sendto(f.fd, s.next(buf[:0], rnd), 0, &to); err != nil {
+		for i := range due {
+			tg := &targets[(sent+i)%len(targets)]
+			if err := unix.Sendto(f.fd, s.next(buf[:0], tg.base, rnd), 0, &tg.to); err != nil {
 				s.refused.Add(1)
 			} else {
 				s.sent.Add(1)

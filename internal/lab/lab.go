@@ -9,9 +9,13 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/admin"
+	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/store"
 )
@@ -33,9 +37,13 @@ type Options struct {
 	// stops; Clean removes them later.
 	Keep bool
 	// Live redraws the view in place (for a terminal); otherwise it
-	// appends one line a second.
+	// appends one line a second. A fleet lab always appends, one line per
+	// edge a second.
 	Live bool
 	Out  io.Writer
+	// Fleet runs a hub and FleetEdges edges that follow it instead of one
+	// standalone edge; the blocklisted source is blocked on the hub.
+	Fleet bool
 }
 
 // Run builds the lab, runs the traffic for o.Duration (or until ctx ends),
@@ -54,39 +62,70 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	if err != nil {
 		return sum, err
 	}
-	sum.ID = names.ID
+	sum.ID, sum.Fleet = names.ID, o.Fleet
 	kept := false
 	defer func() {
 		if !kept {
 			err = errors.Join(err, removeArtifacts(names))
 		}
 	}()
-	fmt.Fprintf(o.Out, "aegis lab %s: namespaces %s, %s, %s\n", names.ID, names.Attacker, names.Client, names.Edge)
+	edgeNames := names.edges(o.Fleet)
+	nsList := []string{names.Attacker, names.Client}
+	for _, e := range edgeNames {
+		nsList = append(nsList, e.NS)
+	}
+	fmt.Fprintf(o.Out, "aegis lab %s: namespaces %s\n", names.ID, strings.Join(nsList, ", "))
 
-	topo, err := newTopology(names)
+	topo, err := newTopology(names, edgeNames)
 	if err != nil {
 		return sum, err
 	}
 	defer topo.close()
 
-	nd, err := startNode(o.Executable, o.Env, topo.edge, names)
-	if err != nil {
-		return sum, err
+	var lh *labHub
+	if o.Fleet {
+		if lh, err = startHub(ctx, o.Executable, o.Env, topo); err != nil {
+			return sum, err
+		}
+		// Registered before the nodes' stop, so it runs after it.
+		defer func() { lh.close(!kept) }()
 	}
+
+	var nodes []*nodeProcess
 	defer func() {
 		if !kept {
-			nd.stop()
+			stopNodes(nodes)
 		}
 	}()
-	ac := admin.NewClient(names.Socket())
-	if err := nd.waitReady(ctx, ac, names); err != nil {
-		return sum, err
+	for _, e := range topo.edges {
+		var fc *config.Fleet
+		if o.Fleet {
+			fc = fleetConfig(names, e)
+		}
+		nd, err := startNode(o.Executable, o.Env, e, fc)
+		if err != nil {
+			return sum, err
+		}
+		nodes = append(nodes, nd)
 	}
-	if err := prepareNode(ctx, ac, o.Module); err != nil {
-		return sum, fmt.Errorf("%w\n%s", err, logTail(names.Log()))
+	acs := make([]*admin.Client, len(nodes))
+	for i, nd := range nodes {
+		acs[i] = admin.NewClient(nd.names.Socket())
+		if err := nd.waitReady(ctx, acs[i]); err != nil {
+			return sum, err
+		}
 	}
-	fmt.Fprintf(o.Out, "node pid %d on %s and %s; blocked %s; deployed %s on http://%s%s\n",
-		nd.cmd.Process.Pid, edgeAttackerIf, edgeClientIf, BlockedAddr, FunctionName, gatewayAddr(), FunctionRoute)
+	if !o.Fleet {
+		if err := prepareNode(ctx, acs[0], o.Module, true); err != nil {
+			return sum, fmt.Errorf("%w\n%s", err, logTail(names.Log()))
+		}
+		fmt.Fprintf(o.Out, "node pid %d on %s and %s; blocked %s; deployed %s on http://%s%s\n",
+			nodes[0].cmd.Process.Pid, edgeAttackerIf, edgeClientIf, BlockedAddr, FunctionName, gatewayAddr(), FunctionRoute)
+	} else {
+		if err := prepareFleet(ctx, o, lh, nodes, acs, &sum); err != nil {
+			return sum, err
+		}
+	}
 
 	fl, err := newFlood(topo, o.Rates)
 	if err != nil {
@@ -95,18 +134,23 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	defer fl.close()
 	cl := newClient(topo.client, "http://"+gatewayAddr().String()+FunctionRoute)
 
-	status := func() (sample, error) {
-		st, err := ac.Status(ctx)
-		if err != nil {
-			return sample{}, fmt.Errorf("reading the shield's counters: %w", err)
+	status := func() ([]sample, error) {
+		now, sent := time.Now(), fl.counts()
+		out := make([]sample, len(acs))
+		for i, ac := range acs {
+			st, err := ac.Status(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("reading the shield's counters of %s: %w", nodes[i].names.Name, err)
+			}
+			out[i] = sample{at: now, counters: st.Counters, autoBlocks: st.AutoBlocks, sent: sent}
 		}
-		return sample{at: time.Now(), counters: st.Counters, autoBlocks: st.AutoBlocks, sent: fl.counts()}, nil
+		return out, nil
 	}
 	prev, err := status()
 	if err != nil {
 		return sum, err
 	}
-	v := &view{w: o.Out, live: o.Live, id: names.ID, total: o.Duration, start: prev.at}
+	v := &view{w: o.Out, live: o.Live, id: names.ID, total: o.Duration, start: prev[0].at}
 
 	trafficCtx, stopTraffic := context.WithCancel(ctx)
 	cl.start(trafficCtx)
@@ -122,6 +166,13 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	}
 	defer stop()
 
+	exited := make(chan *nodeProcess, len(nodes))
+	for _, nd := range nodes {
+		go func() {
+			<-nd.done
+			exited <- nd
+		}()
+	}
 	end := time.After(o.Duration)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -131,8 +182,8 @@ loop:
 		case <-ctx.Done():
 			err = fmt.Errorf("interrupted: %w", context.Cause(ctx))
 			break loop
-		case <-nd.done:
-			return sum, fmt.Errorf("the node exited during the run (%v):\n%s", nd.err, logTail(names.Log()))
+		case nd := <-exited:
+			return sum, fmt.Errorf("the node of %s exited during the run (%v):\n%s", nd.names.Name, nd.err, logTail(nd.names.Log()))
 		case <-end:
 			break loop
 		case <-tick.C:
@@ -140,8 +191,12 @@ loop:
 			if serr != nil {
 				return sum, serr
 			}
-			cur.fn = cl.take()
-			v.draw(prev, cur)
+			cur[0].fn = cl.take()
+			if o.Fleet {
+				v.drawFleet(nodes, prev, cur)
+			} else {
+				v.draw(prev[0], cur[0])
+			}
 			prev = cur
 		}
 	}
@@ -150,16 +205,84 @@ loop:
 	// An interrupted run still gets its summary.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if ferr := fillSummary(fctx, &sum, ac, fl, cl); ferr != nil {
+	if ferr := fillSummary(fctx, &sum, nodes, acs, fl, cl); ferr != nil {
 		return sum, errors.Join(err, ferr)
 	}
 	sum.Write(o.Out)
 
 	if o.Keep && err == nil {
 		kept = true
-		printKept(o.Out, names, nd.cmd.Process.Pid)
+		printKept(o.Out, names, nodes, lh)
 	}
 	return sum, err
+}
+
+// stopNodes stops the nodes, all at once: each may take its grace period.
+func stopNodes(nodes []*nodeProcess) {
+	var wg sync.WaitGroup
+	for _, nd := range nodes {
+		wg.Go(nd.stop)
+	}
+	wg.Wait()
+}
+
+// propagationTimeout bounds the wait for an edge to list the fleet block;
+// an edge that does not is shown in the summary and fails Check.
+const propagationTimeout = 10 * time.Second
+
+// prepareFleet waits for the edges to report to the hub, publishes the
+// fleet block on the hub and measures how long each edge takes to list it,
+// and deploys the function on the first edge.
+func prepareFleet(ctx context.Context, o Options, lh *labHub, nodes []*nodeProcess, acs []*admin.Client, sum *Summary) error {
+	var edgeNames []string
+	for _, nd := range nodes {
+		edgeNames = append(edgeNames, nd.names.Name)
+		sum.Edges = append(sum.Edges, EdgeSummary{Name: nd.names.Name})
+	}
+	if err := lh.waitEdges(ctx, edgeNames, nodes); err != nil {
+		return err
+	}
+	var pids []string
+	for _, nd := range nodes {
+		pids = append(pids, fmt.Sprintf("%s (pid %d)", nd.names.Name, nd.cmd.Process.Pid))
+	}
+	fmt.Fprintf(o.Out, "hub in %s on %s; %s connected to it\n", lh.ns, hubURLs(len(nodes)), strings.Join(pids, ", "))
+
+	pctx, cancel := context.WithTimeout(ctx, propagationTimeout)
+	defer cancel()
+	published := time.Now()
+	if err := lh.publishBlock(pctx); err != nil {
+		return err
+	}
+	acked := time.Now()
+	var wg sync.WaitGroup
+	for i, ac := range acs {
+		wg.Go(func() {
+			if waitListed(pctx, ac) == nil {
+				sum.Edges[i].Applied, sum.Edges[i].Propagation = true, time.Since(acked)
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	}
+	var times []string
+	for _, e := range sum.Edges {
+		if e.Applied {
+			times = append(times, fmt.Sprintf("%s after %s", e.Name, fmtLatency(e.Propagation)))
+		} else {
+			times = append(times, fmt.Sprintf("%s NOT within %s", e.Name, propagationTimeout))
+		}
+	}
+	fmt.Fprintf(o.Out, "fleet block of %s signed and published on the hub (acknowledged in %s); listed by %s\n",
+		BlockedAddr, fmtLatency(acked.Sub(published)), strings.Join(times, ", "))
+
+	if err := prepareNode(ctx, acs[0], o.Module, false); err != nil {
+		return fmt.Errorf("%w\n%s", err, logTail(nodes[0].names.Log()))
+	}
+	fmt.Fprintf(o.Out, "deployed %s on %s: http://%s%s\n", FunctionName, nodes[0].names.Name, gatewayAddr(), FunctionRoute)
+	return nil
 }
 
 // makeDir creates the lab's directory under a fresh ID, which makes the ID
@@ -180,11 +303,14 @@ func makeDir() (Names, error) {
 
 func gatewayAddr() netip.AddrPort { return netip.AddrPortFrom(EdgeClientAddr, GatewayPort) }
 
-// prepareNode blocks the blocklisted source and deploys the function.
-func prepareNode(ctx context.Context, ac *admin.Client, module []byte) error {
-	add := admin.AddRequest{Targets: []string{BlockedAddr.String()}, Reason: "aegis lab: known bad source"}
-	if _, err := ac.Add(ctx, string(store.Blocklist), add); err != nil {
-		return fmt.Errorf("blocking %s: %w", BlockedAddr, err)
+// prepareNode blocks the blocklisted source, if block, and deploys the
+// function.
+func prepareNode(ctx context.Context, ac *admin.Client, module []byte, block bool) error {
+	if block {
+		add := admin.AddRequest{Targets: []string{BlockedAddr.String()}, Reason: "aegis lab: known bad source"}
+		if _, err := ac.Add(ctx, string(store.Blocklist), add); err != nil {
+			return fmt.Errorf("blocking %s: %w", BlockedAddr, err)
+		}
 	}
 	dep := admin.DeployRequest{Module: module, Spec: functions.Spec{Route: FunctionRoute}}
 	if _, err := ac.Deploy(ctx, FunctionName, dep); err != nil {
@@ -193,16 +319,27 @@ func prepareNode(ctx context.Context, ac *admin.Client, module []byte) error {
 	return nil
 }
 
-func fillSummary(ctx context.Context, sum *Summary, ac *admin.Client, fl *flood, cl *client) error {
-	st, err := ac.Status(ctx)
-	if err != nil {
-		return fmt.Errorf("reading the shield's counters: %w", err)
+func fillSummary(ctx context.Context, sum *Summary, nodes []*nodeProcess, acs []*admin.Client, fl *flood, cl *client) error {
+	sum.Shield = map[string]uint64{}
+	sum.AutoBlocked = 0
+	for i, ac := range acs {
+		st, err := ac.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the shield's counters of %s: %w", nodes[i].names.Name, err)
+		}
+		for r, c := range st.Counters {
+			sum.Shield[r] += c.Packets
+		}
+		sum.AutoBlocked += st.AutoBlocks
+		if i < len(sum.Edges) {
+			e := &sum.Edges[i]
+			e.Shield = make(map[string]uint64, len(st.Counters))
+			for r, c := range st.Counters {
+				e.Shield[r] = c.Packets
+			}
+			e.AutoBlocked = st.AutoBlocks
+		}
 	}
-	sum.Shield = make(map[string]uint64, len(st.Counters))
-	for r, c := range st.Counters {
-		sum.Shield[r] = c.Packets
-	}
-	sum.AutoBlocked = st.AutoBlocks
 	sum.Sent, sum.Refused = fl.counts(), fl.refused()
 	var lat []time.Duration
 	sum.OK, sum.Failed, lat = cl.totals()
@@ -210,12 +347,28 @@ func fillSummary(ctx context.Context, sum *Summary, ac *admin.Client, fl *flood,
 	return nil
 }
 
-func printKept(w io.Writer, n Names, pid int) {
-	fmt.Fprintf(w, `
+func printKept(w io.Writer, n Names, nodes []*nodeProcess, lh *labHub) {
+	if lh == nil {
+		fmt.Fprintf(w, `
 kept: the node (pid %d) runs on in %s.
   aegis --socket %s stats --watch
   ip netns exec %s curl http://%s%s
   node log: %s
 clean up: aegis lab --clean %s
-`, pid, n.Edge, n.Socket(), n.Client, gatewayAddr(), FunctionRoute, n.Log(), n.ID)
+`, nodes[0].cmd.Process.Pid, n.Edge, n.Socket(), n.Client, gatewayAddr(), FunctionRoute, n.Log(), n.ID)
+		return
+	}
+	fmt.Fprintf(w, "\nkept: the hub (pid %d) runs on in %s, on %s; log: %s\n",
+		lh.proc.cmd.Process.Pid, lh.ns, hubURLs(len(nodes)), lh.proc.log)
+	fmt.Fprintf(w, "  operator key: %s (the edges trust %s)\n", filepath.Join(n.Dir, operatorKey), filepath.Join(n.Dir, operatorPub))
+	// The hub is reachable only from inside the client namespace.
+	fleet := fmt.Sprintf("ip netns exec %s aegis fleet --server %s", n.Client, serverURL(clientLinks[0]))
+	fmt.Fprintf(w, "  %s --key %s block add 192.0.2.77 --wait 5s\n  %s edges\n",
+		fleet, filepath.Join(n.Dir, operatorKey), fleet)
+	for _, nd := range nodes {
+		e := nd.names
+		fmt.Fprintf(w, "  %s (pid %d) in %s:\n    aegis --socket %s stats --watch\n    aegis --socket %s block ls\n    node log: %s\n",
+			e.Name, nd.cmd.Process.Pid, e.NS, e.Socket(), e.Socket(), e.Log())
+	}
+	fmt.Fprintf(w, "  ip netns exec %s curl http://%s%s\nclean up: aegis lab --clean %s\n", n.Client, gatewayAddr(), FunctionRoute, n.ID)
 }

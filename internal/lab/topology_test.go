@@ -18,11 +18,16 @@ import (
 // TestTopologyCarriesTraffic builds the topology without a node and shows
 // that the client reaches the edge over TCP and that the attacker's forged
 // frames arrive at the edge's stack (which checks their checksums), then
-// that removal leaves no namespace behind.
+// that removal leaves no namespace behind; for a fleet lab's two edges too.
 func TestTopologyCarriesTraffic(t *testing.T) {
 	testutil.RequireRoot(t)
+	t.Run("single", func(t *testing.T) { testTopology(t, false) })
+	t.Run("fleet", func(t *testing.T) { testTopology(t, true) })
+}
+
+func testTopology(t *testing.T, fleet bool) {
 	names := NamesFor(newID())
-	topo, err := newTopology(names)
+	topo, err := newTopology(names, names.edges(fleet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,17 +38,33 @@ func TestTopologyCarriesTraffic(t *testing.T) {
 			removeNamespaces(names)
 		}
 	})
-	for _, ns := range []string{names.Edge, names.Attacker, names.Client} {
-		if _, err := os.Stat(filepath.Join(netlab.RunDir, ns)); err != nil {
-			t.Fatalf("namespace %s: %v", ns, err)
+	for _, e := range topo.edges {
+		if _, err := os.Stat(filepath.Join(netlab.RunDir, e.names.NS)); err != nil {
+			t.Fatalf("namespace %s: %v", e.names.NS, err)
+		}
+		testEdgeLinks(t, topo, e)
+	}
+
+	topo.close()
+	if err := removeNamespaces(names); err != nil {
+		t.Fatal(err)
+	}
+	removed = true
+	for _, ns := range names.Namespaces() {
+		if _, err := os.Stat(filepath.Join(netlab.RunDir, ns)); !os.IsNotExist(err) {
+			t.Errorf("namespace %s remains: %v", ns, err)
 		}
 	}
+}
+
+// testEdgeLinks checks that the client and the attacker reach edge e.
+func testEdgeLinks(t *testing.T, topo *topology, e *edgeLinks) {
 
 	// A TCP listener on the edge's client-side address, reached through
 	// the client's dialler.
 	var ln net.Listener
-	if err := topo.edge.Do(func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(EdgeClientAddr, 0).String())
+	if err := e.ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(e.addrs.Edge, 0).String())
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -62,20 +83,21 @@ func TestTopologyCarriesTraffic(t *testing.T) {
 		t.Fatalf("client to edge: %v", err)
 	}
 	c.Close()
-	if from := <-accepted; from != ClientAddr {
-		t.Errorf("the edge saw the client as %v, want %v", from, ClientAddr)
+	if from := <-accepted; from != e.addrs.Client {
+		t.Errorf("%s saw the client as %v, want %v", e.names.Name, from, e.addrs.Client)
 	}
 
 	// The blocklisted stream's UDP, forged through the packet socket, is
 	// delivered to a socket on the edge: its checksums are right.
 	var udp *net.UDPConn
-	if err := topo.edge.Do(func() (err error) {
+	if err := e.ns.Do(func() (err error) {
 		udp, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(EdgeAttackerAddr, 53)))
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer udp.Close()
+	// The flood goes to every edge in turn.
 	fl, err := newFlood(topo, Rates{Blocked: 200})
 	if err != nil {
 		t.Fatal(err)
@@ -98,17 +120,4 @@ func TestTopologyCarriesTraffic(t *testing.T) {
 		t.Errorf("sent %v: only the blocklisted stream had a rate", c)
 	}
 
-	udp.Close()
-	ln.Close()
-	fl.close()
-	topo.close()
-	if err := removeNamespaces(names); err != nil {
-		t.Fatal(err)
-	}
-	removed = true
-	for _, ns := range []string{names.Edge, names.Attacker, names.Client} {
-		if _, err := os.Stat(filepath.Join(netlab.RunDir, ns)); !os.IsNotExist(err) {
-			t.Errorf("namespace %s remains: %v", ns, err)
-		}
-	}
 }

@@ -83,6 +83,31 @@ func (v *view) draw(prev, cur sample) {
 	io.WriteString(v.w, b.String())
 }
 
+// drawFleet shows one line per edge for the interval between prev and cur
+// (one sample per edge, the function's in the first).
+func (v *view) drawFleet(nodes []*nodeProcess, prev, cur []sample) {
+	secs := cur[0].at.Sub(prev[0].at).Seconds()
+	if secs <= 0 {
+		return
+	}
+	rate := func(c, p uint64) float64 { return float64(c-min(p, c)) / secs }
+	elapsed := cur[0].at.Sub(v.start).Round(time.Second)
+	for i, nd := range nodes {
+		var drops []string
+		for _, r := range shield.Reasons() {
+			if c := cur[i].counters[r.String()].Packets; r.Drops() && c > 0 {
+				drops = append(drops, fmt.Sprintf("%s %.0f/s", r, rate(c, prev[i].counters[r.String()].Packets)))
+			}
+		}
+		fmt.Fprintf(v.w, "%3.0fs  %-6s  dropped %s  auto-blocked %d", elapsed.Seconds(), nd.names.Name, strings.Join(drops, ", "), cur[i].autoBlocks)
+		if i == 0 {
+			fmt.Fprintf(v.w, "  sent %.0f pkt/s to all edges  function %.0f req/s p99 %s errors %d",
+				rate(sum64(cur[i].sent), sum64(prev[i].sent)), float64(cur[i].fn.OK)/secs, fmtLatency(cur[i].fn.P99), cur[i].fn.Failed)
+		}
+		fmt.Fprintln(v.w)
+	}
+}
+
 func sum64(m map[string]uint64) uint64 {
 	var n uint64
 	for _, v := range m {
@@ -102,18 +127,32 @@ func fmtLatency(d time.Duration) string {
 type Summary struct {
 	ID       string
 	Duration time.Duration
+	// Fleet says the run was a fleet lab's, with Edges its edges.
+	Fleet bool
+	Edges []EdgeSummary
 	// Sent counts the attacker's packets by stream (StreamSYN, ...);
 	// Refused those its own kernel would not queue.
 	Sent    map[string]uint64
 	Refused uint64
 	// Shield counts packets by reason ("passed", "rate_syn", ...), on both
-	// edge links, client traffic included.
+	// edge links, client traffic included (of every edge, in a fleet lab).
 	Shield map[string]uint64
 	// AutoBlocked is how many sources were blocked automatically at the end.
 	AutoBlocked int
 	// Function calls from the client: answered 200, and everything else.
 	OK, Failed int
 	P50, P99   time.Duration
+}
+
+// EdgeSummary is what one edge of a fleet lab showed.
+type EdgeSummary struct {
+	Name string
+	// Applied says the edge listed the fleet block, Propagation how long
+	// after the hub acknowledged it.
+	Applied     bool
+	Propagation time.Duration
+	Shield      map[string]uint64
+	AutoBlocked int
 }
 
 // Dropped is the number of packets the shield dropped, for any reason.
@@ -131,6 +170,9 @@ func (s Summary) Dropped() uint64 {
 // shield dropped the blocklisted source and the flood, and the function
 // answered.
 func (s Summary) Check() error {
+	if s.Fleet {
+		return s.checkFleet()
+	}
 	var problems []string
 	if s.Shield[shield.ReasonBlockedExact.String()] == 0 {
 		problems = append(problems, "the blocklisted source was never dropped")
@@ -143,6 +185,31 @@ func (s Summary) Check() error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("the lab did not show the shield working: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// checkFleet is Check for a fleet lab: every edge listed the block
+// published on the hub and dropped the blocked source's packets, and the
+// function answered.
+func (s Summary) checkFleet() error {
+	var problems []string
+	if len(s.Edges) < 2 {
+		problems = append(problems, fmt.Sprintf("%d edges ran, not %d", len(s.Edges), FleetEdges))
+	}
+	for _, e := range s.Edges {
+		if !e.Applied {
+			problems = append(problems, e.Name+" never listed the fleet block")
+		}
+		if e.Shield[shield.ReasonBlockedExact.String()] == 0 {
+			problems = append(problems, e.Name+" never dropped the blocklisted source")
+		}
+	}
+	if s.OK == 0 {
+		problems = append(problems, "the function never answered 200")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("the lab did not show the fleet block working: %s", strings.Join(problems, "; "))
 	}
 	return nil
 }
@@ -168,6 +235,20 @@ func (s Summary) Write(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "  auto-blocked sources at the end: %d\n", s.AutoBlocked)
+	for _, e := range s.Edges {
+		applied := "fleet block NOT listed"
+		if e.Applied {
+			applied = "fleet block listed after " + fmtLatency(e.Propagation)
+		}
+		var dropped uint64
+		for _, r := range shield.Reasons() {
+			if r.Drops() {
+				dropped += e.Shield[r.String()]
+			}
+		}
+		fmt.Fprintf(w, "  %s: %s; dropped %d packets, blocklisted %d, auto-blocked sources %d\n",
+			e.Name, applied, dropped, e.Shield[shield.ReasonBlockedExact.String()], e.AutoBlocked)
+	}
 	calls := s.OK + s.Failed
 	success := 0.0
 	if calls > 0 {

@@ -159,8 +159,18 @@ func TestNames(t *testing.T) {
 	if n.PinPath != "/sys/fs/bpf/aegis-lab-0a1b2c3d" || !strings.HasSuffix(n.Dir, "/aegis-lab-0a1b2c3d") {
 		t.Errorf("names %+v", n)
 	}
-	if err := nodeConfig(n).Validate(); err != nil {
+	if err := nodeConfig(n.single(), clientLinks[0], nil).Validate(); err != nil {
 		t.Errorf("the node's config: %v", err)
+	}
+	for i, e := range n.Fleet {
+		if !strings.HasPrefix(e.NS, "aegis-lab-0a1b2c3d-edge-") || !strings.HasPrefix(e.Dir, n.Dir+"/") || !strings.HasPrefix(e.PinPath, n.PinPath+"/") {
+			t.Errorf("fleet edge names %+v", e)
+		}
+		links := &edgeLinks{names: e, addrs: clientLinks[i]}
+		cfg := nodeConfig(e, clientLinks[i], fleetConfig(n, links))
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("the config of %s: %v", e.Name, err)
+		}
 	}
 	for id, want := range map[string]bool{"0a1b2c3d": true, newID(): true, "": false, "xyz": false, "../x": false, "0a1b2c3d0a1b2c3d00": false} {
 		if ValidID(id) != want {
@@ -205,5 +215,48 @@ func TestLatencySampleStaysUniform(t *testing.T) {
 	}
 	if iv := c.take(); iv.OK != 0 || iv.P99 != 0 {
 		t.Errorf("a second take() = %+v, want an empty interval", iv)
+	}
+}
+
+// TestFleetSummary: a fleet run passes only if every edge listed the fleet
+// block and dropped the blocked source; the summary has a line per edge.
+func TestFleetSummary(t *testing.T) {
+	edge := func(name string, applied bool, blocked uint64) EdgeSummary {
+		return EdgeSummary{Name: name, Applied: applied, Propagation: 12 * time.Millisecond,
+			Shield: map[string]uint64{"blocked_exact": blocked, "auto_blocked": 7, "passed": 100}}
+	}
+	good := func() Summary {
+		return Summary{ID: "0a1b2c3d", Fleet: true, OK: 3, Shield: map[string]uint64{"blocked_exact": 10},
+			Edges: []EdgeSummary{edge("edge-1", true, 5), edge("edge-2", true, 5)}}
+	}
+	tests := []struct {
+		name string
+		edit func(*Summary)
+		want string
+	}{
+		{"good", func(*Summary) {}, ""},
+		{"not applied", func(s *Summary) { s.Edges[1].Applied = false }, "edge-2 never listed the fleet block"},
+		{"not dropped", func(s *Summary) { s.Edges[0].Shield["blocked_exact"] = 0 }, "edge-1 never dropped the blocklisted source"},
+		{"one edge", func(s *Summary) { s.Edges = s.Edges[:1] }, "1 edges ran"},
+		{"function silent", func(s *Summary) { s.OK = 0 }, "never answered 200"},
+	}
+	for _, tc := range tests {
+		s := good()
+		tc.edit(&s)
+		err := s.Check()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: Check() = %v, want nil", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: Check() = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	var b strings.Builder
+	s := good()
+	s.Edges[1].Applied = false
+	s.Write(&b)
+	if !regexpLine(b.String(), `^  edge-1: fleet block listed after 12\.00ms; dropped 12 packets, blocklisted 5, auto-blocked sources 0$`) ||
+		!regexpLine(b.String(), `^  edge-2: fleet block NOT listed; dropped 12 packets, blocklisted 5`) {
+		t.Errorf("summary:\n%s", b.String())
 	}
 }
