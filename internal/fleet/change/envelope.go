@@ -60,9 +60,15 @@ func (e Envelope) Encode() []byte {
 // Decode parses a stored record. It checks the envelope's shape only: the
 // signature and payload are Check's.
 func Decode(data []byte) (Envelope, error) {
-	var w wireEnvelope
-	if err := strictJSON(data, &w); err != nil {
-		return Envelope{}, err
+	if len(data) > MaxRecordLen {
+		return Envelope{}, malformed("%d bytes, limit %d", len(data), MaxRecordLen)
+	}
+	w, ok := decodeCanonical(data)
+	if !ok {
+		w = wireEnvelope{}
+		if err := strictJSON(data, &w); err != nil {
+			return Envelope{}, err
+		}
 	}
 	if w.V != 1 {
 		return Envelope{}, malformed("envelope version %d, want 1", w.V)

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"reflect"
 	"testing"
+	"time"
 )
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
@@ -17,8 +18,23 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"kind":"list","op":"put","key":"list.block.192-0-2-0_24","list":"block","prefix":"192.0.2.0/24","issued_at":1,"key_id":"0123456789abcdef"}`))
 	f.Add([]byte(`{"kind":"rate","op":"put","key":"rate.syn","rate":{"class":"syn","pps":10,"burst":20},"issued_at":1,"key_id":"0123456789abcdef"}`))
 	f.Add([]byte(`{"v":2}`))
+	// Batch-signed records as SignBatch writes them.
+	_, priv := newKey(f)
+	if envs, err := SignBatch(batchOf(3, time.Unix(1, 0)), priv); err == nil {
+		for _, e := range envs {
+			f.Add(e.Encode())
+		}
+	}
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The hand-written reader of canonical records accepts only what
+		// the general decoder accepts, with the same result.
+		if fast, ok := decodeCanonical(data); ok {
+			var slow wireEnvelope
+			if err := strictJSON(data, &slow); err != nil || !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("canonical reader took %q as %+v, the JSON decoder as %+v (%v)", data, fast, slow, err)
+			}
+		}
 		env, err := Decode(data)
 		if err == nil {
 			again, err := Decode(env.Encode())
