@@ -673,17 +673,7 @@ func TestHubSampleConfig(t *testing.T) {
 // TestHubUnit binds deploy/aegis-hub.service to the hub: no capability,
 // an unprivileged user, and the directories the sample config names.
 func TestHubUnit(t *testing.T) {
-	unit, err := os.ReadFile("../../deploy/aegis-hub.service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings := map[string][]string{}
-	for line := range strings.Lines(string(unit)) {
-		line = strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			settings[k] = append(settings[k], v)
-		}
-	}
+	settings := testutil.UnitSettings(t, "../../deploy/aegis-hub.service")
 	one := func(key string) string {
 		if len(settings[key]) != 1 {
 			t.Errorf("%s set %d times, want once", key, len(settings[key]))

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
 // The unit and the security document must grant and list exactly what
@@ -18,17 +20,7 @@ func TestServiceUnitGrantsTheDocumentedSet(t *testing.T) {
 	}
 	slices.Sort(want)
 
-	unit, err := os.ReadFile("../../deploy/aegis.service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings := map[string][]string{}
-	for line := range strings.Lines(string(unit)) {
-		line = strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			settings[k] = append(settings[k], v)
-		}
-	}
+	settings := testutil.UnitSettings(t, "../../deploy/aegis.service")
 	for _, key := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
 		vals := settings[key]
 		if len(vals) != 1 {

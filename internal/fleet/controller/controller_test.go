@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aegis-edge/aegis/internal/fleet/change"
+	"github.com/aegis-edge/aegis/internal/fleet/fleettest"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
 	"github.com/aegis-edge/aegis/internal/fleet/report"
 )
@@ -352,31 +352,13 @@ func TestOptions(t *testing.T) {
 	}
 }
 
-// violations keeps the embedded server's permission violations.
-type violations struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (v *violations) Enabled(context.Context, slog.Level) bool { return true }
-func (v *violations) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, "Permissions Violation") {
-		v.mu.Lock()
-		v.lines = append(v.lines, r.Message)
-		v.mu.Unlock()
-	}
-	return nil
-}
-func (v *violations) WithAttrs([]slog.Attr) slog.Handler { return v }
-func (v *violations) WithGroup(string) slog.Handler      { return v }
-
 // TestEdgeUsersReport: reporters under edge users' bus permissions get
 // their reports through without a permission violation, and the
 // controller promotes.
 func TestEdgeUsersReport(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	log := &violations{}
+	log := &fleettest.Violations{}
 	h, err := hub.Open(ctx, hub.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", Logger: slog.New(log),
 		Users: []hub.User{{Name: "edge1", Password: "one", Role: hub.RoleEdge}, {Name: "edge2", Password: "two", Role: hub.RoleEdge}}})
 	if err != nil {
@@ -403,10 +385,8 @@ func TestEdgeUsersReport(t *testing.T) {
 	if s := fx.handled(c, 2); s.Promotions != 1 {
 		t.Fatalf("stats %+v, want one promotion", s)
 	}
-	log.mu.Lock()
-	defer log.mu.Unlock()
-	if len(log.lines) != 0 {
-		t.Fatalf("reporting needed subjects an edge may not use: %q", log.lines)
+	if v := log.Lines(); len(v) != 0 {
+		t.Fatalf("reporting needed subjects an edge may not use: %q", v)
 	}
 }
 

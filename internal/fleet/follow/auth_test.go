@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,44 +11,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aegis-edge/aegis/internal/fleet/change"
+	"github.com/aegis-edge/aegis/internal/fleet/fleettest"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
 )
-
-// violations collects the embedded server's error lines.
-type violations struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (v *violations) Enabled(context.Context, slog.Level) bool { return true }
-func (v *violations) Handle(_ context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelWarn {
-		v.mu.Lock()
-		v.lines = append(v.lines, r.Message)
-		v.mu.Unlock()
-	}
-	return nil
-}
-func (v *violations) WithAttrs([]slog.Attr) slog.Handler { return v }
-func (v *violations) WithGroup(string) slog.Handler      { return v }
-
-func (v *violations) permission() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	var out []string
-	for _, l := range v.lines {
-		if strings.Contains(l, "Permissions Violation") {
-			out = append(out, l)
-		}
-	}
-	return out
-}
 
 // TestEdgeUserIsReadOnly runs a follower with an edge's bus credentials:
 // it follows lists and functions without a single permission violation,
 // and cannot write the bucket.
 func TestEdgeUserIsReadOnly(t *testing.T) {
-	log := &violations{}
+	log := &fleettest.Violations{}
 	fx := newFixtureWith(t, func(o *hub.Options) {
 		o.Users = []hub.User{{Name: "edge1", Password: "edge-secret", Role: hub.RoleEdge}}
 		o.Logger = slog.New(log)
@@ -82,7 +51,7 @@ func TestEdgeUserIsReadOnly(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if v := log.permission(); len(v) != 0 {
+	if v := log.Lines(); len(v) != 0 {
 		t.Fatalf("the follower needed subjects an edge may not use: %q", v)
 	}
 
