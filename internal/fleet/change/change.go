@@ -289,9 +289,15 @@ func validKeyID(id string) bool {
 // ParsePayload decodes and validates a change's payload: strict JSON (no
 // unknown fields, nothing after the object).
 func ParsePayload(data []byte) (Change, error) {
-	var c Change
-	if err := strictJSON(data, &c); err != nil {
-		return Change{}, err
+	if len(data) > MaxRecordLen {
+		return Change{}, malformed("%d bytes, limit %d", len(data), MaxRecordLen)
+	}
+	c, ok := parseCanonicalList(data)
+	if !ok {
+		c = Change{}
+		if err := strictJSON(data, &c); err != nil {
+			return Change{}, err
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return Change{}, err

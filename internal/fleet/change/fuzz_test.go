@@ -2,6 +2,7 @@ package change
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -18,6 +19,12 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"kind":"list","op":"put","key":"list.block.192-0-2-0_24","list":"block","prefix":"192.0.2.0/24","issued_at":1,"key_id":"0123456789abcdef"}`))
 	f.Add([]byte(`{"kind":"rate","op":"put","key":"rate.syn","rate":{"class":"syn","pps":10,"burst":20},"issued_at":1,"key_id":"0123456789abcdef"}`))
 	f.Add([]byte(`{"v":2}`))
+	for _, c := range []Change{block("192.0.2.0/24", time.Unix(1, 0)), block("2001:db8::/48", time.Unix(2, 0))} {
+		c.Reason, c.ExpiresAt, c.KeyID = "abuse ü", 9, "0123456789abcdef"
+		if b, err := json.Marshal(c); err == nil {
+			f.Add(b)
+		}
+	}
 	// Batch-signed records as SignBatch writes them.
 	_, priv := newKey(f)
 	if envs, err := SignBatch(batchOf(3, time.Unix(1, 0)), priv); err == nil {
@@ -33,6 +40,12 @@ func FuzzDecode(f *testing.F) {
 			var slow wireEnvelope
 			if err := strictJSON(data, &slow); err != nil || !reflect.DeepEqual(fast, slow) {
 				t.Fatalf("canonical reader took %q as %+v, the JSON decoder as %+v (%v)", data, fast, slow, err)
+			}
+		}
+		if fast, ok := parseCanonicalList(data); ok {
+			var slow Change
+			if err := strictJSON(data, &slow); err != nil || !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("canonical reader took payload %q as %+v, the JSON decoder as %+v (%v)", data, fast, slow, err)
 			}
 		}
 		env, err := Decode(data)
