@@ -21,6 +21,9 @@ const BatchContext = "aegis-fleet-batch-v1\x00"
 // length of a proof: at most 20 hashes).
 const MaxBatch = 1 << 20
 
+// maxPathLen is the longest audit path a batch of MaxBatch records needs.
+var maxPathLen = bits.Len32(MaxBatch)
+
 // Batch is a record's proof of membership in a signed batch: its index,
 // the batch's size and the audit path of its leaf in the batch's Merkle
 // tree (RFC 9162 §2.1: leaves are SHA-256(0x00 || payload), nodes

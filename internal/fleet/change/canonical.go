@@ -16,7 +16,10 @@ import (
 // and goes to the general strict decoder, so the set of records accepted
 // is the same (FuzzDecode checks that the two agree).
 func decodeCanonical(data []byte) (w wireEnvelope, ok bool) {
-	r := canonReader{b: data}
+	// Every decoded byte field shares one buffer, large enough for all of
+	// them, so a record costs one allocation for its bytes instead of one
+	// per field and proof hash.
+	r := canonReader{b: data, arena: make([]byte, 0, base64.StdEncoding.DecodedLen(len(data)))}
 	var v uint32
 	if !r.lit(`{"v":`) || !r.uint(&v) || !r.lit(`,"key_id":"`) {
 		return w, false
@@ -46,6 +49,9 @@ func decodeCanonical(data []byte) (w wireEnvelope, ok bool) {
 	if !r.lit(`,"path":[`) {
 		return w, false
 	}
+	// The rest is base64 strings, which hold no comma, and the closing
+	// brackets: counting commas sizes the path exactly.
+	w.Batch.Path = make([][]byte, 0, min(bytes.Count(r.b[r.i:], []byte(",")), maxPathLen)+1)
 	for {
 		p, ok := r.base64()
 		if !ok {
@@ -62,8 +68,9 @@ func decodeCanonical(data []byte) (w wireEnvelope, ok bool) {
 }
 
 type canonReader struct {
-	b []byte
-	i int
+	b     []byte
+	i     int
+	arena []byte // decoded bytes; never grown, so earlier fields stay put
 }
 
 func (r *canonReader) done() bool { return r.i == len(r.b) }
@@ -119,12 +126,16 @@ func (r *canonReader) base64() ([]byte, bool) {
 	if !r.lit(`"`) {
 		return nil, false
 	}
-	out := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
-	n, err := base64.StdEncoding.Decode(out, src)
+	start, end := len(r.arena), len(r.arena)+base64.StdEncoding.DecodedLen(len(src))
+	if end > cap(r.arena) {
+		return nil, false // cannot happen: the arena holds the whole record decoded
+	}
+	n, err := base64.StdEncoding.Decode(r.arena[start:end], src)
 	if err != nil {
 		return nil, false
 	}
-	return out[:n], true
+	r.arena = r.arena[:start+n]
+	return r.arena[start : start+n : start+n], true
 }
 
 func isBase64(c byte) bool {
@@ -143,14 +154,14 @@ func parseCanonicalList(data []byte) (c Change, ok bool) {
 	}
 	c.Kind = KindList
 	var s string
-	if s, ok = r.plainString(); !ok || !r.lit(`,"key":"`) {
+	if s, ok = r.oneOf(string(OpPut), string(OpDelete)); !ok || !r.lit(`,"key":"`) {
 		return c, false
 	}
 	c.Op = Op(s)
 	if c.Key, ok = r.plainString(); !ok || !r.lit(`,"list":"`) {
 		return c, false
 	}
-	if s, ok = r.plainString(); !ok || !r.lit(`,"prefix":"`) {
+	if s, ok = r.oneOf(string(Blocklist), string(Allowlist)); !ok || !r.lit(`,"prefix":"`) {
 		return c, false
 	}
 	c.List = List(s)
@@ -199,6 +210,23 @@ func (r *canonReader) plainString() (string, bool) {
 		return "", false
 	}
 	return string(s), true
+}
+
+// oneOf reads a string body that is one of choices and returns that
+// choice, which costs no allocation; anything else is ok false (and goes
+// to the strict decoder, which reports it).
+func (r *canonReader) oneOf(choices ...string) (string, bool) {
+	end := bytes.IndexByte(r.b[r.i:], '"')
+	if end < 0 {
+		return "", false
+	}
+	for _, c := range choices {
+		if string(r.b[r.i:r.i+end]) == c {
+			r.i += end + 1
+			return c, true
+		}
+	}
+	return "", false
 }
 
 // int64 reads a decimal as json.Marshal writes a non-negative int64.

@@ -142,36 +142,46 @@ var functionName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // an address's '.' and ':' become '-'. The key is a function of the
 // subject alone, so every signer writes a subject under the same key.
 func KeyFor(c Change) (string, error) {
+	var buf [80]byte
+	key, err := appendKey(buf[:0], &c)
+	if err != nil {
+		return "", err
+	}
+	return string(key), nil
+}
+
+// appendKey appends KeyFor's key to dst; Validate compares it without
+// allocating a string per record.
+func appendKey(dst []byte, c *Change) ([]byte, error) {
 	switch c.Kind {
 	case KindList:
 		if c.List != Blocklist && c.List != Allowlist {
-			return "", malformed("unknown list %q", c.List)
+			return nil, malformed("unknown list %q", c.List)
 		}
 		if err := validPrefix(c.Prefix); err != nil {
-			return "", err
+			return nil, err
 		}
-		return "list." + string(c.List) + "." + encodeAddr(c.Prefix.Addr()) + "_" + strconv.Itoa(c.Prefix.Bits()), nil
+		dst = append(append(append(dst, "list."...), c.List...), '.')
+		addr := len(dst)
+		dst = c.Prefix.Addr().AppendTo(dst)
+		for i := addr; i < len(dst); i++ {
+			if dst[i] == '.' || dst[i] == ':' {
+				dst[i] = '-'
+			}
+		}
+		return strconv.AppendInt(append(dst, '_'), int64(c.Prefix.Bits()), 10), nil
 	case KindRate:
 		if c.Rate == nil || !validClass(c.Rate.Class) {
-			return "", malformed("rate change needs a class of syn, udp or icmp")
+			return nil, malformed("rate change needs a class of syn, udp or icmp")
 		}
-		return "rate." + c.Rate.Class, nil
+		return append(append(dst, "rate."...), c.Rate.Class...), nil
 	case KindFunction:
 		if c.Func == nil || !functionName.MatchString(c.Func.Name) {
-			return "", malformed("function change needs a name of 1-63 characters a-z, 0-9, '-', '_'")
+			return nil, malformed("function change needs a name of 1-63 characters a-z, 0-9, '-', '_'")
 		}
-		return "fn." + c.Func.Name, nil
+		return append(append(dst, "fn."...), c.Func.Name...), nil
 	}
-	return "", malformed("unknown kind %q", c.Kind)
-}
-
-func encodeAddr(a netip.Addr) string {
-	return strings.Map(func(r rune) rune {
-		if r == '.' || r == ':' {
-			return '-'
-		}
-		return r
-	}, a.String())
+	return nil, malformed("unknown kind %q", c.Kind)
 }
 
 func validPrefix(p netip.Prefix) error {
@@ -206,11 +216,12 @@ func (c *Change) Validate() error {
 	if c.Op != OpPut && c.Op != OpDelete {
 		return malformed("unknown op %q", c.Op)
 	}
-	key, err := KeyFor(*c)
+	var buf [80]byte
+	key, err := appendKey(buf[:0], c)
 	if err != nil {
 		return err
 	}
-	if c.Key != key {
+	if c.Key != string(key) {
 		return fmt.Errorf("%w: signed key %q, the change's subject is %q", errKeyMismatch, c.Key, key)
 	}
 	switch c.Kind {

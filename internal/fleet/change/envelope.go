@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"math/bits"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/keyfile"
@@ -87,15 +86,18 @@ func Decode(data []byte) (Envelope, error) {
 		if w.Batch.Size == 0 || w.Batch.Size > MaxBatch || w.Batch.Index >= w.Batch.Size {
 			return Envelope{}, malformed("batch index %d of size %d", w.Batch.Index, w.Batch.Size)
 		}
-		if len(w.Batch.Path) > bits.Len32(MaxBatch) {
+		if len(w.Batch.Path) > maxPathLen {
 			return Envelope{}, malformed("batch proof of %d hashes", len(w.Batch.Path))
 		}
 		env.Batch = &Batch{Index: w.Batch.Index, Size: w.Batch.Size}
-		for _, p := range w.Batch.Path {
+		if len(w.Batch.Path) > 0 {
+			env.Batch.Path = make([][sha256.Size]byte, len(w.Batch.Path))
+		}
+		for i, p := range w.Batch.Path {
 			if len(p) != sha256.Size {
 				return Envelope{}, malformed("batch proof hash of %d bytes", len(p))
 			}
-			env.Batch.Path = append(env.Batch.Path, [sha256.Size]byte(p))
+			env.Batch.Path[i] = [sha256.Size]byte(p)
 		}
 	}
 	return env, nil
