@@ -99,7 +99,9 @@ func (t *tree) path(m, lo, hi int) [][sha256.Size]byte {
 
 // rootFromPath recomputes the root from a leaf and its audit path (RFC
 // 9162 §2.1.3.2), failing on a path that does not fit index and size.
-func rootFromPath(leaf [sha256.Size]byte, b *Batch) ([sha256.Size]byte, error) {
+// hash computes an interior node from its children (nodeHash, or a
+// memoised nodeHash).
+func rootFromPath(leaf [sha256.Size]byte, b *Batch, hash func(l, r [sha256.Size]byte) [sha256.Size]byte) ([sha256.Size]byte, error) {
 	if b.Size == 0 || b.Index >= b.Size {
 		return leaf, errors.New("batch index out of range")
 	}
@@ -110,7 +112,7 @@ func rootFromPath(leaf [sha256.Size]byte, b *Batch) ([sha256.Size]byte, error) {
 			return leaf, errors.New("batch proof too long")
 		}
 		if fn&1 == 1 || fn == sn {
-			r = nodeHash(p, r)
+			r = hash(p, r)
 			if fn&1 == 0 {
 				for fn&1 == 0 && fn != 0 {
 					fn >>= 1
@@ -118,7 +120,7 @@ func rootFromPath(leaf [sha256.Size]byte, b *Batch) ([sha256.Size]byte, error) {
 				}
 			}
 		} else {
-			r = nodeHash(r, p)
+			r = hash(r, p)
 		}
 		fn >>= 1
 		sn >>= 1

@@ -118,14 +118,17 @@ func (r *canonReader) base64() ([]byte, bool) {
 	if !r.lit(`"`) {
 		return nil, false
 	}
-	start := r.i
-	for r.i < len(r.b) && isBase64(r.b[r.i]) {
-		r.i++
-	}
-	src := r.b[start:r.i]
-	if !r.lit(`"`) {
+	end := bytes.IndexByte(r.b[r.i:], '"')
+	if end < 0 {
 		return nil, false
 	}
+	src := r.b[r.i : r.i+end]
+	// The base64 decoder refuses every byte outside the alphabet but
+	// skips CR and LF, which a JSON string cannot hold raw.
+	if bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
+		return nil, false
+	}
+	r.i += end + 1
 	start, end := len(r.arena), len(r.arena)+base64.StdEncoding.DecodedLen(len(src))
 	if end > cap(r.arena) {
 		return nil, false // cannot happen: the arena holds the whole record decoded
@@ -136,10 +139,6 @@ func (r *canonReader) base64() ([]byte, bool) {
 	}
 	r.arena = r.arena[:start+n]
 	return r.arena[start : start+n : start+n], true
-}
-
-func isBase64(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '='
 }
 
 // parseCanonicalList reads a list change's payload written exactly as

@@ -2,6 +2,7 @@ package change
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -106,11 +107,16 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	roots map[rootKey]struct{}
+	nodes map[[2][sha256.Size]byte][sha256.Size]byte
 }
 
 // verify checks env's signature: over the payload, or over the root its
 // batch proof leads to. Roots that verified are remembered (a bounded
-// set), so a batch's other records cost hashes, not signatures.
+// set), so a batch's other records cost hashes, not signatures; and the
+// interior node hashes are memoised (nodeHash), so most of those hashes
+// are a lookup: the records of one batch share their upper paths. The
+// memo only saves recomputing a hash, so whether a record verifies never
+// depends on what was seen before it.
 func (v *Verifier) verify(key ed25519.PublicKey, env Envelope) error {
 	if env.Batch == nil {
 		if !ed25519.Verify(key, signedMessage(env.Payload), env.Sig) {
@@ -118,7 +124,7 @@ func (v *Verifier) verify(key ed25519.PublicKey, env Envelope) error {
 		}
 		return nil
 	}
-	root, err := rootFromPath(leafHash(env.Payload), env.Batch)
+	root, err := rootFromPath(leafHash(env.Payload), env.Batch, v.nodeHash)
 	if err != nil {
 		return err
 	}
@@ -141,8 +147,31 @@ func (v *Verifier) verify(key ed25519.PublicKey, env Envelope) error {
 	return nil
 }
 
-// maxRoots bounds the verified batch roots a Verifier remembers.
-const maxRoots = 4096
+// nodeHash is the package's nodeHash through the verifier's memo.
+func (v *Verifier) nodeHash(l, r [sha256.Size]byte) [sha256.Size]byte {
+	k := [2][sha256.Size]byte{l, r}
+	v.mu.Lock()
+	h, ok := v.nodes[k]
+	v.mu.Unlock()
+	if ok {
+		return h
+	}
+	h = nodeHash(l, r)
+	v.mu.Lock()
+	if len(v.nodes) >= maxNodes {
+		clear(v.nodes)
+	}
+	v.nodes[k] = h
+	v.mu.Unlock()
+	return h
+}
+
+// maxRoots bounds the verified batch roots a Verifier remembers, and
+// maxNodes its memo of node hashes (about 130 bytes each).
+const (
+	maxRoots = 4096
+	maxNodes = 1 << 14
+)
 
 type rootKey struct {
 	keyID string
@@ -158,7 +187,7 @@ type trustedKey struct {
 // NewVerifier returns a verifier for p. A key listed both as an operator
 // and as the controller is an operator.
 func NewVerifier(p Policy) (*Verifier, error) {
-	v := &Verifier{p: p, keys: map[string]trustedKey{}, roots: map[rootKey]struct{}{}}
+	v := &Verifier{p: p, keys: map[string]trustedKey{}, roots: map[rootKey]struct{}{}, nodes: map[[2][sha256.Size]byte][sha256.Size]byte{}}
 	if v.p.MaxTTL <= 0 {
 		v.p.MaxTTL = DefaultMaxTTL
 	}
