@@ -3,20 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -752,53 +744,11 @@ func TestFleetCredentials(t *testing.T) {
 	}
 }
 
-// writePKI writes a CA, a server certificate for 127.0.0.1 and a client
-// certificate as PEM files in dir: ca.pem, server.pem, server.key,
-// client.pem, client.key.
-func writePKI(t *testing.T, dir string) {
-	t.Helper()
-	write := func(name, typ string, der []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "aegis test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	write("ca.pem", "CERTIFICATE", caDER)
-	for i, l := range []struct {
-		name  string
-		usage x509.ExtKeyUsage
-		ips   []net.IP
-	}{{"server", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)}}, {"client", x509.ExtKeyUsageClientAuth, nil}} {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: "aegis " + l.name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{l.usage}, IPAddresses: l.ips}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(l.name+".pem", "CERTIFICATE", der)
-		write(l.name+".key", "PRIVATE KEY", kder)
-	}
-}
-
 // A hub configured with hub.tls and a client CA takes operators that
 // present --tls-ca, --tls-cert and --tls-key, and no others.
 func TestFleetMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	writePKI(t, dir)
+	testutil.NewPKI(t).WriteFiles(t, dir)
 	cfg := config.Default()
 	cfg.StateDir = dir
 	cfg.Hub.Listen = "127.0.0.1:0"

@@ -43,6 +43,17 @@ func openHub(t *testing.T, opts Options) *Hub {
 	return h
 }
 
+// publisherFor returns a publisher on h and the test's context.
+func publisherFor(t *testing.T, h *Hub) (context.Context, *Publisher) {
+	t.Helper()
+	ctx := testCtx(t)
+	pub, err := NewPublisher(ctx, h.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, pub
+}
+
 func signer(t *testing.T) ed25519.PrivateKey {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -95,11 +106,7 @@ func TestOpenCreatesBuckets(t *testing.T) {
 
 func TestPublisherRefusesStaleChanges(t *testing.T) {
 	h := openHub(t, Options{})
-	ctx := testCtx(t)
-	pub, err := NewPublisher(ctx, h.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, pub := publisherFor(t, h)
 	key := signer(t)
 	now := time.Now()
 	env := blockAt(t, key, "198.51.100.0/24", now)
@@ -139,11 +146,7 @@ func TestStartServerSaysWhy(t *testing.T) {
 
 func TestPutModule(t *testing.T) {
 	h := openHub(t, Options{})
-	ctx := testCtx(t)
-	pub, err := NewPublisher(ctx, h.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, pub := publisherFor(t, h)
 	module := make([]byte, 300<<10) // several chunks
 	rand.Read(module)
 	digest, err := pub.PutModule(ctx, module)
@@ -201,11 +204,7 @@ func TestClusterSurvivesLeaderLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	ctx := testCtx(t)
-	pub, err := NewPublisher(ctx, h.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, pub := publisherFor(t, h)
 	key := signer(t)
 	var acked []string
 	for i := range 20 {
@@ -256,11 +255,7 @@ func TestClusterSurvivesLeaderLoss(t *testing.T) {
 // refusal is returned as is and writes nothing.
 func TestPublishIf(t *testing.T) {
 	h := openHub(t, Options{})
-	ctx := testCtx(t)
-	pub, err := NewPublisher(ctx, h.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, pub := publisherFor(t, h)
 	key := signer(t)
 	now := time.Now()
 	first := blockAt(t, key, "198.51.100.0/24", now)
@@ -271,7 +266,7 @@ func TestPublishIf(t *testing.T) {
 	}
 	no := errors.New("no")
 	second := blockAt(t, key, "198.51.100.0/24", now.Add(time.Second))
-	_, err = pub.PublishIf(ctx, second, func(held *change.Change) error {
+	_, err := pub.PublishIf(ctx, second, func(held *change.Change) error {
 		if held == nil || held.IssuedAt != now.UnixNano() {
 			t.Errorf("held = %+v, want the first record", held)
 		}

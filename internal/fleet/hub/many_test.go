@@ -11,11 +11,7 @@ import (
 
 func TestPublishMany(t *testing.T) {
 	h := openHub(t, Options{})
-	ctx := testCtx(t)
-	pub, err := NewPublisher(ctx, h.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, pub := publisherFor(t, h)
 	key := signer(t)
 	now := time.Now()
 	changes := func(n int, issued time.Time) []change.Change {
