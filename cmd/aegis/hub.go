@@ -154,15 +154,26 @@ func startController(ctx context.Context, hc config.Hub, h *hub.Hub, log *slog.L
 	if err != nil {
 		return fmt.Errorf("hub.controller_key: %w", err)
 	}
+	var operators []ed25519.PublicKey
+	for i, path := range hc.OperatorKeys {
+		k, err := keyfile.ReadPublicKey(path)
+		if err != nil {
+			return fmt.Errorf("hub.operator_keys[%d]: %w", i, err)
+		}
+		operators = append(operators, k)
+	}
+	if len(operators) == 0 {
+		log.Warn("hub.operator_keys is empty: the controller weighs the records it finds unverified, so a record signed by any key stands as an operator's decision")
+	}
 	a := hc.AutoBlock
-	ctl, err := controller.New(controller.Options{Conn: h.Conn, Key: key, MinEdges: a.MinEdges,
+	ctl, err := controller.New(controller.Options{Conn: h.Conn, Key: key, Operators: operators, MinEdges: a.MinEdges,
 		Window: a.Window.Duration, TTL: a.TTL.Duration, MaxTTL: a.MaxTTL.Duration, Logger: log.With("controller", true)})
 	if err != nil {
 		return err
 	}
 	go ctl.Run(ctx)
 	log.Info("fleet controller running", "key_id", keyfile.KeyID(key.Public().(ed25519.PublicKey)),
-		"min_edges", a.MinEdges, "window", a.Window.Duration, "ttl", a.TTL.Duration)
+		"operator_keys", len(operators), "min_edges", a.MinEdges, "window", a.Window.Duration, "ttl", a.TTL.Duration)
 	return nil
 }
 

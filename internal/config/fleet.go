@@ -77,7 +77,9 @@ type Hub struct {
 	// or newer, comma-separated URLs): no embedded server is started.
 	NATSURL string `yaml:"nats_url"`
 	// OperatorKeys are the public keys (PEM files) allowed to sign
-	// changes; the controller checks reports and promotions against them.
+	// changes. The controller counts a record it finds under a key as an
+	// operator's decision only if one of them signed it; empty, it weighs
+	// held records unverified.
 	OperatorKeys []string `yaml:"operator_keys"`
 	// ControllerKey is the controller's private key (PEM file); without
 	// it the controller promotes nothing.

@@ -47,6 +47,12 @@ type Options struct {
 	// Key is the controller's private key; edges trust its public half as
 	// fleet.controller_key.
 	Key ed25519.PrivateKey
+	// Operators are the operators' public keys (hub.operator_keys). When
+	// set, a record held under a key counts as an operator's decision only
+	// if one of them signed it (and as the controller's own only if its
+	// key did): a record signed by any other key, or forged, is replaced.
+	// When empty, held records are weighed unverified.
+	Operators []ed25519.PublicKey
 	// MinEdges distinct edges must report a source within Window.
 	MinEdges int
 	Window   time.Duration
@@ -83,6 +89,7 @@ type Controller struct {
 	o     Options
 	log   *slog.Logger
 	keyID string
+	trust *change.Verifier // nil: held records are read unverified
 
 	// Touched only by Run's goroutine.
 	sources map[netip.Prefix]*source
@@ -134,7 +141,15 @@ func New(o Options) (*Controller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Controller{o: o, log: log, keyID: keyfile.KeyID(pub),
+	var trust *change.Verifier
+	if len(o.Operators) > 0 {
+		v, err := change.NewVerifier(change.Policy{Operators: o.Operators, Controller: pub, MaxTTL: o.MaxTTL})
+		if err != nil {
+			return nil, fmt.Errorf("controller: operator keys: %w", err)
+		}
+		trust = v
+	}
+	return &Controller{o: o, log: log, keyID: keyfile.KeyID(pub), trust: trust,
 		sources: map[netip.Prefix]*source{}, lru: list.New(),
 		stats: Stats{Ignored: map[string]uint64{}}}, nil
 }
@@ -177,6 +192,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.pub, err = hub.NewPublisher(ctx, c.o.Conn)
 	if err != nil {
 		return err
+	}
+	if c.trust != nil {
+		c.pub.Trust(c.trust)
 	}
 	for {
 		err := c.session(ctx)

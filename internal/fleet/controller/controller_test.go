@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/fleet/fleettest"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
 	"github.com/aegis-edge/aegis/internal/fleet/report"
+	"github.com/aegis-edge/aegis/internal/keyfile"
 )
 
 const patience = 60 * time.Second
@@ -288,6 +291,78 @@ func TestOperatorDecisionStands(t *testing.T) {
 		if err != nil || string(e.Value()) != string(want.Encode()) {
 			t.Fatalf("the operator's record %s was replaced: %v", want.StoredKey, err)
 		}
+	}
+}
+
+// TestOnlyOperatorsRecordsStand: with hub.operator_keys given, a record
+// that no operator signed does not hold back a promotion — one signed by
+// another key, and one that names an operator's key with a payload
+// edited to a date a year ahead (which, read unverified, would also
+// stand as a live decision) — while an operator's genuine record still
+// does. Without operator keys the same forgery stands (the documented
+// weaker mode).
+func TestOnlyOperatorsRecordsStand(t *testing.T) {
+	for _, verified := range []bool{true, false} {
+		t.Run(fmt.Sprintf("operator_keys=%v", verified), func(t *testing.T) {
+			fx := newFixture(t)
+			op, rogue := newKey(t), newKey(t)
+			put := func(prefix string, key ed25519.PrivateKey, edit func(*change.Envelope)) change.Envelope {
+				env, err := change.Sign(change.Change{Kind: change.KindList, Op: change.OpPut, List: change.Blocklist,
+					Prefix: netip.MustParsePrefix(prefix), Reason: "held"}, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if edit != nil {
+					edit(&env)
+				}
+				if _, err := fx.h.KV.Put(fx.ctx, env.StoredKey, env.Encode()); err != nil {
+					t.Fatal(err)
+				}
+				return env
+			}
+			genuine := put("198.51.100.8/32", op, nil)
+			put("198.51.100.7/32", rogue, nil)
+			put("198.51.100.10/32", op, func(env *change.Envelope) {
+				c, err := change.ParsePayload(env.Payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.IssuedAt = time.Now().AddDate(1, 0, 0).UnixNano()
+				if env.Payload, err = json.Marshal(c); err != nil {
+					t.Fatal(err)
+				}
+			})
+			c, _ := fx.controller(func(o *Options) {
+				if verified {
+					o.Operators = []ed25519.PublicKey{op.Public().(ed25519.PublicKey)}
+				}
+			})
+			r1, r2 := fx.reporter("edge1", nil), fx.reporter("edge2", nil)
+			prefixes := []string{"198.51.100.7/32", "198.51.100.8/32", "198.51.100.10/32"}
+			for _, p := range prefixes {
+				fx.report(r1, p)
+				fx.report(r2, p)
+			}
+			s := fx.handled(c, 6)
+			wantPromoted := map[string]bool{"198.51.100.7/32": verified, "198.51.100.8/32": false, "198.51.100.10/32": verified}
+			if verified && (s.Promotions != 2 || s.Ignored[IgnoredOperator] != 1) ||
+				!verified && (s.Promotions != 0 || s.Ignored[IgnoredOperator] != 3) {
+				t.Fatalf("stats %+v", s)
+			}
+			ctlID := keyfile.KeyID(fx.key.Public().(ed25519.PublicKey))
+			for _, p := range prefixes {
+				env, _, ok := fx.held(p)
+				if !ok {
+					t.Fatalf("%s: nothing held", p)
+				}
+				if promoted := env.KeyID == ctlID; promoted != wantPromoted[p] {
+					t.Errorf("%s: held record signed by %s, promoted %v, want %v", p, env.KeyID, promoted, wantPromoted[p])
+				}
+			}
+			if env, _, _ := fx.held("198.51.100.8/32"); string(env.Encode()) != string(genuine.Encode()) {
+				t.Error("the operator's genuine record was replaced")
+			}
+		})
 	}
 }
 

@@ -280,3 +280,49 @@ func TestPublishIf(t *testing.T) {
 		t.Fatalf("a refused PublishIf wrote: %v", err)
 	}
 }
+
+// TestTrustedPublisherWeighsOnlyVerifiedRecords: a record signed by an
+// unknown key and dated a year ahead makes a genuine change look stale to
+// a publisher that reads held records unverified, and is overwritten by
+// one that trusts only the operators' keys, through Publish and
+// PublishMany alike.
+func TestTrustedPublisherWeighsOnlyVerifiedRecords(t *testing.T) {
+	h := openHub(t, Options{})
+	ctx, pub := publisherFor(t, h)
+	op, rogue := signer(t), signer(t)
+	now := time.Now()
+	forge := func(prefix string) {
+		env := blockAt(t, rogue, prefix, now.AddDate(1, 0, 0))
+		if _, err := h.KV.Put(ctx, env.StoredKey, env.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forge("198.51.100.0/24")
+	forge("203.0.113.0/24")
+	genuine := blockAt(t, op, "198.51.100.0/24", now)
+	if _, err := pub.Publish(ctx, genuine); !errors.Is(err, ErrStale) {
+		t.Fatalf("unverified publisher: %v, want ErrStale", err)
+	}
+	v, err := change.NewVerifier(change.Policy{Operators: []ed25519.PublicKey{op.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Trust(v)
+	if _, err := pub.Publish(ctx, genuine); err != nil {
+		t.Fatalf("trusted publisher over a forged record: %v", err)
+	}
+	batch, err := change.SignBatch([]change.Change{{Kind: change.KindList, Op: change.OpPut, List: change.Blocklist,
+		Prefix: netip.MustParsePrefix("203.0.113.0/24"), IssuedAt: now.UnixNano()}}, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := pub.PublishMany(ctx, batch); err != nil || res.Published != 1 {
+		t.Fatalf("PublishMany over a forged record: %+v, %v", res, err)
+	}
+	for _, env := range []change.Envelope{genuine, batch[0]} {
+		e, err := h.KV.Get(ctx, env.StoredKey)
+		if err != nil || string(e.Value()) != string(env.Encode()) {
+			t.Fatalf("%s does not hold the operator's record: %v", env.StoredKey, err)
+		}
+	}
+}

@@ -124,7 +124,7 @@ func (p *Publisher) PublishMany(ctx context.Context, envs []change.Envelope) (Ma
 				res.Same++
 				continue
 			}
-			if old, ok := change.Peek(h.value); ok && !change.Newer(c, old) {
+			if old, ok := p.peek(c.Key, h.value); ok && !change.Newer(c, old) {
 				res.Stale++
 				continue
 			}

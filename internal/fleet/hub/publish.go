@@ -27,6 +27,28 @@ type Publisher struct {
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue
 	modules jetstream.ObjectStore
+	trust   *change.Verifier
+}
+
+// Trust makes the publisher weigh only held records that v accepts:
+// anything else stored under a key (a record signed by an unknown key, a
+// forged one dated far ahead) counts as nothing held, so it neither
+// stands as a decision nor makes a genuine change look stale. Without it
+// a held record is read unverified (change.Peek). Call before use.
+func (p *Publisher) Trust(v *change.Verifier) { p.trust = v }
+
+// peek reads the record held under key as the publisher weighs it.
+func (p *Publisher) peek(key string, record []byte) (change.Change, bool) {
+	if p.trust == nil {
+		return change.Peek(record)
+	}
+	env, err := change.Decode(record)
+	if err != nil {
+		return change.Change{}, false
+	}
+	env.StoredKey = key
+	c, err := p.trust.Check(env, time.Now())
+	return c, err == nil
 }
 
 // NewPublisher opens the buckets on nc. They must exist (the hub creates
@@ -82,7 +104,7 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func
 		if allow != nil && (err == nil || errors.Is(err, jetstream.ErrKeyNotFound)) {
 			var held *change.Change
 			if err == nil {
-				if h, ok := change.Peek(cur.Value()); ok {
+				if h, ok := p.peek(c.Key, cur.Value()); ok {
 					held = &h
 				}
 			}
@@ -103,7 +125,7 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func
 		case err != nil:
 			return 0, false, fmt.Errorf("reading %s: %w", c.Key, err)
 		}
-		if held, ok := change.Peek(cur.Value()); ok && !change.Newer(c, held) {
+		if held, ok := p.peek(c.Key, cur.Value()); ok && !change.Newer(c, held) {
 			if bytes.Equal(cur.Value(), value) {
 				return cur.Revision(), true, nil // the same record: already published
 			}
