@@ -409,3 +409,82 @@ func TestFleetPropagation(t *testing.T) {
 	t.Logf("%d changes at %d/s to %d edges: hub ack → edge map p50 %v, p99 %v, max %v", changes, rate, edges,
 		lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
 }
+
+// TestFleetImportReachesRealEdges is the import of issue 14 with real
+// edges: three nodes, each with its own shield maps, store and audit log,
+// follow one hub; a batch-signed import published with PublishMany must
+// land in every edge's kernel map. It logs the time from the start of the
+// publish to the last edge syncing its last entry. The short form imports
+// 2,000 entries; AEGIS_FLEET_FULL=1 imports 100,000.
+func TestFleetImportReachesRealEdges(t *testing.T) {
+	n := 2000
+	if fleetFull {
+		n = 100_000
+	}
+	cfg := testConfig(t)
+	fx := newFleetFixture(t, &cfg)
+	const edges = 3
+	var cs []fleetchange.Change
+	want := map[netip.Prefix]bool{}
+	now := time.Now().UnixNano()
+	for i := range n {
+		p := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.%d/32", i/65536, i/256%256, i%256))
+		cs = append(cs, fleetchange.Change{Kind: fleetchange.KindList, Op: fleetchange.OpPut,
+			List: fleetchange.Blocklist, Prefix: p, IssuedAt: now})
+		want[p] = true
+	}
+	var envs []fleetchange.Envelope
+	for len(cs) > 0 {
+		m := min(len(cs), 1000)
+		b, err := fleetchange.SignBatch(cs[:m], fx.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, b...)
+		cs = cs[m:]
+	}
+	done := make(chan int, edges)
+	syncs := make([]int, edges)
+	for e := range edges {
+		ecfg := testConfig(t)
+		ecfg.Fleet = cfg.Fleet
+		ecfg.Fleet.Name = fmt.Sprintf("edge-%d", e)
+		node := runNode(t, ecfg)
+		node.mu.Lock()
+		sync, seen := node.syncList, 0
+		node.syncList = func(l lists.List, ch shield.ListChange) error {
+			err := sync(l, ch)
+			if seen < n {
+				syncs[e]++
+			}
+			for _, r := range ch.Put {
+				if want[r.Prefix] {
+					if seen++; seen == n {
+						done <- e
+					}
+				}
+			}
+			return err
+		}
+		node.mu.Unlock()
+	}
+	testutil.WaitFor(t, "three edges to report to the hub", func() bool {
+		es, err := hub.Edges(context.Background(), fx.hub.JS)
+		return err == nil && len(es) == edges
+	})
+	start := time.Now()
+	res, err := fx.hub.Pub.PublishMany(context.Background(), envs)
+	if err != nil || res.Published != n {
+		t.Fatalf("PublishMany = %+v, %v", res, err)
+	}
+	acked := time.Since(start)
+	for range edges {
+		select {
+		case <-done:
+		case <-time.After(testutil.WaitTimeout):
+			t.Fatalf("not every edge synced all %d entries within %v", n, testutil.WaitTimeout)
+		}
+	}
+	t.Logf("%d entries: hub acknowledged all in %v, all %d edges' maps held all in %v; kernel syncs per edge %v", n,
+		acked.Round(time.Millisecond), edges, time.Since(start).Round(time.Millisecond), syncs)
+}

@@ -30,7 +30,7 @@ type Options struct {
 	Applier  Applier
 	// Now is the clock records are checked against; time.Now when nil.
 	Now func() time.Time
-	// MaxBatch bounds the changes handed to one Apply; 1024 when 0.
+	// MaxBatch bounds the changes handed to one Apply; 4096 when 0.
 	MaxBatch int
 	// Recheck is how often the follower re-reads the stream's identity
 	// and compaction watermark while connected (fleet.reconcile_interval);
@@ -90,7 +90,7 @@ func New(opts Options) (*Follower, error) {
 		opts.Now = time.Now
 	}
 	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 1024
+		opts.MaxBatch = 4096
 	}
 	if opts.Recheck <= 0 {
 		opts.Recheck = 30 * time.Second
@@ -291,6 +291,8 @@ func (f *Follower) session(ctx context.Context) error {
 	}
 	tick := time.NewTicker(min(f.o.Recheck, reportGap))
 	defer tick.Stop()
+	wait := time.NewTimer(backlogGap)
+	defer wait.Stop()
 	lastView, lastCur, lastWM := time.Now(), cur, view.watermark
 	for {
 		select {
@@ -308,28 +310,43 @@ func (f *Follower) session(ctx context.Context) error {
 				continue
 			}
 			batch := []jetstream.KeyValueEntry{e}
-		drain:
 			for len(batch) < f.o.MaxBatch {
-				select {
-				case e, ok := <-w.Updates():
-					if !ok {
-						break drain
+				// Take what is ready. Once a backlog shows (a burst such as
+				// an import), the watch refills its small buffer as fast as
+				// it is read: wait a moment for more, so the burst is
+				// applied in fewer, larger batches, each one audit record,
+				// one transaction and one kernel sync. A lone change never
+				// waits.
+				var got, ok bool
+				if len(batch) < backlogFrom {
+					select {
+					case e, ok = <-w.Updates():
+						got = true
+					default:
 					}
-					if e == nil {
-						// The marker: apply what came before it, then finish.
-						if err := s.process(batch); err != nil {
-							return err
-						}
-						batch = nil
-						if err := s.caughtUp(); err != nil {
-							return err
-						}
-						break drain
+				} else {
+					wait.Reset(backlogGap)
+					select {
+					case e, ok = <-w.Updates():
+						got = true
+					case <-wait.C:
 					}
-					batch = append(batch, e)
-				default:
-					break drain
 				}
+				if !got || !ok {
+					break
+				}
+				if e == nil {
+					// The marker: apply what came before it, then finish.
+					if err := s.process(batch); err != nil {
+						return err
+					}
+					batch = nil
+					if err := s.caughtUp(); err != nil {
+						return err
+					}
+					break
+				}
+				batch = append(batch, e)
 			}
 			if err := s.process(batch); err != nil {
 				return err
@@ -389,6 +406,13 @@ type verdict struct {
 	c   change.Change
 	err error // a *change.Refusal
 }
+
+// A batch that reaches backlogFrom entries is a backlog: the follower
+// then waits up to backlogGap for each further entry, up to MaxBatch.
+const (
+	backlogFrom = 128
+	backlogGap  = time.Millisecond
+)
 
 // parallelFrom is the batch size from which records are verified on
 // several cores: a signature verification costs tens of microseconds.
