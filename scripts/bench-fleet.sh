@@ -14,7 +14,10 @@
 #   - 100 lightweight edges (follower + recorder), 10,000 changes, p50/p99
 #                                                    (follow.TestManyEdgesConverge)
 #   - 100 edges reconnecting after a 60 s outage     (follow.TestManyEdgesReconnectAfterOutage)
-#   - a 100,000-entry batch-signed import to 3 edges (follow.TestImportReachesEdges)
+#   - a 100,000-entry batch-signed import to 3 lightweight edges
+#                                                    (follow.TestImportReachesEdges)
+#   - the same import to 3 real edges (shield maps, store, audit)
+#                                                    (node.TestFleetImportReachesRealEdges)
 #   - three-hub R3 cluster losing its leader         (hub.TestClusterSurvivesLeaderLoss)
 #   - an edge SIGKILLed during a stream              (cmd/aegis TestEdgeKilledDuringAStream)
 # Takes about 8 minutes. ONLY=regexp narrows the set.
@@ -38,5 +41,6 @@ run ./internal/node TestEdgeRidesOutAPartition
 run ./internal/fleet/follow TestManyEdgesConverge
 run ./internal/fleet/follow TestManyEdgesReconnectAfterOutage
 run ./internal/fleet/follow TestImportReachesEdges
+run ./internal/node TestFleetImportReachesRealEdges
 run ./internal/fleet/hub TestClusterSurvivesLeaderLoss
 run ./cmd/aegis TestEdgeKilledDuringAStream
