@@ -43,6 +43,7 @@ const (
 type fleetFlags struct {
 	server, key, credentials string
 	tlsCA, tlsCert, tlsKey   string
+	trusted                  []string
 }
 
 func newFleetCmd(e *env) *cobra.Command {
@@ -57,6 +58,9 @@ func newFleetCmd(e *env) *cobra.Command {
 	pf.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate (PEM) that verifies the hub")
 	pf.StringVar(&f.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
 	pf.StringVar(&f.tlsKey, "tls-key", "", "client certificate's key (PEM)")
+	pf.StringSliceVar(&f.trusted, "trusted-key", nil, "operator public key (PEM) whose records the hub holds count when deciding whether a change is stale; "+
+		"repeatable (env AEGIS_FLEET_TRUSTED_KEYS, comma-separated). With any given, --key's own counts too and a record no listed key signed "+
+		"is overwritten; with none, every record counts unverified")
 	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		cmd.Root().PersistentPreRun(cmd, nil)
 		for _, v := range []struct {
@@ -69,6 +73,13 @@ func newFleetCmd(e *env) *cobra.Command {
 		}
 		if f.server == "" {
 			f.server = defaultFleetServer
+		}
+		if len(f.trusted) == 0 {
+			for _, p := range strings.Split(e.getenv("AEGIS_FLEET_TRUSTED_KEYS"), ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					f.trusted = append(f.trusted, p)
+				}
+			}
 		}
 		return nil
 	}
@@ -134,6 +145,24 @@ func (f *fleetFlags) signer() (ed25519.PrivateKey, error) {
 	return keyfile.ReadPrivateKey(f.key)
 }
 
+// trust is the verifier of --trusted-key and the signer's own key, nil
+// when no key is listed; read before the hub is dialled, so a bad key
+// publishes nothing.
+func (f *fleetFlags) trust(signer ed25519.PrivateKey) (*change.Verifier, error) {
+	if len(f.trusted) == 0 {
+		return nil, nil
+	}
+	keys := []ed25519.PublicKey{signer.Public().(ed25519.PublicKey)}
+	for _, path := range f.trusted {
+		k, err := keyfile.ReadPublicKey(path)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-key: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	return change.NewVerifier(change.Policy{Operators: keys})
+}
+
 // publisher is a changing command's run: it signs with the operator key,
 // publishes and waits (--wait) for the edges.
 type publisher struct {
@@ -156,6 +185,10 @@ func (p *publisher) run(cmd *cobra.Command, do func(ctx context.Context, c *flee
 	if err != nil {
 		return err
 	}
+	trust, err := p.f.trust(key)
+	if err != nil {
+		return err
+	}
 	ctx, refuse := context.WithCancelCause(cmd.Context())
 	defer refuse(nil)
 	ctx, cancel := context.WithTimeout(ctx, fleetTimeout)
@@ -165,6 +198,9 @@ func (p *publisher) run(cmd *cobra.Command, do func(ctx context.Context, c *flee
 		return err
 	}
 	defer c.close()
+	if trust != nil {
+		c.pub.Trust(trust)
+	}
 	// The hub refuses a write the account may not make (an edge's
 	// credentials) asynchronously; without this the publish would wait
 	// for an acknowledgement until the timeout.

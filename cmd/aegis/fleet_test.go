@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -182,6 +183,58 @@ func TestFleetBlockAddRmLs(t *testing.T) {
 	if len(ls.Entries) != 1 || ls.Entries[0].Prefix.String() != "2001:db8::/48" || ls.Entries[0].Expires.IsZero() ||
 		ls.Entries[0].KeyID != keyfile.KeyID(fx.pub) {
 		t.Errorf("ls --json after rm = %+v, want only 2001:db8::/48", ls.Entries)
+	}
+}
+
+// TestFleetTrustedKeys: a record signed by a key nobody trusts, dated a
+// year ahead, makes every operator change of its key look stale; with
+// --trusted-key (or AEGIS_FLEET_TRUSTED_KEYS) it counts for nothing and
+// is overwritten, while a listed operator's newer record still stands. A
+// --trusted-key that does not read publishes nothing.
+func TestFleetTrustedKeys(t *testing.T) {
+	fx := newFleetFixture(t)
+	dir := t.TempDir()
+	fx.ok("fleet", "keygen", filepath.Join(dir, "colleague"))
+	colleague, err := keyfile.ReadPrivateKey(filepath.Join(dir, "colleague.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rogue, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := func(prefix string, key ed25519.PrivateKey, issued time.Time) {
+		env, err := change.Sign(change.Change{Kind: change.KindList, Op: change.OpPut, List: change.Blocklist,
+			Prefix: netip.MustParsePrefix(prefix), IssuedAt: issued.UnixNano()}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.h.KV.Put(fx.ctx(), env.StoredKey, env.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold("198.51.100.0/24", rogue, time.Now().AddDate(1, 0, 0))
+	hold("203.0.113.0/24", rogue, time.Now().AddDate(1, 0, 0))
+	hold("192.0.2.0/24", colleague, time.Now().Add(time.Minute)) // a colleague's, a minute ahead: within the skew
+
+	if code, _, errOut := fx.cli("fleet", "block", "add", "198.51.100.0/24"); code != 1 || !strings.Contains(errOut, "newer change") {
+		t.Fatalf("without trusted keys: exit %d (%s), want 1 naming the newer change", code, errOut)
+	}
+	before := fx.lastSeq()
+	if code, _, errOut := fx.cli("fleet", "block", "add", "198.51.100.0/24", "--trusted-key", filepath.Join(dir, "missing.pub")); code == 0 || fx.lastSeq() != before {
+		t.Fatalf("a missing --trusted-key: exit %d (%s), published %v", code, errOut, fx.lastSeq() != before)
+	}
+	fx.ok("fleet", "block", "add", "198.51.100.0/24", "--trusted-key", filepath.Join(dir, "colleague.pub"))
+	if c := fx.record("list.block.198-51-100-0_24"); c.KeyID != keyfile.KeyID(fx.pub) {
+		t.Errorf("the forged record was not overwritten: %+v", c)
+	}
+	fx.env["AEGIS_FLEET_TRUSTED_KEYS"] = filepath.Join(dir, "colleague.pub")
+	fx.ok("fleet", "block", "add", "203.0.113.0/24")
+	if c := fx.record("list.block.203-0-113-0_24"); c.KeyID != keyfile.KeyID(fx.pub) {
+		t.Errorf("AEGIS_FLEET_TRUSTED_KEYS: the forged record was not overwritten: %+v", c)
+	}
+	if code, _, errOut := fx.cli("fleet", "block", "add", "192.0.2.0/24"); code != 1 || !strings.Contains(errOut, "newer change") {
+		t.Errorf("over a trusted colleague's newer record: exit %d (%s), want 1", code, errOut)
 	}
 }
 
