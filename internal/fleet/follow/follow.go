@@ -473,8 +473,8 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 	}
 	f := s.f
 	now := f.o.Now()
-	var out []change.Change
-	index := map[string]int{}
+	out := make([]change.Change, 0, len(entries))
+	index := make(map[string]int, len(entries))
 	var ignored uint64
 	verdicts := verifyAll(f.o.Verifier, entries, now)
 	for i, e := range entries {
