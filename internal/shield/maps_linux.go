@@ -387,7 +387,15 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 	}
 	clk := s.clock()
 	vals := make([]shieldEntry, len(rules))
-	fresh := make([]bool, len(rules)) // not in the map: counted in the filters here
+	// Every rule is counted in the filters before any goes in, so no entry
+	// is ever invisible to the program; a rule found already in the map
+	// gives its count back (its entry holds one of its own).
+	fresh := make([]bool, len(rules))
+	for i, r := range rules {
+		vals[i] = shieldEntry{ExpiresNs: clk.toBoot(r.Expires), RuleId: r.RuleID, Prefixlen: entryPrefixlen(r.Prefix)}
+		fresh[i] = true
+		s.filterAdd(l, r.Prefix)
+	}
 	undo := func(from int, err error) error {
 		for i := from; i < len(rules); i++ {
 			if fresh[i] {
@@ -396,32 +404,45 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 		}
 		return errors.Join(err, s.flushPrefilters())
 	}
-	var ex exactReader
-	for i, r := range rules {
-		m, key, _ := lm.slot(r.Prefix)
-		vals[i] = shieldEntry{ExpiresNs: clk.toBoot(r.Expires), RuleId: r.RuleID, Prefixlen: entryPrefixlen(r.Prefix)}
-		old, ok, err := ex.lookup(m, key)
-		if err != nil {
-			return undo(0, fmt.Errorf("reading %s from %s map: %w", r.Prefix, l, err))
-		}
-		if ok {
-			vals[i].Hits = old.Hits
-		} else {
-			fresh[i] = true
-			s.filterAdd(l, r.Prefix)
-		}
-	}
-	// The filter bits go in before the prefixes they admit.
 	if err := s.flushPrefilters(); err != nil {
 		return undo(0, err)
 	}
+	// A new entry is one write that fails if the key is held (an import is
+	// mostly new entries); a held one is read for its hit count and
+	// rewritten. Once most keys turn out held, reading first saves the
+	// failed write.
+	var ex exactReader
+	var tried, held int
 	for i, r := range rules {
 		m, key, _ := lm.slot(r.Prefix)
+		readFirst := tried >= 64 && held > tried/2
+		tried++
+		if !readFirst {
+			err := m.Update(key, &vals[i], ebpf.UpdateNoExist)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, ebpf.ErrKeyExist) {
+				return undo(i, fmt.Errorf("adding %s to %s map: %w", r.Prefix, l, err))
+			}
+		}
+		old, ok, err := ex.lookup(m, key)
+		if err != nil {
+			return undo(i, fmt.Errorf("reading %s from %s map: %w", r.Prefix, l, err))
+		}
+		if ok {
+			held++
+			vals[i].Hits = old.Hits
+			fresh[i] = false
+			s.filterRemove(l, r.Prefix)
+		}
 		if err := m.Update(key, &vals[i], ebpf.UpdateAny); err != nil {
 			return undo(i, fmt.Errorf("adding %s to %s map: %w", r.Prefix, l, err))
 		}
 	}
-	return nil
+	// Given-back counts change no bit (the held entries keep theirs); this
+	// writes the counts' words only if a bit did change.
+	return s.flushPrefilters()
 }
 
 // lastOfEach drops every rule whose prefix comes again later in rules, so

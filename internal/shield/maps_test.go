@@ -597,3 +597,82 @@ func lm4(t *testing.T, s string) uint32 {
 	b := netip.MustParseAddr(s).As4()
 	return binary.NativeEndian.Uint32(b[:])
 }
+
+// TestRewritingManyKeepsHitsAndFilters rewrites a list whose keys are
+// mostly held already, long enough for PutRules to switch from writing
+// first to reading first, with new keys among them: every held entry
+// keeps its hit count and takes its new rule, every new one is enforced,
+// and each filter counts every entry exactly once, before and after the
+// entries go.
+func TestRewritingManyKeepsHitsAndFilters(t *testing.T) {
+	s := newTestShield(t, noLimits())
+	var first, second []Rule
+	for i := range 300 {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i / 200), byte(i % 200)}), 32)
+		if i%10 == 0 {
+			p = netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, byte(i / 10), 0}), 24)
+		}
+		r := Rule{Prefix: p, RuleID: uint32(i + 1)}
+		if i%3 != 0 { // a third of the second batch is new
+			first = append(first, r)
+		}
+		r.RuleID += 1000
+		second = append(second, r)
+	}
+	if err := s.PutRules(Blocklist, first); err != nil {
+		t.Fatal(err)
+	}
+	hit := []netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("203.0.1.9")}
+	for _, a := range hit {
+		if _, got, _ := run(t, s, udpFrom(a)); got != ReasonBlockedExact && got != ReasonBlockedPrefix {
+			t.Fatalf("%s: %s before the rewrite", a, got)
+		}
+	}
+	if err := s.PutRules(Blocklist, second); err != nil {
+		t.Fatal(err)
+	}
+	got := hitsOf(t, s, Blocklist)
+	if len(got) != len(second) {
+		t.Errorf("%d entries after the rewrite, want %d", len(got), len(second))
+	}
+	for _, r := range second {
+		g, ok := got[r.Prefix]
+		want := uint64(0)
+		if slices.ContainsFunc(hit, r.Prefix.Contains) {
+			want = 1
+		}
+		if !ok || g.RuleID != r.RuleID || g.Hits != want {
+			t.Errorf("%s: rule %d with %d hits (listed %v), want rule %d with %d", r.Prefix, g.RuleID, g.Hits, ok, r.RuleID, want)
+		}
+	}
+	for _, a := range []string{"198.18.0.3", "198.18.1.1", "203.0.0.77"} { // new in the second batch
+		if _, got, _ := run(t, s, udpFrom(netip.MustParseAddr(a))); got != ReasonBlockedExact && got != ReasonBlockedPrefix {
+			t.Errorf("%s: %s after the rewrite", a, got)
+		}
+	}
+	checkFilterCounts(t, s)
+	emptyLists(t, s)
+	checkFilterCounts(t, s)
+}
+
+// BenchmarkPutRules100k lists 100,000 new addresses in one call, as an
+// import does, and removes them again outside the timer.
+func BenchmarkPutRules100k(b *testing.B) {
+	s := newTestShield(b, noLimits())
+	rules := make([]Rule, 100_000)
+	ps := make([]netip.Prefix, len(rules))
+	for i := range rules {
+		ps[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+		rules[i] = Rule{Prefix: ps[i], RuleID: uint32(i)}
+	}
+	for b.Loop() {
+		if err := s.PutRules(Blocklist, rules); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := s.DeleteRules(Blocklist, ps); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
