@@ -138,9 +138,16 @@ func TestEdgeFollowsTheFleet(t *testing.T) {
 		stored, kernel := snapshot(t, n, store.Blocklist)
 		return slices.Equal(stored, []string{"192.0.2.1/32"}) && slices.Equal(stored, kernel)
 	})
-	st, err := n.FleetStatus()
-	if err != nil || !st.Enabled || st.Edge != "edge-a" || st.Entries[lists.Blocklist] != 0 || st.Applied < 3 {
-		t.Errorf("fleet status = %+v, %v", st, err)
+	// The follower counts a batch once the node has applied it: the
+	// status may trail the store and kernel by that moment.
+	var st FleetStatus
+	testutil.WaitFor(t, "the status to count the three applied changes", func() bool {
+		var err error
+		st, err = n.FleetStatus()
+		return err == nil && st.Applied >= 3
+	})
+	if !st.Enabled || st.Edge != "edge-a" || st.Entries[lists.Blocklist] != 0 || st.Applied != 3 {
+		t.Errorf("fleet status = %+v", st)
 	}
 }
 
