@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -32,10 +31,6 @@ func newNodeCmd(e *env) *cobra.Command {
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
-			}
-			// The node leaves CPU to its workers unless GOMAXPROCS is set.
-			if os.Getenv("GOMAXPROCS") == "" {
-				runtime.GOMAXPROCS(node.Procs(runtime.GOMAXPROCS(0), node.Workers(cfg.Functions)))
 			}
 			// Every gateway request logs a line: they are written in
 			// batches, at most logBatchDelay late (internal/batchlog).

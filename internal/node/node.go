@@ -174,34 +174,16 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
-// Workers is how many sandboxed workers run functions: fc.Workers, or one
-// per CPU. Measured: with blocking worker reads, more workers than CPUs
-// add no throughput and lengthen the tail (docs/SANDBOX.md).
-func Workers(fc config.Functions) int {
-	if fc.Workers == 0 {
-		return runtime.NumCPU()
-	}
-	return fc.Workers
-}
-
-// Procs is the GOMAXPROCS for a node process that may use procs and runs
-// workers sandboxed workers: procs less half a P per worker, at least 1.
-// The workers are processes of their own, with their own Ps, on the same
-// CPUs; under load each request's CPU time is split about evenly between
-// the node (HTTP, the exchange) and a worker (the module). A node with as
-// many Ps as CPUs has Ps left idle whenever its requests wait for their
-// workers, and the runtime parks and wakes threads to match: on a 2-CPU
-// VM, 1 P instead of 2 served 18-26% more requests a second with fewer
-// context switches (docs/BENCHMARKS.md, issue 16).
-func Procs(procs, workers int) int {
-	return max(1, procs-workers/2)
-}
-
 // startFunctions restores the deployed functions and opens the gateway's
 // listener, so a port in use fails the start rather than the first request.
 func (n *Node) startFunctions() error {
 	fc := n.cfg.Functions
-	workers := Workers(fc)
+	workers := fc.Workers
+	if workers == 0 {
+		// Measured: with blocking worker reads, more workers than CPUs add
+		// no throughput and lengthen the tail (docs/SANDBOX.md).
+		workers = runtime.NumCPU()
+	}
 	if eff, err := privilege.Effective(); err == nil {
 		if missing := privilege.Missing(privilege.WorkerNeeds(), eff); len(missing) > 0 {
 			return fmt.Errorf("starting the function workers: %w", &privilege.MissingError{Missing: missing})
