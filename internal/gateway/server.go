@@ -9,9 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/aegis-edge/aegis/internal/rawsock"
 )
 
 // Limits bound what the gateway's clients can hold: each connection costs
@@ -301,7 +305,13 @@ func (s *Server) admit(c net.Conn) (net.Conn, bool) {
 		c.Close()
 		return nil, false
 	}
-	return &conn{Conn: c, s: s, key: key}, true
+	ac := &conn{Conn: c, s: s, key: key}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			ac.rc = rc
+		}
+	}
+	return ac, true
 }
 
 func (s *Server) release(key netip.Addr) {
@@ -363,9 +373,41 @@ func clientKey(a net.Addr) netip.Addr {
 // conn is an admitted connection; closing it frees its place under the caps.
 type conn struct {
 	net.Conn
+	// rc, when the connection has one, is read and written with raw
+	// calls inside the poller (package rawsock): net/http's reads and
+	// writes then never enter the runtime's syscall state, which under
+	// load woke sysmon and a thread about once a request.
+	rc   syscall.RawConn
 	s    *Server
 	key  netip.Addr
 	once sync.Once
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	if c.rc == nil {
+		return c.Conn.Read(p)
+	}
+	n, err := rawsock.Read(c.rc, p)
+	return n, c.opError("read", err)
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	if c.rc == nil {
+		return c.Conn.Write(p)
+	}
+	n, err := rawsock.Write(c.rc, p)
+	return n, c.opError("write", err)
+}
+
+// opError wraps an errno as net.Conn's Read and Write do; io.EOF and the
+// poller's errors (closed, deadline exceeded), already *net.OpError, pass
+// as they are.
+func (c *conn) opError(op string, err error) error {
+	errno, ok := err.(syscall.Errno)
+	if !ok {
+		return err
+	}
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }
 
 func (c *conn) Close() error {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -15,8 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
+	"github.com/aegis-edge/aegis/internal/rawsock"
 	"github.com/aegis-edge/aegis/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
@@ -272,68 +271,15 @@ func (p *Pool) ioError(ctx context.Context, w *worker, err error) error {
 	}
 }
 
-// supervisorSocket is the supervisor's end of a worker's socket: each
-// read(2) and write(2) is a raw syscall, made inside the runtime's poller,
-// which parks the goroutine when the socket is not ready and keeps its
-// deadlines. The socket is non-blocking, so a raw call never blocks; what
-// it saves is the runtime's syscall state. A write that wakes the worker
-// takes 20 µs or more on a VM, and under load, with no idle P, sysmon
-// retakes the P of any syscall that spans two of its ticks, hands it to
-// another thread and then polls every 20 µs again: a wake-up of sysmon and
-// of a thread per retake (docs/BENCHMARKS.md, issue 16).
+// supervisorSocket is the supervisor's end of a worker's socket, read and
+// written with raw calls inside the runtime's poller (package rawsock): a
+// write that wakes the worker takes 20 µs or more on a VM, long enough for
+// sysmon to retake the P of a goroutine in a syscall under load
+// (docs/BENCHMARKS.md, issue 16).
 type supervisorSocket struct{ rc syscall.RawConn }
 
-func (s supervisorSocket) Read(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case errno != 0:
-		return 0, errno
-	case n == 0 && len(p) > 0:
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-func (s supervisorSocket) Write(p []byte) (int, error) {
-	n := 0
-	var errno syscall.Errno
-	err := s.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
-	if err == nil && errno != 0 {
-		err = errno
-	}
-	return n, err
-}
+func (s supervisorSocket) Read(p []byte) (int, error)  { return rawsock.Read(s.rc, p) }
+func (s supervisorSocket) Write(p []byte) (int, error) { return rawsock.Write(s.rc, p) }
 
 // spawn starts one worker and waits until it is ready.
 func (p *Pool) spawn(ctx context.Context) (*worker, error) {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -30,81 +30,109 @@ type Request struct {
 	ServerPort string
 }
 
-// cgiEnv builds the function's whole environment: the RFC 3875 variables,
-// HTTP_* for the request headers, and AEGIS_FUNCTION and AEGIS_VERSION.
-// Nothing of the host's environment is inherited.
-func cgiEnv(fn, version string, r Request) []string {
+// appendCGIEnviron builds the function's whole environment into e, in the
+// form environ_get copies: the RFC 3875 variables, HTTP_* for the request
+// headers, and AEGIS_FUNCTION and AEGIS_VERSION, as "NAME=value" strings
+// in byte order, each followed by a NUL. Nothing of the host's environment
+// is inherited. A variable whose value holds a NUL is left out. Header
+// names are dropped when they are not tokens, hold an underscore (X_Y and
+// X-Y would share a variable), or are Content-Type and Content-Length
+// (they have their own variables), Host (HTTP_HOST is the request's Host)
+// or Proxy (httpoxy: a guest library could take HTTP_PROXY as its proxy
+// setting). Several values of a header are joined with ", " ("; " for
+// Cookie); two header names that differ only in case give one variable,
+// the smaller of the two.
+//
+// e's buffers are reused: a request allocates nothing once they have
+// grown to its size.
+func appendCGIEnviron(e *environ, fn, version string, r Request) {
+	e.reset()
 	proto := r.Proto
 	if proto == "" {
 		proto = "HTTP/1.1"
 	}
-	env := map[string]string{
-		"GATEWAY_INTERFACE": "CGI/1.1",
-		"SERVER_SOFTWARE":   "aegis",
-		"SERVER_PROTOCOL":   proto,
-		"SERVER_NAME":       r.ServerName,
-		"SERVER_PORT":       r.ServerPort,
-		"REQUEST_METHOD":    r.Method,
-		"SCRIPT_NAME":       r.ScriptName,
-		"PATH_INFO":         r.PathInfo,
-		"QUERY_STRING":      r.RawQuery,
-		"REQUEST_URI":       r.ScriptName + r.PathInfo,
-		"AEGIS_FUNCTION":    fn,
-		"AEGIS_VERSION":     version,
+	e.add("GATEWAY_INTERFACE", "CGI/1.1")
+	e.add("SERVER_SOFTWARE", "aegis")
+	e.add("SERVER_PROTOCOL", proto)
+	e.add("SERVER_NAME", r.ServerName)
+	e.add("SERVER_PORT", r.ServerPort)
+	e.add("REQUEST_METHOD", r.Method)
+	e.add("SCRIPT_NAME", r.ScriptName)
+	e.add("PATH_INFO", r.PathInfo)
+	e.add("QUERY_STRING", r.RawQuery)
+	if !hasNUL(r.ScriptName) && !hasNUL(r.PathInfo) && !hasNUL(r.RawQuery) {
+		e.open("REQUEST_URI")
+		e.scratch = append(e.scratch, r.ScriptName...)
+		e.scratch = append(e.scratch, r.PathInfo...)
+		if r.RawQuery != "" {
+			e.scratch = append(e.scratch, '?')
+			e.scratch = append(e.scratch, r.RawQuery...)
+		}
+		e.close()
 	}
-	if r.RawQuery != "" {
-		env["REQUEST_URI"] += "?" + r.RawQuery
-	}
+	e.add("AEGIS_FUNCTION", fn)
+	e.add("AEGIS_VERSION", version)
 	if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		env["REMOTE_ADDR"], env["REMOTE_PORT"] = host, port
+		e.add("REMOTE_ADDR", host)
+		e.add("REMOTE_PORT", port)
 	} else if r.RemoteAddr != "" {
-		env["REMOTE_ADDR"] = r.RemoteAddr
+		e.add("REMOTE_ADDR", r.RemoteAddr)
 	}
 	if len(r.Body) > 0 || r.Header.Get("Content-Length") != "" {
-		env["CONTENT_LENGTH"] = strconv.Itoa(len(r.Body))
+		e.open("CONTENT_LENGTH")
+		e.scratch = strconv.AppendInt(e.scratch, int64(len(r.Body)), 10)
+		e.close()
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		env["CONTENT_TYPE"] = ct
+		e.add("CONTENT_TYPE", ct)
 	}
 	if r.Host != "" {
-		env["HTTP_HOST"] = r.Host
+		e.add("HTTP_HOST", r.Host)
 	}
 	for name, values := range r.Header {
-		key, ok := headerVar(name)
-		if !ok {
+		if !headerBecomesVar(name) || slices.ContainsFunc(values, hasNUL) {
 			continue
 		}
+		start := len(e.scratch)
+		e.scratch = append(e.scratch, "HTTP_"...)
+		for i := 0; i < len(name); i++ {
+			c := name[i]
+			switch {
+			case c == '-':
+				c = '_'
+			case 'a' <= c && c <= 'z':
+				c -= 'a' - 'A'
+			}
+			e.scratch = append(e.scratch, c)
+		}
+		e.scratch = append(e.scratch, '=')
 		sep := ", "
-		if key == "HTTP_COOKIE" {
+		if strings.EqualFold(name, "Cookie") {
 			sep = "; "
 		}
-		env[key] = strings.Join(values, sep)
-	}
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		if strings.IndexByte(v, 0) >= 0 {
-			continue
+		for i, v := range values {
+			if i > 0 {
+				e.scratch = append(e.scratch, sep...)
+			}
+			e.scratch = append(e.scratch, v...)
 		}
-		out = append(out, k+"="+v)
+		e.spans = append(e.spans, span{start, len(e.scratch)})
 	}
-	sort.Strings(out)
-	return out
+	e.finish()
 }
 
-// headerVar maps a header name to its HTTP_* variable. Content-Type and
-// Content-Length have their own variables; Proxy is dropped (httpoxy: a
-// guest library could take HTTP_PROXY as its proxy setting); names with an
-// underscore are dropped because X_Y and X-Y would share a variable.
-func headerVar(name string) (string, bool) {
-	switch http.CanonicalHeaderKey(name) {
-	case "Content-Type", "Content-Length", "Proxy", "Host":
-		return "", false
+// headerBecomesVar reports whether a request header has an HTTP_*
+// variable (see appendCGIEnviron).
+func headerBecomesVar(name string) bool {
+	for _, own := range [...]string{"Content-Type", "Content-Length", "Proxy", "Host"} {
+		if strings.EqualFold(name, own) {
+			return false
+		}
 	}
-	if !validToken(name) || strings.Contains(name, "_") {
-		return "", false
-	}
-	return "HTTP_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")), true
+	return validToken(name) && strings.IndexByte(name, '_') < 0
 }
+
+func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
 
 // errCGI marks a function's stdout that is not a CGI response.
 var errCGI = errors.New("malformed CGI response")

@@ -24,7 +24,7 @@ func TestCGIEnvironment(t *testing.T) {
 		},
 		Body: []byte("{}"), RemoteAddr: "198.51.100.4:5555", Proto: "HTTP/2.0", ServerName: "api.example", ServerPort: "8080",
 	}
-	got := cgiEnv("users", "3", req)
+	got := cgiVars("users", "3", req)
 	want := []string{
 		"AEGIS_FUNCTION=users",
 		"AEGIS_VERSION=3",
@@ -50,7 +50,7 @@ func TestCGIEnvironment(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("environment:\n got %q\nwant %q", got, want)
 	}
-	get := cgiEnv("f", "1", getRequest("/", ""))
+	get := cgiVars("f", "1", getRequest("/", ""))
 	for _, kv := range get {
 		if strings.HasPrefix(kv, "CONTENT_LENGTH=") {
 			t.Fatalf("a GET without a body has %s", kv)

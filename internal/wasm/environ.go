@@ -1,8 +1,10 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
+	"slices"
+	"sync"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -11,24 +13,73 @@ import (
 
 // environ is a request's environment as WASI's environ_get copies it:
 // every "NAME=value" followed by a NUL, back to back, and where each
-// starts.
+// starts. appendCGIEnviron builds it; its buffers are reused from one
+// request to the next (environPool).
 type environ struct {
 	buf     []byte
 	offsets []uint32
+	// scratch holds the variables in the order they were added, spans
+	// where each is; finish sorts them into buf.
+	scratch []byte
+	spans   []span
 }
 
-func newEnviron(vars []string) environ {
-	n := 0
-	for _, kv := range vars {
-		n += len(kv) + 1
+type span struct{ start, end int }
+
+// environPool keeps environments for the next requests; one over
+// maxPooledEnviron bytes (a request with large headers) is left to the GC.
+var environPool = sync.Pool{New: func() any { return new(environ) }}
+
+const maxPooledEnviron = 64 << 10
+
+func putEnviron(e *environ) {
+	if cap(e.buf)+cap(e.scratch) <= maxPooledEnviron {
+		environPool.Put(e)
 	}
-	e := environ{buf: make([]byte, 0, n), offsets: make([]uint32, 0, len(vars))}
-	for _, kv := range vars {
+}
+
+func (e *environ) reset() {
+	e.buf, e.offsets, e.scratch, e.spans = e.buf[:0], e.offsets[:0], e.scratch[:0], e.spans[:0]
+}
+
+// add adds name=value unless value holds a NUL.
+func (e *environ) add(name, value string) {
+	if hasNUL(value) {
+		return
+	}
+	e.open(name)
+	e.scratch = append(e.scratch, value...)
+	e.close()
+}
+
+// open starts the variable name; the caller appends its value to scratch
+// and calls close.
+func (e *environ) open(name string) {
+	e.spans = append(e.spans, span{start: len(e.scratch)})
+	e.scratch = append(e.scratch, name...)
+	e.scratch = append(e.scratch, '=')
+}
+
+func (e *environ) close() { e.spans[len(e.spans)-1].end = len(e.scratch) }
+
+func (e *environ) text(s span) []byte { return e.scratch[s.start:s.end] }
+
+// finish sorts the variables by their bytes into buf, keeping the first
+// of two with the same name.
+func (e *environ) finish() {
+	slices.SortFunc(e.spans, func(a, b span) int { return bytes.Compare(e.text(a), e.text(b)) })
+	var last []byte
+	for _, s := range e.spans {
+		kv := e.text(s)
+		name := kv[:bytes.IndexByte(kv, '=')+1]
+		if last != nil && bytes.Equal(name, last) {
+			continue
+		}
+		last = name
 		e.offsets = append(e.offsets, uint32(len(e.buf)))
 		e.buf = append(e.buf, kv...)
 		e.buf = append(e.buf, 0)
 	}
-	return e
 }
 
 // WASI errno values the environment functions return.
@@ -60,11 +111,11 @@ func wasiBuilder(rt wazero.Runtime) wazero.HostModuleBuilder {
 
 // requestEnviron is the environment of the request running in ctx; none
 // outside a request.
-func requestEnviron(ctx context.Context) environ {
-	if st, ok := ctx.Value(stateKey{}).(*instanceState); ok {
+func requestEnviron(ctx context.Context) *environ {
+	if st, ok := ctx.Value(stateKey{}).(*instanceState); ok && st.environ != nil {
 		return st.environ
 	}
-	return environ{}
+	return &environ{}
 }
 
 // environSizesGet writes the number of variables and the bytes environ_get
@@ -96,11 +147,13 @@ func environGet(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = errnoFault
 		return
 	}
-	table := make([]byte, 4*len(e.offsets))
 	for i, off := range e.offsets {
-		binary.LittleEndian.PutUint32(table[4*i:], bufAt+off)
+		if !mem.WriteUint32Le(ptrs+4*uint32(i), bufAt+off) {
+			stack[0] = errnoFault
+			return
+		}
 	}
-	if !mem.Write(ptrs, table) || !mem.Write(bufAt, e.buf) {
+	if !mem.Write(bufAt, e.buf) {
 		stack[0] = errnoFault
 		return
 	}

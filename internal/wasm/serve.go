@@ -95,8 +95,13 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 	if host == nil {
 		host = unavailableHost{}
 	}
+	env := environPool.Get().(*environ)
+	// After the instance is closed (defers run last first): nothing reads
+	// the environment then.
+	defer putEnviron(env)
+	appendCGIEnviron(env, inv.Function, inv.Version, inv.Request)
 	st := &instanceState{
-		environ:   newEnviron(cgiEnv(inv.Function, inv.Version, inv.Request)),
+		environ:   env,
 		stdin:     bytes.NewReader(inv.Request.Body),
 		argsBytes: len(inv.Function) + 1,
 		guard:     NewGuard(host, Policy{Function: inv.Function, Limits: lim, AllowedHosts: inv.AllowedHosts}),
@@ -216,7 +221,7 @@ type stateKey struct{}
 type instanceState struct {
 	stdin *bytes.Reader
 	// environ is what environ_get copies; argsBytes what args_get copies.
-	environ   environ
+	environ   *environ
 	argsBytes int
 	guard     *Guard
 	alloc     *memoryAllocator
