@@ -56,7 +56,8 @@ func TestNodeCompileBomb(t *testing.T) {
 	cfg.Functions.Workers = 2
 	// hello-wat compiles in milliseconds; the bomb, the largest the shape
 	// limits accept, in over a second on this 2-core machine, idle.
-	cfg.Functions.CompileTimeout.Duration = 150 * time.Millisecond
+	// Scaled with the machine's speed, as the bomb's compile time is.
+	cfg.Functions.CompileTimeout.Duration = testutil.Scale(150 * time.Millisecond)
 	n := startNode(t, cfg)
 	hello, err := os.ReadFile("../../examples/hello-wat/hello.wasm")
 	if err != nil {
