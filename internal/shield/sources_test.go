@@ -1,0 +1,297 @@
+//go:build linux
+
+package shield
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/netlab"
+	tu "github.com/aegis-edge/aegis/internal/testutil"
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// v4Key is the table key of an IPv4 source with the default /32 prefix.
+func v4Key(a netip.Addr) shieldAddr6 {
+	return shieldAddr6{Addr: addr6Words(netip.AddrFrom16(a.As16()))}
+}
+
+// bucketMates returns n IPv4 addresses, counted up from start, whose keys
+// fall in the bucket.
+func bucketMates(bucket uint32, n int, start netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for a := start; len(out) < n; a = a.Next() {
+		if sourceBucketOf(v4Key(a).Addr) == bucket {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// passOnce sends one UDP packet from src and wants it passed.
+func passOnce(t *testing.T, s *Shield, src netip.Addr) {
+	t.Helper()
+	ret, err := s.Program().Run(&ebpf.RunOptions{Data: netlab.UDP4(src.String(), dst4).Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ret != xdpPass {
+		t.Fatalf("first packet of %s: verdict %d, want pass", src, ret)
+	}
+}
+
+func blockByFlood(t *testing.T, s *Shield, src netip.Addr) {
+	t.Helper()
+	frame := netlab.UDP4(src.String(), dst4).Bytes()
+	for range 25 { // autoBlockSettings: more than 20 in a second
+		run(t, s, frame)
+	}
+	if ret, reason, _ := run(t, s, frame); ret != xdpDrop || reason != ReasonAutoBlocked {
+		t.Fatalf("%s after its flood: %d %s, want an automatic block", src, ret, reason)
+	}
+}
+
+func wantBlocked(t *testing.T, s *Shield, src netip.Addr, blocked bool) {
+	t.Helper()
+	for _, frame := range [][]byte{netlab.UDP4(src.String(), dst4).Bytes(), tcpAck4(src.String())} {
+		ret, reason, _ := run(t, s, frame)
+		if got := ret == xdpDrop && reason == ReasonAutoBlocked; got != blocked {
+			t.Errorf("%s: %d %s, blocked %v, want %v", src, ret, reason, got, blocked)
+		}
+	}
+}
+
+// TestSourceTableFlood: a spoofed flood of distinct sources (the LRU used to
+// churn through) evicts within a bucket only and takes the oldest limiter
+// state first: a blocked source stays blocked through a flood of fresh
+// sources in its own bucket and across the table, and every fresh source's
+// first packet passes. The bound: a live block is evicted when its bucket
+// holds four live blocks and a new source arrives, the one ending first.
+func TestSourceTableFlood(t *testing.T) {
+	s := newTestShield(t, autoBlockSettings())
+	x := netip.MustParseAddr("198.51.100.7")
+	blockByFlood(t, s, x)
+	bucket := sourceBucketOf(v4Key(x).Addr)
+
+	// Fresh sources in X's bucket: 200 of them through its 4 ways.
+	for _, a := range bucketMates(bucket, 200, netip.MustParseAddr("10.0.0.0")) {
+		passOnce(t, s, a)
+	}
+	wantBlocked(t, s, x, true)
+
+	// 100,000 spoofed sources across the table.
+	rng := rand.New(rand.NewPCG(15, 15))
+	for range 100_000 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], rng.Uint32())
+		if a := netip.AddrFrom4(b); a != x {
+			passOnce(t, s, a)
+		}
+	}
+	wantBlocked(t, s, x, true)
+
+	// The limiter still counts a resident source exactly: the burst of 5
+	// passes, then the bucket is full.
+	y := netip.MustParseAddr("203.0.113.9")
+	for i := range 7 {
+		ret, reason, _ := run(t, s, netlab.UDP4(y.String(), dst4).Bytes())
+		want := ReasonPassed
+		if i >= 5 {
+			want = ReasonRateUDP
+		}
+		if reason != want || (ret == xdpDrop) != (want == ReasonRateUDP) {
+			t.Fatalf("packet %d of %s: %d %s, want %s", i, y, ret, reason, want)
+		}
+	}
+
+	// The bound: three more blocks in X's bucket, each ending later, fill
+	// its ways; the next new source evicts X's block (it ends first) and
+	// only it.
+	mates := bucketMates(bucket, 4, netip.MustParseAddr("172.16.0.0"))
+	for i, a := range mates[:3] {
+		if err := s.setClock(testNow + uint64(i+1)*uint64(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		blockByFlood(t, s, a)
+	}
+	wantBlocked(t, s, x, true)
+	passOnce(t, s, mates[3])
+	for _, a := range mates[:3] {
+		wantBlocked(t, s, a, true)
+	}
+	if _, ok, err := s.sources.get(v4Key(x)); err != nil || ok {
+		t.Errorf("X still in the table (%v, %v) after a fifth source came to a bucket of four blocks", ok, err)
+	}
+}
+
+// TestSourceTableRace: packets of two innocent sources run on both CPUs
+// while userspace churns the other ways of their bucket (blocked states and
+// full buckets of other sources, written and freed through the protocol):
+// no packet of an innocent source is ever dropped, which a torn way or a
+// write that strayed into another source's way would show.
+func TestSourceTableRace(t *testing.T) {
+	st := autoBlockSettings()
+	st.UDP = Bucket{PPS: 1_000_000, Burst: 1_000_000} // the clock is frozen: 1e6 packets of room
+	s := newTestShield(t, st)
+	if s.sources.mem == nil {
+		t.Log("the kernel cannot mmap arrays: userspace writes through system calls")
+	}
+	bucket := sourceBucketOf(v4Key(netip.MustParseAddr("10.0.0.0")).Addr)
+	innocents := bucketMates(bucket, 2, netip.MustParseAddr("10.0.0.0"))
+	attackers := bucketMates(bucket, 6, netip.MustParseAddr("10.1.0.0"))
+
+	before, err := s.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var writes atomic.Int64
+	wg.Add(1)
+	go func() { // the userspace writer
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(1, 2))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			k := v4Key(attackers[rng.IntN(len(attackers))])
+			var err error
+			if rng.IntN(3) == 0 {
+				err = s.sources.remove(k)
+			} else {
+				var bad shieldSourceState
+				bad.BlockedUntil = testNow + uint64(time.Hour)
+				for c := range bad.Cls {
+					bad.Cls[c].Tat = testNow + uint64(time.Hour)
+					bad.Cls[c].WinStart = testNow
+					bad.Cls[c].WinPkts = 1 << 40
+				}
+				err = s.sources.put(k, bad)
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			writes.Add(1)
+		}
+	}()
+	var runs atomic.Int64
+	deadline := time.Now().Add(2 * time.Second)
+	for cpu := range 2 {
+		wg.Add(1)
+		go func() { // packets of an innocent source pinned to a CPU
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var set unix.CPUSet
+			set.Set(cpu % runtime.NumCPU())
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				t.Error(err)
+				return
+			}
+			frame := netlab.UDP4(innocents[cpu].String(), dst4).Bytes()
+			for time.Now().Before(deadline) {
+				ret, err := s.Program().Run(&ebpf.RunOptions{Data: frame, Repeat: 100})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ret != xdpPass {
+					t.Errorf("innocent %s on CPU %d: verdict %d", innocents[cpu], cpu, ret)
+					return
+				}
+				runs.Add(100)
+			}
+		}()
+	}
+	time.Sleep(time.Until(deadline))
+	close(stop)
+	wg.Wait()
+	c, err := s.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []Reason{ReasonAutoBlocked, ReasonRateUDP} {
+		if n := c.Verdicts[r].Packets - before.Verdicts[r].Packets; n != 0 {
+			t.Errorf("%d innocent packets dropped as %s", n, r)
+		}
+	}
+	if n := c.Verdicts[ReasonPassed].Packets - before.Verdicts[ReasonPassed].Packets; n < uint64(runs.Load()) {
+		// More is fine: a run a signal interrupts is started over.
+		t.Errorf("%d packets passed of %d run", n, runs.Load())
+	}
+	t.Logf("%d packets on 2 CPUs, %d userspace writes to their bucket", runs.Load(), writes.Load())
+	if writes.Load() == 0 || runs.Load() == 0 {
+		t.Error("the race did not run")
+	}
+}
+
+// TestSourcesCarriedOver: a sources LRU pinned by a version before the
+// table is read into the table at load, its blocks kept, and its pin
+// replaced by the table's.
+func TestSourcesCarriedOver(t *testing.T) {
+	tu.RequireRoot(t)
+	pin := tu.PinPath(t)
+	dir := filepath.Join(pin, "maps")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, err := ebpf.NewMap(&ebpf.MapSpec{
+		Type: ebpf.LRUHash, KeySize: 16, ValueSize: uint32(binary.Size(shieldSourceState{})), MaxEntries: 1 << 16,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	blocked := v4Key(netip.MustParseAddr("192.0.2.77"))
+	idle := v4Key(netip.MustParseAddr("192.0.2.78"))
+	farFuture := uint64(1) << 62 // boot time never gets there
+	if err := old.Put(&blocked, &shieldSourceState{BlockedUntil: farFuture}); err != nil {
+		t.Fatal(err)
+	}
+	var st shieldSourceState
+	st.Cls[ClassUDP].Tat = 12345
+	if err := old.Put(&idle, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Pin(filepath.Join(dir, "sources")); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, ok, err := s.sources.get(blocked); err != nil || !ok || got.BlockedUntil != farFuture {
+		t.Errorf("blocked source carried over as %+v, %v, %v", got, ok, err)
+	}
+	if got, ok, err := s.sources.get(idle); err != nil || !ok || got != st {
+		t.Errorf("idle source carried over as %+v, %v, %v", got, ok, err)
+	}
+	blocks, err := s.AutoBlocks()
+	if err != nil || len(blocks) != 1 || blocks[0].Source != netip.MustParsePrefix("192.0.2.77/32") {
+		t.Errorf("AutoBlocks after carrying over: %v, %v", blocks, err)
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "sources"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Type() != ebpf.Array {
+		t.Errorf("pinned sources is a %s, want the table", m.Type())
+	}
+}
