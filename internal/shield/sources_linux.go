@@ -148,25 +148,25 @@ func storeWay(w *[wayWords]uint64, key shieldAddr6, st shieldSourceState) {
 var errWayBusy = errors.New("source table way busy")
 
 // lockWay takes a way as the data path's way_lock does, retrying while
-// another writer holds it; check then decides, with the way held, whether to
-// write (it unlocks and reports false otherwise).
-func lockWay(w *[wayWords]uint64) error {
+// another writer holds it, and returns the count to release it with.
+func lockWay(w *[wayWords]uint64) (uint64, error) {
 	for range 100000 {
 		e := atomic.LoadUint64(&w[1])
 		b := atomic.LoadUint64(&w[0])
 		if b == e {
 			atomic.AddUint64(&w[0], 1)
 			if atomic.LoadUint64(&w[0]) == b+1 && atomic.LoadUint64(&w[1]) == b {
-				return nil
+				return b, nil
 			}
-			atomic.AddUint64(&w[1], 1)
+			atomic.AddUint64(&w[0], ^uint64(0))
 		}
 		runtime.Gosched()
 	}
-	return errWayBusy
+	return 0, errWayBusy
 }
 
-func unlockWay(w *[wayWords]uint64) { atomic.AddUint64(&w[1], 1) }
+// unlockWay releases a way lockWay took with seen.
+func unlockWay(w *[wayWords]uint64, seen uint64) { atomic.StoreUint64(&w[1], seen+1) }
 
 func emptyWay(key *shieldAddr6, st *shieldSourceState) bool {
 	return key.Addr == [4]uint32{} && *st == shieldSourceState{}
@@ -267,17 +267,18 @@ func (t *sourceTable) put(key shieldAddr6, st shieldSourceState) error {
 		}
 		i := pick(tags, states)
 		w := t.way(b, i)
-		if err := lockWay(w); err != nil {
+		seen, err := lockWay(w)
+		if err != nil {
 			return err
 		}
 		// The way must still hold what was picked.
 		k, s := loadWay(w)
 		if k != tags[i] || s != states[i] {
-			unlockWay(w)
+			unlockWay(w, seen)
 			continue
 		}
 		storeWay(w, key, st)
-		unlockWay(w)
+		unlockWay(w, seen)
 		return nil
 	}
 	return errWayBusy
@@ -311,13 +312,14 @@ func (t *sourceTable) remove(key shieldAddr6) error {
 		if k, _ := loadWay(w); k != key {
 			continue
 		}
-		if err := lockWay(w); err != nil {
+		seen, err := lockWay(w)
+		if err != nil {
 			return err
 		}
 		if k, _ := loadWay(w); k == key {
 			storeWay(w, shieldAddr6{}, shieldSourceState{})
 		}
-		unlockWay(w)
+		unlockWay(w, seen)
 	}
 	return nil
 }

@@ -242,12 +242,13 @@ struct {
 // the same as no history, so the key :: reading it is harmless.
 //
 // Concurrency (the table is shared by all CPUs): a way has two counters,
-// begin and end, that every writer increments (XADD, which every kernel
-// supports; cmpxchg needs 5.12) before and after writing; begin == end means
-// no writer is inside. A writer takes a way only if, after its increment,
-// begin is exactly one past the value it saw with begin == end (way_lock):
-// of two writers at once at most one succeeds, and the other leaves without
-// writing, so writes to a way never interleave. A reader reads end, begin,
+// begin and end. A writer that saw begin == end == seen increments begin
+// (XADD, which every kernel supports; cmpxchg needs 5.12) and holds the way
+// only if begin is then exactly seen + 1 and end still seen (way_lock); else
+// it takes its increment back and leaves without writing. Of two writers at
+// once at most one succeeds, so writes to a way never interleave. The holder
+// releases the way by storing end = seen + 1: begin == end means no writer is
+// inside. A reader reads end, begin,
 // the tag and the state, then begin again (way_enter): equal counters before
 // and an unchanged begin after mean no write overlapped, so the tag and the
 // state it read belong together; any other read decides nothing. With loads
@@ -724,21 +725,23 @@ static __always_inline int way_idle(struct source_way *w, __u64 *seen)
 }
 
 // way_lock takes a way found idle with begin == seen: it fails when any other
-// writer began since, and then leaves at once. What was read after seen is
-// still what the way holds when it succeeds.
+// writer began since, and then takes its increment back at once. What was
+// read after seen is still what the way holds when it succeeds.
 static __always_inline int way_lock(struct source_way *w, __u64 seen)
 {
 	__sync_fetch_and_add(&w->begin, 1);
 	if (READ_ONCE64(w->begin) == seen + 1 && READ_ONCE64(w->end) == seen)
 		return 1;
-	__sync_fetch_and_add(&w->end, 1);
+	__sync_fetch_and_add(&w->begin, -1);
 	return 0;
 }
 
-static __always_inline void way_unlock(struct source_way *w)
+// way_unlock releases a way taken with begin == seen: only its holder writes
+// end, so a plain store (ordered after the state's on x86) does.
+static __always_inline void way_unlock(struct source_way *w, __u64 seen)
 {
 	barrier();
-	__sync_fetch_and_add(&w->end, 1);
+	*(volatile __u64 *)&w->end = seen + 1;
 }
 
 // Outcomes of way_enter.
@@ -755,16 +758,15 @@ enum way_state {
 // takes the way if it is src's and not blocked: what was read then stays
 // true while it is held.
 static __always_inline int way_enter(struct source_way *w, const struct addr6 *src, __u64 now,
-				     int lock)
+				     int lock, __u64 *seen)
 {
-	__u64 seen;
-	if (!way_idle(w, &seen))
+	if (!way_idle(w, seen))
 		return WAY_BUSY;
 	barrier();
 	int mine = tag_is(w, src);
 	__u64 until = READ_ONCE64(w->st.blocked_until);
 	barrier();
-	if (READ_ONCE64(w->begin) != seen)
+	if (READ_ONCE64(w->begin) != *seen)
 		return WAY_BUSY;
 	if (!mine)
 		return WAY_OTHER;
@@ -772,7 +774,7 @@ static __always_inline int way_enter(struct source_way *w, const struct addr6 *s
 		return WAY_BLOCKED;
 	if (!lock)
 		return WAY_OPEN;
-	return way_lock(w, seen) ? WAY_LOCKED : WAY_BUSY;
+	return way_lock(w, *seen) ? WAY_LOCKED : WAY_BUSY;
 }
 
 // rate_limit applies the automatic block and the class's token bucket to the
@@ -806,12 +808,13 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 		}
 	}
 	int state = WAY_OTHER;
+	__u64 seen = 0;
 	if (w) {
-		state = way_enter(w, src, now, limited);
+		state = way_enter(w, src, now, limited, &seen);
 		if (state == WAY_BUSY)
-			state = way_enter(w, src, now, limited);
+			state = way_enter(w, src, now, limited, &seen);
 		if (state == WAY_BUSY)
-			state = way_enter(w, src, now, limited);
+			state = way_enter(w, src, now, limited, &seen);
 	}
 
 	// The drop path of a blocked source only reads.
@@ -837,7 +840,6 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 		// Its state must not have changed since it was chosen; if it
 		// has, or another CPU is writing it, this first packet of the
 		// source passes uncounted.
-		__u64 seen;
 		if (!way_idle(v, &seen))
 			return REASON_PASSED;
 		barrier();
@@ -849,7 +851,7 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 		v->st.cls[class].win_pkts = 1;
 		barrier();
 		__builtin_memcpy(&v->tag, src, sizeof(v->tag));
-		way_unlock(v);
+		way_unlock(v, seen);
 		return REASON_PASSED;
 	}
 
@@ -863,7 +865,7 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 		__u64 until = now + cfg->autoblock_ttl_ns;
 		__u64 pkts = cs->win_pkts;
 		w->st.blocked_until = until;
-		way_unlock(w);
+		way_unlock(w, seen);
 		// The block before its mark (way_unlock is a barrier). Stored
 		// without reading it first: a stale 1 read here could miss
 		// userspace clearing it at the same moment.
@@ -880,11 +882,11 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 	// A clock that trails by up to a tick (slack) would otherwise hold back
 	// a tick's refill: the burst gets one tick's packets on top.
 	if (tat - now > b->tolerance_ns + clock_slack()) {
-		way_unlock(w);
+		way_unlock(w, seen);
 		return REASON_RATE_SYN + class;
 	}
 	cs->tat = tat;
-	way_unlock(w);
+	way_unlock(w, seen);
 	return REASON_PASSED;
 }
 
