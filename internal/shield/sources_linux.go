@@ -277,6 +277,20 @@ func (t *sourceTable) put(key shieldAddr6, st shieldSourceState) error {
 			unlockWay(w, seen)
 			continue
 		}
+		if k != key && st != (shieldSourceState{}) {
+			// A new tag comes with a zero state first, as the data
+			// path's always does (fresh): a reader judging a way that
+			// is being written relies on it. The state follows.
+			storeWay(w, key, shieldSourceState{})
+			unlockWay(w, seen)
+			if seen, err = lockWay(w); err != nil {
+				return err
+			}
+			if k, _ := loadWay(w); k != key {
+				unlockWay(w, seen)
+				continue
+			}
+		}
 		storeWay(w, key, st)
 		unlockWay(w, seen)
 		return nil

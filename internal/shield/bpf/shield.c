@@ -744,14 +744,49 @@ static __always_inline void way_unlock(struct source_way *w, __u64 seen)
 	*(volatile __u64 *)&w->end = seen + 1;
 }
 
-// Outcomes of way_enter.
+// over_limit reports whether one more packet of the class would exceed its
+// bucket.
+static __always_inline int over_limit(const struct class_state *cs, const struct bucket *b,
+				      __u64 now)
+{
+	__u64 tat = cs->tat > now ? cs->tat : now;
+	return tat + b->interval_ns - now > b->tolerance_ns + clock_slack();
+}
+
+// Outcomes of way_enter and way_peek.
 enum way_state {
 	WAY_BUSY,    // another CPU was writing it
 	WAY_OTHER,   // it holds another source
 	WAY_BLOCKED, // the source's, blocked
 	WAY_OPEN,    // the source's, not blocked (read only)
 	WAY_LOCKED,  // the source's, not blocked, and now held
+	WAY_OVER,    // the source's, its bucket full (way_peek)
 };
+
+// way_peek reads a way another CPU is writing: the read counts if the same
+// writer held it throughout (both counters unchanged) and the tag is src's.
+// A writer changes a way's tag only after writing a fresh or zero state
+// there, so a way still tagged src holds src's state (perhaps half updated)
+// or a fresh one: never another source's. cs is the class's state, or 0.
+static __always_inline int way_peek(struct source_way *w, const struct addr6 *src, __u64 now,
+				    const struct class_state *cs, const struct bucket *b)
+{
+	__u64 e = READ_ONCE64(w->end);
+	barrier();
+	__u64 seen = READ_ONCE64(w->begin);
+	barrier();
+	int mine = tag_is(w, src);
+	__u64 until = READ_ONCE64(w->st.blocked_until);
+	int over = cs && over_limit(cs, b, now);
+	barrier();
+	if (READ_ONCE64(w->begin) != seen || READ_ONCE64(w->end) != e)
+		return WAY_BUSY;
+	if (!mine)
+		return WAY_OTHER;
+	if (until > now)
+		return WAY_BLOCKED;
+	return over ? WAY_OVER : WAY_OPEN;
+}
 
 // way_enter reads whether a way holds src and blocks it, as one consistent
 // read (no writer inside before it, none began during it), and with lock
@@ -780,7 +815,8 @@ static __always_inline int way_enter(struct source_way *w, const struct addr6 *s
 // rate_limit applies the automatic block and the class's token bucket to the
 // source; it returns REASON_PASSED when the packet may go on. Every read of a
 // way that decides a drop is consistent (way_enter); a packet that finds its
-// way being written three times over passes uncounted.
+// way being written three times over is judged on a read that no write
+// began or ended during, or passes uncounted.
 static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_config *cfg,
 					const struct addr6 *src, __u8 class, __u64 now)
 {
@@ -817,12 +853,27 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 			state = way_enter(w, src, now, limited, &seen);
 	}
 
+	if (state == WAY_BUSY) {
+		// Another CPU held the way at every try (the same source
+		// flooding on two CPUs, most often): judge on what it holds
+		// (way_peek). A packet that would pass goes uncounted.
+		int seen_state = way_peek(w, src, now, limited ? &w->st.cls[class < CLASS_MAX ? class : 0] : 0, b);
+		if (seen_state == WAY_BUSY)
+			seen_state = way_peek(w, src, now, limited ? &w->st.cls[class < CLASS_MAX ? class : 0] : 0, b);
+		if (seen_state == WAY_BUSY)
+			seen_state = way_peek(w, src, now, limited ? &w->st.cls[class < CLASS_MAX ? class : 0] : 0, b);
+		if (seen_state == WAY_OVER)
+			return REASON_RATE_SYN + class;
+		if (seen_state != WAY_BLOCKED)
+			return REASON_PASSED;
+		state = WAY_BLOCKED;
+	}
 	// The drop path of a blocked source only reads.
 	if (state == WAY_BLOCKED) {
 		set_mark(src);
 		return REASON_AUTO_BLOCKED;
 	}
-	if (!limited || state == WAY_BUSY)
+	if (!limited)
 		return REASON_PASSED;
 
 	if (state != WAY_LOCKED) {
