@@ -351,3 +351,179 @@ func TestSourceTableSameSourceFlood(t *testing.T) {
 		t.Errorf("%d packets passed beyond the burst, of %d", excess, passed+dropped)
 	}
 }
+
+// refLimiter is a Go model of the data path's limiter and source table
+// (rate_limit in bpf/shield.c) for one CPU: the same buckets, ways, eviction
+// by age and GCRA, for the differential test below.
+type refLimiter struct {
+	cfg  shieldShieldConfig
+	ways map[uint32]*[sourceWays]struct {
+		tag shieldAddr6
+		st  shieldSourceState
+	}
+	marks map[uint32]bool
+}
+
+func (r *refLimiter) packet(key shieldAddr6, class Class, limited bool, now uint64) Reason {
+	if !limited && !r.marks[markOf(key.Addr)] {
+		return ReasonPassed
+	}
+	b := sourceBucketOf(key.Addr)
+	bk := r.ways[b]
+	if bk == nil {
+		bk = new([sourceWays]struct {
+			tag shieldAddr6
+			st  shieldSourceState
+		})
+		r.ways[b] = bk
+	}
+	w := -1
+	for i := range bk {
+		if bk[i].tag == key {
+			w = i
+			break
+		}
+	}
+	if w >= 0 && bk[w].st.BlockedUntil > now {
+		r.marks[markOf(key.Addr)] = true
+		return ReasonAutoBlocked
+	}
+	if !limited {
+		return ReasonPassed
+	}
+	rate := r.cfg.Rate[class]
+	if rate.IntervalNs == 0 {
+		return ReasonPassed
+	}
+	if w < 0 {
+		v := 0
+		for i := 1; i < sourceWays; i++ {
+			if sourceAge(&bk[i].st) < sourceAge(&bk[v].st) {
+				v = i
+			}
+		}
+		bk[v].tag, bk[v].st = key, shieldSourceState{}
+		cs := &bk[v].st.Cls[class]
+		cs.Tat, cs.WinStart, cs.WinPkts = now+rate.IntervalNs, now, 1
+		return ReasonPassed
+	}
+	st := &bk[w].st
+	cs := &st.Cls[class]
+	if now-cs.WinStart >= uint64(time.Second) {
+		cs.WinStart, cs.WinPkts = now, 0
+	}
+	cs.WinPkts++
+	if rate.AutoblockPkts != 0 && cs.WinPkts > rate.AutoblockPkts {
+		st.BlockedUntil = now + r.cfg.AutoblockTtlNs
+		r.marks[markOf(key.Addr)] = true
+		return ReasonAutoBlocked
+	}
+	tat := max(cs.Tat, now) + rate.IntervalNs
+	if tat-now > rate.ToleranceNs {
+		return ReasonRateSYN + Reason(class)
+	}
+	cs.Tat = tat
+	return ReasonPassed
+}
+
+// TestLimiterReference: a seeded random run of packets of every class from
+// IPv4 and IPv6 sources crowded into two buckets (eight sources for four
+// ways each), with the clock stepping, gets the same verdict and reason from
+// the program as from the Go model, and leaves the table holding exactly the
+// model's ways.
+func TestLimiterReference(t *testing.T) {
+	st := noLimits()
+	st.UDP = Bucket{PPS: 5, Burst: 5}
+	st.SYN = Bucket{PPS: 3, Burst: 3}
+	st.ICMP = Bucket{PPS: 2, Burst: 2}
+	st.AutoBlockFactor = 4
+	st.AutoBlockTTL = 2 * time.Second
+	s := newTestShield(t, st)
+	ref := &refLimiter{cfg: s.cfg, ways: map[uint32]*[sourceWays]struct {
+		tag shieldAddr6
+		st  shieldSourceState
+	}{}, marks: map[uint32]bool{}}
+
+	type source struct {
+		addr string
+		key  shieldAddr6
+	}
+	var sources []source
+	for _, b := range []uint32{sourceBucketOf(v4Key(netip.MustParseAddr("10.0.0.1")).Addr), 77} {
+		for _, a := range bucketMates(b, 6, netip.MustParseAddr("10.20.0.0")) {
+			sources = append(sources, source{a.String(), v4Key(a)})
+		}
+		n := 0
+		for i := uint64(0); n < 2; i++ {
+			var raw [16]byte
+			binary.BigEndian.PutUint64(raw[:8], 0x20010db8_00000000|i)
+			a := netip.AddrFrom16(raw)
+			k := shieldAddr6{Addr: addr6Words(a)}
+			if sourceBucketOf(k.Addr) == b {
+				sources = append(sources, source{a.String(), k})
+				n++
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(15, 1))
+	now := testNow
+	seen := map[Reason]int{}
+	for i := range 3000 {
+		if rng.IntN(10) == 0 {
+			now += uint64(rng.IntN(200)) * uint64(time.Millisecond)
+			if err := s.setClock(now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		src := sources[rng.IntN(len(sources))]
+		if rng.IntN(2) == 0 { // flooders: one source of each bucket and family
+			src = sources[[]int{0, 6, 8, 14}[rng.IntN(4)]]
+		}
+		v6 := !netip.MustParseAddr(src.addr).Is4()
+		var frame []byte
+		class, limited := Class(0), true
+		switch k := rng.IntN(4); {
+		case k == 0 && v6:
+			frame, class = netlab.UDP6(src.addr, dst6).Bytes(), ClassUDP
+		case k == 0:
+			frame, class = netlab.UDP4(src.addr, dst4).Bytes(), ClassUDP
+		case k == 1 && v6:
+			frame, class = netlab.TCPSyn6(src.addr, dst6).Bytes(), ClassSYN
+		case k == 1:
+			frame, class = netlab.TCPSyn4(src.addr, dst4).Bytes(), ClassSYN
+		case k == 2 && v6:
+			frame, class = netlab.ICMPEcho6(src.addr, dst6).Bytes(), ClassICMP
+		case k == 2:
+			frame, class = netlab.ICMPEcho4(src.addr, dst4).Bytes(), ClassICMP
+		case v6:
+			frame, limited = tcpAck6(src.addr), false
+		default:
+			frame, limited = tcpAck4(src.addr), false
+		}
+		want := ref.packet(src.key, class, limited, now)
+		seen[want]++
+		ret, got, _ := run(t, s, frame)
+		if got != want || (ret == xdpDrop) != (want != ReasonPassed) {
+			t.Fatalf("packet %d from %s (class %d, limited %v) at +%d ms: program %d %s, model %s",
+				i, src.addr, class, limited, (now-testNow)/uint64(time.Millisecond), ret, got, want)
+		}
+	}
+	for _, bk := range ref.ways {
+		for _, w := range bk {
+			if w.tag == (shieldAddr6{}) {
+				continue
+			}
+			got, ok, err := s.sources.get(w.tag)
+			if err != nil || !ok || got != w.st {
+				t.Errorf("source %v: table %+v (%v, %v), model %+v", w.tag, got, ok, err, w.st)
+			}
+		}
+	}
+	// The run covers every verdict the limiter gives.
+	for _, r := range []Reason{ReasonPassed, ReasonRateSYN, ReasonRateUDP, ReasonRateICMP, ReasonAutoBlocked} {
+		if seen[r] == 0 {
+			t.Errorf("no packet got %s: %v", r, seen)
+		}
+	}
+	t.Logf("verdicts: %v", seen)
+}
