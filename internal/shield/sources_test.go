@@ -300,8 +300,9 @@ func TestSourcesCarriedOver(t *testing.T) {
 // once contends for its own way. A packet that finds the way held judges on
 // what it holds (way_peek), so the flood is held to its bucket: what passes
 // beyond the burst is only what found the way busy at every read and would
-// have passed (measured: at most 0.07% of the flood; the first version,
-// which passed every packet that found its way busy, let 42% through).
+// have passed (measured: at most 0.07% of the flood on the host, 1.05% in
+// the 6.12 QEMU guest of the kernel matrix; the first version, which passed
+// every packet that found its way busy, let 42% through).
 func TestSourceTableSameSourceFlood(t *testing.T) {
 	st := autoBlockSettings()
 	st.UDP = Bucket{PPS: 1000, Burst: 1000}
@@ -346,8 +347,8 @@ func TestSourceTableSameSourceFlood(t *testing.T) {
 	if passed < burst {
 		t.Errorf("passed %d, less than the burst of %d", passed, burst)
 	}
-	// 1% of the flood: more than ten times what was measured.
-	if excess := passed - min(passed, burst); excess*100 > passed+dropped {
+	// 5% of the flood: well above what was measured, well below 42%.
+	if excess := passed - min(passed, burst); excess*20 > passed+dropped {
 		t.Errorf("%d packets passed beyond the burst, of %d", excess, passed+dropped)
 	}
 }
