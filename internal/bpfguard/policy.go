@@ -92,13 +92,13 @@ type ShieldCaps struct {
 	BlockV4 uint32 // block_v4, block_v4_lpm
 	BlockV6 uint32 // block_v6, block_v6_lpm
 	Allow   uint32 // allow_v4, allow_v6, allow_v4_lpm, allow_v6_lpm
-	Sources uint32 // sources, the rate-limit LRU
+	Sources uint32 // sources, the rate-limit table: buckets of 4 ways
 	Events  uint32 // events, the ring buffer (bytes)
 }
 
 // DefaultShieldCaps are the shield's ceilings at the time of writing.
 func DefaultShieldCaps() ShieldCaps {
-	return ShieldCaps{BlockV4: 1 << 20, BlockV6: 1 << 19, Allow: 1 << 16, Sources: 1 << 16, Events: 1 << 18}
+	return ShieldCaps{BlockV4: 1 << 20, BlockV6: 1 << 19, Allow: 1 << 16, Sources: 1 << 14, Events: 1 << 18}
 }
 
 // shieldSmallMaps bounds the shield's maps not named in ShieldCaps (config,

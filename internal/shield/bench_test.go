@@ -158,7 +158,8 @@ func newBenchFixture() (*benchFixture, error) {
 		s.Close()
 		return nil, err
 	}
-	n, err := countEntries(s.objs.Sources)
+	n := 0
+	err = s.forEachSource(func(*shieldAddr6, *shieldSourceState) { n++ })
 	if err != nil {
 		return nil, err
 	}
@@ -240,19 +241,6 @@ func (f *benchFixture) fill() error {
 	return nil
 }
 
-func countEntries(m *ebpf.Map) (int, error) {
-	var (
-		k   shieldAddr6
-		v   shieldSourceState
-		n   int
-		itr = m.Iterate()
-	)
-	for itr.Next(&k, &v) {
-		n++
-	}
-	return n, itr.Err()
-}
-
 // prime resets a stateful case's source before a chunk of runs: the pass
 // source has a full bucket, the SYN source is past its burst, and neither has
 // counted anything in its window, so the verdict holds for c.chunk runs.
@@ -274,7 +262,7 @@ func (f *benchFixture) prime(c benchCase) error {
 		cs.Tat = now + b.ToleranceNs + 10*b.IntervalNs
 	}
 	cs.WinStart = now
-	return f.s.objs.Sources.Update(&key, &st, ebpf.UpdateAny)
+	return f.s.sources.put(key, st)
 }
 
 // measure runs prog b.N times on the case's frame in chunks, priming before
@@ -415,7 +403,7 @@ func BenchmarkEmptyXDP(b *testing.B) {
 // their own on this machine, before any parsing or logic.
 func BenchmarkLookupFloor(b *testing.B) {
 	f := loadBenchFixture(b)
-	if err := f.prime(f.cases[0]); err != nil { // the pass source's LRU entry
+	if err := f.prime(f.cases[0]); err != nil { // the pass source's table entry
 		b.Fatal(err)
 	}
 	frame := f.cases[0].frame
@@ -446,7 +434,7 @@ func BenchmarkLookupFloor(b *testing.B) {
 	}{
 		{"empty", nil},
 		{"array", lookup(f.s.objs.Config, 0)},
-		{"lru-hash-source", lookup(f.s.objs.Sources, word(pass4, 0), word(pass4, 1), word(pass4, 2), word(pass4, 3))},
+		{"array-source", lookup(f.s.objs.Sources, int32(sourceBucketOf(addr6Words(pass4))))},
 		{"hash-exact-v4", lookup(f.s.objs.BlockV4, v4(drop4))},
 		{"lpm-trie-v4", lookup(f.s.objs.BlockV4Lpm, 32, v4(inPrefix4))},
 		{"ktime-boot-ns", asm.Instructions{asm.FnKtimeGetBootNs.Call()}},

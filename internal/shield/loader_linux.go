@@ -25,6 +25,7 @@ import (
 type Shield struct {
 	mu      sync.Mutex
 	objs    shieldObjects
+	sources *sourceTable // objs.Sources, mmapped where the kernel can
 	pinPath string
 	links   map[string]link.Link // unpinned links, by interface
 	legacy  map[string]int       // unpinned netlink attachments: ifindex by interface
@@ -121,9 +122,16 @@ func Load(opts Options) (*Shield, error) {
 		}
 		collOpts.Maps.PinPath = s.mapsDir()
 	}
+	if !sourcesMmapable() {
+		spec.Maps["sources"].Flags &^= unix.BPF_F_MMAPABLE
+	}
 	var oldCounts *oldCounters
+	var oldSources []oldSource
 	if opts.PinPath != "" {
 		if oldCounts, err = takeOldCounters(spec, s.mapsDir()); err != nil {
+			return nil, err
+		}
+		if oldSources, err = takeOldSources(s.mapsDir()); err != nil {
 			return nil, err
 		}
 	}
@@ -146,19 +154,28 @@ func Load(opts Options) (*Shield, error) {
 			return nil, err
 		}
 	}
+	if s.sources, err = openSourceTable(s.objs.Sources); err != nil {
+		s.objs.Close()
+		return nil, err
+	}
+	if err := restoreSources(s.sources, oldSources); err != nil {
+		s.sources.close()
+		s.closeObjs()
+		return nil, err
+	}
 	if s.Adopted {
 		if err := s.recordPrefixlens(); err != nil {
-			s.objs.Close()
+			s.closeObjs()
 			return nil, err
 		}
 	}
 	var zero uint32
 	if err := s.objs.Config.Lookup(&zero, &s.cfg); err != nil {
-		s.objs.Close()
+		s.closeObjs()
 		return nil, fmt.Errorf("reading shield config: %w", err)
 	}
 	if err := s.initPrefilters(); err != nil {
-		s.objs.Close()
+		s.closeObjs()
 		return nil, err
 	}
 	if jiffies {
@@ -173,19 +190,19 @@ func Load(opts Options) (*Shield, error) {
 		// A line left in pinned maps by an earlier daemon would read as a
 		// frozen clock here, or go unmaintained: the precise helper it is.
 		if err := s.writeLine(shieldClockSync{}); err != nil {
-			s.objs.Close()
+			s.closeObjs()
 			return nil, err
 		}
 	}
 	// Maps adopted from a daemon that kept no marks may hold active
 	// automatic blocks: mark them all before traffic can skip them.
 	if _, err := s.refreshMarks(true); err != nil {
-		s.objs.Close()
+		s.closeObjs()
 		return nil, err
 	}
 	if s.cfg.V4Mask == 0 { // a fresh map: valid settings never have an empty mask
 		if err := s.setSettingsLocked(DefaultSettings()); err != nil {
-			s.objs.Close()
+			s.closeObjs()
 			return nil, err
 		}
 	}
@@ -239,8 +256,13 @@ func (s *Shield) Close() error {
 		_, err := s.detachNetlink(name)
 		errs = append(errs, err)
 	}
-	errs = append(errs, s.objs.Close())
+	errs = append(errs, s.closeObjs())
 	return errors.Join(errs...)
+}
+
+// closeObjs unmaps the source table and closes the maps and programs.
+func (s *Shield) closeObjs() error {
+	return errors.Join(s.sources.close(), s.objs.Close())
 }
 
 // Attach attaches the program to the interface. A link pinned by an earlier

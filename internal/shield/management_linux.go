@@ -100,7 +100,7 @@ func (s *Shield) syncManagementLocked() error {
 		return err
 	}
 	for _, k := range lift {
-		if err := s.objs.Sources.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := s.sources.remove(k); err != nil {
 			return fmt.Errorf("lifting automatic block on a management source: %w", err)
 		}
 	}

@@ -660,13 +660,9 @@ func (s *Shield) AutoBlocks() ([]AutoBlock, error) {
 	return out, err
 }
 
-// forEachSource calls fn for every entry of the sources map (up to 65,536
-// entries: read one by one they would cost two system calls each).
+// forEachSource calls fn for every source the table holds.
 func (s *Shield) forEachSource(fn func(*shieldAddr6, *shieldSourceState)) error {
-	if err := forEachEntry(s.objs.Sources, s.oneByOne, fn); err != nil {
-		return fmt.Errorf("reading sources map: %w", err)
-	}
-	return nil
+	return s.sources.forEach(s.oneByOne, fn)
 }
 
 // forEachEntry calls fn for every entry of m, read in batches, or one by
@@ -709,7 +705,7 @@ func (s *Shield) Unblock(p netip.Prefix) error {
 		a = netip.AddrFrom16(a.As16())
 	}
 	key := shieldAddr6{Addr: addr6Words(a)}
-	if err := s.objs.Sources.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := s.sources.remove(key); err != nil {
 		return fmt.Errorf("lifting automatic block on %s: %w", p, err)
 	}
 	return nil

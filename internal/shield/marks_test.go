@@ -9,7 +9,6 @@ import (
 
 	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
-	"github.com/cilium/ebpf"
 )
 
 // tcpAck4 is an established-connection TCP segment: no rate limit applies.
@@ -126,7 +125,7 @@ func TestUnmarkedBlockIsFound(t *testing.T) {
 	block := func(src string) shieldAddr6 {
 		key := sourceKey(t, s, src)
 		st := shieldSourceState{BlockedUntil: testNow + uint64(time.Minute)}
-		if err := s.objs.Sources.Update(&key, &st, ebpf.UpdateAny); err != nil {
+		if err := s.sources.put(key, st); err != nil {
 			t.Fatal(err)
 		}
 		return key
@@ -163,7 +162,7 @@ func TestAdoptionMarksBlocks(t *testing.T) {
 	}
 	key := sourceKey(t, s1, "192.0.2.60")
 	until := s1.clock().boot + uint64(time.Hour)
-	err = s1.objs.Sources.Update(&key, &shieldSourceState{BlockedUntil: until}, ebpf.UpdateAny)
+	err = s1.sources.put(key, shieldSourceState{BlockedUntil: until})
 	s1.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +194,7 @@ func TestMapReadsOneByOne(t *testing.T) {
 			st.BlockedUntil = testNow + uint64(time.Minute)
 			keys = append(keys, key)
 		}
-		if err := s.objs.Sources.Update(&key, &st, ebpf.UpdateAny); err != nil {
+		if err := s.sources.put(key, st); err != nil {
 			t.Fatal(err)
 		}
 	}

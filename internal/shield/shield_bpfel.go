@@ -116,6 +116,17 @@ type shieldShieldConfig struct {
 	}
 }
 
+type shieldSourceBucket struct {
+	_    structs.HostLayout
+	Ways [4]struct {
+		_     structs.HostLayout
+		Begin uint64
+		End   uint64
+		Tag   shieldAddr6
+		St    shieldSourceState
+	}
+}
+
 type shieldSourceState struct {
 	_            structs.HostLayout
 	BlockedUntil uint64
@@ -171,6 +182,7 @@ const (
 	shieldMapSources           = "sources"
 	shieldProgAegisClockProbe  = "aegis_clock_probe"
 	shieldProgAegisXdp         = "aegis_xdp"
+	shieldVarUnusedBucket      = "unused_bucket"
 	shieldVarUnusedClass       = "unused_class"
 	shieldVarUnusedEvent       = "unused_event"
 	shieldVarUnusedLpm4        = "unused_lpm4"
@@ -259,6 +271,7 @@ type shieldMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type shieldVariableSpecs struct {
+	UnusedBucket      *ebpf.VariableSpec `ebpf:"unused_bucket"`
 	UnusedClass       *ebpf.VariableSpec `ebpf:"unused_class"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedLpm4        *ebpf.VariableSpec `ebpf:"unused_lpm4"`
@@ -342,6 +355,7 @@ func (m *shieldMaps) Close() error {
 //
 // It can be passed to loadShieldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type shieldVariables struct {
+	UnusedBucket      *ebpf.Variable `ebpf:"unused_bucket"`
 	UnusedClass       *ebpf.Variable `ebpf:"unused_class"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedLpm4        *ebpf.Variable `ebpf:"unused_lpm4"`

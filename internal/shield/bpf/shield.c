@@ -26,7 +26,6 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 #define BLOCK_V4_CEILING (1 << 20)
 #define BLOCK_V6_CEILING (1 << 19)
 #define ALLOW_CEILING    (1 << 16)
-#define SOURCES_MAX      (1 << 16)
 #define MGMT_CEILING     1024
 
 #define MAX_VLAN_TAGS 2
@@ -228,13 +227,55 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } management SEC(".maps");
 
-// sources holds rate-limit and automatic-block state per source prefix. LRU,
-// so a spoofed flood evicts idle sources instead of exhausting memory.
+// sources holds rate-limit and automatic-block state per source prefix in a
+// set-associative table: SOURCE_BUCKETS buckets of SOURCE_WAYS ways, each
+// way a source's key (its tag) and state. An array, so its lookup is inlined
+// (a hash or LRU lookup is a kernel call, about 33 ns here). A source's
+// bucket is fixed by a hash of its key; a source not found takes the way of
+// its bucket with the oldest state (source_age), so a spoofed flood evicts
+// within a bucket only, and an automatic block whose end lies ahead outlives
+// limiter state: a live block is evicted only when a new source arrives and
+// the bucket's other ways all hold live blocks or limiter states reaching
+// past its end (a bucket's time runs at most its burst ahead), and then the
+// block that ends first goes. A new source is always limited: blocks never
+// buy a bucket-mate an unlimited pass. A way whose tag and state are zero is free: a zero state is
+// the same as no history, so the key :: reading it is harmless.
+//
+// Concurrency (the table is shared by all CPUs): a way has two counters,
+// begin and end. A writer that saw begin == end == seen increments begin
+// (XADD, which every kernel supports; cmpxchg needs 5.12) and holds the way
+// only if begin is then exactly seen + 1 and end still seen (way_lock); else
+// it takes its increment back and leaves without writing. Of two writers at
+// once at most one succeeds, so writes to a way never interleave. The holder
+// releases the way by storing end = seen + 1: begin == end means no writer is
+// inside. A reader reads end, begin,
+// the tag and the state, then begin again (way_enter): equal counters before
+// and an unchanged begin after mean no write overlapped, so the tag and the
+// state it read belong together; any other read decides nothing. With loads
+// done in order and XADD a full barrier (x86), a drop is thus never decided
+// on a torn way or on another source's state. Userspace follows the same
+// protocol through mmap (see sources_linux.go).
+#define SOURCE_BUCKETS_LOG 14
+#define SOURCE_BUCKETS     (1 << SOURCE_BUCKETS_LOG)
+#define SOURCE_WAYS        4
+
+struct source_way {
+	__u64 begin; // writers that began writing this way
+	__u64 end;   // writers that finished (or gave up)
+	struct addr6 tag;
+	struct source_state st;
+};
+
+struct source_bucket {
+	struct source_way ways[SOURCE_WAYS];
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SOURCES_MAX);
-	__type(key, struct addr6);
-	__type(value, struct source_state);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SOURCE_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct source_bucket);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sources SEC(".maps");
 
@@ -365,6 +406,7 @@ const enum presence_flag *unused_presence __attribute__((unused));
 const enum verdict_reason *unused_reason __attribute__((unused));
 const enum rate_class *unused_class __attribute__((unused));
 const struct source_state *unused_source __attribute__((unused));
+const struct source_bucket *unused_bucket __attribute__((unused));
 
 static __always_inline __u64 precise_ns(void)
 {
@@ -641,8 +683,140 @@ static __always_inline int is_management(const struct addr6 *src)
 	return bpf_map_lookup_elem(&management, &k) != 0;
 }
 
+#define READ_ONCE64(x) (*(volatile __u64 *)&(x))
+#define barrier()      asm volatile("" ::: "memory")
+
+// source_bucket_of is the sources index of a key: the top bits of the same
+// hash as source_mark's (the low bits of a multiplicative hash ignore the
+// top bits of its input, an IPv4 address's last byte here).
+static __always_inline __u32 source_bucket_of(const struct addr6 *src)
+{
+	return exact_hash_v6(src) >> (EXACT_FILTER_LOG - SOURCE_BUCKETS_LOG);
+}
+
+static __always_inline int tag_is(const struct source_way *w, const struct addr6 *src)
+{
+	return w->tag.addr[0] == src->addr[0] && w->tag.addr[1] == src->addr[1] &&
+	       w->tag.addr[2] == src->addr[2] && w->tag.addr[3] == src->addr[3];
+}
+
+// source_age is how recent a way's state is: the latest of its block's end
+// and its classes' times. The way with the lowest age is evicted.
+static __always_inline __u64 source_age(const struct source_way *w)
+{
+	__u64 age = w->st.blocked_until;
+#pragma unroll
+	for (int c = 0; c < CLASS_MAX; c++) {
+		__u64 t = w->st.cls[c].tat > w->st.cls[c].win_start ? w->st.cls[c].tat
+								     : w->st.cls[c].win_start;
+		age = t > age ? t : age;
+	}
+	return age;
+}
+
+// way_idle reads a way's counters: it returns 1, with the count in *seen,
+// when no writer is inside.
+static __always_inline int way_idle(struct source_way *w, __u64 *seen)
+{
+	__u64 e = READ_ONCE64(w->end);
+	barrier();
+	*seen = READ_ONCE64(w->begin);
+	return *seen == e;
+}
+
+// way_lock takes a way found idle with begin == seen: it fails when any other
+// writer began since, and then takes its increment back at once. What was
+// read after seen is still what the way holds when it succeeds.
+static __always_inline int way_lock(struct source_way *w, __u64 seen)
+{
+	__sync_fetch_and_add(&w->begin, 1);
+	if (READ_ONCE64(w->begin) == seen + 1 && READ_ONCE64(w->end) == seen)
+		return 1;
+	__sync_fetch_and_add(&w->begin, -1);
+	return 0;
+}
+
+// way_unlock releases a way taken with begin == seen: only its holder writes
+// end, so a plain store (ordered after the state's on x86) does.
+static __always_inline void way_unlock(struct source_way *w, __u64 seen)
+{
+	barrier();
+	*(volatile __u64 *)&w->end = seen + 1;
+}
+
+// over_limit reports whether one more packet of the class would exceed its
+// bucket.
+static __always_inline int over_limit(const struct class_state *cs, const struct bucket *b,
+				      __u64 now)
+{
+	__u64 tat = cs->tat > now ? cs->tat : now;
+	return tat + b->interval_ns - now > b->tolerance_ns + clock_slack();
+}
+
+// Outcomes of way_enter and way_peek.
+enum way_state {
+	WAY_BUSY,    // another CPU was writing it
+	WAY_OTHER,   // it holds another source
+	WAY_BLOCKED, // the source's, blocked
+	WAY_OPEN,    // the source's, not blocked (read only)
+	WAY_LOCKED,  // the source's, not blocked, and now held
+	WAY_OVER,    // the source's, its bucket full (way_peek)
+};
+
+// way_peek reads a way another CPU is writing: the read counts if the same
+// writer held it throughout (both counters unchanged) and the tag is src's.
+// A writer changes a way's tag only after writing a fresh or zero state
+// there, so a way still tagged src holds src's state (perhaps half updated)
+// or a fresh one: never another source's. cs is the class's state, or 0.
+static __always_inline int way_peek(struct source_way *w, const struct addr6 *src, __u64 now,
+				    const struct class_state *cs, const struct bucket *b)
+{
+	__u64 e = READ_ONCE64(w->end);
+	barrier();
+	__u64 seen = READ_ONCE64(w->begin);
+	barrier();
+	int mine = tag_is(w, src);
+	__u64 until = READ_ONCE64(w->st.blocked_until);
+	int over = cs && over_limit(cs, b, now);
+	barrier();
+	if (READ_ONCE64(w->begin) != seen || READ_ONCE64(w->end) != e)
+		return WAY_BUSY;
+	if (!mine)
+		return WAY_OTHER;
+	if (until > now)
+		return WAY_BLOCKED;
+	return over ? WAY_OVER : WAY_OPEN;
+}
+
+// way_enter reads whether a way holds src and blocks it, as one consistent
+// read (no writer inside before it, none began during it), and with lock
+// takes the way if it is src's and not blocked: what was read then stays
+// true while it is held.
+static __always_inline int way_enter(struct source_way *w, const struct addr6 *src, __u64 now,
+				     int lock, __u64 *seen)
+{
+	if (!way_idle(w, seen))
+		return WAY_BUSY;
+	barrier();
+	int mine = tag_is(w, src);
+	__u64 until = READ_ONCE64(w->st.blocked_until);
+	barrier();
+	if (READ_ONCE64(w->begin) != *seen)
+		return WAY_BUSY;
+	if (!mine)
+		return WAY_OTHER;
+	if (until > now)
+		return WAY_BLOCKED;
+	if (!lock)
+		return WAY_OPEN;
+	return way_lock(w, *seen) ? WAY_LOCKED : WAY_BUSY;
+}
+
 // rate_limit applies the automatic block and the class's token bucket to the
-// source; it returns REASON_PASSED when the packet may go on.
+// source; it returns REASON_PASSED when the packet may go on. Every read of a
+// way that decides a drop is consistent (way_enter); a packet that finds its
+// way being written three times over is judged on a read that no write
+// began or ended during, or passes uncounted.
 static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_config *cfg,
 					const struct addr6 *src, __u8 class, __u64 now)
 {
@@ -653,29 +827,86 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 			return REASON_PASSED; // not limited, and no automatic block on it
 	}
 
-	struct source_state *st = bpf_map_lookup_elem(&sources, src);
+	__u32 idx = source_bucket_of(src);
+	struct source_bucket *bk = bpf_map_lookup_elem(&sources, &idx);
+	if (!bk)
+		return REASON_PASSED;
 
-	if (st && st->blocked_until > now) {
+	const struct bucket *b = &cfg->rate[class < CLASS_MAX ? class : 0];
+	int limited = class < CLASS_MAX && b->interval_ns != 0;
+
+	struct source_way *w = 0;
+#pragma unroll
+	for (int i = 0; i < SOURCE_WAYS; i++) {
+		if (tag_is(&bk->ways[i], src)) {
+			w = &bk->ways[i];
+			break;
+		}
+	}
+	int state = WAY_OTHER;
+	__u64 seen = 0;
+	if (w) {
+		state = way_enter(w, src, now, limited, &seen);
+		if (state == WAY_BUSY)
+			state = way_enter(w, src, now, limited, &seen);
+		if (state == WAY_BUSY)
+			state = way_enter(w, src, now, limited, &seen);
+	}
+
+	if (state == WAY_BUSY) {
+		// Another CPU held the way at every try (the same source
+		// flooding on two CPUs, most often): judge on what it holds
+		// (way_peek). A packet that would pass goes uncounted.
+		int seen_state = way_peek(w, src, now, limited ? &w->st.cls[class < CLASS_MAX ? class : 0] : 0, b);
+		if (seen_state == WAY_BUSY)
+			seen_state = way_peek(w, src, now, limited ? &w->st.cls[class < CLASS_MAX ? class : 0] : 0, b);
+		if (seen_state == WAY_BUSY)
+			seen_state = way_peek(w, src, now, limited ? &w->st.cls[class < CLASS_MAX ? class : 0] : 0, b);
+		if (seen_state == WAY_OVER)
+			return REASON_RATE_SYN + class;
+		if (seen_state != WAY_BLOCKED)
+			return REASON_PASSED;
+		state = WAY_BLOCKED;
+	}
+	// The drop path of a blocked source only reads.
+	if (state == WAY_BLOCKED) {
 		set_mark(src);
 		return REASON_AUTO_BLOCKED;
 	}
-	if (class >= CLASS_MAX)
+	if (!limited)
 		return REASON_PASSED;
 
-	const struct bucket *b = &cfg->rate[class];
-	if (b->interval_ns == 0)
-		return REASON_PASSED;
-
-	if (!st) {
-		struct source_state fresh = {};
-		fresh.cls[class].tat = now + b->interval_ns;
-		fresh.cls[class].win_start = now;
-		fresh.cls[class].win_pkts = 1;
-		bpf_map_update_elem(&sources, src, &fresh, BPF_NOEXIST);
+	if (state != WAY_LOCKED) {
+		// Not in the table: evict the oldest way of the bucket.
+		struct source_way *v = &bk->ways[0];
+		__u64 age = source_age(v);
+#pragma unroll
+		for (int i = 1; i < SOURCE_WAYS; i++) {
+			__u64 a = source_age(&bk->ways[i]);
+			if (a < age) {
+				age = a;
+				v = &bk->ways[i];
+			}
+		}
+		// Its state must not have changed since it was chosen; if it
+		// has, or another CPU is writing it, this first packet of the
+		// source passes uncounted.
+		if (!way_idle(v, &seen))
+			return REASON_PASSED;
+		barrier();
+		if (source_age(v) != age || !way_lock(v, seen))
+			return REASON_PASSED;
+		__builtin_memset(&v->st, 0, sizeof(v->st));
+		v->st.cls[class].tat = now + b->interval_ns;
+		v->st.cls[class].win_start = now;
+		v->st.cls[class].win_pkts = 1;
+		barrier();
+		__builtin_memcpy(&v->tag, src, sizeof(v->tag));
+		way_unlock(v, seen);
 		return REASON_PASSED;
 	}
 
-	struct class_state *cs = &st->cls[class];
+	struct class_state *cs = &w->st.cls[class];
 	if (now - cs->win_start >= NSEC_PER_SEC) {
 		cs->win_start = now;
 		cs->win_pkts = 0;
@@ -683,15 +914,17 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 	cs->win_pkts++;
 	if (b->autoblock_pkts && cs->win_pkts > b->autoblock_pkts && !is_management(src)) {
 		__u64 until = now + cfg->autoblock_ttl_ns;
-		st->blocked_until = until;
-		asm volatile("" ::: "memory"); // the block before its mark
-		// Stored without reading it first: a stale 1 read here could
-		// miss userspace clearing it at the same moment.
+		__u64 pkts = cs->win_pkts;
+		w->st.blocked_until = until;
+		way_unlock(w, seen);
+		// The block before its mark (way_unlock is a barrier). Stored
+		// without reading it first: a stale 1 read here could miss
+		// userspace clearing it at the same moment.
 		__u32 mark = source_mark(src);
 		__u32 *marked = bpf_map_lookup_elem(&autoblock_marks, &mark);
 		if (marked)
 			*marked = 1;
-		report_autoblock(ctx, src, class, until, cs->win_pkts, cfg->mode);
+		report_autoblock(ctx, src, class, until, pkts, cfg->mode);
 		return REASON_AUTO_BLOCKED;
 	}
 
@@ -699,9 +932,12 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 	tat += b->interval_ns;
 	// A clock that trails by up to a tick (slack) would otherwise hold back
 	// a tick's refill: the burst gets one tick's packets on top.
-	if (tat - now > b->tolerance_ns + clock_slack())
+	if (tat - now > b->tolerance_ns + clock_slack()) {
+		way_unlock(w, seen);
 		return REASON_RATE_SYN + class;
+	}
 	cs->tat = tat;
+	way_unlock(w, seen);
 	return REASON_PASSED;
 }
 
