@@ -195,10 +195,7 @@ func TestSourceTableRace(t *testing.T) {
 			defer wg.Done()
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			var set unix.CPUSet
-			set.Set(cpu % runtime.NumCPU())
-			if err := unix.SchedSetaffinity(0, &set); err != nil {
-				t.Error(err)
+			if !pinToCPU(t, cpu) {
 				return
 			}
 			frame := netlab.UDP4(innocents[cpu].String(), dst4).Bytes()
@@ -321,10 +318,7 @@ func TestSourceTableSameSourceFlood(t *testing.T) {
 			defer wg.Done()
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			var set unix.CPUSet
-			set.Set(cpu % runtime.NumCPU())
-			if err := unix.SchedSetaffinity(0, &set); err != nil {
-				t.Error(err)
+			if !pinToCPU(t, cpu) {
 				return
 			}
 			for range rounds {
@@ -527,4 +521,16 @@ func TestLimiterReference(t *testing.T) {
 		}
 	}
 	t.Logf("verdicts: %v", seen)
+}
+
+// pinToCPU keeps the calling goroutine's thread (locked by the caller) on
+// one CPU, so that two goroutines run the program on two CPUs at once.
+func pinToCPU(t *testing.T, cpu int) bool {
+	var set unix.CPUSet
+	set.Set(cpu % runtime.NumCPU())
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
 }
