@@ -74,6 +74,8 @@ func newTestExecutor(t *testing.T, cfg Config) *Executor {
 	if cfg.Pool.Timeout == 0 {
 		cfg.Pool.Timeout = testutil.Scale(10 * time.Second)
 	}
+	// As the node runs it (functions.no_pipeline off).
+	cfg.Pool.Pipeline = true
 	checkLeaks := sandboxtest.LeakCheck(t)
 	if cfg.CompileTimeout == 0 {
 		// Compiling a real module (the Go example) takes many times longer

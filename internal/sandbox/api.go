@@ -85,6 +85,14 @@ type Config struct {
 	// Stderr, for debugging, keeps the workers' stderr open and copies it
 	// here (default: closed in the worker).
 	Stderr io.Writer
+	// Pipeline lets the supervisor send a busy worker the next request,
+	// which it starts as soon as it has answered the one in flight
+	// (pipeline.go); Do's plain requests qualify, not Once or Timeout ones.
+	// PipelineStall is how long such a request waits behind another before
+	// it is taken back and waits for a free worker instead (default
+	// DefaultPipelineStall).
+	Pipeline      bool
+	PipelineStall time.Duration
 
 	// cgroupRoot is where the cgroup hierarchies are mounted (tests).
 	cgroupRoot string
@@ -132,6 +140,10 @@ type Stats struct {
 	Busy     int    // workers serving a request now
 	Started  uint64 // workers started, replacements included
 	Replaced uint64 // workers killed or lost and replaced
+	// Pipelined counts requests sent to a busy worker (Config.Pipeline),
+	// Withdrawn those of them taken back after PipelineStall.
+	Pipelined uint64
+	Withdrawn uint64
 	// Violations counts denied syscalls by function ("" for a worker
 	// between requests) and by syscall name; empty with PlainDeny.
 	Violations          map[string]uint64

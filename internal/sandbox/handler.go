@@ -36,6 +36,11 @@ const (
 	// another goroutine 20 ms later, when the worker is idle; "check"
 	// answers how long they took in ns, or "pending".
 	HandlerIdleGC = "idle-gc"
+	// HandlerDelay answers request "MS [TOKEN [exit]]" after MS
+	// milliseconds with "TOKEN"; with a token it first makes the host
+	// call "count" with it (so the supervisor sees each run), and with
+	// "exit" it dies instead of answering (pipelining tests).
+	HandlerDelay = "delay"
 )
 
 // BuiltinHandlers returns the handlers this package ships: test payloads
@@ -85,6 +90,7 @@ func BuiltinHandlers() map[string]Handler {
 		HandlerSelftest:     HandlerFunc(selftest),
 		HandlerSyscallBench: HandlerFunc(syscallBench),
 		HandlerIdleGC:       HandlerFunc(idleGC),
+		HandlerDelay:        HandlerFunc(delay),
 	}
 }
 
@@ -151,4 +157,26 @@ func syscallBench(_ context.Context, req []byte, _ HostCaller) ([]byte, error) {
 var benchCalls = map[string]func(){
 	"read":  func() { unix.RawSyscall(unix.SYS_READ, ^uintptr(0), 0, 0) },         // EBADF
 	"prctl": func() { unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_VMA, 0xff, 0) }, // EINVAL
+}
+
+func delay(ctx context.Context, req []byte, host HostCaller) ([]byte, error) {
+	f := strings.Fields(string(req))
+	var ms int
+	if len(f) == 0 || len(f) > 3 {
+		return nil, fmt.Errorf("delay: want MS [TOKEN [exit]], got %q", req)
+	}
+	if _, err := fmt.Sscan(f[0], &ms); err != nil {
+		return nil, fmt.Errorf("delay: %w", err)
+	}
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	if len(f) == 1 {
+		return nil, nil
+	}
+	if _, err := host.Call(ctx, "count", []byte(f[1])); err != nil {
+		return nil, err
+	}
+	if len(f) == 3 && f[2] == "exit" {
+		os.Exit(3)
+	}
+	return []byte(f[1]), nil
 }

@@ -48,6 +48,9 @@ func (c Config) withDefaults() Config {
 	if c.NProc == 0 {
 		c.NProc = 64
 	}
+	if c.PipelineStall <= 0 {
+		c.PipelineStall = DefaultPipelineStall
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -63,10 +66,11 @@ var errUsedOnce = errors.New("single-use worker done")
 // Pool is the supervisor: it keeps Size workers, hands each request to an
 // idle one, serves its host calls, and replaces a worker that fails.
 type Pool struct {
-	cfg  Config
-	idle chan *worker
-	done chan struct{}
-	wg   sync.WaitGroup // replacements being started
+	cfg   Config
+	idle  chan *worker
+	slots chan slot // offers to queue behind a busy worker (Config.Pipeline)
+	done  chan struct{}
+	wg    sync.WaitGroup // replacements being started
 
 	mu         sync.Mutex
 	workers    map[*worker]bool
@@ -76,6 +80,8 @@ type Pool struct {
 	violations map[string]uint64
 	bySyscall  map[string]uint64
 	nextID     uint64
+	pipelined  uint64
+	withdrawn  uint64
 }
 
 type worker struct {
@@ -91,6 +97,17 @@ type worker struct {
 	function atomic.Pointer[string]
 	retire   sync.Once
 	logged   atomic.Int32
+	wmu      sync.Mutex // one frame written at a time: a queued request's and host replies
+	claims   claims     // the claim page shared with the worker (pipeline.go)
+
+	// Under Pool.mu.
+	busy    bool    // a request holds the worker: it is not in Pool.idle
+	gen     uint64  // counts requests taking the worker, to tell stale slot offers
+	lastID  uint64  // id of the last request sent
+	current uint64  // id of the request whose caller reads the socket
+	queued  *queued // the request sent behind current, waiting for its turn
+	stalled bool    // a request gave up waiting behind current
+	retired bool
 }
 
 // NewPool starts cfg.Size workers and returns once all are ready.
@@ -104,7 +121,7 @@ func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
 	}
 	sweepStaleCgroups(cfg)
 	p := &Pool{
-		cfg: cfg, idle: make(chan *worker, cfg.Size), done: make(chan struct{}),
+		cfg: cfg, idle: make(chan *worker, cfg.Size), slots: make(chan slot, 2*cfg.Size), done: make(chan struct{}),
 		workers: map[*worker]bool{}, violations: map[string]uint64{}, bySyscall: map[string]uint64{},
 	}
 	for range cfg.Size {
@@ -140,17 +157,55 @@ func (p *Pool) DoExchange(ctx context.Context, function string, req []byte, ex E
 	if ex.Timeout > 0 {
 		acquireBy = time.Now().Add(p.cfg.StartTimeout + ex.Timeout)
 	}
-	actx, cancel := context.WithDeadline(ctx, acquireBy)
-	w, err := p.acquire(actx)
-	cancel()
-	if err != nil {
-		return nil, err
+	// A single-use worker takes nothing behind it, and a request with its
+	// own Timeout counts it from when it has a worker to itself.
+	pipeline := p.cfg.Pipeline && !ex.Once && ex.Timeout == 0
+	for {
+		actx, cancel := context.WithDeadline(ctx, acquireBy)
+		w, q, err := p.acquire(actx, pipeline, req, deadline)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		id := uint64(0)
+		var sent func() // after the request is sent
+		if q != nil {
+			var again bool
+			if again, err = p.waitTurn(ctx, w, q, deadline); err != nil {
+				return nil, err
+			}
+			if again {
+				// It has waited once behind another: from now on
+				// only a free worker.
+				pipeline = false
+				continue
+			}
+			id = q.id
+		} else {
+			p.mu.Lock()
+			id = w.nextID()
+			w.current = id
+			w.claims.offer(id)
+			gen := w.gen
+			p.mu.Unlock()
+			if pipeline {
+				// Only once its frame is out: the worker reads in order.
+				sent = func() { p.offerSlot(w, gen) }
+			}
+		}
+		if ex.Timeout > 0 {
+			deadline = time.Now().Add(ex.Timeout)
+		}
+		return p.exchange(ctx, w, id, q == nil, sent, function, req, deadline, ex)
 	}
-	if ex.Timeout > 0 {
-		deadline = time.Now().Add(ex.Timeout)
-	}
+}
+
+// exchange is one request on w from its turn on: sends it unless it was
+// sent already (queued), then calls sent, reads the answer and leaves the
+// worker to the next request or has it replaced.
+func (p *Pool) exchange(ctx context.Context, w *worker, id uint64, send bool, sent func(), function string, req []byte, deadline time.Time, ex Exchange) ([]byte, error) {
 	w.function.Store(&function)
-	out, err := p.roundTrip(ctx, w, function, req, deadline, ex.Extend)
+	out, err := p.roundTrip(ctx, w, id, send, sent, function, req, deadline, ex.Extend)
 	w.function.Store(nil)
 	if err == nil && ex.Accept != nil {
 		if err = ex.Accept(out); err != nil && !errors.Is(err, ErrProtocol) {
@@ -166,38 +221,103 @@ func (p *Pool) DoExchange(ctx context.Context, function string, req []byte, ex E
 		p.retireWorker(w, errUsedOnce)
 		return out, err
 	}
-	p.idle <- w
+	p.passTurn(w)
 	return out, err
 }
 
-func (p *Pool) acquire(ctx context.Context) (*worker, error) {
+// acquire returns an idle worker, or with pipeline a busy one the request
+// may queue behind (with its queued), whichever comes first; an idle one
+// when both are there.
+func (p *Pool) acquire(ctx context.Context, pipeline bool, req []byte, deadline time.Time) (*worker, *queued, error) {
+	slots := p.slots
+	if !pipeline {
+		slots = nil // never ready
+	}
 	for {
+		var w *worker
 		select {
-		case w := <-p.idle:
+		case w = <-p.idle:
+		default:
 			select {
-			case <-w.exited:
-				p.retireWorker(w, ErrWorkerCrashed)
+			case w = <-p.idle:
+			case s := <-slots:
+				if q := p.takeSlot(s, req, deadline); q != nil {
+					return s.w, q, nil
+				}
 				continue
-			default:
-				return w, nil
+			case <-p.done:
+				return nil, nil, ErrPoolClosed
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("%w: %w", ErrNoWorker, ctx.Err())
 			}
-		case <-p.done:
-			return nil, ErrPoolClosed
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", ErrNoWorker, ctx.Err())
 		}
+		select {
+		case <-w.exited:
+			p.retireWorker(w, ErrWorkerCrashed)
+			continue
+		default:
+		}
+		p.mu.Lock()
+		w.busy = true
+		w.gen++
+		p.mu.Unlock()
+		return w, nil, nil
 	}
 }
 
-func (p *Pool) roundTrip(ctx context.Context, w *worker, function string, req []byte, deadline time.Time, extend func(string) time.Duration) ([]byte, error) {
+// waitTurn waits until the request before q on w is answered. It reports
+// again when q was withdrawn or its worker died before starting it: the
+// caller asks for a worker again.
+func (p *Pool) waitTurn(ctx context.Context, w *worker, q *queued, deadline time.Time) (again bool, err error) {
+	stall := time.NewTimer(min(p.cfg.PipelineStall, time.Until(deadline)))
+	defer stall.Stop()
+	select {
+	case <-q.turn:
+		return p.settleTurn(q)
+	case <-stall.C:
+	case <-ctx.Done():
+	}
+	if p.withdraw(w, q) {
+		switch {
+		case ctx.Err() != nil:
+			return false, fmt.Errorf("%w: caller gave up: %w", ErrDeadline, ctx.Err())
+		case !time.Now().Before(deadline):
+			return false, ErrDeadline
+		}
+		return true, nil
+	}
+	// It started: its turn comes once the answer before it is read.
+	<-q.turn
+	return p.settleTurn(q)
+}
+
+// settleTurn is what a queued request does once its turn channel is closed.
+func (p *Pool) settleTurn(q *queued) (again bool, err error) {
+	switch {
+	case !q.gone:
+		return false, nil
+	case q.started:
+		return false, fmt.Errorf("%w: it died while the request queued behind another ran", ErrWorkerCrashed)
+	}
+	return true, nil
+}
+
+func (p *Pool) roundTrip(ctx context.Context, w *worker, id uint64, send bool, sent func(), function string, req []byte, deadline time.Time, extend func(string) time.Duration) ([]byte, error) {
 	w.sock.SetDeadline(deadline)
 	// A caller that gives up early stops the exchange at once.
 	stop := context.AfterFunc(ctx, func() { w.sock.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	defer w.sock.SetDeadline(time.Time{})
-	const id = 1 // one request at a time per worker
-	if err := w.conn.write(frame{typ: msgRequest, id: id, payload: encodeRequest(int64(time.Until(deadline)), req)}); err != nil {
-		return nil, p.ioError(ctx, w, err)
+	if send {
+		w.wmu.Lock()
+		err := w.conn.write(frame{typ: msgRequest, id: id, payload: encodeRequest(int64(time.Until(deadline)), req)})
+		w.wmu.Unlock()
+		if err != nil {
+			return nil, p.ioError(ctx, w, err)
+		}
+	}
+	if sent != nil {
+		sent()
 	}
 	for {
 		f, err := w.conn.read()
@@ -205,7 +325,7 @@ func (p *Pool) roundTrip(ctx context.Context, w *worker, function string, req []
 			return nil, p.ioError(ctx, w, err)
 		}
 		if f.id != id {
-			return nil, fmt.Errorf("%w: %s frame for id %d", ErrProtocol, f.typ, f.id)
+			return nil, fmt.Errorf("%w: %s frame for id %d, not %d", ErrProtocol, f.typ, f.id, id)
 		}
 		switch f.typ {
 		case msgResponse:
@@ -215,7 +335,10 @@ func (p *Pool) roundTrip(ctx context.Context, w *worker, function string, req []
 		case msgHostCall:
 			reply, op := p.serveHost(ctx, function, f.payload)
 			reply.id = id
-			if err := w.conn.write(reply); err != nil {
+			w.wmu.Lock()
+			err := w.conn.write(reply)
+			w.wmu.Unlock()
+			if err != nil {
 				return nil, p.ioError(ctx, w, err)
 			}
 			// Only an answered call earns time, and only once: a worker
@@ -310,13 +433,24 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 		return nil, err
 	}
 	w.conn = newFrameConn(supervisorSocket{rc}, p.cfg.MaxFrame)
+	extra := []*os.File{child}
+	if p.cfg.Pipeline {
+		c, page, err := newClaims()
+		if err != nil {
+			w.sock.Close()
+			return nil, err
+		}
+		defer page.Close()
+		w.claims = c
+		extra = append(extra, page) // claimFD in the worker
+	}
 
 	w.cmd = &exec.Cmd{
 		Path:       p.cfg.Executable,
 		Args:       []string{"aegis", WorkerSubcommand},
 		Env:        []string{},
 		Dir:        "/",
-		ExtraFiles: []*os.File{child},
+		ExtraFiles: extra,
 		Stderr:     p.cfg.Stderr,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWNET |
@@ -335,6 +469,7 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	if cgErr != nil {
 		if !p.cfg.AllowNoMemoryCap {
 			w.sock.Close()
+			w.claims.unmap()
 			err := fmt.Errorf("sandbox: refusing to start a worker without its memory cap (set functions.allow_no_memory_cap to allow it): %w: %w", ErrNoMemoryCap, cgErr)
 			p.cfg.Logger.Error("sandbox: no memory cap for the workers", "err", err)
 			return nil, err
@@ -346,6 +481,7 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	if err := w.cmd.Start(); err != nil {
 		w.sock.Close()
 		p.cleanup(w)
+		w.claims.unmap()
 		return nil, fmt.Errorf("starting worker: %w", err)
 	}
 	go func() {
@@ -374,6 +510,7 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	init, _ := json.Marshal(workerConfig{
 		Handler: p.cfg.Handler, NoFile: p.cfg.NoFile, NProc: p.cfg.NProc,
 		Notify: !p.cfg.PlainDeny, MaxFrame: p.cfg.MaxFrame, KeepStderr: p.cfg.Stderr != nil,
+		Pipeline: p.cfg.Pipeline,
 	})
 	deadline := time.Now().Add(p.cfg.StartTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -456,6 +593,9 @@ func (p *Pool) retireWorker(w *worker, cause error) {
 		p.cleanup(w)
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		w.retired = true
+		w.abandonQueued()
+		w.claims.unmap()
 		delete(p.workers, w)
 		if p.closed {
 			return
@@ -531,7 +671,7 @@ func (p *Pool) Close() error {
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Stats{Live: len(p.workers), Started: p.started, Replaced: p.replaced,
+	s := Stats{Live: len(p.workers), Started: p.started, Replaced: p.replaced, Pipelined: p.pipelined, Withdrawn: p.withdrawn,
 		Violations: map[string]uint64{}, ViolationsBySyscall: map[string]uint64{}}
 	for w := range p.workers {
 		if w.function.Load() != nil {

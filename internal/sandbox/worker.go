@@ -36,6 +36,7 @@ type workerConfig struct {
 	Notify     bool   `json:"notify"`
 	MaxFrame   int    `json:"max_frame"`
 	KeepStderr bool   `json:"keep_stderr"`
+	Pipeline   bool   `json:"pipeline"` // claimFD is the claim page
 }
 
 // Exit codes of a worker that could not start serving.
@@ -62,6 +63,13 @@ func WorkerMain(handlers map[string]Handler) {
 	if !ok {
 		fail(raw, fmt.Errorf("no handler %q in this binary", cfg.Handler))
 	}
+	var cl claims
+	if cfg.Pipeline {
+		// Before set-up closes every other descriptor.
+		if cl, err = mapClaims(claimFD); err != nil {
+			fail(raw, err)
+		}
+	}
 	rep, listener, conn, err := setUp(cfg)
 	if err != nil {
 		fail(raw, err)
@@ -79,7 +87,7 @@ func WorkerMain(handlers map[string]Handler) {
 	if listener >= 0 {
 		unix.Close(listener)
 	}
-	os.Exit(serve(conn, h))
+	os.Exit(serve(conn, h, cl))
 }
 
 func readInit(c *frameConn) (workerConfig, error) {
@@ -393,9 +401,10 @@ func threadCount() int { return pprof.Lookup("threadcreate").Count() }
 
 // serve answers requests until the supervisor hangs up, and returns the
 // exit code.
-func serve(c *frameConn, h Handler) int {
+func serve(c *frameConn, h Handler, cl claims) int {
+	in := &inbox{conn: c}
 	for {
-		f, err := c.read()
+		f, err := in.next()
 		if errors.Is(err, io.EOF) {
 			return 0
 		}
@@ -406,8 +415,11 @@ func serve(c *frameConn, h Handler) int {
 		if err != nil {
 			return exitProtocol
 		}
+		if !cl.claim(f.id) {
+			continue // withdrawn by the supervisor: it expects no answer
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeout))
-		hc := &hostCaller{conn: c, id: f.id}
+		hc := &hostCaller{conn: c, in: in, id: f.id}
 		out, err := h.Handle(ctx, body, hc)
 		cancel()
 		if hc.broken {
@@ -430,9 +442,45 @@ func serve(c *frameConn, h Handler) int {
 	}
 }
 
+// inbox is what the serving thread reads: frames from the supervisor, with
+// the requests that arrived while a host call waited for its answer (a
+// pipelined request, sent behind the one in flight) set aside for later.
+type inbox struct {
+	conn *frameConn
+	held []frame
+}
+
+// maxHeld bounds the requests set aside: the supervisor sends at most one
+// behind the request in flight, and its withdrawn ones (pipeline.go).
+const maxHeld = 8
+
+func (in *inbox) next() (frame, error) {
+	if len(in.held) > 0 {
+		f := in.held[0]
+		in.held = in.held[1:]
+		return f, nil
+	}
+	return in.conn.read()
+}
+
+// reply reads the answer to a host call, setting requests aside.
+func (in *inbox) reply() (frame, error) {
+	for {
+		f, err := in.conn.read()
+		if err != nil || f.typ != msgRequest {
+			return f, err
+		}
+		if len(in.held) >= maxHeld {
+			return f, fmt.Errorf("%d requests sent during a host call: %w", len(in.held)+1, ErrBadFrame)
+		}
+		in.held = append(in.held, f)
+	}
+}
+
 // hostCaller sends host calls for one request and waits for each answer.
 type hostCaller struct {
 	conn   *frameConn
+	in     *inbox
 	id     uint64
 	broken bool
 }
@@ -449,7 +497,7 @@ func (h *hostCaller) Call(_ context.Context, op string, data []byte) ([]byte, er
 		h.broken = true
 		return nil, err
 	}
-	f, err := h.conn.read()
+	f, err := h.in.reply()
 	if err != nil || f.id != h.id || (f.typ != msgHostReply && f.typ != msgHostError) {
 		h.broken = true
 		return nil, fmt.Errorf("host call %s: no reply: %w", op, ErrBadFrame)
