@@ -28,6 +28,12 @@ type Functions struct {
 	// AllowNoMemoryCap lets workers run without a memory cgroup when the
 	// host offers none; off, the node refuses to start its workers then.
 	AllowNoMemoryCap bool `yaml:"allow_no_memory_cap"`
+	// NoPipeline stops the node from sending a busy worker the next
+	// request to start once it has answered the one in flight (pipelining,
+	// on by default: it saves each request a worker's sleep and wake-up;
+	// a request queued that way waits at most 5 ms behind another before
+	// it goes to the next free worker instead).
+	NoPipeline bool `yaml:"no_pipeline"`
 
 	// CompileTimeout bounds compiling one module version, which happens
 	// once, at deploy (and at start), in a sandboxed compile worker that

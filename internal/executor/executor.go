@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 		}, []string{"worker", "result"}),
 	}
 	cc := cfg.Pool
-	cc.Size, cc.Handler, cc.Host = 1, HandlerCompile, nil
+	cc.Size, cc.Handler, cc.Host, cc.Pipeline = 1, HandlerCompile, nil, false
 	cc.MaxFrame = int(max(int64(cc.MaxFrame), cfg.MaxModuleBytes+x.maxCode+frameSlack))
 	if x.codeDir != "" {
 		if err := os.MkdirAll(x.codeDir, 0o700); err != nil {

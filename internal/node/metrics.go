@@ -21,6 +21,7 @@ type nodeCollector struct {
 	n                                           *Node
 	entries, limit, dirty, ruleHits, audit, fns *prometheus.Desc
 	workers, starts, replaced, denied           *prometheus.Desc
+	pipelined, withdrawn                        *prometheus.Desc
 }
 
 func newNodeCollector(n *Node) *nodeCollector {
@@ -43,13 +44,17 @@ func newNodeCollector(n *Node) *nodeCollector {
 			"Worker processes started, replacements included.", nil, nil),
 		replaced: prometheus.NewDesc("aegis_sandbox_worker_deaths_total",
 			"Workers killed or lost (deadline overrun, crash, protocol violation) and replaced.", nil, nil),
+		pipelined: prometheus.NewDesc("aegis_sandbox_pipelined_requests_total",
+			"Requests sent to a busy worker to start once it has answered the one in flight (functions.no_pipeline off).", nil, nil),
+		withdrawn: prometheus.NewDesc("aegis_sandbox_withdrawn_requests_total",
+			"Pipelined requests taken back after waiting 5 ms behind another, then served by the next free worker.", nil, nil),
 		denied: prometheus.NewDesc("aegis_sandbox_violations_total",
 			"System calls the workers' seccomp filter denied, by function and system call.", []string{"function", "syscall"}, nil),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.entries, c.limit, c.dirty, c.ruleHits, c.audit, c.fns, c.workers, c.starts, c.replaced, c.denied} {
+	for _, d := range []*prometheus.Desc{c.entries, c.limit, c.dirty, c.ruleHits, c.audit, c.fns, c.workers, c.starts, c.replaced, c.pipelined, c.withdrawn, c.denied} {
 		ch <- d
 	}
 }
@@ -96,6 +101,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(st.Live))
 		ch <- prometheus.MustNewConstMetric(c.starts, prometheus.CounterValue, float64(st.Started))
 		ch <- prometheus.MustNewConstMetric(c.replaced, prometheus.CounterValue, float64(st.Replaced))
+		ch <- prometheus.MustNewConstMetric(c.pipelined, prometheus.CounterValue, float64(st.Pipelined))
+		ch <- prometheus.MustNewConstMetric(c.withdrawn, prometheus.CounterValue, float64(st.Withdrawn))
 		// The pool counts by function and by syscall separately; each
 		// series carries one of the two labels.
 		for fn, v := range st.Violations {

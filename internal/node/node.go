@@ -193,7 +193,8 @@ func (n *Node) startFunctions() error {
 	// start) and run only in sandboxed workers: the node never compiles or
 	// instantiates a tenant's module itself.
 	x, err := executor.New(context.Background(), executor.Config{
-		Pool:             sandbox.Config{Size: workers, Logger: n.log, AllowNoMemoryCap: fc.AllowNoMemoryCap},
+		Pool: sandbox.Config{Size: workers, Logger: n.log, AllowNoMemoryCap: fc.AllowNoMemoryCap,
+			Pipeline: !fc.NoPipeline},
 		MaxModuleBytes:   int64(fc.MaxModuleSize),
 		MaxResponseBytes: int64(fc.Defaults.MaxResponseBody),
 		CompileTimeout:   fc.CompileTimeout.Duration,
