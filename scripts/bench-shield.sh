@@ -26,13 +26,24 @@
 #   XDPF_ENTRIES      addresses per family in xdp-filter's src lists, at most
 #                     10000, the size of its maps (default 10000)
 #   OUT               also write the raw go test output here
+#   COLD              1 (default): then the cache-cold cases, each packet from
+#                     another of about a million sources, one BPF_PROG_TEST_RUN
+#                     call per packet (BenchmarkDataPathCold and its peers;
+#                     COLD_BENCHTIME packets, default 1000000x, COLD_COUNT runs,
+#                     default 3), and a spoofed flood of FLOOD_N distinct
+#                     sources through the limiter (BenchmarkFlood, default
+#                     10000000); 0 skips them
 set -euo pipefail
 
 BENCHTIME=${BENCHTIME:-1000000x}
 COUNT=${COUNT:-7}
 XDPF_FEATURES=${XDPF_FEATURES:-"all ipv4,ipv6"}
 XDPF_ENTRIES=${XDPF_ENTRIES:-10000}
-BENCH_RE='BenchmarkDataPath|BenchmarkPeerXDPFilter|BenchmarkEmptyXDP|BenchmarkLookupFloor'
+BENCH_RE=${BENCH_RE:-'BenchmarkDataPath$|BenchmarkPeerXDPFilter$|BenchmarkEmptyXDP$|BenchmarkLookupFloor$'}
+COLD=${COLD:-1}
+COLD_BENCHTIME=${COLD_BENCHTIME:-1000000x}
+COLD_COUNT=${COLD_COUNT:-3}
+FLOOD_N=${FLOOD_N:-10000000}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 self="$repo/scripts/bench-shield.sh"
@@ -203,3 +214,54 @@ awk '
 echo
 echo "targets: every aegis path <= 0.5 x xdp-filter on the same packet, and < 67 ns (14.88 Mpps on one core)."
 echo "xdp-filter drops the drop-prefix packet by its one listed address (no prefixes) and passes the rate-limited SYN (no rate limits)."
+
+[[ $COLD == 1 ]] || exit 0
+echo
+cold=(go test -run '^$' -bench 'Cold$' -benchtime="$COLD_BENCHTIME" -count="$COLD_COUNT" ./internal/shield/)
+echo "running: AEGIS_PEER_PROG_ID=$peer_ids ${cold[*]}"
+rawc="$tmp/cold.txt"
+(cd "$repo" && AEGIS_PEER_PROG_ID=$peer_ids "${cold[@]}") | tee "$rawc" | grep -E '^(Benchmark|ok|FAIL|---)' | sed 's/^/  /' || true
+grep -q '^ok' "$rawc" || die "go test failed (output above)"
+flood=(go test -run '^$' -bench 'BenchmarkFlood$' -benchtime="${FLOOD_N}x" -count=1 ./internal/shield/)
+echo "running: ${flood[*]}"
+(cd "$repo" && "${flood[@]}") | tee -a "$rawc" | grep -E '^(Benchmark|ok|FAIL|---)' | sed 's/^/  /' || true
+[[ -n ${OUT:-} ]] && cat "$rawc" >>"$OUT"
+echo
+awk '
+	/ns\/pkt/ {
+		name = $1; sub(/-[0-9]+$/, "", name)
+		for (i = 2; i < NF; i++) if ($(i+1) == "ns/pkt") v = $i
+		vals[name] = vals[name] " " v
+	}
+	function median(s,   a, n, i, j, t) {
+		n = split(s, a, " ")
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	END {
+		for (k in vals) {
+			m[k] = median(vals[k])
+			if (k ~ /^BenchmarkPeerXDPFilterCold\//) { split(k, parts, "/"); peers[parts[2]] = 1 }
+		}
+		np = 0
+		for (pn in peers) plist[++np] = pn
+		for (i = 1; i <= np; i++) for (j = i + 1; j <= np; j++) if (plist[j] < plist[i]) { t = plist[i]; plist[i] = plist[j]; plist[j] = t }
+		printf "%-26s %10s", "cold case (median ns/pkt)", "aegis"
+		for (i = 1; i <= np; i++) printf " %16s %7s", plist[i], "ratio"
+		printf "\n"
+		split("ipv4/pass-one-source ipv4/pass ipv4/drop-exact ipv4/drop-prefix ipv6/pass-one-source ipv6/pass ipv6/drop-exact ipv6/drop-prefix", cases, " ")
+		for (c = 1; c <= 8; c++) {
+			a = m["BenchmarkDataPathCold/" cases[c]]
+			printf "%-26s %10s", cases[c], a
+			for (i = 1; i <= np; i++) {
+				x = m["BenchmarkPeerXDPFilterCold/" plist[i] "/" cases[c]]
+				printf " %16s %7s", x, (x > 0 ? sprintf("%.2f", a / x) : "-")
+			}
+			printf "\n"
+		}
+		for (f = 4; f <= 6; f += 2) {
+			e = m["BenchmarkEmptyXDPCold/ipv" f]
+			if (e != "") printf "%-26s %10s   (empty program, one repeat a call: the floor of every cold figure)\n", "empty/ipv" f, e
+		}
+		if (m["BenchmarkFlood"] != "") printf "%-26s %10s   (distinct IPv4 sources through the limiter)\n", "flood", m["BenchmarkFlood"]
+	}' "$rawc"

@@ -333,11 +333,30 @@ func BenchmarkDataPath(b *testing.B) {
 // prefix case's one address is listed), and the rate-limited SYN passes (it
 // has no rate limits), so that case times its full pass path.
 func BenchmarkPeerXDPFilter(b *testing.B) {
+	for name, prog := range peerPrograms(b) {
+		for _, c := range benchCases(benchSettings()) {
+			b.Run(name+"/"+c.String(), func(b *testing.B) {
+				ret, err := prog.Run(&ebpf.RunOptions{Data: c.frame})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ret != c.peerRet {
+					b.Fatalf("%s gives verdict %d, want %d: is xdp-filter loaded and filled by scripts/bench-shield.sh?", name, ret, c.peerRet)
+				}
+				measure(b, prog, c.frame, c.peerRet, c.chunk, nil)
+			})
+		}
+	}
+}
+
+// peerPrograms opens the programs AEGIS_PEER_PROG_ID lists, by name.
+func peerPrograms(b *testing.B) map[string]*ebpf.Program {
 	ids := os.Getenv("AEGIS_PEER_PROG_ID")
 	if ids == "" {
 		b.Skip("AEGIS_PEER_PROG_ID is not set: run scripts/bench-shield.sh, which loads xdp-filter and sets it")
 	}
 	tu.RequireRoot(b)
+	progs := map[string]*ebpf.Program{}
 	for _, id := range strings.Split(ids, ",") {
 		n, err := strconv.ParseUint(strings.TrimSpace(id), 10, 32)
 		if err != nil {
@@ -355,19 +374,9 @@ func BenchmarkPeerXDPFilter(b *testing.B) {
 		if prog.Type() != ebpf.XDP {
 			b.Fatalf("program %d (%s) is of type %s, not XDP: load xdp-filter without the libxdp dispatcher", n, name, prog.Type())
 		}
-		for _, c := range benchCases(benchSettings()) {
-			b.Run(name+"/"+c.String(), func(b *testing.B) {
-				ret, err := prog.Run(&ebpf.RunOptions{Data: c.frame})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if ret != c.peerRet {
-					b.Fatalf("program %d gives verdict %d, want %d: is xdp-filter loaded and filled by scripts/bench-shield.sh?", n, ret, c.peerRet)
-				}
-				measure(b, prog, c.frame, c.peerRet, c.chunk, nil)
-			})
-		}
+		progs[name] = prog
 	}
+	return progs
 }
 
 // BenchmarkEmptyXDP times a program that only returns XDP_PASS on the same
