@@ -1,0 +1,111 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aegis-edge/aegis/internal/testutil"
+)
+
+// doWithin runs one request with its own deadline and reports its result
+// and how long Do took; it fails the test if Do does not return at all
+// within limit (the request was lost).
+func doWithin(t *testing.T, p *Pool, req string, deadline, limit time.Duration) (result, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	ch := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		out, err := p.Do(ctx, "fn", []byte(req))
+		ch <- result{out, err}
+	}()
+	select {
+	case r := <-ch:
+		return r, time.Since(start)
+	case <-time.After(limit):
+		t.Fatalf("request with a deadline of %v still unanswered after %v", deadline, limit)
+		return result{}, 0
+	}
+}
+
+// A request too large for the socket's buffer, sent to a busy worker,
+// must not wait for the request in flight to end: the write of its frame
+// blocked (holding the worker's write lock) until the worker read it, that
+// is until the slow request before it was answered, before the stall timer
+// even started, and past the queued request's own deadline.
+func TestPipelinedLargeRequestKeepsItsDeadline(t *testing.T) {
+	host := newCounter()
+	p := newTestPool(t, Config{Size: 1, Handler: HandlerDelay, Host: host, Pipeline: true})
+	slowFor := testutil.Scale(1500 * time.Millisecond)
+	slow := doAsync(p, fmt.Sprint(slowFor.Milliseconds(), " slow"))
+	waitBusy(t, p, 1)
+	// Spaces: the handler's fields are "0 big"; the frame is 2 MiB.
+	big := "0 big" + strings.Repeat(" ", 2<<20)
+	deadline := testutil.Scale(200 * time.Millisecond)
+	r, took := doWithin(t, p, big, deadline, testutil.Scale(30*time.Second))
+	t.Logf("large request: %q, %v after %v", r.out, r.err, took)
+	if took > deadline+slowFor/2 {
+		t.Errorf("a request with a deadline of %v returned after %v, behind a request of %v", deadline, took, slowFor)
+	}
+	if r.err == nil {
+		t.Errorf("the large request was answered (%q) after its deadline", r.out)
+	}
+	if s := <-slow; s.err != nil || string(s.out) != "slow" {
+		t.Fatalf("slow request: %q, %v", s.out, s.err)
+	}
+	if n := host.get("big"); n > 1 {
+		t.Fatalf("the large request ran %d times", n)
+	}
+}
+
+// A worker can write its claim words: here the test does it for the
+// worker, marking the queued request started although the worker is still
+// busy with the one before it. The queued request then cannot be
+// withdrawn, but it must still end by its own deadline, not wait for the
+// request before it (whose deadline may be far later, and be extended).
+func TestPipelinedRequestForgedStartKeepsItsDeadline(t *testing.T) {
+	host := newCounter()
+	p := newTestPool(t, Config{Size: 1, Handler: HandlerDelay, Host: host, Pipeline: true})
+	slowFor := testutil.Scale(2 * time.Second)
+	slow := doAsync(p, fmt.Sprint(slowFor.Milliseconds(), " slow"))
+	waitBusy(t, p, 1)
+	forged := make(chan bool, 1)
+	go func() {
+		// The compromised worker's move, as soon as the request is queued.
+		limit := time.Now().Add(testutil.Scale(5 * time.Second))
+		for time.Now().Before(limit) {
+			p.mu.Lock()
+			for w := range p.workers {
+				if q := w.queued; q != nil {
+					ok := w.claims.claim(q.id)
+					p.mu.Unlock()
+					forged <- ok
+					return
+				}
+			}
+			p.mu.Unlock()
+			time.Sleep(50 * time.Microsecond)
+		}
+		forged <- false
+	}()
+	deadline := testutil.Scale(300 * time.Millisecond)
+	r, took := doWithin(t, p, "0 queued", deadline, testutil.Scale(30*time.Second))
+	if !<-forged {
+		t.Skip("the request was not queued (or withdrawn first): nothing forged")
+	}
+	t.Logf("queued request: %q, %v after %v", r.out, r.err, took)
+	if !errors.Is(r.err, ErrDeadline) && !errors.Is(r.err, ErrWorkerCrashed) {
+		t.Errorf("queued request: %q, %v; want a deadline or crash error", r.out, r.err)
+	}
+	if took > deadline+slowFor/2 {
+		t.Errorf("a request with a deadline of %v returned after %v, behind a request of %v", deadline, took, slowFor)
+	}
+	<-slow // whatever it got: its worker lied
+}
