@@ -163,6 +163,39 @@ func (p *Pool) offerSlot(w *worker, gen uint64) {
 	}
 }
 
+// maxPipelinedFrame bounds the frame of a request sent to a busy worker:
+// the frame must go out without waiting for the worker to read (see
+// fitsUnread), and larger requests wait for a free worker instead.
+const maxPipelinedFrame = 48 << 10
+
+// pipelinedFrame is the size of req's frame.
+func pipelinedFrame(req []byte) int { return frameHeaderSize + 8 + len(req) }
+
+// fitsUnread reports whether a frame of n bytes can be written to w's
+// socket at once, without waiting for the worker to read anything, under
+// w.wmu (nothing else writes meanwhile, and the worker can only drain the
+// queue). A busy worker reads nothing until it has answered, so a write
+// that waited would hold the queued request (and w.wmu) until then, the
+// stall timer not yet started, past the request's deadline; and a write
+// cut short by a deadline would leave half a frame in the stream. The
+// kernel allocates a unix stream's buffers while what is unread is under
+// SO_SNDBUF: with at most a quarter of it unread and a frame of at most a
+// quarter, every allocation of the write succeeds.
+func (w *worker) fitsUnread(n int) bool {
+	if w.sndbuf <= 0 || n > w.sndbuf/4 {
+		return false
+	}
+	unread := -1
+	if err := w.rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
+			unread = v
+		}
+	}); err != nil {
+		return false
+	}
+	return unread >= 0 && unread <= w.sndbuf/4
+}
+
 // takeSlot queues req behind s's worker and sends it, if that is still
 // possible.
 func (p *Pool) takeSlot(s slot, req []byte, deadline time.Time) *queued {
@@ -171,6 +204,9 @@ func (p *Pool) takeSlot(s slot, req []byte, deadline time.Time) *queued {
 	// and the next one queue behind it, whose frame must come after.
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
+	if !w.fitsUnread(pipelinedFrame(req)) {
+		return nil
+	}
 	p.mu.Lock()
 	if w.gen != s.gen || !w.busy || w.queued != nil || w.stalled || w.claims.mem == nil {
 		p.mu.Unlock()
@@ -187,6 +223,10 @@ func (p *Pool) takeSlot(s slot, req []byte, deadline time.Time) *queued {
 		if p.withdraw(w, q) {
 			return nil
 		}
+		// Its turn came, or its worker died, before the failure: the
+		// worker cannot run it, and the stream is in doubt.
+		p.retireWorker(w, fmt.Errorf("%w: a queued request's frame failed: %w", ErrWorkerCrashed, err))
+		return nil
 	}
 	return q
 }

@@ -99,6 +99,8 @@ type worker struct {
 	logged   atomic.Int32
 	wmu      sync.Mutex // one frame written at a time: a queued request's and host replies
 	claims   claims     // the claim page shared with the worker (pipeline.go)
+	rc       syscall.RawConn
+	sndbuf   int // the socket's SO_SNDBUF (pipeline.go, fitsUnread)
 
 	// Under Pool.mu.
 	busy    bool    // a request holds the worker: it is not in Pool.idle
@@ -159,7 +161,8 @@ func (p *Pool) DoExchange(ctx context.Context, function string, req []byte, ex E
 	}
 	// A single-use worker takes nothing behind it, and a request with its
 	// own Timeout counts it from when it has a worker to itself.
-	pipeline := p.cfg.Pipeline && !ex.Once && ex.Timeout == 0
+	// A large request waits for a free worker (maxPipelinedFrame).
+	pipeline := p.cfg.Pipeline && !ex.Once && ex.Timeout == 0 && pipelinedFrame(req) <= maxPipelinedFrame
 	for {
 		actx, cancel := context.WithDeadline(ctx, acquireBy)
 		w, q, err := p.acquire(actx, pipeline, req, deadline)
@@ -433,8 +436,10 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 		return nil, err
 	}
 	w.conn = newFrameConn(supervisorSocket{rc}, p.cfg.MaxFrame)
+	w.rc = rc
 	extra := []*os.File{child}
 	if p.cfg.Pipeline {
+		w.sndbuf, _ = unix.GetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_SNDBUF)
 		c, page, err := newClaims()
 		if err != nil {
 			w.sock.Close()
