@@ -289,9 +289,19 @@ func (p *Pool) waitTurn(ctx context.Context, w *worker, q *queued, deadline time
 		}
 		return true, nil
 	}
-	// It started: its turn comes once the answer before it is read.
-	<-q.turn
-	return p.settleTurn(q)
+	// It started: its turn comes once the answer before it is read, at
+	// once, since a worker starts it only after answering. Only a worker
+	// that wrote the claim word itself leaves it waiting longer, and then
+	// not past its deadline.
+	late := time.NewTimer(time.Until(deadline))
+	defer late.Stop()
+	select {
+	case <-q.turn:
+		return p.settleTurn(q)
+	case <-late.C:
+	}
+	p.retireWorker(w, fmt.Errorf("%w: a queued request claimed started got no turn by its deadline", ErrProtocol))
+	return false, ErrDeadline
 }
 
 // settleTurn is what a queued request does once its turn channel is closed.
