@@ -109,3 +109,41 @@ func TestPipelinedRequestForgedStartKeepsItsDeadline(t *testing.T) {
 	}
 	<-slow // whatever it got: its worker lied
 }
+
+// The socket's deadline is shared by the requests a worker serves in turn.
+// A caller that gives up just as its answer arrives has its cancellation
+// run on another goroutine, which may set the deadline in the past after
+// the request has ended and the one queued behind it has set its own: that
+// request, which nobody cancelled, then failed with ErrDeadline and its
+// worker was killed. The hook holds the cancellation back to make that
+// interleaving certain.
+func TestPipelinedRequestSurvivesALateCancel(t *testing.T) {
+	release := make(chan struct{})
+	testHookCancel = func() { <-release }
+	t.Cleanup(func() { testHookCancel = nil })
+	host := newCounter()
+	p := newTestPool(t, Config{Size: 1, Handler: HandlerDelay, Host: host, Pipeline: true, PipelineStall: testutil.Scale(10 * time.Second)})
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan result, 1)
+	go func() {
+		out, err := p.Do(ctx, "fn", []byte("300 first"))
+		first <- result{out, err}
+	}()
+	waitBusy(t, p, 1)
+	second := doAsync(p, "400 second")
+	for p.Stats().Pipelined == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel() // its cancellation is held by the hook, as by a busy scheduler
+	if r := <-first; r.err != nil || string(r.out) != "first" {
+		t.Fatalf("first request: %q, %v", r.out, r.err)
+	}
+	time.Sleep(testutil.Scale(50 * time.Millisecond)) // the second has its turn
+	close(release)
+	if r := <-second; r.err != nil || string(r.out) != "second" {
+		t.Fatalf("second request, which nobody cancelled: %q, %v", r.out, r.err)
+	}
+	if st := p.Stats(); st.Replaced != 0 {
+		t.Fatalf("stats %+v: a worker was replaced", st)
+	}
+}

@@ -315,10 +315,19 @@ func (p *Pool) settleTurn(q *queued) (again bool, err error) {
 	return true, nil
 }
 
+// testHookCancel, if set, runs first when a request's context is done
+// during its exchange (tests: a late cancellation).
+var testHookCancel func()
+
 func (p *Pool) roundTrip(ctx context.Context, w *worker, id uint64, send bool, sent func(), function string, req []byte, deadline time.Time, extend func(string) time.Duration) ([]byte, error) {
 	w.sock.SetDeadline(deadline)
 	// A caller that gives up early stops the exchange at once.
-	stop := context.AfterFunc(ctx, func() { w.sock.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() {
+		if testHookCancel != nil {
+			testHookCancel()
+		}
+		w.sock.SetDeadline(time.Unix(1, 0))
+	})
 	defer stop()
 	defer w.sock.SetDeadline(time.Time{})
 	if send {
