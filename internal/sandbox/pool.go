@@ -321,15 +321,29 @@ var testHookCancel func()
 
 func (p *Pool) roundTrip(ctx context.Context, w *worker, id uint64, send bool, sent func(), function string, req []byte, deadline time.Time, extend func(string) time.Duration) ([]byte, error) {
 	w.sock.SetDeadline(deadline)
-	// A caller that gives up early stops the exchange at once.
+	// A caller that gives up early stops the exchange at once. The
+	// socket's deadline is the next request's once this one is over, and
+	// stop does not wait for a cancellation already running: over, under
+	// dmu, keeps a late one from reaching the next request.
+	var dmu sync.Mutex
+	over := false
 	stop := context.AfterFunc(ctx, func() {
 		if testHookCancel != nil {
 			testHookCancel()
 		}
-		w.sock.SetDeadline(time.Unix(1, 0))
+		dmu.Lock()
+		defer dmu.Unlock()
+		if !over {
+			w.sock.SetDeadline(time.Unix(1, 0))
+		}
 	})
-	defer stop()
-	defer w.sock.SetDeadline(time.Time{})
+	defer func() {
+		stop()
+		dmu.Lock()
+		over = true
+		dmu.Unlock()
+		w.sock.SetDeadline(time.Time{})
+	}()
 	if send {
 		w.wmu.Lock()
 		err := w.conn.write(frame{typ: msgRequest, id: id, payload: encodeRequest(int64(time.Until(deadline)), req)})
@@ -370,7 +384,12 @@ func (p *Pool) roundTrip(ctx context.Context, w *worker, id uint64, send bool, s
 				if d := extend(op); d > 0 {
 					extend = nil
 					deadline = deadline.Add(d)
-					w.sock.SetDeadline(deadline)
+					// Not over a cancellation already made.
+					dmu.Lock()
+					if ctx.Err() == nil {
+						w.sock.SetDeadline(deadline)
+					}
+					dmu.Unlock()
 				}
 			}
 		default:
