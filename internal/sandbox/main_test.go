@@ -11,7 +11,9 @@ import (
 // `aegis sandbox-worker` (Config.Executable defaults to /proc/self/exe).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == WorkerSubcommand {
-		WorkerMain(BuiltinHandlers())
+		handlers := BuiltinHandlers()
+		handlers[handlerAnswerExit] = HandlerFunc(answerExit)
+		WorkerMain(handlers)
 	}
 	os.Exit(m.Run())
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,50 @@ func TestPipelinedRequestSurvivesALateCancel(t *testing.T) {
 	}
 	if st := p.Stats(); st.Replaced != 0 {
 		t.Fatalf("stats %+v: a worker was replaced", st)
+	}
+}
+
+// handlerAnswerExit is HandlerDelay, except that "MS TOKEN answer-exit"
+// writes its answer itself and dies at once, before reading anything more:
+// a worker that dies between answering a request and starting the one
+// queued behind it (test binary only).
+const handlerAnswerExit = "answer-exit"
+
+func answerExit(ctx context.Context, req []byte, host HostCaller) ([]byte, error) {
+	f := strings.Fields(string(req))
+	if len(f) != 3 || f[2] != "answer-exit" {
+		return delay(ctx, req, host)
+	}
+	if _, err := delay(ctx, []byte(f[0]+" "+f[1]), host); err != nil {
+		return nil, err
+	}
+	hc := host.(*hostCaller)
+	hc.conn.write(frame{typ: msgResponse, id: hc.id, payload: []byte(f[1])})
+	os.Exit(3)
+	return nil, nil
+}
+
+// A worker that dies after answering the request in flight, before it
+// starts the one queued behind it: that request never ran, so it goes to
+// another worker (docs/SANDBOX.md, "A request whose worker dies before
+// starting it goes to another worker"), instead of failing with
+// ErrWorkerCrashed once it has its turn.
+func TestPipelinedRequestOutlivesAWorkerDyingAfterItsAnswer(t *testing.T) {
+	host := newCounter()
+	p := newTestPool(t, Config{Size: 1, Handler: handlerAnswerExit, Host: host, Pipeline: true, PipelineStall: testutil.Scale(10 * time.Second)})
+	first := doAsync(p, "300 first answer-exit")
+	waitBusy(t, p, 1)
+	second := doAsync(p, "0 second")
+	if r := <-first; r.err != nil || string(r.out) != "first" {
+		t.Fatalf("first request: %q, %v", r.out, r.err)
+	}
+	if st := p.Stats(); st.Pipelined != 1 {
+		t.Fatalf("stats %+v: the second request was not queued", st)
+	}
+	if r := <-second; r.err != nil || string(r.out) != "second" {
+		t.Fatalf("second request, which its first worker never started: %q, %v", r.out, r.err)
+	}
+	if n := host.get("second"); n != 1 {
+		t.Fatalf("the second request ran %d times", n)
 	}
 }
