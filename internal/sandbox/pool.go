@@ -110,7 +110,14 @@ type worker struct {
 	queued  *queued // the request sent behind current, waiting for its turn
 	stalled bool    // a request gave up waiting behind current
 	retired bool
+	// unstarted is current when the worker was retired before it started
+	// it (its claim withdrawn then): it may run elsewhere.
+	unstarted uint64
 }
+
+// errNotStarted is why a request is sent again: its worker was retired
+// before starting it.
+var errNotStarted = errors.New("worker retired before starting the request")
 
 // NewPool starts cfg.Size workers and returns once all are ready.
 func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
@@ -199,7 +206,12 @@ func (p *Pool) DoExchange(ctx context.Context, function string, req []byte, ex E
 		if ex.Timeout > 0 {
 			deadline = time.Now().Add(ex.Timeout)
 		}
-		return p.exchange(ctx, w, id, q == nil, sent, function, req, deadline, ex)
+		out, err := p.exchange(ctx, w, id, q == nil, sent, function, req, deadline, ex)
+		if errors.Is(err, errNotStarted) {
+			pipeline = false
+			continue
+		}
+		return out, err
 	}
 }
 
@@ -218,6 +230,16 @@ func (p *Pool) exchange(ctx context.Context, w *worker, id uint64, send bool, se
 	var he *HandlerError
 	if err != nil && !errors.As(err, &he) {
 		p.retireWorker(w, err)
+		if errors.Is(err, ErrWorkerCrashed) {
+			// It died before starting it (after answering the request
+			// before it, say): the request may go to another worker.
+			p.mu.Lock()
+			unstarted := w.unstarted == id
+			p.mu.Unlock()
+			if unstarted {
+				return nil, fmt.Errorf("%w: %w", errNotStarted, err)
+			}
+		}
 		return nil, err
 	}
 	if ex.Once {
@@ -637,6 +659,10 @@ func (p *Pool) retireWorker(w *worker, cause error) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		w.retired = true
+		// Dead now: a claim it did not make, it never will.
+		if w.busy && w.current != 0 && w.claims.withdraw(w.current) {
+			w.unstarted = w.current
+		}
 		w.abandonQueued()
 		w.claims.unmap()
 		delete(p.workers, w)
