@@ -193,3 +193,39 @@ func TestPipelinedRequestOutlivesAWorkerDyingAfterItsAnswer(t *testing.T) {
 		t.Fatalf("the second request ran %d times", n)
 	}
 }
+
+// A worker recycled after its answer was read, before it is handed on (here
+// from Accept), went back to the idle ones although retired: its
+// replacement then waited for room there, and Close, which waits for
+// replacements, never returned.
+func TestPipelinedRecycleBeforeTheTurnPassesThenClose(t *testing.T) {
+	host := newCounter()
+	p := newTestPool(t, Config{Size: 1, Handler: HandlerDelay, Host: host, Pipeline: true})
+	pid := p.Reports()[0].PID
+	_, err := p.DoExchange(context.Background(), "fn", []byte("0 first"), Exchange{
+		Accept: func([]byte) error {
+			if !p.Recycle(pid) {
+				t.Error("no worker to recycle")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := time.Now().Add(testutil.Scale(10 * time.Second))
+	for p.Stats().Started < 2 || len(p.Reports()) < 1 || p.Reports()[0].PID == 0 {
+		if time.Now().After(limit) {
+			t.Fatal("no replacement started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(testutil.Scale(100 * time.Millisecond)) // the replacement is ready
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(testutil.Scale(10 * time.Second)):
+		t.Fatal("Close did not return")
+	}
+}
