@@ -260,7 +260,13 @@ func (p *Pool) passTurn(w *worker) {
 		return
 	}
 	w.busy, w.stalled = false, false
+	retired := w.retired
 	p.mu.Unlock()
+	if retired {
+		// Recycled meanwhile: its replacement takes its place in idle,
+		// which has room for Size workers only.
+		return
+	}
 	p.idle <- w
 }
 

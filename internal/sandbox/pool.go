@@ -698,7 +698,10 @@ func (p *Pool) replace() {
 	for {
 		w, err := p.spawn(context.Background())
 		if err == nil {
-			p.idle <- w
+			select {
+			case p.idle <- w:
+			case <-p.done: // Close retires it
+			}
 			return
 		}
 		if errors.Is(err, ErrPoolClosed) {
