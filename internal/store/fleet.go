@@ -41,19 +41,29 @@ func (f FleetState) Cursor() (change.Cursor, error) {
 	return cur, err
 }
 
-// Applied returns what was last applied for key.
-func (f FleetState) Applied(key string) (change.Applied, bool, error) {
-	var a change.Applied
-	var ok bool
-	err := f.s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketFleetApplied).Get([]byte(key))
-		if v == nil {
-			return nil
+// Applied returns what was last applied for each of keys, in order, read
+// in one transaction; found[i] is false for a key never applied.
+func (f FleetState) Applied(keys []string) (applied []change.Applied, found []bool, err error) {
+	applied, found = make([]change.Applied, len(keys)), make([]bool, len(keys))
+	err = f.s.db.View(func(tx *bolt.Tx) error {
+		// One cursor for every key: its stack is allocated once.
+		c := tx.Bucket(bucketFleetApplied).Cursor()
+		for i, key := range keys {
+			k, v := c.Seek([]byte(key))
+			if k == nil || string(k) != key {
+				continue
+			}
+			if err := json.Unmarshal(v, &applied[i]); err != nil {
+				return fmt.Errorf("fleet state %q: %w", key, err)
+			}
+			found[i] = true
 		}
-		ok = true
-		return json.Unmarshal(v, &a)
+		return nil
 	})
-	return a, ok, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return applied, found, nil
 }
 
 // Live returns the keys whose last applied change is a put, with its
@@ -79,20 +89,31 @@ func (f FleetState) Live() (map[string]int64, error) {
 // transaction.
 func (f FleetState) Commit(applied []change.Change, cur change.Cursor) error {
 	return f.s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketFleetApplied)
-		for _, c := range applied {
-			v, err := json.Marshal(change.AppliedOf(c))
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(c.Key), v); err != nil {
-				return err
-			}
-		}
-		v, err := json.Marshal(cur)
+		return putFleetCommit(tx, FleetCommit{Applied: applied, Cursor: cur})
+	})
+}
+
+// FleetCommit is what the follower saves after a batch (FleetState.Commit's
+// arguments): the changes it decided and its new cursor.
+type FleetCommit struct {
+	Applied []change.Change
+	Cursor  change.Cursor
+}
+
+func putFleetCommit(tx *bolt.Tx, fc FleetCommit) error {
+	b := tx.Bucket(bucketFleetApplied)
+	for _, c := range fc.Applied {
+		v, err := json.Marshal(change.AppliedOf(c))
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketFleet).Put(fleetCursorKey, v)
-	})
+		if err := b.Put([]byte(c.Key), v); err != nil {
+			return err
+		}
+	}
+	v, err := json.Marshal(fc.Cursor)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketFleet).Put(fleetCursorKey, v)
 }

@@ -477,6 +477,18 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 	index := make(map[string]int, len(entries))
 	var ignored uint64
 	verdicts := verifyAll(f.o.Verifier, entries, now)
+	// What was applied before, for every verified record, in one read.
+	keys := make([]string, 0, len(entries))
+	for i, e := range entries {
+		if e.Operation() == jetstream.KeyValuePut && verdicts[i].err == nil {
+			keys = append(keys, verdicts[i].c.Key)
+		}
+	}
+	prevs, found, err := f.o.State.Applied(keys)
+	if err != nil {
+		return fmt.Errorf("reading fleet state: %w", err)
+	}
+	next := 0 // the next of keys
 	for i, e := range entries {
 		s.seq = max(s.seq, e.Revision())
 		if e.Operation() != jetstream.KeyValuePut {
@@ -493,13 +505,11 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 			s.refuse(e.Key(), err)
 			continue
 		}
+		prev, ok := prevs[next], found[next]
+		next++
 		if i, ok := index[c.Key]; ok && !change.Newer(c, out[i]) {
 			ignored++
 			continue
-		}
-		prev, ok, err := f.o.State.Applied(c.Key)
-		if err != nil {
-			return fmt.Errorf("reading fleet state for %s: %w", c.Key, err)
 		}
 		if ok && c.IssuedAt <= prev.IssuedAt {
 			ignored++ // a replay or an older change: no-op
@@ -541,13 +551,19 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 
 func (s *run) apply(changes []change.Change, cur Cursor, ignored uint64) error {
 	f := s.f
-	if len(changes) > 0 {
-		if err := f.o.Applier.Apply(s.ctx, changes); err != nil {
+	if c, ok := f.o.Applier.(Committer); ok && len(changes) > 0 {
+		if err := c.ApplyCommit(s.ctx, changes, cur); err != nil {
 			return fmt.Errorf("applying %d fleet changes: %w", len(changes), err)
 		}
-	}
-	if err := f.o.State.Commit(changes, cur); err != nil {
-		return fmt.Errorf("saving fleet state: %w", err)
+	} else {
+		if len(changes) > 0 {
+			if err := f.o.Applier.Apply(s.ctx, changes); err != nil {
+				return fmt.Errorf("applying %d fleet changes: %w", len(changes), err)
+			}
+		}
+		if err := f.o.State.Commit(changes, cur); err != nil {
+			return fmt.Errorf("saving fleet state: %w", err)
+		}
 	}
 	f.mu.Lock()
 	f.st.Cursor = cur
