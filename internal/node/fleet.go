@@ -277,22 +277,43 @@ func (a fleetApplier) ApplyCommit(ctx context.Context, changes []fleetchange.Cha
 
 func (a fleetApplier) apply(ctx context.Context, changes []fleetchange.Change, fc *store.FleetCommit) error {
 	n := a.n
-	puts := map[listBatch][]fleetchange.Change{}
-	dels := map[listBatch][]fleetchange.Change{}
+	// Group the list changes, sizing each group's slices first: an import
+	// is a hundred thousand of them.
+	type group struct {
+		nPuts, nDels int
+		puts, dels   []fleetchange.Change
+	}
+	groups := map[listBatch]*group{}
 	var order []listBatch
-	seen := map[listBatch]bool{}
+	for _, c := range changes {
+		if c.Kind != fleetchange.KindList {
+			continue
+		}
+		b := listBatch{lists.List(c.List), signerOf(c)}
+		g := groups[b]
+		if g == nil {
+			g = &group{}
+			groups[b] = g
+			order = append(order, b)
+		}
+		if c.Op == fleetchange.OpDelete {
+			g.nDels++
+		} else {
+			g.nPuts++
+		}
+	}
+	for _, g := range groups {
+		g.puts = make([]fleetchange.Change, 0, g.nPuts)
+		g.dels = make([]fleetchange.Change, 0, g.nDels)
+	}
 	for _, c := range changes {
 		switch c.Kind {
 		case fleetchange.KindList:
-			b := listBatch{lists.List(c.List), signerOf(c)}
-			if !seen[b] {
-				seen[b] = true
-				order = append(order, b)
-			}
+			g := groups[listBatch{lists.List(c.List), signerOf(c)}]
 			if c.Op == fleetchange.OpDelete {
-				dels[b] = append(dels[b], c)
+				g.dels = append(g.dels, c)
 			} else {
-				puts[b] = append(puts[b], c)
+				g.puts = append(g.puts, c)
 			}
 		case fleetchange.KindRate:
 			if err := n.applyFleetRate(c); err != nil {
@@ -309,7 +330,7 @@ func (a fleetApplier) apply(ctx context.Context, changes []fleetchange.Change, f
 		if i == len(order)-1 {
 			last = fc
 		}
-		saved, err := n.applyFleetList(b, puts[b], dels[b], last)
+		saved, err := n.applyFleetList(b, groups[b].puts, groups[b].dels, last)
 		if err != nil {
 			return err
 		}
@@ -376,8 +397,8 @@ func (n *Node) applyFleetList(b listBatch, puts, dels []fleetchange.Change, fc *
 	if len(puts) == 0 {
 		return saved, nil
 	}
-	var adds []store.Entry
-	var targets []netip.Prefix
+	adds := make([]store.Entry, 0, len(puts))
+	targets := make([]netip.Prefix, 0, len(puts))
 	var have lists.Count
 	if have.V4, have.V6, err = n.store.Count(b.list); err != nil {
 		return false, err

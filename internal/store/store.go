@@ -254,9 +254,14 @@ func (s *Store) GetMany(keys []Key) (map[netip.Prefix]Entry, error) {
 		norm[i] = n
 	}
 	out := map[netip.Prefix]Entry{}
+	if len(norm) == 0 {
+		return out, nil
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
+		lw := listWriter{b: tx.Bucket([]byte(norm[0].List))}
+		lw.c = lw.b.Cursor()
 		for _, k := range norm {
-			v := tx.Bucket([]byte(k.List)).Get(encodeKey(k.Prefix))
+			v := lw.get(encodeKey(k.Prefix))
 			if v == nil {
 				continue
 			}
@@ -472,6 +477,34 @@ type writer struct {
 	expiry *bolt.Bucket
 	lastID uint64
 	counts map[string]int64
+	lists  [2]listWriter // by listID
+}
+
+// listWriter is a list's bucket in a writer's transaction, with one
+// cursor for every lookup (its search stack is allocated once).
+type listWriter struct {
+	b *bolt.Bucket
+	c *bolt.Cursor
+}
+
+// list returns l's bucket in the transaction.
+func (w *writer) list(l List) *listWriter {
+	lw := &w.lists[listID(l)]
+	if lw.b == nil {
+		lw.b = w.tx.Bucket([]byte(l))
+		lw.c = lw.b.Cursor()
+	}
+	return lw
+}
+
+// get returns the value under key, or nil. The cursor is positioned anew
+// for every lookup, so writes between lookups do not invalidate it.
+func (lw *listWriter) get(key []byte) []byte {
+	k, v := lw.c.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
 }
 
 func newWriter(tx *bolt.Tx) *writer {
@@ -484,9 +517,10 @@ func newWriter(tx *bolt.Tx) *writer {
 }
 
 func (w *writer) remove(k Key) error {
-	b := w.tx.Bucket([]byte(k.List))
+	lw := w.list(k.List)
+	b := lw.b
 	key := encodeKey(k.Prefix)
-	v := b.Get(key)
+	v := lw.get(key)
 	if v == nil {
 		return nil
 	}
@@ -507,9 +541,10 @@ func (w *writer) remove(k Key) error {
 }
 
 func (w *writer) put(e *Entry, now time.Time) error {
-	b := w.tx.Bucket([]byte(e.List))
+	lw := w.list(e.List)
+	b := lw.b
 	key := encodeKey(e.Prefix)
-	if v := b.Get(key); v != nil {
+	if v := lw.get(key); v != nil {
 		var old Entry
 		if err := json.Unmarshal(v, &old); err != nil {
 			return fmt.Errorf("decoding %s %s: %w", e.List, e.Prefix, err)
