@@ -53,7 +53,7 @@ func (f FleetState) Applied(keys []string) (applied []change.Applied, found []bo
 			if k == nil || string(k) != key {
 				continue
 			}
-			if err := json.Unmarshal(v, &applied[i]); err != nil {
+			if err := decodeApplied(v, &applied[i]); err != nil {
 				return fmt.Errorf("fleet state %q: %w", key, err)
 			}
 			found[i] = true
@@ -73,7 +73,7 @@ func (f FleetState) Live() (map[string]int64, error) {
 	err := f.s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFleetApplied).ForEach(func(k, v []byte) error {
 			var a change.Applied
-			if err := json.Unmarshal(v, &a); err != nil {
+			if err := decodeApplied(v, &a); err != nil {
 				return fmt.Errorf("fleet state %q: %w", k, err)
 			}
 			if !a.Deleted {
@@ -102,12 +102,19 @@ type FleetCommit struct {
 
 func putFleetCommit(tx *bolt.Tx, fc FleetCommit) error {
 	b := tx.Bucket(bucketFleetApplied)
+	// bbolt keeps keys and values until the transaction ends: they share
+	// one buffer, never reused.
+	size := 0
 	for _, c := range fc.Applied {
-		v, err := json.Marshal(change.AppliedOf(c))
-		if err != nil {
-			return err
-		}
-		if err := b.Put([]byte(c.Key), v); err != nil {
+		size += len(c.Key) + appliedLen
+	}
+	buf := make([]byte, 0, size)
+	for _, c := range fc.Applied {
+		at := len(buf)
+		buf = append(buf, c.Key...)
+		key := buf[at:len(buf):len(buf)]
+		buf = appendApplied(buf, change.AppliedOf(c))
+		if err := b.Put(key, buf[at+len(key):len(buf):len(buf)]); err != nil {
 			return err
 		}
 	}

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -21,7 +20,11 @@ import (
 const FileName = "state.db"
 
 // schemaVersion is the on-disk layout version recorded in the meta bucket.
-const schemaVersion = 1
+// Version 2 stores entries and the fleet follower's memory in a binary
+// form (codec.go) where version 1 stored JSON; Open raises a version 1
+// store to 2, whose values it still reads, and an older aegis refuses a
+// version 2 store instead of misreading it.
+const schemaVersion = 2
 
 // ErrLocked is returned (wrapped) by Open when another process holds the
 // database.
@@ -135,10 +138,10 @@ func Open(dir string) (*Store, error) {
 		}
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get(metaSchema); {
-		case v == nil:
+		case v == nil, len(v) == 8 && binary.BigEndian.Uint64(v) == 1:
 			return meta.Put(metaSchema, u64(schemaVersion))
 		case len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion:
-			return fmt.Errorf("unsupported schema version %x", v)
+			return fmt.Errorf("unsupported schema version %x (this aegis reads 1 and %d)", v, schemaVersion)
 		}
 		return nil
 	})
@@ -266,7 +269,7 @@ func (s *Store) GetMany(keys []Key) (map[netip.Prefix]Entry, error) {
 				continue
 			}
 			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := decodeEntry(v, &e); err != nil {
 				return fmt.Errorf("%s %s: %w", k.List, k.Prefix, err)
 			}
 			out[k.Prefix] = e
@@ -325,7 +328,7 @@ func appendList(out []Entry, tx *bolt.Tx, l List) ([]Entry, error) {
 	}
 	err := b.ForEach(func(_, v []byte) error {
 		var e Entry
-		if err := json.Unmarshal(v, &e); err != nil {
+		if err := decodeEntry(v, &e); err != nil {
 			return err
 		}
 		out = append(out, e)
@@ -370,7 +373,7 @@ func (s *Store) Expired(now time.Time) ([]Entry, error) {
 				return fmt.Errorf("expiry index key %x has no entry", k)
 			}
 			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := decodeEntry(v, &e); err != nil {
 				return err
 			}
 			out = append(out, e)
@@ -478,6 +481,20 @@ type writer struct {
 	lastID uint64
 	counts map[string]int64
 	lists  [2]listWriter // by listID
+	arena  []byte
+}
+
+// alloc returns an empty slice with room for n bytes, carved from a
+// larger buffer: bbolt keeps the keys and values it is given until the
+// transaction ends, so they cannot share a reused buffer, but they can
+// share a few large allocations.
+func (w *writer) alloc(n int) []byte {
+	if cap(w.arena)-len(w.arena) < n {
+		w.arena = make([]byte, 0, max(n, 64<<10))
+	}
+	b := w.arena[len(w.arena) : len(w.arena) : len(w.arena)+n]
+	w.arena = w.arena[:len(w.arena)+n]
+	return b
 }
 
 // listWriter is a list's bucket in a writer's transaction, with one
@@ -525,7 +542,7 @@ func (w *writer) remove(k Key) error {
 		return nil
 	}
 	var old Entry
-	if err := json.Unmarshal(v, &old); err != nil {
+	if err := decodeEntry(v, &old); err != nil {
 		return fmt.Errorf("decoding %s %s: %w", k.List, k.Prefix, err)
 	}
 	if !old.Expires.IsZero() {
@@ -543,10 +560,10 @@ func (w *writer) remove(k Key) error {
 func (w *writer) put(e *Entry, now time.Time) error {
 	lw := w.list(e.List)
 	b := lw.b
-	key := encodeKey(e.Prefix)
+	key := appendKey(w.alloc(keyLen), e.Prefix)
 	if v := lw.get(key); v != nil {
 		var old Entry
-		if err := json.Unmarshal(v, &old); err != nil {
+		if err := decodeEntry(v, &old); err != nil {
 			return fmt.Errorf("decoding %s %s: %w", e.List, e.Prefix, err)
 		}
 		e.RuleID, e.Created = old.RuleID, old.Created
@@ -576,11 +593,7 @@ func (w *writer) put(e *Entry, now time.Time) error {
 			return err
 		}
 	}
-	v, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encoding %s %s: %w", e.List, e.Prefix, err)
-	}
-	return b.Put(key, v)
+	return b.Put(key, appendEntry(w.alloc(entrySize(e)), e))
 }
 
 func (w *writer) flush() error {
@@ -607,19 +620,7 @@ const keyLen = 18
 // encodeKey encodes a masked prefix so that byte order is IPv4 before
 // IPv6, then address, then prefix length.
 func encodeKey(p netip.Prefix) []byte {
-	k := make([]byte, keyLen)
-	a := p.Addr()
-	if a.Is4() {
-		k[0] = 4
-		a4 := a.As4()
-		copy(k[1:], a4[:])
-	} else {
-		k[0] = 6
-		a16 := a.As16()
-		copy(k[1:], a16[:])
-	}
-	k[17] = byte(p.Bits())
-	return k
+	return appendKey(make([]byte, 0, keyLen), p)
 }
 
 // expiryStamp encodes t as 8 bytes that sort in time order.
