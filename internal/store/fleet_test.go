@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"testing"
@@ -104,5 +105,35 @@ func TestApplyFleetIsOneTransaction(t *testing.T) {
 		if _, ok, _ := s.Get(Key{List: Blocklist, Prefix: pfx("192.0.2.3")}); ok {
 			t.Errorf("%s: an entry of the failed transaction was written", tc.name)
 		}
+	}
+}
+
+// BenchmarkFleetCommit saves the follower's state for an import of
+// 100,000 blocklist entries in the follower's batches of 4,096.
+func BenchmarkFleetCommit(b *testing.B) {
+	var batches [][]change.Change
+	for i := 0; i < 100_000; i += 4096 {
+		var batch []change.Change
+		for j := i; j < min(i+4096, 100_000); j++ {
+			batch = append(batch, change.Change{Op: change.OpPut, IssuedAt: int64(j + 1),
+				Key: fmt.Sprintf("list.block.10-%d-%d-%d_32", j>>16, j>>8&255, j&255)})
+		}
+		batches = append(batches, batch)
+	}
+	for b.Loop() {
+		b.StopTimer()
+		s, err := Open(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		for i, batch := range batches {
+			if err := s.Fleet().Commit(batch, change.Cursor{Epoch: "e", Seq: uint64(i)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
 	}
 }
