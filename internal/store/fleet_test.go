@@ -120,20 +120,12 @@ func BenchmarkFleetCommit(b *testing.B) {
 		}
 		batches = append(batches, batch)
 	}
-	for b.Loop() {
-		b.StopTimer()
-		s, err := Open(b.TempDir())
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
+	benchFreshStores(b, func(s *Store) error {
 		for i, batch := range batches {
 			if err := s.Fleet().Commit(batch, change.Cursor{Epoch: "e", Seq: uint64(i)}); err != nil {
-				b.Fatal(err)
+				return err
 			}
 		}
-		b.StopTimer()
-		s.Close()
-		b.StartTimer()
-	}
+		return nil
+	})
 }
