@@ -151,10 +151,13 @@ func Decode(data []byte) (Envelope, error) {
 		if w.Batch.Size == 0 || w.Batch.Size > MaxBatch || w.Batch.Index >= w.Batch.Size {
 			return Envelope{}, malformed("batch index %d of size %d", w.Batch.Index, w.Batch.Size)
 		}
-		if len(w.Batch.Path) > maxPathLen {
-			return Envelope{}, malformed("batch proof of %d hashes", len(w.Batch.Path))
+		if n := max(len(w.Batch.Path), len(w.Batch.hashes)); n > maxPathLen {
+			return Envelope{}, malformed("batch proof of %d hashes", n)
 		}
 		env.Batch = &Batch{Index: w.Batch.Index, Size: w.Batch.Size}
+		if len(w.Batch.hashes) > 0 {
+			env.Batch.Path = w.Batch.hashes
+		}
 		if len(w.Batch.Path) > 0 {
 			env.Batch.Path = make([][sha256.Size]byte, len(w.Batch.Path))
 		}
