@@ -302,26 +302,39 @@ func (a fleetApplier) apply(ctx context.Context, changes []fleetchange.Change, f
 			g.nPuts++
 		}
 	}
-	for _, g := range groups {
-		g.puts = make([]fleetchange.Change, 0, g.nPuts)
-		g.dels = make([]fleetchange.Change, 0, g.nDels)
+	// One group holding the whole batch (an import): its puts, or its
+	// deletes, are the batch itself.
+	whole := false
+	if len(order) == 1 {
+		switch g := groups[order[0]]; len(changes) {
+		case g.nPuts:
+			g.puts, whole = changes, true
+		case g.nDels:
+			g.dels, whole = changes, true
+		}
 	}
-	for _, c := range changes {
-		switch c.Kind {
-		case fleetchange.KindList:
-			g := groups[listBatch{lists.List(c.List), signerOf(c)}]
-			if c.Op == fleetchange.OpDelete {
-				g.dels = append(g.dels, c)
-			} else {
-				g.puts = append(g.puts, c)
-			}
-		case fleetchange.KindRate:
-			if err := n.applyFleetRate(c); err != nil {
-				return err
-			}
-		case fleetchange.KindFunction:
-			if err := n.applyFleetFunction(ctx, c); err != nil {
-				return err
+	if !whole {
+		for _, g := range groups {
+			g.puts = make([]fleetchange.Change, 0, g.nPuts)
+			g.dels = make([]fleetchange.Change, 0, g.nDels)
+		}
+		for _, c := range changes {
+			switch c.Kind {
+			case fleetchange.KindList:
+				g := groups[listBatch{lists.List(c.List), signerOf(c)}]
+				if c.Op == fleetchange.OpDelete {
+					g.dels = append(g.dels, c)
+				} else {
+					g.puts = append(g.puts, c)
+				}
+			case fleetchange.KindRate:
+				if err := n.applyFleetRate(c); err != nil {
+					return err
+				}
+			case fleetchange.KindFunction:
+				if err := n.applyFleetFunction(ctx, c); err != nil {
+					return err
+				}
 			}
 		}
 	}
