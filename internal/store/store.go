@@ -261,7 +261,7 @@ func (s *Store) GetMany(keys []Key) (map[netip.Prefix]Entry, error) {
 		return out, nil
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		lw := listWriter{b: tx.Bucket([]byte(norm[0].List))}
+		lw := listBucket{b: tx.Bucket([]byte(norm[0].List))}
 		lw.c = lw.b.Cursor()
 		for _, k := range norm {
 			v := lw.get(encodeKey(k.Prefix))
@@ -480,7 +480,7 @@ type writer struct {
 	expiry *bolt.Bucket
 	lastID uint64
 	counts map[string]int64
-	lists  [2]listWriter // by listID
+	lists  [2]listBucket // by listID
 	arena  []byte
 }
 
@@ -497,15 +497,15 @@ func (w *writer) alloc(n int) []byte {
 	return b
 }
 
-// listWriter is a list's bucket in a writer's transaction, with one
-// cursor for every lookup (its search stack is allocated once).
-type listWriter struct {
+// listBucket is a list's bucket in a transaction, with one cursor for
+// every lookup (its search stack is allocated once).
+type listBucket struct {
 	b *bolt.Bucket
 	c *bolt.Cursor
 }
 
 // list returns l's bucket in the transaction.
-func (w *writer) list(l List) *listWriter {
+func (w *writer) list(l List) *listBucket {
 	lw := &w.lists[listID(l)]
 	if lw.b == nil {
 		lw.b = w.tx.Bucket([]byte(l))
@@ -516,7 +516,7 @@ func (w *writer) list(l List) *listWriter {
 
 // get returns the value under key, or nil. The cursor is positioned anew
 // for every lookup, so writes between lookups do not invalidate it.
-func (lw *listWriter) get(key []byte) []byte {
+func (lw *listBucket) get(key []byte) []byte {
 	k, v := lw.c.Seek(key)
 	if !bytes.Equal(k, key) {
 		return nil
