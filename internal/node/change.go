@@ -56,12 +56,18 @@ func (n *Node) commit(c change) (uint64, error) {
 // commitList is commit for a change to a list: put and remove are the
 // store's upserts and removals, and the kernel gets the same by exact key.
 // lift are automatic blocks to lift: they live in the kernel alone, so
-// lifting one is no store change, and a failure is the request's.
-func (n *Node) commitList(l lists.List, put []store.Entry, remove []store.Key, lift []netip.Prefix, ev audit.Event) ([]store.Entry, error) {
+// lifting one is no store change, and a failure is the request's. fleet,
+// if set, is the fleet follower's state, saved in the same transaction.
+func (n *Node) commitList(l lists.List, put []store.Entry, remove []store.Key, lift []netip.Prefix,
+	fleet *store.FleetCommit, ev audit.Event) ([]store.Entry, error) {
 	var stored []store.Entry
 	seq, err := n.commit(change{event: ev, copy: string(l),
 		persist: func() (err error) {
-			stored, err = n.store.Apply(put, remove)
+			if fleet != nil {
+				stored, err = n.store.ApplyFleet(put, remove, *fleet)
+			} else {
+				stored, err = n.store.Apply(put, remove)
+			}
 			return err
 		},
 		sync: func() error {

@@ -27,8 +27,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The store keeps the follower's memory.
-var _ follow.State = store.FleetState{}
+// The store keeps the follower's memory, and the node saves it with the
+// entries.
+var (
+	_ follow.State     = store.FleetState{}
+	_ follow.Committer = fleetApplier{}
+)
 
 // fleetAuditPeriod is how often refused fleet changes are written to the
 // audit log: one record per reason and key per period, so forged records
@@ -260,38 +264,95 @@ type listBatch struct {
 // error (the audit log or the store failing) makes the follower resend
 // the whole batch, which is idempotent.
 func (a fleetApplier) Apply(ctx context.Context, changes []fleetchange.Change) error {
+	return a.apply(ctx, changes, nil)
+}
+
+// ApplyCommit implements follow.Committer: the follower's state is saved
+// in the store transaction of the batch's last list change, after every
+// rate and function change of the batch is stored, or on its own when no
+// list change reaches the store.
+func (a fleetApplier) ApplyCommit(ctx context.Context, changes []fleetchange.Change, cur follow.Cursor) error {
+	return a.apply(ctx, changes, &store.FleetCommit{Applied: changes, Cursor: cur})
+}
+
+func (a fleetApplier) apply(ctx context.Context, changes []fleetchange.Change, fc *store.FleetCommit) error {
 	n := a.n
-	puts := map[listBatch][]fleetchange.Change{}
-	dels := map[listBatch][]fleetchange.Change{}
+	// Group the list changes, sizing each group's slices first: an import
+	// is a hundred thousand of them.
+	type group struct {
+		nPuts, nDels int
+		puts, dels   []fleetchange.Change
+	}
+	groups := map[listBatch]*group{}
 	var order []listBatch
-	seen := map[listBatch]bool{}
 	for _, c := range changes {
-		switch c.Kind {
-		case fleetchange.KindList:
-			b := listBatch{lists.List(c.List), signerOf(c)}
-			if !seen[b] {
-				seen[b] = true
-				order = append(order, b)
-			}
-			if c.Op == fleetchange.OpDelete {
-				dels[b] = append(dels[b], c)
-			} else {
-				puts[b] = append(puts[b], c)
-			}
-		case fleetchange.KindRate:
-			if err := n.applyFleetRate(c); err != nil {
-				return err
-			}
-		case fleetchange.KindFunction:
-			if err := n.applyFleetFunction(ctx, c); err != nil {
-				return err
+		if c.Kind != fleetchange.KindList {
+			continue
+		}
+		b := listBatch{lists.List(c.List), signerOf(c)}
+		g := groups[b]
+		if g == nil {
+			g = &group{}
+			groups[b] = g
+			order = append(order, b)
+		}
+		if c.Op == fleetchange.OpDelete {
+			g.nDels++
+		} else {
+			g.nPuts++
+		}
+	}
+	// One group holding the whole batch (an import): its puts, or its
+	// deletes, are the batch itself.
+	whole := false
+	if len(order) == 1 {
+		switch g := groups[order[0]]; len(changes) {
+		case g.nPuts:
+			g.puts, whole = changes, true
+		case g.nDels:
+			g.dels, whole = changes, true
+		}
+	}
+	if !whole {
+		for _, g := range groups {
+			g.puts = make([]fleetchange.Change, 0, g.nPuts)
+			g.dels = make([]fleetchange.Change, 0, g.nDels)
+		}
+		for _, c := range changes {
+			switch c.Kind {
+			case fleetchange.KindList:
+				g := groups[listBatch{lists.List(c.List), signerOf(c)}]
+				if c.Op == fleetchange.OpDelete {
+					g.dels = append(g.dels, c)
+				} else {
+					g.puts = append(g.puts, c)
+				}
+			case fleetchange.KindRate:
+				if err := n.applyFleetRate(c); err != nil {
+					return err
+				}
+			case fleetchange.KindFunction:
+				if err := n.applyFleetFunction(ctx, c); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	for _, b := range order {
-		if err := n.applyFleetList(b, puts[b], dels[b]); err != nil {
+	for i, b := range order {
+		var last *store.FleetCommit
+		if i == len(order)-1 {
+			last = fc
+		}
+		saved, err := n.applyFleetList(b, groups[b].puts, groups[b].dels, last)
+		if err != nil {
 			return err
 		}
+		if saved {
+			fc = nil
+		}
+	}
+	if fc != nil {
+		return n.store.Fleet().Commit(fc.Applied, fc.Cursor)
 	}
 	return nil
 }
@@ -307,8 +368,10 @@ func signerOf(c fleetchange.Change) string {
 	return c.KeyID
 }
 
-// applyFleetList puts and removes one signer's entries on one list.
-func (n *Node) applyFleetList(b listBatch, puts, dels []fleetchange.Change) error {
+// applyFleetList puts and removes one signer's entries on one list. With
+// fc, it saves the follower's state in its last store transaction and
+// reports whether it did (not when nothing reached the store).
+func (n *Node) applyFleetList(b listBatch, puts, dels []fleetchange.Change, fc *store.FleetCommit) (saved bool, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	actor := fleetActor(b.signer)
@@ -319,7 +382,7 @@ func (n *Node) applyFleetList(b listBatch, puts, dels []fleetchange.Change) erro
 		}
 		have, err := n.store.GetMany(keys)
 		if err != nil {
-			return err
+			return false, err
 		}
 		// Only the fleet's own entries are the fleet's to remove.
 		var remove []store.Key
@@ -334,20 +397,24 @@ func (n *Node) applyFleetList(b listBatch, puts, dels []fleetchange.Change) erro
 			ev := mapEvent(audit.OpMapRemove, b.list, targets, actor, func(ts targetSet) any {
 				return removeDetails{targetSet: ts}
 			})
-			if _, err := n.commitList(b.list, nil, remove, nil, ev); err != nil {
-				return err
+			var with *store.FleetCommit
+			if len(puts) == 0 {
+				with = fc
 			}
+			if _, err := n.commitList(b.list, nil, remove, nil, with, ev); err != nil {
+				return false, err
+			}
+			saved = with != nil
 		}
 	}
 	if len(puts) == 0 {
-		return nil
+		return saved, nil
 	}
-	var adds []store.Entry
-	var targets []netip.Prefix
+	adds := make([]store.Entry, 0, len(puts))
+	targets := make([]netip.Prefix, 0, len(puts))
 	var have lists.Count
-	var err error
 	if have.V4, have.V6, err = n.store.Count(b.list); err != nil {
-		return err
+		return false, err
 	}
 	keys := make([]store.Key, len(puts))
 	for i, c := range puts {
@@ -355,7 +422,7 @@ func (n *Node) applyFleetList(b listBatch, puts, dels []fleetchange.Change) erro
 	}
 	previous, err := n.store.GetMany(keys)
 	if err != nil {
-		return err
+		return false, err
 	}
 	limit := n.capacity(b.list)
 	now := time.Now()
@@ -388,14 +455,16 @@ func (n *Node) applyFleetList(b listBatch, puts, dels []fleetchange.Change) erro
 		targets = append(targets, c.Prefix)
 	}
 	if len(adds) == 0 {
-		return nil
+		return false, nil
 	}
 	ttl := "absolute"
 	ev := mapEvent(audit.OpMapAdd, b.list, targets, actor, func(ts targetSet) any {
 		return addDetails{targetSet: ts, TTL: ttl}
 	})
-	_, err = n.commitList(b.list, adds, nil, nil, ev)
-	return err
+	if _, err = n.commitList(b.list, adds, nil, nil, fc, ev); err != nil {
+		return false, err
+	}
+	return fc != nil, nil
 }
 
 // applyFleetRate sets (or, deleted, returns to the configured value) one

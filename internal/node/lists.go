@@ -108,7 +108,7 @@ func (n *Node) Add(req AddRequest) ([]store.Entry, error) {
 			adds[i].Expires = now.Add(req.TTL)
 		}
 	}
-	stored, err := n.commitList(req.List, adds, nil, nil,
+	stored, err := n.commitList(req.List, adds, nil, nil, nil,
 		mapEvent(audit.OpMapAdd, req.List, req.Targets, req.Actor, func(ts targetSet) any {
 			return addDetails{targetSet: ts, TTL: req.TTL.String(), Reason: req.Reason}
 		}))
@@ -180,7 +180,7 @@ func (n *Node) Remove(l lists.List, targets []netip.Prefix, actor Actor) (int, e
 	ev := mapEvent(audit.OpMapRemove, l, targets, actor, func(ts targetSet) any {
 		return removeDetails{targetSet: ts, AutoBlocksLifted: &lifted}
 	})
-	if _, err := n.commitList(l, nil, remove, lift, ev); err != nil {
+	if _, err := n.commitList(l, nil, remove, lift, nil, ev); err != nil {
 		return 0, err
 	}
 	n.log.Info("list entries removed", "list", l, "count", len(remove), "auto_blocks_lifted", len(lift), "actor", actor.String())

@@ -62,7 +62,7 @@ func (n *Node) expireLocked(now time.Time) (int, error) {
 		ev := mapEvent(audit.OpMapRemove, l, ps, Actor{}, func(ts targetSet) any {
 			return removeDetails{targetSet: ts, Expired: true}
 		})
-		if _, err := n.commitList(l, nil, keys, nil, ev); err != nil {
+		if _, err := n.commitList(l, nil, keys, nil, nil, ev); err != nil {
 			return removed, err
 		}
 		removed += len(keys)

@@ -41,19 +41,29 @@ func (f FleetState) Cursor() (change.Cursor, error) {
 	return cur, err
 }
 
-// Applied returns what was last applied for key.
-func (f FleetState) Applied(key string) (change.Applied, bool, error) {
-	var a change.Applied
-	var ok bool
-	err := f.s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketFleetApplied).Get([]byte(key))
-		if v == nil {
-			return nil
+// Applied returns what was last applied for each of keys, in order, read
+// in one transaction; found[i] is false for a key never applied.
+func (f FleetState) Applied(keys []string) (applied []change.Applied, found []bool, err error) {
+	applied, found = make([]change.Applied, len(keys)), make([]bool, len(keys))
+	err = f.s.db.View(func(tx *bolt.Tx) error {
+		// One cursor for every key: its stack is allocated once.
+		c := tx.Bucket(bucketFleetApplied).Cursor()
+		for i, key := range keys {
+			k, v := c.Seek([]byte(key))
+			if k == nil || string(k) != key {
+				continue
+			}
+			if err := decodeApplied(v, &applied[i]); err != nil {
+				return fmt.Errorf("fleet state %q: %w", key, err)
+			}
+			found[i] = true
 		}
-		ok = true
-		return json.Unmarshal(v, &a)
+		return nil
 	})
-	return a, ok, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return applied, found, nil
 }
 
 // Live returns the keys whose last applied change is a put, with its
@@ -63,7 +73,7 @@ func (f FleetState) Live() (map[string]int64, error) {
 	err := f.s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFleetApplied).ForEach(func(k, v []byte) error {
 			var a change.Applied
-			if err := json.Unmarshal(v, &a); err != nil {
+			if err := decodeApplied(v, &a); err != nil {
 				return fmt.Errorf("fleet state %q: %w", k, err)
 			}
 			if !a.Deleted {
@@ -79,20 +89,38 @@ func (f FleetState) Live() (map[string]int64, error) {
 // transaction.
 func (f FleetState) Commit(applied []change.Change, cur change.Cursor) error {
 	return f.s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketFleetApplied)
-		for _, c := range applied {
-			v, err := json.Marshal(change.AppliedOf(c))
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(c.Key), v); err != nil {
-				return err
-			}
-		}
-		v, err := json.Marshal(cur)
-		if err != nil {
+		return putFleetCommit(tx, FleetCommit{Applied: applied, Cursor: cur})
+	})
+}
+
+// FleetCommit is what the follower saves after a batch (FleetState.Commit's
+// arguments): the changes it decided and its new cursor.
+type FleetCommit struct {
+	Applied []change.Change
+	Cursor  change.Cursor
+}
+
+func putFleetCommit(tx *bolt.Tx, fc FleetCommit) error {
+	b := tx.Bucket(bucketFleetApplied)
+	// bbolt keeps keys and values until the transaction ends: they share
+	// one buffer, never reused.
+	size := 0
+	for _, c := range fc.Applied {
+		size += len(c.Key) + appliedLen
+	}
+	buf := make([]byte, 0, size)
+	for _, c := range fc.Applied {
+		at := len(buf)
+		buf = append(buf, c.Key...)
+		key := buf[at:len(buf):len(buf)]
+		buf = appendApplied(buf, change.AppliedOf(c))
+		if err := b.Put(key, buf[at+len(key):len(buf):len(buf)]); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketFleet).Put(fleetCursorKey, v)
-	})
+	}
+	v, err := json.Marshal(fc.Cursor)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketFleet).Put(fleetCursorKey, v)
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -21,7 +20,11 @@ import (
 const FileName = "state.db"
 
 // schemaVersion is the on-disk layout version recorded in the meta bucket.
-const schemaVersion = 1
+// Version 2 stores entries and the fleet follower's memory in a binary
+// form (codec.go) where version 1 stored JSON; Open raises a version 1
+// store to 2, whose values it still reads, and an older aegis refuses a
+// version 2 store instead of misreading it.
+const schemaVersion = 2
 
 // ErrLocked is returned (wrapped) by Open when another process holds the
 // database.
@@ -135,10 +138,10 @@ func Open(dir string) (*Store, error) {
 		}
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get(metaSchema); {
-		case v == nil:
+		case v == nil, len(v) == 8 && binary.BigEndian.Uint64(v) == 1:
 			return meta.Put(metaSchema, u64(schemaVersion))
 		case len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion:
-			return fmt.Errorf("unsupported schema version %x", v)
+			return fmt.Errorf("unsupported schema version %x (this aegis reads 1 and %d)", v, schemaVersion)
 		}
 		return nil
 	})
@@ -173,6 +176,18 @@ func (s *Store) Close() error {
 // key fails the whole call and nothing changes. Apply returns the stored
 // form of adds, in order.
 func (s *Store) Apply(adds []Entry, removes []Key) ([]Entry, error) {
+	return s.apply(adds, removes, nil)
+}
+
+// ApplyFleet is Apply that also saves the fleet follower's state, fc, in
+// the same transaction: the follower's cursor is never durable without
+// the entries it covers, and a batch of the follower costs one write to
+// disk instead of two.
+func (s *Store) ApplyFleet(adds []Entry, removes []Key, fc FleetCommit) ([]Entry, error) {
+	return s.apply(adds, removes, &fc)
+}
+
+func (s *Store) apply(adds []Entry, removes []Key, fc *FleetCommit) ([]Entry, error) {
 	out := make([]Entry, len(adds))
 	for i, e := range adds {
 		n, err := normalize(e)
@@ -203,7 +218,13 @@ func (s *Store) Apply(adds []Entry, removes []Key) ([]Entry, error) {
 				return err
 			}
 		}
-		return w.flush()
+		if err := w.flush(); err != nil {
+			return err
+		}
+		if fc != nil {
+			return putFleetCommit(tx, *fc)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("applying changes: %w", err)
@@ -236,14 +257,19 @@ func (s *Store) GetMany(keys []Key) (map[netip.Prefix]Entry, error) {
 		norm[i] = n
 	}
 	out := map[netip.Prefix]Entry{}
+	if len(norm) == 0 {
+		return out, nil
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
+		lw := listBucket{b: tx.Bucket([]byte(norm[0].List))}
+		lw.c = lw.b.Cursor()
 		for _, k := range norm {
-			v := tx.Bucket([]byte(k.List)).Get(encodeKey(k.Prefix))
+			v := lw.get(encodeKey(k.Prefix))
 			if v == nil {
 				continue
 			}
 			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := decodeEntry(v, &e); err != nil {
 				return fmt.Errorf("%s %s: %w", k.List, k.Prefix, err)
 			}
 			out[k.Prefix] = e
@@ -302,7 +328,7 @@ func appendList(out []Entry, tx *bolt.Tx, l List) ([]Entry, error) {
 	}
 	err := b.ForEach(func(_, v []byte) error {
 		var e Entry
-		if err := json.Unmarshal(v, &e); err != nil {
+		if err := decodeEntry(v, &e); err != nil {
 			return err
 		}
 		out = append(out, e)
@@ -347,7 +373,7 @@ func (s *Store) Expired(now time.Time) ([]Entry, error) {
 				return fmt.Errorf("expiry index key %x has no entry", k)
 			}
 			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := decodeEntry(v, &e); err != nil {
 				return err
 			}
 			out = append(out, e)
@@ -454,6 +480,48 @@ type writer struct {
 	expiry *bolt.Bucket
 	lastID uint64
 	counts map[string]int64
+	lists  [2]listBucket // by listID
+	arena  []byte
+}
+
+// alloc returns an empty slice with room for n bytes, carved from a
+// larger buffer: bbolt keeps the keys and values it is given until the
+// transaction ends, so they cannot share a reused buffer, but they can
+// share a few large allocations.
+func (w *writer) alloc(n int) []byte {
+	if cap(w.arena)-len(w.arena) < n {
+		w.arena = make([]byte, 0, max(n, 64<<10))
+	}
+	b := w.arena[len(w.arena) : len(w.arena) : len(w.arena)+n]
+	w.arena = w.arena[:len(w.arena)+n]
+	return b
+}
+
+// listBucket is a list's bucket in a transaction, with one cursor for
+// every lookup (its search stack is allocated once).
+type listBucket struct {
+	b *bolt.Bucket
+	c *bolt.Cursor
+}
+
+// list returns l's bucket in the transaction.
+func (w *writer) list(l List) *listBucket {
+	lw := &w.lists[listID(l)]
+	if lw.b == nil {
+		lw.b = w.tx.Bucket([]byte(l))
+		lw.c = lw.b.Cursor()
+	}
+	return lw
+}
+
+// get returns the value under key, or nil. The cursor is positioned anew
+// for every lookup, so writes between lookups do not invalidate it.
+func (lw *listBucket) get(key []byte) []byte {
+	k, v := lw.c.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
 }
 
 func newWriter(tx *bolt.Tx) *writer {
@@ -466,14 +534,15 @@ func newWriter(tx *bolt.Tx) *writer {
 }
 
 func (w *writer) remove(k Key) error {
-	b := w.tx.Bucket([]byte(k.List))
+	lw := w.list(k.List)
+	b := lw.b
 	key := encodeKey(k.Prefix)
-	v := b.Get(key)
+	v := lw.get(key)
 	if v == nil {
 		return nil
 	}
 	var old Entry
-	if err := json.Unmarshal(v, &old); err != nil {
+	if err := decodeEntry(v, &old); err != nil {
 		return fmt.Errorf("decoding %s %s: %w", k.List, k.Prefix, err)
 	}
 	if !old.Expires.IsZero() {
@@ -489,11 +558,12 @@ func (w *writer) remove(k Key) error {
 }
 
 func (w *writer) put(e *Entry, now time.Time) error {
-	b := w.tx.Bucket([]byte(e.List))
-	key := encodeKey(e.Prefix)
-	if v := b.Get(key); v != nil {
+	lw := w.list(e.List)
+	b := lw.b
+	key := appendKey(w.alloc(keyLen), e.Prefix)
+	if v := lw.get(key); v != nil {
 		var old Entry
-		if err := json.Unmarshal(v, &old); err != nil {
+		if err := decodeEntry(v, &old); err != nil {
 			return fmt.Errorf("decoding %s %s: %w", e.List, e.Prefix, err)
 		}
 		e.RuleID, e.Created = old.RuleID, old.Created
@@ -523,11 +593,7 @@ func (w *writer) put(e *Entry, now time.Time) error {
 			return err
 		}
 	}
-	v, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encoding %s %s: %w", e.List, e.Prefix, err)
-	}
-	return b.Put(key, v)
+	return b.Put(key, appendEntry(w.alloc(entrySize(e)), e))
 }
 
 func (w *writer) flush() error {
@@ -554,19 +620,7 @@ const keyLen = 18
 // encodeKey encodes a masked prefix so that byte order is IPv4 before
 // IPv6, then address, then prefix length.
 func encodeKey(p netip.Prefix) []byte {
-	k := make([]byte, keyLen)
-	a := p.Addr()
-	if a.Is4() {
-		k[0] = 4
-		a4 := a.As4()
-		copy(k[1:], a4[:])
-	} else {
-		k[0] = 6
-		a16 := a.As16()
-		copy(k[1:], a16[:])
-	}
-	k[17] = byte(p.Bits())
-	return k
+	return appendKey(make([]byte, 0, keyLen), p)
 }
 
 // expiryStamp encodes t as 8 bytes that sort in time order.

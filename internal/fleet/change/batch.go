@@ -44,6 +44,9 @@ type wireBatch struct {
 	Index uint32   `json:"index"`
 	Size  uint32   `json:"size"`
 	Path  [][]byte `json:"path,omitempty"`
+	// hashes is Path as decodeCanonical reads it, straight into arrays
+	// (and Path nil); encoding/json leaves it alone.
+	hashes [][sha256.Size]byte
 }
 
 func leafHash(payload []byte) [sha256.Size]byte {

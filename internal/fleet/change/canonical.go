@@ -2,6 +2,7 @@ package change
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"net/netip"
 	"unicode/utf8"
@@ -16,10 +17,15 @@ import (
 // and goes to the general strict decoder, so the set of records accepted
 // is the same (FuzzDecode checks that the two agree).
 func decodeCanonical(data []byte) (w wireEnvelope, ok bool) {
-	// Every decoded byte field shares one buffer, large enough for all of
-	// them, so a record costs one allocation for its bytes instead of one
-	// per field and proof hash.
-	r := canonReader{b: data, arena: make([]byte, 0, base64.StdEncoding.DecodedLen(len(data)))}
+	// The payload and signature share one buffer, large enough for all of
+	// what comes before the batch's proof, so a record costs one
+	// allocation for its bytes instead of one per field; the proof's
+	// hashes are decoded into their own array.
+	head := len(data)
+	if i := bytes.Index(data, []byte(`,"batch":`)); i >= 0 {
+		head = i
+	}
+	r := canonReader{b: data, arena: make([]byte, 0, base64.StdEncoding.DecodedLen(head))}
 	var v uint32
 	if !r.lit(`{"v":`) || !r.uint(&v) || !r.lit(`,"key_id":"`) {
 		return w, false
@@ -51,13 +57,13 @@ func decodeCanonical(data []byte) (w wireEnvelope, ok bool) {
 	}
 	// The rest is base64 strings, which hold no comma, and the closing
 	// brackets: counting commas sizes the path exactly.
-	w.Batch.Path = make([][]byte, 0, min(bytes.Count(r.b[r.i:], []byte(",")), maxPathLen)+1)
+	w.Batch.hashes = make([][sha256.Size]byte, 0, min(bytes.Count(r.b[r.i:], []byte(",")), maxPathLen)+1)
 	for {
-		p, ok := r.base64()
-		if !ok {
+		var h [sha256.Size]byte
+		if !r.hash(&h) {
 			return w, false
 		}
-		w.Batch.Path = append(w.Batch.Path, p)
+		w.Batch.hashes = append(w.Batch.hashes, h)
 		if r.lit(`]}}`) {
 			return w, r.done()
 		}
@@ -131,7 +137,7 @@ func (r *canonReader) base64() ([]byte, bool) {
 	r.i += end + 1
 	start, end := len(r.arena), len(r.arena)+base64.StdEncoding.DecodedLen(len(src))
 	if end > cap(r.arena) {
-		return nil, false // cannot happen: the arena holds the whole record decoded
+		return nil, false // not the canonical form (the arena holds what comes before the batch): the strict decoder decides
 	}
 	n, err := base64.StdEncoding.Decode(r.arena[start:end], src)
 	if err != nil {
@@ -139,6 +145,27 @@ func (r *canonReader) base64() ([]byte, bool) {
 	}
 	r.arena = r.arena[:start+n]
 	return r.arena[start : start+n : start+n], true
+}
+
+// hash reads a quoted base64 string of exactly one proof hash, as
+// json.Marshal writes it, into h.
+func (r *canonReader) hash(h *[sha256.Size]byte) bool {
+	const n = 44 // base64 of 32 bytes, padded
+	if !r.lit(`"`) || len(r.b)-r.i < n+1 || r.b[r.i+n] != '"' {
+		return false
+	}
+	src := r.b[r.i : r.i+n]
+	if bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
+		return false // skipped by the decoder, never raw in a JSON string
+	}
+	var buf [sha256.Size + 1]byte // DecodedLen(44): the decoder may need it
+	got, err := base64.StdEncoding.Decode(buf[:], src)
+	if err != nil || got != sha256.Size {
+		return false
+	}
+	*h = [sha256.Size]byte(buf[:sha256.Size])
+	r.i += n + 1
+	return true
 }
 
 // parseCanonicalList reads a list change's payload written exactly as

@@ -3,8 +3,10 @@ package change
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/keyfile"
@@ -40,8 +42,49 @@ type wireEnvelope struct {
 	Batch   *wireBatch `json:"batch,omitempty"`
 }
 
-// Encode returns the envelope's stored form.
+// Encode returns the envelope's stored form: json.Marshal of its
+// wireEnvelope, written by hand when the key id needs no escaping (always,
+// for a key id aegis made), which costs a fraction of the reflection.
+// FuzzEncode checks that the two write the same bytes.
 func (e Envelope) Encode() []byte {
+	if !plainJSON(e.KeyID) {
+		return e.encodeJSON()
+	}
+	size := len(`{"v":1,"key_id":"","payload":,"sig":}`) + len(e.KeyID) +
+		base64.StdEncoding.EncodedLen(len(e.Payload)) + base64.StdEncoding.EncodedLen(len(e.Sig)) + 2*len(`""`)
+	if e.Batch != nil {
+		size += len(`,"batch":{"index":4294967295,"size":4294967295,"path":[]}`) +
+			len(e.Batch.Path)*(base64.StdEncoding.EncodedLen(sha256.Size)+len(`"",`))
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"v":1,"key_id":"`...)
+	b = append(b, e.KeyID...)
+	b = append(b, `","payload":`...)
+	b = appendJSONBytes(b, e.Payload)
+	b = append(b, `,"sig":`...)
+	b = appendJSONBytes(b, e.Sig)
+	if e.Batch != nil {
+		b = append(b, `,"batch":{"index":`...)
+		b = strconv.AppendUint(b, uint64(e.Batch.Index), 10)
+		b = append(b, `,"size":`...)
+		b = strconv.AppendUint(b, uint64(e.Batch.Size), 10)
+		if len(e.Batch.Path) > 0 {
+			b = append(b, `,"path":[`...)
+			for i, p := range e.Batch.Path {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONBytes(b, p[:])
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+// encodeJSON is Encode through encoding/json.
+func (e Envelope) encodeJSON() []byte {
 	w := wireEnvelope{V: 1, KeyID: e.KeyID, Payload: e.Payload, Sig: e.Sig}
 	if e.Batch != nil {
 		w.Batch = &wireBatch{Index: e.Batch.Index, Size: e.Batch.Size}
@@ -54,6 +97,28 @@ func (e Envelope) Encode() []byte {
 		panic(err) // only strings and byte slices: cannot fail
 	}
 	return b
+}
+
+// plainJSON reports whether json.Marshal writes s as it is, between
+// quotes: printable ASCII other than the characters it escapes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendJSONBytes appends v as json.Marshal writes a []byte: quoted
+// standard base64, or null for nil.
+func appendJSONBytes(b, v []byte) []byte {
+	if v == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, v)
+	return append(b, '"')
 }
 
 // Decode parses a stored record. It checks the envelope's shape only: the
@@ -86,10 +151,13 @@ func Decode(data []byte) (Envelope, error) {
 		if w.Batch.Size == 0 || w.Batch.Size > MaxBatch || w.Batch.Index >= w.Batch.Size {
 			return Envelope{}, malformed("batch index %d of size %d", w.Batch.Index, w.Batch.Size)
 		}
-		if len(w.Batch.Path) > maxPathLen {
-			return Envelope{}, malformed("batch proof of %d hashes", len(w.Batch.Path))
+		if n := max(len(w.Batch.Path), len(w.Batch.hashes)); n > maxPathLen {
+			return Envelope{}, malformed("batch proof of %d hashes", n)
 		}
 		env.Batch = &Batch{Index: w.Batch.Index, Size: w.Batch.Size}
+		if len(w.Batch.hashes) > 0 {
+			env.Batch.Path = w.Batch.hashes
+		}
 		if len(w.Batch.Path) > 0 {
 			env.Batch.Path = make([][sha256.Size]byte, len(w.Batch.Path))
 		}

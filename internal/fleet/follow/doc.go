@@ -10,7 +10,9 @@
 // time last applied and whether it was a delete, and a Cursor: the
 // stream's identity (its creation time, the epoch) and the last revision
 // applied. The Applier runs first and State.Commit after it, so a crash
-// between them resends the batch: applying is idempotent.
+// between them resends the batch: applying is idempotent. An Applier that
+// is a Committer (the node) saves the State itself, in the transaction
+// that stores the batch's last entries, so a batch is one write to disk.
 //
 // # Catch-up and full reconcile
 //

@@ -402,11 +402,6 @@ type run struct {
 	seq uint64
 }
 
-type verdict struct {
-	c   change.Change
-	err error // a *change.Refusal
-}
-
 // A batch that reaches backlogFrom entries is a backlog: the follower
 // then waits up to backlogGap for each further entry, up to MaxBatch.
 const (
@@ -419,10 +414,11 @@ const (
 const parallelFrom = 64
 
 // verifyAll decodes and checks the records among entries (not the KV
-// markers), on up to GOMAXPROCS goroutines for a large batch; the
-// verdicts are in entries' order.
-func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.Time) []verdict {
-	out := make([]verdict, len(entries))
+// markers), on up to GOMAXPROCS goroutines for a large batch. changes[i]
+// is entries[i]'s change if errs[i] is nil (a *change.Refusal
+// otherwise); a marker's is the zero Change.
+func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.Time) (changes []change.Change, errs []error) {
+	changes, errs = make([]change.Change, len(entries)), make([]error, len(entries))
 	one := func(i int) {
 		e := entries[i]
 		if e.Operation() != jetstream.KeyValuePut {
@@ -433,23 +429,23 @@ func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.T
 		// node (and its enforcement upkeep) down with it.
 		defer func() {
 			if r := recover(); r != nil {
-				out[i] = verdict{err: change.Refuse(change.ReasonMalformed, "decoding panicked: %v", r)}
+				changes[i], errs[i] = change.Change{}, change.Refuse(change.ReasonMalformed, "decoding panicked: %v", r)
 			}
 		}()
 		env, err := change.Decode(e.Value())
 		if err != nil {
-			out[i].err = &change.Refusal{Reason: change.ReasonMalformed, Err: err}
+			errs[i] = &change.Refusal{Reason: change.ReasonMalformed, Err: err}
 			return
 		}
 		env.StoredKey = e.Key()
-		out[i].c, out[i].err = v.Check(env, now)
+		changes[i], errs[i] = v.Check(env, now)
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(entries)/parallelFrom+1)
 	if workers <= 1 {
 		for i := range entries {
 			one(i)
 		}
-		return out
+		return changes, errs
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -461,7 +457,7 @@ func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.T
 		})
 	}
 	wg.Wait()
-	return out
+	return changes, errs
 }
 
 // process verifies and orders entries and applies what is new. During a
@@ -473,10 +469,24 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 	}
 	f := s.f
 	now := f.o.Now()
-	out := make([]change.Change, 0, len(entries))
+	changes, errs := verifyAll(f.o.Verifier, entries, now)
+	// What is applied is collected at the front of changes: out[k] is
+	// written only after changes[i], i >= k, was read.
+	out := changes[:0]
 	index := make(map[string]int, len(entries))
 	var ignored uint64
-	verdicts := verifyAll(f.o.Verifier, entries, now)
+	// What was applied before, for every verified record, in one read.
+	keys := make([]string, 0, len(entries))
+	for i, e := range entries {
+		if e.Operation() == jetstream.KeyValuePut && errs[i] == nil {
+			keys = append(keys, changes[i].Key)
+		}
+	}
+	prevs, found, err := f.o.State.Applied(keys)
+	if err != nil {
+		return fmt.Errorf("reading fleet state: %w", err)
+	}
+	next := 0 // the next of keys
 	for i, e := range entries {
 		s.seq = max(s.seq, e.Revision())
 		if e.Operation() != jetstream.KeyValuePut {
@@ -488,18 +498,16 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		if s.full {
 			s.seen[e.Key()] = true
 		}
-		c, err := verdicts[i].c, verdicts[i].err
+		c, err := changes[i], errs[i]
 		if err != nil {
 			s.refuse(e.Key(), err)
 			continue
 		}
+		prev, ok := prevs[next], found[next]
+		next++
 		if i, ok := index[c.Key]; ok && !change.Newer(c, out[i]) {
 			ignored++
 			continue
-		}
-		prev, ok, err := f.o.State.Applied(c.Key)
-		if err != nil {
-			return fmt.Errorf("reading fleet state for %s: %w", c.Key, err)
 		}
 		if ok && c.IssuedAt <= prev.IssuedAt {
 			ignored++ // a replay or an older change: no-op
@@ -541,13 +549,19 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 
 func (s *run) apply(changes []change.Change, cur Cursor, ignored uint64) error {
 	f := s.f
-	if len(changes) > 0 {
-		if err := f.o.Applier.Apply(s.ctx, changes); err != nil {
+	if c, ok := f.o.Applier.(Committer); ok && len(changes) > 0 {
+		if err := c.ApplyCommit(s.ctx, changes, cur); err != nil {
 			return fmt.Errorf("applying %d fleet changes: %w", len(changes), err)
 		}
-	}
-	if err := f.o.State.Commit(changes, cur); err != nil {
-		return fmt.Errorf("saving fleet state: %w", err)
+	} else {
+		if len(changes) > 0 {
+			if err := f.o.Applier.Apply(s.ctx, changes); err != nil {
+				return fmt.Errorf("applying %d fleet changes: %w", len(changes), err)
+			}
+		}
+		if err := f.o.State.Commit(changes, cur); err != nil {
+			return fmt.Errorf("saving fleet state: %w", err)
+		}
 	}
 	f.mu.Lock()
 	f.st.Cursor = cur

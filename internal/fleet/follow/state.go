@@ -21,8 +21,9 @@ type (
 type State interface {
 	// Cursor returns the saved cursor (zero if none).
 	Cursor() (Cursor, error)
-	// Applied returns what was last applied for key.
-	Applied(key string) (Applied, bool, error)
+	// Applied returns what was last applied for each of keys, in order;
+	// found[i] is false for a key never applied.
+	Applied(keys []string) (applied []Applied, found []bool, err error)
 	// Live returns the keys whose last applied change is a put, with its
 	// issue time; a full reconcile deletes those the hub no longer holds.
 	Live() (map[string]int64, error)
@@ -38,6 +39,19 @@ type State interface {
 // must be idempotent.
 type Applier interface {
 	Apply(ctx context.Context, changes []change.Change) error
+}
+
+// Committer is an Applier that saves the follower's State itself, with the
+// changes: ApplyCommit(changes, cur) leaves State as Apply(changes) then
+// State.Commit(changes, cur) would, and writes the cursor and the
+// changes' Applied only in the same transaction as the last store write
+// of the batch or after it, so a crash never finds them ahead of what
+// the store holds. The node does so to write its store once per batch
+// instead of twice. Like Apply, an error makes the follower resend the
+// batch.
+type Committer interface {
+	Applier
+	ApplyCommit(ctx context.Context, changes []change.Change, cur Cursor) error
 }
 
 // AppliedOf is what State keeps of an applied change.
@@ -61,11 +75,14 @@ func (s *MemState) Cursor() (Cursor, error) {
 }
 
 // Applied implements State.
-func (s *MemState) Applied(key string) (Applied, bool, error) {
+func (s *MemState) Applied(keys []string) ([]Applied, []bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.applied[key]
-	return a, ok, nil
+	applied, found := make([]Applied, len(keys)), make([]bool, len(keys))
+	for i, k := range keys {
+		applied[i], found[i] = s.applied[k]
+	}
+	return applied, found, nil
 }
 
 // Live implements State.
