@@ -127,12 +127,17 @@ func Load(opts Options) (*Shield, error) {
 	}
 	var oldCounts *oldCounters
 	var oldSources []oldSource
+	var oldSourcesPinned bool
 	if opts.PinPath != "" {
 		if oldCounts, err = takeOldCounters(spec, s.mapsDir()); err != nil {
 			return nil, err
 		}
-		if oldSources, err = takeOldSources(s.mapsDir()); err != nil {
+		if oldSources, oldSourcesPinned, err = takeOldSources(s.mapsDir()); err != nil {
 			return nil, err
+		}
+		if oldSourcesPinned {
+			// The LRU keeps the name until the load has succeeded.
+			spec.Maps["sources"].Pinning = ebpf.PinNone
 		}
 	}
 	if err := raiseMemlock(spec, opts); err != nil {
@@ -202,6 +207,13 @@ func Load(opts Options) (*Shield, error) {
 	}
 	if s.cfg.V4Mask == 0 { // a fresh map: valid settings never have an empty mask
 		if err := s.setSettingsLocked(DefaultSettings()); err != nil {
+			s.closeObjs()
+			return nil, err
+		}
+	}
+	// The last step: until here a failure leaves an old sources LRU pinned.
+	if oldSourcesPinned {
+		if err := pinSourcesOver(s.objs.Sources, s.mapsDir()); err != nil {
 			s.closeObjs()
 			return nil, err
 		}
