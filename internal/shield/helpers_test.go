@@ -27,15 +27,28 @@ func newTestShield(t testing.TB, st Settings) *Shield {
 	return newTestShieldWith(t, Options{}, st)
 }
 
-// newTestShieldWith is newTestShield with load options.
+// newTestShieldWith is newTestShield with load options. With the default
+// options a test gets a shield an earlier test used, reset to what Load
+// leaves (reuse_test.go), where there is one.
 func newTestShieldWith(t testing.TB, opts Options, st Settings) *Shield {
 	t.Helper()
 	testutil.RequireRoot(t)
-	s, err := Load(opts)
-	if err != nil {
-		t.Fatalf("loading shield: %v", err)
+	var s *Shield
+	reuse := reuseOK(t, opts)
+	if reuse {
+		s = reusedShield()
 	}
-	t.Cleanup(func() { s.Close() })
+	if s == nil {
+		var err error
+		if s, err = Load(opts); err != nil {
+			t.Fatalf("loading shield: %v", err)
+		}
+	}
+	if reuse {
+		t.Cleanup(func() { releaseShield(t, s) })
+	} else {
+		t.Cleanup(func() { s.Close() })
+	}
 	if err := s.setClock(testNow); err != nil {
 		t.Fatal(err)
 	}
