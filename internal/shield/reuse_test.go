@@ -35,9 +35,10 @@ var reusable struct {
 }
 
 // reuseOK reports whether a shield loaded with opts for t may come from, and
-// go back to, the pool: tests (not benchmarks, which measure a fresh load),
-// the default options, and the ring buffer (a perf event array's entries
-// are its readers' and are not reset).
+// go back to, the pool: tests (not benchmarks, which measure a fresh load)
+// with the default options. releaseShield also keeps out a shield on perf
+// events (a kernel without a ring buffer): a perf event array's entries are
+// its readers', which a reset does not undo.
 func reuseOK(t testing.TB, opts Options) bool {
 	_, bench := t.(*testing.B)
 	return !bench && reflect.ValueOf(opts).IsZero()
