@@ -269,23 +269,17 @@ func classifyProbes(t *testing.T, s *Shield, probes []netip.Addr, model map[diff
 	for k, e := range model {
 		rules = append(rules, refRule{k.list, k.prefix, e.expires})
 	}
-	before, err := s.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := counterSums(t, s)
 	for _, a := range probes {
 		frame := udpFrom(a)
 		ret, err := s.Program().Run(&ebpf.RunOptions{Data: frame})
 		if err != nil {
 			t.Fatalf("test run: %v", err)
 		}
-		after, err := s.Counters()
-		if err != nil {
-			t.Fatal(err)
-		}
+		after := counterSums(t, s)
 		got := Reason(numReasons)
 		for _, r := range Reasons() {
-			if after.Verdicts[r].Packets != before.Verdicts[r].Packets {
+			if after[r].Packets != before[r].Packets {
 				got = r
 			}
 		}

@@ -37,6 +37,7 @@ type Shield struct {
 	clockHZ       int
 	bootOffset    int64           // CLOCK_BOOTTIME - CLOCK_MONOTONIC at calibration
 	clockFallback string          // why the jiffies clock is not in use
+	jiffiesProg   bool            // the program was loaded to read jiffies (use_jiffies_clock)
 	line          shieldClockSync // the calibrated line (zero: precise clock)
 	frozen        uint64          // injected time (setClock), 0 when running
 	oneByOne      bool            // read maps without batch lookups, as before 5.6: for tests
@@ -103,6 +104,7 @@ func Load(opts Options) (*Shield, error) {
 			return nil, fmt.Errorf("selecting the precise clock: %w", err)
 		}
 	}
+	s.jiffiesProg = jiffies
 	var collOpts ebpf.CollectionOptions
 	if opts.PinPath == "" {
 		for _, m := range spec.Maps {
@@ -127,12 +129,17 @@ func Load(opts Options) (*Shield, error) {
 	}
 	var oldCounts *oldCounters
 	var oldSources []oldSource
+	var oldSourcesPinned bool
 	if opts.PinPath != "" {
 		if oldCounts, err = takeOldCounters(spec, s.mapsDir()); err != nil {
 			return nil, err
 		}
-		if oldSources, err = takeOldSources(s.mapsDir()); err != nil {
+		if oldSources, oldSourcesPinned, err = takeOldSources(s.mapsDir()); err != nil {
 			return nil, err
+		}
+		if oldSourcesPinned {
+			// The LRU keeps the name until the load has succeeded.
+			spec.Maps["sources"].Pinning = ebpf.PinNone
 		}
 	}
 	if err := raiseMemlock(spec, opts); err != nil {
@@ -169,15 +176,33 @@ func Load(opts Options) (*Shield, error) {
 			return nil, err
 		}
 	}
-	var zero uint32
-	if err := s.objs.Config.Lookup(&zero, &s.cfg); err != nil {
-		s.closeObjs()
-		return nil, fmt.Errorf("reading shield config: %w", err)
-	}
-	if err := s.initPrefilters(); err != nil {
+	if err := s.start(); err != nil {
 		s.closeObjs()
 		return nil, err
 	}
+	// The last step: until here a failure leaves an old sources LRU pinned.
+	if oldSourcesPinned {
+		if err := pinSourcesOver(s.objs.Sources, s.mapsDir()); err != nil {
+			s.closeObjs()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// start brings the loaded program and maps into service: it reads the
+// settings, builds the prefilters from the lists, sets the data path's
+// clock, marks the active automatic blocks and writes the default settings
+// into fresh maps. Load's last steps, before any pin is replaced.
+func (s *Shield) start() error {
+	var zero uint32
+	if err := s.objs.Config.Lookup(&zero, &s.cfg); err != nil {
+		return fmt.Errorf("reading shield config: %w", err)
+	}
+	if err := s.initPrefilters(); err != nil {
+		return err
+	}
+	jiffies := s.jiffiesProg
 	if jiffies {
 		// Until the line is written the data path reads the precise
 		// helper (base_ns is 0), so a failure here costs speed only.
@@ -190,23 +215,20 @@ func Load(opts Options) (*Shield, error) {
 		// A line left in pinned maps by an earlier daemon would read as a
 		// frozen clock here, or go unmaintained: the precise helper it is.
 		if err := s.writeLine(shieldClockSync{}); err != nil {
-			s.closeObjs()
-			return nil, err
+			return err
 		}
 	}
 	// Maps adopted from a daemon that kept no marks may hold active
 	// automatic blocks: mark them all before traffic can skip them.
 	if _, err := s.refreshMarks(true); err != nil {
-		s.closeObjs()
-		return nil, err
+		return err
 	}
 	if s.cfg.V4Mask == 0 { // a fresh map: valid settings never have an empty mask
 		if err := s.setSettingsLocked(DefaultSettings()); err != nil {
-			s.closeObjs()
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // usePerfEvents switches the program to the perf event array. The ring

@@ -4,6 +4,7 @@ package shield
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -239,6 +240,7 @@ func checkFilterCounts(t testing.TB, s *Shield) {
 	}
 	var p4 shieldPrefilter
 	var p6 shieldPrefilter6
+	kernelExact := exactBlocksOf(t, s)
 	for i := range numPrefilters {
 		name := fmt.Sprintf("prefilter %d", i)
 		if i == prefilterAllowV6 || i == prefilterBlockV6 {
@@ -261,13 +263,8 @@ func checkFilterCounts(t testing.TB, s *Shield) {
 		if len(got.dirty) != 0 {
 			t.Errorf("exact filter %d: not written to the kernel", i)
 		}
-		var blk shieldExactBlock
 		for b := range uint32(exactBlocks) {
-			key := uint32(i*exactBlocks) + b
-			if err := s.objs.ExactFilters.Lookup(&key, &blk); err != nil {
-				t.Fatal(err)
-			}
-			if blk.Words != exp.blocks[b] {
+			if kernelExact[uint32(i*exactBlocks)+b].Words != exp.blocks[b] {
 				t.Errorf("exact filter %d: the kernel's block %d differs from what the maps imply", i, b)
 			}
 		}
@@ -279,6 +276,36 @@ func checkFilterCounts(t testing.TB, s *Shield) {
 		}
 		samePrefilter(fmt.Sprintf("long prefilter %d", i), s.long[i], want.long[i], p6.Words[:])
 	}
+}
+
+// exactBlocksOf reads the exact filters' blocks from the kernel, all in one
+// batch lookup where the kernel has them (a differential test reads them
+// after every step).
+func exactBlocksOf(t testing.TB, s *Shield) []shieldExactBlock {
+	t.Helper()
+	m := s.objs.ExactFilters
+	n := int(m.MaxEntries())
+	keys := make([]uint32, n)
+	blocks := make([]shieldExactBlock, n)
+	var cursor ebpf.MapBatchCursor
+	got, err := m.BatchLookup(&cursor, keys, blocks, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		for k := range blocks {
+			if err := m.Lookup(uint32(k), &blocks[k]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return blocks
+	}
+	if (err != nil && !errors.Is(err, ebpf.ErrKeyNotExist)) || got != n {
+		t.Fatalf("reading the exact filters: %d of %d, %v", got, n, err)
+	}
+	for i, k := range keys {
+		if k != uint32(i) {
+			t.Fatalf("batch lookup of the exact filters: key %d at %d", k, i)
+		}
+	}
+	return blocks
 }
 
 // TestListChangesThatFailKeepFiltersExact makes the kernel refuse part of

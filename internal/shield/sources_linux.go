@@ -344,33 +344,57 @@ type oldSource struct {
 	st  shieldSourceState
 }
 
-// takeOldSources reads the sources LRU an earlier version pinned in mapsDir
-// and removes its pin, so that the table takes its name; restoreSources
-// writes its entries into the table.
-func takeOldSources(mapsDir string) ([]oldSource, error) {
+// takeOldSources reads the sources LRU an earlier version pinned in mapsDir.
+// Its pin stays: the load creates the table unpinned (found tells it to),
+// and pinSourcesOver puts the table in the LRU's place as the load's last
+// step, so a load that fails leaves the LRU pinned for a retry or for the
+// version that made it. restoreSources writes the entries into the table.
+func takeOldSources(mapsDir string) (old []oldSource, found bool, err error) {
 	pin := filepath.Join(mapsDir, "sources")
 	m, err := ebpf.LoadPinnedMap(pin, nil)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening pinned sources: %w", err)
+		return nil, false, fmt.Errorf("opening pinned sources: %w", err)
 	}
 	defer m.Close()
 	if m.Type() != ebpf.LRUHash || m.KeySize() != 16 || m.ValueSize() != uint32(unsafe.Sizeof(shieldSourceState{})) {
-		return nil, nil // the table, or not a layout we know: the load decides
+		return nil, false, nil // the table, or not a layout we know: the load decides
 	}
-	var old []oldSource
 	err = forEachEntry(m, false, func(k *shieldAddr6, v *shieldSourceState) {
 		old = append(old, oldSource{*k, *v})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading pinned sources: %w", err)
+		return nil, false, fmt.Errorf("reading pinned sources: %w", err)
 	}
-	if err := os.Remove(pin); err != nil {
-		return nil, fmt.Errorf("replacing pinned sources: %w", err)
+	return old, true, nil
+}
+
+// pinSourcesOver pins the table in place of the old sources LRU in mapsDir:
+// pinned beside it first, then renamed over it, so the LRU's pin goes only
+// when the table's is in place. A pin left beside it by a load that died
+// between the two steps is replaced.
+func pinSourcesOver(table *ebpf.Map, mapsDir string) error {
+	pin := filepath.Join(mapsDir, "sources")
+	next := pin + "-next" // bpffs refuses names with a dot
+	if err := unix.Unlink(next); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing a stale sources pin: %w", err)
 	}
-	return old, nil
+	// A clone takes the pin, so table does not go on naming a path the
+	// rename moves.
+	c, err := table.Clone()
+	if err != nil {
+		return fmt.Errorf("pinning the source table: %w", err)
+	}
+	defer c.Close()
+	if err := c.Pin(next); err != nil {
+		return fmt.Errorf("pinning the source table: %w", err)
+	}
+	if err := os.Rename(next, pin); err != nil {
+		return errors.Join(fmt.Errorf("replacing pinned sources: %w", err), c.Unpin())
+	}
+	return nil
 }
 
 // restoreSources puts the old entries in, the oldest first: where a bucket

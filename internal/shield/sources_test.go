@@ -4,6 +4,7 @@ package shield
 
 import (
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/netlab"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
@@ -235,12 +237,11 @@ func TestSourceTableRace(t *testing.T) {
 	}
 }
 
-// TestSourcesCarriedOver: a sources LRU pinned by a version before the
-// table is read into the table at load, its blocks kept, and its pin
-// replaced by the table's.
-func TestSourcesCarriedOver(t *testing.T) {
-	tu.RequireRoot(t)
-	pin := tu.PinPath(t)
+// oldSourcesLRU pins in pin's maps directory a sources LRU as a version
+// before the table left it: a blocked source and an idle one. It returns
+// their keys and states.
+func oldSourcesLRU(t *testing.T, pin string) (keys []shieldAddr6, states []shieldSourceState) {
+	t.Helper()
 	dir := filepath.Join(pin, "maps")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -255,41 +256,102 @@ func TestSourcesCarriedOver(t *testing.T) {
 	blocked := v4Key(netip.MustParseAddr("192.0.2.77"))
 	idle := v4Key(netip.MustParseAddr("192.0.2.78"))
 	farFuture := uint64(1) << 62 // boot time never gets there
-	if err := old.Put(&blocked, &shieldSourceState{BlockedUntil: farFuture}); err != nil {
-		t.Fatal(err)
-	}
-	var st shieldSourceState
-	st.Cls[ClassUDP].Tat = 12345
-	if err := old.Put(&idle, &st); err != nil {
-		t.Fatal(err)
+	var idleState shieldSourceState
+	idleState.Cls[ClassUDP].Tat = 12345
+	keys = []shieldAddr6{blocked, idle}
+	states = []shieldSourceState{{BlockedUntil: farFuture}, idleState}
+	for i := range keys {
+		if err := old.Put(&keys[i], &states[i]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := old.Pin(filepath.Join(dir, "sources")); err != nil {
 		t.Fatal(err)
 	}
-	old.Close()
+	return keys, states
+}
+
+// TestSourcesCarriedOver: a sources LRU pinned by a version before the
+// table is read into the table at load, its blocks kept, and its pin
+// replaced by the table's.
+func TestSourcesCarriedOver(t *testing.T) {
+	tu.RequireRoot(t)
+	pin := tu.PinPath(t)
+	keys, states := oldSourcesLRU(t, pin)
 
 	s, err := Load(Options{PinPath: pin})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if got, ok, err := s.sources.get(blocked); err != nil || !ok || got.BlockedUntil != farFuture {
-		t.Errorf("blocked source carried over as %+v, %v, %v", got, ok, err)
-	}
-	if got, ok, err := s.sources.get(idle); err != nil || !ok || got != st {
-		t.Errorf("idle source carried over as %+v, %v, %v", got, ok, err)
+	for i, k := range keys {
+		if got, ok, err := s.sources.get(k); err != nil || !ok || got != states[i] {
+			t.Errorf("source %v carried over as %+v, %v, %v; want %+v", k, got, ok, err, states[i])
+		}
 	}
 	blocks, err := s.AutoBlocks()
 	if err != nil || len(blocks) != 1 || blocks[0].Source != netip.MustParsePrefix("192.0.2.77/32") {
 		t.Errorf("AutoBlocks after carrying over: %v, %v", blocks, err)
 	}
-	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "sources"), nil)
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pin, "maps", "sources"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	if m.Type() != ebpf.Array {
 		t.Errorf("pinned sources is a %s, want the table", m.Type())
+	}
+	if _, err := os.Stat(filepath.Join(pin, "maps", "sources-next")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the table's pin beside the old one is left: %v", err)
+	}
+}
+
+// TestSourcesCarryOverKeepsThePinUntilLoaded: a load that fails after it
+// has read the old sources LRU (here: its load or pin record cannot be
+// audited; the load record is written after the maps are created, the
+// table included) leaves the LRU pinned with its entries, and a retry
+// carries it over.
+func TestSourcesCarryOverKeepsThePinUntilLoaded(t *testing.T) {
+	tu.RequireRoot(t)
+	pin := tu.PinPath(t)
+	keys, states := oldSourcesLRU(t, pin)
+	rec := recorder{fail: func(ev audit.Event) bool { return ev.Op == audit.OpLoad && ev.Err == nil }}
+	if s, err := Load(Options{PinPath: pin, Audit: rec.record}); err == nil {
+		s.Close()
+		t.Fatal("Load succeeded although its audit record could not be written")
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pin, "maps", "sources"), nil)
+	if err != nil {
+		t.Fatalf("the old sources pin is gone after a failed load: %v", err)
+	}
+	defer m.Close()
+	if m.Type() != ebpf.LRUHash {
+		t.Fatalf("pinned sources is a %s after a failed load, want the old LRU", m.Type())
+	}
+	for i, k := range keys {
+		var got shieldSourceState
+		if err := m.Lookup(&k, &got); err != nil || got != states[i] {
+			t.Errorf("old LRU holds %+v (%v) for %v after a failed load, want %+v", got, err, k, states[i])
+		}
+	}
+
+	s, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i, k := range keys {
+		if got, ok, err := s.sources.get(k); err != nil || !ok || got != states[i] {
+			t.Errorf("retry carried %v over as %+v, %v, %v; want %+v", k, got, ok, err, states[i])
+		}
+	}
+	m2, err := ebpf.LoadPinnedMap(filepath.Join(pin, "maps", "sources"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if m2.Type() != ebpf.Array {
+		t.Errorf("pinned sources is a %s after the retry, want the table", m2.Type())
 	}
 }
 
