@@ -78,7 +78,8 @@ func configHZ() int {
 // TestJiffiesClockCalibration: the loader finds the kernel's tick rate and
 // puts jiffies on the precise clock's line, so the data path's time trails
 // the precise clock by less than a tick (plus what a loaded machine adds in
-// late ticks; 50 ms of margin, against errors of seconds or a wrong HZ).
+// late ticks; 250 ms of margin, scaled for slow machines, against errors of
+// seconds or a wrong HZ).
 func TestJiffiesClockCalibration(t *testing.T) {
 	for _, mono := range []bool{false, true} {
 		t.Run(fmt.Sprintf("monotonic=%v", mono), func(t *testing.T) {
@@ -93,7 +94,10 @@ func TestJiffiesClockCalibration(t *testing.T) {
 			if info.Resolution != time.Duration(tickNs(info.HZ)) {
 				t.Errorf("resolution %v for HZ %d", info.Resolution, info.HZ)
 			}
-			const margin = uint64(50 * time.Millisecond)
+			// Late ticks are the machine's, not the calibration's: a QEMU
+			// guest on a busy host trailed by 117 ms. The errors this
+			// test is for are seconds, or a drift of a quarter and more.
+			margin := uint64(tu.Scale(250 * time.Millisecond))
 			tick := tickNs(info.HZ)
 			for range 20 {
 				est, precise := dataPathNow(t, s)
