@@ -17,10 +17,11 @@ type oldCounters struct {
 }
 
 // takeOldCounters handles a pinned counters map from a shield with another
-// number of reasons (reasons are only ever appended): its values are read
-// and its pin removed, so the load creates a map of the new size instead of
-// refusing the pinned one as incompatible. The old map lives on as long as
-// the old program that counts into it.
+// number of reasons (reasons are only ever appended): its values are read,
+// and the load creates a map of the new size instead of refusing the pinned
+// one as incompatible. The old map keeps its pin until the load has
+// succeeded (pinOver, Load's last step), and lives on as long as the old
+// program that counts into it.
 func takeOldCounters(spec *ebpf.CollectionSpec, mapsDir string) (*oldCounters, error) {
 	pin := filepath.Join(mapsDir, "counters")
 	m, err := ebpf.LoadPinnedMap(pin, nil)
@@ -43,9 +44,6 @@ func takeOldCounters(spec *ebpf.CollectionSpec, mapsDir string) (*oldCounters, e
 			return nil, fmt.Errorf("reading pinned counters: %w", err)
 		}
 		old.values = append(old.values, percpu)
-	}
-	if err := os.Remove(pin); err != nil {
-		return nil, fmt.Errorf("replacing pinned counters: %w", err)
 	}
 	return old, nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/aegis-edge/aegis/internal/audit"
 	tu "github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
 )
@@ -18,12 +19,64 @@ import (
 func TestUpgradeKeepsCounters(t *testing.T) {
 	tu.RequireRoot(t)
 	pin := tu.PinPath(t)
+	pinOldCounters(t, pin)
+	s, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatalf("loading over an older counters map: %v", err)
+	}
+	defer s.Close()
+	checkCarriedCounters(t, s)
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pin, "maps", "counters"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.MaxEntries() != 2*uint32(numReasons) {
+		t.Errorf("pinned counters hold %d entries after the upgrade, want %d", m.MaxEntries(), 2*numReasons)
+	}
+}
+
+// TestCountersCarryOverKeepsThePinUntilLoaded: a load that fails after it
+// has read the older counters map leaves that map pinned with its counts,
+// and a retry carries them over.
+func TestCountersCarryOverKeepsThePinUntilLoaded(t *testing.T) {
+	tu.RequireRoot(t)
+	pin := tu.PinPath(t)
+	pinOldCounters(t, pin)
+	rec := recorder{fail: func(ev audit.Event) bool { return ev.Op == audit.OpLoad && ev.Err == nil }}
+	if s, err := Load(Options{PinPath: pin, Audit: rec.record}); err == nil {
+		s.Close()
+		t.Fatal("Load succeeded although its audit record could not be written")
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pin, "maps", "counters"), nil)
+	if err != nil {
+		t.Fatalf("the old counters pin is gone after a failed load: %v", err)
+	}
+	defer m.Close()
+	if m.MaxEntries() != 2*oldReasons {
+		t.Fatalf("pinned counters hold %d entries after a failed load, want the old map's %d", m.MaxEntries(), 2*oldReasons)
+	}
+	s, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkCarriedCounters(t, s)
+}
+
+// oldReasons is the number of reasons of the shield before
+// fragment_dropped and header_chain_dropped.
+const oldReasons = 10
+
+// pinOldCounters leaves pin as a shield of oldReasons reasons would: its
+// maps, with a counters map of that layout, counts in every entry.
+func pinOldCounters(t *testing.T, pin string) {
+	t.Helper()
 	s, err := Load(Options{PinPath: pin})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	const oldReasons = 10
 	path := filepath.Join(pin, "maps", "counters")
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
@@ -48,12 +101,12 @@ func TestUpgradeKeepsCounters(t *testing.T) {
 	if err := old.Pin(path); err != nil {
 		t.Fatal(err)
 	}
+}
 
-	s, err = Load(Options{PinPath: pin})
-	if err != nil {
-		t.Fatalf("loading over an older counters map: %v", err)
-	}
-	defer s.Close()
+// checkCarriedCounters: every count of pinOldCounters kept its reason,
+// verdicts and would-be drops alike, summed over the CPUs.
+func checkCarriedCounters(t *testing.T, s *Shield) {
+	t.Helper()
 	c, err := s.Counters()
 	if err != nil {
 		t.Fatal(err)

@@ -134,6 +134,10 @@ func Load(opts Options) (*Shield, error) {
 		if oldCounts, err = takeOldCounters(spec, s.mapsDir()); err != nil {
 			return nil, err
 		}
+		if oldCounts != nil {
+			// The old map keeps the name until the load has succeeded.
+			spec.Maps["counters"].Pinning = ebpf.PinNone
+		}
 		if oldSources, oldSourcesPinned, err = takeOldSources(s.mapsDir()); err != nil {
 			return nil, err
 		}
@@ -180,9 +184,16 @@ func Load(opts Options) (*Shield, error) {
 		s.closeObjs()
 		return nil, err
 	}
-	// The last step: until here a failure leaves an old sources LRU pinned.
+	// The last steps: until here a failure leaves an old sources LRU and
+	// an old counters map pinned.
 	if oldSourcesPinned {
-		if err := pinSourcesOver(s.objs.Sources, s.mapsDir()); err != nil {
+		if err := pinOver(s.objs.Sources, s.mapsDir(), "sources"); err != nil {
+			s.closeObjs()
+			return nil, err
+		}
+	}
+	if oldCounts != nil {
+		if err := pinOver(s.objs.Counters, s.mapsDir(), "counters"); err != nil {
 			s.closeObjs()
 			return nil, err
 		}

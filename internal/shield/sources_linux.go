@@ -346,7 +346,7 @@ type oldSource struct {
 
 // takeOldSources reads the sources LRU an earlier version pinned in mapsDir.
 // Its pin stays: the load creates the table unpinned (found tells it to),
-// and pinSourcesOver puts the table in the LRU's place as the load's last
+// and pinOver puts the table in the LRU's place as the load's last
 // step, so a load that fails leaves the LRU pinned for a retry or for the
 // version that made it. restoreSources writes the entries into the table.
 func takeOldSources(mapsDir string) (old []oldSource, found bool, err error) {
@@ -371,28 +371,29 @@ func takeOldSources(mapsDir string) (old []oldSource, found bool, err error) {
 	return old, true, nil
 }
 
-// pinSourcesOver pins the table in place of the old sources LRU in mapsDir:
-// pinned beside it first, then renamed over it, so the LRU's pin goes only
-// when the table's is in place. A pin left beside it by a load that died
-// between the two steps is replaced.
-func pinSourcesOver(table *ebpf.Map, mapsDir string) error {
-	pin := filepath.Join(mapsDir, "sources")
+// pinOver pins m in place of the map an older version pinned as name in
+// mapsDir (the sources LRU, a counters map of fewer reasons): pinned beside
+// it first, then renamed over it, so the old pin goes only when the new one
+// is in place. A pin left beside it by a load that died between the two
+// steps is replaced.
+func pinOver(m *ebpf.Map, mapsDir, name string) error {
+	pin := filepath.Join(mapsDir, name)
 	next := pin + "-next" // bpffs refuses names with a dot
 	if err := unix.Unlink(next); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("removing a stale sources pin: %w", err)
+		return fmt.Errorf("removing a stale %s pin: %w", name, err)
 	}
-	// A clone takes the pin, so table does not go on naming a path the
+	// A clone takes the pin, so m does not go on naming a path the
 	// rename moves.
-	c, err := table.Clone()
+	c, err := m.Clone()
 	if err != nil {
-		return fmt.Errorf("pinning the source table: %w", err)
+		return fmt.Errorf("pinning %s: %w", name, err)
 	}
 	defer c.Close()
 	if err := c.Pin(next); err != nil {
-		return fmt.Errorf("pinning the source table: %w", err)
+		return fmt.Errorf("pinning %s: %w", name, err)
 	}
 	if err := os.Rename(next, pin); err != nil {
-		return errors.Join(fmt.Errorf("replacing pinned sources: %w", err), c.Unpin())
+		return errors.Join(fmt.Errorf("replacing pinned %s: %w", name, err), c.Unpin())
 	}
 	return nil
 }
