@@ -274,8 +274,9 @@ func TestWorkerKilledMidRequest(t *testing.T) {
 	var wg sync.WaitGroup
 	var got answer
 	wg.Go(func() { got = g.send(t, "GET", "/sleep", "") })
-	// The pool has one worker: busy means the request reached it.
-	for give := time.Now().Add(testutil.Scale(30 * time.Second)); x.Pool().Stats().Busy == 0; time.Sleep(time.Millisecond) {
+	// The pool has one worker: running means the request started in it (a
+	// request killed before it starts goes to the replacement instead).
+	for give := time.Now().Add(testutil.Scale(30 * time.Second)); x.Pool().Stats().Running == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(give) {
 			t.Fatalf("the request never reached the worker (%s)", testutil.TimeScale())
 		}

@@ -136,8 +136,13 @@ func ErrorStatus(err error) (int, string) {
 
 // Stats are a pool's counters.
 type Stats struct {
-	Live     int    // workers alive now
-	Busy     int    // workers serving a request now
+	Live int // workers alive now
+	Busy int // workers serving a request now
+	// Running counts the busy workers whose request has started in the
+	// worker (its claim says so; on a pool without pipelining, every busy
+	// one). A request that has not started is sent to another worker if
+	// its worker dies first.
+	Running  int
 	Started  uint64 // workers started, replacements included
 	Replaced uint64 // workers killed or lost and replaced
 	// Pipelined counts requests sent to a busy worker (Config.Pipeline),

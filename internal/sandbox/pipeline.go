@@ -74,6 +74,12 @@ func (c claims) claim(id uint64) bool {
 	return c.mem == nil || atomic.CompareAndSwapUint64(c.word(id), id<<2|claimQueued, id<<2|claimStarted)
 }
 
+// started reports whether the worker has claimed request id (a pool
+// without pipelining: whether it could have).
+func (c claims) started(id uint64) bool {
+	return c.mem == nil || atomic.LoadUint64(c.word(id)) == id<<2|claimStarted
+}
+
 // withdraw is the supervisor's move: whether request id was taken back
 // before the worker started it.
 func (c claims) withdraw(id uint64) bool {

@@ -97,6 +97,13 @@ func TestPipelinedRequestFollowsTheOneInFlight(t *testing.T) {
 	p := newTestPool(t, Config{Size: 1, Handler: HandlerDelay, Host: host, Pipeline: true, PipelineStall: testutil.Scale(10 * time.Second)})
 	first := doAsync(p, "300 first")
 	waitBusy(t, p, 1)
+	// Running: the worker has claimed it (and will not claim the next
+	// one before it answers).
+	for deadline := time.Now().Add(testutil.Scale(10 * time.Second)); p.Stats().Running != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v: the first request never ran", p.Stats())
+		}
+	}
 	second := doAsync(p, "0 second")
 	for _, c := range []struct {
 		ch   chan result

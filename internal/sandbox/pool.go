@@ -170,6 +170,7 @@ func (p *Pool) DoExchange(ctx context.Context, function string, req []byte, ex E
 	// own Timeout counts it from when it has a worker to itself.
 	// A large request waits for a free worker (maxPipelinedFrame).
 	pipeline := p.cfg.Pipeline && !ex.Once && ex.Timeout == 0 && pipelinedFrame(req) <= maxPipelinedFrame
+	resent := false
 	for {
 		actx, cancel := context.WithDeadline(ctx, acquireBy)
 		w, q, err := p.acquire(actx, pipeline, req, deadline)
@@ -207,8 +208,10 @@ func (p *Pool) DoExchange(ctx context.Context, function string, req []byte, ex E
 			deadline = time.Now().Add(ex.Timeout)
 		}
 		out, err := p.exchange(ctx, w, id, q == nil, sent, function, req, deadline, ex)
-		if errors.Is(err, errNotStarted) {
-			pipeline = false
+		if errors.Is(err, errNotStarted) && !resent {
+			// Once: workers that keep dying before they start anything
+			// do not get the same request again and again.
+			pipeline, resent = false, true
 			continue
 		}
 		return out, err
@@ -748,6 +751,9 @@ func (p *Pool) Stats() Stats {
 	for w := range p.workers {
 		if w.function.Load() != nil {
 			s.Busy++
+			if w.claims.started(w.current) {
+				s.Running++
+			}
 		}
 	}
 	for k, v := range p.violations {
