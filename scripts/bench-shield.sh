@@ -166,7 +166,9 @@ echo "(benchmarks took $(( $(date +%s) - start )) s)"
 echo
 
 # Medians of ns/pkt per case, then the table.
-awk '
+# medians is the awk both tables start with: the ns/pkt figures of each
+# benchmark gathered by name, and their median.
+medians='
 	/ns\/pkt/ {
 		name = $1; sub(/-[0-9]+$/, "", name)
 		for (i = 2; i < NF; i++) if ($(i+1) == "ns/pkt") v = $i
@@ -177,6 +179,8 @@ awk '
 		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
 		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 	}
+'
+awk "$medians"'
 	END {
 		for (k in vals) {
 			m[k] = median(vals[k])
@@ -227,17 +231,7 @@ echo "running: ${flood[*]}"
 (cd "$repo" && "${flood[@]}") | tee -a "$rawc" | grep -E '^(Benchmark|ok|FAIL|---)' | sed 's/^/  /' || true
 [[ -n ${OUT:-} ]] && cat "$rawc" >>"$OUT"
 echo
-awk '
-	/ns\/pkt/ {
-		name = $1; sub(/-[0-9]+$/, "", name)
-		for (i = 2; i < NF; i++) if ($(i+1) == "ns/pkt") v = $i
-		vals[name] = vals[name] " " v
-	}
-	function median(s,   a, n, i, j, t) {
-		n = split(s, a, " ")
-		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-	}
+awk "$medians"'
 	END {
 		for (k in vals) {
 			m[k] = median(vals[k])

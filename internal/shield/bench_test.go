@@ -379,9 +379,9 @@ func peerPrograms(b *testing.B) map[string]*ebpf.Program {
 	return progs
 }
 
-// BenchmarkEmptyXDP times a program that only returns XDP_PASS on the same
-// frames: the floor that BPF_PROG_TEST_RUN itself adds to every figure.
-func BenchmarkEmptyXDP(b *testing.B) {
+// emptyXDP loads a program that only returns XDP_PASS, closed when b ends.
+func emptyXDP(b *testing.B) *ebpf.Program {
+	b.Helper()
 	tu.RequireRoot(b)
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         ebpf.XDP,
@@ -392,6 +392,13 @@ func BenchmarkEmptyXDP(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { prog.Close() })
+	return prog
+}
+
+// BenchmarkEmptyXDP times a program that only returns XDP_PASS on the same
+// frames: the floor that BPF_PROG_TEST_RUN itself adds to every figure.
+func BenchmarkEmptyXDP(b *testing.B) {
+	prog := emptyXDP(b)
 	for _, c := range benchCases(benchSettings()) {
 		if c.name != "pass" {
 			continue

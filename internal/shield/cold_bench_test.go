@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/netlab"
-	tu "github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 )
 
 // The cache-cold benchmarks (issue 15). The hot benchmarks repeat one frame,
@@ -174,16 +172,7 @@ func BenchmarkPeerXDPFilterCold(b *testing.B) {
 // BenchmarkEmptyXDPCold is the floor of a one-repeat run: the kernel's timer
 // and call around a program that only returns XDP_PASS.
 func BenchmarkEmptyXDPCold(b *testing.B) {
-	tu.RequireRoot(b)
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:         ebpf.XDP,
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, xdpPass), asm.Return()},
-		License:      "MIT",
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { prog.Close() })
+	prog := emptyXDP(b)
 	f := loadBenchFixture(b)
 	for _, c := range coldCases(b, f) {
 		if c.name == "pass" {

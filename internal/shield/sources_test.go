@@ -279,16 +279,7 @@ func TestSourcesCarriedOver(t *testing.T) {
 	pin := tu.PinPath(t)
 	keys, states := oldSourcesLRU(t, pin)
 
-	s, err := Load(Options{PinPath: pin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for i, k := range keys {
-		if got, ok, err := s.sources.get(k); err != nil || !ok || got != states[i] {
-			t.Errorf("source %v carried over as %+v, %v, %v; want %+v", k, got, ok, err, states[i])
-		}
-	}
+	s := loadCarryingSources(t, pin, keys, states)
 	blocks, err := s.AutoBlocks()
 	if err != nil || len(blocks) != 1 || blocks[0].Source != netip.MustParsePrefix("192.0.2.77/32") {
 		t.Errorf("AutoBlocks after carrying over: %v, %v", blocks, err)
@@ -335,16 +326,7 @@ func TestSourcesCarryOverKeepsThePinUntilLoaded(t *testing.T) {
 		}
 	}
 
-	s, err := Load(Options{PinPath: pin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for i, k := range keys {
-		if got, ok, err := s.sources.get(k); err != nil || !ok || got != states[i] {
-			t.Errorf("retry carried %v over as %+v, %v, %v; want %+v", k, got, ok, err, states[i])
-		}
-	}
+	loadCarryingSources(t, pin, keys, states)
 	m2, err := ebpf.LoadPinnedMap(filepath.Join(pin, "maps", "sources"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -595,4 +577,21 @@ func pinToCPU(t *testing.T, cpu int) bool {
 		return false
 	}
 	return true
+}
+
+// loadCarryingSources loads a shield over pin, closed when t ends, and
+// checks that every old LRU entry was carried into the table.
+func loadCarryingSources(t *testing.T, pin string, keys []shieldAddr6, states []shieldSourceState) *Shield {
+	t.Helper()
+	s, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for i, k := range keys {
+		if got, ok, err := s.sources.get(k); err != nil || !ok || got != states[i] {
+			t.Errorf("source %v carried over as %+v, %v, %v; want %+v", k, got, ok, err, states[i])
+		}
+	}
+	return s
 }
