@@ -391,9 +391,17 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 	// is ever invisible to the program; a rule found already in the map
 	// gives its count back (its entry holds one of its own).
 	fresh := make([]bool, len(rules))
+	// absent marks the exact rules whose hash the exact filter did not
+	// count before this call: their keys cannot be in the map (the
+	// filters count exactly what the maps hold), so they go in without
+	// the write-if-absent check.
+	absent := make([]bool, len(rules))
 	for i, r := range rules {
 		vals[i] = shieldEntry{ExpiresNs: clk.toBoot(r.Expires), RuleId: r.RuleID, Prefixlen: entryPrefixlen(r.Prefix)}
 		fresh[i] = true
+		absent[i] = isExact(r.Prefix) && !s.exact[prefilterIndex(l, r.Prefix)].counted(exactHash(r.Prefix.Addr()))
+	}
+	for _, r := range rules {
 		s.filterAdd(l, r.Prefix)
 	}
 	undo := func(from int, err error) error {
@@ -410,16 +418,26 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 	// A new entry is one write that fails if the key is held (an import is
 	// mostly new entries); a held one is read for its hit count and
 	// rewritten. Once most keys turn out held, reading first saves the
-	// failed write.
+	// failed write. A run of entries known absent goes in as one batch.
 	var ex exactReader
 	var tried, held int
-	for i, r := range rules {
+	for i := 0; i < len(rules); {
+		r := rules[i]
 		m, key, _ := lm.slot(r.Prefix)
+		n, err := s.putAbsent(lm, m, rules[i:], vals[i:], absent[i:])
+		if err != nil {
+			return undo(i+n, fmt.Errorf("adding to %s map: %w", l, err))
+		}
+		if n > 0 {
+			i += n
+			continue
+		}
 		readFirst := tried >= 64 && held > tried/2
 		tried++
 		if !readFirst {
 			err := m.Update(key, &vals[i], ebpf.UpdateNoExist)
 			if err == nil {
+				i++
 				continue
 			}
 			if !errors.Is(err, ebpf.ErrKeyExist) {
@@ -439,10 +457,60 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 		if err := m.Update(key, &vals[i], ebpf.UpdateAny); err != nil {
 			return undo(i, fmt.Errorf("adding %s to %s map: %w", r.Prefix, l, err))
 		}
+		i++
 	}
 	// Given-back counts change no bit (the held entries keep theirs); this
 	// writes the counts' words only if a bit did change.
 	return s.flushPrefilters()
+}
+
+// minBatch is the shortest run of absent entries written as one batch:
+// below it the batch's extra copies cost more than the system calls it
+// saves.
+const minBatch = 4
+
+// putAbsent writes the run of rules at the head of rules that go to the
+// exact (hash) map m and are known absent from it, in one
+// BPF_MAP_UPDATE_BATCH (the kernel takes no BPF_NOEXIST there, hence
+// "known absent"). It returns how many went in: the batch stops at the
+// first error. It writes nothing, and returns 0 and no error, for a trie,
+// a run shorter than minBatch or a kernel without batch updates (before
+// 5.6; s.oneByOne in tests), leaving those to one write an entry.
+func (s *Shield) putAbsent(lm listMaps, m *ebpf.Map, rules []Rule, vals []shieldEntry, absent []bool) (int, error) {
+	if s.oneByOne || m.Type() != ebpf.Hash {
+		return 0, nil
+	}
+	n := 0
+	for n < len(rules) && absent[n] {
+		if next, _, _ := lm.slot(rules[n].Prefix); next != m {
+			break
+		}
+		n++
+	}
+	if n < minBatch {
+		return 0, nil
+	}
+	var keys any
+	if m == lm.exact4 {
+		k := make([]uint32, n)
+		for i := range k {
+			b := rules[i].Prefix.Addr().As4()
+			k[i] = binary.NativeEndian.Uint32(b[:])
+		}
+		keys = k
+	} else {
+		k := make([]shieldAddr6, n)
+		for i := range k {
+			k[i].Addr = addr6Words(rules[i].Prefix.Addr())
+		}
+		keys = k
+	}
+	done, err := m.BatchUpdate(keys, vals[:n], nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		s.oneByOne = true
+		return 0, nil
+	}
+	return done, err
 }
 
 // lastOfEach drops every rule whose prefix comes again later in rules, so

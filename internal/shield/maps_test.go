@@ -682,6 +682,108 @@ func TestRewritingManyKeepsHitsAndFilters(t *testing.T) {
 	checkFilterCounts(t, s)
 }
 
+// TestBatchedPutsKeepHitsAndFilters writes runs of new exact entries as
+// batches, with held entries between them, in both families and one entry
+// at a time as on kernels without batch updates: a held entry keeps its
+// hit count, every entry is enforced and the filters count what the maps
+// hold. Then a batch that the kernel stops halfway (a hash map too small)
+// leaves the filters exact.
+func TestBatchedPutsKeepHitsAndFilters(t *testing.T) {
+	addr := func(v6 bool, i int) netip.Addr {
+		if v6 {
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
+		}
+		return netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
+	}
+	for _, oneByOne := range []bool{false, true} {
+		for _, v6 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("oneByOne=%v/v6=%v", oneByOne, v6), func(t *testing.T) {
+				s := newTestShield(t, noLimits())
+				s.oneByOne = oneByOne
+				var first []Rule
+				for i := range 20 {
+					first = append(first, Rule{Prefix: netip.PrefixFrom(addr(v6, 100+i), addr(v6, 0).BitLen()), RuleID: 1})
+				}
+				if err := s.PutRules(Blocklist, first); err != nil {
+					t.Fatal(err)
+				}
+				hit := []netip.Addr{addr(v6, 103), addr(v6, 117)}
+				for _, a := range hit {
+					if _, got, _ := run(t, s, udpFrom(a)); got != ReasonBlockedExact {
+						t.Fatalf("%s: %s", a, got)
+					}
+				}
+				// Runs of 5, 6, 4 and 5 new entries around two held
+				// ones (one hit) and a prefix.
+				var second []Rule
+				next := 0
+				fresh := func(k int) {
+					for range k {
+						second = append(second, Rule{Prefix: netip.PrefixFrom(addr(v6, next), addr(v6, 0).BitLen()), RuleID: 2})
+						next++
+					}
+				}
+				fresh(5)
+				second = append(second, Rule{Prefix: first[1].Prefix, RuleID: 2})
+				fresh(6)
+				second = append(second, Rule{Prefix: first[3].Prefix, RuleID: 2})
+				fresh(4)
+				pfx := netip.PrefixFrom(addr(v6, 0x300), 120)
+				if !v6 {
+					pfx = netip.PrefixFrom(addr(v6, 0x300), 24)
+				}
+				second = append(second, Rule{Prefix: pfx, RuleID: 2})
+				fresh(5)
+				if err := s.PutRules(Blocklist, second); err != nil {
+					t.Fatal(err)
+				}
+				got := hitsOf(t, s, Blocklist)
+				if len(got) != len(first)+len(second)-2 {
+					t.Errorf("%d entries, want %d", len(got), len(first)+len(second)-2)
+				}
+				for _, r := range second {
+					want := uint64(0)
+					if r.Prefix.Contains(hit[0]) {
+						want = 1
+					}
+					if g, ok := got[r.Prefix]; !ok || g.RuleID != 2 || g.Hits != want {
+						t.Errorf("%s: rule %d with %d hits (listed %v), want rule 2 with %d", r.Prefix, g.RuleID, g.Hits, ok, want)
+					}
+				}
+				for _, r := range second {
+					if _, got, _ := run(t, s, udpFrom(r.Prefix.Addr())); got != ReasonBlockedExact && got != ReasonBlockedPrefix {
+						t.Errorf("%s: %s", r.Prefix.Addr(), got)
+					}
+				}
+				checkFilterCounts(t, s)
+			})
+		}
+	}
+
+	t.Run("full", func(t *testing.T) {
+		s := newTestShield(t, noLimits())
+		orig := s.objs.BlockV4
+		small, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: orig.KeySize(), ValueSize: orig.ValueSize(),
+			MaxEntries: 6, Flags: unix.BPF_F_NO_PREALLOC})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.objs.BlockV4 = small
+		t.Cleanup(func() { s.objs.BlockV4 = orig; small.Close() })
+		var rules []Rule
+		for i := range 10 {
+			rules = append(rules, Rule{Prefix: netip.PrefixFrom(addr(false, i), 32)})
+		}
+		if err := s.PutRules(Blocklist, rules); err == nil {
+			t.Fatal("ten entries went into a map of six")
+		}
+		if got := hitsOf(t, s, Blocklist); len(got) != 6 {
+			t.Errorf("the map holds %d entries, want the 6 that fit", len(got))
+		}
+		checkFilterCounts(t, s)
+	})
+}
+
 // BenchmarkPutRules100k lists 100,000 new addresses in one call, as an
 // import does, and removes them again outside the timer.
 func BenchmarkPutRules100k(b *testing.B) {

@@ -205,6 +205,9 @@ func (f *exactFilter) add(h uint32) {
 	f.counts[h]++
 }
 
+// counted reports whether some listed address hashes to h.
+func (f *exactFilter) counted(h uint32) bool { return f.counts[h] > 0 }
+
 func (f *exactFilter) remove(h uint32) {
 	n := f.counts[h]
 	switch {
