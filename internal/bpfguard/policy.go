@@ -89,7 +89,7 @@ func DefaultPolicy() Policy {
 // ShieldCaps are the max_entries ceilings of the shield's maps, as declared
 // in internal/shield/bpf/shield.c.
 type ShieldCaps struct {
-	BlockV4 uint32 // block_v4, block_v4_lpm
+	BlockV4 uint32 // block_v4, block_v4_lpm (hash maps both: the prefixes by length)
 	BlockV6 uint32 // block_v6, block_v6_lpm
 	Allow   uint32 // allow_v4, allow_v6, allow_v4_lpm, allow_v6_lpm
 	Sources uint32 // sources, the rate-limit table: buckets of 4 ways
@@ -135,6 +135,10 @@ func ShieldPolicy(caps ShieldCaps, digest string) Policy {
 		"autoblock_marks": 1 << 16,
 		// management: prefixes exempt from automatic blocks, 1,024 a family.
 		"management": 2048,
+		// prefix_lens_v4/v6: the prefix lengths present, per list, 16
+		// /16s or 4 IPv6 buckets (of 2^16) to a value.
+		"prefix_lens_v4": 2 * (1 << 16) / 16,
+		"prefix_lens_v6": 2 * (1 << 16) / 4,
 	}
 	// Every map full at its ceiling is about 340 MiB by the estimate (see
 	// EstimateMapBytes; 1005 instructions and 355,762,816 bytes when this was

@@ -302,14 +302,10 @@ func matchedEntry(model map[diffKey]*diffEntry, src netip.Addr, now uint64) (dif
 		if e := model[exact]; e != nil && live(e) {
 			return exact, true
 		}
-		skipped := 0
-		for bits := src.BitLen() - 1; bits >= 0 && skipped <= expiredSkips; bits-- {
+		for bits := src.BitLen() - 1; bits >= 0; bits-- {
 			k := diffKey{l, netip.PrefixFrom(src, bits).Masked()}
-			if e := model[k]; e != nil {
-				if live(e) {
-					return k, true
-				}
-				skipped++ // expired: as if absent, the next-longest decides
+			if e := model[k]; e != nil && live(e) {
+				return k, true // an expired entry is as if absent: the next-longest decides
 			}
 		}
 	}

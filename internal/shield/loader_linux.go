@@ -45,7 +45,8 @@ type Shield struct {
 	cfg           shieldShieldConfig
 	filters       [numPrefilters]*prefilter
 	exact         [numPrefilters]*exactFilter
-	long          [2]*prefilter  // IPv6 prefixes of /48 and longer: allow, block
+	long          [2]*prefilter // IPv6 prefixes of /48 and longer: allow, block
+	lens          [numPrefilters]*lenMasks
 	mgmt          []netip.Prefix // management prefixes (SetManagement)
 	mgmtSet       bool           // SetManagement was called: the maps follow mgmt
 	// Adopted is true when the maps were already pinned, that is when a
@@ -130,7 +131,11 @@ func Load(opts Options) (*Shield, error) {
 	var oldCounts *oldCounters
 	var oldSources []oldSource
 	var oldSourcesPinned bool
+	var oldPrefixes map[string][]oldPrefix
 	if opts.PinPath != "" {
+		if oldPrefixes, err = takeOldPrefixes(spec, s.mapsDir()); err != nil {
+			return nil, err
+		}
 		if oldCounts, err = takeOldCounters(spec, s.mapsDir()); err != nil {
 			return nil, err
 		}
@@ -174,18 +179,22 @@ func Load(opts Options) (*Shield, error) {
 		s.closeObjs()
 		return nil, err
 	}
-	if s.Adopted {
-		if err := s.recordPrefixlens(); err != nil {
-			s.closeObjs()
-			return nil, err
-		}
+	if err := s.restorePrefixes(oldPrefixes); err != nil {
+		s.closeObjs()
+		return nil, err
 	}
 	if err := s.start(); err != nil {
 		s.closeObjs()
 		return nil, err
 	}
-	// The last steps: until here a failure leaves an old sources LRU and
-	// an old counters map pinned.
+	// The last steps: until here a failure leaves an old sources LRU, an
+	// old counters map and old prefix tries pinned.
+	for name := range oldPrefixes {
+		if err := pinOver(s.prefixMap(name), s.mapsDir(), name); err != nil {
+			s.closeObjs()
+			return nil, err
+		}
+	}
 	if oldSourcesPinned {
 		if err := pinOver(s.objs.Sources, s.mapsDir(), "sources"); err != nil {
 			s.closeObjs()

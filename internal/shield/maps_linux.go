@@ -1,7 +1,6 @@
 package shield
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -231,78 +230,13 @@ func (lm listMaps) slot(p netip.Prefix) (m *ebpf.Map, key any, flag uint32) {
 	return lm.prefix6, shieldLpmV6Key{Prefixlen: uint32(p.Bits()), Addr: words}, lm.hasPrefix6
 }
 
-// entryPrefixlen is the length a prefix's entry records: its own for a trie
-// entry, which the data path looks below when the entry has expired; 0 for
-// an exact entry.
+// entryPrefixlen is the length a prefix's entry records: its own for a
+// prefix entry, 0 for an exact entry.
 func entryPrefixlen(p netip.Prefix) uint32 {
 	if p.Bits() == p.Addr().BitLen() {
 		return 0
 	}
 	return uint32(p.Bits())
-}
-
-// recordPrefixlens writes each trie entry's own length into its value where
-// it is missing: entries of maps pinned by a daemon of the earlier layout
-// hold 0 there (padding then), which the data path reads as "nothing
-// shorter to look for". Each rewrite keeps the entry's hit count as read; a
-// hit counted between the read and the write is lost, once, at upgrade.
-func (s *Shield) recordPrefixlens() error {
-	for _, l := range []List{Allowlist, Blocklist} {
-		lm, err := s.maps(l)
-		if err != nil {
-			return err
-		}
-		var (
-			p4  shieldLpmV4Key
-			p6  shieldLpmV6Key
-			val shieldEntry
-		)
-		var keys4 []shieldLpmV4Key
-		it := lm.prefix4.Iterate()
-		for it.Next(&p4, &val) {
-			if val.Prefixlen != p4.Prefixlen {
-				keys4 = append(keys4, p4)
-			}
-		}
-		if err := it.Err(); err != nil {
-			return fmt.Errorf("reading %s prefix map: %w", l, err)
-		}
-		var keys6 []shieldLpmV6Key
-		it = lm.prefix6.Iterate()
-		for it.Next(&p6, &val) {
-			if val.Prefixlen != p6.Prefixlen {
-				keys6 = append(keys6, p6)
-			}
-		}
-		if err := it.Err(); err != nil {
-			return fmt.Errorf("reading %s prefix map: %w", l, err)
-		}
-		// Keys are collected first and rewritten after, outside the
-		// iteration. Load runs this before anything removes entries, so
-		// each key is still present and its lookup is its own entry.
-		fix := func(m *ebpf.Map, key any, plen uint32) error {
-			var e shieldEntry
-			if err := m.Lookup(key, &e); err != nil {
-				return fmt.Errorf("reading the %s prefix map: %w", l, err)
-			}
-			e.Prefixlen = plen
-			if err := m.Update(key, &e, ebpf.UpdateAny); err != nil {
-				return fmt.Errorf("recording a prefix length in the %s prefix map: %w", l, err)
-			}
-			return nil
-		}
-		for _, k := range keys4 {
-			if err := fix(lm.prefix4, k, k.Prefixlen); err != nil {
-				return err
-			}
-		}
-		for _, k := range keys6 {
-			if err := fix(lm.prefix6, k, k.Prefixlen); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func addr6Words(a netip.Addr) [4]uint32 {
@@ -419,7 +353,6 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 	// mostly new entries); a held one is read for its hit count and
 	// rewritten. Once most keys turn out held, reading first saves the
 	// failed write. A run of entries known absent goes in as one batch.
-	var ex exactReader
 	var tried, held int
 	for i := 0; i < len(rules); {
 		r := rules[i]
@@ -444,7 +377,7 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 				return undo(i, fmt.Errorf("adding %s to %s map: %w", r.Prefix, l, err))
 			}
 		}
-		old, ok, err := ex.lookup(m, key)
+		old, ok, err := lookupEntry(m, key)
 		if err != nil {
 			return undo(i, fmt.Errorf("reading %s from %s map: %w", r.Prefix, l, err))
 		}
@@ -473,11 +406,11 @@ const minBatch = 4
 // exact (hash) map m and are known absent from it, in one
 // BPF_MAP_UPDATE_BATCH (the kernel takes no BPF_NOEXIST there, hence
 // "known absent"). It returns how many went in: the batch stops at the
-// first error. It writes nothing, and returns 0 and no error, for a trie,
-// a run shorter than minBatch or a kernel without batch updates (before
+// first error. It writes nothing, and returns 0 and no error, for a prefix
+// map, a run shorter than minBatch or a kernel without batch updates (before
 // 5.6; s.oneByOne in tests), leaving those to one write an entry.
 func (s *Shield) putAbsent(lm listMaps, m *ebpf.Map, rules []Rule, vals []shieldEntry, absent []bool) (int, error) {
-	if s.oneByOne || m.Type() != ebpf.Hash {
+	if s.oneByOne || (m != lm.exact4 && m != lm.exact6) {
 		return 0, nil
 	}
 	n := 0
@@ -529,27 +462,10 @@ func lastOfEach(rules []Rule) []Rule {
 	return out
 }
 
-// exactReader reads entries by exact key. On a prefix trie a lookup answers
-// with the longest stored prefix covering the key, which may be another,
-// shorter prefix (a /15 for an absent /24), so presence there is decided by
-// GET_NEXT_KEY, which finds a key only by exact match: it answers an absent
-// key with the map's first key, a present one with the key after it (or
-// nothing after the last). A present key's lookup then returns its own
-// entry, since no longer stored prefix can answer for it. The first keys
-// are read once: callers must not change the maps while they use one
-// exactReader.
-type exactReader struct {
-	first map[*ebpf.Map][]byte // nil: the map is empty
-}
-
-func (x *exactReader) lookup(m *ebpf.Map, key any) (shieldEntry, bool, error) {
+// lookupEntry reads an entry by its key (the prefix maps are hash maps
+// too: a lookup never answers for another, covering prefix).
+func lookupEntry(m *ebpf.Map, key any) (shieldEntry, bool, error) {
 	var e shieldEntry
-	if m.Type() == ebpf.LPMTrie {
-		ok, err := x.has(m, key)
-		if err != nil || !ok {
-			return e, false, err
-		}
-	}
 	err := m.Lookup(key, &e)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return e, false, nil
@@ -557,34 +473,11 @@ func (x *exactReader) lookup(m *ebpf.Map, key any) (shieldEntry, bool, error) {
 	return e, err == nil, err
 }
 
-func (x *exactReader) has(m *ebpf.Map, key any) (bool, error) {
-	first, ok := x.first[m]
-	if !ok {
-		var err error
-		if first, err = m.NextKeyBytes(nil); err != nil {
-			return false, err
-		}
-		if x.first == nil {
-			x.first = map[*ebpf.Map][]byte{}
-		}
-		x.first[m] = first
-	}
-	if first == nil {
-		return false, nil
-	}
-	next, err := m.NextKeyBytes(key)
-	if err != nil {
-		return false, err
-	}
-	return next == nil || !bytes.Equal(next, first), nil
-}
-
 func (s *Shield) deleteRulesLocked(l List, lm listMaps, prefixes []netip.Prefix) error {
 	var touched uint32
 	var errs []error
 	for _, p := range prefixes {
 		m, key, f := lm.slot(p)
-		// A trie deletes by exact key: a covering prefix stays.
 		err := m.Delete(key)
 		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("removing %s from %s map: %w", p, l, err))
@@ -622,9 +515,8 @@ func (s *Shield) clearEmptyLocked(lm listMaps, touched uint32) error {
 }
 
 // Rules reads a list back from the kernel, with hit counters. It holds the
-// lock so no removal runs under the read: an iteration that looks up a key
-// just deleted from a trie would read the covering prefix's entry for it,
-// and restart from the first key.
+// lock so no removal runs under the read: an iteration whose next key was
+// just deleted restarts from the first key.
 func (s *Shield) Rules(l List) ([]RuleState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -3,7 +3,6 @@
 package shield
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/netlab"
-	tu "github.com/aegis-edge/aegis/internal/testutil"
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
@@ -276,6 +274,54 @@ func checkFilterCounts(t testing.TB, s *Shield) {
 		}
 		samePrefilter(fmt.Sprintf("long prefilter %d", i), s.long[i], want.long[i], p6.Words[:])
 	}
+	kernel4 := readArray[shieldPlens4](t, s.objs.PrefixLensV4)
+	kernel6 := readArray[shieldPlens6](t, s.objs.PrefixLensV6)
+	for i, got := range s.lens {
+		exp := want.lens[i]
+		if !maps.Equal(got.counts, exp.counts) || !slices.Equal(got.masks, exp.masks) {
+			t.Errorf("prefix lengths %d: counts %v, the maps imply %v", i, got.counts, exp.counts)
+		}
+		if len(got.dirty) != 0 {
+			t.Errorf("prefix lengths %d: not written to the kernel", i)
+		}
+		which := uint32(i % 2)
+		for b, m := range exp.masks {
+			var k [2]uint64
+			if got.v6 {
+				v := kernel6[which*lensBuckets/lens6PerValue+uint32(b)/lens6PerValue]
+				k = [2]uint64{v.Mask[2*(b%lens6PerValue)], v.Mask[2*(b%lens6PerValue)+1]}
+			} else {
+				k[0] = uint64(kernel4[which*lensBuckets/lens4PerValue+uint32(b)/lens4PerValue].Mask[b%lens4PerValue])
+			}
+			if k != m {
+				t.Errorf("prefix lengths %d: the kernel's bucket %d holds %x, the maps imply %x", i, b, k, m)
+				break
+			}
+		}
+	}
+}
+
+// readArray reads every value of an array map, in one batch lookup where
+// the kernel has them.
+func readArray[V any](t testing.TB, m *ebpf.Map) []V {
+	t.Helper()
+	n := int(m.MaxEntries())
+	keys := make([]uint32, n)
+	vals := make([]V, n)
+	var cursor ebpf.MapBatchCursor
+	got, err := m.BatchLookup(&cursor, keys, vals, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		for k := range vals {
+			if err := m.Lookup(uint32(k), &vals[k]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return vals
+	}
+	if (err != nil && !errors.Is(err, ebpf.ErrKeyNotExist)) || got != n {
+		t.Fatalf("reading %s: %d of %d, %v", m, got, n, err)
+	}
+	return vals
 }
 
 // exactBlocksOf reads the exact filters' blocks from the kernel, all in one
@@ -464,25 +510,32 @@ func TestExpiredEntryUncoversTheLivePrefix(t *testing.T) {
 	}
 }
 
-// TestExpiredChainBound lists a live /8 under a chain of nested expired
-// prefixes on the blocklist: the data path looks past expiredSkips of them
-// and finds the /8; behind one more, it takes the source as not listed until
-// the sweep deletes the expired entries.
-func TestExpiredChainBound(t *testing.T) {
+// TestExpiredChainFallsThrough lists a live /8 under a chain of nested
+// expired prefixes on the blocklist, up to one of every longer length: the
+// data path looks past all of them (each length is tried once) and finds the
+// /8, before and after the sweep deletes the expired entries. The variant
+// puts the chain in IPv6, 1 to 119 expired prefixes over a live /8.
+func TestExpiredChainFallsThrough(t *testing.T) {
 	s := newTestShield(t, noLimits())
-	probe := netip.MustParseAddr("10.255.255.255")
 	for _, tc := range []struct {
+		probe   string
+		live    string
 		expired int
-		want    Reason
 	}{
-		{1, ReasonBlockedPrefix},
-		{expiredSkips, ReasonBlockedPrefix},
-		{expiredSkips + 1, ReasonPassed},
-		{20, ReasonPassed},
+		{"10.255.255.255", "10.0.0.0/8", 1},
+		{"10.255.255.255", "10.0.0.0/8", 9},
+		{"10.255.255.255", "10.0.0.0/8", 23},
+		{"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2000::/8", 1},
+		{"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2000::/8", 60},
+		{"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2000::/8", 119},
 	} {
-		t.Run(fmt.Sprint(tc.expired), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%d", tc.live, tc.expired), func(t *testing.T) {
 			emptyLists(t, s)
-			put(t, s, Blocklist, time.Time{}, "10.0.0.0/8")
+			if err := s.setClock(0); err != nil {
+				t.Fatal(err)
+			}
+			probe := netip.MustParseAddr(tc.probe)
+			put(t, s, Blocklist, time.Time{}, tc.live)
 			var chain []string
 			var prefixes []netip.Prefix
 			for i := range tc.expired {
@@ -496,11 +549,11 @@ func TestExpiredChainBound(t *testing.T) {
 			}
 			rules := s.testRules(t)
 			frame := udpFrom(probe)
-			if _, want := reference(frame, rules, testNow+uint64(2*time.Minute)); want != tc.want {
-				t.Errorf("reference says %s, want %s", want, tc.want)
+			if _, want := reference(frame, rules, testNow+uint64(2*time.Minute)); want != ReasonBlockedPrefix {
+				t.Errorf("reference says %s, want %s", want, ReasonBlockedPrefix)
 			}
-			if _, got, _ := run(t, s, frame); got != tc.want {
-				t.Errorf("%d expired prefixes over a live /8: %s, want %s", tc.expired, got, tc.want)
+			if _, got, _ := run(t, s, frame); got != ReasonBlockedPrefix {
+				t.Errorf("%d expired prefixes over a live %s: %s, want %s", tc.expired, tc.live, got, ReasonBlockedPrefix)
 			}
 			if err := s.DeleteRules(Blocklist, prefixes); err != nil {
 				t.Fatal(err)
@@ -508,121 +561,9 @@ func TestExpiredChainBound(t *testing.T) {
 			if _, got, _ := run(t, s, frame); got != ReasonBlockedPrefix {
 				t.Errorf("swept: %s, want %s", got, ReasonBlockedPrefix)
 			}
+			checkFilterCounts(t, s)
 		})
 	}
-}
-
-// TestAdoptedEntriesGetTheirPrefixlen adopts pinned lists whose trie
-// entries hold no prefix length (the value's former padding, as a daemon of
-// the earlier layout wrote them): the loader records each entry's length,
-// so an expired entry no longer hides its live covering prefix, and the
-// entries keep their hit counts.
-func TestAdoptedEntriesGetTheirPrefixlen(t *testing.T) {
-	tu.RequireRoot(t)
-	pin := tu.PinPath(t)
-	expired := testNow + uint64(2*time.Minute)
-	probes := map[string]Reason{"198.18.5.77": ReasonBlockedPrefix, "2001:db8:5::9": ReasonBlockedPrefix, "10.1.2.3": ReasonAllowlisted}
-	load := func() *Shield {
-		t.Helper()
-		s, err := Load(Options{PinPath: pin})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		if err := s.setClock(testNow); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SetSettings(noLimits()); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	s1 := load()
-	put(t, s1, Blocklist, time.Time{}, "198.18.0.0/15", "2001:db8::/32", "10.0.0.0/7")
-	put(t, s1, Allowlist, time.Time{}, "10.0.0.0/8")
-	put(t, s1, Blocklist, s1.clock().wall.Add(time.Minute), "198.18.5.0/24", "2001:db8:5::/48")
-	put(t, s1, Allowlist, s1.clock().wall.Add(time.Minute), "10.1.0.0/16")
-	// What an earlier daemon left: no lengths in the values.
-	zeroed := 0
-	for _, m := range []*ebpf.Map{s1.objs.BlockV4Lpm, s1.objs.BlockV6Lpm, s1.objs.AllowV4Lpm} {
-		var keys [][]byte
-		var k []byte
-		var v shieldEntry
-		it := m.Iterate()
-		for it.Next(&k, &v) {
-			keys = append(keys, slices.Clone(k))
-		}
-		if err := it.Err(); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range keys {
-			if err := m.Lookup(k, &v); err != nil {
-				t.Fatal(err)
-			}
-			if v.Prefixlen == 0 {
-				t.Fatalf("%s: an entry written by this daemon has no length", m)
-			}
-			v.Prefixlen, v.Hits = 0, 5
-			if err := m.Update(k, &v, ebpf.UpdateAny); err != nil {
-				t.Fatal(err)
-			}
-			zeroed++
-		}
-	}
-	if zeroed != 7 {
-		t.Fatalf("zeroed %d entries, want 7", zeroed)
-	}
-	if err := s1.setClock(expired); err != nil {
-		t.Fatal(err)
-	}
-	for a := range probes {
-		if _, got, _ := run(t, s1, udpFrom(netip.MustParseAddr(a))); got == probes[a] {
-			t.Fatalf("%s: %s with the earlier layout's entries: this test shows nothing", a, got)
-		}
-	}
-	s1.Close()
-
-	s2 := load()
-	if !s2.Adopted {
-		t.Fatal("maps not adopted")
-	}
-	if err := s2.setClock(expired); err != nil {
-		t.Fatal(err)
-	}
-	for a, want := range probes {
-		if _, got, _ := run(t, s2, udpFrom(netip.MustParseAddr(a))); got != want {
-			t.Errorf("%s after adoption: %s, want %s", a, got, want)
-		}
-	}
-	// 5 kept through the rewrite, and the probes' hits: before adoption
-	// 10.1.2.3 was not allowlisted and hit the block of 10.0.0.0/7.
-	wantHits := map[List]map[string]uint64{
-		Blocklist: {"198.18.0.0/15": 6, "2001:db8::/32": 6, "10.0.0.0/7": 6, "198.18.5.0/24": 5, "2001:db8:5::/48": 5},
-		Allowlist: {"10.0.0.0/8": 6, "10.1.0.0/16": 5},
-	}
-	for l, want := range wantHits {
-		got := hitsOf(t, s2, l)
-		for p, n := range want {
-			if r := got[mustPrefix(p)]; r.Hits != n {
-				t.Errorf("%s %s: %d hits, want %d", l, p, r.Hits, n)
-			}
-		}
-	}
-	lm, err := s2.maps(Blocklist)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v shieldEntry
-	if err := lm.prefix4.Lookup(shieldLpmV4Key{Prefixlen: 24, Addr: lm4(t, "198.18.5.0")}, &v); err != nil || v.Prefixlen != 24 {
-		t.Errorf("198.18.5.0/24 after adoption: %+v, %v", v, err)
-	}
-}
-
-// lm4 is an IPv4 address as a trie key's address word.
-func lm4(t *testing.T, s string) uint32 {
-	t.Helper()
-	b := netip.MustParseAddr(s).As4()
-	return binary.NativeEndian.Uint32(b[:])
 }
 
 // TestRewritingManyKeepsHitsAndFilters rewrites a list whose keys are

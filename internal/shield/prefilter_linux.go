@@ -2,8 +2,11 @@ package shield
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
+	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -142,12 +145,16 @@ func (s *Shield) resetPrefilters() {
 		for blk := range uint32(exactBlocks) {
 			s.exact[i].dirty[blk] = true
 		}
+		s.lens[i] = newLenMasks(i >= prefilterAllowV6)
 	}
 }
 
 // flushPrefilters writes the changed parts of every filter.
 func (s *Shield) flushPrefilters() error {
 	if err := s.flushExactFilters(); err != nil {
+		return err
+	}
+	if err := s.flushLenMasks(); err != nil {
 		return err
 	}
 	for i, f := range s.long {
@@ -247,8 +254,10 @@ func (s *Shield) filterAdd(l List, p netip.Prefix) {
 		s.exact[i].add(exactHash(p.Addr()))
 	case !p.Addr().Is4() && p.Bits() >= longPrefixBits:
 		s.long[i-prefilterAllowV6].add(longBucket(p.Addr()))
+		s.lens[i].each(p, (*lenMasks).add)
 	default:
 		buckets(p, s.filters[i].add)
+		s.lens[i].each(p, (*lenMasks).add)
 	}
 }
 
@@ -259,8 +268,10 @@ func (s *Shield) filterRemove(l List, p netip.Prefix) {
 		s.exact[i].remove(exactHash(p.Addr()))
 	case !p.Addr().Is4() && p.Bits() >= longPrefixBits:
 		s.long[i-prefilterAllowV6].remove(longBucket(p.Addr()))
+		s.lens[i].each(p, (*lenMasks).remove)
 	default:
 		buckets(p, s.filters[i].remove)
+		s.lens[i].each(p, (*lenMasks).remove)
 	}
 }
 
@@ -284,6 +295,171 @@ func (s *Shield) flushExactFilters() error {
 				return fmt.Errorf("writing exact filter %d: %w", i, err)
 			}
 			delete(f.dirty, blk)
+		}
+	}
+	return nil
+}
+
+// lenMasks are a list's prefix lengths per bucket, as prefix_lens_v4/v6
+// hold them (bpf/shield.c): a length's bit is set while some prefix of that
+// length covers part of the bucket, counted per bucket and length so the
+// bit goes only with the last such prefix.
+type lenMasks struct {
+	v6     bool
+	counts map[uint32]uint32 // bucket<<8 | length
+	masks  [][2]uint64       // per bucket, as the map holds it (bit)
+	dirty  map[uint32]bool   // map values to write (bucket / perValue)
+}
+
+const (
+	lens4PerValue = 16 // PLENS4_PER_VALUE
+	lens6Log      = 16 // PLENS6_LOG
+	lens6PerValue = 4  // PLENS6_PER_VALUE
+	lensBuckets   = 1 << 16
+)
+
+// newLenMasks returns empty masks with every value to be written.
+func newLenMasks(v6 bool) *lenMasks {
+	m := &lenMasks{v6: v6, counts: map[uint32]uint32{}, masks: make([][2]uint64, lensBuckets), dirty: map[uint32]bool{}}
+	for v := range uint32(lensBuckets / m.perValue()) {
+		m.dirty[v] = true
+	}
+	return m
+}
+
+func (m *lenMasks) perValue() uint32 {
+	if m.v6 {
+		return lens6PerValue
+	}
+	return lens4PerValue
+}
+
+// bit is where a length's bit lies in a bucket's masks: the lowest set bit
+// is the longest length (bit 31 - l for IPv4; bit 127 - l of the first word
+// from /64, 63 - l of the second below).
+func (m *lenMasks) bit(bits int) (word int, mask uint64) {
+	switch {
+	case !m.v6:
+		return 0, 1 << (31 - bits)
+	case bits >= 64:
+		return 0, 1 << (127 - bits)
+	}
+	return 1, 1 << (63 - bits)
+}
+
+func (m *lenMasks) add(b uint32, bits int) {
+	k := b<<8 | uint32(bits)
+	if m.counts[k] == 0 {
+		w, bit := m.bit(bits)
+		m.masks[b][w] |= bit
+		m.dirty[b/m.perValue()] = true
+	}
+	m.counts[k]++
+}
+
+func (m *lenMasks) remove(b uint32, bits int) {
+	k := b<<8 | uint32(bits)
+	switch n := m.counts[k]; n {
+	case 0:
+		return
+	case 1:
+		delete(m.counts, k)
+		w, bit := m.bit(bits)
+		m.masks[b][w] &^= bit
+		m.dirty[b/m.perValue()] = true
+	default:
+		m.counts[k] = n - 1
+	}
+}
+
+// bucketLens6 is prefix_v6's bucket of an IPv6 address's top 32 bits.
+func bucketLens6(w uint32) uint32 { return (w * 0x9E3779B1) >> (32 - lens6Log) }
+
+// each calls fn for every bucket a prefix covers, the same way each time,
+// so adding and removing a prefix balance: the /16s of an IPv4 prefix, the
+// buckets of the /32s an IPv6 prefix covers (all of them below /16).
+func (m *lenMasks) each(p netip.Prefix, fn func(*lenMasks, uint32, int)) {
+	bits := p.Bits()
+	if !m.v6 {
+		buckets(p, func(b uint32) { fn(m, b, bits) })
+		return
+	}
+	b := p.Addr().As16()
+	w := binary.BigEndian.Uint32(b[:4])
+	switch {
+	case bits >= 32:
+		fn(m, bucketLens6(w), bits)
+	case bits < 16:
+		for i := range uint32(lensBuckets) {
+			fn(m, i, bits)
+		}
+	default:
+		for i := uint32(0); i < 1<<(32-bits); i++ {
+			fn(m, bucketLens6(w+i), bits)
+		}
+	}
+}
+
+// flushLenMasks writes the changed values of every list's masks.
+func (s *Shield) flushLenMasks() error {
+	for i, m := range s.lens {
+		if len(m.dirty) == 0 {
+			continue
+		}
+		which := uint32(i % 2) // allow 0, block 1
+		per := m.perValue()
+		keys := make([]uint32, 0, len(m.dirty))
+		for v := range m.dirty {
+			keys = append(keys, v)
+		}
+		slices.Sort(keys)
+		var vals any
+		if m.v6 {
+			vs := make([]shieldPlens6, len(keys))
+			for j, v := range keys {
+				for b := range per {
+					vs[j].Mask[2*b], vs[j].Mask[2*b+1] = m.masks[v*per+b][0], m.masks[v*per+b][1]
+				}
+			}
+			vals = vs
+		} else {
+			vs := make([]shieldPlens4, len(keys))
+			for j, v := range keys {
+				for b := range per {
+					vs[j].Mask[b] = uint32(m.masks[v*per+b][0])
+				}
+			}
+			vals = vs
+		}
+		mp, values := s.objs.PrefixLensV4, uint32(lensBuckets/lens4PerValue)
+		if m.v6 {
+			mp, values = s.objs.PrefixLensV6, uint32(lensBuckets/lens6PerValue)
+		}
+		for j := range keys {
+			keys[j] += which * values
+		}
+		if err := s.writeArray(mp, keys, vals); err != nil {
+			return fmt.Errorf("writing prefix lengths %d: %w", i, err)
+		}
+		clear(m.dirty)
+	}
+	return nil
+}
+
+// writeArray writes values (a slice) at keys of an array map: in one batch
+// where the kernel has batch updates (5.6), else one at a time.
+func (s *Shield) writeArray(m *ebpf.Map, keys []uint32, vals any) error {
+	if !s.oneByOne && len(keys) > 1 {
+		_, err := m.BatchUpdate(keys, vals, nil)
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return err
+		}
+		s.oneByOne = true
+	}
+	v := reflect.ValueOf(vals)
+	for j, k := range keys {
+		if err := m.Update(&k, v.Index(j).Addr().Interface(), ebpf.UpdateAny); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -205,14 +205,8 @@ func l4Complete(b []byte, proto uint8) bool {
 
 func isExt(p uint8) bool { return p == 0 || p == 43 || p == 60 || p == 44 || p == 51 }
 
-// expiredSkips is the data path's EXPIRED_SKIPS: how many expired trie
-// entries one lookup looks past.
-const expiredSkips = 8
-
 // refMatch looks the source up in a list: a live exact entry first, then
-// the longest live prefix. An expired entry is as if absent, except that the
-// data path looks past at most expiredSkips expired prefixes (longest
-// first) before it takes the source as not listed.
+// the longest live prefix. An expired entry is as if absent.
 func refMatch(rules []refRule, l List, src netip.Addr, now uint64) (hit, exact bool) {
 	live := func(r refRule) bool { return r.expires == 0 || r.expires > now }
 	var covering []refRule
@@ -229,10 +223,7 @@ func refMatch(rules []refRule, l List, src netip.Addr, now uint64) (hit, exact b
 		covering = append(covering, r)
 	}
 	slices.SortFunc(covering, func(a, b refRule) int { return b.prefix.Bits() - a.prefix.Bits() })
-	for i, r := range covering {
-		if i > expiredSkips {
-			break
-		}
+	for _, r := range covering {
 		if live(r) {
 			return true, false
 		}

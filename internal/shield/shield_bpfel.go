@@ -66,6 +66,16 @@ type shieldLpmV6Key struct {
 	Addr      [4]uint32
 }
 
+type shieldPlens4 struct {
+	_    structs.HostLayout
+	Mask [16]uint32
+}
+
+type shieldPlens6 struct {
+	_    structs.HostLayout
+	Mask [8]uint64
+}
+
 type shieldPrefilter struct {
 	_     structs.HostLayout
 	Words [1024]uint64
@@ -179,6 +189,8 @@ const (
 	shieldMapPrefilters        = "prefilters"
 	shieldMapPrefiltersLong    = "prefilters_long"
 	shieldMapPrefiltersV6      = "prefilters_v6"
+	shieldMapPrefixLensV4      = "prefix_lens_v4"
+	shieldMapPrefixLensV6      = "prefix_lens_v6"
 	shieldMapSources           = "sources"
 	shieldProgAegisClockProbe  = "aegis_clock_probe"
 	shieldProgAegisXdp         = "aegis_xdp"
@@ -264,6 +276,8 @@ type shieldMapSpecs struct {
 	Prefilters     *ebpf.MapSpec `ebpf:"prefilters"`
 	PrefiltersLong *ebpf.MapSpec `ebpf:"prefilters_long"`
 	PrefiltersV6   *ebpf.MapSpec `ebpf:"prefilters_v6"`
+	PrefixLensV4   *ebpf.MapSpec `ebpf:"prefix_lens_v4"`
+	PrefixLensV6   *ebpf.MapSpec `ebpf:"prefix_lens_v6"`
 	Sources        *ebpf.MapSpec `ebpf:"sources"`
 }
 
@@ -323,6 +337,8 @@ type shieldMaps struct {
 	Prefilters     *ebpf.Map `ebpf:"prefilters"`
 	PrefiltersLong *ebpf.Map `ebpf:"prefilters_long"`
 	PrefiltersV6   *ebpf.Map `ebpf:"prefilters_v6"`
+	PrefixLensV4   *ebpf.Map `ebpf:"prefix_lens_v4"`
+	PrefixLensV6   *ebpf.Map `ebpf:"prefix_lens_v6"`
 	Sources        *ebpf.Map `ebpf:"sources"`
 }
 
@@ -347,6 +363,8 @@ func (m *shieldMaps) Close() error {
 		m.Prefilters,
 		m.PrefiltersLong,
 		m.PrefiltersV6,
+		m.PrefixLensV4,
+		m.PrefixLensV6,
 		m.Sources,
 	)
 }

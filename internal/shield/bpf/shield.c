@@ -23,6 +23,12 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 // 50,000 IPv6 blocklist entries by default) are enforced by the daemon, which
 // counts exact and prefix entries of a family together; these sizes are the
 // kernel's hard backstop. Maps are not preallocated, so memory follows use.
+//
+// Exact addresses and prefixes are both hash maps: a prefix's key is its
+// length and its masked address. The data path finds a source's longest
+// live prefix by looking up, longest first, only the lengths that prefixes
+// covering the source's bucket have (prefix_lens_v4/v6): one hash lookup
+// for most listed sources, where an LPM trie walk cost five times that.
 #define BLOCK_V4_CEILING (1 << 20)
 #define BLOCK_V6_CEILING (1 << 19)
 #define ALLOW_CEILING    (1 << 16)
@@ -118,13 +124,15 @@ struct entry {
 	__u64 expires_ns; // CLOCK_BOOTTIME ns; 0 = permanent
 	__u64 hits;
 	__u32 rule_id;
-	// prefixlen is a trie entry's own key length (0 in exact maps): an
-	// expired entry's lookup is repeated below it. It fills what was
-	// padding, so pinned maps of the earlier layout are adopted as they
-	// are (the loader writes it into their entries).
+	// prefixlen is a prefix entry's own length (0 in exact maps), as its
+	// key holds it. It fills what was padding, so pinned maps of the
+	// earlier layout are adopted as they are (the loader writes it into
+	// their entries).
 	__u32 prefixlen;
 };
 
+// The prefix maps' keys (the layout of the LPM trie keys they replaced): the
+// length, then the address masked to it.
 struct lpm_v4_key {
 	__u32 prefixlen;
 	__u32 addr;
@@ -194,7 +202,7 @@ struct {
 
 #define PREFIX_MAP(name, keytype, size)                \
 	struct {                                       \
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);   \
+		__uint(type, BPF_MAP_TYPE_HASH);       \
 		__uint(max_entries, size);             \
 		__type(key, keytype);                  \
 		__type(value, struct entry);           \
@@ -210,6 +218,49 @@ EXACT_MAP(block_v4, __u32, BLOCK_V4_CEILING);
 EXACT_MAP(block_v6, struct addr6, BLOCK_V6_CEILING);
 PREFIX_MAP(block_v4_lpm, struct lpm_v4_key, BLOCK_V4_CEILING);
 PREFIX_MAP(block_v6_lpm, struct lpm_v6_key, BLOCK_V6_CEILING);
+
+// prefix_lens_v4 holds, per list (allow, block) and per /16 of IPv4 space,
+// the prefix lengths present: bit 31 - l of a /16's mask is set while the
+// list holds a prefix of length l (0 to 31; /32s are exact entries) covering
+// some address of that /16, so the lowest set bit is the longest length.
+// Sixteen /16s to a 64-byte value. prefix_lens_v6 does the same for IPv6
+// over 2^16 buckets, a hash of an address's top 32 bits (a prefix shorter
+// than /32 sets its length in the bucket of every /32 it covers, all of them
+// below /16), with two 64-bit masks a bucket: bit 127 - l of the first for
+// lengths 64 to 127, bit 63 - l of the second for 0 to 63; four buckets to a
+// value. A set bit may be a hash collision's; a clear one proves
+// no prefix of that length covers the source. The daemon sets a bit before
+// the first prefix of its length goes in and clears it after the last has
+// gone, so no prefix is ever hidden from the data path.
+#define PLENS4_PER_VALUE 16
+#define PLENS4_VALUES    ((1 << 16) / PLENS4_PER_VALUE)
+#define PLENS6_LOG       16
+#define PLENS6_PER_VALUE 4
+#define PLENS6_VALUES    ((1 << PLENS6_LOG) / PLENS6_PER_VALUE)
+
+struct plens4 {
+	__u32 mask[PLENS4_PER_VALUE];
+};
+
+struct plens6 {
+	__u64 mask[2 * PLENS6_PER_VALUE]; // bucket b: mask[2b] lengths 64-127, mask[2b+1] 0-63
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * PLENS4_VALUES);
+	__type(key, __u32);
+	__type(value, struct plens4);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} prefix_lens_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * PLENS6_VALUES);
+	__type(key, __u32);
+	__type(value, struct plens6);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} prefix_lens_v6 SEC(".maps");
 
 // management holds the management prefixes (admin.management_addrs) in the
 // sources map's key space (IPv4 as ::ffff:a.b.c.d/96+len), each shortened by
@@ -572,44 +623,125 @@ static __always_inline int live(struct entry *e, __u64 now)
 	return 1;
 }
 
-// EXPIRED_SKIPS bounds how many expired trie entries one lookup looks past.
-// An expired entry stays in its trie until the node's sweep deletes it; it
-// is as if absent, so the lookup is repeated with the key shortened to just
-// below the expired entry's length, which finds the next-longest covering
-// prefix. Each skip is one more trie lookup, paid only by packets whose
-// longest match has expired; a source behind more nested expired prefixes
-// than this (all on one list, all expired since the last sweep) is taken as
-// not listed by that trie until the sweep.
-#define EXPIRED_SKIPS 8
-
-// prefix_live looks the source up in a trie (key's address is the source's,
-// *prefixlen its length field, the address's full length on entry) and
-// reports whether a live entry covers it, counting the hit on that entry. An
-// expired entry is looked past: the lookup is repeated just below its
-// length, at most EXPIRED_SKIPS times.
-static __always_inline int prefix_live(void *prefix, void *key, __u32 *prefixlen, __u64 now)
+// low_bit is the index of the lowest set bit of x (x != 0): the bits
+// below it counted without a branch. The BPF instruction set has no
+// bit-scan, and a branch per bit would split the verifier's walk of the
+// loops below at every length.
+static __always_inline __u32 low_bit(__u64 x)
 {
-	// Not unrolled: the loop is the same instructions for every skip, so
-	// the program grows by a few instructions rather than eight copies.
+	__u64 v = (x & -x) - 1;
+	v = v - ((v >> 1) & 0x5555555555555555ull);
+	v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (v * 0x0101010101010101ull) >> 56;
+}
+
+// first_bits is a mask of the first n bits (n < 64) of a 64-bit value
+// held in network order as two 32-bit words: hi is the first word's.
+static __always_inline void first_bits(__u32 n, __u32 *hi, __u32 *lo)
+{
+	__u64 m = ((1ull << n) - 1) << (64 - n);
+	*hi = bpf_htonl(m >> 32);
+	*lo = bpf_htonl((__u32)m);
+}
+
+// prefix_v4 reports whether a live prefix of the list (which: 0 allow, 1
+// block) covers addr, counting the hit on the longest one. It looks up the
+// lengths its /16 has, longest first; an expired entry is as if absent, so
+// the next length decides. Each length is tried once: at most 32 lookups,
+// paid only by a source whose /16 holds that many lengths.
+static __always_inline int prefix_v4(void *prefix, __u32 which, __u32 addr, __u64 now)
+{
+	__u32 b = bpf_ntohl(addr) >> 16;
+	__u32 key = which * PLENS4_VALUES + b / PLENS4_PER_VALUE;
+	struct plens4 *pl = bpf_map_lookup_elem(&prefix_lens_v4, &key);
+	if (!pl)
+		return 0;
+	__u64 mask = pl->mask[b % PLENS4_PER_VALUE];
+	struct lpm_v4_key k;
+
 #pragma clang loop unroll(disable)
-	for (int i = 0; i <= EXPIRED_SKIPS; i++) {
-		struct entry *e = bpf_map_lookup_elem(prefix, key);
-		if (!e)
-			return 0;
-		if (live(e, now))
+	for (int i = 0; i < 32 && mask; i++) {
+		__u32 len = 31 - low_bit(mask);
+		mask &= mask - 1;
+		__u32 hi, lo;
+		first_bits(len + 32, &hi, &lo);
+		k.prefixlen = len;
+		k.addr = addr & lo;
+		struct entry *e = bpf_map_lookup_elem(prefix, &k);
+		if (e && live(e, now))
 			return 1;
-		// 0: a /0, or an entry of the earlier layout before the loader
-		// wrote its length; nothing shorter to find either way.
-		if (e->prefixlen == 0)
-			return 0;
-		*prefixlen = e->prefixlen - 1;
 	}
+	return 0;
+}
+
+// prefix_v6 is prefix_v4 for IPv6: the lengths of 64 and longer first,
+// then the shorter ones, at most 128 lookups.
+static __always_inline int prefix_v6(void *prefix, __u32 which, const struct addr6 *a, __u64 now)
+{
+	__u32 b = (bpf_ntohl(a->addr[0]) * 0x9E3779B1u) >> (32 - PLENS6_LOG);
+	__u32 key = which * PLENS6_VALUES + b / PLENS6_PER_VALUE;
+	struct plens6 *pl = bpf_map_lookup_elem(&prefix_lens_v6, &key);
+	if (!pl)
+		return 0;
+	__u64 mask = pl->mask[2 * (b % PLENS6_PER_VALUE)];
+	struct lpm_v6_key k;
+	__u32 hi, lo;
+
+	k.addr[0] = a->addr[0];
+	k.addr[1] = a->addr[1];
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < 64 && mask; i++) {
+		__u32 len = 63 - low_bit(mask);
+		mask &= mask - 1;
+		first_bits(len, &hi, &lo);
+		k.prefixlen = 64 + len;
+		k.addr[2] = a->addr[2] & hi;
+		k.addr[3] = a->addr[3] & lo;
+		struct entry *e = bpf_map_lookup_elem(prefix, &k);
+		if (e && live(e, now))
+			return 1;
+	}
+	mask = pl->mask[2 * (b % PLENS6_PER_VALUE) + 1];
+	k.addr[2] = 0;
+	k.addr[3] = 0;
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < 64 && mask; i++) {
+		__u32 len = 63 - low_bit(mask);
+		mask &= mask - 1;
+		first_bits(len, &hi, &lo);
+		k.prefixlen = len;
+		k.addr[0] = a->addr[0] & hi;
+		k.addr[1] = a->addr[1] & lo;
+		struct entry *e = bpf_map_lookup_elem(prefix, &k);
+		if (e && live(e, now))
+			return 1;
+	}
+	return 0;
+}
+
+// prefix_match is the prefix lookup of list (0 allow, 1 block; 2 and 3 the
+// same for IPv6) for a source, a4[0] alone for IPv4. A global function: the
+// verifier checks it once, on its own, where inlined it would walk its
+// loops again for every state the parser can reach them in (Linux 5.6).
+__attribute__((noinline)) int prefix_match(__u32 list, __u32 a0, __u32 a1, __u32 a2, __u32 a3)
+{
+	__u64 now = clock_now();
+	if (list == PREFILTER_ALLOW_V4)
+		return prefix_v4(&allow_v4_lpm, 0, a0, now);
+	if (list == PREFILTER_BLOCK_V4)
+		return prefix_v4(&block_v4_lpm, 1, a0, now);
+	struct addr6 a = {.addr = {a0, a1, a2, a3}};
+	if (list == PREFILTER_ALLOW_V6)
+		return prefix_v6(&allow_v6_lpm, 0, &a, now);
+	if (list == PREFILTER_BLOCK_V6)
+		return prefix_v6(&block_v6_lpm, 1, &a, now);
 	return 0;
 }
 
 // list_v4 returns REASON_PASSED when no live entry matches, else hit_exact or
 // hit_prefix.
-static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 filter, __u32 presence,
+static __always_inline __u32 list_v4(void *exact, __u32 filter, __u32 presence,
 				     __u32 has_exact, __u32 has_prefix, __u32 addr, __u64 now,
 				     __u32 hit_exact, __u32 hit_prefix)
 {
@@ -621,14 +753,13 @@ static __always_inline __u32 list_v4(void *exact, void *prefix, __u32 filter, __
 			return hit_exact;
 	}
 	if ((presence & has_prefix) && may_match(filter, bpf_ntohl(addr) >> 16)) {
-		struct lpm_v4_key k = {.prefixlen = 32, .addr = addr};
-		if (prefix_live(prefix, &k, &k.prefixlen, now))
+		if (prefix_match(filter, addr, 0, 0, 0))
 			return hit_prefix;
 	}
 	return REASON_PASSED;
 }
 
-static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 filter, __u32 presence,
+static __always_inline __u32 list_v6(void *exact, __u32 filter, __u32 presence,
 				     __u32 has_exact, __u32 has_prefix, const struct addr6 *addr,
 				     __u64 now, __u32 hit_exact, __u32 hit_prefix)
 {
@@ -641,9 +772,7 @@ static __always_inline __u32 list_v6(void *exact, void *prefix, __u32 filter, __
 	}
 	if ((presence & has_prefix) &&
 	    (may_match_v6(filter, bucket_v6(addr->addr[0])) || may_match_long(filter, addr))) {
-		struct lpm_v6_key k = {.prefixlen = 128};
-		__builtin_memcpy(k.addr, addr->addr, sizeof(k.addr));
-		if (prefix_live(prefix, &k, &k.prefixlen, now))
+		if (prefix_match(filter, addr->addr[0], addr->addr[1], addr->addr[2], addr->addr[3]))
 			return hit_prefix;
 	}
 	return REASON_PASSED;
@@ -1019,12 +1148,12 @@ int aegis_xdp(struct xdp_md *ctx)
 		}
 		__u32 saddr = ip->saddr;
 
-		reason = list_v4(&allow_v4, &allow_v4_lpm, PREFILTER_ALLOW_V4, cfg->presence, HAS_ALLOW_V4,
+		reason = list_v4(&allow_v4, PREFILTER_ALLOW_V4, cfg->presence, HAS_ALLOW_V4,
 				 HAS_ALLOW_V4_PREFIX, saddr, now, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
-		reason = list_v4(&block_v4, &block_v4_lpm, PREFILTER_BLOCK_V4, cfg->presence, HAS_BLOCK_V4,
+		reason = list_v4(&block_v4, PREFILTER_BLOCK_V4, cfg->presence, HAS_BLOCK_V4,
 				 HAS_BLOCK_V4_PREFIX, saddr, now, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
@@ -1086,12 +1215,12 @@ int aegis_xdp(struct xdp_md *ctx)
 		}
 
 		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
-		reason = list_v6(&allow_v6, &allow_v6_lpm, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
+		reason = list_v6(&allow_v6, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
 				 HAS_ALLOW_V6_PREFIX, &src, now, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
-		reason = list_v6(&block_v6, &block_v6_lpm, PREFILTER_BLOCK_V6, cfg->presence, HAS_BLOCK_V6,
+		reason = list_v6(&block_v6, PREFILTER_BLOCK_V6, cfg->presence, HAS_BLOCK_V6,
 				 HAS_BLOCK_V6_PREFIX, &src, now, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
