@@ -18,6 +18,9 @@
 #                                                    (follow.TestImportReachesEdges)
 #   - the same import to 3 real edges (shield maps, store, audit)
 #                                                    (node.TestFleetImportReachesRealEdges)
+#   - the same import as the operator runs it: `aegis fleet block import` and
+#     3 `aegis node` edges as processes, with each side's CPU
+#                                                    (cmd/aegis TestFleetImportReachesEdgeProcesses)
 #   - three-hub R3 cluster losing its leader         (hub.TestClusterSurvivesLeaderLoss)
 #   - an edge SIGKILLed during a stream              (cmd/aegis TestEdgeKilledDuringAStream)
 # Takes about 8 minutes. ONLY=regexp narrows the set.
@@ -42,5 +45,6 @@ run ./internal/fleet/follow TestManyEdgesConverge
 run ./internal/fleet/follow TestManyEdgesReconnectAfterOutage
 run ./internal/fleet/follow TestImportReachesEdges
 run ./internal/node TestFleetImportReachesRealEdges
+run ./cmd/aegis TestFleetImportReachesEdgeProcesses
 run ./internal/fleet/hub TestClusterSurvivesLeaderLoss
 run ./cmd/aegis TestEdgeKilledDuringAStream

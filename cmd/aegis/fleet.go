@@ -324,7 +324,7 @@ func newFleetListCmd(e *env, f *fleetFlags, list change.List) *cobra.Command {
 				}
 				return rev, err
 			}
-			envs, err := change.SignBatch(changes, key)
+			envs, err := change.SignImport(changes, key)
 			if err != nil {
 				return 0, err
 			}

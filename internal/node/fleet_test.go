@@ -516,15 +516,9 @@ func TestFleetImportReachesRealEdges(t *testing.T) {
 			List: fleetchange.Blocklist, Prefix: p, IssuedAt: now})
 		want[p] = true
 	}
-	var envs []fleetchange.Envelope
-	for len(cs) > 0 {
-		m := min(len(cs), 1000)
-		b, err := fleetchange.SignBatch(cs[:m], fx.key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		envs = append(envs, b...)
-		cs = cs[m:]
+	envs, err := fleetchange.SignImport(cs, fx.key) // as aegis fleet block import signs
+	if err != nil {
+		t.Fatal(err)
 	}
 	done := make(chan int, edges)
 	syncs := make([]int, edges)

@@ -125,3 +125,47 @@ func BenchmarkCheckBatch(b *testing.B) {
 		i++
 	}
 }
+
+// TestSignImport signs an import in batches of ImportBatch: every record
+// verifies on its own, each batch has its own signature and size, and a key
+// given twice is refused whether its two changes fall in one batch or two.
+func TestSignImport(t *testing.T) {
+	pub, priv := newKey(t)
+	now := time.Now()
+	n := 2*ImportBatch + 88
+	envs, err := SignImport(batchOf(n, now), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(envs) != n {
+		t.Fatalf("%d envelopes for %d changes", len(envs), n)
+	}
+	v, _ := NewVerifier(Policy{Operators: []ed25519.PublicKey{pub}})
+	for i, env := range envs {
+		wantSize := uint32(ImportBatch)
+		if i >= 2*ImportBatch {
+			wantSize = 88
+		}
+		if env.Batch == nil || env.Batch.Size != wantSize || env.Batch.Index != uint32(i%ImportBatch) {
+			t.Fatalf("record %d: batch %+v, want index %d of %d", i, env.Batch, i%ImportBatch, wantSize)
+		}
+		dec, err := Decode(env.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec.StoredKey = env.StoredKey
+		if _, err := v.Check(dec, now); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	if string(envs[0].Sig) == string(envs[ImportBatch].Sig) {
+		t.Error("two batches share a signature")
+	}
+	for _, second := range []int{3, ImportBatch + 3} {
+		cs := batchOf(n, now)
+		cs[second] = cs[1]
+		if _, err := SignImport(cs, priv); err == nil {
+			t.Errorf("a key given at 1 and %d was signed", second)
+		}
+	}
+}

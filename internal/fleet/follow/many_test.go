@@ -194,15 +194,9 @@ func TestImportReachesEdges(t *testing.T) {
 		cs = append(cs, c)
 		keys = append(keys, keyOf(t, c))
 	}
-	var envs []change.Envelope
-	for len(cs) > 0 {
-		m := min(len(cs), 1000)
-		b, err := change.SignBatch(cs[:m], fx.opKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		envs = append(envs, b...)
-		cs = cs[m:]
+	envs, err := change.SignImport(cs, fx.opKey) // as aegis fleet block import signs
+	if err != nil {
+		t.Fatal(err)
 	}
 	start := time.Now()
 	res, err := fx.pub.PublishMany(fx.ctx(), envs)
