@@ -56,7 +56,8 @@ func FuzzDataPath(f *testing.F) {
 		// shorter than /32 (it spans buckets) and expired prefixes
 		// inside live ones: the lookup by length sees each.
 		put(f, s, Blocklist, time.Time{}, "192.0.2.66", "203.0.113.0/24", "2001:db8:bad::66", "2001:db8:dead::/48", "10.0.0.0/8",
-			"10.5.0.0/17", "10.5.128.0/25", "2001:d00::/24", "2001:db8:bad::/127", "2001:db8::/33")
+			"10.5.0.0/17", "10.5.128.0/25", "2001:d00::/24", "2001:db8:bad::/127", "2001:db8::/33",
+			"240.0.0.0/6", "3000::/7") // lengths counted once for every bucket
 		put(f, s, Blocklist, s.clock().wall.Add(-time.Minute), "192.0.2.99", "2001:db8:99::/48", "10.5.0.0/20", "2001:db8:dead:2::/64")
 		put(f, s, Allowlist, time.Time{}, "10.1.0.0/16", "2001:db8:dead:1::/64")
 		targets = append(targets, target{s, s.testRules(f), mode == LongChainsCharge})

@@ -278,14 +278,16 @@ func checkFilterCounts(t testing.TB, s *Shield) {
 	kernel6 := readArray[shieldPlens6](t, s.objs.PrefixLensV6)
 	for i, got := range s.lens {
 		exp := want.lens[i]
-		if !maps.Equal(got.counts, exp.counts) || !slices.Equal(got.masks, exp.masks) {
-			t.Errorf("prefix lengths %d: counts %v, the maps imply %v", i, got.counts, exp.counts)
+		if !maps.Equal(got.counts, exp.counts) || !slices.Equal(got.masks, exp.masks) ||
+			!maps.Equal(got.all, exp.all) || got.allMask != exp.allMask {
+			t.Errorf("prefix lengths %d: counts %v and %v, the maps imply %v and %v", i, got.counts, got.all, exp.counts, exp.all)
 		}
 		if len(got.dirty) != 0 {
 			t.Errorf("prefix lengths %d: not written to the kernel", i)
 		}
 		which := uint32(i % 2)
-		for b, m := range exp.masks {
+		for b := range exp.masks {
+			m := exp.written(uint32(b))
 			var k [2]uint64
 			if got.v6 {
 				v := kernel6[which*lensBuckets/lens6PerValue+uint32(b)/lens6PerValue]
@@ -525,6 +527,7 @@ func TestExpiredChainFallsThrough(t *testing.T) {
 		{"10.255.255.255", "10.0.0.0/8", 1},
 		{"10.255.255.255", "10.0.0.0/8", 9},
 		{"10.255.255.255", "10.0.0.0/8", 23},
+		{"10.255.255.255", "10.0.0.0/7", 23}, // below /8: counted once for all buckets
 		{"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2000::/8", 1},
 		{"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2000::/8", 60},
 		{"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2000::/8", 119},

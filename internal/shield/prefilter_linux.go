@@ -254,10 +254,10 @@ func (s *Shield) filterAdd(l List, p netip.Prefix) {
 		s.exact[i].add(exactHash(p.Addr()))
 	case !p.Addr().Is4() && p.Bits() >= longPrefixBits:
 		s.long[i-prefilterAllowV6].add(longBucket(p.Addr()))
-		s.lens[i].each(p, (*lenMasks).add)
+		s.lens[i].addPrefix(p)
 	default:
 		buckets(p, s.filters[i].add)
-		s.lens[i].each(p, (*lenMasks).add)
+		s.lens[i].addPrefix(p)
 	}
 }
 
@@ -268,10 +268,10 @@ func (s *Shield) filterRemove(l List, p netip.Prefix) {
 		s.exact[i].remove(exactHash(p.Addr()))
 	case !p.Addr().Is4() && p.Bits() >= longPrefixBits:
 		s.long[i-prefilterAllowV6].remove(longBucket(p.Addr()))
-		s.lens[i].each(p, (*lenMasks).remove)
+		s.lens[i].removePrefix(p)
 	default:
 		buckets(p, s.filters[i].remove)
-		s.lens[i].each(p, (*lenMasks).remove)
+		s.lens[i].removePrefix(p)
 	}
 }
 
@@ -309,6 +309,12 @@ type lenMasks struct {
 	counts map[uint32]uint32 // bucket<<8 | length
 	masks  [][2]uint64       // per bucket, as the map holds it (bit)
 	dirty  map[uint32]bool   // map values to write (bucket / perValue)
+	// A prefix that covers a large share of the buckets (coversAll) is
+	// counted once here instead of in each bucket, and its length is in
+	// every bucket's mask as written: counting an IPv6 /8 in each of 2^16
+	// buckets made every change to it cost 2^16 map updates.
+	all     map[int]uint32 // length → prefixes
+	allMask [2]uint64
 }
 
 const (
@@ -320,11 +326,60 @@ const (
 
 // newLenMasks returns empty masks with every value to be written.
 func newLenMasks(v6 bool) *lenMasks {
-	m := &lenMasks{v6: v6, counts: map[uint32]uint32{}, masks: make([][2]uint64, lensBuckets), dirty: map[uint32]bool{}}
+	m := &lenMasks{v6: v6, counts: map[uint32]uint32{}, masks: make([][2]uint64, lensBuckets), dirty: map[uint32]bool{},
+		all: map[int]uint32{}}
+	m.dirtyAll()
+	return m
+}
+
+func (m *lenMasks) dirtyAll() {
 	for v := range uint32(lensBuckets / m.perValue()) {
 		m.dirty[v] = true
 	}
-	return m
+}
+
+// coversAll reports whether a prefix is counted in all instead of per
+// bucket: IPv4 below /8 (512 /16s or more), IPv6 below /16 (every bucket).
+func (m *lenMasks) coversAll(p netip.Prefix) bool {
+	if m.v6 {
+		return p.Bits() < 16
+	}
+	return p.Bits() < 8
+}
+
+func (m *lenMasks) addPrefix(p netip.Prefix) {
+	if !m.coversAll(p) {
+		m.each(p, (*lenMasks).add)
+		return
+	}
+	if m.all[p.Bits()] == 0 {
+		w, bit := m.bit(p.Bits())
+		m.allMask[w] |= bit
+		m.dirtyAll()
+	}
+	m.all[p.Bits()]++
+}
+
+func (m *lenMasks) removePrefix(p netip.Prefix) {
+	if !m.coversAll(p) {
+		m.each(p, (*lenMasks).remove)
+		return
+	}
+	switch n := m.all[p.Bits()]; n {
+	case 0:
+	case 1:
+		delete(m.all, p.Bits())
+		w, bit := m.bit(p.Bits())
+		m.allMask[w] &^= bit
+		m.dirtyAll()
+	default:
+		m.all[p.Bits()] = n - 1
+	}
+}
+
+// written is bucket b's masks as the map holds them.
+func (m *lenMasks) written(b uint32) [2]uint64 {
+	return [2]uint64{m.masks[b][0] | m.allMask[0], m.masks[b][1] | m.allMask[1]}
 }
 
 func (m *lenMasks) perValue() uint32 {
@@ -377,7 +432,8 @@ func bucketLens6(w uint32) uint32 { return (w * 0x9E3779B1) >> (32 - lens6Log) }
 
 // each calls fn for every bucket a prefix covers, the same way each time,
 // so adding and removing a prefix balance: the /16s of an IPv4 prefix, the
-// buckets of the /32s an IPv6 prefix covers (all of them below /16).
+// buckets of the /32s an IPv6 prefix covers (all of them below /16, which
+// addPrefix counts in all instead).
 func (m *lenMasks) each(p netip.Prefix, fn func(*lenMasks, uint32, int)) {
 	bits := p.Bits()
 	if !m.v6 {
@@ -418,7 +474,8 @@ func (s *Shield) flushLenMasks() error {
 			vs := make([]shieldPlens6, len(keys))
 			for j, v := range keys {
 				for b := range per {
-					vs[j].Mask[2*b], vs[j].Mask[2*b+1] = m.masks[v*per+b][0], m.masks[v*per+b][1]
+					w := m.written(v*per + b)
+					vs[j].Mask[2*b], vs[j].Mask[2*b+1] = w[0], w[1]
 				}
 			}
 			vals = vs
@@ -426,7 +483,7 @@ func (s *Shield) flushLenMasks() error {
 			vs := make([]shieldPlens4, len(keys))
 			for j, v := range keys {
 				for b := range per {
-					vs[j].Mask[b] = uint32(m.masks[v*per+b][0])
+					vs[j].Mask[b] = uint32(m.written(v*per + b)[0])
 				}
 			}
 			vals = vs
