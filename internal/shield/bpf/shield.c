@@ -742,14 +742,14 @@ __attribute__((noinline)) int prefix_match(__u32 list, __u32 a0, __u32 a1, __u32
 // list_v4 returns REASON_PASSED when no live entry matches, else hit_exact or
 // hit_prefix.
 static __always_inline __u32 list_v4(void *exact, __u32 filter, __u32 presence,
-				     __u32 has_exact, __u32 has_prefix, __u32 addr, __u64 now,
+				     __u32 has_exact, __u32 has_prefix, __u32 addr,
 				     __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
 	if ((presence & has_exact) && exact_may_match(filter, exact_hash_v4(addr))) {
 		e = bpf_map_lookup_elem(exact, &addr);
-		if (e && live(e, now))
+		if (e && live(e, clock_now()))
 			return hit_exact;
 	}
 	if ((presence & has_prefix) && may_match(filter, bpf_ntohl(addr) >> 16)) {
@@ -761,13 +761,13 @@ static __always_inline __u32 list_v4(void *exact, __u32 filter, __u32 presence,
 
 static __always_inline __u32 list_v6(void *exact, __u32 filter, __u32 presence,
 				     __u32 has_exact, __u32 has_prefix, const struct addr6 *addr,
-				     __u64 now, __u32 hit_exact, __u32 hit_prefix)
+				     __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
 	if ((presence & has_exact) && exact_may_match(filter, exact_hash_v6(addr))) {
 		e = bpf_map_lookup_elem(exact, addr);
-		if (e && live(e, now))
+		if (e && live(e, clock_now()))
 			return hit_exact;
 	}
 	if ((presence & has_prefix) &&
@@ -947,7 +947,7 @@ static __always_inline int way_enter(struct source_way *w, const struct addr6 *s
 // way being written three times over is judged on a read that no write
 // began or ended during, or passes uncounted.
 static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_config *cfg,
-					const struct addr6 *src, __u8 class, __u64 now)
+					const struct addr6 *src, __u8 class)
 {
 	if (class >= CLASS_MAX) {
 		__u32 mark = source_mark(src);
@@ -956,6 +956,9 @@ static __always_inline __u32 rate_limit(struct xdp_md *ctx, const struct shield_
 			return REASON_PASSED; // not limited, and no automatic block on it
 	}
 
+	// The time is read where it is first needed: a packet that passes
+	// the lists and needs no limiter never reads it.
+	__u64 now = clock_now();
 	__u32 idx = source_bucket_of(src);
 	struct source_bucket *bk = bpf_map_lookup_elem(&sources, &idx);
 	if (!bk)
@@ -1096,7 +1099,6 @@ int aegis_xdp(struct xdp_md *ctx)
 	struct shield_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return XDP_PASS;
-	__u64 now = clock_now();
 
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
@@ -1149,12 +1151,12 @@ int aegis_xdp(struct xdp_md *ctx)
 		__u32 saddr = ip->saddr;
 
 		reason = list_v4(&allow_v4, PREFILTER_ALLOW_V4, cfg->presence, HAS_ALLOW_V4,
-				 HAS_ALLOW_V4_PREFIX, saddr, now, REASON_ALLOWLISTED,
+				 HAS_ALLOW_V4_PREFIX, saddr, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
 		reason = list_v4(&block_v4, PREFILTER_BLOCK_V4, cfg->presence, HAS_BLOCK_V4,
-				 HAS_BLOCK_V4_PREFIX, saddr, now, REASON_BLOCKED_EXACT,
+				 HAS_BLOCK_V4_PREFIX, saddr, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
@@ -1216,12 +1218,12 @@ int aegis_xdp(struct xdp_md *ctx)
 
 		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
 		reason = list_v6(&allow_v6, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
-				 HAS_ALLOW_V6_PREFIX, &src, now, REASON_ALLOWLISTED,
+				 HAS_ALLOW_V6_PREFIX, &src, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
 		reason = list_v6(&block_v6, PREFILTER_BLOCK_V6, cfg->presence, HAS_BLOCK_V6,
-				 HAS_BLOCK_V6_PREFIX, &src, now, REASON_BLOCKED_EXACT,
+				 HAS_BLOCK_V6_PREFIX, &src, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
@@ -1289,7 +1291,7 @@ int aegis_xdp(struct xdp_md *ctx)
 	else if (l4proto == IPPROTO_ICMP || l4proto == IPPROTO_ICMPV6)
 		class = CLASS_ICMP;
 
-	reason = rate_limit(ctx, cfg, &src, class, now);
+	reason = rate_limit(ctx, cfg, &src, class);
 	if (reason != REASON_PASSED)
 		return verdict(cfg, reason, len);
 	return verdict(cfg, l4_ok ? REASON_PASSED : REASON_MALFORMED, len);
