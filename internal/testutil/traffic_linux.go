@@ -167,6 +167,17 @@ func RawSender(t testing.TB, ns *NetNS, ifindex int) func(frame []byte) error {
 	}
 	t.Cleanup(func() { unix.Close(fd) })
 	return func(frame []byte) error {
-		return unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: ifindex})
+		// A flood outruns a slow machine (an emulated kernel): the
+		// socket's buffer fills and the kernel answers ENOBUFS until
+		// the device has taken what is queued. The frame is sent again
+		// after a pause, for as long as a scaled deadline allows.
+		deadline := time.Now().Add(Scale(5 * time.Second))
+		for pause := 100 * time.Microsecond; ; pause = min(2*pause, 20*time.Millisecond) {
+			err := unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: ifindex})
+			if !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.EAGAIN) || time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(pause)
+		}
 	}
 }
