@@ -190,7 +190,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } counters SEC(".maps");
 
-#define EXACT_MAP(name, keytype, size)                 \
+// LIST_MAP is a list's map: exact addresses keyed by address, prefixes by
+// length and masked address.
+#define LIST_MAP(name, keytype, size)                  \
 	struct {                                       \
 		__uint(type, BPF_MAP_TYPE_HASH);       \
 		__uint(max_entries, size);             \
@@ -200,24 +202,14 @@ struct {
 		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
 	} name SEC(".maps")
 
-#define PREFIX_MAP(name, keytype, size)                \
-	struct {                                       \
-		__uint(type, BPF_MAP_TYPE_HASH);       \
-		__uint(max_entries, size);             \
-		__type(key, keytype);                  \
-		__type(value, struct entry);           \
-		__uint(map_flags, BPF_F_NO_PREALLOC);  \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
-	} name SEC(".maps")
-
-EXACT_MAP(allow_v4, __u32, ALLOW_CEILING);
-EXACT_MAP(allow_v6, struct addr6, ALLOW_CEILING);
-PREFIX_MAP(allow_v4_lpm, struct lpm_v4_key, ALLOW_CEILING);
-PREFIX_MAP(allow_v6_lpm, struct lpm_v6_key, ALLOW_CEILING);
-EXACT_MAP(block_v4, __u32, BLOCK_V4_CEILING);
-EXACT_MAP(block_v6, struct addr6, BLOCK_V6_CEILING);
-PREFIX_MAP(block_v4_lpm, struct lpm_v4_key, BLOCK_V4_CEILING);
-PREFIX_MAP(block_v6_lpm, struct lpm_v6_key, BLOCK_V6_CEILING);
+LIST_MAP(allow_v4, __u32, ALLOW_CEILING);
+LIST_MAP(allow_v6, struct addr6, ALLOW_CEILING);
+LIST_MAP(allow_v4_lpm, struct lpm_v4_key, ALLOW_CEILING);
+LIST_MAP(allow_v6_lpm, struct lpm_v6_key, ALLOW_CEILING);
+LIST_MAP(block_v4, __u32, BLOCK_V4_CEILING);
+LIST_MAP(block_v6, struct addr6, BLOCK_V6_CEILING);
+LIST_MAP(block_v4_lpm, struct lpm_v4_key, BLOCK_V4_CEILING);
+LIST_MAP(block_v6_lpm, struct lpm_v6_key, BLOCK_V6_CEILING);
 
 // prefix_lens_v4 holds, per list (allow, block) and per /16 of IPv4 space,
 // the prefix lengths present: bit 31 - l of a /16's mask is set while the
