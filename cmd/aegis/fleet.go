@@ -324,11 +324,7 @@ func newFleetListCmd(e *env, f *fleetFlags, list change.List) *cobra.Command {
 				}
 				return rev, err
 			}
-			envs, err := change.SignImport(changes, key)
-			if err != nil {
-				return 0, err
-			}
-			res, err := c.pub.PublishMany(ctx, envs)
+			res, err := publishImport(ctx, c, key, changes)
 			if err != nil {
 				return 0, fmt.Errorf("after %d published: %w", res.Published, err)
 			}
@@ -753,4 +749,38 @@ func refusals(m map[string]uint64) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ",")
+}
+
+// publishImport signs changes in batches and publishes each batch while
+// the next is signed, so the hub is busy from the first batch on.
+func publishImport(ctx context.Context, c *fleetConn, key ed25519.PrivateKey, changes []change.Change) (hub.ManyResult, error) {
+	keys := make([]string, len(changes))
+	for i, ch := range changes {
+		k, err := change.KeyFor(ch)
+		if err != nil {
+			return hub.ManyResult{}, fmt.Errorf("entry %d: %w", i, err)
+		}
+		keys[i] = k
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []change.Envelope, 4)
+	signed := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		signed <- change.SignImportEach(changes, key, func(b []change.Envelope) error {
+			select {
+			case batches <- b:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	res, err := c.pub.PublishBatches(ctx, keys, batches)
+	cancel()
+	if serr := <-signed; serr != nil && !errors.Is(serr, context.Canceled) {
+		return res, serr // the signing failure explains the rest
+	}
+	return res, err
 }

@@ -149,28 +149,16 @@ func SignBatch(changes []Change, key ed25519.PrivateKey) ([]Envelope, error) {
 	if len(changes) == 0 || len(changes) > MaxBatch {
 		return nil, fmt.Errorf("a batch holds 1 to %d changes, not %d", MaxBatch, len(changes))
 	}
-	pub, ok := key.Public().(ed25519.PublicKey)
-	if !ok || len(key) != ed25519.PrivateKeySize {
-		return nil, errors.New("signing key is not an ed25519 private key")
+	id, err := signerID(key)
+	if err != nil {
+		return nil, err
 	}
-	id := keyfile.KeyID(pub)
 	now := time.Now().UnixNano()
 	t := &tree{memo: map[[2]int][sha256.Size]byte{}}
 	envs := make([]Envelope, len(changes))
 	seen := make(map[string]bool, len(changes))
 	for i, c := range changes {
-		c.KeyID = id
-		if c.IssuedAt == 0 {
-			c.IssuedAt = now
-		}
-		if c.Key == "" {
-			k, err := KeyFor(c)
-			if err != nil {
-				return nil, fmt.Errorf("change %d: %w", i, err)
-			}
-			c.Key = k
-		}
-		if err := c.Validate(); err != nil {
+		if err := c.complete(id, now); err != nil {
 			return nil, fmt.Errorf("change %d: %w", i, err)
 		}
 		if seen[c.Key] {
@@ -207,21 +195,74 @@ const ImportBatch = 256
 // for one key are refused, in one batch or two.
 func SignImport(changes []Change, key ed25519.PrivateKey) ([]Envelope, error) {
 	envs := make([]Envelope, 0, len(changes))
+	err := SignImportEach(changes, key, func(b []Envelope) error {
+		envs = append(envs, b...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return envs, nil
+}
+
+// SignImportEach is SignImport handing each batch to emit as soon as it
+// is signed, so that an importer publishes the first batches while it
+// signs the rest. It stops at the first error, emit's included; a
+// duplicate key is found before its batch is emitted.
+func SignImportEach(changes []Change, key ed25519.PrivateKey, emit func([]Envelope) error) error {
+	// Every change is checked before the first batch goes out: a bad
+	// line must not leave half an import published.
+	id, err := signerID(key)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
 	seen := make(map[string]bool, len(changes))
+	for i, c := range changes {
+		if err := c.complete(id, now); err != nil {
+			return fmt.Errorf("change %d: %w", i, err)
+		}
+		if seen[c.Key] {
+			return fmt.Errorf("change %d: a second change for %s in one import", i, c.Key)
+		}
+		seen[c.Key] = true
+	}
 	for done := 0; done < len(changes); {
 		m := min(len(changes)-done, ImportBatch)
 		b, err := SignBatch(changes[done:done+m], key)
 		if err != nil {
-			return nil, fmt.Errorf("batch from change %d: %w", done, err)
+			return fmt.Errorf("batch from change %d: %w", done, err)
 		}
-		for i, e := range b {
-			if seen[e.StoredKey] {
-				return nil, fmt.Errorf("change %d: a second change for %s in one import", done+i, e.StoredKey)
-			}
-			seen[e.StoredKey] = true
+		if err := emit(b); err != nil {
+			return err
 		}
-		envs = append(envs, b...)
 		done += m
 	}
-	return envs, nil
+	return nil
+}
+
+// complete fills in what a signer adds to a change (its key id, the time
+// of issue if unset, the storage key) and validates the result.
+func (c *Change) complete(keyID string, now int64) error {
+	c.KeyID = keyID
+	if c.IssuedAt == 0 {
+		c.IssuedAt = now
+	}
+	if c.Key == "" {
+		k, err := KeyFor(*c)
+		if err != nil {
+			return err
+		}
+		c.Key = k
+	}
+	return c.Validate()
+}
+
+// signerID is the key id of a signing key, checked to be one.
+func signerID(key ed25519.PrivateKey) (string, error) {
+	pub, ok := key.Public().(ed25519.PublicKey)
+	if !ok || len(key) != ed25519.PrivateKeySize {
+		return "", errors.New("signing key is not an ed25519 private key")
+	}
+	return keyfile.KeyID(pub), nil
 }

@@ -2,6 +2,7 @@ package change
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -167,5 +168,52 @@ func TestSignImport(t *testing.T) {
 		if _, err := SignImport(cs, priv); err == nil {
 			t.Errorf("a key given at 1 and %d was signed", second)
 		}
+	}
+}
+
+// TestSignImportEachChecksEverythingFirst: the importer publishes each
+// batch as it is signed, so a bad change or a repeated key late in the
+// import must be found before the first batch is handed out, or half an
+// import would reach the hub. Emit's own error stops the signing.
+func TestSignImportEachChecksEverythingFirst(t *testing.T) {
+	_, priv := newKey(t)
+	now := time.Now()
+	n := 3 * ImportBatch
+	bad := map[string]func([]Change){
+		"a reason with a control character": func(cs []Change) { cs[n-2].Reason = "bad\x00reason" },
+		"a key given twice":                 func(cs []Change) { cs[n-1] = cs[0] },
+		"a list that is not one":            func(cs []Change) { cs[2*ImportBatch+5].List = "greylist" },
+	}
+	for name, spoil := range bad {
+		cs := batchOf(n, now)
+		spoil(cs)
+		emitted := 0
+		err := SignImportEach(cs, priv, func(b []Envelope) error { emitted += len(b); return nil })
+		if err == nil || emitted != 0 {
+			t.Errorf("%s: err %v after %d records emitted; want an error before any", name, err, emitted)
+		}
+	}
+
+	var got []Envelope
+	if err := SignImportEach(batchOf(n+1, now), priv, func(b []Envelope) error {
+		if len(b) > ImportBatch {
+			t.Fatalf("a batch of %d", len(b))
+		}
+		got = append(got, b...)
+		return nil
+	}); err != nil || len(got) != n+1 {
+		t.Fatalf("%d records emitted, err %v; want %d", len(got), err, n+1)
+	}
+	for i, e := range got {
+		if want, _ := KeyFor(batchOf(n+1, now)[i]); e.StoredKey != want {
+			t.Fatalf("record %d is %s, want %s: out of order", i, e.StoredKey, want)
+		}
+	}
+
+	stop := errors.New("the hub went away")
+	calls := 0
+	err := SignImportEach(batchOf(n, now), priv, func([]Envelope) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("emit failing: %d calls, err %v; want one call and its error", calls, err)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-
-	"github.com/aegis-edge/aegis/internal/keyfile"
 )
 
 // SignatureContext starts every signed message, so a fleet change's
@@ -180,22 +178,11 @@ func signedMessage(payload []byte) []byte {
 // clock), validates it and returns the signed envelope. The Module and
 // Reconciled fields are not signed.
 func Sign(c Change, key ed25519.PrivateKey) (Envelope, error) {
-	pub, ok := key.Public().(ed25519.PublicKey)
-	if !ok || len(key) != ed25519.PrivateKeySize {
-		return Envelope{}, fmt.Errorf("signing key is not an ed25519 private key")
+	id, err := signerID(key)
+	if err != nil {
+		return Envelope{}, err
 	}
-	c.KeyID = keyfile.KeyID(pub)
-	if c.IssuedAt == 0 {
-		c.IssuedAt = time.Now().UnixNano()
-	}
-	if c.Key == "" {
-		k, err := KeyFor(c)
-		if err != nil {
-			return Envelope{}, err
-		}
-		c.Key = k
-	}
-	if err := c.Validate(); err != nil {
+	if err := c.complete(id, time.Now().UnixNano()); err != nil {
 		return Envelope{}, err
 	}
 	payload, err := json.Marshal(c)

@@ -27,34 +27,71 @@ const maxInflight = 8192
 const manyThreshold = 64
 
 // PublishMany publishes many records (an import, usually from
-// change.SignBatch) with pipelined writes, and returns once the hub has
+// change.SignImport) with pipelined writes, and returns once the hub has
 // acknowledged all of them. Like Publish it never overwrites a record
 // with an older one: it reads every key's current revision in one pass,
 // writes each record on the condition that its key is still at that
 // revision, and retries the few that raced with another writer through
 // Publish. At most one record per key.
 func (p *Publisher) PublishMany(ctx context.Context, envs []change.Envelope) (ManyResult, error) {
-	var res ManyResult
-	changes := make([]change.Change, len(envs))
-	keys := make(map[string]bool, len(envs))
+	keys := make([]string, len(envs))
 	for i, env := range envs {
 		c, err := change.ParsePayload(env.Payload)
 		if err != nil {
-			return res, fmt.Errorf("record %d: %w", i, err)
+			return ManyResult{}, fmt.Errorf("record %d: %w", i, err)
 		}
-		if keys[c.Key] {
-			return res, fmt.Errorf("record %d: a second record for %s", i, c.Key)
-		}
-		keys[c.Key] = true
-		changes[i] = c
+		keys[i] = c.Key
 	}
-	if len(envs) < manyThreshold {
-		for _, env := range envs {
-			if err := p.publishOne(ctx, env, &res); err != nil {
-				return res, err
+	batches := make(chan []change.Envelope, 1)
+	batches <- envs
+	close(batches)
+	return p.PublishBatches(ctx, keys, batches)
+}
+
+// PublishBatches is PublishMany for records that arrive while it runs:
+// keys names every record's storage key up front (the hub's current
+// records for them are read while the first batches are still being
+// signed), and the records come in batches until the channel is closed.
+// A record for a key not in keys is refused. The caller closes batches,
+// also on its own failure, and then reports that failure itself.
+func (p *Publisher) PublishBatches(ctx context.Context, keys []string, batches <-chan []change.Envelope) (ManyResult, error) {
+	// Whatever happens, the sender must not block on a channel no one
+	// reads any more.
+	defer func() {
+		for range batches {
+		}
+	}()
+	var res ManyResult
+	want := make(map[string]bool, len(keys))
+	for i, k := range keys {
+		if want[k] {
+			return res, fmt.Errorf("record %d: a second record for %s", i, k)
+		}
+		want[k] = true
+	}
+	next := func(yield func(change.Envelope, change.Change) error) error {
+		i := 0
+		for b := range batches {
+			for _, env := range b {
+				c, err := change.ParsePayload(env.Payload)
+				if err != nil {
+					return fmt.Errorf("record %d: %w", i, err)
+				}
+				if !want[c.Key] {
+					return fmt.Errorf("record %d: %s is not among the keys announced, or came twice", i, c.Key)
+				}
+				delete(want, c.Key)
+				if err := yield(env, c); err != nil {
+					return err
+				}
+				i++
 			}
 		}
-		return res, nil
+		return nil
+	}
+	if len(keys) < manyThreshold {
+		err := next(func(env change.Envelope, _ change.Change) error { return p.publishOne(ctx, env, &res) })
+		return res, err
 	}
 
 	type held struct {
@@ -70,7 +107,7 @@ func (p *Publisher) PublishMany(ctx context.Context, envs []change.Envelope) (Ma
 		if e == nil {
 			break
 		}
-		if keys[e.Key()] {
+		if want[e.Key()] {
 			v := e.Value()
 			if e.Operation() != jetstream.KeyValuePut {
 				v = nil
@@ -87,11 +124,12 @@ func (p *Publisher) PublishMany(ctx context.Context, envs []change.Envelope) (Ma
 	// order while this one keeps writing, so the hub is never idle waiting
 	// for a whole window to drain.
 	type pending struct {
-		i   int
+		env change.Envelope
+		key string
 		ack jetstream.PubAckFuture
 	}
 	inflight := make(chan pending, maxInflight)
-	var retry []int
+	var retry []change.Envelope
 	collected := make(chan error, 1)
 	go func() {
 		var err error
@@ -104,44 +142,42 @@ func (p *Publisher) PublishMany(ctx context.Context, envs []change.Envelope) (Ma
 				res.Published++
 			case aerr := <-pd.ack.Err():
 				if errors.Is(aerr, jetstream.ErrKeyExists) || isWrongLastSequence(aerr) {
-					retry = append(retry, pd.i)
+					retry = append(retry, pd.env)
 					continue
 				}
-				err = fmt.Errorf("publishing %s: %w", changes[pd.i].Key, aerr)
+				err = fmt.Errorf("publishing %s: %w", pd.key, aerr)
 			case <-ctx.Done():
 				err = ctx.Err()
 			}
 		}
 		collected <- err
 	}()
-	var pubErr error
-	for i, env := range envs {
-		c := changes[i]
+	pubErr := next(func(env change.Envelope, c change.Change) error {
 		value := env.Encode()
 		h := current[c.Key]
 		if h.value != nil {
 			if string(h.value) == string(value) {
 				res.Same++
-				continue
+				return nil
 			}
 			if old, ok := p.peek(c.Key, h.value); ok && !change.Newer(c, old) {
 				res.Stale++
-				continue
+				return nil
 			}
 		}
 		ack, err := p.js.PublishAsync(SubjectPrefix+c.Key, value, jetstream.WithExpectLastSequencePerSubject(h.rev))
 		if err != nil {
-			pubErr = fmt.Errorf("publishing %s: %w", c.Key, err)
-			break
+			return fmt.Errorf("publishing %s: %w", c.Key, err)
 		}
-		inflight <- pending{i, ack}
-	}
+		inflight <- pending{env, c.Key, ack}
+		return nil
+	})
 	close(inflight)
 	if err := errors.Join(pubErr, <-collected); err != nil {
 		return res, err
 	}
-	for _, i := range retry {
-		if err := p.publishOne(ctx, envs[i], &res); err != nil {
+	for _, env := range retry {
+		if err := p.publishOne(ctx, env, &res); err != nil {
 			return res, err
 		}
 	}
