@@ -217,3 +217,31 @@ func TestSignImportEachChecksEverythingFirst(t *testing.T) {
 		t.Fatalf("emit failing: %d calls, err %v; want one call and its error", calls, err)
 	}
 }
+
+// TestRememberedRootHoldsItsSignature: once a batch's root has verified,
+// a record of that batch with other signature bytes is still refused, as
+// an edge that never saw the batch would refuse it; edges must not differ
+// on a record by what they saw before.
+func TestRememberedRootHoldsItsSignature(t *testing.T) {
+	pub, priv := newKey(t)
+	now := time.Now()
+	envs, err := SignBatch(batchOf(8, now), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := NewVerifier(Policy{Operators: []ed25519.PublicKey{pub}})
+	for _, e := range envs[:4] {
+		if _, err := v.Check(e, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged := envs[5]
+	forged.Sig = append([]byte(nil), forged.Sig...)
+	forged.Sig[17] ^= 1
+	if _, err := v.Check(forged, now); err == nil {
+		t.Fatal("a record of a verified batch passed with a changed signature")
+	}
+	if _, err := v.Check(envs[5], now); err != nil {
+		t.Fatalf("the genuine record: %v", err)
+	}
+}

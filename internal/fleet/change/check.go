@@ -114,9 +114,10 @@ type Verifier struct {
 // batch proof leads to. Roots that verified are remembered (a bounded
 // set), so a batch's other records cost hashes, not signatures; and the
 // interior node hashes are memoised (nodeHash), so most of those hashes
-// are a lookup: the records of one batch share their upper paths. The
-// memo only saves recomputing a hash, so whether a record verifies never
-// depends on what was seen before it.
+// are a lookup: the records of one batch share their upper paths. Both
+// only save recomputing what gave the same answer before (a remembered
+// root holds the exact signature bytes that verified), so whether a
+// record verifies never depends on what was seen before it.
 func (v *Verifier) verify(key ed25519.PublicKey, env Envelope) error {
 	if env.Batch == nil {
 		if !ed25519.Verify(key, signedMessage(env.Payload), env.Sig) {
@@ -128,7 +129,10 @@ func (v *Verifier) verify(key ed25519.PublicKey, env Envelope) error {
 	if err != nil {
 		return err
 	}
-	rk := rootKey{keyID: env.KeyID, size: env.Batch.Size, root: root}
+	if len(env.Sig) != ed25519.SignatureSize {
+		return fmt.Errorf("batch signature of %d bytes", len(env.Sig))
+	}
+	rk := rootKey{keyID: env.KeyID, size: env.Batch.Size, root: root, sig: [ed25519.SignatureSize]byte(env.Sig)}
 	v.mu.Lock()
 	_, ok := v.roots[rk]
 	v.mu.Unlock()
@@ -173,10 +177,14 @@ const (
 	maxNodes = 1 << 14
 )
 
+// rootKey is a verified batch signature: the signature is part of it, so
+// a record carrying a verified root with other signature bytes is checked
+// (and refused) as it would be by an edge that never saw the batch.
 type rootKey struct {
 	keyID string
 	size  uint32
 	root  [32]byte
+	sig   [ed25519.SignatureSize]byte
 }
 
 type trustedKey struct {
