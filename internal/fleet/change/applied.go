@@ -7,7 +7,15 @@ type Cursor struct {
 	Epoch string `json:"epoch"`
 	// Seq is the last revision the edge has applied or passed over.
 	Seq uint64 `json:"seq"`
+	// Forms is RecordForms of the edge that wrote the cursor (0 before
+	// the binary form): an edge whose cursor says fewer passed over
+	// records it could not read, and reconciles fully once.
+	Forms int `json:"forms,omitempty"`
 }
+
+// RecordForms counts the stored forms of a record this build reads: 1
+// for JSON only, 2 since batch records have a binary form.
+const RecordForms = 2
 
 // Applied is what an edge last applied for one key: enough to refuse a
 // replay or an older change without reading the entry itself.

@@ -2,6 +2,7 @@ package change
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"testing"
@@ -215,6 +216,65 @@ func TestSignImportEachChecksEverythingFirst(t *testing.T) {
 	err := SignImportEach(batchOf(n, now), priv, func([]Envelope) error { calls++; return stop })
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("emit failing: %d calls, err %v; want one call and its error", calls, err)
+	}
+}
+
+// TestBinaryRecords: batch records are stored in the binary form, about
+// two thirds of the JSON form's size; both forms decode and verify, and a
+// binary record cut short, with a path longer than its bytes or than any
+// batch needs, with no payload, or with its index or size out of range is
+// refused as malformed. A changed byte anywhere fails the check.
+func TestBinaryRecords(t *testing.T) {
+	pub, priv := newKey(t)
+	now := time.Now()
+	envs, err := SignImport(batchOf(ImportBatch, now), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := NewVerifier(Policy{Operators: []ed25519.PublicKey{pub}})
+	check := func(b []byte, key string) error {
+		env, err := Decode(b)
+		if err != nil {
+			return err
+		}
+		env.StoredKey = key
+		_, err = v.Check(env, now)
+		return err
+	}
+	e := envs[5]
+	bin, text := e.Encode(), e.encodeText()
+	if bin[0] != binaryFormat || len(bin) != binaryHead+8*sha256.Size+len(e.Payload) || 3*len(bin) > 2*len(text) {
+		t.Fatalf("binary record of %d bytes (JSON %d): want the binary form, at most two thirds", len(bin), len(text))
+	}
+	for name, b := range map[string][]byte{"binary": bin, "JSON": text} {
+		if err := check(b, e.StoredKey); err != nil {
+			t.Errorf("%s form: %v", name, err)
+		}
+	}
+	if !SameRecord(bin, text) || !SameRecord(text, bin) || !SameRecord(bin, bin) || SameRecord(bin, envs[6].encodeText()) || SameRecord(bin, envs[6].Encode()) {
+		t.Error("SameRecord does not tell the two forms of one record from another record")
+	}
+	spoil := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), bin...)) }
+	for name, b := range map[string][]byte{
+		"empty":              {binaryFormat},
+		"cut in the head":    bin[:binaryHead-1],
+		"cut in the path":    bin[:binaryHead+3*sha256.Size],
+		"no payload":         bin[:binaryHead+8*sha256.Size],
+		"path of 22 hashes":  spoil(func(b []byte) []byte { b[binaryHead-1] = 22; return append(b, make([]byte, 14*sha256.Size)...) }),
+		"index = size":       spoil(func(b []byte) []byte { copy(b[73:], []byte{0, 0, 1, 0}); return b }),
+		"size 0":             spoil(func(b []byte) []byte { copy(b[77:], []byte{0, 0, 0, 0}); return b }),
+		"size over MaxBatch": spoil(func(b []byte) []byte { copy(b[77:], []byte{0xff, 0, 0, 0}); return b }),
+	} {
+		_, err := Decode(b)
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: Decode = %v, want malformed", name, err)
+		}
+	}
+	for i := range bin {
+		b := spoil(func(b []byte) []byte { b[i] ^= 0x20; return b })
+		if check(b, e.StoredKey) == nil {
+			t.Fatalf("byte %d changed: the record still checks", i)
+		}
 	}
 }
 

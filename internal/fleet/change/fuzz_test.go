@@ -1,6 +1,7 @@
 package change
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"reflect"
@@ -29,8 +30,13 @@ func FuzzDecode(f *testing.F) {
 	_, priv := newKey(f)
 	if envs, err := SignBatch(batchOf(3, time.Unix(1, 0)), priv); err == nil {
 		for _, e := range envs {
-			f.Add(e.Encode())
+			f.Add(e.Encode())     // binary
+			f.Add(e.encodeText()) // as records were written before the binary form
 		}
+		b := envs[1].Encode()
+		f.Add(b[:binaryHead-1])
+		f.Add(b[:binaryHead+sha256.Size])
+		f.Add(append(b[:binaryHead-1:binaryHead-1], 0xff))
 	}
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -84,12 +90,15 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// FuzzEncode: the hand-written Encode writes exactly what encoding/json
-// writes for the same envelope, whatever its fields hold.
+// FuzzEncode: the hand-written JSON encoder writes exactly what
+// encoding/json writes for the same envelope, whatever its fields hold,
+// and the binary form of a batch record reads back as the envelope.
 func FuzzEncode(f *testing.F) {
 	f.Add("0123456789abcdef", []byte(`{"kind":"list"}`), make([]byte, 64), true, uint32(3), uint32(1000), uint8(10), false)
 	f.Add("", []byte(nil), []byte{}, false, uint32(0), uint32(0), uint8(0), true)
 	f.Add("a<b>&\"\\\x01é", []byte{0xff}, []byte{1}, true, uint32(1<<32-1), uint32(1<<32-1), uint8(0), false)
+	f.Add("0123456789abcdef", []byte(`{"kind":"list"}`), make([]byte, 64), true, uint32(7), uint32(256), uint8(8), false)
+	f.Add("0123456789abcdef", []byte{}, make([]byte, 64), true, uint32(0), uint32(1), uint8(0), true)
 	f.Fuzz(func(t *testing.T, keyID string, payload, sig []byte, batch bool, index, size uint32, path uint8, nilPath bool) {
 		e := Envelope{KeyID: keyID, Payload: payload, Sig: sig}
 		if batch {
@@ -101,8 +110,23 @@ func FuzzEncode(f *testing.F) {
 				}
 			}
 		}
-		if got, want := e.Encode(), e.encodeJSON(); string(got) != string(want) {
-			t.Fatalf("Encode = %s\nencoding/json: %s", got, want)
+		if got, want := e.encodeText(), e.encodeJSON(); string(got) != string(want) {
+			t.Fatalf("encodeText = %s\nencoding/json: %s", got, want)
+		}
+		if b := e.Encode(); e.binaryEncodable() {
+			// The binary form holds exactly the envelope.
+			w, err := decodeBinary(b)
+			if err != nil || w.KeyID != e.KeyID || string(w.Payload) != string(e.Payload) || string(w.Sig) != string(e.Sig) ||
+				w.Batch.Index != e.Batch.Index || w.Batch.Size != e.Batch.Size || len(w.Batch.hashes) != len(e.Batch.Path) {
+				t.Fatalf("binary form %x reads back as %+v, %v", b, w, err)
+			}
+			for i, h := range e.Batch.Path {
+				if w.Batch.hashes[i] != h {
+					t.Fatalf("path hash %d reads back as %x, want %x", i, w.Batch.hashes[i], h)
+				}
+			}
+		} else if string(b) != string(e.encodeText()) {
+			t.Fatalf("Encode of a record without the binary form wrote %q", b)
 		}
 	})
 }

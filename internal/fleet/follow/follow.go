@@ -200,6 +200,8 @@ func needsFull(cur Cursor, v streamView) (bool, string) {
 		return true, "the hub is behind the edge"
 	case cur.Seq < v.watermark:
 		return true, "tombstones the edge has not seen were removed"
+	case cur.Forms < change.RecordForms:
+		return true, "an older build passed over records in a form it could not read"
 	}
 	return false, ""
 }
@@ -536,7 +538,7 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		index[c.Key] = len(out)
 		out = append(out, c)
 	}
-	cur := Cursor{Epoch: s.epoch, Seq: s.seq}
+	cur := Cursor{Epoch: s.epoch, Seq: s.seq, Forms: change.RecordForms}
 	if s.full {
 		old, err := f.o.State.Cursor()
 		if err != nil {
@@ -608,7 +610,7 @@ func (s *run) caughtUp() error {
 			}
 			gone = gone[n:]
 		}
-		cur := Cursor{Epoch: s.epoch, Seq: max(s.seq, s.floor)}
+		cur := Cursor{Epoch: s.epoch, Seq: max(s.seq, s.floor), Forms: change.RecordForms}
 		if err := s.apply(nil, cur, 0); err != nil {
 			return err
 		}

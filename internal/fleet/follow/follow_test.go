@@ -711,3 +711,58 @@ func TestCompactionDoesNotDisturbALiveEdge(t *testing.T) {
 		t.Fatal("the deleted entry came back")
 	}
 }
+
+// TestFollowerReconcilesOnceAfterUpgrade: an edge built before the binary
+// form passed over batch records as malformed and moved its cursor past
+// them. Its cursor says so (no Forms), so the first start of a build that
+// reads them reconciles fully and applies them; the next start does not
+// reconcile again.
+func TestFollowerReconcilesOnceAfterUpgrade(t *testing.T) {
+	fx := newFixture(t)
+	state, rec := NewMemState(), NewRecorder()
+	e := fx.follow(state, rec, nil)
+	single := fx.publish(block("198.51.100.0/24"))
+	envs, err := change.SignImport([]change.Change{block("203.0.113.1/32"), block("203.0.113.2/32"), block("203.0.113.3/32")}, fx.opKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range envs {
+		if env.Encode()[0] == '{' {
+			t.Fatal("a batch record was written as JSON")
+		}
+		if _, err := fx.pub.Publish(fx.ctx(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitKeys(t, single.StoredKey, envs[0].StoredKey, envs[1].StoredKey, envs[2].StoredKey)
+	e.stop()
+
+	// What the older build left: the batch records never applied, the
+	// cursor past them and without Forms.
+	state.mu.Lock()
+	for _, env := range envs {
+		delete(state.applied, env.StoredKey)
+	}
+	state.cur.Forms = 0
+	state.mu.Unlock()
+
+	rec2 := NewRecorder()
+	e2 := fx.follow(state, rec2, nil)
+	e2.waitKeys(t, envs[0].StoredKey, envs[1].StoredKey, envs[2].StoredKey)
+	e2.waitCaughtUp(t)
+	if st := e2.f.Status(); st.FullReconciles != 1 {
+		t.Fatalf("after the upgrade: status %+v, want one full reconcile", st)
+	}
+	if _, again := rec2.Entries()[single.StoredKey]; again {
+		t.Error("the reconcile applied again a record the edge held")
+	}
+	e2.stop()
+	if cur, _ := state.Cursor(); cur.Forms != change.RecordForms {
+		t.Fatalf("cursor after the reconcile: %+v, want Forms %d", cur, change.RecordForms)
+	}
+	e3 := fx.follow(state, NewRecorder(), nil)
+	e3.waitCaughtUp(t)
+	if st := e3.f.Status(); st.FullReconciles != 0 {
+		t.Fatalf("second start after the upgrade: status %+v, want no full reconcile", st)
+	}
+}

@@ -156,7 +156,7 @@ func (p *Publisher) PublishBatches(ctx context.Context, keys []string, batches <
 		value := env.Encode()
 		h := current[c.Key]
 		if h.value != nil {
-			if string(h.value) == string(value) {
+			if change.SameRecord(h.value, value) {
 				res.Same++
 				return nil
 			}

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -126,7 +125,7 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func
 			return 0, false, fmt.Errorf("reading %s: %w", c.Key, err)
 		}
 		if held, ok := p.peek(c.Key, cur.Value()); ok && !change.Newer(c, held) {
-			if bytes.Equal(cur.Value(), value) {
+			if change.SameRecord(cur.Value(), value) {
 				return cur.Revision(), true, nil // the same record: already published
 			}
 			return 0, false, fmt.Errorf("%w: %s issued %s", ErrStale, c.Key, time.Unix(0, held.IssuedAt).UTC().Format(time.RFC3339Nano))
