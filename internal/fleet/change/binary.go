@@ -49,8 +49,10 @@ func (e Envelope) encodeBinary() []byte {
 }
 
 // decodeBinary reads the binary form into the JSON form's fields; Decode
-// then applies the same rules to both. The signature, path and payload
-// share one allocation.
+// then applies the same rules to both. The signature and payload are
+// data's own bytes, not copies: a record is read once from a message
+// that is not used again, and copying it was a tenth of an edge's
+// allocations during an import.
 func decodeBinary(data []byte) (wireEnvelope, error) {
 	if len(data) < binaryHead {
 		return wireEnvelope{}, malformed("binary record of %d bytes, shorter than its %d-byte head", len(data), binaryHead)
@@ -59,17 +61,18 @@ func decodeBinary(data []byte) (wireEnvelope, error) {
 	if len(data) < binaryHead+n*sha256.Size {
 		return wireEnvelope{}, malformed("binary record of %d bytes, too short for a path of %d hashes", len(data), n)
 	}
-	own := append([]byte(nil), data[9:]...)
 	w := wireEnvelope{
 		V:     1,
 		KeyID: hex.EncodeToString(data[1:9]),
-		Sig:   own[:ed25519.SignatureSize:ed25519.SignatureSize],
+		Sig:   data[9 : 9+ed25519.SignatureSize : 9+ed25519.SignatureSize],
 		Batch: &wireBatch{Index: binary.BigEndian.Uint32(data[73:]), Size: binary.BigEndian.Uint32(data[77:])},
 	}
-	path := own[binaryHead-9:]
-	w.Batch.hashes = make([][sha256.Size]byte, n)
-	for i := range n {
-		w.Batch.hashes[i] = [sha256.Size]byte(path[i*sha256.Size:])
+	path := data[binaryHead:]
+	if n > 0 {
+		w.Batch.hashes = make([][sha256.Size]byte, n)
+		for i := range n {
+			w.Batch.hashes[i] = [sha256.Size]byte(path[i*sha256.Size:])
+		}
 	}
 	w.Payload = path[n*sha256.Size:]
 	return w, nil

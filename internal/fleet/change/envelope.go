@@ -130,7 +130,8 @@ func appendJSONBytes(b, v []byte) []byte {
 }
 
 // Decode parses a stored record. It checks the envelope's shape only: the
-// signature and payload are Check's.
+// signature and payload are Check's. The envelope may share data's bytes
+// (the binary form does): data must not change while it is in use.
 func Decode(data []byte) (Envelope, error) {
 	if len(data) > MaxRecordLen {
 		return Envelope{}, malformed("%d bytes, limit %d", len(data), MaxRecordLen)
