@@ -308,28 +308,32 @@ func newFleetListCmd(e *env, f *fleetFlags, list change.List) *cobra.Command {
 			return err
 		}
 		now := time.Now()
-		changes := make([]change.Change, len(prefixes))
-		for i, p := range prefixes {
-			changes[i] = change.Change{Kind: change.KindList, Op: change.OpPut, List: list, Prefix: p,
+		at := func(i int) change.Change {
+			c := change.Change{Kind: change.KindList, Op: change.OpPut, List: list, Prefix: prefixes[i],
 				Reason: entry.reason, IssuedAt: now.UnixNano()}
 			if entry.ttl > 0 {
-				changes[i].ExpiresAt = now.Add(entry.ttl).UnixNano()
+				c.ExpiresAt = now.Add(entry.ttl).UnixNano()
 			}
+			return c
 		}
 		return pub.run(cmd, func(ctx context.Context, c *fleetConn, key ed25519.PrivateKey) (uint64, error) {
 			if !batch {
+				changes := make([]change.Change, len(prefixes))
+				for i := range changes {
+					changes[i] = at(i)
+				}
 				rev, err := publishEach(ctx, c, key, changes)
 				if err == nil {
 					fmt.Fprintf(e.stdout, "added %d to the %s\n", len(changes), noun)
 				}
 				return rev, err
 			}
-			res, err := publishImport(ctx, c, key, changes)
+			res, err := publishImport(ctx, c, key, len(prefixes), at)
 			if err != nil {
 				return 0, fmt.Errorf("after %d published: %w", res.Published, err)
 			}
 			fmt.Fprintf(e.stdout, "imported %d to the %s (%d published, %d already there, %d newer on the hub)\n",
-				len(changes), noun, res.Published, res.Same, res.Stale)
+				len(prefixes), noun, res.Published, res.Same, res.Stale)
 			if res.Published == 0 {
 				return 0, nil
 			}
@@ -751,16 +755,13 @@ func refusals(m map[string]uint64) string {
 	return strings.Join(parts, ",")
 }
 
-// publishImport signs changes in batches and publishes each batch while
-// the next is signed, so the hub is busy from the first batch on.
-func publishImport(ctx context.Context, c *fleetConn, key ed25519.PrivateKey, changes []change.Change) (hub.ManyResult, error) {
-	keys := make([]string, len(changes))
-	for i, ch := range changes {
-		k, err := change.KeyFor(ch)
-		if err != nil {
-			return hub.ManyResult{}, fmt.Errorf("entry %d: %w", i, err)
-		}
-		keys[i] = k
+// publishImport checks the n changes at builds, then signs them in
+// batches and publishes each batch while the next is signed, so the hub
+// is busy from the first batch on. A bad change publishes nothing.
+func publishImport(ctx context.Context, c *fleetConn, key ed25519.PrivateKey, n int, at func(int) change.Change) (hub.ManyResult, error) {
+	im, err := change.PrepareImport(n, at, key)
+	if err != nil {
+		return hub.ManyResult{}, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -768,7 +769,7 @@ func publishImport(ctx context.Context, c *fleetConn, key ed25519.PrivateKey, ch
 	signed := make(chan error, 1)
 	go func() {
 		defer close(batches)
-		signed <- change.SignImportEach(changes, key, func(b []change.Envelope) error {
+		signed <- im.Sign(key, func(b []change.Envelope) error {
 			select {
 			case batches <- b:
 				return nil
@@ -777,7 +778,7 @@ func publishImport(ctx context.Context, c *fleetConn, key ed25519.PrivateKey, ch
 			}
 		})
 	}()
-	res, err := c.pub.PublishBatches(ctx, keys, batches)
+	res, err := c.pub.PublishBatches(ctx, im.Keys(), batches)
 	cancel()
 	if serr := <-signed; serr != nil && !errors.Is(serr, context.Canceled) {
 		return res, serr // the signing failure explains the rest

@@ -172,14 +172,16 @@ func TestSignImport(t *testing.T) {
 	}
 }
 
-// TestSignImportEachChecksEverythingFirst: the importer publishes each
+// TestPrepareImportChecksEverythingFirst: the importer publishes each
 // batch as it is signed, so a bad change or a repeated key late in the
-// import must be found before the first batch is handed out, or half an
-// import would reach the hub. Emit's own error stops the signing.
-func TestSignImportEachChecksEverythingFirst(t *testing.T) {
+// import must be found before the first batch is signed. Sign hands out
+// batches in order, stops at emit's error, and refuses another key or a
+// source that no longer gives the changes it was prepared with.
+func TestPrepareImportChecksEverythingFirst(t *testing.T) {
 	_, priv := newKey(t)
 	now := time.Now()
 	n := 3 * ImportBatch
+	source := func(cs []Change) func(int) Change { return func(i int) Change { return cs[i] } }
 	bad := map[string]func([]Change){
 		"a reason with a control character": func(cs []Change) { cs[n-2].Reason = "bad\x00reason" },
 		"a key given twice":                 func(cs []Change) { cs[n-1] = cs[0] },
@@ -188,15 +190,18 @@ func TestSignImportEachChecksEverythingFirst(t *testing.T) {
 	for name, spoil := range bad {
 		cs := batchOf(n, now)
 		spoil(cs)
-		emitted := 0
-		err := SignImportEach(cs, priv, func(b []Envelope) error { emitted += len(b); return nil })
-		if err == nil || emitted != 0 {
-			t.Errorf("%s: err %v after %d records emitted; want an error before any", name, err, emitted)
+		if im, err := PrepareImport(n, source(cs), priv); err == nil {
+			t.Errorf("%s: prepared (%d keys)", name, len(im.Keys()))
 		}
 	}
 
+	cs := batchOf(n+1, now)
+	im, err := PrepareImport(n+1, source(cs), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var got []Envelope
-	if err := SignImportEach(batchOf(n+1, now), priv, func(b []Envelope) error {
+	if err := im.Sign(priv, func(b []Envelope) error {
 		if len(b) > ImportBatch {
 			t.Fatalf("a batch of %d", len(b))
 		}
@@ -206,16 +211,24 @@ func TestSignImportEachChecksEverythingFirst(t *testing.T) {
 		t.Fatalf("%d records emitted, err %v; want %d", len(got), err, n+1)
 	}
 	for i, e := range got {
-		if want, _ := KeyFor(batchOf(n+1, now)[i]); e.StoredKey != want {
-			t.Fatalf("record %d is %s, want %s: out of order", i, e.StoredKey, want)
+		if e.StoredKey != im.Keys()[i] {
+			t.Fatalf("record %d is %s, want %s: out of order", i, e.StoredKey, im.Keys()[i])
 		}
 	}
 
 	stop := errors.New("the hub went away")
 	calls := 0
-	err := SignImportEach(batchOf(n, now), priv, func([]Envelope) error { calls++; return stop })
-	if !errors.Is(err, stop) || calls != 1 {
+	if err := im.Sign(priv, func([]Envelope) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("emit failing: %d calls, err %v; want one call and its error", calls, err)
+	}
+	_, other := newKey(t)
+	if err := im.Sign(other, func([]Envelope) error { return nil }); err == nil {
+		t.Error("signed with another key than it was prepared for")
+	}
+	cs[ImportBatch+3] = block("192.0.2.0/24", now) // the source changed since
+	emitted := 0
+	if err := im.Sign(priv, func(b []Envelope) error { emitted += len(b); return nil }); err == nil || emitted != ImportBatch {
+		t.Errorf("a source that changed after preparing: err %v after %d records; want an error after the first batch", err, emitted)
 	}
 }
 
