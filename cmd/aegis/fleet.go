@@ -780,7 +780,10 @@ func publishImport(ctx context.Context, c *fleetConn, key ed25519.PrivateKey, n 
 	}()
 	res, err := c.pub.PublishBatches(ctx, im.Keys(), batches)
 	cancel()
-	if serr := <-signed; serr != nil && !errors.Is(serr, context.Canceled) {
+	switch serr := <-signed; {
+	case err == nil:
+		return res, serr
+	case serr != nil && !errors.Is(serr, context.Canceled):
 		return res, serr // the signing failure explains the rest
 	}
 	return res, err

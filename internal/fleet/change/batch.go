@@ -146,6 +146,12 @@ func batchMessage(size uint32, root [sha256.Size]byte) []byte {
 // completed and validated as Sign does; two changes for one key are
 // refused (only one could be stored).
 func SignBatch(changes []Change, key ed25519.PrivateKey) ([]Envelope, error) {
+	return signBatch(changes, key, time.Now().UnixNano())
+}
+
+// signBatch is SignBatch with the clock's reading given: now completes
+// changes without a time of issue.
+func signBatch(changes []Change, key ed25519.PrivateKey, now int64) ([]Envelope, error) {
 	if len(changes) == 0 || len(changes) > MaxBatch {
 		return nil, fmt.Errorf("a batch holds 1 to %d changes, not %d", MaxBatch, len(changes))
 	}
@@ -153,7 +159,6 @@ func SignBatch(changes []Change, key ed25519.PrivateKey) ([]Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UnixNano()
 	t := &tree{memo: map[[2]int][sha256.Size]byte{}}
 	envs := make([]Envelope, len(changes))
 	seen := make(map[string]bool, len(changes))
@@ -220,6 +225,7 @@ type Import struct {
 	at   func(int) Change
 	keys []string
 	id   string
+	now  int64 // the time of issue of changes without one, checked and signed alike
 }
 
 // PrepareImport checks the n changes at returns (completed as Sign
@@ -232,7 +238,7 @@ func PrepareImport(n int, at func(int) Change, key ed25519.PrivateKey) (*Import,
 		return nil, err
 	}
 	now := time.Now().UnixNano()
-	im := &Import{n: n, at: at, keys: make([]string, n), id: id}
+	im := &Import{n: n, at: at, keys: make([]string, n), id: id, now: now}
 	seen := make(map[string]bool, n)
 	for i := range n {
 		c := at(i)
@@ -266,7 +272,7 @@ func (im *Import) Sign(key ed25519.PrivateKey, emit func([]Envelope) error) erro
 		for i := done; i < done+m; i++ {
 			batch = append(batch, im.at(i))
 		}
-		b, err := SignBatch(batch, key)
+		b, err := signBatch(batch, key, im.now)
 		if err != nil {
 			return fmt.Errorf("batch from change %d: %w", done, err)
 		}

@@ -225,6 +225,29 @@ func TestPrepareImportChecksEverythingFirst(t *testing.T) {
 	if err := im.Sign(other, func([]Envelope) error { return nil }); err == nil {
 		t.Error("signed with another key than it was prepared for")
 	}
+	// Changes without a time of issue get one, the same in every batch:
+	// the one they were checked with.
+	undated := batchOf(n, now)
+	for i := range undated {
+		undated[i].IssuedAt = 0
+	}
+	im2, err := PrepareImport(n, source(undated), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := map[int64]bool{}
+	if err := im2.Sign(priv, func(b []Envelope) error {
+		for _, e := range b {
+			c, err := ParsePayload(e.Payload)
+			if err != nil {
+				return err
+			}
+			issued[c.IssuedAt] = true
+		}
+		return nil
+	}); err != nil || len(issued) != 1 || issued[0] {
+		t.Fatalf("undated changes signed with times %v (%v), want one time for all", issued, err)
+	}
 	cs[ImportBatch+3] = block("192.0.2.0/24", now) // the source changed since
 	emitted := 0
 	if err := im.Sign(priv, func(b []Envelope) error { emitted += len(b); return nil }); err == nil || emitted != ImportBatch {

@@ -56,10 +56,13 @@ func (p *Publisher) PublishMany(ctx context.Context, envs []change.Envelope) (Ma
 // also on its own failure, and then reports that failure itself.
 func (p *Publisher) PublishBatches(ctx context.Context, keys []string, batches <-chan []change.Envelope) (ManyResult, error) {
 	// Whatever happens, the sender must not block on a channel no one
-	// reads any more.
+	// reads any more; drained in the background, so that an early error
+	// returns at once and the caller can stop the sender.
 	defer func() {
-		for range batches {
-		}
+		go func() {
+			for range batches {
+			}
+		}()
 	}()
 	var res ManyResult
 	want := make(map[string]bool, len(keys))
@@ -86,6 +89,9 @@ func (p *Publisher) PublishBatches(ctx context.Context, keys []string, batches <
 				}
 				i++
 			}
+		}
+		if len(want) > 0 {
+			return fmt.Errorf("the records ended after %d of %d", i, len(keys))
 		}
 		return nil
 	}

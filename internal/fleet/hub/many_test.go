@@ -120,8 +120,10 @@ func TestPublishBatches(t *testing.T) {
 		keys []string
 		envs []change.Envelope
 	}{
-		"unannounced": {other, envs},
-		"twice":       {keys, twice},
+		"unannounced":   {other, envs},
+		"twice":         {keys, twice},
+		"ending early":  {keys, envs[:300]},
+		"small, ending": {keys[:10], envs[:9]},
 	} {
 		if _, err := pub.PublishBatches(ctx, tc.keys, send(tc.envs, 7)); err == nil {
 			t.Errorf("%s: PublishBatches accepted it", name)
@@ -130,11 +132,11 @@ func TestPublishBatches(t *testing.T) {
 	if _, err := pub.PublishBatches(ctx, append(keys[:3:3], keys[1]), send(envs[:3], 1)); err == nil {
 		t.Error("a key announced twice was accepted")
 	}
-	for i := range 4 {
+	for i := range 6 {
 		select {
 		case <-senders:
 		case <-time.After(testutil.WaitTimeout):
-			t.Fatalf("%d of 4 senders still blocked on their channel", 4-i)
+			t.Fatalf("%d of 6 senders still blocked on their channel", 6-i)
 		}
 	}
 }
