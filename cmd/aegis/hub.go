@@ -181,6 +181,12 @@ func startController(ctx context.Context, hc config.Hub, h *hub.Hub, log *slog.L
 func compactTombstones(ctx context.Context, h *hub.Hub, retention time.Duration, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if lead, err := h.LeadsBucket(ctx); err != nil || !lead {
+		if err != nil {
+			log.Error("removing old tombstones: finding the bucket's leader", "err", err)
+		}
+		return // another hub compacts
+	}
 	n, err := hub.CompactTombstones(ctx, h.JS, time.Now().Add(-retention))
 	switch {
 	case err != nil && ctx.Err() == nil:

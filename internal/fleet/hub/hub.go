@@ -304,3 +304,32 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (j
 	}
 	return kv, obj, nil
 }
+
+// LeadsBucket reports whether this hub is the one to compact the change
+// bucket: in a cluster, the hub whose server leads the bucket's stream
+// (on an external cluster, the hub connected to that server). Raising
+// the compaction watermark is a read-modify-write of the stream's
+// metadata, so two hubs compacting at once could leave the lower of two
+// raises in place after the higher one's tombstones were removed, and an
+// edge between the two would miss them. Without a cluster every hub
+// leads.
+func (h *Hub) LeadsBucket(ctx context.Context) (bool, error) {
+	if h.Server != nil {
+		if !h.Server.JetStreamIsClustered() {
+			return true, nil
+		}
+		return h.Server.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, Stream), nil
+	}
+	st, err := h.JS.Stream(ctx, Stream)
+	if err != nil {
+		return false, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	if info.Cluster == nil || info.Cluster.Leader == "" {
+		return true, nil
+	}
+	return h.Conn.ConnectedServerName() == info.Cluster.Leader, nil
+}

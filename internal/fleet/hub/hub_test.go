@@ -223,6 +223,25 @@ func TestClusterSurvivesLeaderLoss(t *testing.T) {
 		t.Fatalf("stream is not R3: %+v, %v", info.Cluster, err)
 	}
 	leader := info.Cluster.Leader
+	// One hub per server: only the one on the stream's leader compacts.
+	var leads []string
+	for i, name := range []string{"h0", "h1", "h2"} {
+		hi, err := Open(ctx, Options{NATSURL: urls[i], Replicas: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lead, err := hi.LeadsBucket(ctx)
+		hi.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lead {
+			leads = append(leads, name)
+		}
+	}
+	if len(leads) != 1 || leads[0] != leader {
+		t.Fatalf("hubs leading the bucket: %v, want only the one on %s", leads, leader)
+	}
 	servers[leader].Shutdown()
 	delete(servers, leader)
 
@@ -324,5 +343,14 @@ func TestTrustedPublisherWeighsOnlyVerifiedRecords(t *testing.T) {
 		if err != nil || string(e.Value()) != string(env.Encode()) {
 			t.Fatalf("%s does not hold the operator's record: %v", env.StoredKey, err)
 		}
+	}
+}
+
+// TestStandaloneHubLeadsBucket: without a cluster the hub compacts its
+// own bucket.
+func TestStandaloneHubLeadsBucket(t *testing.T) {
+	h := openHub(t, Options{})
+	if lead, err := h.LeadsBucket(testCtx(t)); err != nil || !lead {
+		t.Fatalf("LeadsBucket = %v, %v; want true", lead, err)
 	}
 }
