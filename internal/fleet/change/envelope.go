@@ -137,21 +137,15 @@ func Decode(data []byte) (Envelope, error) {
 		return Envelope{}, malformed("%d bytes, limit %d", len(data), MaxRecordLen)
 	}
 	var w wireEnvelope
-	ok := false
 	if len(data) > 0 && data[0] == binaryFormat {
 		var err error
 		if w, err = decodeBinary(data); err != nil {
 			return Envelope{}, err
 		}
-		ok = true
-	} else {
-		w, ok = decodeCanonical(data)
-	}
-	if !ok {
-		w = wireEnvelope{}
-		if err := strictJSON(data, &w); err != nil {
-			return Envelope{}, err
-		}
+	} else if fast, ok := decodeCanonical(data); ok {
+		w = fast
+	} else if err := strictJSON(data, &w); err != nil {
+		return Envelope{}, err
 	}
 	if w.V != 1 {
 		return Envelope{}, malformed("envelope version %d, want 1", w.V)
