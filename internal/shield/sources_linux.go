@@ -187,10 +187,16 @@ func (t *sourceTable) forEach(oneByOne bool, fn func(*shieldAddr6, *shieldSource
 		}
 		return nil
 	}
+	// One key and state for the whole walk: fn takes their addresses, so
+	// declared per way they would be allocated per way (a 7 MiB walk).
+	var (
+		key shieldAddr6
+		st  shieldSourceState
+		err error
+	)
 	for b := range uint32(sourceBuckets) {
 		for i := range sourceWays {
-			key, st, err := readWay(t.way(b, i))
-			if err != nil {
+			if key, st, err = readWay(t.way(b, i)); err != nil {
 				return err
 			}
 			if !emptyWay(&key, &st) {
