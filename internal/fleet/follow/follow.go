@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime"
 	"strconv"
@@ -40,6 +41,9 @@ type Options struct {
 	Retry time.Duration
 	// MaxModule bounds a function module fetched from the hub; 64 MiB when 0.
 	MaxModule int64
+	// FetchTimeout bounds a module's fetch, with a second more per MiB;
+	// 10 s when 0.
+	FetchTimeout time.Duration
 	// Name, if set, is this edge's name (fleet.name): it reports its
 	// cursor and counters under it in the hub's edges bucket, soon after
 	// every applied batch and every ReportEvery (10 s when 0).
@@ -76,6 +80,9 @@ type Follower struct {
 	forceFull string
 	// looks counts periodic reads of the stream (tests wait on it).
 	looks atomic.Uint64
+	// fnRetry holds the keys of functions whose module could not be
+	// fetched, to be tried again (only the Run goroutine uses it).
+	fnRetry map[string]bool
 
 	mu sync.Mutex
 	st Status
@@ -109,11 +116,14 @@ func New(opts Options) (*Follower, error) {
 	if opts.MaxModule <= 0 {
 		opts.MaxModule = 64 << 20
 	}
+	if opts.FetchTimeout <= 0 {
+		opts.FetchTimeout = 10 * time.Second
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Follower{o: opts, log: log, st: Status{Refused: map[string]uint64{}}}, nil
+	return &Follower{o: opts, log: log, st: Status{Refused: map[string]uint64{}}, fnRetry: map[string]bool{}}, nil
 }
 
 // Status returns a snapshot of the follower's state.
@@ -308,6 +318,9 @@ func (f *Follower) session(ctx context.Context) error {
 				if err := s.caughtUp(); err != nil {
 					return err
 				}
+				if err := s.retryFunctions(kv, true); err != nil {
+					return err
+				}
 				report(true)
 				continue
 			}
@@ -344,6 +357,9 @@ func (f *Follower) session(ctx context.Context) error {
 					}
 					batch = nil
 					if err := s.caughtUp(); err != nil {
+						return err
+					}
+					if err := s.retryFunctions(kv, true); err != nil {
 						return err
 					}
 					break
@@ -383,6 +399,11 @@ func (f *Follower) session(ctx context.Context) error {
 				return fmt.Errorf("%w: bucket recreated during reconcile", errRestart)
 			}
 			lastCur, lastWM = cur, v.watermark
+			if !s.full && len(f.fnRetry) > 0 {
+				if err := s.retryFunctions(kv, false); err != nil {
+					return err
+				}
+			}
 			f.looks.Add(1)
 		}
 	}
@@ -402,6 +423,10 @@ type run struct {
 	floor uint64
 	// seq is the highest revision processed this session.
 	seq uint64
+	// retrying is set while retryFunctions processes records the edge
+	// may hold already: they are not counted as ignored, and a batch that
+	// applies nothing commits nothing.
+	retrying bool
 }
 
 // A batch that reaches backlogFrom entries is a backlog: the follower
@@ -490,7 +515,11 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 	}
 	next := 0 // the next of keys
 	for i, e := range entries {
-		s.seq = max(s.seq, e.Revision())
+		if !s.retrying {
+			// A retried record is read out of order: the watch has yet to
+			// bring the revisions before it.
+			s.seq = max(s.seq, e.Revision())
+		}
 		if e.Operation() != jetstream.KeyValuePut {
 			// An unsigned KV delete or purge: not a change. Only signed
 			// tombstones delete.
@@ -524,7 +553,7 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		if c.Kind == change.KindFunction && c.Op == change.OpPut {
 			if err := s.fetchModule(&c); err != nil {
 				if change.ReasonOf(err) == "" {
-					return err // the hub is unreachable: try again later
+					return err // the session ended or the hub is unreachable
 				}
 				s.refuse(e.Key(), err)
 				continue
@@ -538,8 +567,14 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		index[c.Key] = len(out)
 		out = append(out, c)
 	}
+	if s.retrying {
+		if len(out) == 0 {
+			return nil
+		}
+		ignored = 0
+	}
 	cur := Cursor{Epoch: s.epoch, Seq: s.seq, Forms: change.RecordForms}
-	if s.full {
+	if s.full || s.retrying {
 		old, err := f.o.State.Cursor()
 		if err != nil {
 			return err
@@ -638,33 +673,92 @@ func (s *run) refuse(key string, err error) {
 }
 
 // fetchModule gets a function's module from the object store and checks
-// it against the signed digest and size: the store's own digest is the
-// bus's word, not the signer's.
+// it against the signed digest and size: the store's own digest, size and
+// chunks are the bus's word, not the signer's. It reads at most the signed
+// size (and one byte more, to see a longer object), within a deadline.
+// Whatever the bus holds instead of the module (no object, bad meta, a
+// link, missing or extra chunks, a stall) is a refusal, and the function
+// is fetched again later (retryFunctions); only the end of the session or
+// a lost connection ends processing, to be retried by the next session.
 func (s *run) fetchModule(c *change.Change) error {
+	refuse := func(format string, args ...any) error {
+		s.f.fnRetry[c.Key] = true
+		return change.Refuse(change.ReasonDigest, "module %s of %s: "+format, append([]any{c.Func.Digest, c.Func.Name}, args...)...)
+	}
 	if c.Func.Size > s.f.o.MaxModule {
 		return change.Refuse(change.ReasonDigest, "module of %s is %d bytes, limit %d", c.Func.Name, c.Func.Size, s.f.o.MaxModule)
 	}
-	info, err := s.modules.GetInfo(s.ctx, c.Func.Digest)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return change.Refuse(change.ReasonDigest, "module %s of %s is not in the hub's store", c.Func.Digest, c.Func.Name)
+	ctx, cancel := context.WithTimeout(s.ctx, s.f.o.FetchTimeout+time.Duration(c.Func.Size>>20)*time.Second)
+	defer cancel()
+	failed := func(err error) error {
+		if s.ctx.Err() != nil || !s.f.o.Conn.IsConnected() {
+			return fmt.Errorf("fetching module %s: %w", c.Func.Digest, err)
+		}
+		return refuse("%v", err)
 	}
+	info, err := s.modules.GetInfo(ctx, c.Func.Digest)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return refuse("not in the hub's store")
+	case err != nil:
+		return failed(err)
+	case info.Opts != nil && info.Opts.Link != nil:
+		return refuse("the store holds a link")
+	case int64(info.Size) != c.Func.Size:
+		return refuse("%d bytes, signed %d", info.Size, c.Func.Size)
+	}
+	r, err := s.modules.Get(ctx, c.Func.Digest)
 	if err != nil {
-		return fmt.Errorf("fetching module %s: %w", c.Func.Digest, err)
+		return failed(err)
 	}
-	if int64(info.Size) != c.Func.Size {
-		return change.Refuse(change.ReasonDigest, "module %s of %s is %d bytes, signed %d", c.Func.Digest, c.Func.Name, info.Size, c.Func.Size)
-	}
-	module, err := s.modules.GetBytes(s.ctx, c.Func.Digest)
-	if errors.Is(err, jetstream.ErrObjectNotFound) || errors.Is(err, jetstream.ErrDigestMismatch) {
-		return change.Refuse(change.ReasonDigest, "module %s of %s: %v", c.Func.Digest, c.Func.Name, err)
-	}
+	defer r.Close()
+	module, err := io.ReadAll(io.LimitReader(r, c.Func.Size+1))
 	if err != nil {
-		return fmt.Errorf("fetching module %s: %w", c.Func.Digest, err)
+		return failed(err)
 	}
 	sum := sha256.Sum256(module)
 	if hex.EncodeToString(sum[:]) != c.Func.Digest || int64(len(module)) != c.Func.Size {
-		return change.Refuse(change.ReasonDigest, "module of %s does not match its signed digest", c.Func.Name)
+		return refuse("does not match its signed digest and size")
 	}
 	c.Module = module
 	return nil
+}
+
+// retryFunctions processes again the hub's records of the functions
+// whose module could not be fetched, or with all set every function's:
+// the record is only skipped if the edge holds it already (the ordering
+// rules), so a function refused for its module, before this session or a
+// restart, is deployed once the hub holds it whole. Nothing is counted or
+// committed for the records it holds already.
+func (s *run) retryFunctions(kv jetstream.KeyValue, all bool) error {
+	f := s.f
+	var keys []string
+	if all {
+		lister, err := kv.ListKeysFiltered(s.ctx, "fn.>")
+		if err != nil {
+			return fmt.Errorf("listing functions: %w", err)
+		}
+		for k := range lister.Keys() {
+			keys = append(keys, k)
+		}
+	} else {
+		for k := range f.fnRetry {
+			keys = append(keys, k)
+		}
+	}
+	clear(f.fnRetry)
+	var entries []jetstream.KeyValueEntry
+	for _, k := range keys {
+		e, err := kv.Get(s.ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", k, err)
+		}
+		entries = append(entries, e)
+	}
+	s.retrying = true
+	defer func() { s.retrying = false }()
+	return s.process(entries)
 }
