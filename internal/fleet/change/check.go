@@ -219,7 +219,9 @@ func NewVerifier(p Policy) (*Verifier, error) {
 
 // Check verifies env and returns its change, or a *Refusal. The order is
 // fixed so one record always gets the same reason: key, signature,
-// payload, storage key, role, time, breadth, management.
+// payload, storage key, role, time, breadth, management. An expired
+// record is refused with its change returned as well: it is authentic,
+// and still newer than the records of its key before it (see Expired).
 func (v *Verifier) Check(env Envelope, now time.Time) (Change, error) {
 	tk, ok := v.keys[env.KeyID]
 	if !ok {
@@ -252,7 +254,7 @@ func (v *Verifier) Check(env Envelope, now time.Time) (Change, error) {
 		return Change{}, Refuse(ReasonFuture, "issued %s, beyond the skew of %s", time.Unix(0, c.IssuedAt).UTC().Format(time.RFC3339Nano), v.p.Skew)
 	}
 	if c.ExpiresAt != 0 && c.ExpiresAt < now.UnixNano()-skew {
-		return Change{}, Refuse(ReasonExpired, "expired %s", time.Unix(0, c.ExpiresAt).UTC().Format(time.RFC3339Nano))
+		return c, Refuse(ReasonExpired, "expired %s", time.Unix(0, c.ExpiresAt).UTC().Format(time.RFC3339Nano))
 	}
 	if c.Kind == KindList && c.Op == OpPut {
 		if min := v.broadest(c.List, c.Prefix.Addr().Is4()); c.Prefix.Bits() < min {
@@ -267,6 +269,17 @@ func (v *Verifier) Check(env Envelope, now time.Time) (Change, error) {
 		}
 	}
 	return c, nil
+}
+
+// Authentic reports whether a record Check refused with err was still
+// signed by a trusted key for where it is stored: refused only by the
+// rules on what it says (role, time, breadth, management).
+func Authentic(err error) bool {
+	switch ReasonOf(err) {
+	case ReasonMalformed, ReasonUnknownKey, ReasonBadSignature, ReasonKeyMismatch:
+		return false
+	}
+	return true
 }
 
 func (v *Verifier) broadest(l List, is4 bool) int {

@@ -505,7 +505,7 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 	// What was applied before, for every verified record, in one read.
 	keys := make([]string, 0, len(entries))
 	for i, e := range entries {
-		if e.Operation() == jetstream.KeyValuePut && errs[i] == nil {
+		if e.Operation() == jetstream.KeyValuePut && (errs[i] == nil || expiredPut(changes[i], errs[i])) {
 			keys = append(keys, changes[i].Key)
 		}
 	}
@@ -526,17 +526,26 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 			ignored++
 			continue
 		}
-		if s.full {
+		c, err := changes[i], errs[i]
+		if s.full && change.Authentic(err) {
+			// What the hub holds under the key, refused or not: a
+			// record nobody trusted signed does not keep an entry alive.
 			s.seen[e.Key()] = true
 		}
-		c, err := changes[i], errs[i]
 		if err != nil {
 			s.refuse(e.Key(), err)
-			continue
+			if !expiredPut(c, err) {
+				continue
+			}
+			// An expired put is still the newest record of its key: an
+			// edge that missed its life ends where the others' expiry
+			// left them, with no entry, instead of keeping an older one.
+			c.Op, c.ExpiresAt = change.OpDelete, 0
 		}
 		prev, ok := prevs[next], found[next]
 		next++
-		if i, ok := index[c.Key]; ok && !change.Newer(c, out[i]) {
+		j, inBatch := index[c.Key]
+		if inBatch && !change.Newer(c, out[j]) {
 			ignored++
 			continue
 		}
@@ -544,9 +553,11 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 			ignored++ // a replay or an older change: no-op
 			continue
 		}
-		if c.ByController && ok && !prev.Deleted && !prev.ByController && (prev.ExpiresAt == 0 || prev.ExpiresAt > now.UnixNano()) {
-			// Newest-wins alone would let the controller key shorten an
-			// operator's block and so lift it: its role is to add blocks.
+		// Newest-wins alone would let the controller key shorten an
+		// operator's block and so lift it: its role is to add blocks. The
+		// operator's entry may be held, or earlier in this batch.
+		if c.ByController && (inBatch && operatorHolds(out[j].Op == change.OpDelete, out[j].ByController, out[j].ExpiresAt, now) ||
+			!inBatch && ok && operatorHolds(prev.Deleted, prev.ByController, prev.ExpiresAt, now)) {
 			s.refuse(e.Key(), change.Refuse(change.ReasonRole, "the controller key may not replace an operator's live entry %s", c.Key))
 			continue
 		}
@@ -559,8 +570,8 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 				continue
 			}
 		}
-		if i, ok := index[c.Key]; ok {
-			out[i] = c // supersedes an older change for the key in this batch
+		if inBatch {
+			out[j] = c // supersedes an older change for the key in this batch
 			ignored++
 			continue
 		}
@@ -582,6 +593,17 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		cur = old
 	}
 	return s.apply(out, cur, ignored)
+}
+
+// expiredPut reports whether Check refused c only for having expired, a
+// put: it still supersedes the records of its key before it.
+func expiredPut(c change.Change, err error) bool {
+	return change.ReasonOf(err) == change.ReasonExpired && c.Op == change.OpPut
+}
+
+// operatorHolds reports whether a key's entry is an operator's, live at now.
+func operatorHolds(deleted, byController bool, expiresAt int64, now time.Time) bool {
+	return !deleted && !byController && (expiresAt == 0 || expiresAt > now.UnixNano())
 }
 
 func (s *run) apply(changes []change.Change, cur Cursor, ignored uint64) error {
