@@ -115,6 +115,7 @@ func (n *Node) startFleet(ctx context.Context) (wait func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.verifier.Store(v)
 	d := hub.Dial{Servers: f.Servers, Name: "aegis-edge " + n.edgeName, Credentials: f.Credentials, Background: true}
 	if f.TLS.Enabled() {
 		if d.TLS, err = hub.ClientTLS(f.TLS.CA, f.TLS.Cert, f.TLS.Key); err != nil {
@@ -210,7 +211,10 @@ func (n *Node) fleetRefused(key, reason string, err error) {
 	}
 	n.fleetRejected.WithLabelValues(reason).Inc()
 	n.fleetAudit.Add(reason+" "+key, 0, time.Now())
-	n.log.Warn("fleet change refused", "key", key, "reason", reason, "err", err)
+	// Forged records cost their writer nothing: the journal gets them
+	// at debug level only; the audit log aggregates them, the metric
+	// counts them.
+	n.log.Debug("fleet change refused", "key", key, "reason", reason, "err", err)
 }
 
 // FleetStatus is `aegis fleet status`.
@@ -429,6 +433,13 @@ func (n *Node) applyFleetList(b listBatch, puts, dels []fleetchange.Change, fc *
 	for _, c := range puts {
 		if err := lists.ValidatePrefix(c.Prefix); err != nil {
 			n.fleetRefused(c.Key, ReasonInvalid, err)
+			continue
+		}
+		if prev, ok := previous[c.Prefix]; ok && c.ByController && prev.Origin != store.OriginFleet &&
+			(prev.Expires.IsZero() || prev.Expires.After(now)) {
+			// The controller adds blocks; replacing this node's own
+			// entry would let it shorten it, and so lift it.
+			n.fleetRefused(c.Key, fleetchange.ReasonRole, fmt.Errorf("the controller key may not replace %s, a local entry", c.Prefix))
 			continue
 		}
 		if err := lists.ValidateReason(c.Reason); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/audit"
 	"github.com/aegis-edge/aegis/internal/config"
 	"github.com/aegis-edge/aegis/internal/executor"
+	fleetchange "github.com/aegis-edge/aegis/internal/fleet/change"
 	"github.com/aegis-edge/aegis/internal/fleet/follow"
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/gateway"
@@ -98,6 +99,7 @@ type Node struct {
 	// node follows a hub (fleet.servers).
 	edgeName      string
 	follower      atomic.Pointer[follow.Follower]
+	verifier      atomic.Pointer[fleetchange.Verifier] // the follower's, for Reload
 	fleetRejected *prometheus.CounterVec
 	fleetAudit    *audit.Aggregator
 	// proposals carries automatic blocks to the fleet reporter

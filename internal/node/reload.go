@@ -27,6 +27,8 @@ var restartKeys = []struct {
 	{"gateway.listen", func(c config.Config) any { return c.Gateway.Listen }},
 	{"functions", func(c config.Config) any { return c.Functions }},
 	{"audit", func(c config.Config) any { return c.Audit }},
+	// The keys, servers and credentials the follower was started with.
+	{"fleet", func(c config.Config) any { return c.Fleet }},
 }
 
 // Reload applies a new configuration (SIGHUP): the management addresses
@@ -83,6 +85,9 @@ func (n *Node) Reload(cfg config.Config) error {
 
 	if err := n.shield.SetManagement(cfg.Admin.ManagementPrefixes()); err != nil {
 		return fmt.Errorf("%w: admin.management_addrs: %w", ErrRefused, err)
+	}
+	if v := n.verifier.Load(); v != nil {
+		v.SetManagement(cfg.Admin.ManagementPrefixes())
 	}
 	settings := cfg.Shield.Settings()
 	if settings != n.settings {

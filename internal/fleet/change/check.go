@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aegis-edge/aegis/internal/keyfile"
@@ -104,6 +106,9 @@ const (
 type Verifier struct {
 	p    Policy
 	keys map[string]trustedKey
+	// mgmt is p.Management, replaced whole by SetManagement while records
+	// are checked.
+	mgmt atomic.Pointer[[]netip.Prefix]
 
 	mu    sync.Mutex
 	roots map[rootKey]struct{}
@@ -196,6 +201,7 @@ type trustedKey struct {
 // and as the controller is an operator.
 func NewVerifier(p Policy) (*Verifier, error) {
 	v := &Verifier{p: p, keys: map[string]trustedKey{}, roots: map[rootKey]struct{}{}, nodes: map[[2][sha256.Size]byte][sha256.Size]byte{}}
+	v.SetManagement(p.Management)
 	if v.p.MaxTTL <= 0 {
 		v.p.MaxTTL = DefaultMaxTTL
 	}
@@ -215,6 +221,14 @@ func NewVerifier(p Policy) (*Verifier, error) {
 		v.keys[keyfile.KeyID(k)] = trustedKey{k, roleOperator}
 	}
 	return v, nil
+}
+
+// SetManagement replaces the management prefixes (a reloaded
+// admin.management_addrs): records checked from then on may not block
+// them.
+func (v *Verifier) SetManagement(prefixes []netip.Prefix) {
+	m := slices.Clone(prefixes)
+	v.mgmt.Store(&m)
 }
 
 // Check verifies env and returns its change, or a *Refusal. The order is
@@ -261,7 +275,7 @@ func (v *Verifier) Check(env Envelope, now time.Time) (Change, error) {
 			return Change{}, Refuse(ReasonTooBroad, "%s is broader than /%d", c.Prefix, min)
 		}
 		if c.List == Blocklist {
-			for _, m := range v.p.Management {
+			for _, m := range *v.mgmt.Load() {
 				if m.Overlaps(c.Prefix) {
 					return Change{}, Refuse(ReasonManagement, "%s covers management address %s", c.Prefix, m)
 				}
