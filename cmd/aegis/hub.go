@@ -59,7 +59,7 @@ func hubOptions(cfg config.Config, log *slog.Logger) (hub.Options, error) {
 		StoreDir:   filepath.Join(cfg.StateDir, "hub"),
 		Listen:     h.Listen,
 		ServerName: h.ServerName,
-		Cluster:    hub.Cluster{Name: h.Cluster.Name, Listen: h.Cluster.Listen, Routes: h.Cluster.Routes},
+		Cluster:    hub.Cluster{Name: h.Cluster.Name, Listen: h.Cluster.Listen, Routes: h.Cluster.Routes, Password: h.Cluster.Password},
 		Replicas:   h.Replicas,
 		Logger:     log,
 		// The reports stream keeps what the controller's window needs.

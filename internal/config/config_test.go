@@ -200,7 +200,7 @@ fleet:
 hub:
   listen: 0.0.0.0:4222
   server_name: hub-a
-  cluster: {name: aegis, listen: 0.0.0.0:6222, routes: [nats-route://hub-b:6222]}
+  cluster: {name: aegis, listen: 0.0.0.0:6222, routes: [nats-route://hub-b:6222], password: route-secret}
   replicas: 3
   operator_keys: [/etc/aegis/ops.pub]
   controller_key: /etc/aegis/controller.key
@@ -264,7 +264,7 @@ func TestParseFull(t *testing.T) {
 		},
 		Hub: Hub{
 			Listen: "0.0.0.0:4222", ServerName: "hub-a",
-			Cluster:  HubCluster{Name: "aegis", Listen: "0.0.0.0:6222", Routes: []string{"nats-route://hub-b:6222"}},
+			Cluster:  HubCluster{Name: "aegis", Listen: "0.0.0.0:6222", Routes: []string{"nats-route://hub-b:6222"}, Password: "route-secret"},
 			Replicas: 3, OperatorKeys: []string{"/etc/aegis/ops.pub"}, ControllerKey: "/etc/aegis/controller.key",
 			AutoBlock:          HubAutoBlock{MinEdges: 2, Window: Duration{30 * time.Second}, TTL: Duration{10 * time.Minute}, MaxTTL: Duration{time.Hour}},
 			TLS:                TLSFiles{Cert: "/etc/aegis/hub.pem", Key: "/etc/aegis/hub.key"},
@@ -382,6 +382,8 @@ func TestParseErrors(t *testing.T) {
 		{"hub user role", "hub: {users: [{name: e1, password: p, role: admin}]}", `hub.users[0].role: must be one of "edge", "publisher", got "admin"`},
 		{"hub user twice", "hub: {users: [{name: e1, password: p, role: edge}, {name: e1, password: q, role: edge}]}", `hub.users[1].name: duplicate user "e1"`},
 		{"hub tls without cert", "hub: {tls: {ca: /ca.pem}}", "hub.tls: a server needs cert and key"},
+		{"hub cluster without route authentication", "hub: {cluster: {name: c, listen: '0.0.0.0:6222'}}", "hub.cluster.password: routes need authentication"},
+		{"hub user named as the hub", "hub: {users: [{name: aegis-hub, password: x, role: publisher}]}", "hub.users[0].name: aegis-hub is the hub's own user"},
 		{"hub external with cluster", "hub: {nats_url: 'nats://a:4222', cluster: {name: c, listen: '0.0.0.0:6222'}}", "hub.nats_url: an external cluster takes no hub.cluster"},
 	}
 	for _, tt := range tests {

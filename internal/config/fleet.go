@@ -104,6 +104,9 @@ type HubCluster struct {
 	Name   string   `yaml:"name"`
 	Listen string   `yaml:"listen"`
 	Routes []string `yaml:"routes"`
+	// Password authenticates the routes between the hubs (the same on
+	// each); required with Listen unless cluster_tls has a ca.
+	Password string `yaml:"password"`
 }
 
 // HubAutoBlock is the controller's promotion rule: a source reported by
@@ -209,6 +212,9 @@ func (v *validator) hub(h Hub) {
 		if h.Cluster.Name == "" {
 			v.addf("hub.cluster.name", "must be set with hub.cluster.listen")
 		}
+		if h.Cluster.Password == "" && h.ClusterTLS.CA == "" {
+			v.addf("hub.cluster.password", "routes need authentication: set it, or hub.cluster_tls with a ca (a server that joins a route writes past every user's permissions)")
+		}
 	}
 	for i, r := range h.Cluster.Routes {
 		if u, err := url.Parse(r); err != nil || u.Scheme != "nats-route" && u.Scheme != "nats" || u.Host == "" {
@@ -235,6 +241,8 @@ func (v *validator) hub(h Hub) {
 		key := fmt.Sprintf("hub.users[%d]", i)
 		if err := change.ValidEdgeName(u.Name); err != nil {
 			v.addf(key+".name", "%v", err)
+		} else if u.Name == "aegis-hub" {
+			v.addf(key+".name", "aegis-hub is the hub's own user")
 		} else if seen[u.Name] {
 			v.addf(key+".name", "duplicate user %q", u.Name)
 		}

@@ -219,6 +219,16 @@ func TestCheckRefusals(t *testing.T) {
 		{"malformed payload", resign(t, good, opKey, func(m map[string]any) { m["op"] = "upsert" }), ReasonMalformed},
 		{"unknown field", resign(t, good, opKey, func(m map[string]any) { m["ttl"] = 5 }), ReasonMalformed},
 	}
+	// The management list as a reload replaces it.
+	v.SetManagement([]netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")})
+	if _, err := v.Check(good, now); ReasonOf(err) != ReasonManagement {
+		t.Errorf("after SetManagement: %v, want a management refusal", err)
+	}
+	v.SetManagement([]netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")})
+	// One key in both roles would sign anything.
+	if _, err := NewVerifier(Policy{Operators: []ed25519.PublicKey{opPub, ctlPub}, Controller: ctlPub}); err == nil {
+		t.Error("NewVerifier took the controller key as an operator's too")
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := tt.env

@@ -197,8 +197,8 @@ type trustedKey struct {
 	role role
 }
 
-// NewVerifier returns a verifier for p. A key listed both as an operator
-// and as the controller is an operator.
+// NewVerifier returns a verifier for p. A key may not be both an
+// operator's and the controller's: the controller's role would be lost.
 func NewVerifier(p Policy) (*Verifier, error) {
 	v := &Verifier{p: p, keys: map[string]trustedKey{}, roots: map[rootKey]struct{}{}, nodes: map[[2][sha256.Size]byte][sha256.Size]byte{}}
 	v.SetManagement(p.Management)
@@ -217,6 +217,9 @@ func NewVerifier(p Policy) (*Verifier, error) {
 	for _, k := range p.Operators {
 		if len(k) != ed25519.PublicKeySize {
 			return nil, errors.New("operator key is not an ed25519 public key")
+		}
+		if p.Controller != nil && k.Equal(p.Controller) {
+			return nil, errors.New("the controller key is also listed as an operator's: it would sign anything")
 		}
 		v.keys[keyfile.KeyID(k)] = trustedKey{k, roleOperator}
 	}

@@ -62,12 +62,16 @@ func EdgePermissions(name string) *server.Permissions {
 	}
 }
 
+// HubUser is the hub's own in-process user; no configured user may take
+// its name.
+const HubUser = "aegis-hub"
+
 // serverUsers turns users into the server's, adding the hub's own
 // in-process user with a random password.
 func serverUsers(users []User) (out []*server.User, self *server.User) {
 	secret := make([]byte, 24)
 	rand.Read(secret)
-	self = &server.User{Username: "aegis-hub", Password: hex.EncodeToString(secret)}
+	self = &server.User{Username: HubUser, Password: hex.EncodeToString(secret)}
 	out = append(out, self)
 	for _, u := range users {
 		su := &server.User{Username: u.Name, Password: u.Password}

@@ -81,7 +81,15 @@ type Cluster struct {
 	Name   string
 	Listen string   // host:port for routes
 	Routes []string // nats-route://host:port of the other hubs
+	// Password authenticates the routes between hubs (user RouteUser):
+	// a server that joins a route is trusted with every subject, past
+	// the users' permissions. Either it or a ClusterTLS that verifies
+	// the peers' certificates is required with Listen.
+	Password string
 }
+
+// RouteUser is the user hubs present to each other's route listeners.
+const RouteUser = "aegis-route"
 
 // Hub is a running hub: its embedded server (nil with an external
 // cluster), its client connection and its buckets.
@@ -190,6 +198,11 @@ func startServer(opts Options) (*server.Server, *server.User, error) {
 	}
 	var self *server.User
 	if len(opts.Users) > 0 {
+		for _, u := range opts.Users {
+			if u.Name == HubUser {
+				return nil, nil, fmt.Errorf("hub.users: %q is the hub's own user", HubUser)
+			}
+		}
 		so.Users, self = serverUsers(opts.Users)
 	}
 	if opts.TLS != nil {
@@ -203,15 +216,26 @@ func startServer(opts Options) (*server.Server, *server.User, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("hub.cluster.listen %q: %w", opts.Cluster.Listen, err)
 		}
+		verified := opts.ClusterTLS != nil && opts.ClusterTLS.ClientAuth == tls.RequireAndVerifyClientCert
+		if opts.Cluster.Password == "" && !verified {
+			return nil, nil, errors.New("hub.cluster: routes need authentication, hub.cluster.password or hub.cluster_tls with a ca: " +
+				"a server that joins a route writes past every user's permissions")
+		}
 		so.Cluster = server.ClusterOpts{Name: opts.Cluster.Name, Host: ch, Port: cp}
 		if opts.ClusterTLS != nil {
 			so.Cluster.TLSConfig = opts.ClusterTLS
 			so.Cluster.TLSTimeout = 5
 		}
+		if opts.Cluster.Password != "" {
+			so.Cluster.Username, so.Cluster.Password = RouteUser, opts.Cluster.Password
+		}
 		for _, r := range opts.Cluster.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
 				return nil, nil, fmt.Errorf("hub.cluster.routes %q: %w", r, err)
+			}
+			if opts.Cluster.Password != "" && u.User == nil {
+				u.User = url.UserPassword(RouteUser, opts.Cluster.Password)
 			}
 			so.Routes = append(so.Routes, u)
 		}

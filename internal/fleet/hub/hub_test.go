@@ -138,7 +138,7 @@ func TestPublisherRefusesStaleChanges(t *testing.T) {
 func TestStartServerSaysWhy(t *testing.T) {
 	// A JetStream cluster without routes is refused by the server itself.
 	_, err := StartServer(Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", ServerName: "x",
-		Cluster: Cluster{Name: "aegis", Listen: "127.0.0.1:-1"}})
+		Cluster: Cluster{Name: "aegis", Listen: "127.0.0.1:-1", Password: "route secret"}})
 	if err == nil || !strings.Contains(err.Error(), "routes") {
 		t.Fatalf("StartServer = %v, want the server's reason (routes)", err)
 	}
@@ -191,7 +191,7 @@ func TestClusterSurvivesLeaderLoss(t *testing.T) {
 	var urls []string
 	for i, name := range []string{"h0", "h1", "h2"} {
 		s, err := StartServer(Options{StoreDir: filepath.Join(base, name), Listen: "127.0.0.1:-1", ServerName: name,
-			Cluster: Cluster{Name: "aegis", Listen: ports[i], Routes: routes}})
+			Cluster: Cluster{Name: "aegis", Listen: ports[i], Routes: routes, Password: "route secret"}})
 		if err != nil {
 			t.Fatal(err)
 		}
