@@ -209,6 +209,12 @@ func (p *publisher) run(cmd *cobra.Command, do func(ctx context.Context, c *flee
 			refuse(fmt.Errorf("the hub refused the write (are the credentials a publisher's?): %w", err))
 		}
 	})
+	// What this command publishes comes after the bucket's last revision:
+	// an edge refusing a record from there on refused this change.
+	from, err := hub.LastRevision(ctx, c.js)
+	if err != nil {
+		return err
+	}
 	rev, err := do(ctx, c, key)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
@@ -228,12 +234,19 @@ func (p *publisher) run(cmd *cobra.Command, do func(ctx context.Context, c *flee
 	}
 	wctx, wcancel := context.WithTimeout(cmd.Context(), p.wait)
 	defer wcancel()
-	missing, err := hub.WaitApplied(wctx, c.js, rev, nil, edgeFresh)
+	missing, refused, err := hub.WaitApplied(wctx, c.js, from+1, rev, nil, edgeFresh)
 	if err != nil {
 		return fmt.Errorf("published, but waiting for the edges failed: %w", err)
 	}
+	var fails []string
+	if len(refused) > 0 {
+		fails = append(fails, fmt.Sprintf("refused by %d edge(s): %s", len(refused), strings.Join(refused, ", ")))
+	}
 	if len(missing) > 0 {
-		return fmt.Errorf("published, but not applied within %s by %d edge(s): %s", p.wait, len(missing), strings.Join(missing, ", "))
+		fails = append(fails, fmt.Sprintf("not applied within %s by %d edge(s): %s", p.wait, len(missing), strings.Join(missing, ", ")))
+	}
+	if len(fails) > 0 {
+		return fmt.Errorf("published, but %s", strings.Join(fails, "; "))
 	}
 	fmt.Fprintf(p.e.stdout, "applied by every connected edge\n")
 	return nil
@@ -738,12 +751,35 @@ func yesNo(b bool) string {
 }
 
 // refusals formats refusal counts as reason=N,... or "0".
+// plainReason reports whether r can be a refusal reason: 1 to 32 of a-z
+// and '_'.
+func plainReason(r string) bool {
+	if len(r) == 0 || len(r) > 32 {
+		return false
+	}
+	for _, c := range r {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
 func refusals(m map[string]uint64) string {
 	if len(m) == 0 {
 		return "0"
 	}
-	var parts []string
+	// A report is its edge's word: a reason that is not a plain word
+	// (escape sequences for the operator's terminal) is counted as other.
+	sum := map[string]uint64{}
 	for r, n := range m {
+		if !plainReason(r) {
+			r = "other"
+		}
+		sum[r] += n
+	}
+	var parts []string
+	for r, n := range sum {
 		if n > 0 {
 			parts = append(parts, fmt.Sprintf("%s=%d", r, n))
 		}

@@ -464,14 +464,22 @@ func TestFleetWait(t *testing.T) {
 		t.Errorf("edges:\n%s", out)
 	}
 
+	// A change the edge refuses moves its cursor all the same: --wait
+	// says it was refused, and by whom, rather than applied.
+	fx.v.SetManagement([]netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")})
+	code, _, errOut := fx.cli("fleet", "block", "add", "192.0.2.0/24", "--wait", "20s")
+	if code != 1 || !strings.Contains(errOut, "refused by 1 edge(s): edge-a (management)") {
+		t.Errorf("--wait for a refused change: exit %d, %q; want 1 naming edge-a's refusal", code, errOut)
+	}
+
 	// The edge goes away: its last report is still fresh, so --wait waits
 	// for it and names it.
 	e.stop()
-	code, _, errOut := fx.cli("fleet", "block", "add", "198.51.101.0/24", "--wait", "1s")
+	code, _, errOut = fx.cli("fleet", "block", "add", "198.51.101.0/24", "--wait", "1s")
 	if code != 1 || !strings.Contains(errOut, "edge-a") {
 		t.Errorf("--wait with the edge down: exit %d, %q; want 1 naming edge-a", code, errOut)
 	}
-	if out := fx.ok("fleet", "edges"); !regexp.MustCompile(`edge-a\s+yes\s+1\s`).MatchString(out) {
+	if out := fx.ok("fleet", "edges"); !regexp.MustCompile(`edge-a\s+yes\s+1\s.*management=1`).MatchString(out) {
 		t.Errorf("edges with edge-a one change behind:\n%s", out)
 	}
 }
@@ -875,5 +883,15 @@ func TestHubCompactsTombstones(t *testing.T) {
 	}
 	if c := fx.record("list.block.198-51-102-0_24"); c.Op != change.OpPut {
 		t.Errorf("live entry: %+v", c)
+	}
+}
+
+// TestRefusalsPrintPlainReasons: an edge's report is its word; `fleet
+// edges` prints a reason that is not a plain word (an escape sequence for
+// the operator's terminal) as other.
+func TestRefusalsPrintPlainReasons(t *testing.T) {
+	got := refusals(map[string]uint64{"management": 2, "\x1b]0;owned\x07": 3, "too_broad": 1, "x y": 1})
+	if want := "management=2,other=4,too_broad=1"; got != want {
+		t.Fatalf("refusals = %q, want %q", got, want)
 	}
 }

@@ -130,7 +130,7 @@ func (n *Node) startFleet(ctx context.Context) (wait func(), err error) {
 		Conn: nc, Verifier: v, State: n.store.Fleet(), Applier: fleetApplier{n},
 		Recheck: f.ReconcileInterval.Duration, Name: n.edgeName,
 		MaxModule: int64(n.cfg.Functions.MaxModuleSize),
-		OnRefused: func(key string, err error) { n.fleetRefused(key, fleetchange.ReasonOf(err), err) },
+		OnRefused: func(key string, err error) { n.countFleetRefusal(key, fleetchange.ReasonOf(err), err) },
 		Logger:    n.log.With("fleet", true),
 	})
 	if err != nil {
@@ -204,11 +204,22 @@ func (n *Node) proposeAutoBlock(ev shield.AutoBlock) {
 	}
 }
 
-// fleetRefused counts and audits (aggregated) a refused fleet change.
+// fleetRefused is a fleet change the node refused while applying it:
+// counted, audited (aggregated) and reported by the follower.
 func (n *Node) fleetRefused(key, reason string, err error) {
 	if reason == "" {
 		reason = ReasonInvalid
 	}
+	// The follower moves past it as past an applied change: it reports
+	// the refusal, so `--wait` does not take it for applied.
+	if fl := n.follower.Load(); fl != nil {
+		fl.NoteRefused(key, reason)
+	}
+	n.countFleetRefusal(key, reason, err)
+}
+
+// countFleetRefusal counts, audits and logs a refused fleet change.
+func (n *Node) countFleetRefusal(key, reason string, err error) {
 	n.fleetRejected.WithLabelValues(reason).Inc()
 	n.fleetAudit.Add(reason+" "+key, 0, time.Now())
 	// Forged records cost their writer nothing: the journal gets them

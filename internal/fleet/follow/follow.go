@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -61,13 +63,16 @@ type Status struct {
 	Cursor    Cursor `json:"cursor"`
 	// CaughtUp is true once the session's initial catch-up or reconcile
 	// has been applied.
-	CaughtUp       bool              `json:"caught_up"`
-	Applied        uint64            `json:"applied"`
-	Ignored        uint64            `json:"ignored"` // replays, older changes, unsigned deletes
-	Refused        map[string]uint64 `json:"refused,omitempty"`
-	FullReconciles uint64            `json:"full_reconciles"`
-	LastApplied    time.Time         `json:"last_applied,omitzero"`
-	LastError      string            `json:"last_error,omitempty"`
+	CaughtUp bool              `json:"caught_up"`
+	Applied  uint64            `json:"applied"`
+	Ignored  uint64            `json:"ignored"` // replays, older changes, unsigned deletes
+	Refused  map[string]uint64 `json:"refused,omitempty"`
+	// RecentRefusals are the last refused records, with their revisions:
+	// `--wait` tells a refused change from one not yet applied.
+	RecentRefusals []hub.Refusal `json:"recent_refusals,omitempty"`
+	FullReconciles uint64        `json:"full_reconciles"`
+	LastApplied    time.Time     `json:"last_applied,omitzero"`
+	LastError      string        `json:"last_error,omitempty"`
 }
 
 // Follower follows the hub's bucket and applies verified changes.
@@ -86,7 +91,13 @@ type Follower struct {
 
 	mu sync.Mutex
 	st Status
+	// applying maps the keys of the batch being applied to their
+	// revisions, for the applier's refusals (NoteRefused).
+	applying map[string]uint64
 }
+
+// maxRecentRefusals bounds Status.RecentRefusals.
+const maxRecentRefusals = 32
 
 // New checks opts and returns a Follower; Run starts it.
 func New(opts Options) (*Follower, error) {
@@ -131,10 +142,8 @@ func (f *Follower) Status() Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.st
-	s.Refused = make(map[string]uint64, len(f.st.Refused))
-	for k, v := range f.st.Refused {
-		s.Refused[k] = v
-	}
+	s.Refused = maps.Clone(f.st.Refused)
+	s.RecentRefusals = slices.Clone(f.st.RecentRefusals)
 	s.Connected = f.o.Conn.IsConnected()
 	return s
 }
@@ -285,7 +294,7 @@ func (f *Follower) session(ctx context.Context) error {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		err := hub.Report(rctx, edges, hub.EdgeReport{Name: f.o.Name, Epoch: st.Cursor.Epoch, Seq: st.Cursor.Seq,
-			CaughtUp: st.CaughtUp, Applied: st.Applied, Ignored: st.Ignored, Refused: st.Refused,
+			CaughtUp: st.CaughtUp, Applied: st.Applied, Ignored: st.Ignored, Refused: st.Refused, RecentRefusals: st.RecentRefusals,
 			FullReconciles: st.FullReconciles, LastApplied: st.LastApplied, Reported: time.Now()})
 		if err != nil {
 			f.log.Debug("fleet: reporting to the hub", "err", err)
@@ -501,6 +510,7 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 	// written only after changes[i], i >= k, was read.
 	out := changes[:0]
 	index := make(map[string]int, len(entries))
+	revs := make(map[string]uint64, len(entries))
 	var ignored uint64
 	// What was applied before, for every verified record, in one read.
 	keys := make([]string, 0, len(entries))
@@ -533,7 +543,7 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 			s.seen[e.Key()] = true
 		}
 		if err != nil {
-			s.refuse(e.Key(), err)
+			s.refuse(e.Key(), e.Revision(), err)
 			if !expiredPut(c, err) {
 				continue
 			}
@@ -558,7 +568,7 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		// operator's entry may be held, or earlier in this batch.
 		if c.ByController && (inBatch && operatorHolds(out[j].Op == change.OpDelete, out[j].ByController, out[j].ExpiresAt, now) ||
 			!inBatch && ok && operatorHolds(prev.Deleted, prev.ByController, prev.ExpiresAt, now)) {
-			s.refuse(e.Key(), change.Refuse(change.ReasonRole, "the controller key may not replace an operator's live entry %s", c.Key))
+			s.refuse(e.Key(), e.Revision(), change.Refuse(change.ReasonRole, "the controller key may not replace an operator's live entry %s", c.Key))
 			continue
 		}
 		if c.Kind == change.KindFunction && c.Op == change.OpPut {
@@ -566,10 +576,11 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 				if change.ReasonOf(err) == "" {
 					return err // the session ended or the hub is unreachable
 				}
-				s.refuse(e.Key(), err)
+				s.refuse(e.Key(), e.Revision(), err)
 				continue
 			}
 		}
+		revs[c.Key] = e.Revision()
 		if inBatch {
 			out[j] = c // supersedes an older change for the key in this batch
 			ignored++
@@ -592,6 +603,14 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 		}
 		cur = old
 	}
+	s.f.mu.Lock()
+	s.f.applying = revs
+	s.f.mu.Unlock()
+	defer func() {
+		s.f.mu.Lock()
+		s.f.applying = nil
+		s.f.mu.Unlock()
+	}()
 	return s.apply(out, cur, ignored)
 }
 
@@ -682,16 +701,31 @@ func (s *run) caughtUp() error {
 	return nil
 }
 
-func (s *run) refuse(key string, err error) {
+func (s *run) refuse(key string, rev uint64, err error) {
 	f := s.f
 	reason := change.ReasonOf(err)
 	f.mu.Lock()
-	f.st.Refused[reason]++
+	f.noteLocked(key, rev, reason)
 	f.mu.Unlock()
 	f.log.Debug("fleet: refused a change", "key", key, "reason", reason, "err", err)
 	if f.o.OnRefused != nil {
 		f.o.OnRefused(key, err)
 	}
+}
+
+func (f *Follower) noteLocked(key string, rev uint64, reason string) {
+	f.st.Refused[reason]++
+	r := append(f.st.RecentRefusals, hub.Refusal{Key: key, Rev: rev, Reason: reason})
+	f.st.RecentRefusals = r[max(0, len(r)-maxRecentRefusals):]
+}
+
+// NoteRefused counts a change of the batch being applied that the
+// applier refused (a full list, a rule of the node's): the follower
+// moves past it all the same, and reports it with its revision.
+func (f *Follower) NoteRefused(key, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noteLocked(key, f.applying[key], reason)
 }
 
 // fetchModule gets a function's module from the object store and checks

@@ -31,9 +31,28 @@ type EdgeReport struct {
 	Applied        uint64            `json:"applied"`
 	Ignored        uint64            `json:"ignored"`
 	Refused        map[string]uint64 `json:"refused,omitempty"`
+	RecentRefusals []Refusal         `json:"recent_refusals,omitempty"`
 	FullReconciles uint64            `json:"full_reconciles"`
 	LastApplied    time.Time         `json:"last_applied,omitzero"`
 	Reported       time.Time         `json:"reported"`
+}
+
+// Refusal is a record an edge refused: its key, revision and reason.
+type Refusal struct {
+	Key    string `json:"key"`
+	Rev    uint64 `json:"rev"`
+	Reason string `json:"reason"`
+}
+
+// reportOf reads an edge's report from its entry: one stored under
+// another edge's name is no report (an edge may write only under its
+// own, but not what its report says).
+func reportOf(e jetstream.KeyValueEntry) (EdgeReport, bool) {
+	var r EdgeReport
+	if json.Unmarshal(e.Value(), &r) != nil || r.Name != e.Key() || ValidEdgeName(r.Name) != nil {
+		return EdgeReport{}, false
+	}
+	return r, true
 }
 
 // ValidEdgeName is change.ValidEdgeName, the one rule of edge names.
@@ -79,8 +98,7 @@ func Edges(ctx context.Context, js jetstream.JetStream) ([]EdgeReport, error) {
 				})
 				return out, nil
 			}
-			var r EdgeReport
-			if json.Unmarshal(e.Value(), &r) == nil {
+			if r, ok := reportOf(e); ok {
 				out = append(out, r)
 			}
 		case <-ctx.Done():
@@ -91,50 +109,51 @@ func Edges(ctx context.Context, js jetstream.JetStream) ([]EdgeReport, error) {
 
 // WaitApplied waits until each edge named (or, with none named, each edge
 // that reported within fresh before the call) reports having applied
-// revision rev of the current change bucket, and returns the names of
-// those that had not when ctx ended (nil if all did). This is `--wait`.
-func WaitApplied(ctx context.Context, js jetstream.JetStream, rev uint64, names []string, fresh time.Duration) ([]string, error) {
-	st, err := js.Stream(ctx, Stream)
+// revision rev of the current change bucket, or having refused a record
+// of revisions from to rev. It returns the names of those that had
+// neither when ctx ended, and of those that refused (with the reason),
+// both sorted. This is `--wait`.
+func WaitApplied(ctx context.Context, js jetstream.JetStream, from, rev uint64, names []string, fresh time.Duration) (missing, refused []string, err error) {
+	epoch, err := bucketEpoch(ctx, js)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	epoch := strconv.FormatInt(info.Created.UnixNano(), 10)
 	kv, err := js.KeyValue(ctx, EdgesBucket)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", EdgesBucket, err)
+		return nil, nil, fmt.Errorf("opening %s: %w", EdgesBucket, err)
 	}
 	// The watch has its own context: ctx ending is the answer, not an error.
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w, err := kv.WatchAll(wctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer w.Stop()
 	waiting := map[string]bool{}
 	for _, n := range names {
 		waiting[n] = true
 	}
+	refusedBy := map[string]string{}
 	pickAll := len(names) == 0
 	start := time.Now()
 	initial := true
-	missing := func() []string {
-		var out []string
+	answer := func() (missing, refused []string) {
 		for n, w := range waiting {
 			if w {
-				out = append(out, n)
+				missing = append(missing, n)
 			}
 		}
-		slices.Sort(out)
-		return out
+		for n, why := range refusedBy {
+			refused = append(refused, n+" ("+why+")")
+		}
+		slices.Sort(missing)
+		slices.Sort(refused)
+		return missing, refused
 	}
 	for {
-		if !initial && len(missing()) == 0 {
-			return nil, nil
+		if m, rf := answer(); !initial && len(m) == 0 {
+			return nil, rf, nil
 		}
 		select {
 		case e := <-w.Updates():
@@ -142,21 +161,53 @@ func WaitApplied(ctx context.Context, js jetstream.JetStream, rev uint64, names 
 				initial = false
 				continue
 			}
-			var r EdgeReport
-			if json.Unmarshal(e.Value(), &r) != nil {
+			r, ok := reportOf(e)
+			if !ok {
 				continue
 			}
-			done := r.Epoch == epoch && r.Seq >= rev
-			if _, named := waiting[r.Name]; named {
-				waiting[r.Name] = !done
-			} else if pickAll && initial && start.Sub(r.Reported) <= fresh {
-				waiting[r.Name] = !done
+			_, named := waiting[r.Name]
+			if !named && !(pickAll && initial && start.Sub(r.Reported) <= fresh) {
+				continue
+			}
+			waiting[r.Name] = !(r.Epoch == epoch && r.Seq >= rev)
+			if r.Epoch != epoch {
+				continue
+			}
+			for _, rf := range r.RecentRefusals {
+				if rf.Rev >= from && rf.Rev <= rev {
+					refusedBy[r.Name] = rf.Reason
+				}
 			}
 		case <-ctx.Done():
-			if m := missing(); len(m) > 0 {
-				return m, nil
-			}
-			return nil, nil
+			m, rf := answer()
+			return m, rf, nil
 		}
 	}
+}
+
+// bucketEpoch is the change bucket's identity, as edges' cursors name it.
+func bucketEpoch(ctx context.Context, js jetstream.JetStream) (string, error) {
+	st, err := js.Stream(ctx, Stream)
+	if err != nil {
+		return "", err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatInt(info.Created.UnixNano(), 10), nil
+}
+
+// LastRevision is the change bucket's latest revision: what a command
+// publishes next comes after it.
+func LastRevision(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	st, err := js.Stream(ctx, Stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
 }

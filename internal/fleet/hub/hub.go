@@ -314,6 +314,9 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (j
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("opening KV bucket %s: %w", EdgesBucket, err)
 	}
+	if err := denyRollups(ctx, js, "KV_"+EdgesBucket); err != nil {
+		return nil, nil, err
+	}
 	obj, err := js.ObjectStore(ctx, ModuleBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		obj, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -327,6 +330,25 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (j
 		return nil, nil, fmt.Errorf("opening object store %s: %w", ModuleBucket, err)
 	}
 	return kv, obj, nil
+}
+
+// denyRollups turns off rollups on a bucket's stream (the KV default
+// allows them): a rollup purges every other key, and an edge may write
+// its own report but must not wipe the others'.
+func denyRollups(ctx context.Context, js jetstream.JetStream, stream string) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("opening stream %s: %w", stream, err)
+	}
+	cfg := st.CachedInfo().Config
+	if !cfg.AllowRollup {
+		return nil
+	}
+	cfg.AllowRollup = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("denying rollups on %s: %w", stream, err)
+	}
+	return nil
 }
 
 // LeadsBucket reports whether this hub is the one to compact the change
