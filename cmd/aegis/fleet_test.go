@@ -874,7 +874,16 @@ func TestHubCompactsTombstones(t *testing.T) {
 	publish("198.51.101.0/24", change.OpDelete, time.Minute) // recent tombstone
 	publish("198.51.102.0/24", change.OpPut, 3*time.Hour)    // live
 
-	compactTombstones(fx.ctx(), fx.h, time.Hour, slog.New(slog.DiscardHandler))
+	// An operator's removal of an automatic block is kept a TTL at least:
+	// with a 24 h TTL the 2-hour-old tombstone stays.
+	var hc config.Hub
+	hc.TombstoneRetention.Duration, hc.AutoBlock.TTL.Duration = time.Hour, 24*time.Hour
+	compactTombstones(fx.ctx(), fx.h, tombstoneRetention(hc), slog.New(slog.DiscardHandler))
+	if c := fx.record("list.block.198-51-100-0_24"); c.Op != change.OpDelete {
+		t.Errorf("a tombstone younger than the automatic blocks' TTL was removed: %+v", c)
+	}
+	hc.AutoBlock.TTL.Duration = time.Hour
+	compactTombstones(fx.ctx(), fx.h, tombstoneRetention(hc), slog.New(slog.DiscardHandler))
 	if _, err := fx.h.KV.Get(fx.ctx(), "list.block.198-51-100-0_24"); err == nil {
 		t.Error("a tombstone older than the retention is still on the hub")
 	}

@@ -131,7 +131,7 @@ func runHub(ctx context.Context, cfg config.Config, opts hub.Options, log *slog.
 	compact := time.NewTicker(compactEvery)
 	defer compact.Stop()
 	for {
-		compactTombstones(ctx, h, cfg.Hub.TombstoneRetention.Duration, log)
+		compactTombstones(ctx, h, tombstoneRetention(cfg.Hub), log)
 		select {
 		case <-ctx.Done():
 			log.Info("aegis hub stopped")
@@ -175,6 +175,14 @@ func startController(ctx context.Context, hc config.Hub, h *hub.Hub, log *slog.L
 	log.Info("fleet controller running", "key_id", keyfile.KeyID(key.Public().(ed25519.PublicKey)),
 		"operator_keys", len(operators), "min_edges", a.MinEdges, "window", a.Window.Duration, "ttl", a.TTL.Duration)
 	return nil
+}
+
+// tombstoneRetention is how long signed deletions are kept: at least
+// hub.tombstone_retention, and at least an automatic block's TTL, since
+// the controller learns from an operator's deletion that a promotion of
+// that source was lifted, and must not promote it again within a TTL.
+func tombstoneRetention(h config.Hub) time.Duration {
+	return max(h.TombstoneRetention.Duration, h.AutoBlock.TTL.Duration)
 }
 
 // compactTombstones removes the signed deletions older than retention.

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -159,6 +160,20 @@ func TestPutModule(t *testing.T) {
 	got, err := h.Modules.GetBytes(ctx, digest)
 	if err != nil || string(got) != string(module) {
 		t.Fatalf("module read back: %d bytes, %v", len(got), err)
+	}
+	// Other bytes put first under the module's name are replaced.
+	other := make([]byte, len(module))
+	rand.Read(other)
+	for _, squat := range [][]byte{other, module[:100]} {
+		if _, err := h.Modules.PutBytes(ctx, digest, squat); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pub.PutModule(ctx, module); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := h.Modules.GetBytes(ctx, digest); err != nil || !bytes.Equal(got, module) {
+			t.Fatalf("after %d squatted bytes: the store holds %d bytes, %v; want the module", len(squat), len(got), err)
+		}
 	}
 }
 

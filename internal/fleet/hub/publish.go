@@ -1,11 +1,13 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -143,17 +145,36 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func
 
 // PutModule stores a function module under its hex SHA-256 (the digest a
 // function change signs) and returns the digest. Publish the module
-// before the change that names it.
+// before the change that names it. An object already under that name is
+// kept only if it reads back as the module: anyone who may write to the
+// store could have put other bytes there first, which every edge would
+// refuse.
 func (p *Publisher) PutModule(ctx context.Context, module []byte) (string, error) {
 	sum := sha256.Sum256(module)
 	digest := hex.EncodeToString(sum[:])
-	if _, err := p.modules.GetInfo(ctx, digest); err == nil {
+	if p.holdsModule(ctx, digest, module) {
 		return digest, nil
 	}
 	if _, err := p.modules.PutBytes(ctx, digest, module); err != nil {
 		return "", fmt.Errorf("storing module %s: %w", digest, err)
 	}
 	return digest, nil
+}
+
+// holdsModule reports whether the store holds module under digest, read
+// back whole (and no further than its size).
+func (p *Publisher) holdsModule(ctx context.Context, digest string, module []byte) bool {
+	info, err := p.modules.GetInfo(ctx, digest)
+	if err != nil || info.Size != uint64(len(module)) || info.Opts != nil && info.Opts.Link != nil {
+		return false
+	}
+	r, err := p.modules.Get(ctx, digest)
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	held, err := io.ReadAll(io.LimitReader(r, int64(len(module))+1))
+	return err == nil && bytes.Equal(held, module)
 }
 
 // CompactTombstones removes signed deletions issued before cutoff from the
