@@ -34,10 +34,11 @@ const (
 	IgnoredTooBroad     = "too_broad"     // broader than /24 IPv4 or /48 IPv6
 	IgnoredStale        = "stale"         // older than the window on arrival, or already expired
 	IgnoredOperator     = "operator"      // an operator's record for the key stands
+	IgnoredEdgeQuota    = "edge_quota"    // the edge alone reports too many sources already
 )
 
 // IgnoredReasons are all the reasons, for registering counter labels.
-var IgnoredReasons = []string{IgnoredMalformed, IgnoredEdgeMismatch, IgnoredTooBroad, IgnoredStale, IgnoredOperator}
+var IgnoredReasons = []string{IgnoredMalformed, IgnoredEdgeMismatch, IgnoredTooBroad, IgnoredStale, IgnoredOperator, IgnoredEdgeQuota}
 
 // Options configure the controller (hub.auto_block.*).
 type Options struct {
@@ -94,6 +95,11 @@ type Controller struct {
 	// Touched only by Run's goroutine.
 	sources map[netip.Prefix]*source
 	lru     *list.List // of *source, most recently reported first
+	// alone counts, per edge, the sources only that edge reports: one
+	// edge may hold at most a share of the table (loneShare), so its
+	// reports cannot push out what other edges report before a second
+	// edge confirms it.
+	alone map[string]int
 	pub     *hub.Publisher
 
 	mu    sync.Mutex
@@ -104,6 +110,7 @@ type Controller struct {
 type source struct {
 	prefix netip.Prefix
 	edges  map[string]time.Time // each edge's latest report in the window
+	lone   string               // the edge, when only one reports it
 	last   time.Time
 	// hold: no promotion is tried before it (the last look found a live
 	// promotion or an operator's record).
@@ -150,7 +157,7 @@ func New(o Options) (*Controller, error) {
 		trust = v
 	}
 	return &Controller{o: o, log: log, keyID: keyfile.KeyID(pub), trust: trust,
-		sources: map[netip.Prefix]*source{}, lru: list.New(),
+		sources: map[netip.Prefix]*source{}, lru: list.New(), alone: map[string]int{},
 		stats: Stats{Ignored: map[string]uint64{}}}, nil
 }
 
@@ -278,6 +285,10 @@ func (c *Controller) handle(ctx context.Context, subject string, data []byte, ar
 		c.ignore(IgnoredStale)
 		return
 	}
+	if _, known := c.sources[r.Prefix]; !known && c.alone[edge] >= c.loneShare() {
+		c.ignore(IgnoredEdgeQuota)
+		return
+	}
 	s := c.track(r.Prefix, now)
 	if at.After(s.edges[edge]) {
 		s.edges[edge] = at
@@ -286,6 +297,7 @@ func (c *Controller) handle(ctx context.Context, subject string, data []byte, ar
 		s.last = at
 	}
 	c.prune(s, now)
+	c.setLone(s)
 	if len(s.edges) >= c.o.MinEdges && !now.Before(s.hold) {
 		c.promote(ctx, s, now)
 	}
@@ -299,8 +311,7 @@ func (c *Controller) track(p netip.Prefix, now time.Time) *source {
 		return s
 	}
 	if len(c.sources) >= c.o.MaxSources {
-		old := c.lru.Remove(c.lru.Back()).(*source)
-		delete(c.sources, old.prefix)
+		c.forget(c.lru.Back().Value.(*source))
 		c.count(func(s *Stats) { s.Evicted++ })
 	}
 	s := &source{prefix: p, edges: map[string]time.Time{}}
@@ -339,11 +350,44 @@ func (c *Controller) sweep(now time.Time) {
 		if s.last.After(cutoff) {
 			break
 		}
-		c.lru.Remove(el)
-		delete(c.sources, s.prefix)
+		c.forget(s)
 	}
 	c.count(func(st *Stats) { st.Sources = len(c.sources) })
 }
+
+// forget drops a source.
+func (c *Controller) forget(s *source) {
+	c.lru.Remove(s.el)
+	delete(c.sources, s.prefix)
+	s.edges = nil
+	c.setLone(s)
+}
+
+// setLone keeps alone in step with who reports s.
+func (c *Controller) setLone(s *source) {
+	lone := ""
+	if len(s.edges) == 1 {
+		for e := range s.edges {
+			lone = e
+		}
+	}
+	if lone == s.lone {
+		return
+	}
+	if s.lone != "" {
+		if c.alone[s.lone]--; c.alone[s.lone] <= 0 {
+			delete(c.alone, s.lone)
+		}
+	}
+	if lone != "" {
+		c.alone[lone]++
+	}
+	s.lone = lone
+}
+
+// loneShare is how many sources one edge may be the only one to report:
+// an eighth of the table, so that filling it takes eight edges.
+func (c *Controller) loneShare() int { return max(1, c.o.MaxSources/8) }
 
 // held is why a promotion is withheld, and until when.
 type held struct {

@@ -477,8 +477,9 @@ func TestMemoryIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	send := func(i int) {
-		r := report.Report{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32), At: now, Edge: "edge1"}
-		c.handle(fx.ctx, hub.ReportSubject("edge1"), r.Encode(), now)
+		edge := fmt.Sprintf("edge%d", i) // one edge may hold only a share
+		r := report.Report{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32), At: now, Edge: edge}
+		c.handle(fx.ctx, hub.ReportSubject(edge), r.Encode(), now)
 	}
 	for i := range 5 {
 		send(i)
@@ -493,5 +494,45 @@ func TestMemoryIsBounded(t *testing.T) {
 	send(9)
 	if s := c.Stats(); s.Sources != 1 || s.Evicted != 2 {
 		t.Fatalf("after the window: %+v, want only the new source", s)
+	}
+}
+
+// TestOneEdgeCannotCrowdOutOthers: an edge alone may hold an eighth of the
+// table. A compromised edge flooding distinct sources between two honest
+// edges' reports of one attacker fills its share and no more: the honest
+// source stays tracked, the second report confirms it, and it is promoted.
+func TestOneEdgeCannotCrowdOutOthers(t *testing.T) {
+	fx := newFixture(t)
+	now := time.Now()
+	c, err := New(Options{Conn: fx.h.Conn, Key: fx.key, MinEdges: 2, Window: time.Minute, TTL: 10 * time.Minute,
+		MaxTTL: time.Hour, MaxSources: 1000, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.pub, err = hub.NewPublisher(fx.ctx, fx.h.Conn); err != nil {
+		t.Fatal(err)
+	}
+	send := func(edge, prefix string) {
+		r := report.Report{Prefix: netip.MustParsePrefix(prefix), At: now, Until: now.Add(time.Hour), Edge: edge}
+		c.handle(fx.ctx, hub.ReportSubject(edge), r.Encode(), now)
+	}
+	send("honest1", "203.0.113.9/32")
+	for i := range 2000 {
+		send("evil", fmt.Sprintf("10.0.%d.%d/32", i>>8, i&255))
+	}
+	st := c.Stats()
+	if st.Sources != 126 || st.Ignored[IgnoredEdgeQuota] != 2000-125 || st.Evicted != 0 {
+		t.Fatalf("after the flood: %+v; want honest1's source and evil's 125", st)
+	}
+	send("honest2", "203.0.113.9/32")
+	if _, _, ok := fx.held("203.0.113.9/32"); !ok || c.Stats().Promotions != 1 {
+		t.Fatalf("two honest edges reported 203.0.113.9, nothing promoted: %+v", c.Stats())
+	}
+	// Once a second edge reports one of evil's sources it is no longer
+	// evil's alone, and evil may report one more.
+	send("honest1", "10.0.0.0/32")
+	send("evil", "10.9.9.9/32")
+	if got := c.Stats().Ignored[IgnoredEdgeQuota]; got != 2000-125 {
+		t.Fatalf("edge_quota ignored %d after a confirmation, want no new refusal", got)
 	}
 }
