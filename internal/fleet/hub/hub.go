@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -314,7 +315,7 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (j
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("opening KV bucket %s: %w", EdgesBucket, err)
 	}
-	if err := denyRollups(ctx, js, "KV_"+EdgesBucket); err != nil {
+	if err := harden(ctx, js, "KV_"+EdgesBucket, func(c *jetstream.StreamConfig) { c.AllowRollup = false }); err != nil {
 		return nil, nil, err
 	}
 	obj, err := js.ObjectStore(ctx, ModuleBucket)
@@ -329,24 +330,38 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (j
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening object store %s: %w", ModuleBucket, err)
 	}
+	// Edges create consumers on these two; one they leave behind (a
+	// durable one, which their permissions cannot tell from the
+	// ephemeral ones they use) goes after an hour unused.
+	for _, stream := range []string{Stream, "OBJ_" + ModuleBucket} {
+		if err := harden(ctx, js, stream, func(c *jetstream.StreamConfig) { c.ConsumerLimits.InactiveThreshold = consumerIdle }); err != nil {
+			return nil, nil, err
+		}
+	}
 	return kv, obj, nil
 }
 
-// denyRollups turns off rollups on a bucket's stream (the KV default
-// allows them): a rollup purges every other key, and an edge may write
-// its own report but must not wipe the others'.
-func denyRollups(ctx context.Context, js jetstream.JetStream, stream string) error {
+// consumerIdle is how long a consumer on a stream edges read may stay
+// unused before the server removes it.
+const consumerIdle = time.Hour
+
+// harden applies edit to a stream's configuration where it changes it:
+// the limits the bucket defaults leave open to the bus's writers. The
+// edges bucket takes no rollups (a rollup purges every other key: an
+// edge may write its own report, not wipe the others').
+func harden(ctx context.Context, js jetstream.JetStream, stream string, edit func(*jetstream.StreamConfig)) error {
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("opening stream %s: %w", stream, err)
 	}
 	cfg := st.CachedInfo().Config
-	if !cfg.AllowRollup {
+	was := cfg
+	edit(&cfg)
+	if reflect.DeepEqual(cfg, was) {
 		return nil
 	}
-	cfg.AllowRollup = false
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("denying rollups on %s: %w", stream, err)
+		return fmt.Errorf("setting the limits of stream %s: %w", stream, err)
 	}
 	return nil
 }

@@ -90,6 +90,22 @@ func TestOpenCreatesBuckets(t *testing.T) {
 	if _, err := h.JS.ObjectStore(ctx, ModuleBucket); err != nil {
 		t.Fatal(err)
 	}
+	// What the bucket defaults leave open to the bus's writers is closed:
+	// rollups of the edges' reports, and consumers left behind for ever
+	// on what edges read.
+	es, err := h.JS.Stream(ctx, "KV_"+EdgesBucket)
+	if err != nil || es.CachedInfo().Config.AllowRollup {
+		t.Fatalf("edges bucket allows rollups (%v)", err)
+	}
+	for _, stream := range []string{Stream, "OBJ_" + ModuleBucket} {
+		durable, err := h.JS.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "left-behind"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := durable.CachedInfo().Config.InactiveThreshold; got != consumerIdle {
+			t.Errorf("a durable consumer on %s is removed after %v unused, want %v", stream, got, consumerIdle)
+		}
+	}
 	// Opening again (a restarted hub) keeps the buckets.
 	again, err := Open(ctx, Options{NATSURL: h.Server.ClientURL()})
 	if err != nil {
