@@ -555,7 +555,16 @@ func (n *Node) applyFleetFunction(ctx context.Context, c fleetchange.Change) err
 	}
 	actor := fleetActor(signerOf(c)).String()
 	if c.Op == fleetchange.OpDelete {
-		_, err := n.functions.Remove(name, actor)
+		// Only the fleet's own deployment is the fleet's to remove, as
+		// with list entries: one this node's operator made stays.
+		prev, found, err := n.store.Fleet().Applied([]string{c.Key})
+		if err != nil {
+			return err
+		}
+		if !found[0] || prev[0].Deleted {
+			return nil
+		}
+		_, err = n.functions.Remove(name, actor)
 		if errors.Is(err, functions.ErrNotFound) {
 			return nil
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/aegis-edge/aegis/internal/fleet/controller"
 	"github.com/aegis-edge/aegis/internal/fleet/fleettest"
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
+	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/lists"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
@@ -282,6 +283,22 @@ func TestFleetFunctions(t *testing.T) {
 		_, err := n.Functions().Get("hello")
 		return errors.Is(err, ErrNotFound)
 	})
+
+	// A fleet removal of a function this node's operator deployed, and
+	// the fleet never did, leaves it serving.
+	if _, err := n.Functions().Deploy(context.Background(), "local", helloModule(t), functions.Spec{Route: "/local"}, "local operator"); err != nil {
+		t.Fatal(err)
+	}
+	fx.publish(fleetchange.Change{Kind: fleetchange.KindFunction, Op: fleetchange.OpDelete,
+		Func: &fleetchange.Function{Name: "local"}}, nil)
+	fx.publish(fleetBlock("198.51.100.0/24", time.Hour), nil) // a sentinel
+	testutil.WaitFor(t, "the sentinel applied", func() bool {
+		_, ok, _ := n.store.Get(store.Key{List: store.Blocklist, Prefix: netip.MustParsePrefix("198.51.100.0/24")})
+		return ok
+	})
+	if _, err := n.Functions().Get("local"); err != nil || get(n, "/local").Code != 200 {
+		t.Errorf("a fleet removal took this node's own function: %v", err)
+	}
 }
 
 // fleetFull runs the fleet tests in the full form (a 60 s
