@@ -174,7 +174,16 @@ func pemBlock(data []byte, typ string) ([]byte, error) {
 }
 
 // ReadPrivateKey reads a private key file (see MarshalPrivateKey).
+// It refuses a file that users other than its owner may read, as ssh
+// does: a signing key others could copy is no longer the operator's.
 func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading private key: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s: a private key readable or writable by others (mode %04o): chmod 600 it", path, perm)
+	}
 	return readKey(path, "private", ParsePrivateKey)
 }
 

@@ -104,6 +104,15 @@ func TestGenerateFiles(t *testing.T) {
 	if _, err := ReadPublicKey(name + ".missing"); err == nil || !strings.HasPrefix(err.Error(), "reading public key: ") {
 		t.Errorf("ReadPublicKey of a missing file: %v", err)
 	}
+	// A private key others may read is not used, whatever it holds.
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o620} {
+		if err := os.Chmod(keyPath, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadPrivateKey(keyPath); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("ReadPrivateKey of a key with mode %04o: %v, want refused", mode, err)
+		}
+	}
 }
 
 func TestKeyID(t *testing.T) {
