@@ -34,7 +34,10 @@ type Options struct {
 	// Now is the clock records are checked against; time.Now when nil.
 	Now func() time.Time
 	// MaxBatch bounds the changes handed to one Apply; 4096 when 0.
-	MaxBatch int
+	// MaxBatchBytes bounds the records' bytes read into one batch; 16 MiB
+	// when 0 (a batch of the largest records would hold 256 MiB).
+	MaxBatch      int
+	MaxBatchBytes int
 	// Recheck is how often the follower re-reads the stream's identity
 	// and compaction watermark while connected (fleet.reconcile_interval);
 	// 30 s when 0. A reconnect always re-reads them.
@@ -109,6 +112,9 @@ func New(opts Options) (*Follower, error) {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 4096
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 16 << 20
 	}
 	if opts.Recheck <= 0 {
 		opts.Recheck = 30 * time.Second
@@ -334,7 +340,7 @@ func (f *Follower) session(ctx context.Context) error {
 				continue
 			}
 			batch := []jetstream.KeyValueEntry{e}
-			for len(batch) < f.o.MaxBatch {
+			for size := len(e.Value()); len(batch) < f.o.MaxBatch && size < f.o.MaxBatchBytes; size += len(e.Value()) {
 				// Take what is ready. Once a backlog shows (a burst such as
 				// an import), the watch refills its small buffer as fast as
 				// it is read: wait a moment for more, so the burst is

@@ -3,6 +3,7 @@ package follow
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -154,5 +155,39 @@ func TestForgedRecordDoesNotKeepAnEntry(t *testing.T) {
 	e2.waitKeys(t)
 	if st := e2.f.Status(); st.FullReconciles != 1 || st.Refused[change.ReasonUnknownKey] != 1 || st.Refused[change.ReasonMalformed] != 1 {
 		t.Fatalf("status %+v: want one full reconcile refusing both records", st)
+	}
+}
+
+// TestBatchesAreBoundedInBytes: a backlog is applied in batches of at most
+// MaxBatchBytes of records (and one more record), not MaxBatch records of
+// any size.
+func TestBatchesAreBoundedInBytes(t *testing.T) {
+	fx := newFixture(t)
+	var keys []string
+	for i := range 60 {
+		keys = append(keys, fx.publish(block(fmt.Sprintf("198.51.100.%d/32", i))).StoredKey)
+	}
+	var smallest int
+	for _, k := range keys {
+		e, err := fx.h.KV.Get(fx.ctx(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(e.Value()); smallest == 0 || n < smallest {
+			smallest = n
+		}
+	}
+	const limit = 2000
+	e := fx.follow(nil, nil, func(o *Options) { o.MaxBatchBytes = limit })
+	e.waitKeys(t, keys...)
+	most := limit/smallest + 1
+	batches := e.rec.Batches()
+	for _, b := range batches {
+		if len(b) > most {
+			t.Fatalf("a batch of %d records of at least %d bytes, limit %d bytes", len(b), smallest, limit)
+		}
+	}
+	if len(batches) < len(keys)/most {
+		t.Fatalf("%d batches for %d records", len(batches), len(keys))
 	}
 }
