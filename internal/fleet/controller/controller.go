@@ -100,7 +100,7 @@ type Controller struct {
 	// reports cannot push out what other edges report before a second
 	// edge confirms it.
 	alone map[string]int
-	pub     *hub.Publisher
+	pub   *hub.Publisher
 
 	mu    sync.Mutex
 	stats Stats
