@@ -107,15 +107,21 @@ func (n *Node) startFleet(ctx context.Context) (wait func(), err error) {
 	if len(f.Servers) == 0 {
 		return func() {}, nil
 	}
+	// Under the lock a reload takes: a SIGHUP now either comes before the
+	// policy is read or finds the verifier to hand its management list.
+	n.mu.Lock()
 	policy, err := FleetPolicy(n.cfg)
+	var v *fleetchange.Verifier
+	if err == nil {
+		v, err = fleetchange.NewVerifier(policy)
+	}
+	if err == nil {
+		n.verifier.Store(v)
+	}
+	n.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	v, err := fleetchange.NewVerifier(policy)
-	if err != nil {
-		return nil, err
-	}
-	n.verifier.Store(v)
 	d := hub.Dial{Servers: f.Servers, Name: "aegis-edge " + n.edgeName, Credentials: f.Credentials, Background: true}
 	if f.TLS.Enabled() {
 		if d.TLS, err = hub.ClientTLS(f.TLS.CA, f.TLS.Cert, f.TLS.Key); err != nil {

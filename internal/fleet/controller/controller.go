@@ -285,7 +285,7 @@ func (c *Controller) handle(ctx context.Context, subject string, data []byte, ar
 		c.ignore(IgnoredStale)
 		return
 	}
-	if _, known := c.sources[r.Prefix]; !known && c.alone[edge] >= c.loneShare() {
+	if _, known := c.sources[r.Prefix]; !known && c.o.MinEdges > 1 && c.alone[edge] >= c.loneShare() {
 		c.ignore(IgnoredEdgeQuota)
 		return
 	}
@@ -386,7 +386,8 @@ func (c *Controller) setLone(s *source) {
 }
 
 // loneShare is how many sources one edge may be the only one to report:
-// an eighth of the table, so that filling it takes eight edges.
+// an eighth of the table, so that filling it takes eight edges. With
+// min_edges 1 one edge is enough to promote, and there is no share.
 func (c *Controller) loneShare() int { return max(1, c.o.MaxSources/8) }
 
 // held is why a promotion is withheld, and until when.

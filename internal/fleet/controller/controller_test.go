@@ -536,3 +536,25 @@ func TestOneEdgeCannotCrowdOutOthers(t *testing.T) {
 		t.Fatalf("edge_quota ignored %d after a confirmation, want no new refusal", got)
 	}
 }
+
+// TestMinEdgesOneHasNoQuota: with min_edges 1 one edge's report is the
+// whole decision: no share caps how many sources one edge gets promoted.
+func TestMinEdgesOneHasNoQuota(t *testing.T) {
+	fx := newFixture(t)
+	now := time.Now()
+	c, err := New(Options{Conn: fx.h.Conn, Key: fx.key, MinEdges: 1, Window: time.Minute, TTL: 10 * time.Minute,
+		MaxTTL: time.Hour, MaxSources: 80, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.pub, err = hub.NewPublisher(fx.ctx, fx.h.Conn); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		r := report.Report{Prefix: netip.MustParsePrefix(fmt.Sprintf("10.0.0.%d/32", i)), At: now, Until: now.Add(time.Hour), Edge: "e1"}
+		c.handle(fx.ctx, hub.ReportSubject("e1"), r.Encode(), now)
+	}
+	if st := c.Stats(); st.Promotions != 20 {
+		t.Fatalf("min_edges 1, 20 sources from one edge: %d promoted, ignored %v", st.Promotions, st.Ignored)
+	}
+}

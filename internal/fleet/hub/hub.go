@@ -332,7 +332,9 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (j
 	}
 	// Edges create consumers on these two; one they leave behind (a
 	// durable one, which their permissions cannot tell from the
-	// ephemeral ones they use) goes after an hour unused.
+	// ephemeral ones they use) goes after a minute unused. The limit is
+	// also the default of a consumer that sets none, as the edges'
+	// ephemeral ones: they go a minute after their edge, not 5 s.
 	for _, stream := range []string{Stream, "OBJ_" + ModuleBucket} {
 		if err := harden(ctx, js, stream, func(c *jetstream.StreamConfig) { c.ConsumerLimits.InactiveThreshold = consumerIdle }); err != nil {
 			return nil, nil, err
@@ -343,7 +345,7 @@ func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (j
 
 // consumerIdle is how long a consumer on a stream edges read may stay
 // unused before the server removes it.
-const consumerIdle = time.Hour
+const consumerIdle = time.Minute
 
 // harden applies edit to a stream's configuration where it changes it:
 // the limits the bucket defaults leave open to the bus's writers. The

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -176,6 +178,28 @@ func TestPutModule(t *testing.T) {
 	got, err := h.Modules.GetBytes(ctx, digest)
 	if err != nil || string(got) != string(module) {
 		t.Fatalf("module read back: %d bytes, %v", len(got), err)
+	}
+	// A meta whose chunks never come (the right size) is replaced within
+	// the caller's time, not waited on until it runs out.
+	info, err := h.Modules.GetInfo(ctx, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info.NUID = "NoSuchChunksXXXXXXXXXX"
+	meta, _ := json.Marshal(info)
+	m := nats.NewMsg("$O." + ModuleBucket + ".M." + base64.URLEncoding.EncodeToString([]byte(digest)))
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	m.Data = meta
+	if _, err := h.JS.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := pub.PutModule(pctx, module); err != nil {
+		t.Fatalf("PutModule over a meta without chunks: %v", err)
+	}
+	if got, err := h.Modules.GetBytes(ctx, digest); err != nil || !bytes.Equal(got, module) {
+		t.Fatalf("over a meta without chunks: the store holds %d bytes, %v", len(got), err)
 	}
 	// Other bytes put first under the module's name are replaced.
 	other := make([]byte, len(module))

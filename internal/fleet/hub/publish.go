@@ -164,6 +164,9 @@ func (p *Publisher) PutModule(ctx context.Context, module []byte) (string, error
 // holdsModule reports whether the store holds module under digest, read
 // back whole (and no further than its size).
 func (p *Publisher) holdsModule(ctx context.Context, digest string, module []byte) bool {
+	// Chunks that never come must not use up the upload's time.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second+time.Duration(len(module)>>20)*time.Second)
+	defer cancel()
 	info, err := p.modules.GetInfo(ctx, digest)
 	if err != nil || info.Size != uint64(len(module)) || info.Opts != nil && info.Opts.Link != nil {
 		return false
