@@ -86,11 +86,12 @@ type Follower struct {
 	// forceFull makes the next session reconcile fully whatever the
 	// cursor says (only the Run goroutine uses it).
 	forceFull string
-	// looks counts periodic reads of the stream (tests wait on it).
-	looks atomic.Uint64
-	// fnRetry holds the keys of functions whose module could not be
-	// fetched, to be tried again (only the Run goroutine uses it).
-	fnRetry map[string]bool
+	// looks counts periodic reads of the stream (tests wait on it);
+	// fetches counts module fetches begun.
+	looks, fetches atomic.Uint64
+	// fnRetry holds the functions whose module could not be fetched, to
+	// be tried again (only the Run goroutine uses it).
+	fnRetry map[string]*fnRetry
 
 	mu sync.Mutex
 	st Status
@@ -140,7 +141,7 @@ func New(opts Options) (*Follower, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Follower{o: opts, log: log, st: Status{Refused: map[string]uint64{}}, fnRetry: map[string]bool{}}, nil
+	return &Follower{o: opts, log: log, st: Status{Refused: map[string]uint64{}}, fnRetry: map[string]*fnRetry{}}, nil
 }
 
 // Status returns a snapshot of the follower's state.
@@ -414,7 +415,7 @@ func (f *Follower) session(ctx context.Context) error {
 				return fmt.Errorf("%w: bucket recreated during reconcile", errRestart)
 			}
 			lastCur, lastWM = cur, v.watermark
-			if !s.full && len(f.fnRetry) > 0 {
+			if !s.full {
 				if err := s.retryFunctions(kv, false); err != nil {
 					return err
 				}
@@ -439,9 +440,12 @@ type run struct {
 	// seq is the highest revision processed this session.
 	seq uint64
 	// retrying is set while retryFunctions processes records the edge
-	// may hold already: they are not counted as ignored, and a batch that
-	// applies nothing commits nothing.
+	// may hold already: they are not counted as ignored, a batch that
+	// applies nothing commits nothing, refusals already counted are not
+	// counted again, and fetches is how many modules it may still fetch
+	// (each may take FetchTimeout: the session waits meanwhile).
 	retrying bool
+	fetches  int
 }
 
 // A batch that reaches backlogFrom entries is a backlog: the follower
@@ -543,6 +547,9 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 			continue
 		}
 		c, err := changes[i], errs[i]
+		if err != nil && s.retrying {
+			delete(f.fnRetry, e.Key()) // no fetch will mend this one
+		}
 		if s.full && change.Authentic(err) {
 			// What the hub holds under the key, refused or not: a
 			// record nobody trusted signed does not keep an entry alive.
@@ -578,13 +585,28 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 			continue
 		}
 		if c.Kind == change.KindFunction && c.Op == change.OpPut {
-			if err := s.fetchModule(&c); err != nil {
+			if s.retrying {
+				if s.fetches == 0 {
+					f.retryLater(c.Key, e.Revision(), 0) // the next round's
+					continue
+				}
+				s.fetches--
+			}
+			again, err := s.fetchModule(&c)
+			if err != nil {
 				if change.ReasonOf(err) == "" {
 					return err // the session ended or the hub is unreachable
 				}
-				s.refuse(e.Key(), e.Revision(), err)
+				counted := f.fnRetry[c.Key] != nil && f.fnRetry[c.Key].rev == e.Revision()
+				if again {
+					f.retryLater(c.Key, e.Revision(), f.o.Recheck)
+				}
+				if !counted {
+					s.refuse(e.Key(), e.Revision(), err)
+				}
 				continue
 			}
+			delete(f.fnRetry, c.Key)
 		}
 		revs[c.Key] = e.Revision()
 		if inBatch {
@@ -709,6 +731,11 @@ func (s *run) caughtUp() error {
 
 func (s *run) refuse(key string, rev uint64, err error) {
 	f := s.f
+	if s.retrying && f.fnRetry[key] == nil {
+		// Read again only for its module: counted when the watch
+		// brought it, unless a fetch of it failed for the first time.
+		return
+	}
 	reason := change.ReasonOf(err)
 	f.mu.Lock()
 	f.noteLocked(key, rev, reason)
@@ -742,19 +769,22 @@ func (f *Follower) NoteRefused(key, reason string) {
 // link, missing or extra chunks, a stall) is a refusal, and the function
 // is fetched again later (retryFunctions); only the end of the session or
 // a lost connection ends processing, to be retried by the next session.
-func (s *run) fetchModule(c *change.Change) error {
-	refuse := func(format string, args ...any) error {
-		s.f.fnRetry[c.Key] = true
-		return change.Refuse(change.ReasonDigest, "module %s of %s: "+format, append([]any{c.Func.Digest, c.Func.Name}, args...)...)
+//
+// again reports a refusal the hub may mend (the module not there or not
+// whole yet), as opposed to one over the limit.
+func (s *run) fetchModule(c *change.Change) (again bool, err error) {
+	refuse := func(format string, args ...any) (bool, error) {
+		return true, change.Refuse(change.ReasonDigest, "module %s of %s: "+format, append([]any{c.Func.Digest, c.Func.Name}, args...)...)
 	}
 	if c.Func.Size > s.f.o.MaxModule {
-		return change.Refuse(change.ReasonDigest, "module of %s is %d bytes, limit %d", c.Func.Name, c.Func.Size, s.f.o.MaxModule)
+		return false, change.Refuse(change.ReasonDigest, "module of %s is %d bytes, limit %d", c.Func.Name, c.Func.Size, s.f.o.MaxModule)
 	}
+	s.f.fetches.Add(1)
 	ctx, cancel := context.WithTimeout(s.ctx, s.f.o.FetchTimeout+time.Duration(c.Func.Size>>20)*time.Second)
 	defer cancel()
-	failed := func(err error) error {
+	failed := func(err error) (bool, error) {
 		if s.ctx.Err() != nil || !s.f.o.Conn.IsConnected() {
-			return fmt.Errorf("fetching module %s: %w", c.Func.Digest, err)
+			return false, fmt.Errorf("fetching module %s: %w", c.Func.Digest, err)
 		}
 		return refuse("%v", err)
 	}
@@ -783,17 +813,45 @@ func (s *run) fetchModule(c *change.Change) error {
 		return refuse("does not match its signed digest and size")
 	}
 	c.Module = module
-	return nil
+	return false, nil
+}
+
+// fnRetry is a function to fetch again: its record's revision, and when,
+// each failure doubling the wait up to maxRetryWait.
+type fnRetry struct {
+	rev  uint64
+	next time.Time
+	wait time.Duration
+}
+
+const maxRetryWait = 15 * time.Minute
+
+// retryLater schedules key's record rev to be fetched again after wait
+// (or the doubled wait of a record that failed before).
+func (f *Follower) retryLater(key string, rev uint64, wait time.Duration) {
+	r := f.fnRetry[key]
+	switch {
+	case r == nil || r.rev != rev:
+		r = &fnRetry{rev: rev, wait: wait}
+		f.fnRetry[key] = r
+	case wait > 0:
+		r.wait = min(max(2*r.wait, wait), maxRetryWait)
+	}
+	r.next = f.o.Now().Add(r.wait)
 }
 
 // retryFunctions processes again the hub's records of the functions
-// whose module could not be fetched, or with all set every function's:
-// the record is only skipped if the edge holds it already (the ordering
-// rules), so a function refused for its module, before this session or a
-// restart, is deployed once the hub holds it whole. Nothing is counted or
-// committed for the records it holds already.
+// whose module could not be fetched and whose wait is over, or with all
+// set every function's but those still waiting: the record is only
+// skipped if the edge holds it already (the ordering rules), so a function
+// refused for its module, before this session or a restart, is deployed
+// once the hub holds it whole. A round fetches at most one module; the
+// others wait for the next. Nothing is counted or committed for records it
+// holds already, nor a refusal counted again.
 func (s *run) retryFunctions(kv jetstream.KeyValue, all bool) error {
 	f := s.f
+	now := f.o.Now()
+	due := func(k string) bool { r := f.fnRetry[k]; return r == nil || !r.next.After(now) }
 	var keys []string
 	if all {
 		lister, err := kv.ListKeysFiltered(s.ctx, "fn.>")
@@ -801,26 +859,37 @@ func (s *run) retryFunctions(kv jetstream.KeyValue, all bool) error {
 			return fmt.Errorf("listing functions: %w", err)
 		}
 		for k := range lister.Keys() {
-			keys = append(keys, k)
+			if due(k) {
+				keys = append(keys, k)
+			}
 		}
 	} else {
 		for k := range f.fnRetry {
-			keys = append(keys, k)
+			if due(k) {
+				keys = append(keys, k)
+			}
 		}
 	}
-	clear(f.fnRetry)
 	var entries []jetstream.KeyValueEntry
 	for _, k := range keys {
 		e, err := kv.Get(s.ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			delete(f.fnRetry, k)
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", k, err)
 		}
+		if r := f.fnRetry[k]; r != nil && r.rev != e.Revision() {
+			delete(f.fnRetry, k) // superseded: the watch brings the newer record
+			continue
+		}
 		entries = append(entries, e)
 	}
-	s.retrying = true
+	if len(entries) == 0 {
+		return nil
+	}
+	s.retrying, s.fetches = true, 1
 	defer func() { s.retrying = false }()
 	return s.process(entries)
 }

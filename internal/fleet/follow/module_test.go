@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"testing"
@@ -177,5 +179,55 @@ func TestRefusedFunctionIsFetchedAgain(t *testing.T) {
 	}
 	if st := e3.f.Status(); st.Ignored != 0 {
 		t.Errorf("the retry counted %d records as ignored", st.Ignored)
+	}
+}
+
+// TestRefusedFunctionsAreRetriedSparingly: a function refused for its
+// module is counted once, however often it is fetched again; and spoiled
+// modules (a meta naming chunks that are not there, each fetch waiting
+// until FetchTimeout on the session's goroutine) are fetched again one a
+// round, each less and less often, so changes behind them are not held up
+// round after round.
+func TestRefusedFunctionsAreRetriedSparingly(t *testing.T) {
+	fx := newFixture(t)
+	missing := []byte("\x00asm\x01\x00\x00\x00 never stored")
+	fx.publish(deploy("missing", digestOf(missing), int64(len(missing))))
+	const spoiled = 3
+	for i := range spoiled {
+		module := []byte(fmt.Sprintf("\x00asm\x01\x00\x00\x00 module %d", i))
+		digest, err := fx.pub.PutModule(fx.ctx(), module)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := fx.h.Modules.GetInfo(fx.ctx(), digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info.NUID = "NoSuchChunksXXXXXXXXXX"
+		meta, _ := json.Marshal(info)
+		fx.writeMeta(digest, meta)
+		fx.publish(deploy(fmt.Sprintf("f%d", i), digest, int64(len(module))))
+	}
+	recheck := 50 * time.Millisecond
+	e := fx.follow(nil, nil, func(o *Options) { o.Recheck = recheck; o.FetchTimeout = 200 * time.Millisecond })
+	e.waitCaughtUp(t)
+	start, looks0 := time.Now(), e.f.looks.Load()
+	e.waitLooks(t, 40)
+	elapsed, rounds := time.Since(start), e.f.looks.Load()-looks0
+	fetched := e.f.fetches.Load()
+	// Without the backoff each round fetched all four again. With it a key
+	// waits recheck, then twice as long each time: over the elapsed time
+	// at most 2 + log2(elapsed/recheck) fetches each.
+	bound := uint64(4 * (2 + math.Log2(float64(elapsed)/float64(recheck))))
+	t.Logf("%d fetches in %d rounds over %s (bound %d)", fetched, rounds, elapsed.Round(time.Millisecond), bound)
+	if fetched > bound || fetched > 4+rounds {
+		t.Errorf("%d fetches in %d rounds over %s: want at most one a round and %d in all", fetched, rounds, elapsed, bound)
+	}
+	st := e.f.Status()
+	e.mu.Lock()
+	n := len(e.refusals)
+	e.mu.Unlock()
+	if st.Refused[change.ReasonDigest] != 4 || n != 4 {
+		t.Errorf("four refused deploys counted %d times (OnRefused %d)", st.Refused[change.ReasonDigest], n)
 	}
 }

@@ -97,7 +97,7 @@ func TestBatchingDoesNotChangeTheOutcome(t *testing.T) {
 		}
 		rec := NewRecorder()
 		f := &Follower{o: Options{Verifier: v, State: NewMemState(), Applier: rec, Now: func() time.Time { return now }, MaxBatch: 4096},
-			log: slog.New(slog.DiscardHandler), st: Status{Refused: map[string]uint64{}}, fnRetry: map[string]bool{}}
+			log: slog.New(slog.DiscardHandler), st: Status{Refused: map[string]uint64{}}, fnRetry: map[string]*fnRetry{}}
 		s := &run{f: f, ctx: context.Background(), epoch: "1"}
 		for _, batch := range batches {
 			if err := s.process(batch); err != nil {
