@@ -87,6 +87,7 @@ type Info struct {
 	Digest     string    `json:"sha256"`
 	Size       int64     `json:"size"`
 	Deployed   time.Time `json:"deployed"`
+	DeployedBy string    `json:"deployed_by,omitempty"`
 	Fuel       int64     `json:"fuel"`
 	Timeout    string    `json:"timeout"`
 	Memory     string    `json:"memory"`
@@ -358,7 +359,7 @@ func (r *Registry) Deploy(ctx context.Context, name string, module []byte, spec 
 	if err != nil {
 		return Info{}, err
 	}
-	next := store.Function{Name: name, Route: spec.Route, Settings: settings, Digest: digest, Size: int64(len(module))}
+	next := store.Function{Name: name, Route: spec.Route, Settings: settings, Digest: digest, Size: int64(len(module)), DeployedBy: actor}
 	// A route taken now is refused before compiling; the lock is taken
 	// again to decide.
 	r.mu.Lock()
@@ -484,7 +485,7 @@ func (r *Registry) Get(name string) (Info, error) {
 func (d *deployment) info() Info {
 	return Info{
 		Name: d.fn.Name, Version: d.fn.Version, Route: d.fn.Route, Digest: d.fn.Digest, Size: d.fn.Size,
-		Deployed: d.fn.Deployed, Fuel: d.limits.Fuel, Timeout: d.limits.Timeout.String(), Memory: d.limits.Memory.String(),
+		Deployed: d.fn.Deployed, DeployedBy: d.fn.DeployedBy, Fuel: d.limits.Fuel, Timeout: d.limits.Timeout.String(), Memory: d.limits.Memory.String(),
 		AllowHosts: d.spec.AllowHosts, Requests: d.requests.Load(),
 	}
 }

@@ -380,6 +380,9 @@ func (a fleetApplier) apply(ctx context.Context, changes []fleetchange.Change, f
 
 func fleetActor(keyID string) Actor { return Actor{Fleet: keyID} }
 
+// fleetActorPrefix begins a fleet actor's String.
+const fleetActorPrefix = "fleet key="
+
 // signerOf names who decided c: its signer, or for a delete a full
 // reconcile made up (the hub no longer holds the key) the reconcile.
 func signerOf(c fleetchange.Change) string {
@@ -563,11 +566,24 @@ func (n *Node) applyFleetFunction(ctx context.Context, c fleetchange.Change) err
 	if c.Op == fleetchange.OpDelete {
 		// Only the fleet's own deployment is the fleet's to remove, as
 		// with list entries: one this node's operator made stays.
-		prev, found, err := n.store.Fleet().Applied([]string{c.Key})
+		info, err := n.functions.Get(name)
+		if errors.Is(err, functions.ErrNotFound) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		if !found[0] || prev[0].Deleted {
+		if info.DeployedBy == "" {
+			// Deployed before deployers were kept: the fleet's if its
+			// last record of the function is a put this node took.
+			prev, found, err := n.store.Fleet().Applied([]string{c.Key})
+			if err != nil {
+				return err
+			}
+			if !found[0] || prev[0].Deleted {
+				return nil
+			}
+		} else if !strings.HasPrefix(info.DeployedBy, fleetActorPrefix) {
 			return nil
 		}
 		_, err = n.functions.Remove(name, actor)

@@ -299,6 +299,26 @@ func TestFleetFunctions(t *testing.T) {
 	if _, err := n.Functions().Get("local"); err != nil || get(n, "/local").Code != 200 {
 		t.Errorf("a fleet removal took this node's own function: %v", err)
 	}
+	// Nor after a fleet deploy of the name that the node refused (the
+	// follower still records that put as decided).
+	bad := []byte("\x00asm\x01\x00\x00\x00\x01")
+	digest, err := fx.hub.Pub.PutModule(context.Background(), bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(map[string]string{"route": "/local"})
+	fx.publish(fleetchange.Change{Kind: fleetchange.KindFunction, Op: fleetchange.OpPut, Func: &fleetchange.Function{
+		Name: "local", Digest: digest, Size: int64(len(bad)), Spec: spec}}, nil)
+	fx.publish(fleetchange.Change{Kind: fleetchange.KindFunction, Op: fleetchange.OpDelete,
+		Func: &fleetchange.Function{Name: "local"}}, nil)
+	fx.publish(fleetBlock("198.51.101.0/24", time.Hour), nil) // a sentinel
+	testutil.WaitFor(t, "the second sentinel applied", func() bool {
+		_, ok, _ := n.store.Get(store.Key{List: store.Blocklist, Prefix: netip.MustParsePrefix("198.51.101.0/24")})
+		return ok
+	})
+	if info, err := n.Functions().Get("local"); err != nil || get(n, "/local").Code != 200 || info.DeployedBy != "local operator" {
+		t.Errorf("after a refused fleet deploy and a fleet removal: %+v, %v", info, err)
+	}
 }
 
 // fleetFull runs the fleet tests in the full form (a 60 s

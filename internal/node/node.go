@@ -52,7 +52,7 @@ type Actor struct {
 
 func (a Actor) String() string {
 	if a.Fleet != "" {
-		return "fleet key=" + a.Fleet
+		return fleetActorPrefix + a.Fleet
 	}
 	if a.PID == 0 {
 		return "system"

@@ -34,6 +34,10 @@ type Function struct {
 	Digest   string    `json:"digest"`
 	Size     int64     `json:"size"`
 	Deployed time.Time `json:"deployed"`
+	// DeployedBy is who deployed this version (the audit's actor): a
+	// fleet removal takes only a fleet's deployment. Empty in records
+	// from before it was kept.
+	DeployedBy string `json:"deployed_by,omitempty"`
 	// Settings is the deployer's per-function configuration (limits, allowed
 	// hosts), opaque to the store.
 	Settings json.RawMessage `json:"settings,omitempty"`
