@@ -94,6 +94,9 @@ type fleetConn struct {
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 	pub *hub.Publisher
+	// published holds the keys this command wrote: --wait counts an
+	// edge's refusal of those only.
+	published map[string]bool
 }
 
 // connect dials the hub and opens its buckets; publish says whether the
@@ -116,7 +119,7 @@ func (f *fleetFlags) connect(ctx context.Context, publish bool) (*fleetConn, err
 	if err != nil {
 		return nil, err
 	}
-	c := &fleetConn{nc: nc}
+	c := &fleetConn{nc: nc, published: map[string]bool{}}
 	if c.js, err = jetstream.New(nc); err != nil {
 		nc.Close()
 		return nil, err
@@ -234,7 +237,7 @@ func (p *publisher) run(cmd *cobra.Command, do func(ctx context.Context, c *flee
 	}
 	wctx, wcancel := context.WithTimeout(cmd.Context(), p.wait)
 	defer wcancel()
-	missing, refused, err := hub.WaitApplied(wctx, c.js, from+1, rev, nil, edgeFresh)
+	missing, refused, err := hub.WaitApplied(wctx, c.js, hub.Published{From: from + 1, To: rev, Keys: c.published}, nil, edgeFresh)
 	if err != nil {
 		return fmt.Errorf("published, but waiting for the edges failed: %w", err)
 	}
@@ -277,6 +280,7 @@ func publishEach(ctx context.Context, c *fleetConn, key ed25519.PrivateKey, chan
 	}
 	var high uint64
 	for _, env := range envs {
+		c.published[env.StoredKey] = true
 		rev, err := c.pub.Publish(ctx, env)
 		if err != nil {
 			return high, err
@@ -352,7 +356,7 @@ func newFleetListCmd(e *env, f *fleetFlags, list change.List) *cobra.Command {
 			}
 			// PublishMany does not say which revisions it wrote: the
 			// stream's last one is at or after all of them.
-			return lastRevision(ctx, c.js)
+			return hub.LastRevision(ctx, c.js)
 		})
 	}
 
@@ -510,17 +514,6 @@ func (c *fleetConn) live(ctx context.Context, ch change.Change) (bool, error) {
 }
 
 // lastRevision is the change bucket's last revision.
-func lastRevision(ctx context.Context, js jetstream.JetStream) (uint64, error) {
-	st, err := js.Stream(ctx, hub.Stream)
-	if err != nil {
-		return 0, err
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.LastSeq, nil
-}
 
 func newFleetRateCmd(e *env, f *fleetFlags) *cobra.Command {
 	pub := &publisher{e: e, f: f}
@@ -751,19 +744,6 @@ func yesNo(b bool) string {
 }
 
 // refusals formats refusal counts as reason=N,... or "0".
-// plainReason reports whether r can be a refusal reason: 1 to 32 of a-z
-// and '_'.
-func plainReason(r string) bool {
-	if len(r) == 0 || len(r) > 32 {
-		return false
-	}
-	for _, c := range r {
-		if (c < 'a' || c > 'z') && c != '_' {
-			return false
-		}
-	}
-	return true
-}
 
 func refusals(m map[string]uint64) string {
 	if len(m) == 0 {
@@ -773,7 +753,7 @@ func refusals(m map[string]uint64) string {
 	// (escape sequences for the operator's terminal) is counted as other.
 	sum := map[string]uint64{}
 	for r, n := range m {
-		if !plainReason(r) {
+		if !hub.PlainReason(r) {
 			r = "other"
 		}
 		sum[r] += n
@@ -814,6 +794,9 @@ func publishImport(ctx context.Context, c *fleetConn, key ed25519.PrivateKey, n 
 			}
 		})
 	}()
+	for _, k := range im.Keys() {
+		c.published[k] = true
+	}
 	res, err := c.pub.PublishBatches(ctx, im.Keys(), batches)
 	cancel()
 	switch serr := <-signed; {

@@ -126,7 +126,7 @@ func (fx *fleetFixture) record(key string) change.Change {
 // published.
 func (fx *fleetFixture) lastSeq() uint64 {
 	fx.t.Helper()
-	rev, err := lastRevision(fx.ctx(), fx.h.JS)
+	rev, err := hub.LastRevision(fx.ctx(), fx.h.JS)
 	if err != nil {
 		fx.t.Fatal(err)
 	}
@@ -798,7 +798,7 @@ func TestFleetCredentials(t *testing.T) {
 		}
 		t.Logf("%s: exit %d after %s: %s", tc.name, code, time.Since(start).Round(time.Millisecond), strings.TrimSpace(errOut))
 		if tc.code != 0 {
-			if rev, _ := lastRevision(ctx, h.JS); rev != 0 {
+			if rev, _ := hub.LastRevision(ctx, h.JS); rev != 0 {
 				t.Errorf("%s: published", tc.name)
 			}
 		}

@@ -26,7 +26,7 @@ func TestEdgesReportAndWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	missing, refused, err := hub.WaitApplied(fx.ctx(), fx.h.JS, e.Revision(), e.Revision(), nil, time.Minute)
+	missing, refused, err := hub.WaitApplied(fx.ctx(), fx.h.JS, hub.Published{From: e.Revision(), To: e.Revision()}, nil, time.Minute)
 	if err != nil || missing != nil || refused != nil {
 		t.Fatalf("WaitApplied = %v, %v; want every edge done", missing, err)
 	}
@@ -49,11 +49,11 @@ func TestEdgesReportAndWait(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	missing, _, err = hub.WaitApplied(ctx, fx.h.JS, e2.Revision(), e2.Revision(), nil, time.Minute)
+	missing, _, err = hub.WaitApplied(ctx, fx.h.JS, hub.Published{From: e2.Revision(), To: e2.Revision()}, nil, time.Minute)
 	if err != nil || !slices.Equal(missing, []string{"edge-b"}) {
 		t.Fatalf("WaitApplied with edge-b down = %v, %v; want [edge-b]", missing, err)
 	}
-	missing, _, err = hub.WaitApplied(fx.ctx(), fx.h.JS, e2.Revision(), e2.Revision(), []string{"edge-a"}, time.Minute)
+	missing, _, err = hub.WaitApplied(fx.ctx(), fx.h.JS, hub.Published{From: e2.Revision(), To: e2.Revision()}, []string{"edge-a"}, time.Minute)
 	if err != nil || missing != nil {
 		t.Fatalf("WaitApplied for edge-a = %v, %v", missing, err)
 	}
@@ -65,9 +65,16 @@ func TestEdgesReportAndWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	missing, refused, err = hub.WaitApplied(fx.ctx(), fx.h.JS, e3.Revision(), e3.Revision(), []string{"edge-a"}, time.Minute)
+	missing, refused, err = hub.WaitApplied(fx.ctx(), fx.h.JS, hub.Published{From: e3.Revision(), To: e3.Revision(), Keys: map[string]bool{env3.StoredKey: true}}, []string{"edge-a"}, time.Minute)
 	if err != nil || missing != nil || !slices.Equal(refused, []string{"edge-a (management)"}) {
 		t.Fatalf("WaitApplied for a refused change = %v, %v, %v; want edge-a refused", missing, refused, err)
+	}
+	// A refusal of another record in the same revisions (the controller's,
+	// another operator's) is not this command's.
+	missing, refused, err = hub.WaitApplied(fx.ctx(), fx.h.JS, hub.Published{From: e3.Revision(), To: e3.Revision(),
+		Keys: map[string]bool{"list.block.203-0-113-0_24": true}}, []string{"edge-a"}, time.Minute)
+	if err != nil || missing != nil || refused != nil {
+		t.Fatalf("WaitApplied for other keys = %v, %v, %v; want edge-a done", missing, refused, err)
 	}
 }
 
@@ -99,7 +106,7 @@ func TestEdgeReportsCannotSpeakForOthers(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	missing, _, err := hub.WaitApplied(ctx, fx.h.JS, e.Revision(), e.Revision(), []string{"victim"}, time.Minute)
+	missing, _, err := hub.WaitApplied(ctx, fx.h.JS, hub.Published{From: e.Revision(), To: e.Revision()}, []string{"victim"}, time.Minute)
 	if err != nil || !slices.Equal(missing, []string{"victim"}) {
 		t.Fatalf("WaitApplied = %v, %v; want victim still missing", missing, err)
 	}

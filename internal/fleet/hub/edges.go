@@ -107,13 +107,22 @@ func Edges(ctx context.Context, js jetstream.JetStream) ([]EdgeReport, error) {
 	}
 }
 
+// Published is what a command wrote: its records' revisions lie from From
+// to To, under Keys (nil: any key).
+type Published struct {
+	From, To uint64
+	Keys     map[string]bool
+}
+
 // WaitApplied waits until each edge named (or, with none named, each edge
 // that reported within fresh before the call) reports having applied
-// revision rev of the current change bucket, or having refused a record
-// of revisions from to rev. It returns the names of those that had
-// neither when ctx ended, and of those that refused (with the reason),
-// both sorted. This is `--wait`.
-func WaitApplied(ctx context.Context, js jetstream.JetStream, from, rev uint64, names []string, fresh time.Duration) (missing, refused []string, err error) {
+// revision p.To of the current change bucket, or having refused one of
+// p's records. It returns the names of those that had neither when ctx
+// ended, and of those that refused (with the reason, `other` when it is
+// not a plain word: the report is the edge's word), both sorted. This is
+// `--wait`.
+func WaitApplied(ctx context.Context, js jetstream.JetStream, p Published, names []string, fresh time.Duration) (missing, refused []string, err error) {
+	rev := p.To
 	epoch, err := bucketEpoch(ctx, js)
 	if err != nil {
 		return nil, nil, err
@@ -174,8 +183,11 @@ func WaitApplied(ctx context.Context, js jetstream.JetStream, from, rev uint64, 
 				continue
 			}
 			for _, rf := range r.RecentRefusals {
-				if rf.Rev >= from && rf.Rev <= rev {
+				if rf.Rev >= p.From && rf.Rev <= p.To && (p.Keys == nil || p.Keys[rf.Key]) {
 					refusedBy[r.Name] = rf.Reason
+					if !PlainReason(rf.Reason) {
+						refusedBy[r.Name] = "other"
+					}
 				}
 			}
 		case <-ctx.Done():
@@ -183,6 +195,21 @@ func WaitApplied(ctx context.Context, js jetstream.JetStream, from, rev uint64, 
 			return m, rf, nil
 		}
 	}
+}
+
+// PlainReason reports whether r can be a refusal reason: 1 to 32 of a-z
+// and '_'. Anything else in a report (escape sequences for an operator's
+// terminal) is printed as other.
+func PlainReason(r string) bool {
+	if len(r) == 0 || len(r) > 32 {
+		return false
+	}
+	for _, c := range r {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // bucketEpoch is the change bucket's identity, as edges' cursors name it.
