@@ -139,6 +139,12 @@ func ShieldPolicy(caps ShieldCaps, digest string) Policy {
 		// /16s or 4 IPv6 buckets (of 2^16) to a value.
 		"prefix_lens_v4": 2 * (1 << 16) / 16,
 		"prefix_lens_v6": 2 * (1 << 16) / 4,
+		// exact_table_v4/v6: 4-way buckets of the exact addresses, 2^13
+		// for the allowlist and 2^17 (IPv4) or 2^16 (IPv6) for the
+		// blocklist; exact_slots: a hit counter and rule id per way.
+		"exact_table_v4": 1<<13 + 1<<17,
+		"exact_table_v6": 1<<13 + 1<<16,
+		"exact_slots":    4 * (1<<13 + 1<<17 + 1<<13 + 1<<16),
 	}
 	// Every map full at its ceiling is about 340 MiB by the estimate (see
 	// EstimateMapBytes; 1005 instructions and 355,762,816 bytes when this was

@@ -43,6 +43,11 @@ type Options struct {
 	preciseClock   bool   // the precise clock helper on every packet, as before 5.5
 	forceMemlock   bool   // raise RLIMIT_MEMLOCK even where memcg charges BPF memory
 	object         []byte // replaces the embedded object
+	noMmap         bool   // no BPF_F_MMAPABLE arrays, as before 5.5: the exact tables unused
+	// exactMasks narrow the exact tables' buckets (allow v4, block v4,
+	// allow v6, block v6): 0 leaves each list one bucket, so its fifth
+	// address goes to the hash map.
+	exactMasks *[4]uint32
 }
 
 // AttachInfo reports how the program is attached to an interface.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -26,6 +27,11 @@ type Shield struct {
 	mu      sync.Mutex
 	objs    shieldObjects
 	sources *sourceTable // objs.Sources, mmapped where the kernel can
+	// table4 and table6 are the exact tables, mmapped where the kernel
+	// can (unused otherwise: the exact entries go to the hash maps).
+	table4, table6 *exactTable
+	exactMasks     [4]uint32 // as the program was loaded with
+
 	pinPath string
 	links   map[string]link.Link // unpinned links, by interface
 	legacy  map[string]int       // unpinned netlink attachments: ifindex by interface
@@ -125,8 +131,29 @@ func Load(opts Options) (*Shield, error) {
 		}
 		collOpts.Maps.PinPath = s.mapsDir()
 	}
-	if !sourcesMmapable() {
-		spec.Maps["sources"].Flags &^= unix.BPF_F_MMAPABLE
+	if !sourcesMmapable() || opts.noMmap {
+		for _, name := range []string{"sources", "exact_table_v4", "exact_table_v6", "exact_slots"} {
+			spec.Maps[name].Flags &^= unix.BPF_F_MMAPABLE
+		}
+	}
+	if runtime.GOARCH != "amd64" {
+		// The data path's reads of a way are ordered only by x86's memory
+		// model (clang 14 emits no load-acquire for BPF): elsewhere an IPv6
+		// address read across two writes could match. The exact addresses
+		// stay in the hash maps there.
+		for _, name := range []string{"exact_table_v4", "exact_table_v6", "exact_slots"} {
+			spec.Maps[name].Flags &^= unix.BPF_F_MMAPABLE
+		}
+	}
+	s.exactMasks = [4]uint32{1<<exact4AllowLog - 1, 1<<exact4BlockLog - 1, 1<<exact6AllowLog - 1, 1<<exact6BlockLog - 1}
+	if opts.exactMasks != nil {
+		s.exactMasks = *opts.exactMasks
+		if err := spec.Variables["exact4_mask"].Set([2]uint32{s.exactMasks[0], s.exactMasks[1]}); err != nil {
+			return nil, fmt.Errorf("setting the exact tables' masks: %w", err)
+		}
+		if err := spec.Variables["exact6_mask"].Set([2]uint32{s.exactMasks[2], s.exactMasks[3]}); err != nil {
+			return nil, fmt.Errorf("setting the exact tables' masks: %w", err)
+		}
 	}
 	var oldCounts *oldCounters
 	var oldSources []oldSource
@@ -172,6 +199,10 @@ func Load(opts Options) (*Shield, error) {
 	}
 	if s.sources, err = openSourceTable(s.objs.Sources); err != nil {
 		s.objs.Close()
+		return nil, err
+	}
+	if err := s.openExactTables(); err != nil {
+		s.closeObjs()
 		return nil, err
 	}
 	if err := restoreSources(s.sources, oldSources); err != nil {
@@ -220,6 +251,9 @@ func (s *Shield) start() error {
 		return fmt.Errorf("reading shield config: %w", err)
 	}
 	if err := s.initPrefilters(); err != nil {
+		return err
+	}
+	if err := s.exactPresenceLocked(); err != nil {
 		return err
 	}
 	jiffies := s.jiffiesProg
@@ -302,9 +336,21 @@ func (s *Shield) Close() error {
 	return errors.Join(errs...)
 }
 
-// closeObjs unmaps the source table and closes the maps and programs.
+// closeObjs unmaps the source and exact tables and closes the maps and
+// programs.
 func (s *Shield) closeObjs() error {
-	return errors.Join(s.sources.close(), s.objs.Close())
+	return errors.Join(s.sources.close(), s.table4.close(), s.table6.close(), s.objs.Close())
+}
+
+// openExactTables maps the exact tables and reads back what they hold.
+func (s *Shield) openExactTables() error {
+	var err error
+	m := s.exactMasks
+	if s.table4, err = openExactTable(s.objs.ExactTableV4, s.objs.ExactSlots, false, [2]uint32{m[0], m[1]}); err != nil {
+		return err
+	}
+	s.table6, err = openExactTable(s.objs.ExactTableV6, s.objs.ExactSlots, true, [2]uint32{m[2], m[3]})
+	return err
 }
 
 // Attach attaches the program to the interface. A link pinned by an earlier

@@ -192,10 +192,13 @@ func (c clock) toWall(ns uint64) time.Time {
 	return c.wall.Add(time.Duration(int64(ns) - int64(c.boot))).Round(time.Millisecond)
 }
 
-// listMaps are one list's four maps and their presence flags.
+// listMaps are one list's four maps and their presence flags, and its
+// index in the exact tables (0 allow, 1 block).
 type listMaps struct {
 	exact4, prefix4, exact6, prefix6             *ebpf.Map
 	hasExact4, hasPrefix4, hasExact6, hasPrefix6 uint32
+	hasHash4, hasHash6                           uint32
+	list                                         int
 }
 
 func (s *Shield) maps(l List) (listMaps, error) {
@@ -203,11 +206,13 @@ func (s *Shield) maps(l List) (listMaps, error) {
 	case Blocklist:
 		return listMaps{s.objs.BlockV4, s.objs.BlockV4Lpm, s.objs.BlockV6, s.objs.BlockV6Lpm,
 			uint32(shieldPresenceFlagHAS_BLOCK_V4), uint32(shieldPresenceFlagHAS_BLOCK_V4PREFIX),
-			uint32(shieldPresenceFlagHAS_BLOCK_V6), uint32(shieldPresenceFlagHAS_BLOCK_V6PREFIX)}, nil
+			uint32(shieldPresenceFlagHAS_BLOCK_V6), uint32(shieldPresenceFlagHAS_BLOCK_V6PREFIX),
+			uint32(shieldPresenceFlagHAS_BLOCK_V4HASH), uint32(shieldPresenceFlagHAS_BLOCK_V6HASH), 1}, nil
 	case Allowlist:
 		return listMaps{s.objs.AllowV4, s.objs.AllowV4Lpm, s.objs.AllowV6, s.objs.AllowV6Lpm,
 			uint32(shieldPresenceFlagHAS_ALLOW_V4), uint32(shieldPresenceFlagHAS_ALLOW_V4PREFIX),
-			uint32(shieldPresenceFlagHAS_ALLOW_V6), uint32(shieldPresenceFlagHAS_ALLOW_V6PREFIX)}, nil
+			uint32(shieldPresenceFlagHAS_ALLOW_V6), uint32(shieldPresenceFlagHAS_ALLOW_V6PREFIX),
+			uint32(shieldPresenceFlagHAS_ALLOW_V4HASH), uint32(shieldPresenceFlagHAS_ALLOW_V6HASH), 0}, nil
 	}
 	return listMaps{}, fmt.Errorf("unknown list %q", l)
 }
@@ -228,6 +233,18 @@ func (lm listMaps) slot(p netip.Prefix) (m *ebpf.Map, key any, flag uint32) {
 		return lm.exact6, shieldAddr6{Addr: words}, lm.hasExact6
 	}
 	return lm.prefix6, shieldLpmV6Key{Prefixlen: uint32(p.Bits()), Addr: words}, lm.hasPrefix6
+}
+
+// table is where an exact address's table lives, with its key there; nil
+// where the tables are not used.
+func (s *Shield) table(p netip.Prefix) (*exactTable, exactKey) {
+	var k exactKey
+	if p.Addr().Is4() {
+		b := p.Addr().As4()
+		k[0] = binary.NativeEndian.Uint32(b[:])
+		return s.table4, k
+	}
+	return s.table6, exactKey(addr6Words(p.Addr()))
 }
 
 // entryPrefixlen is the length a prefix's entry records: its own for a
@@ -349,6 +366,13 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 	if err := s.flushPrefilters(); err != nil {
 		return undo(0, err)
 	}
+	// Exact addresses go to the exact tables: one held there changes in
+	// place (its hits kept), a new one takes a free way. What the hash map
+	// holds already, and what finds no way, goes on to the hash map.
+	rules, vals, fresh, absent, err := s.putTablesLocked(l, lm, rules, vals, fresh, absent)
+	if err != nil {
+		return undo(0, err)
+	}
 	// A new entry is one write that fails if the key is held (an import is
 	// mostly new entries); a held one is read for its hit count and
 	// rewritten. Once most keys turn out held, reading first saves the
@@ -395,6 +419,60 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 	// Given-back counts change no bit (the held entries keep theirs); this
 	// writes the counts' words only if a bit did change.
 	return s.flushPrefilters()
+}
+
+// putTablesLocked puts the exact rules the exact tables take, and
+// returns the others with their values and flags, to go to the maps (on
+// an error, with those it did not get to). It raises the hash maps'
+// presence flags for the exact rules it leaves.
+func (s *Shield) putTablesLocked(l List, lm listMaps, rules []Rule, vals []shieldEntry, fresh, absent []bool) ([]Rule, []shieldEntry, []bool, []bool, error) {
+	keep := 0
+	var hashFlags uint32
+	rest := func(i int, err error) ([]Rule, []shieldEntry, []bool, []bool, error) {
+		n := keep + copy(rules[keep:], rules[i:])
+		copy(vals[keep:], vals[i:])
+		copy(fresh[keep:], fresh[i:])
+		copy(absent[keep:], absent[i:])
+		return rules[:n], vals[:n], fresh[:n], absent[:n], err
+	}
+	for i, r := range rules {
+		t, k := s.table(r.Prefix)
+		if isExact(r.Prefix) && t.used() {
+			if t.update(lm.list, k, vals[i].ExpiresNs, vals[i].RuleId) {
+				s.filterRemove(l, r.Prefix) // it held a count of its own
+				continue
+			}
+			inHash := false
+			if !absent[i] {
+				m, key, _ := lm.slot(r.Prefix)
+				_, held, err := lookupEntry(m, key)
+				if err != nil {
+					return rest(i, fmt.Errorf("reading %s from %s map: %w", r.Prefix, l, err))
+				}
+				inHash = held
+			}
+			if !inHash && t.place(lm.list, k, vals[i].ExpiresNs, vals[i].RuleId) {
+				continue
+			}
+		}
+		if isExact(r.Prefix) {
+			if r.Prefix.Addr().Is4() {
+				hashFlags |= lm.hasHash4
+			} else {
+				hashFlags |= lm.hasHash6
+			}
+		}
+		rules[keep], vals[keep], fresh[keep], absent[keep] = r, vals[i], fresh[i], absent[i]
+		keep++
+	}
+	if s.cfg.Presence&hashFlags != hashFlags {
+		c := s.cfg
+		c.Presence |= hashFlags
+		if err := s.writeConfigLocked(c); err != nil {
+			return rest(len(rules), err)
+		}
+	}
+	return rest(len(rules), nil)
 }
 
 // minBatch is the shortest run of absent entries written as one batch:
@@ -478,6 +556,24 @@ func (s *Shield) deleteRulesLocked(l List, lm listMaps, prefixes []netip.Prefix)
 	var errs []error
 	for _, p := range prefixes {
 		m, key, f := lm.slot(p)
+		if t, k := s.table(p); isExact(p) && t.used() && t.remove(lm.list, k) {
+			s.filterRemove(l, p)
+			touched |= f
+			// A daemon of an earlier version, run over the same pins,
+			// may have put the address in the hash map as well.
+			hash := lm.hasHash4
+			if !p.Addr().Is4() {
+				hash = lm.hasHash6
+			}
+			if s.cfg.Presence&hash == 0 {
+				continue
+			}
+			if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, fmt.Errorf("removing %s from %s map: %w", p, l, err))
+				break
+			}
+			continue
+		}
 		err := m.Delete(key)
 		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("removing %s from %s map: %w", p, l, err))
@@ -493,19 +589,64 @@ func (s *Shield) deleteRulesLocked(l List, lm listMaps, prefixes []netip.Prefix)
 	return errors.Join(errs...)
 }
 
-// clearEmptyLocked drops the presence flag of every touched map that is empty now.
+// clearEmptyLocked drops the presence flag of every touched map that is
+// empty now: an exact one's when its table holds nothing of the list
+// either, and its hash flag when the map alone is empty.
 func (s *Shield) clearEmptyLocked(lm listMaps, touched uint32) error {
 	c := s.cfg
 	for _, x := range []struct {
-		m    *ebpf.Map
-		flag uint32
-	}{{lm.exact4, lm.hasExact4}, {lm.prefix4, lm.hasPrefix4}, {lm.exact6, lm.hasExact6}, {lm.prefix6, lm.hasPrefix6}} {
+		m     *ebpf.Map
+		flag  uint32
+		hash  uint32
+		table *exactTable
+	}{{lm.exact4, lm.hasExact4, lm.hasHash4, s.table4}, {lm.prefix4, lm.hasPrefix4, 0, nil},
+		{lm.exact6, lm.hasExact6, lm.hasHash6, s.table6}, {lm.prefix6, lm.hasPrefix6, 0, nil}} {
 		if touched&x.flag == 0 {
 			continue
 		}
 		var k []byte
 		if err := x.m.NextKey(nil, &k); errors.Is(err, ebpf.ErrKeyNotExist) {
-			c.Presence &^= x.flag
+			c.Presence &^= x.hash
+			if x.table == nil || x.table.count(lm.list) == 0 {
+				c.Presence &^= x.flag
+			}
+		}
+	}
+	if c.Presence == s.cfg.Presence {
+		return nil
+	}
+	return s.writeConfigLocked(c)
+}
+
+// exactPresenceLocked sets the exact entries' presence flags from what
+// the tables and hash maps hold: at start, since the maps of an earlier
+// version held their exact entries in the hash maps alone, and had no
+// flags for them.
+func (s *Shield) exactPresenceLocked() error {
+	c := s.cfg
+	for _, l := range []List{Allowlist, Blocklist} {
+		lm, err := s.maps(l)
+		if err != nil {
+			return err
+		}
+		for _, x := range []struct {
+			m          *ebpf.Map
+			flag, hash uint32
+			table      *exactTable
+		}{{lm.exact4, lm.hasExact4, lm.hasHash4, s.table4}, {lm.exact6, lm.hasExact6, lm.hasHash6, s.table6}} {
+			var k []byte
+			err := x.m.NextKey(nil, &k)
+			if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("reading %s map: %w", l, err)
+			}
+			inHash := err == nil
+			c.Presence &^= x.flag | x.hash
+			if inHash {
+				c.Presence |= x.flag | x.hash
+			}
+			if x.table.used() && x.table.count(lm.list) > 0 {
+				c.Presence |= x.flag
+			}
 		}
 	}
 	if c.Presence == s.cfg.Presence {
@@ -540,6 +681,20 @@ func (s *Shield) rulesLocked(l List) ([]RuleState, error) {
 		p6  shieldLpmV6Key
 		val shieldEntry
 	)
+	for _, t := range []*exactTable{s.table4, s.table6} {
+		if !t.used() {
+			continue
+		}
+		t.entries(lm.list, func(k exactKey, expires, hits uint64, rule uint32) {
+			p := netip.PrefixFrom(wordsAddr6(k), 128)
+			if !t.v6 {
+				var b [4]byte
+				binary.NativeEndian.PutUint32(b[:], k[0])
+				p = netip.PrefixFrom(netip.AddrFrom4(b), 32)
+			}
+			add(p, shieldEntry{ExpiresNs: expires, Hits: hits, RuleId: rule})
+		})
+	}
 	it := lm.exact4.Iterate()
 	for it.Next(&k4, &val) {
 		var b [4]byte

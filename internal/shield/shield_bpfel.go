@@ -49,9 +49,37 @@ type shieldEntry struct {
 	Prefixlen uint32
 }
 
+type shieldExact4Bucket struct {
+	_    structs.HostLayout
+	Ways [4]struct {
+		_         structs.HostLayout
+		Addr      uint32
+		State     uint32
+		ExpiresNs uint64
+	}
+}
+
+type shieldExact6Bucket struct {
+	_    structs.HostLayout
+	Ways [4]struct {
+		_         structs.HostLayout
+		Addr      [4]uint32
+		State     uint32
+		Unused    uint32
+		ExpiresNs uint64
+	}
+}
+
 type shieldExactBlock struct {
 	_     structs.HostLayout
 	Words [512]uint64
+}
+
+type shieldExactSlot struct {
+	_      structs.HostLayout
+	Hits   uint64
+	RuleId uint32
+	Unused uint32
 }
 
 type shieldLpmV4Key struct {
@@ -97,6 +125,10 @@ const (
 	shieldPresenceFlagHAS_BLOCK_V4PREFIX shieldPresenceFlag = 32
 	shieldPresenceFlagHAS_BLOCK_V6       shieldPresenceFlag = 64
 	shieldPresenceFlagHAS_BLOCK_V6PREFIX shieldPresenceFlag = 128
+	shieldPresenceFlagHAS_ALLOW_V4HASH   shieldPresenceFlag = 256
+	shieldPresenceFlagHAS_ALLOW_V6HASH   shieldPresenceFlag = 512
+	shieldPresenceFlagHAS_BLOCK_V4HASH   shieldPresenceFlag = 1024
+	shieldPresenceFlagHAS_BLOCK_V6HASH   shieldPresenceFlag = 2048
 )
 
 type shieldRateClass uint32
@@ -184,6 +216,9 @@ const (
 	shieldMapCounters          = "counters"
 	shieldMapEvents            = "events"
 	shieldMapExactFilters      = "exact_filters"
+	shieldMapExactSlots        = "exact_slots"
+	shieldMapExactTableV4      = "exact_table_v4"
+	shieldMapExactTableV6      = "exact_table_v6"
 	shieldMapManagement        = "management"
 	shieldMapPerfEvents        = "perf_events"
 	shieldMapPrefilters        = "prefilters"
@@ -194,13 +229,18 @@ const (
 	shieldMapSources           = "sources"
 	shieldProgAegisClockProbe  = "aegis_clock_probe"
 	shieldProgAegisXdp         = "aegis_xdp"
+	shieldVarExact4Mask        = "exact4_mask"
+	shieldVarExact6Mask        = "exact6_mask"
 	shieldVarUnusedBucket      = "unused_bucket"
 	shieldVarUnusedClass       = "unused_class"
 	shieldVarUnusedEvent       = "unused_event"
+	shieldVarUnusedExact4      = "unused_exact4"
+	shieldVarUnusedExact6      = "unused_exact6"
 	shieldVarUnusedLpm4        = "unused_lpm4"
 	shieldVarUnusedLpm6        = "unused_lpm6"
 	shieldVarUnusedPresence    = "unused_presence"
 	shieldVarUnusedReason      = "unused_reason"
+	shieldVarUnusedSlot        = "unused_slot"
 	shieldVarUnusedSource      = "unused_source"
 	shieldVarUseJiffiesClock   = "use_jiffies_clock"
 	shieldVarUseMonotonicClock = "use_monotonic_clock"
@@ -271,6 +311,9 @@ type shieldMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	ExactFilters   *ebpf.MapSpec `ebpf:"exact_filters"`
+	ExactSlots     *ebpf.MapSpec `ebpf:"exact_slots"`
+	ExactTableV4   *ebpf.MapSpec `ebpf:"exact_table_v4"`
+	ExactTableV6   *ebpf.MapSpec `ebpf:"exact_table_v6"`
 	Management     *ebpf.MapSpec `ebpf:"management"`
 	PerfEvents     *ebpf.MapSpec `ebpf:"perf_events"`
 	Prefilters     *ebpf.MapSpec `ebpf:"prefilters"`
@@ -285,13 +328,18 @@ type shieldMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type shieldVariableSpecs struct {
+	Exact4Mask        *ebpf.VariableSpec `ebpf:"exact4_mask"`
+	Exact6Mask        *ebpf.VariableSpec `ebpf:"exact6_mask"`
 	UnusedBucket      *ebpf.VariableSpec `ebpf:"unused_bucket"`
 	UnusedClass       *ebpf.VariableSpec `ebpf:"unused_class"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedExact4      *ebpf.VariableSpec `ebpf:"unused_exact4"`
+	UnusedExact6      *ebpf.VariableSpec `ebpf:"unused_exact6"`
 	UnusedLpm4        *ebpf.VariableSpec `ebpf:"unused_lpm4"`
 	UnusedLpm6        *ebpf.VariableSpec `ebpf:"unused_lpm6"`
 	UnusedPresence    *ebpf.VariableSpec `ebpf:"unused_presence"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedSlot        *ebpf.VariableSpec `ebpf:"unused_slot"`
 	UnusedSource      *ebpf.VariableSpec `ebpf:"unused_source"`
 	UseJiffiesClock   *ebpf.VariableSpec `ebpf:"use_jiffies_clock"`
 	UseMonotonicClock *ebpf.VariableSpec `ebpf:"use_monotonic_clock"`
@@ -332,6 +380,9 @@ type shieldMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	ExactFilters   *ebpf.Map `ebpf:"exact_filters"`
+	ExactSlots     *ebpf.Map `ebpf:"exact_slots"`
+	ExactTableV4   *ebpf.Map `ebpf:"exact_table_v4"`
+	ExactTableV6   *ebpf.Map `ebpf:"exact_table_v6"`
 	Management     *ebpf.Map `ebpf:"management"`
 	PerfEvents     *ebpf.Map `ebpf:"perf_events"`
 	Prefilters     *ebpf.Map `ebpf:"prefilters"`
@@ -358,6 +409,9 @@ func (m *shieldMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.ExactFilters,
+		m.ExactSlots,
+		m.ExactTableV4,
+		m.ExactTableV6,
 		m.Management,
 		m.PerfEvents,
 		m.Prefilters,
@@ -373,13 +427,18 @@ func (m *shieldMaps) Close() error {
 //
 // It can be passed to loadShieldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type shieldVariables struct {
+	Exact4Mask        *ebpf.Variable `ebpf:"exact4_mask"`
+	Exact6Mask        *ebpf.Variable `ebpf:"exact6_mask"`
 	UnusedBucket      *ebpf.Variable `ebpf:"unused_bucket"`
 	UnusedClass       *ebpf.Variable `ebpf:"unused_class"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedExact4      *ebpf.Variable `ebpf:"unused_exact4"`
+	UnusedExact6      *ebpf.Variable `ebpf:"unused_exact6"`
 	UnusedLpm4        *ebpf.Variable `ebpf:"unused_lpm4"`
 	UnusedLpm6        *ebpf.Variable `ebpf:"unused_lpm6"`
 	UnusedPresence    *ebpf.Variable `ebpf:"unused_presence"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedSlot        *ebpf.Variable `ebpf:"unused_slot"`
 	UnusedSource      *ebpf.Variable `ebpf:"unused_source"`
 	UseJiffiesClock   *ebpf.Variable `ebpf:"use_jiffies_clock"`
 	UseMonotonicClock *ebpf.Variable `ebpf:"use_monotonic_clock"`

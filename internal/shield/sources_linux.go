@@ -72,21 +72,11 @@ func sourcesMmapable() bool {
 }
 
 func openSourceTable(m *ebpf.Map) (*sourceTable, error) {
-	t := &sourceTable{m: m}
-	info, err := m.Info()
+	mem, err := mmapArray(m)
 	if err != nil {
-		return nil, fmt.Errorf("reading sources map info: %w", err)
+		return nil, fmt.Errorf("the source table: %w", err)
 	}
-	if info.Flags&unix.BPF_F_MMAPABLE == 0 {
-		return t, nil
-	}
-	size := int(m.MaxEntries()) * int(m.ValueSize())
-	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("mapping the source table: %w", err)
-	}
-	t.mem = mem
-	return t, nil
+	return &sourceTable{m: m, mem: mem}, nil
 }
 
 func (t *sourceTable) close() error {

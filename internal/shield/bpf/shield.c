@@ -100,6 +100,13 @@ enum presence_flag {
 	HAS_BLOCK_V4_PREFIX = 1 << 5,
 	HAS_BLOCK_V6 = 1 << 6,
 	HAS_BLOCK_V6_PREFIX = 1 << 7,
+	// The exact hash maps hold entries (those the exact tables had no
+	// way for, or entries an earlier version put there). HAS_ALLOW_V4
+	// and the like say the list has exact entries at all.
+	HAS_ALLOW_V4_HASH = 1 << 8,
+	HAS_ALLOW_V6_HASH = 1 << 9,
+	HAS_BLOCK_V4_HASH = 1 << 10,
+	HAS_BLOCK_V6_HASH = 1 << 11,
 };
 
 // bucket is one traffic class's rate limit as a GCRA token bucket.
@@ -450,6 +457,9 @@ const enum verdict_reason *unused_reason __attribute__((unused));
 const enum rate_class *unused_class __attribute__((unused));
 const struct source_state *unused_source __attribute__((unused));
 const struct source_bucket *unused_bucket __attribute__((unused));
+const struct exact4_bucket *unused_exact4 __attribute__((unused));
+const struct exact6_bucket *unused_exact6 __attribute__((unused));
+const struct exact_slot *unused_slot __attribute__((unused));
 
 static __always_inline __u64 precise_ns(void)
 {
@@ -531,6 +541,200 @@ static __always_inline __u32 exact_hash_v6(const struct addr6 *a)
 		  a->addr[3] * 0x165667B1u;
 	return (x * 0x9E3779B1u) >> (32 - EXACT_FILTER_LOG);
 }
+
+#define READ_ONCE64(x) (*(volatile __u64 *)&(x))
+#define barrier()      asm volatile("" ::: "memory")
+
+// The exact tables: a list's exact addresses in an array the verifier
+// inlines, where a hash map lookup is a kernel call (7-8 ns of a 17 ns drop
+// here). An address may sit in any of the 4 ways of 2 buckets, one picked
+// by each of two hashes; userspace places it (the address is in at most one
+// way, or in the list's hash map when all 8 were taken) and the data path
+// reads both buckets. Each list has its own range of buckets; the masks are
+// load-time constants (tests shrink them to fill a bucket).
+//
+// A way's state is a generation (bits 1-31) and a valid bit (bit 0).
+// Userspace (through mmap, see exacttable_linux.go) writes a free way's
+// address and expiry, then its state, valid with the next generation;
+// removes it by storing the next generation, not valid; changes a held
+// entry's expiry alone in place (one 8-byte store). The data path reads the
+// state, the address and the expiry, then the state again: the same valid
+// state on both sides means the address and expiry read belong together,
+// since a way's address changes only while it is not valid. A changed state
+// means the way was freed (and perhaps taken again) during the read: it
+// is passed over, and the other ways are read. An address stays in its way
+// until it is removed; nothing moves it.
+#define EXACT_WAYS         4
+#define EXACT4_ALLOW_LOG   13
+#define EXACT4_BLOCK_LOG   17
+#define EXACT6_ALLOW_LOG   13
+#define EXACT6_BLOCK_LOG   16
+#define EXACT4_BUCKETS     ((1 << EXACT4_ALLOW_LOG) + (1 << EXACT4_BLOCK_LOG))
+#define EXACT6_BUCKETS     ((1 << EXACT6_ALLOW_LOG) + (1 << EXACT6_BLOCK_LOG))
+
+struct exact4_way {
+	__u32 addr;
+	__u32 state;
+	__u64 expires_ns; // CLOCK_BOOTTIME ns; 0 = permanent
+};
+
+struct exact4_bucket {
+	struct exact4_way ways[EXACT_WAYS];
+};
+
+struct exact6_way {
+	__u32 addr[4];
+	__u32 state;
+	__u32 unused;
+	__u64 expires_ns;
+};
+
+struct exact6_bucket {
+	struct exact6_way ways[EXACT_WAYS];
+};
+
+// exact_slot is a way's hit counter and rule id, apart from the ways so a
+// bucket stays within one (IPv4) or two (IPv6) cache lines: IPv4 ways
+// first, then IPv6.
+struct exact_slot {
+	__u64 hits;
+	__u32 rule_id;
+	__u32 unused;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EXACT4_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct exact4_bucket);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} exact_table_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EXACT6_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct exact6_bucket);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} exact_table_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EXACT_WAYS * (EXACT4_BUCKETS + EXACT6_BUCKETS));
+	__type(key, __u32);
+	__type(value, struct exact_slot);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} exact_slots SEC(".maps");
+
+// The buckets a list may use: index (list 0 allow, 1 block) base + (hash >>
+// shift & mask). Userspace may narrow the masks at load (tests).
+volatile const __u32 exact4_mask[2] = {(1 << EXACT4_ALLOW_LOG) - 1, (1 << EXACT4_BLOCK_LOG) - 1};
+volatile const __u32 exact6_mask[2] = {(1 << EXACT6_ALLOW_LOG) - 1, (1 << EXACT6_BLOCK_LOG) - 1};
+
+#define EXACT4_SHIFT (32 - EXACT4_BLOCK_LOG)
+#define EXACT6_SHIFT (32 - EXACT6_BLOCK_LOG)
+
+// Outcomes of the exact tables' lookup.
+enum exact_found {
+	EXACT_ABSENT = 0, // not in the table (perhaps in the hash map)
+	EXACT_LIVE = 1,   // held and not expired: counted
+	EXACT_EXPIRED = 2 // held, expired: as if absent, and not in the hash map
+};
+
+#define READ_ONCE32(x) (*(volatile __u32 *)&(x))
+
+static __always_inline __u32 exact4_bucket_of(__u32 list, __u32 h)
+{
+	return (list ? (1 << EXACT4_ALLOW_LOG) : 0) + ((h >> EXACT4_SHIFT) & exact4_mask[list & 1]);
+}
+
+static __always_inline __u32 exact6_bucket_of(__u32 list, __u32 h)
+{
+	return (list ? (1 << EXACT6_ALLOW_LOG) : 0) + ((h >> EXACT6_SHIFT) & exact6_mask[list & 1]);
+}
+
+// exact_hit counts a hit on a slot and reports whether the entry is live.
+static __always_inline int exact_hit(__u32 slot, __u64 expires)
+{
+	if (expires != 0 && expires <= clock_now())
+		return EXACT_EXPIRED;
+	struct exact_slot *sl = bpf_map_lookup_elem(&exact_slots, &slot);
+	if (sl)
+		__sync_fetch_and_add(&sl->hits, 1);
+	return EXACT_LIVE;
+}
+
+// exact_v4 looks addr up in list's two buckets, the second only if the
+// first does not hold it. A way's address and state are one 8-byte word
+// (one load); the word read again after the expiry tells the two belong
+// together. A way whose word changed in between was freed or taken for
+// another address during the read, and is passed over like a way holding
+// another address: the rest of the ways are read all the same, since an
+// IPv6 address read across two writes can look like one listed further
+// on.
+static __always_inline int exact_v4(__u32 list, __u32 addr)
+{
+	__u32 h = addr * 0x9E3779B1u;
+
+#pragma unroll
+	for (int c = 0; c < 2; c++) {
+		__u32 idx = exact4_bucket_of(list, h);
+		struct exact4_bucket *bk = bpf_map_lookup_elem(&exact_table_v4, &idx);
+		if (!bk)
+			return EXACT_ABSENT;
+#pragma unroll
+		for (int w = 0; w < EXACT_WAYS; w++) {
+			struct exact4_way *way = &bk->ways[w];
+			__u64 word = READ_ONCE64(*(__u64 *)way);
+			if ((__u32)word != addr || !((word >> 32) & 1))
+				continue;
+			__u64 expires = READ_ONCE64(way->expires_ns);
+			barrier();
+			if (READ_ONCE64(*(__u64 *)way) != word)
+				continue;
+			return exact_hit(idx * EXACT_WAYS + w, expires);
+		}
+		h = addr * 0x85EBCA77u;
+	}
+	return EXACT_ABSENT;
+}
+
+static __always_inline int exact_v6(__u32 list, const struct addr6 *a)
+{
+	__u32 x = a->addr[0] * 0x85EBCA77u + a->addr[1] * 0xC2B2AE3Du + a->addr[2] * 0x27D4EB2Fu +
+		  a->addr[3] * 0x165667B1u;
+	__u32 h = x * 0x9E3779B1u;
+
+#pragma unroll
+	for (int c = 0; c < 2; c++) {
+		__u32 idx = exact6_bucket_of(list, h);
+		struct exact6_bucket *bk = bpf_map_lookup_elem(&exact_table_v6, &idx);
+		if (!bk)
+			return EXACT_ABSENT;
+#pragma unroll
+		for (int w = 0; w < EXACT_WAYS; w++) {
+			struct exact6_way *way = &bk->ways[w];
+			__u32 st = READ_ONCE32(way->state);
+			if (!(st & 1))
+				continue;
+			barrier();
+			if (READ_ONCE32(way->addr[0]) != a->addr[0] || READ_ONCE32(way->addr[1]) != a->addr[1] ||
+			    READ_ONCE32(way->addr[2]) != a->addr[2] || READ_ONCE32(way->addr[3]) != a->addr[3])
+				continue;
+			__u64 expires = READ_ONCE64(way->expires_ns);
+			barrier();
+			if (READ_ONCE32(way->state) != st)
+				continue; // torn: not evidence either way
+			return exact_hit(EXACT_WAYS * (EXACT4_BUCKETS + idx) + w, expires);
+		}
+		h = x * 0x85EBCA77u;
+	}
+	return EXACT_ABSENT;
+}
+
 
 // autoblock_marks lets a packet of a class without a rate limit (TCP other
 // than a bare SYN, protocols other than TCP/UDP/ICMP) skip the sources
@@ -734,15 +938,20 @@ __attribute__((noinline)) int prefix_match(__u32 list, __u32 a0, __u32 a1, __u32
 // list_v4 returns REASON_PASSED when no live entry matches, else hit_exact or
 // hit_prefix.
 static __always_inline __u32 list_v4(void *exact, __u32 filter, __u32 presence,
-				     __u32 has_exact, __u32 has_prefix, __u32 addr,
+				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, __u32 addr,
 				     __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
 	if ((presence & has_exact) && exact_may_match(filter, exact_hash_v4(addr))) {
-		e = bpf_map_lookup_elem(exact, &addr);
-		if (e && live(e, clock_now()))
+		int found = exact_v4(filter, addr);
+		if (found == EXACT_LIVE)
 			return hit_exact;
+		if (found == EXACT_ABSENT && (presence & has_hash)) {
+			e = bpf_map_lookup_elem(exact, &addr);
+			if (e && live(e, clock_now()))
+				return hit_exact;
+		}
 	}
 	if ((presence & has_prefix) && may_match(filter, bpf_ntohl(addr) >> 16)) {
 		if (prefix_match(filter, addr, 0, 0, 0))
@@ -752,15 +961,20 @@ static __always_inline __u32 list_v4(void *exact, __u32 filter, __u32 presence,
 }
 
 static __always_inline __u32 list_v6(void *exact, __u32 filter, __u32 presence,
-				     __u32 has_exact, __u32 has_prefix, const struct addr6 *addr,
+				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, const struct addr6 *addr,
 				     __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
 	if ((presence & has_exact) && exact_may_match(filter, exact_hash_v6(addr))) {
-		e = bpf_map_lookup_elem(exact, addr);
-		if (e && live(e, clock_now()))
+		int found = exact_v6(filter - PREFILTER_ALLOW_V6, addr);
+		if (found == EXACT_LIVE)
 			return hit_exact;
+		if (found == EXACT_ABSENT && (presence & has_hash)) {
+			e = bpf_map_lookup_elem(exact, addr);
+			if (e && live(e, clock_now()))
+				return hit_exact;
+		}
 	}
 	if ((presence & has_prefix) &&
 	    (may_match_v6(filter, bucket_v6(addr->addr[0])) || may_match_long(filter, addr))) {
@@ -804,8 +1018,6 @@ static __always_inline int is_management(const struct addr6 *src)
 	return bpf_map_lookup_elem(&management, &k) != 0;
 }
 
-#define READ_ONCE64(x) (*(volatile __u64 *)&(x))
-#define barrier()      asm volatile("" ::: "memory")
 
 // source_bucket_of is the sources index of a key: the top bits of the same
 // hash as source_mark's (the low bits of a multiplicative hash ignore the
@@ -1143,12 +1355,12 @@ int aegis_xdp(struct xdp_md *ctx)
 		__u32 saddr = ip->saddr;
 
 		reason = list_v4(&allow_v4, PREFILTER_ALLOW_V4, cfg->presence, HAS_ALLOW_V4,
-				 HAS_ALLOW_V4_PREFIX, saddr, REASON_ALLOWLISTED,
+				 HAS_ALLOW_V4_HASH, HAS_ALLOW_V4_PREFIX, saddr, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
 		reason = list_v4(&block_v4, PREFILTER_BLOCK_V4, cfg->presence, HAS_BLOCK_V4,
-				 HAS_BLOCK_V4_PREFIX, saddr, REASON_BLOCKED_EXACT,
+				 HAS_BLOCK_V4_HASH, HAS_BLOCK_V4_PREFIX, saddr, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
@@ -1210,12 +1422,12 @@ int aegis_xdp(struct xdp_md *ctx)
 
 		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
 		reason = list_v6(&allow_v6, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
-				 HAS_ALLOW_V6_PREFIX, &src, REASON_ALLOWLISTED,
+				 HAS_ALLOW_V6_HASH, HAS_ALLOW_V6_PREFIX, &src, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
 		reason = list_v6(&block_v6, PREFILTER_BLOCK_V6, cfg->presence, HAS_BLOCK_V6,
-				 HAS_BLOCK_V6_PREFIX, &src, REASON_BLOCKED_EXACT,
+				 HAS_BLOCK_V6_HASH, HAS_BLOCK_V6_PREFIX, &src, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
