@@ -469,6 +469,26 @@ func BenchmarkLookupFloor(b *testing.B) {
 	if err := it.Err(); err != nil {
 		b.Fatal(err)
 	}
+	// The hash map the exact addresses were in before the exact tables,
+	// holding the same IPv4 addresses.
+	exactHash, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: f.s.objs.BlockV4.ValueSize(),
+		MaxEntries: 1 << 20, Flags: unix.BPF_F_NO_PREALLOC})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer exactHash.Close()
+	rules, err := f.s.Rules(Blocklist)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range rules {
+		if a := r.Prefix.Addr(); a.Is4() && r.Prefix.Bits() == 32 {
+			if err := exactHash.Put(uint32(v4(a)), shieldEntry{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	dropKey := exactKey{uint32(v4(drop4))}
 	for _, c := range []struct {
 		name string
 		body asm.Instructions
@@ -476,7 +496,8 @@ func BenchmarkLookupFloor(b *testing.B) {
 		{"empty", nil},
 		{"array", lookup(f.s.objs.Config, 0)},
 		{"array-source", lookup(f.s.objs.Sources, int32(sourceBucketOf(addr6Words(pass4))))},
-		{"hash-exact-v4", lookup(f.s.objs.BlockV4, v4(drop4))},
+		{"table-exact-v4", lookup(f.s.objs.ExactTableV4, int32(f.s.table4.bucket(1, f.s.table4.hashes(dropKey)[0])))},
+		{"hash-exact-v4", lookup(exactHash, v4(drop4))},
 		{"hash-prefix-v4", lookup(f.s.objs.BlockV4Lpm, int32(benchPrefix4Len), v4(inPrefix4)&int32(prefixMask4(benchPrefix4Len)))},
 		{"lpm-trie-v4", lookup(trie, 32, v4(inPrefix4))},
 		{"ktime-boot-ns", asm.Instructions{asm.FnKtimeGetBootNs.Call()}},

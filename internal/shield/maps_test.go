@@ -681,7 +681,8 @@ func TestBatchedPutsKeepHitsAndFilters(t *testing.T) {
 	}
 
 	t.Run("full", func(t *testing.T) {
-		s := newTestShield(t, noLimits())
+		// One bucket of four ways for each list, then a hash map of six.
+		s := newTestShieldWith(t, Options{exactMasks: &[4]uint32{}}, noLimits())
 		orig := s.objs.BlockV4
 		small, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: orig.KeySize(), ValueSize: orig.ValueSize(),
 			MaxEntries: 6, Flags: unix.BPF_F_NO_PREALLOC})
@@ -691,14 +692,14 @@ func TestBatchedPutsKeepHitsAndFilters(t *testing.T) {
 		s.objs.BlockV4 = small
 		t.Cleanup(func() { s.objs.BlockV4 = orig; small.Close() })
 		var rules []Rule
-		for i := range 10 {
+		for i := range 14 {
 			rules = append(rules, Rule{Prefix: netip.PrefixFrom(addr(false, i), 32)})
 		}
 		if err := s.PutRules(Blocklist, rules); err == nil {
-			t.Fatal("ten entries went into a map of six")
+			t.Fatal("fourteen entries went into four ways and a map of six")
 		}
-		if got := hitsOf(t, s, Blocklist); len(got) != 6 {
-			t.Errorf("the map holds %d entries, want the 6 that fit", len(got))
+		if got := hitsOf(t, s, Blocklist); len(got) != 10 {
+			t.Errorf("the list holds %d entries, want the 10 that fit", len(got))
 		}
 		checkFilterCounts(t, s)
 	})
