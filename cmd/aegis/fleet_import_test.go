@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
+	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/testutil"
 )
 
@@ -53,7 +50,7 @@ func TestFleetImportReachesEdgeProcesses(t *testing.T) {
 		cfg.Fleet.TrustedKeys = []string{filepath.Join(fx.dir, "op.pub")}
 		cfg.Fleet.Name = fmt.Sprintf("edge-%d", i)
 		pids[i] = startHostDaemon(t, writeConfig(t, cfg), cfg.Admin.Socket).cmd.Process.Pid
-		pins[i] = filepath.Join(cfg.Shield.PinPath, "maps", "block_v4")
+		pins[i] = cfg.Shield.PinPath
 	}
 	testutil.WaitFor(t, "the edges to report to the hub", func() bool {
 		es, err := hub.Edges(context.Background(), fx.h.JS)
@@ -70,16 +67,15 @@ func TestFleetImportReachesEdgeProcesses(t *testing.T) {
 	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	maps := make([]*ebpf.Map, edges)
+	maps := make([]*shield.PinnedLists, edges)
 	for i, pin := range pins {
-		m, err := ebpf.LoadPinnedMap(pin, &ebpf.LoadPinOptions{ReadOnly: true})
+		m, err := shield.OpenPinned(pin)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer m.Close()
 		maps[i] = m
 	}
-	lastKey := binary.NativeEndian.Uint32(last.AsSlice())
 
 	self, err := os.Executable()
 	if err != nil {
@@ -117,13 +113,13 @@ func TestFleetImportReachesEdgeProcesses(t *testing.T) {
 			if reached[i] != 0 {
 				continue
 			}
-			var v [24]byte
-			err := m.Lookup(&lastKey, &v)
-			if err == nil {
+			held, err := m.Blocks(last)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if held {
 				reached[i] = time.Since(start)
 				left--
-			} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
-				t.Fatal(err)
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -131,10 +127,9 @@ func TestFleetImportReachesEdgeProcesses(t *testing.T) {
 	// CPU now, before this process counts the maps' entries below.
 	edgesCPU, hubCPU := cpuOf(t, pids...)-edgesCPU0, cpuOf(t, os.Getpid())-hubCPU0
 	for i, m := range maps {
-		var k uint32
-		count := 0
-		for it := m.Iterate(); it.Next(&k, new([24]byte)); {
-			count++
+		count, err := m.BlockedCount()
+		if err != nil {
+			t.Fatal(err)
 		}
 		if count != n {
 			t.Errorf("edge-%d's map holds %d entries once the last arrived, want %d", i, count, n)
