@@ -209,7 +209,7 @@ awk "$medians"'
 			if (e != "") printf "%-20s %10s   (empty XDP program: the BPF_PROG_TEST_RUN floor in every figure)\n", "empty/ipv" f, e
 		}
 		printf "\none operation alone (BenchmarkLookupFloor, median ns/pkt, floor included):\n"
-		split("empty array array-source hash-exact-v4 hash-prefix-v4 lpm-trie-v4 ktime-boot-ns jiffies64", ops, " ")
+		split("empty array array-source table-exact-v4 hash-exact-v4 hash-prefix-v4 lpm-trie-v4 ktime-boot-ns jiffies64", ops, " ")
 		for (o = 1; o <= 7; o++) {
 			x = m["BenchmarkLookupFloor/" ops[o]]
 			if (x != "") printf "  %-18s %8s\n", ops[o], x
