@@ -86,6 +86,16 @@ func TestEdgeReportsCannotSpeakForOthers(t *testing.T) {
 	fx := newFixture(t)
 	victim := fx.follow(nil, nil, func(o *Options) { o.Name = "victim" })
 	victim.waitCaughtUp(t)
+	// Its report is written after it caught up, not with it: waited for
+	// here, so the stop below cannot come first.
+	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
+		if reports, err := hub.Edges(fx.ctx(), fx.h.JS); err == nil && len(reports) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the victim never reported")
+		}
+	}
 	victim.stop() // its last report stays, behind
 	env := fx.publish(block("198.51.100.0/24"))
 	e, err := fx.h.KV.Get(fx.ctx(), env.StoredKey)
