@@ -48,6 +48,8 @@ type Options struct {
 	// allow v6, block v6): 0 leaves each list one bucket, so its fifth
 	// address goes to the hash map.
 	exactMasks *[4]uint32
+	// prefixMasks narrow the prefix tables' buckets likewise.
+	prefixMasks *[4]uint32
 }
 
 // AttachInfo reports how the program is attached to an interface.

@@ -1,7 +1,10 @@
 package shield
 
 import (
+	"encoding/binary"
 	"fmt"
+	mathbits "math/bits"
+	"net/netip"
 	"sync/atomic"
 	"unsafe"
 
@@ -10,7 +13,9 @@ import (
 )
 
 // The exact tables (exact_table_v4/v6 and exact_slots in bpf/shield.c):
-// each list's exact addresses in arrays the data path reads inline. An
+// each list's exact addresses in arrays the data path reads inline; the
+// prefix tables (prefix_table_v4/v6, prefix_slots) hold the prefixes the
+// same way, keyed by masked address and length. An
 // address may take any of the 4 ways of the 2 buckets its two hashes pick;
 // userspace places it, and keeps it where it is until it is removed. What
 // finds no free way goes to the list's hash map (the data path looks there
@@ -31,6 +36,29 @@ const (
 	exact4Buckets  = 1<<exact4AllowLog + 1<<exact4BlockLog
 	exact6Buckets  = 1<<exact6AllowLog + 1<<exact6BlockLog
 	exactSlotBytes = 16 // struct exact_slot
+
+	prefixAllowLog = 11
+	prefixBlockLog = 14
+	prefixBuckets  = 1<<prefixAllowLog + 1<<prefixBlockLog
+)
+
+// tableGeom is a table's layout: its ways' width, whether its key has a
+// prefix length, its lists' bucket counts (log2) and where its ways' slots
+// start.
+type tableGeom struct {
+	v6       bool // the family's
+	wide     bool // 32-byte ways (IPv6 addresses and prefixes), else 16 (IPv4)
+	prefix   bool // prefixes: IPv4 as prefix4Key, IPv6 with the length in the key's fifth word
+	allowLog int
+	blockLog int
+	slotBase uint32
+}
+
+var (
+	geomExact4  = tableGeom{allowLog: exact4AllowLog, blockLog: exact4BlockLog}
+	geomExact6  = tableGeom{v6: true, wide: true, allowLog: exact6AllowLog, blockLog: exact6BlockLog, slotBase: exactWays * exact4Buckets}
+	geomPrefix4 = tableGeom{prefix: true, allowLog: prefixAllowLog, blockLog: prefixBlockLog}
+	geomPrefix6 = tableGeom{v6: true, wide: true, prefix: true, allowLog: prefixAllowLog, blockLog: prefixBlockLog, slotBase: exactWays * prefixBuckets}
 )
 
 // The layouts the data path and exactTable share.
@@ -40,17 +68,38 @@ var (
 	_ [unsafe.Sizeof(shieldExact6Bucket{}) - exactWays*32]struct{}
 	_ [exactWays*32 - unsafe.Sizeof(shieldExact6Bucket{})]struct{}
 	_ [unsafe.Sizeof(shieldExactSlot{}) - exactSlotBytes]struct{}
+	_ [unsafe.Sizeof(shieldPrefixBucket{}) - exactWays*32]struct{}
+	_ [exactWays*32 - unsafe.Sizeof(shieldPrefixBucket{})]struct{}
+	_ [unsafe.Offsetof(shieldPrefixBucket{}.Ways[0].Plen) - 20]struct{}
+	_ [20 - unsafe.Offsetof(shieldPrefixBucket{}.Ways[0].Plen)]struct{}
 )
 
 // exactKey is an address as the tables hold it: the packet's bytes as
-// host-order words, IPv4 in the first word alone.
-type exactKey [4]uint32
+// host-order words, IPv4 in the first word alone; in the IPv6 prefix
+// table, the masked address and, in the fifth word, the length; in the
+// IPv4 prefix table, prefix4Key in the first word.
+type exactKey [5]uint32
 
-// exactTable is one family's table.
+// prefix4Key is the data path's prefix4_key: the address's first bits
+// (as a number), a 1, then zeros, so that the length is one word's.
+func prefix4Key(p netip.Prefix) uint32 {
+	b := p.Masked().Addr().As4()
+	return binary.BigEndian.Uint32(b[:]) | 1<<(31-p.Bits())
+}
+
+// prefix4Of is the prefix a prefix4Key stands for.
+func prefix4Of(key uint32) netip.Prefix {
+	bits := 31 - mathbits.TrailingZeros32(key)
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], key&^(1<<(31-bits)))
+	return netip.PrefixFrom(netip.AddrFrom4(b), bits)
+}
+
+// exactTable is one family's exact or prefix table.
 type exactTable struct {
-	v6    bool
+	geom  tableGeom
 	mem   []byte // the buckets, mmapped; nil: the table is not used
-	slots []byte // exact_slots, mmapped (both families': v6 after v4)
+	slots []byte // the slots map, mmapped (both families': v6 after v4)
 	// masks are each list's bucket masks (allow, block), as the program
 	// was loaded with.
 	masks [2]uint32
@@ -61,37 +110,43 @@ type exactTable struct {
 
 // Way layout, in bytes from the way's start.
 func (t *exactTable) wayBytes() int {
-	if t.v6 {
+	if t.geom.wide {
 		return 32
 	}
 	return 16
 }
 
 func (t *exactTable) stateOff() int {
-	if t.v6 {
+	if t.geom.wide {
 		return 16
 	}
 	return 4
 }
 
+// plenOff is where a prefix table's way holds its length.
+const plenOff = 20
+
 func (t *exactTable) expiresOff() int {
-	if t.v6 {
+	if t.geom.wide {
 		return 24
 	}
 	return 8
 }
 
-func (t *exactTable) logs() (allow, block int) {
-	if t.v6 {
-		return exact6AllowLog, exact6BlockLog
+// addrWords is how many words of the key the way's address holds.
+func (t *exactTable) addrWords() int {
+	if t.geom.wide {
+		return 4
 	}
-	return exact4AllowLog, exact4BlockLog
+	return 1
 }
+
+func (t *exactTable) logs() (allow, block int) { return t.geom.allowLog, t.geom.blockLog }
 
 // openExactTable maps m (the family's table) and slots, or returns a table
 // that is not used when either cannot be mapped.
-func openExactTable(m, slots *ebpf.Map, v6 bool, masks [2]uint32) (*exactTable, error) {
-	t := &exactTable{v6: v6, masks: masks, index: [2]map[exactKey]uint32{{}, {}}}
+func openExactTable(m, slots *ebpf.Map, geom tableGeom, masks [2]uint32) (*exactTable, error) {
+	t := &exactTable{geom: geom, masks: masks, index: [2]map[exactKey]uint32{{}, {}}}
 	mem, err := mmapArray(m)
 	if err != nil || mem == nil {
 		return t, err
@@ -139,19 +194,19 @@ func (t *exactTable) u64(off int) *uint64 { return (*uint64)(unsafe.Pointer(&t.m
 
 // slot is a way's exact_slot: its hit counter and rule id.
 func (t *exactTable) slot(way uint32) (hits *uint64, rule *uint32) {
-	n := way
-	if t.v6 {
-		n += exactWays * exact4Buckets
-	}
-	off := int(n) * exactSlotBytes
+	off := int(way+t.geom.slotBase) * exactSlotBytes
 	return (*uint64)(unsafe.Pointer(&t.slots[off])), (*uint32)(unsafe.Pointer(&t.slots[off+8]))
 }
 
-// hashes are the data path's two hashes of a key.
+// hashes are the data path's two hashes of a key (exact_v4, exact_v6,
+// prefix_in).
 func (t *exactTable) hashes(k exactKey) [2]uint32 {
 	x := k[0]
-	if t.v6 {
+	if t.geom.wide {
 		x = k[0]*0x85EBCA77 + k[1]*0xC2B2AE3D + k[2]*0x27D4EB2F + k[3]*0x165667B1
+	}
+	if t.geom.prefix && t.geom.wide {
+		x += k[4] * 0x61C88647
 	}
 	return [2]uint32{x * 0x9E3779B1, x * 0x85EBCA77}
 }
@@ -178,12 +233,11 @@ func (t *exactTable) wayOff(way uint32) int { return int(way) * t.wayBytes() }
 
 func (t *exactTable) keyAt(off int) exactKey {
 	var k exactKey
-	n := 1
-	if t.v6 {
-		n = 4
-	}
-	for i := range n {
+	for i := range t.addrWords() {
 		k[i] = atomic.LoadUint32(t.u32(off + 4*i))
+	}
+	if t.geom.prefix && t.geom.wide {
+		k[4] = atomic.LoadUint32(t.u32(off + plenOff))
 	}
 	return k
 }
@@ -236,12 +290,11 @@ func (t *exactTable) place(list int, k exactKey, expires uint64, rule uint32) bo
 			if st&1 != 0 {
 				continue
 			}
-			n := 1
-			if t.v6 {
-				n = 4
-			}
-			for j := range n {
+			for j := range t.addrWords() {
 				atomic.StoreUint32(t.u32(off+4*j), k[j])
+			}
+			if t.geom.prefix && t.geom.wide {
+				atomic.StoreUint32(t.u32(off+plenOff), k[4])
 			}
 			atomic.StoreUint64(t.u64(off+t.expiresOff()), expires)
 			hits, r := t.slot(w)
@@ -281,10 +334,7 @@ func (t *exactTable) clear() {
 		return
 	}
 	clear(t.mem)
-	lo, hi := 0, exactWays*exact4Buckets*exactSlotBytes
-	if t.v6 {
-		lo, hi = hi, len(t.slots)
-	}
-	clear(t.slots[lo:hi])
+	lo := int(t.geom.slotBase) * exactSlotBytes
+	clear(t.slots[lo : lo+len(t.mem)/t.wayBytes()*exactSlotBytes])
 	t.index = [2]map[exactKey]uint32{{}, {}}
 }

@@ -31,6 +31,9 @@ type Shield struct {
 	// can (unused otherwise: the exact entries go to the hash maps).
 	table4, table6 *exactTable
 	exactMasks     [4]uint32 // as the program was loaded with
+	// prefix4 and prefix6 are the prefix tables, likewise.
+	prefix4, prefix6 *exactTable
+	prefixMasks      [4]uint32
 
 	pinPath string
 	links   map[string]link.Link // unpinned links, by interface
@@ -132,7 +135,7 @@ func Load(opts Options) (*Shield, error) {
 		collOpts.Maps.PinPath = s.mapsDir()
 	}
 	if !sourcesMmapable() || opts.noMmap {
-		for _, name := range []string{"sources", "exact_table_v4", "exact_table_v6", "exact_slots"} {
+		for _, name := range append([]string{"sources"}, tableMaps...) {
 			spec.Maps[name].Flags &^= unix.BPF_F_MMAPABLE
 		}
 	}
@@ -140,8 +143,8 @@ func Load(opts Options) (*Shield, error) {
 		// The data path's reads of a way are ordered only by x86's memory
 		// model (clang 14 emits no load-acquire for BPF): elsewhere an IPv6
 		// address read across two writes could match. The exact addresses
-		// stay in the hash maps there.
-		for _, name := range []string{"exact_table_v4", "exact_table_v6", "exact_slots"} {
+		// and prefixes stay in the hash maps there.
+		for _, name := range tableMaps {
 			spec.Maps[name].Flags &^= unix.BPF_F_MMAPABLE
 		}
 	}
@@ -153,6 +156,13 @@ func Load(opts Options) (*Shield, error) {
 		}
 		if err := spec.Variables["exact6_mask"].Set([2]uint32{s.exactMasks[2], s.exactMasks[3]}); err != nil {
 			return nil, fmt.Errorf("setting the exact tables' masks: %w", err)
+		}
+	}
+	s.prefixMasks = [4]uint32{1<<prefixAllowLog - 1, 1<<prefixBlockLog - 1, 1<<prefixAllowLog - 1, 1<<prefixBlockLog - 1}
+	if opts.prefixMasks != nil {
+		s.prefixMasks = *opts.prefixMasks
+		if err := spec.Variables["prefix_mask"].Set(s.prefixMasks); err != nil {
+			return nil, fmt.Errorf("setting the prefix tables' masks: %w", err)
 		}
 	}
 	var oldCounts *oldCounters
@@ -339,17 +349,28 @@ func (s *Shield) Close() error {
 // closeObjs unmaps the source and exact tables and closes the maps and
 // programs.
 func (s *Shield) closeObjs() error {
-	return errors.Join(s.sources.close(), s.table4.close(), s.table6.close(), s.objs.Close())
+	return errors.Join(s.sources.close(), s.table4.close(), s.table6.close(), s.prefix4.close(), s.prefix6.close(), s.objs.Close())
 }
 
-// openExactTables maps the exact tables and reads back what they hold.
+// tableMaps are the arrays the exact and prefix tables live in: created
+// without BPF_F_MMAPABLE where they must stay unused.
+var tableMaps = []string{"exact_table_v4", "exact_table_v6", "exact_slots", "prefix_table_v4", "prefix_table_v6", "prefix_slots"}
+
+// openExactTables maps the exact and prefix tables and reads back what
+// they hold.
 func (s *Shield) openExactTables() error {
 	var err error
-	m := s.exactMasks
-	if s.table4, err = openExactTable(s.objs.ExactTableV4, s.objs.ExactSlots, false, [2]uint32{m[0], m[1]}); err != nil {
+	m, p := s.exactMasks, s.prefixMasks
+	if s.table4, err = openExactTable(s.objs.ExactTableV4, s.objs.ExactSlots, geomExact4, [2]uint32{m[0], m[1]}); err != nil {
 		return err
 	}
-	s.table6, err = openExactTable(s.objs.ExactTableV6, s.objs.ExactSlots, true, [2]uint32{m[2], m[3]})
+	if s.table6, err = openExactTable(s.objs.ExactTableV6, s.objs.ExactSlots, geomExact6, [2]uint32{m[2], m[3]}); err != nil {
+		return err
+	}
+	if s.prefix4, err = openExactTable(s.objs.PrefixTableV4, s.objs.PrefixSlots, geomPrefix4, [2]uint32{p[0], p[1]}); err != nil {
+		return err
+	}
+	s.prefix6, err = openExactTable(s.objs.PrefixTableV6, s.objs.PrefixSlots, geomPrefix6, [2]uint32{p[2], p[3]})
 	return err
 }
 

@@ -193,12 +193,13 @@ func (c clock) toWall(ns uint64) time.Time {
 }
 
 // listMaps are one list's four maps and their presence flags, and its
-// index in the exact tables (0 allow, 1 block).
+// index in the exact and prefix tables (0 allow, 1 block).
 type listMaps struct {
 	exact4, prefix4, exact6, prefix6             *ebpf.Map
 	hasExact4, hasPrefix4, hasExact6, hasPrefix6 uint32
-	hasHash4, hasHash6                           uint32
-	list                                         int
+	// The hash maps' own flags: set while the map holds an entry.
+	hasHash4, hasHash6, hasPrefixHash4, hasPrefixHash6 uint32
+	list                                               int
 }
 
 func (s *Shield) maps(l List) (listMaps, error) {
@@ -207,12 +208,14 @@ func (s *Shield) maps(l List) (listMaps, error) {
 		return listMaps{s.objs.BlockV4, s.objs.BlockV4Lpm, s.objs.BlockV6, s.objs.BlockV6Lpm,
 			uint32(shieldPresenceFlagHAS_BLOCK_V4), uint32(shieldPresenceFlagHAS_BLOCK_V4PREFIX),
 			uint32(shieldPresenceFlagHAS_BLOCK_V6), uint32(shieldPresenceFlagHAS_BLOCK_V6PREFIX),
-			uint32(shieldPresenceFlagHAS_BLOCK_V4HASH), uint32(shieldPresenceFlagHAS_BLOCK_V6HASH), 1}, nil
+			uint32(shieldPresenceFlagHAS_BLOCK_V4HASH), uint32(shieldPresenceFlagHAS_BLOCK_V6HASH),
+			uint32(shieldPresenceFlagHAS_BLOCK_V4PREFIX_HASH), uint32(shieldPresenceFlagHAS_BLOCK_V6PREFIX_HASH), 1}, nil
 	case Allowlist:
 		return listMaps{s.objs.AllowV4, s.objs.AllowV4Lpm, s.objs.AllowV6, s.objs.AllowV6Lpm,
 			uint32(shieldPresenceFlagHAS_ALLOW_V4), uint32(shieldPresenceFlagHAS_ALLOW_V4PREFIX),
 			uint32(shieldPresenceFlagHAS_ALLOW_V6), uint32(shieldPresenceFlagHAS_ALLOW_V6PREFIX),
-			uint32(shieldPresenceFlagHAS_ALLOW_V4HASH), uint32(shieldPresenceFlagHAS_ALLOW_V6HASH), 0}, nil
+			uint32(shieldPresenceFlagHAS_ALLOW_V4HASH), uint32(shieldPresenceFlagHAS_ALLOW_V6HASH),
+			uint32(shieldPresenceFlagHAS_ALLOW_V4PREFIX_HASH), uint32(shieldPresenceFlagHAS_ALLOW_V6PREFIX_HASH), 0}, nil
 	}
 	return listMaps{}, fmt.Errorf("unknown list %q", l)
 }
@@ -235,16 +238,60 @@ func (lm listMaps) slot(p netip.Prefix) (m *ebpf.Map, key any, flag uint32) {
 	return lm.prefix6, shieldLpmV6Key{Prefixlen: uint32(p.Bits()), Addr: words}, lm.hasPrefix6
 }
 
-// table is where an exact address's table lives, with its key there; nil
-// where the tables are not used.
+// hashFlag is the presence flag of the hash map a masked prefix goes to
+// when its table has no way for it.
+func (lm listMaps) hashFlag(p netip.Prefix) uint32 {
+	switch {
+	case p.Addr().Is4() && isExact(p):
+		return lm.hasHash4
+	case p.Addr().Is4():
+		return lm.hasPrefixHash4
+	case isExact(p):
+		return lm.hasHash6
+	}
+	return lm.hasPrefixHash6
+}
+
+// table is the exact or prefix table a masked prefix lives in, with its
+// key there.
 func (s *Shield) table(p netip.Prefix) (*exactTable, exactKey) {
 	var k exactKey
-	if p.Addr().Is4() {
-		b := p.Addr().As4()
+	a := p.Addr()
+	if a.Is4() {
+		if !isExact(p) {
+			k[0] = prefix4Key(p)
+			return s.prefix4, k
+		}
+		b := a.As4()
 		k[0] = binary.NativeEndian.Uint32(b[:])
 		return s.table4, k
 	}
-	return s.table6, exactKey(addr6Words(p.Addr()))
+	w := addr6Words(a)
+	copy(k[:4], w[:])
+	if isExact(p) {
+		return s.table6, k
+	}
+	k[4] = uint32(p.Bits())
+	return s.prefix6, k
+}
+
+// tablePrefix is the prefix a table's key stands for.
+func tablePrefix(t *exactTable, k exactKey) netip.Prefix {
+	if t.geom.prefix && !t.geom.v6 {
+		return prefix4Of(k[0])
+	}
+	var a netip.Addr
+	if t.geom.v6 {
+		a = wordsAddr6([4]uint32(k[:4]))
+	} else {
+		var b [4]byte
+		binary.NativeEndian.PutUint32(b[:], k[0])
+		a = netip.AddrFrom4(b)
+	}
+	if t.geom.prefix {
+		return netip.PrefixFrom(a, int(k[4]))
+	}
+	return netip.PrefixFrom(a, a.BitLen())
 }
 
 // entryPrefixlen is the length a prefix's entry records: its own for a
@@ -421,10 +468,10 @@ func (s *Shield) putRulesLocked(l List, lm listMaps, rules []Rule) error {
 	return s.flushPrefilters()
 }
 
-// putTablesLocked puts the exact rules the exact tables take, and
+// putTablesLocked puts the rules the exact and prefix tables take, and
 // returns the others with their values and flags, to go to the maps (on
 // an error, with those it did not get to). It raises the hash maps'
-// presence flags for the exact rules it leaves.
+// presence flags for the rules it leaves.
 func (s *Shield) putTablesLocked(l List, lm listMaps, rules []Rule, vals []shieldEntry, fresh, absent []bool) ([]Rule, []shieldEntry, []bool, []bool, error) {
 	keep := 0
 	var hashFlags uint32
@@ -437,13 +484,16 @@ func (s *Shield) putTablesLocked(l List, lm listMaps, rules []Rule, vals []shiel
 	}
 	for i, r := range rules {
 		t, k := s.table(r.Prefix)
-		if isExact(r.Prefix) && t.used() {
+		hash := lm.hashFlag(r.Prefix)
+		if t.used() {
 			if t.update(lm.list, k, vals[i].ExpiresNs, vals[i].RuleId) {
 				s.filterRemove(l, r.Prefix) // it held a count of its own
 				continue
 			}
+			// A rule the hash map holds (the table was full, or an
+			// earlier version put it there) stays there.
 			inHash := false
-			if !absent[i] {
+			if !absent[i] && s.cfg.Presence&hash != 0 {
 				m, key, _ := lm.slot(r.Prefix)
 				_, held, err := lookupEntry(m, key)
 				if err != nil {
@@ -455,13 +505,7 @@ func (s *Shield) putTablesLocked(l List, lm listMaps, rules []Rule, vals []shiel
 				continue
 			}
 		}
-		if isExact(r.Prefix) {
-			if r.Prefix.Addr().Is4() {
-				hashFlags |= lm.hasHash4
-			} else {
-				hashFlags |= lm.hasHash6
-			}
-		}
+		hashFlags |= hash
 		rules[keep], vals[keep], fresh[keep], absent[keep] = r, vals[i], fresh[i], absent[i]
 		keep++
 	}
@@ -556,16 +600,12 @@ func (s *Shield) deleteRulesLocked(l List, lm listMaps, prefixes []netip.Prefix)
 	var errs []error
 	for _, p := range prefixes {
 		m, key, f := lm.slot(p)
-		if t, k := s.table(p); isExact(p) && t.used() && t.remove(lm.list, k) {
+		if t, k := s.table(p); t.used() && t.remove(lm.list, k) {
 			s.filterRemove(l, p)
 			touched |= f
 			// A daemon of an earlier version, run over the same pins,
-			// may have put the address in the hash map as well.
-			hash := lm.hasHash4
-			if !p.Addr().Is4() {
-				hash = lm.hasHash6
-			}
-			if s.cfg.Presence&hash == 0 {
+			// may have put the entry in the hash map as well.
+			if s.cfg.Presence&lm.hashFlag(p) == 0 {
 				continue
 			}
 			if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -589,25 +629,32 @@ func (s *Shield) deleteRulesLocked(l List, lm listMaps, prefixes []netip.Prefix)
 	return errors.Join(errs...)
 }
 
+// listStore is one kind of a list's entries (exact or prefix, one family):
+// its hash map, table and presence flags.
+type listStore struct {
+	m          *ebpf.Map
+	flag, hash uint32
+	table      *exactTable
+}
+
+func (s *Shield) stores(lm listMaps) []listStore {
+	return []listStore{{lm.exact4, lm.hasExact4, lm.hasHash4, s.table4}, {lm.prefix4, lm.hasPrefix4, lm.hasPrefixHash4, s.prefix4},
+		{lm.exact6, lm.hasExact6, lm.hasHash6, s.table6}, {lm.prefix6, lm.hasPrefix6, lm.hasPrefixHash6, s.prefix6}}
+}
+
 // clearEmptyLocked drops the presence flag of every touched map that is
-// empty now: an exact one's when its table holds nothing of the list
-// either, and its hash flag when the map alone is empty.
+// empty now, when its table holds nothing of the list either, and its
+// hash flag when the map alone is empty.
 func (s *Shield) clearEmptyLocked(lm listMaps, touched uint32) error {
 	c := s.cfg
-	for _, x := range []struct {
-		m     *ebpf.Map
-		flag  uint32
-		hash  uint32
-		table *exactTable
-	}{{lm.exact4, lm.hasExact4, lm.hasHash4, s.table4}, {lm.prefix4, lm.hasPrefix4, 0, nil},
-		{lm.exact6, lm.hasExact6, lm.hasHash6, s.table6}, {lm.prefix6, lm.hasPrefix6, 0, nil}} {
+	for _, x := range s.stores(lm) {
 		if touched&x.flag == 0 {
 			continue
 		}
 		var k []byte
 		if err := x.m.NextKey(nil, &k); errors.Is(err, ebpf.ErrKeyNotExist) {
 			c.Presence &^= x.hash
-			if x.table == nil || x.table.count(lm.list) == 0 {
+			if !x.table.used() || x.table.count(lm.list) == 0 {
 				c.Presence &^= x.flag
 			}
 		}
@@ -618,10 +665,9 @@ func (s *Shield) clearEmptyLocked(lm listMaps, touched uint32) error {
 	return s.writeConfigLocked(c)
 }
 
-// exactPresenceLocked sets the exact entries' presence flags from what
-// the tables and hash maps hold: at start, since the maps of an earlier
-// version held their exact entries in the hash maps alone, and had no
-// flags for them.
+// exactPresenceLocked sets the presence flags from what the tables and
+// hash maps hold: at start, since the maps of an earlier version held
+// their entries in the hash maps alone, and had no flags for them.
 func (s *Shield) exactPresenceLocked() error {
 	c := s.cfg
 	for _, l := range []List{Allowlist, Blocklist} {
@@ -629,11 +675,7 @@ func (s *Shield) exactPresenceLocked() error {
 		if err != nil {
 			return err
 		}
-		for _, x := range []struct {
-			m          *ebpf.Map
-			flag, hash uint32
-			table      *exactTable
-		}{{lm.exact4, lm.hasExact4, lm.hasHash4, s.table4}, {lm.exact6, lm.hasExact6, lm.hasHash6, s.table6}} {
+		for _, x := range s.stores(lm) {
 			var k []byte
 			err := x.m.NextKey(nil, &k)
 			if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -681,18 +723,12 @@ func (s *Shield) rulesLocked(l List) ([]RuleState, error) {
 		p6  shieldLpmV6Key
 		val shieldEntry
 	)
-	for _, t := range []*exactTable{s.table4, s.table6} {
+	for _, t := range []*exactTable{s.table4, s.table6, s.prefix4, s.prefix6} {
 		if !t.used() {
 			continue
 		}
 		t.entries(lm.list, func(k exactKey, expires, hits uint64, rule uint32) {
-			p := netip.PrefixFrom(wordsAddr6(k), 128)
-			if !t.v6 {
-				var b [4]byte
-				binary.NativeEndian.PutUint32(b[:], k[0])
-				p = netip.PrefixFrom(netip.AddrFrom4(b), 32)
-			}
-			add(p, shieldEntry{ExpiresNs: expires, Hits: hits, RuleId: rule})
+			add(tablePrefix(t, k), shieldEntry{ExpiresNs: expires, Hits: hits, RuleId: rule})
 		})
 	}
 	it := lm.exact4.Iterate()

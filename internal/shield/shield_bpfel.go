@@ -114,21 +114,36 @@ type shieldPrefilter6 struct {
 	Words [16384]uint64
 }
 
+type shieldPrefixBucket struct {
+	_    structs.HostLayout
+	Ways [4]struct {
+		_         structs.HostLayout
+		Addr      [4]uint32
+		State     uint32
+		Plen      uint32
+		ExpiresNs uint64
+	}
+}
+
 type shieldPresenceFlag uint32
 
 const (
-	shieldPresenceFlagHAS_ALLOW_V4       shieldPresenceFlag = 1
-	shieldPresenceFlagHAS_ALLOW_V4PREFIX shieldPresenceFlag = 2
-	shieldPresenceFlagHAS_ALLOW_V6       shieldPresenceFlag = 4
-	shieldPresenceFlagHAS_ALLOW_V6PREFIX shieldPresenceFlag = 8
-	shieldPresenceFlagHAS_BLOCK_V4       shieldPresenceFlag = 16
-	shieldPresenceFlagHAS_BLOCK_V4PREFIX shieldPresenceFlag = 32
-	shieldPresenceFlagHAS_BLOCK_V6       shieldPresenceFlag = 64
-	shieldPresenceFlagHAS_BLOCK_V6PREFIX shieldPresenceFlag = 128
-	shieldPresenceFlagHAS_ALLOW_V4HASH   shieldPresenceFlag = 256
-	shieldPresenceFlagHAS_ALLOW_V6HASH   shieldPresenceFlag = 512
-	shieldPresenceFlagHAS_BLOCK_V4HASH   shieldPresenceFlag = 1024
-	shieldPresenceFlagHAS_BLOCK_V6HASH   shieldPresenceFlag = 2048
+	shieldPresenceFlagHAS_ALLOW_V4            shieldPresenceFlag = 1
+	shieldPresenceFlagHAS_ALLOW_V4PREFIX      shieldPresenceFlag = 2
+	shieldPresenceFlagHAS_ALLOW_V6            shieldPresenceFlag = 4
+	shieldPresenceFlagHAS_ALLOW_V6PREFIX      shieldPresenceFlag = 8
+	shieldPresenceFlagHAS_BLOCK_V4            shieldPresenceFlag = 16
+	shieldPresenceFlagHAS_BLOCK_V4PREFIX      shieldPresenceFlag = 32
+	shieldPresenceFlagHAS_BLOCK_V6            shieldPresenceFlag = 64
+	shieldPresenceFlagHAS_BLOCK_V6PREFIX      shieldPresenceFlag = 128
+	shieldPresenceFlagHAS_ALLOW_V4HASH        shieldPresenceFlag = 256
+	shieldPresenceFlagHAS_ALLOW_V6HASH        shieldPresenceFlag = 512
+	shieldPresenceFlagHAS_BLOCK_V4HASH        shieldPresenceFlag = 1024
+	shieldPresenceFlagHAS_BLOCK_V6HASH        shieldPresenceFlag = 2048
+	shieldPresenceFlagHAS_ALLOW_V4PREFIX_HASH shieldPresenceFlag = 4096
+	shieldPresenceFlagHAS_ALLOW_V6PREFIX_HASH shieldPresenceFlag = 8192
+	shieldPresenceFlagHAS_BLOCK_V4PREFIX_HASH shieldPresenceFlag = 16384
+	shieldPresenceFlagHAS_BLOCK_V6PREFIX_HASH shieldPresenceFlag = 32768
 )
 
 type shieldRateClass uint32
@@ -202,49 +217,54 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	shieldMapAllowV4           = "allow_v4"
-	shieldMapAllowV4Lpm        = "allow_v4_lpm"
-	shieldMapAllowV6           = "allow_v6"
-	shieldMapAllowV6Lpm        = "allow_v6_lpm"
-	shieldMapAutoblockMarks    = "autoblock_marks"
-	shieldMapBlockV4           = "block_v4"
-	shieldMapBlockV4Lpm        = "block_v4_lpm"
-	shieldMapBlockV6           = "block_v6"
-	shieldMapBlockV6Lpm        = "block_v6_lpm"
-	shieldMapClock             = "clock"
-	shieldMapConfig            = "config"
-	shieldMapCounters          = "counters"
-	shieldMapEvents            = "events"
-	shieldMapExactFilters      = "exact_filters"
-	shieldMapExactSlots        = "exact_slots"
-	shieldMapExactTableV4      = "exact_table_v4"
-	shieldMapExactTableV6      = "exact_table_v6"
-	shieldMapManagement        = "management"
-	shieldMapPerfEvents        = "perf_events"
-	shieldMapPrefilters        = "prefilters"
-	shieldMapPrefiltersLong    = "prefilters_long"
-	shieldMapPrefiltersV6      = "prefilters_v6"
-	shieldMapPrefixLensV4      = "prefix_lens_v4"
-	shieldMapPrefixLensV6      = "prefix_lens_v6"
-	shieldMapSources           = "sources"
-	shieldProgAegisClockProbe  = "aegis_clock_probe"
-	shieldProgAegisXdp         = "aegis_xdp"
-	shieldVarExact4Mask        = "exact4_mask"
-	shieldVarExact6Mask        = "exact6_mask"
-	shieldVarUnusedBucket      = "unused_bucket"
-	shieldVarUnusedClass       = "unused_class"
-	shieldVarUnusedEvent       = "unused_event"
-	shieldVarUnusedExact4      = "unused_exact4"
-	shieldVarUnusedExact6      = "unused_exact6"
-	shieldVarUnusedLpm4        = "unused_lpm4"
-	shieldVarUnusedLpm6        = "unused_lpm6"
-	shieldVarUnusedPresence    = "unused_presence"
-	shieldVarUnusedReason      = "unused_reason"
-	shieldVarUnusedSlot        = "unused_slot"
-	shieldVarUnusedSource      = "unused_source"
-	shieldVarUseJiffiesClock   = "use_jiffies_clock"
-	shieldVarUseMonotonicClock = "use_monotonic_clock"
-	shieldVarUsePerfEvents     = "use_perf_events"
+	shieldMapAllowV4            = "allow_v4"
+	shieldMapAllowV4Lpm         = "allow_v4_lpm"
+	shieldMapAllowV6            = "allow_v6"
+	shieldMapAllowV6Lpm         = "allow_v6_lpm"
+	shieldMapAutoblockMarks     = "autoblock_marks"
+	shieldMapBlockV4            = "block_v4"
+	shieldMapBlockV4Lpm         = "block_v4_lpm"
+	shieldMapBlockV6            = "block_v6"
+	shieldMapBlockV6Lpm         = "block_v6_lpm"
+	shieldMapClock              = "clock"
+	shieldMapConfig             = "config"
+	shieldMapCounters           = "counters"
+	shieldMapEvents             = "events"
+	shieldMapExactFilters       = "exact_filters"
+	shieldMapExactSlots         = "exact_slots"
+	shieldMapExactTableV4       = "exact_table_v4"
+	shieldMapExactTableV6       = "exact_table_v6"
+	shieldMapManagement         = "management"
+	shieldMapPerfEvents         = "perf_events"
+	shieldMapPrefilters         = "prefilters"
+	shieldMapPrefiltersLong     = "prefilters_long"
+	shieldMapPrefiltersV6       = "prefilters_v6"
+	shieldMapPrefixLensV4       = "prefix_lens_v4"
+	shieldMapPrefixLensV6       = "prefix_lens_v6"
+	shieldMapPrefixSlots        = "prefix_slots"
+	shieldMapPrefixTableV4      = "prefix_table_v4"
+	shieldMapPrefixTableV6      = "prefix_table_v6"
+	shieldMapSources            = "sources"
+	shieldProgAegisClockProbe   = "aegis_clock_probe"
+	shieldProgAegisXdp          = "aegis_xdp"
+	shieldVarExact4Mask         = "exact4_mask"
+	shieldVarExact6Mask         = "exact6_mask"
+	shieldVarPrefixMask         = "prefix_mask"
+	shieldVarUnusedBucket       = "unused_bucket"
+	shieldVarUnusedClass        = "unused_class"
+	shieldVarUnusedEvent        = "unused_event"
+	shieldVarUnusedExact4       = "unused_exact4"
+	shieldVarUnusedExact6       = "unused_exact6"
+	shieldVarUnusedLpm4         = "unused_lpm4"
+	shieldVarUnusedLpm6         = "unused_lpm6"
+	shieldVarUnusedPrefixBucket = "unused_prefix_bucket"
+	shieldVarUnusedPresence     = "unused_presence"
+	shieldVarUnusedReason       = "unused_reason"
+	shieldVarUnusedSlot         = "unused_slot"
+	shieldVarUnusedSource       = "unused_source"
+	shieldVarUseJiffiesClock    = "use_jiffies_clock"
+	shieldVarUseMonotonicClock  = "use_monotonic_clock"
+	shieldVarUsePerfEvents      = "use_perf_events"
 )
 
 // loadShield returns the embedded CollectionSpec for shield.
@@ -321,6 +341,9 @@ type shieldMapSpecs struct {
 	PrefiltersV6   *ebpf.MapSpec `ebpf:"prefilters_v6"`
 	PrefixLensV4   *ebpf.MapSpec `ebpf:"prefix_lens_v4"`
 	PrefixLensV6   *ebpf.MapSpec `ebpf:"prefix_lens_v6"`
+	PrefixSlots    *ebpf.MapSpec `ebpf:"prefix_slots"`
+	PrefixTableV4  *ebpf.MapSpec `ebpf:"prefix_table_v4"`
+	PrefixTableV6  *ebpf.MapSpec `ebpf:"prefix_table_v6"`
 	Sources        *ebpf.MapSpec `ebpf:"sources"`
 }
 
@@ -328,22 +351,24 @@ type shieldMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type shieldVariableSpecs struct {
-	Exact4Mask        *ebpf.VariableSpec `ebpf:"exact4_mask"`
-	Exact6Mask        *ebpf.VariableSpec `ebpf:"exact6_mask"`
-	UnusedBucket      *ebpf.VariableSpec `ebpf:"unused_bucket"`
-	UnusedClass       *ebpf.VariableSpec `ebpf:"unused_class"`
-	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedExact4      *ebpf.VariableSpec `ebpf:"unused_exact4"`
-	UnusedExact6      *ebpf.VariableSpec `ebpf:"unused_exact6"`
-	UnusedLpm4        *ebpf.VariableSpec `ebpf:"unused_lpm4"`
-	UnusedLpm6        *ebpf.VariableSpec `ebpf:"unused_lpm6"`
-	UnusedPresence    *ebpf.VariableSpec `ebpf:"unused_presence"`
-	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedSlot        *ebpf.VariableSpec `ebpf:"unused_slot"`
-	UnusedSource      *ebpf.VariableSpec `ebpf:"unused_source"`
-	UseJiffiesClock   *ebpf.VariableSpec `ebpf:"use_jiffies_clock"`
-	UseMonotonicClock *ebpf.VariableSpec `ebpf:"use_monotonic_clock"`
-	UsePerfEvents     *ebpf.VariableSpec `ebpf:"use_perf_events"`
+	Exact4Mask         *ebpf.VariableSpec `ebpf:"exact4_mask"`
+	Exact6Mask         *ebpf.VariableSpec `ebpf:"exact6_mask"`
+	PrefixMask         *ebpf.VariableSpec `ebpf:"prefix_mask"`
+	UnusedBucket       *ebpf.VariableSpec `ebpf:"unused_bucket"`
+	UnusedClass        *ebpf.VariableSpec `ebpf:"unused_class"`
+	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedExact4       *ebpf.VariableSpec `ebpf:"unused_exact4"`
+	UnusedExact6       *ebpf.VariableSpec `ebpf:"unused_exact6"`
+	UnusedLpm4         *ebpf.VariableSpec `ebpf:"unused_lpm4"`
+	UnusedLpm6         *ebpf.VariableSpec `ebpf:"unused_lpm6"`
+	UnusedPrefixBucket *ebpf.VariableSpec `ebpf:"unused_prefix_bucket"`
+	UnusedPresence     *ebpf.VariableSpec `ebpf:"unused_presence"`
+	UnusedReason       *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedSlot         *ebpf.VariableSpec `ebpf:"unused_slot"`
+	UnusedSource       *ebpf.VariableSpec `ebpf:"unused_source"`
+	UseJiffiesClock    *ebpf.VariableSpec `ebpf:"use_jiffies_clock"`
+	UseMonotonicClock  *ebpf.VariableSpec `ebpf:"use_monotonic_clock"`
+	UsePerfEvents      *ebpf.VariableSpec `ebpf:"use_perf_events"`
 }
 
 // shieldObjects contains all objects after they have been loaded into the kernel.
@@ -390,6 +415,9 @@ type shieldMaps struct {
 	PrefiltersV6   *ebpf.Map `ebpf:"prefilters_v6"`
 	PrefixLensV4   *ebpf.Map `ebpf:"prefix_lens_v4"`
 	PrefixLensV6   *ebpf.Map `ebpf:"prefix_lens_v6"`
+	PrefixSlots    *ebpf.Map `ebpf:"prefix_slots"`
+	PrefixTableV4  *ebpf.Map `ebpf:"prefix_table_v4"`
+	PrefixTableV6  *ebpf.Map `ebpf:"prefix_table_v6"`
 	Sources        *ebpf.Map `ebpf:"sources"`
 }
 
@@ -419,6 +447,9 @@ func (m *shieldMaps) Close() error {
 		m.PrefiltersV6,
 		m.PrefixLensV4,
 		m.PrefixLensV6,
+		m.PrefixSlots,
+		m.PrefixTableV4,
+		m.PrefixTableV6,
 		m.Sources,
 	)
 }
@@ -427,22 +458,24 @@ func (m *shieldMaps) Close() error {
 //
 // It can be passed to loadShieldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type shieldVariables struct {
-	Exact4Mask        *ebpf.Variable `ebpf:"exact4_mask"`
-	Exact6Mask        *ebpf.Variable `ebpf:"exact6_mask"`
-	UnusedBucket      *ebpf.Variable `ebpf:"unused_bucket"`
-	UnusedClass       *ebpf.Variable `ebpf:"unused_class"`
-	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
-	UnusedExact4      *ebpf.Variable `ebpf:"unused_exact4"`
-	UnusedExact6      *ebpf.Variable `ebpf:"unused_exact6"`
-	UnusedLpm4        *ebpf.Variable `ebpf:"unused_lpm4"`
-	UnusedLpm6        *ebpf.Variable `ebpf:"unused_lpm6"`
-	UnusedPresence    *ebpf.Variable `ebpf:"unused_presence"`
-	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedSlot        *ebpf.Variable `ebpf:"unused_slot"`
-	UnusedSource      *ebpf.Variable `ebpf:"unused_source"`
-	UseJiffiesClock   *ebpf.Variable `ebpf:"use_jiffies_clock"`
-	UseMonotonicClock *ebpf.Variable `ebpf:"use_monotonic_clock"`
-	UsePerfEvents     *ebpf.Variable `ebpf:"use_perf_events"`
+	Exact4Mask         *ebpf.Variable `ebpf:"exact4_mask"`
+	Exact6Mask         *ebpf.Variable `ebpf:"exact6_mask"`
+	PrefixMask         *ebpf.Variable `ebpf:"prefix_mask"`
+	UnusedBucket       *ebpf.Variable `ebpf:"unused_bucket"`
+	UnusedClass        *ebpf.Variable `ebpf:"unused_class"`
+	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
+	UnusedExact4       *ebpf.Variable `ebpf:"unused_exact4"`
+	UnusedExact6       *ebpf.Variable `ebpf:"unused_exact6"`
+	UnusedLpm4         *ebpf.Variable `ebpf:"unused_lpm4"`
+	UnusedLpm6         *ebpf.Variable `ebpf:"unused_lpm6"`
+	UnusedPrefixBucket *ebpf.Variable `ebpf:"unused_prefix_bucket"`
+	UnusedPresence     *ebpf.Variable `ebpf:"unused_presence"`
+	UnusedReason       *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedSlot         *ebpf.Variable `ebpf:"unused_slot"`
+	UnusedSource       *ebpf.Variable `ebpf:"unused_source"`
+	UseJiffiesClock    *ebpf.Variable `ebpf:"use_jiffies_clock"`
+	UseMonotonicClock  *ebpf.Variable `ebpf:"use_monotonic_clock"`
+	UsePerfEvents      *ebpf.Variable `ebpf:"use_perf_events"`
 }
 
 // shieldPrograms contains all programs after they have been loaded into the kernel.

@@ -107,6 +107,12 @@ enum presence_flag {
 	HAS_ALLOW_V6_HASH = 1 << 9,
 	HAS_BLOCK_V4_HASH = 1 << 10,
 	HAS_BLOCK_V6_HASH = 1 << 11,
+	// The prefix hash maps hold entries (those the prefix tables had no
+	// way for, or entries an earlier version put there).
+	HAS_ALLOW_V4_PREFIX_HASH = 1 << 12,
+	HAS_ALLOW_V6_PREFIX_HASH = 1 << 13,
+	HAS_BLOCK_V4_PREFIX_HASH = 1 << 14,
+	HAS_BLOCK_V6_PREFIX_HASH = 1 << 15,
 };
 
 // bucket is one traffic class's rate limit as a GCRA token bucket.
@@ -460,6 +466,7 @@ const struct source_bucket *unused_bucket __attribute__((unused));
 const struct exact4_bucket *unused_exact4 __attribute__((unused));
 const struct exact6_bucket *unused_exact6 __attribute__((unused));
 const struct exact_slot *unused_slot __attribute__((unused));
+const struct prefix_bucket *unused_prefix_bucket __attribute__((unused));
 
 static __always_inline __u64 precise_ns(void)
 {
@@ -675,6 +682,25 @@ static __always_inline int exact_hit(__u32 slot, __u64 expires)
 // another address: the rest of the ways are read all the same, since an
 // IPv6 address read across two writes can look like one listed further
 // on.
+// way4_find returns the way of an IPv4 bucket that holds key, valid, read
+// consistently (its expiry in *expires), or -1.
+static __always_inline int way4_find(struct exact4_bucket *bk, __u32 key, __u64 *expires)
+{
+#pragma unroll
+	for (int w = 0; w < EXACT_WAYS; w++) {
+		struct exact4_way *way = &bk->ways[w];
+		__u64 word = READ_ONCE64(*(__u64 *)way);
+		if ((__u32)word != key || !((word >> 32) & 1))
+			continue;
+		*expires = READ_ONCE64(way->expires_ns);
+		barrier();
+		if (READ_ONCE64(*(__u64 *)way) != word)
+			continue;
+		return w;
+	}
+	return -1;
+}
+
 static __always_inline int exact_v4(__u32 list, __u32 addr)
 {
 	__u32 h = addr * 0x9E3779B1u;
@@ -685,18 +711,10 @@ static __always_inline int exact_v4(__u32 list, __u32 addr)
 		struct exact4_bucket *bk = bpf_map_lookup_elem(&exact_table_v4, &idx);
 		if (!bk)
 			return EXACT_ABSENT;
-#pragma unroll
-		for (int w = 0; w < EXACT_WAYS; w++) {
-			struct exact4_way *way = &bk->ways[w];
-			__u64 word = READ_ONCE64(*(__u64 *)way);
-			if ((__u32)word != addr || !((word >> 32) & 1))
-				continue;
-			__u64 expires = READ_ONCE64(way->expires_ns);
-			barrier();
-			if (READ_ONCE64(*(__u64 *)way) != word)
-				continue;
+		__u64 expires = 0;
+		int w = way4_find(bk, addr, &expires);
+		if (w >= 0)
 			return exact_hit(idx * EXACT_WAYS + w, expires);
-		}
 		h = addr * 0x85EBCA77u;
 	}
 	return EXACT_ABSENT;
@@ -735,6 +753,158 @@ static __always_inline int exact_v6(__u32 list, const struct addr6 *a)
 	return EXACT_ABSENT;
 }
 
+
+// The prefix tables: each list's prefixes (lengths below the family's full
+// one) in arrays as the exact tables hold addresses: 4-way buckets, a
+// prefix in one of the 8 ways of its two buckets, or in the list's prefix
+// hash map when all 8 were taken. Allowlist buckets first, then the
+// blocklist's, in each family's table. An IPv4 prefix is one word, its
+// address's leading bits (host order) followed by a 1 and zeros
+// (prefix4_key): the length is where the last 1 is, so the way is an
+// exact4 way, read with one load as an address is. An IPv6 way holds the
+// masked address and the length, read as an exact6 way is.
+#define PREFIX_ALLOW_LOG 11
+#define PREFIX_BLOCK_LOG 14
+#define PREFIX_BUCKETS   ((1 << PREFIX_ALLOW_LOG) + (1 << PREFIX_BLOCK_LOG))
+#define PREFIX_SHIFT     (32 - PREFIX_BLOCK_LOG)
+
+struct prefix_way {
+	__u32 addr[4];
+	__u32 state;
+	__u32 plen;
+	__u64 expires_ns;
+};
+
+struct prefix_bucket {
+	struct prefix_way ways[EXACT_WAYS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PREFIX_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct exact4_bucket);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} prefix_table_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PREFIX_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct prefix_bucket);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} prefix_table_v6 SEC(".maps");
+
+// prefix_slots: a way's hit counter and rule id, IPv4 ways first.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * EXACT_WAYS * PREFIX_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct exact_slot);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} prefix_slots SEC(".maps");
+
+// Bucket masks: IPv4 allow, block, IPv6 allow, block (tests narrow them).
+volatile const __u32 prefix_mask[4] = {(1 << PREFIX_ALLOW_LOG) - 1, (1 << PREFIX_BLOCK_LOG) - 1,
+				       (1 << PREFIX_ALLOW_LOG) - 1, (1 << PREFIX_BLOCK_LOG) - 1};
+
+static __always_inline __u32 prefix_bucket_of(__u32 fam, __u32 list, __u32 h)
+{
+	return (list ? (1 << PREFIX_ALLOW_LOG) : 0) + ((h >> PREFIX_SHIFT) & prefix_mask[(2 * fam + list) & 3]);
+}
+
+// prefix_hit counts a hit on a prefix's slot and reports whether it is live.
+static __always_inline int prefix_hit(__u32 slot, __u64 expires)
+{
+	if (expires != 0 && expires <= clock_now())
+		return EXACT_EXPIRED;
+	struct exact_slot *sl = bpf_map_lookup_elem(&prefix_slots, &slot);
+	if (sl)
+		__sync_fetch_and_add(&sl->hits, 1);
+	return EXACT_LIVE;
+}
+
+// prefix4_key is an IPv4 prefix's key in its table: h is the address in
+// host order, len below 32.
+static __always_inline __u32 prefix4_key(__u32 h, __u32 len)
+{
+	return (len ? h & (~0u << (32 - len)) : 0) | (1u << (31 - len));
+}
+
+// prefix4_in looks an IPv4 prefix's key up in list's buckets, as exact_v4
+// does an address.
+static __always_inline int prefix4_in(__u32 list, __u32 key)
+{
+	__u32 h = key * 0x9E3779B1u;
+
+#pragma unroll
+	for (int c = 0; c < 2; c++) {
+		__u32 idx = prefix_bucket_of(0, list, h);
+		struct exact4_bucket *bk = bpf_map_lookup_elem(&prefix_table_v4, &idx);
+		if (!bk)
+			return EXACT_ABSENT;
+		__u64 expires = 0;
+		int w = way4_find(bk, key, &expires);
+		if (w >= 0)
+			return prefix_hit(idx * EXACT_WAYS + w, expires);
+		h = key * 0x85EBCA77u;
+	}
+	return EXACT_ABSENT;
+}
+
+// prefix6_in looks a masked IPv6 prefix up in list's buckets, as exact_v6
+// does an address, its length compared with the address.
+static __always_inline int prefix6_in(__u32 list, __u32 plen, __u32 a0, __u32 a1, __u32 a2, __u32 a3)
+{
+	__u32 x = a0 * 0x85EBCA77u + a1 * 0xC2B2AE3Du + a2 * 0x27D4EB2Fu + a3 * 0x165667B1u +
+		  plen * 0x61C88647u;
+	__u32 h = x * 0x9E3779B1u;
+
+#pragma unroll
+	for (int c = 0; c < 2; c++) {
+		__u32 idx = prefix_bucket_of(1, list, h);
+		struct prefix_bucket *bk = bpf_map_lookup_elem(&prefix_table_v6, &idx);
+		if (!bk)
+			return EXACT_ABSENT;
+#pragma unroll
+		for (int w = 0; w < EXACT_WAYS; w++) {
+			struct prefix_way *way = &bk->ways[w];
+			__u32 st = READ_ONCE32(way->state);
+			if (!(st & 1))
+				continue;
+			barrier();
+			if (READ_ONCE32(way->plen) != plen || READ_ONCE32(way->addr[0]) != a0 ||
+			    READ_ONCE32(way->addr[1]) != a1 || READ_ONCE32(way->addr[2]) != a2 ||
+			    READ_ONCE32(way->addr[3]) != a3)
+				continue;
+			__u64 expires = READ_ONCE64(way->expires_ns);
+			barrier();
+			if (READ_ONCE32(way->state) != st)
+				continue; // torn: not evidence either way
+			return prefix_hit(EXACT_WAYS * (PREFIX_BUCKETS + idx) + w, expires);
+		}
+		h = x * 0x85EBCA77u;
+	}
+	return EXACT_ABSENT;
+}
+
+// prefix4_probe is prefix4_in, a global function as prefix6_probe is.
+__attribute__((noinline)) int prefix4_probe(__u32 list, __u32 key)
+{
+	return prefix4_in(list & 1, key);
+}
+
+// prefix6_probe is prefix6_in for a list (0 allow, 1 block) in bits 8 and
+// up of which_len, the length below. A global function, as prefix_match
+// is: the verifier checks its probe once, not at every length of the loops
+// that call it (inlined there, it walked past a million instructions).
+__attribute__((noinline)) int prefix6_probe(__u32 which_len, __u32 a0, __u32 a1, __u32 a2, __u32 a3)
+{
+	return prefix6_in((which_len >> 8) & 1, which_len & 0xff, a0, a1, a2, a3);
+}
 
 // autoblock_marks lets a packet of a class without a rate limit (TCP other
 // than a bare SYN, protocols other than TCP/UDP/ICMP) skip the sources
@@ -843,10 +1013,12 @@ static __always_inline void first_bits(__u32 n, __u32 *hi, __u32 *lo)
 
 // prefix_v4 reports whether a live prefix of the list (which: 0 allow, 1
 // block) covers addr, counting the hit on the longest one. It looks up the
-// lengths its /16 has, longest first; an expired entry is as if absent, so
-// the next length decides. Each length is tried once: at most 32 lookups,
-// paid only by a source whose /16 holds that many lengths.
-static __always_inline int prefix_v4(void *prefix, __u32 which, __u32 addr, __u64 now)
+// lengths its /16 has, longest first, each in the prefix table and, when
+// the table does not hold it and hashed says the list's prefix hash map
+// holds entries, in that map; an expired entry is as if absent, so the next
+// length decides. Each length is tried once: at most 32 lookups, paid only
+// by a source whose /16 holds that many lengths.
+static __always_inline int prefix_v4(void *prefix, __u32 which, __u32 addr, int hashed)
 {
 	__u32 b = bpf_ntohl(addr) >> 16;
 	__u32 key = which * PLENS4_VALUES + b / PLENS4_PER_VALUE;
@@ -854,18 +1026,29 @@ static __always_inline int prefix_v4(void *prefix, __u32 which, __u32 addr, __u6
 	if (!pl)
 		return 0;
 	__u64 mask = pl->mask[b % PLENS4_PER_VALUE];
+	__u32 host = bpf_ntohl(addr);
 	struct lpm_v4_key k;
 
+	// The longest length is probed inline (most /16s hold one length),
+	// the others through the global prefix4_probe: inlined in the loop,
+	// the probe's branches took the verifier past a million
+	// instructions.
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < 32 && mask; i++) {
 		__u32 len = 31 - low_bit(mask);
 		mask &= mask - 1;
+		int found = i == 0 ? prefix4_in(which, prefix4_key(host, len))
+				   : prefix4_probe(which, prefix4_key(host, len));
+		if (found == EXACT_LIVE)
+			return 1;
+		if (found == EXACT_EXPIRED || !hashed)
+			continue;
 		__u32 hi, lo;
 		first_bits(len + 32, &hi, &lo);
 		k.prefixlen = len;
 		k.addr = addr & lo;
 		struct entry *e = bpf_map_lookup_elem(prefix, &k);
-		if (e && live(e, now))
+		if (e && live(e, clock_now()))
 			return 1;
 	}
 	return 0;
@@ -873,8 +1056,9 @@ static __always_inline int prefix_v4(void *prefix, __u32 which, __u32 addr, __u6
 
 // prefix_v6 is prefix_v4 for IPv6: the lengths of 64 and longer first,
 // then the shorter ones, at most 128 lookups.
-static __always_inline int prefix_v6(void *prefix, __u32 which, const struct addr6 *a, __u64 now)
+static __always_inline int prefix_v6(void *prefix, __u32 which, const struct addr6 *a, int hashed)
 {
+	__u32 list = which << 8;
 	__u32 b = (bpf_ntohl(a->addr[0]) * 0x9E3779B1u) >> (32 - PLENS6_LOG);
 	__u32 key = which * PLENS6_VALUES + b / PLENS6_PER_VALUE;
 	struct plens6 *pl = bpf_map_lookup_elem(&prefix_lens_v6, &key);
@@ -894,8 +1078,13 @@ static __always_inline int prefix_v6(void *prefix, __u32 which, const struct add
 		k.prefixlen = 64 + len;
 		k.addr[2] = a->addr[2] & hi;
 		k.addr[3] = a->addr[3] & lo;
+		int found = prefix6_probe(list | k.prefixlen, k.addr[0], k.addr[1], k.addr[2], k.addr[3]);
+		if (found == EXACT_LIVE)
+			return 1;
+		if (found == EXACT_EXPIRED || !hashed)
+			continue;
 		struct entry *e = bpf_map_lookup_elem(prefix, &k);
-		if (e && live(e, now))
+		if (e && live(e, clock_now()))
 			return 1;
 	}
 	mask = pl->mask[2 * (b % PLENS6_PER_VALUE) + 1];
@@ -909,37 +1098,48 @@ static __always_inline int prefix_v6(void *prefix, __u32 which, const struct add
 		k.prefixlen = len;
 		k.addr[0] = a->addr[0] & hi;
 		k.addr[1] = a->addr[1] & lo;
+		int found = i == 0 ? prefix6_in(which, len, k.addr[0], k.addr[1], 0, 0)
+				   : prefix6_probe(list | len, k.addr[0], k.addr[1], 0, 0);
+		if (found == EXACT_LIVE)
+			return 1;
+		if (found == EXACT_EXPIRED || !hashed)
+			continue;
 		struct entry *e = bpf_map_lookup_elem(prefix, &k);
-		if (e && live(e, now))
+		if (e && live(e, clock_now()))
 			return 1;
 	}
 	return 0;
 }
 
 // prefix_match is the prefix lookup of list (0 allow, 1 block; 2 and 3 the
-// same for IPv6) for a source, a4[0] alone for IPv4. A global function: the
+// same for IPv6; PREFIX_HASHED added when the list's prefix hash map holds
+// entries) for a source, a4[0] alone for IPv4. A global function: the
 // verifier checks it once, on its own, where inlined it would walk its
 // loops again for every state the parser can reach them in (Linux 5.6).
+// The time is read only where an entry's expiry needs it.
+#define PREFIX_HASHED 0x100
+
 __attribute__((noinline)) int prefix_match(__u32 list, __u32 a0, __u32 a1, __u32 a2, __u32 a3)
 {
-	__u64 now = clock_now();
+	int hashed = list & PREFIX_HASHED;
+	list &= ~PREFIX_HASHED;
 	if (list == PREFILTER_ALLOW_V4)
-		return prefix_v4(&allow_v4_lpm, 0, a0, now);
+		return prefix_v4(&allow_v4_lpm, 0, a0, hashed);
 	if (list == PREFILTER_BLOCK_V4)
-		return prefix_v4(&block_v4_lpm, 1, a0, now);
+		return prefix_v4(&block_v4_lpm, 1, a0, hashed);
 	struct addr6 a = {.addr = {a0, a1, a2, a3}};
 	if (list == PREFILTER_ALLOW_V6)
-		return prefix_v6(&allow_v6_lpm, 0, &a, now);
+		return prefix_v6(&allow_v6_lpm, 0, &a, hashed);
 	if (list == PREFILTER_BLOCK_V6)
-		return prefix_v6(&block_v6_lpm, 1, &a, now);
+		return prefix_v6(&block_v6_lpm, 1, &a, hashed);
 	return 0;
 }
 
 // list_v4 returns REASON_PASSED when no live entry matches, else hit_exact or
 // hit_prefix.
 static __always_inline __u32 list_v4(void *exact, __u32 filter, __u32 presence,
-				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, __u32 addr,
-				     __u32 hit_exact, __u32 hit_prefix)
+				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, __u32 has_prefix_hash,
+				     __u32 addr, __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
@@ -954,15 +1154,15 @@ static __always_inline __u32 list_v4(void *exact, __u32 filter, __u32 presence,
 		}
 	}
 	if ((presence & has_prefix) && may_match(filter, bpf_ntohl(addr) >> 16)) {
-		if (prefix_match(filter, addr, 0, 0, 0))
+		if (prefix_match(filter | ((presence & has_prefix_hash) ? PREFIX_HASHED : 0), addr, 0, 0, 0))
 			return hit_prefix;
 	}
 	return REASON_PASSED;
 }
 
 static __always_inline __u32 list_v6(void *exact, __u32 filter, __u32 presence,
-				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, const struct addr6 *addr,
-				     __u32 hit_exact, __u32 hit_prefix)
+				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, __u32 has_prefix_hash,
+				     const struct addr6 *addr, __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
@@ -978,7 +1178,8 @@ static __always_inline __u32 list_v6(void *exact, __u32 filter, __u32 presence,
 	}
 	if ((presence & has_prefix) &&
 	    (may_match_v6(filter, bucket_v6(addr->addr[0])) || may_match_long(filter, addr))) {
-		if (prefix_match(filter, addr->addr[0], addr->addr[1], addr->addr[2], addr->addr[3]))
+		if (prefix_match(filter | ((presence & has_prefix_hash) ? PREFIX_HASHED : 0), addr->addr[0],
+				 addr->addr[1], addr->addr[2], addr->addr[3]))
 			return hit_prefix;
 	}
 	return REASON_PASSED;
@@ -1355,12 +1556,12 @@ int aegis_xdp(struct xdp_md *ctx)
 		__u32 saddr = ip->saddr;
 
 		reason = list_v4(&allow_v4, PREFILTER_ALLOW_V4, cfg->presence, HAS_ALLOW_V4,
-				 HAS_ALLOW_V4_HASH, HAS_ALLOW_V4_PREFIX, saddr, REASON_ALLOWLISTED,
+				 HAS_ALLOW_V4_HASH, HAS_ALLOW_V4_PREFIX, HAS_ALLOW_V4_PREFIX_HASH, saddr, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
 		reason = list_v4(&block_v4, PREFILTER_BLOCK_V4, cfg->presence, HAS_BLOCK_V4,
-				 HAS_BLOCK_V4_HASH, HAS_BLOCK_V4_PREFIX, saddr, REASON_BLOCKED_EXACT,
+				 HAS_BLOCK_V4_HASH, HAS_BLOCK_V4_PREFIX, HAS_BLOCK_V4_PREFIX_HASH, saddr, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
@@ -1422,12 +1623,12 @@ int aegis_xdp(struct xdp_md *ctx)
 
 		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
 		reason = list_v6(&allow_v6, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
-				 HAS_ALLOW_V6_HASH, HAS_ALLOW_V6_PREFIX, &src, REASON_ALLOWLISTED,
+				 HAS_ALLOW_V6_HASH, HAS_ALLOW_V6_PREFIX, HAS_ALLOW_V6_PREFIX_HASH, &src, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
 		reason = list_v6(&block_v6, PREFILTER_BLOCK_V6, cfg->presence, HAS_BLOCK_V6,
-				 HAS_BLOCK_V6_HASH, HAS_BLOCK_V6_PREFIX, &src, REASON_BLOCKED_EXACT,
+				 HAS_BLOCK_V6_HASH, HAS_BLOCK_V6_PREFIX, HAS_BLOCK_V6_PREFIX_HASH, &src, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
