@@ -4,6 +4,7 @@ package shield
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -24,24 +25,38 @@ var oneBucket = &[4]uint32{}
 // table and in the hash map.
 func exactIn(t *testing.T, s *Shield, l List, v6 bool) (table, hash int) {
 	t.Helper()
+	return storedIn(t, s, l, v6, false)
+}
+
+// storedIn counts a list's entries of a family and kind (prefixes or exact
+// addresses) in their table and in their hash map.
+func storedIn(t *testing.T, s *Shield, l List, v6, prefix bool) (table, hash int) {
+	t.Helper()
 	lm, err := s.maps(l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, m := s.table4, lm.exact4
+	i := 0 // stores: exact4, prefix4, exact6, prefix6
 	if v6 {
-		tb, m = s.table6, lm.exact6
+		i += 2
 	}
+	if prefix {
+		i++
+	}
+	st := s.stores(lm)[i]
 	var k []byte
 	var v shieldEntry
-	it := m.Iterate()
+	it := st.m.Iterate()
 	for it.Next(&k, &v) {
 		hash++
 	}
 	if err := it.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return tb.count(lm.list), hash
+	if st.table.used() {
+		table = st.table.count(lm.list)
+	}
+	return table, hash
 }
 
 func exactAddrs(v6 bool, base, n int) []netip.Addr {
@@ -65,34 +80,55 @@ func TestExactTablesOverflow(t *testing.T) {
 	if !s.table4.used() {
 		t.Fatal("the exact tables are not mapped on a kernel that maps arrays")
 	}
+	checkOverflow(t, s, false)
+}
+
+// checkOverflow is TestExactTablesOverflow, and TestPrefixTablesOverflow
+// with prefix: seven entries of each list and family (exact addresses or
+// prefixes), an address in each, on a shield whose tables of that kind
+// have one bucket a list.
+func checkOverflow(t *testing.T, s *Shield, prefix bool) {
 	for _, l := range []List{Blocklist, Allowlist} {
 		want := ReasonBlockedExact
+		if prefix {
+			want = ReasonBlockedPrefix
+		}
 		if l == Allowlist {
 			want = ReasonAllowlisted
 		}
 		for _, v6 := range []bool{false, true} {
-			addrs := exactAddrs(v6, int(len(l)), 7)
+			name := fmt.Sprintf("%s v6=%v", l, v6)
+			var entries []netip.Prefix
+			var inside []netip.Addr
+			if prefix {
+				entries, inside = testPrefixes(v6, len(l), 7)
+			} else {
+				inside = exactAddrs(v6, len(l), 7)
+				for _, a := range inside {
+					entries = append(entries, netip.PrefixFrom(a, a.BitLen()))
+				}
+			}
 			var rules []Rule
-			for i, a := range addrs[:6] {
-				rules = append(rules, Rule{Prefix: netip.PrefixFrom(a, a.BitLen()), RuleID: uint32(i + 1)})
+			for i, p := range entries[:6] {
+				rules = append(rules, Rule{Prefix: p, RuleID: uint32(i + 1)})
 			}
 			if err := s.PutRules(l, rules); err != nil {
 				t.Fatal(err)
 			}
-			if table, hash := exactIn(t, s, l, v6); table != 4 || hash != 2 {
-				t.Fatalf("%s v6=%v: %d in the table, %d in the hash map; want 4 and 2", l, v6, table, hash)
+			if table, hash := storedIn(t, s, l, v6, prefix); table != 4 || hash != 2 {
+				t.Fatalf("%s: %d in the table, %d in the hash map; want 4 and 2", name, table, hash)
 			}
-			for _, a := range addrs[:6] {
+			for _, a := range inside[:6] {
 				if _, got, _ := run(t, s, udpFrom(a)); got != want {
-					t.Errorf("%s v6=%v: %s counted %s, want %s", l, v6, a, got, want)
+					t.Errorf("%s: %s counted %s, want %s", name, a, got, want)
 				}
 			}
-			if _, got, _ := run(t, s, udpFrom(addrs[6])); got == want {
-				t.Errorf("%s v6=%v: %s, never listed, counted %s", l, v6, addrs[6], got)
+			if _, got, _ := run(t, s, udpFrom(inside[6])); got == want {
+				t.Errorf("%s: %s, never listed, counted %s", name, inside[6], got)
 			}
 			for _, r := range rules {
 				if got := hitsOf(t, s, l)[r.Prefix]; got.Hits != 1 || got.RuleID != r.RuleID {
-					t.Errorf("%s v6=%v: %s has %d hits and rule %d, want 1 and %d", l, v6, r.Prefix, got.Hits, got.RuleID, r.RuleID)
+					t.Errorf("%s: %s has %d hits and rule %d, want 1 and %d", name, r.Prefix, got.Hits, got.RuleID, r.RuleID)
 				}
 			}
 			// Put again with a new rule: held in place, hits kept.
@@ -102,28 +138,28 @@ func TestExactTablesOverflow(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got := hitsOf(t, s, l)[again.Prefix]; got.Hits != 1 || got.RuleID != 99 {
-				t.Errorf("%s v6=%v: after a put over it, %s has %d hits and rule %d", l, v6, again.Prefix, got.Hits, got.RuleID)
+				t.Errorf("%s: after a put over it, %s has %d hits and rule %d", name, again.Prefix, got.Hits, got.RuleID)
 			}
-			// A removal frees a way; the next address takes it.
+			// A removal frees a way; the next entry takes it.
 			if err := s.DeleteRules(l, []netip.Prefix{rules[0].Prefix}); err != nil {
 				t.Fatal(err)
 			}
-			if _, got, _ := run(t, s, udpFrom(addrs[0])); got == want {
-				t.Errorf("%s v6=%v: %s still counted %s after its removal", l, v6, addrs[0], got)
+			if _, got, _ := run(t, s, udpFrom(inside[0])); got == want {
+				t.Errorf("%s: %s still counted %s after its removal", name, inside[0], got)
 			}
-			if err := s.PutRules(l, []Rule{{Prefix: netip.PrefixFrom(addrs[6], addrs[6].BitLen())}}); err != nil {
+			if err := s.PutRules(l, []Rule{{Prefix: entries[6]}}); err != nil {
 				t.Fatal(err)
 			}
-			if table, hash := exactIn(t, s, l, v6); table != 4 || hash != 2 {
-				t.Fatalf("%s v6=%v after a removal and a put: %d in the table, %d in the hash map; want 4 and 2", l, v6, table, hash)
+			if table, hash := storedIn(t, s, l, v6, prefix); table != 4 || hash != 2 {
+				t.Fatalf("%s after a removal and a put: %d in the table, %d in the hash map; want 4 and 2", name, table, hash)
 			}
-			if _, got, _ := run(t, s, udpFrom(addrs[6])); got != want {
-				t.Errorf("%s v6=%v: %s in a freed way counted %s", l, v6, addrs[6], got)
+			if _, got, _ := run(t, s, udpFrom(inside[6])); got != want {
+				t.Errorf("%s: %s in a freed way counted %s", name, inside[6], got)
 			}
 			checkFilterCounts(t, s)
 		}
 	}
-	// Everything removed: no presence flag of an exact entry is left.
+	// Everything removed: no presence flag is left.
 	for _, l := range []List{Blocklist, Allowlist} {
 		var all []netip.Prefix
 		for p := range hitsOf(t, s, l) {
@@ -133,11 +169,8 @@ func TestExactTablesOverflow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exactFlags := uint32(shieldPresenceFlagHAS_ALLOW_V4 | shieldPresenceFlagHAS_ALLOW_V6 | shieldPresenceFlagHAS_BLOCK_V4 |
-		shieldPresenceFlagHAS_BLOCK_V6 | shieldPresenceFlagHAS_ALLOW_V4HASH | shieldPresenceFlagHAS_ALLOW_V6HASH |
-		shieldPresenceFlagHAS_BLOCK_V4HASH | shieldPresenceFlagHAS_BLOCK_V6HASH)
-	if p := s.cfg.Presence & exactFlags; p != 0 {
-		t.Errorf("presence flags %#x left with the lists empty", p)
+	if s.cfg.Presence != 0 {
+		t.Errorf("presence flags %#x left with the lists empty", s.cfg.Presence)
 	}
 	checkFilterCounts(t, s)
 }
@@ -182,12 +215,12 @@ func TestExactTableRace(t *testing.T) {
 		var b [16]byte
 		copy(b[:8], hi[:8])
 		copy(b[8:], lo[8:])
-		return exactKey(addr6Words(netip.AddrFrom16(b)))
+		return key6(netip.AddrFrom16(b))
 	}
 	word := func(a netip.Addr, i int) exactKey {
 		b := a.As16()
 		b[4*i] ^= 0x55
-		return exactKey(addr6Words(netip.AddrFrom16(b)))
+		return key6(netip.AddrFrom16(b))
 	}
 	churn := []exactKey{
 		word(listed, 3), word(listed, 0), // torn between them: the listed address
@@ -202,6 +235,25 @@ func TestExactTableRace(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	raceReads(t, s, innocent, listed, ReasonBlockedExact, func(i int) bool {
+		// Straight through the table, as PutRules and DeleteRules
+		// write it, but many times faster than they sync the filters.
+		k := churn[i%len(churn)]
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		placed := s.table6.place(1, k, 0, 0)
+		s.table6.remove(1, k)
+		return placed
+	})
+}
+
+// raceReads runs packets of an innocent address and of a listed one on
+// both CPUs for three seconds while churn(i) writes the tables, i counting
+// up, until it returns false (no free way). Every packet of the innocent
+// address must pass and every one of the listed address's be dropped for
+// reason.
+func raceReads(t *testing.T, s *Shield, innocent, listed netip.Addr, reason Reason, churn func(i int) bool) {
+	t.Helper()
 	before, err := s.Counters()
 	if err != nil {
 		t.Fatal(err)
@@ -216,15 +268,8 @@ func TestExactTableRace(t *testing.T) {
 				return
 			default:
 			}
-			// Straight through the table, as PutRules and DeleteRules
-			// write it, but many times faster than they sync the filters.
-			k := churn[i%len(churn)]
-			s.mu.Lock()
-			placed := s.table6.place(1, k, 0, 0)
-			s.table6.remove(1, k)
-			s.mu.Unlock()
-			if !placed {
-				t.Error("no free way for the churned address")
+			if !churn(i) {
+				t.Error("no free way for the churned entry")
 				return
 			}
 			writes.Add(2)
@@ -271,7 +316,7 @@ func TestExactTableRace(t *testing.T) {
 	}
 	// More is fine in both counts: a run a signal interrupts is started
 	// over.
-	if dropped := c.Verdicts[ReasonBlockedExact].Packets - before.Verdicts[ReasonBlockedExact].Packets; dropped < uint64(listedRuns.Load()) {
+	if dropped := c.Verdicts[reason].Packets - before.Verdicts[reason].Packets; dropped < uint64(listedRuns.Load()) {
 		t.Errorf("%d packets dropped as listed, %d of the listed address run", dropped, listedRuns.Load())
 	}
 	if passed := c.Verdicts[ReasonPassed].Packets - before.Verdicts[ReasonPassed].Packets; passed < uint64(innocentRuns.Load()) {
@@ -281,6 +326,14 @@ func TestExactTableRace(t *testing.T) {
 	if writes.Load() == 0 || innocentRuns.Load() == 0 {
 		t.Error("the race did not run")
 	}
+}
+
+// key6 is an IPv6 address's key in the exact table.
+func key6(a netip.Addr) exactKey {
+	var k exactKey
+	w := addr6Words(a)
+	copy(k[:4], w[:])
+	return k
 }
 
 // filterTwin is an IPv6 address other than a whose exact-filter hash is
@@ -307,9 +360,12 @@ func TestExactTablesAdopted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(t, first, Blocklist, time.Time{}, "10.79.0.1", "2001:db8::79")
+	put(t, first, Blocklist, time.Time{}, "10.79.0.1", "2001:db8::79", "10.79.1.0/24", "2001:db8:79::/48")
 	if _, got, _ := run(t, first, udpFrom(netip.MustParseAddr("10.79.0.1"))); got != ReasonBlockedExact {
 		t.Fatalf("before the restart: %s", got)
+	}
+	if _, got, _ := run(t, first, udpFrom(netip.MustParseAddr("10.79.1.1"))); got != ReasonBlockedPrefix {
+		t.Fatalf("before the restart, in the prefix: %s", got)
 	}
 	first.Close()
 
@@ -319,17 +375,21 @@ func TestExactTablesAdopted(t *testing.T) {
 	}
 	defer s.Close()
 	hits := hitsOf(t, s, Blocklist)
-	if len(hits) != 2 || hits[mustPrefix("10.79.0.1")].Hits != 1 {
+	if len(hits) != 4 || hits[mustPrefix("10.79.0.1")].Hits != 1 || hits[mustPrefix("10.79.1.0/24")].Hits != 1 {
 		t.Fatalf("after the restart the blocklist is %+v", hits)
 	}
 	if table, hash := exactIn(t, s, Blocklist, false); table != 1 || hash != 0 {
 		t.Fatalf("after the restart: %d in the table, %d in the hash map", table, hash)
 	}
-	put(t, s, Blocklist, time.Time{}, "10.79.0.2")
-	if err := s.DeleteRules(Blocklist, []netip.Prefix{mustPrefix("2001:db8::79")}); err != nil {
+	if table, hash := prefixIn(t, s, Blocklist, true); table != 1 || hash != 0 {
+		t.Fatalf("after the restart: %d IPv6 prefixes in the table, %d in the hash map", table, hash)
+	}
+	put(t, s, Blocklist, time.Time{}, "10.79.0.2", "10.79.2.0/24")
+	if err := s.DeleteRules(Blocklist, []netip.Prefix{mustPrefix("2001:db8::79"), mustPrefix("2001:db8:79::/48")}); err != nil {
 		t.Fatal(err)
 	}
-	for a, want := range map[string]Reason{"10.79.0.1": ReasonBlockedExact, "10.79.0.2": ReasonBlockedExact, "2001:db8::79": ReasonPassed} {
+	for a, want := range map[string]Reason{"10.79.0.1": ReasonBlockedExact, "10.79.0.2": ReasonBlockedExact, "2001:db8::79": ReasonPassed,
+		"10.79.1.1": ReasonBlockedPrefix, "10.79.2.2": ReasonBlockedPrefix, "2001:db8:79::1": ReasonPassed} {
 		if _, got, _ := run(t, s, udpFrom(netip.MustParseAddr(a))); got != want {
 			t.Errorf("%s after the restart: %s, want %s", a, got, want)
 		}
@@ -338,23 +398,26 @@ func TestExactTablesAdopted(t *testing.T) {
 }
 
 // TestExactWithoutMmap: where the kernel cannot map arrays (before 5.5)
-// the tables stay empty and every exact entry goes to the hash maps, as
-// before the tables.
+// the tables stay empty and every exact entry and prefix goes to the hash
+// maps, as before the tables.
 func TestExactWithoutMmap(t *testing.T) {
 	s := newTestShieldWith(t, Options{noMmap: true}, noLimits())
-	if s.table4.used() || s.table6.used() {
-		t.Fatal("the exact tables are used without mmap")
+	if s.table4.used() || s.table6.used() || s.prefix4.used() || s.prefix6.used() {
+		t.Fatal("the exact or prefix tables are used without mmap")
 	}
-	put(t, s, Blocklist, time.Time{}, "10.80.0.1", "2001:db8::80")
+	put(t, s, Blocklist, time.Time{}, "10.80.0.1", "2001:db8::80", "10.80.1.0/24", "2001:db8:80::/48")
 	put(t, s, Allowlist, time.Time{}, "10.80.0.2")
 	for a, want := range map[string]Reason{"10.80.0.1": ReasonBlockedExact, "2001:db8::80": ReasonBlockedExact,
-		"10.80.0.2": ReasonAllowlisted, "10.80.0.3": ReasonPassed} {
+		"10.80.0.2": ReasonAllowlisted, "10.80.0.3": ReasonPassed, "10.80.1.1": ReasonBlockedPrefix, "2001:db8:80::1": ReasonBlockedPrefix} {
 		if _, got, _ := run(t, s, udpFrom(netip.MustParseAddr(a))); got != want {
 			t.Errorf("%s: %s, want %s", a, got, want)
 		}
 	}
 	if table, hash := exactIn(t, s, Blocklist, false); table != 0 || hash != 1 {
 		t.Fatalf("without mmap: %d in the table, %d in the hash map", table, hash)
+	}
+	if table, hash := prefixIn(t, s, Blocklist, true); table != 0 || hash != 1 {
+		t.Fatalf("without mmap: %d IPv6 prefixes in the table, %d in the hash map", table, hash)
 	}
 	checkFilterCounts(t, s)
 }

@@ -75,6 +75,20 @@ func TestListsMatchTheReference(t *testing.T) {
 	}
 }
 
+// TestListsMatchTheReferenceOverflowing runs the fixed sequences on a
+// shield whose exact and prefix tables have one bucket a list: most
+// entries go to the hash maps, and a removal frees a way the next entry
+// takes, so each kind of entry is looked up in both places.
+func TestListsMatchTheReferenceOverflowing(t *testing.T) {
+	s := newTestShieldWith(t, Options{exactMasks: oneBucket, prefixMasks: oneBucket}, noLimits())
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			emptyLists(t, s)
+			runListSequence(t, s, rand.New(rand.NewPCG(seed, seed)), 40)
+		})
+	}
+}
+
 func runListSequence(t *testing.T, s *Shield, rng *rand.Rand, steps int) {
 	pool := make([]netip.Prefix, len(diffPool))
 	for i, p := range diffPool {

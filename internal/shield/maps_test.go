@@ -334,50 +334,74 @@ func readArray[V any](t testing.TB, m *ebpf.Map) []V {
 
 // TestListChangesThatFailKeepFiltersExact makes the kernel refuse part of
 // a change: the filters must then count exactly what the maps hold, and
-// bad input must change nothing.
+// bad input must change nothing. Twice: with the prefixes in the hash map
+// alone (no tables, as before 5.5), and with the prefix table's one bucket
+// full, so that what it cannot take goes to the hash map, and fails there.
 func TestListChangesThatFailKeepFiltersExact(t *testing.T) {
-	s := newTestShield(t, noLimits())
-	put(t, s, Blocklist, time.Time{}, "198.18.0.0/15")
+	for _, tc := range []struct {
+		name    string
+		opts    Options
+		fillers []string // listed first (rules 101 on, by put): with them the table is one way short of full
+		room    uint32   // the hash map's
+		want    map[string]uint32
+	}{
+		{"hash map alone", Options{noMmap: true}, nil, 2,
+			map[string]uint32{"198.18.5.0/24": 1, "198.18.0.0/15": 2}},
+		{"table full", Options{prefixMasks: oneBucket}, []string{"192.0.2.0/24", "192.0.3.0/24"}, 1,
+			map[string]uint32{"198.18.5.0/24": 1, "198.18.0.0/15": 2, "203.0.113.0/24": 3, "192.0.2.0/24": 101, "192.0.3.0/24": 102}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestShieldWith(t, tc.opts, noLimits())
+			put(t, s, Blocklist, time.Time{}, append([]string{"198.18.0.0/15"}, tc.fillers...)...)
 
-	// Bad input is refused before anything is written.
-	if err := s.PutRules(Blocklist, []Rule{{Prefix: mustPrefix("198.20.0.0/16")}, {Prefix: netip.MustParsePrefix("198.21.0.1/16")}}); err == nil {
-		t.Error("an unmasked prefix was accepted")
-	}
-	if err := s.DeleteRules(Blocklist, []netip.Prefix{mustPrefix("198.18.0.0/15"), {}}); err == nil {
-		t.Error("an invalid prefix was accepted for removal")
-	}
-	if got := hitsOf(t, s, Blocklist); len(got) != 1 {
-		t.Errorf("bad input changed the list: %v", got)
-	}
-	checkFilterCounts(t, s)
+			// Bad input is refused before anything is written.
+			if err := s.PutRules(Blocklist, []Rule{{Prefix: mustPrefix("198.20.0.0/16")}, {Prefix: netip.MustParsePrefix("198.21.0.1/16")}}); err == nil {
+				t.Error("an unmasked prefix was accepted")
+			}
+			if err := s.DeleteRules(Blocklist, []netip.Prefix{mustPrefix("198.18.0.0/15"), {}}); err == nil {
+				t.Error("an invalid prefix was accepted for removal")
+			}
+			if got := hitsOf(t, s, Blocklist); len(got) != 1+len(tc.fillers) {
+				t.Errorf("bad input changed the list: %v", got)
+			}
+			checkFilterCounts(t, s)
 
-	// A prefix map with room for two entries stands in for a full map.
-	orig := s.objs.BlockV4Lpm
-	small, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: orig.KeySize(), ValueSize: orig.ValueSize(),
-		MaxEntries: 2, Flags: unix.BPF_F_NO_PREALLOC})
-	if err != nil {
-		t.Fatal(err)
+			// A small prefix map stands in for a full one.
+			orig := s.objs.BlockV4Lpm
+			small, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: orig.KeySize(), ValueSize: orig.ValueSize(),
+				MaxEntries: tc.room, Flags: unix.BPF_F_NO_PREALLOC})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.objs.BlockV4Lpm = small
+			t.Cleanup(func() { s.objs.BlockV4Lpm = orig; small.Close() })
+			if err := s.initPrefilters(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.fillers == nil {
+				put(t, s, Blocklist, time.Time{}, "198.18.0.0/15")
+			}
+			err = s.PutRules(Blocklist, []Rule{
+				{Prefix: mustPrefix("198.18.5.0/24"), RuleID: 1}, // fits
+				{Prefix: mustPrefix("198.18.0.0/15"), RuleID: 2}, // present: a rewrite
+				{Prefix: mustPrefix("203.0.113.0/24"), RuleID: 3},
+				{Prefix: mustPrefix("10.0.0.0/8"), RuleID: 4},
+			})
+			if err == nil {
+				t.Fatal("a prefix went in past the table's ways and the map's room")
+			}
+			got := hitsOf(t, s, Blocklist)
+			if len(got) != len(tc.want) {
+				t.Errorf("after the refusal the list holds %v, want %v", got, tc.want)
+			}
+			for p, rule := range tc.want {
+				if r, ok := got[mustPrefix(p)]; !ok || r.RuleID != rule {
+					t.Errorf("after the refusal %s is %+v (listed %v), want rule %d", p, r, ok, rule)
+				}
+			}
+			checkFilterCounts(t, s)
+		})
 	}
-	s.objs.BlockV4Lpm = small
-	t.Cleanup(func() { s.objs.BlockV4Lpm = orig; small.Close() })
-	if err := s.initPrefilters(); err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, Blocklist, time.Time{}, "198.18.0.0/15")
-	err = s.PutRules(Blocklist, []Rule{
-		{Prefix: mustPrefix("198.18.5.0/24"), RuleID: 1}, // fits
-		{Prefix: mustPrefix("198.18.0.0/15"), RuleID: 2}, // present: a rewrite
-		{Prefix: mustPrefix("203.0.113.0/24"), RuleID: 3},
-		{Prefix: mustPrefix("10.0.0.0/8"), RuleID: 4},
-	})
-	if err == nil {
-		t.Fatal("a third prefix went into a trie of two")
-	}
-	got := hitsOf(t, s, Blocklist)
-	if len(got) != 2 || got[mustPrefix("198.18.5.0/24")].RuleID != 1 || got[mustPrefix("198.18.0.0/15")].RuleID != 2 {
-		t.Errorf("after the refusal the list holds %v", got)
-	}
-	checkFilterCounts(t, s)
 }
 
 // TestExpiredEntryUncoversTheLivePrefix lists a live prefix with expiring

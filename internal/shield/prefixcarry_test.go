@@ -36,6 +36,13 @@ func TestPrefixTriesCarryOver(t *testing.T) {
 	put(t, s, Blocklist, time.Time{}, "198.18.0.0/15", "203.0.113.0/24", "2001:db8::/32")
 	put(t, s, Allowlist, time.Time{}, "198.19.7.0/24")
 	s.Close()
+	// That shield had no prefix tables: its prefixes were in the tries
+	// alone.
+	for _, name := range []string{"prefix_table_v4", "prefix_table_v6", "prefix_slots"} {
+		if err := os.Remove(filepath.Join(pin, "maps", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	type old struct {
 		prefix  string
 		plen    int // the key's length, when not the prefix's

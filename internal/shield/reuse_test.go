@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
-	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -84,13 +84,15 @@ func (s *Shield) resetForReuse() error {
 	if err := s.sources.close(); err != nil {
 		return err
 	}
-	// The exact tables are zeroed through their mappings: a batch write
-	// of their 32 MiB for every test costs seconds under emulation.
-	s.table4.clear()
-	s.table6.clear()
+	// The exact and prefix tables are zeroed through their mappings: a
+	// batch write of their 40 MiB for every test costs seconds under
+	// emulation.
 	tables := s.table4.used()
-	if err := errors.Join(s.table4.close(), s.table6.close()); err != nil {
-		return err
+	for _, t := range []*exactTable{s.table4, s.table6, s.prefix4, s.prefix6} {
+		t.clear()
+		if err := t.close(); err != nil {
+			return err
+		}
 	}
 	if err := emptyMaps(&s.objs.shieldMaps, tables); err != nil {
 		return err
@@ -102,7 +104,7 @@ func (s *Shield) resetForReuse() error {
 	*s = Shield{
 		objs: s.objs, links: map[string]link.Link{}, legacy: map[string]int{},
 		perf: s.perf, mono: s.mono, jiffiesProg: s.jiffiesProg, clockFallback: fallback, audit: s.audit,
-		exactMasks: s.exactMasks,
+		exactMasks: s.exactMasks, prefixMasks: s.prefixMasks,
 	}
 	var err error
 	if s.sources, err = openSourceTable(s.objs.Sources); err != nil {
@@ -139,7 +141,7 @@ func bytesOf(size, n int) reflect.Value {
 // perf event array than its reader (which the pool does not take).
 func emptyMaps(ms *shieldMaps, tablesCleared bool) error {
 	return eachMap(ms, func(name string, m *ebpf.Map) error {
-		if tablesCleared && strings.HasPrefix(name, "exact_table_") || tablesCleared && name == "exact_slots" {
+		if tablesCleared && slices.Contains(tableMaps, name) {
 			return nil
 		}
 		switch m.Type() {
@@ -279,7 +281,7 @@ func allZero(v reflect.Value) bool {
 // measure time (the clock's line is compared apart), for comparison.
 func goState(s *Shield) map[string]any {
 	skip := map[string]bool{"mu": true, "objs": true, "sources": true, "audit": true, "line": true, "bootOffset": true,
-		"table4": true, "table6": true}
+		"table4": true, "table6": true, "prefix4": true, "prefix6": true}
 	out := map[string]any{}
 	v := reflect.ValueOf(s).Elem()
 	for i := range v.NumField() {
@@ -290,7 +292,7 @@ func goState(s *Shield) map[string]any {
 		out[f.Name] = reflect.NewAt(f.Type, unsafe.Pointer(v.Field(i).UnsafeAddr())).Elem().Interface()
 	}
 	// The tables' mappings differ; what they index must not.
-	for name, t := range map[string]*exactTable{"table4": s.table4, "table6": s.table6} {
+	for name, t := range map[string]*exactTable{"table4": s.table4, "table6": s.table6, "prefix4": s.prefix4, "prefix6": s.prefix6} {
 		out[name] = []any{t.used(), t.masks, t.index}
 	}
 	return out
@@ -318,7 +320,11 @@ func TestReusedShieldIsFresh(t *testing.T) {
 	}
 	blockByFlood(t, s, netip.MustParseAddr("198.51.100.7"))
 	// A hit on an exact entry (its slot), and an entry in each exact hash
-	// map, where only the overflow of a full pair of buckets goes.
+	// map, where only the overflow of a full pair of buckets goes; a hit
+	// on a prefix (its slot).
+	if _, got, _ := run(t, s, udpFrom(netip.MustParseAddr("10.8.0.9"))); got != ReasonBlockedPrefix {
+		t.Fatalf("a packet from a blocked prefix: %s", got)
+	}
 	if _, got, _ := run(t, s, udpFrom(netip.MustParseAddr("10.1.2.4"))); got != ReasonBlockedExact {
 		t.Fatalf("a packet from a blocked address: %s", got)
 	}
@@ -329,6 +335,18 @@ func TestReusedShieldIsFresh(t *testing.T) {
 	}
 	for _, m := range []*ebpf.Map{s.objs.AllowV6, s.objs.BlockV6} {
 		if err := m.Put(shieldAddr6{Addr: [4]uint32{7}}, shieldEntry{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// And in each prefix hash map, likewise (the prefixes put above are in
+	// the prefix tables).
+	for _, m := range []*ebpf.Map{s.objs.AllowV4Lpm, s.objs.BlockV4Lpm} {
+		if err := m.Put(shieldLpmV4Key{Prefixlen: 8, Addr: 7}, shieldEntry{Prefixlen: 8}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range []*ebpf.Map{s.objs.AllowV6Lpm, s.objs.BlockV6Lpm} {
+		if err := m.Put(shieldLpmV6Key{Prefixlen: 8, Addr: [4]uint32{7}}, shieldEntry{Prefixlen: 8}); err != nil {
 			t.Fatal(err)
 		}
 	}
