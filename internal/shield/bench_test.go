@@ -448,27 +448,21 @@ func BenchmarkLookupFloor(b *testing.B) {
 	}
 	v4 := func(a netip.Addr) int32 { return word(netip.AddrFrom16(a.As16()), 3) }
 	// The LPM trie the prefixes were in before issue 15's lookup by
-	// length, holding the same IPv4 prefixes: what it costs beside the
-	// hash that replaced it.
+	// length, and the hash map by length they were in before the prefix
+	// tables, holding the same IPv4 prefixes: what each costs beside the
+	// table that replaced them.
 	trie, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.LPMTrie, KeySize: 8, ValueSize: f.s.objs.BlockV4Lpm.ValueSize(),
 		MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer trie.Close()
-	var (
-		k   shieldLpmV4Key
-		val shieldEntry
-	)
-	it := f.s.objs.BlockV4Lpm.Iterate()
-	for it.Next(&k, &val) {
-		if err := trie.Update(&k, &val, ebpf.UpdateAny); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := it.Err(); err != nil {
+	prefixHash, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 8, ValueSize: f.s.objs.BlockV4Lpm.ValueSize(),
+		MaxEntries: 1 << 20, Flags: unix.BPF_F_NO_PREALLOC})
+	if err != nil {
 		b.Fatal(err)
 	}
+	defer prefixHash.Close()
 	// The hash map the exact addresses were in before the exact tables,
 	// holding the same IPv4 addresses.
 	exactHash, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: f.s.objs.BlockV4.ValueSize(),
@@ -482,13 +476,24 @@ func BenchmarkLookupFloor(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, r := range rules {
-		if a := r.Prefix.Addr(); a.Is4() && r.Prefix.Bits() == 32 {
+		a := r.Prefix.Addr()
+		switch {
+		case !a.Is4():
+		case r.Prefix.Bits() == 32:
 			if err := exactHash.Put(uint32(v4(a)), shieldEntry{}); err != nil {
 				b.Fatal(err)
+			}
+		default:
+			k := shieldLpmV4Key{Prefixlen: uint32(r.Prefix.Bits()), Addr: uint32(v4(a))}
+			for _, m := range []*ebpf.Map{trie, prefixHash} {
+				if err := m.Put(&k, shieldEntry{Prefixlen: k.Prefixlen}); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 	}
 	dropKey := exactKey{uint32(v4(drop4))}
+	prefixKey := exactKey{prefix4Key(mustPrefix(benchPrefix4))}
 	for _, c := range []struct {
 		name string
 		body asm.Instructions
@@ -498,7 +503,8 @@ func BenchmarkLookupFloor(b *testing.B) {
 		{"array-source", lookup(f.s.objs.Sources, int32(sourceBucketOf(addr6Words(pass4))))},
 		{"table-exact-v4", lookup(f.s.objs.ExactTableV4, int32(f.s.table4.bucket(1, f.s.table4.hashes(dropKey)[0])))},
 		{"hash-exact-v4", lookup(exactHash, v4(drop4))},
-		{"hash-prefix-v4", lookup(f.s.objs.BlockV4Lpm, int32(benchPrefix4Len), v4(inPrefix4)&int32(prefixMask4(benchPrefix4Len)))},
+		{"table-prefix-v4", lookup(f.s.objs.PrefixTableV4, int32(f.s.prefix4.bucket(1, f.s.prefix4.hashes(prefixKey)[0])))},
+		{"hash-prefix-v4", lookup(prefixHash, int32(benchPrefix4Len), v4(inPrefix4)&int32(prefixMask4(benchPrefix4Len)))},
 		{"lpm-trie-v4", lookup(trie, 32, v4(inPrefix4))},
 		{"ktime-boot-ns", asm.Instructions{asm.FnKtimeGetBootNs.Call()}},
 		{"jiffies64", asm.Instructions{asm.FnJiffies64.Call()}},
