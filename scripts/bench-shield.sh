@@ -209,8 +209,8 @@ awk "$medians"'
 			if (e != "") printf "%-20s %10s   (empty XDP program: the BPF_PROG_TEST_RUN floor in every figure)\n", "empty/ipv" f, e
 		}
 		printf "\none operation alone (BenchmarkLookupFloor, median ns/pkt, floor included):\n"
-		split("empty array array-source table-exact-v4 hash-exact-v4 hash-prefix-v4 lpm-trie-v4 ktime-boot-ns jiffies64", ops, " ")
-		for (o = 1; o <= 7; o++) {
+		nops = split("empty array array-source table-exact-v4 hash-exact-v4 table-prefix-v4 hash-prefix-v4 lpm-trie-v4 ktime-boot-ns jiffies64", ops, " ")
+		for (o = 1; o <= nops; o++) {
 			x = m["BenchmarkLookupFloor/" ops[o]]
 			if (x != "") printf "  %-18s %8s\n", ops[o], x
 		}
