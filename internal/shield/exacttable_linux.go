@@ -266,6 +266,12 @@ func (t *exactTable) used() bool { return t != nil && t.mem != nil }
 
 func (t *exactTable) count(list int) int { return len(t.index[list]) }
 
+// holds reports whether list's entry k is in the table.
+func (t *exactTable) holds(list int, k exactKey) bool {
+	_, ok := t.index[list][k]
+	return ok
+}
+
 // update changes a held entry's expiry and rule in place, keeping its hits.
 func (t *exactTable) update(list int, k exactKey, expires uint64, rule uint32) bool {
 	w, ok := t.index[list][k]

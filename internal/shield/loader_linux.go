@@ -260,6 +260,9 @@ func (s *Shield) start() error {
 	if err := s.objs.Config.Lookup(&zero, &s.cfg); err != nil {
 		return fmt.Errorf("reading shield config: %w", err)
 	}
+	if err := s.dropHashCopiesLocked(); err != nil {
+		return err
+	}
 	if err := s.initPrefilters(); err != nil {
 		return err
 	}

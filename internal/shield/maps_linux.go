@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -663,6 +664,57 @@ func (s *Shield) clearEmptyLocked(lm listMaps, touched uint32) error {
 		return nil
 	}
 	return s.writeConfigLocked(c)
+}
+
+// dropHashCopiesLocked removes from the hash maps every entry its table
+// holds as well (a daemon of an earlier version, run over the same pins
+// after this one, may have put it there): the data path reads the table's
+// copy and never the other, which would only be listed twice and counted
+// twice in the filters. It runs at start, before the filters are built.
+func (s *Shield) dropHashCopiesLocked() error {
+	for _, l := range []List{Allowlist, Blocklist} {
+		lm, err := s.maps(l)
+		if err != nil {
+			return err
+		}
+		for _, st := range s.stores(lm) {
+			if !st.table.used() || st.table.count(lm.list) == 0 {
+				continue
+			}
+			var copies [][]byte
+			var key []byte
+			var val shieldEntry
+			it := st.m.Iterate()
+			for it.Next(&key, &val) {
+				p, ok := hashKeyPrefix(key)
+				if !ok {
+					continue
+				}
+				if t, k := s.table(p); t == st.table && t.holds(lm.list, k) {
+					copies = append(copies, slices.Clone(key))
+				}
+			}
+			if err := it.Err(); err != nil {
+				return fmt.Errorf("reading %s map: %w", l, err)
+			}
+			for _, k := range copies {
+				if err := st.m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+					return fmt.Errorf("removing a copy from the %s map: %w", l, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// hashKeyPrefix decodes a list hash map's key: an address (4 or 16 bytes
+// as the packet holds it) or a length and masked address.
+func hashKeyPrefix(key []byte) (netip.Prefix, bool) {
+	if len(key) == 4 || len(key) == 16 {
+		a, ok := netip.AddrFromSlice(key)
+		return netip.PrefixFrom(a, a.BitLen()), ok
+	}
+	return prefixOfKey(key)
 }
 
 // exactPresenceLocked sets the presence flags from what the tables and

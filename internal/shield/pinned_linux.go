@@ -33,7 +33,7 @@ func OpenPinned(pinPath string) (*PinnedLists, error) {
 		return nil, fmt.Errorf("opening the pinned blocklist map: %w", err)
 	}
 	return &PinnedLists{table: table, hash: hash,
-		t: exactTable{masks: [2]uint32{1<<exact4AllowLog - 1, 1<<exact4BlockLog - 1}}}, nil
+		t: exactTable{geom: geomExact4, masks: [2]uint32{1<<exact4AllowLog - 1, 1<<exact4BlockLog - 1}}}, nil
 }
 
 func (p *PinnedLists) Close() error { return errors.Join(p.table.Close(), p.hash.Close()) }

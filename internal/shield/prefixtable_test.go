@@ -3,10 +3,14 @@
 package shield
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
+
+	tu "github.com/aegis-edge/aegis/internal/testutil"
 )
 
 // prefixIn counts where a list's prefixes of a family are: in the prefix
@@ -199,5 +203,107 @@ func TestPrefixInHashStaysThere(t *testing.T) {
 	}
 	if s.cfg.Presence&uint32(shieldPresenceFlagHAS_BLOCK_V4PREFIX|shieldPresenceFlagHAS_BLOCK_V4PREFIX_HASH) != 0 {
 		t.Errorf("presence flags %#x left with no prefix", s.cfg.Presence)
+	}
+}
+
+// TestHashCopiesDroppedAtStart: an exact address and a prefix held in their
+// tables and, as well, in their hash maps (a daemon of an earlier version
+// run over the same pins after this one) are found once after a restart:
+// the hash maps' copies go, the tables' stay with their rules and hits,
+// and the filters count each entry once.
+func TestHashCopiesDroppedAtStart(t *testing.T) {
+	tu.RequireRoot(t)
+	pin := tu.PinPath(t)
+	first, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, first, Blocklist, time.Time{}, "10.94.1.1", "10.94.0.0/16", "2001:db8:94::/48")
+	lm, err := first.maps(Blocklist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"10.94.1.1", "10.94.0.0/16", "2001:db8:94::/48"} {
+		m, key, _ := lm.slot(mustPrefix(p))
+		if err := m.Put(key, shieldEntry{RuleId: 7, Prefixlen: entryPrefixlen(mustPrefix(p))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, got, _ := run(t, first, udpFrom(netip.MustParseAddr("10.94.2.2"))); got != ReasonBlockedPrefix {
+		t.Fatalf("before the restart: %s", got)
+	}
+	first.Close()
+
+	s, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hits := hitsOf(t, s, Blocklist) // fails on an entry listed twice
+	if len(hits) != 3 || hits[mustPrefix("10.94.0.0/16")].Hits != 1 {
+		t.Fatalf("after the restart the blocklist is %+v", hits)
+	}
+	for p, r := range hits {
+		if r.RuleID == 7 {
+			t.Errorf("%s kept the hash map's copy", p)
+		}
+	}
+	for _, v6 := range []bool{false, true} {
+		for _, prefix := range []bool{false, true} {
+			if _, hash := storedIn(t, s, Blocklist, v6, prefix); hash != 0 {
+				t.Errorf("v6=%v prefix=%v: %d copies left in the hash map", v6, prefix, hash)
+			}
+		}
+	}
+	checkFilterCounts(t, s)
+	if err := s.DeleteRules(Blocklist, []netip.Prefix{mustPrefix("10.94.0.0/16")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, _ := run(t, s, udpFrom(netip.MustParseAddr("10.94.2.2"))); got != ReasonPassed {
+		t.Errorf("after the prefix's removal: %s", got)
+	}
+	checkFilterCounts(t, s)
+}
+
+// TestPinnedListsReadBothPlaces: another process's view of the blocklist
+// (OpenPinned) finds each exact IPv4 address in the table or in the hash
+// map, and counts the blocklist's alone.
+func TestPinnedListsReadBothPlaces(t *testing.T) {
+	tu.RequireRoot(t)
+	pin := tu.PinPath(t)
+	s, err := Load(Options{PinPath: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var listed []string
+	for i := range 20 {
+		listed = append(listed, fmt.Sprintf("10.95.0.%d", i+1))
+	}
+	put(t, s, Blocklist, time.Time{}, listed...)
+	put(t, s, Allowlist, time.Time{}, "10.95.1.1", "10.95.1.2", "10.95.1.3")
+	// One in the hash map, as one the table had no way for.
+	overflow := netip.MustParseAddr("10.95.2.1")
+	b := overflow.As4()
+	if err := s.objs.BlockV4.Put(binary.NativeEndian.Uint32(b[:]), shieldEntry{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenPinned(pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, a := range append(listed, overflow.String()) {
+		if held, err := p.Blocks(netip.MustParseAddr(a)); err != nil || !held {
+			t.Errorf("Blocks(%s) = %v, %v; want listed", a, held, err)
+		}
+	}
+	for _, a := range []string{"10.95.1.1", "10.95.0.99"} {
+		if held, err := p.Blocks(netip.MustParseAddr(a)); err != nil || held {
+			t.Errorf("Blocks(%s) = %v, %v; want not listed", a, held, err)
+		}
+	}
+	if n, err := p.BlockedCount(); err != nil || n != 21 {
+		t.Errorf("BlockedCount = %d, %v; want 21", n, err)
 	}
 }
