@@ -29,15 +29,16 @@ func newTestShield(t testing.TB, st Settings) *Shield {
 }
 
 // newTestShieldWith is newTestShield with load options. With the default
-// options a test gets a shield an earlier test used, reset to what Load
-// leaves (reuse_test.go), where there is one.
+// options, or options that only shape the tables, a test gets a shield an
+// earlier test loaded with the same options and let go of, reset to what
+// Load leaves (reuse_test.go), where there is one.
 func newTestShieldWith(t testing.TB, opts Options, st Settings) *Shield {
 	t.Helper()
 	testutil.RequireRoot(t)
 	var s *Shield
-	reuse := reuseOK(t, opts)
+	key, reuse := reuseKey(t, opts)
 	if reuse {
-		s = reusedShield()
+		s = reusedShield(key)
 	}
 	if s == nil {
 		var err error
@@ -46,7 +47,7 @@ func newTestShieldWith(t testing.TB, opts Options, st Settings) *Shield {
 		}
 	}
 	if reuse {
-		t.Cleanup(func() { releaseShield(t, s) })
+		t.Cleanup(func() { releaseShield(t, s, key) })
 	} else {
 		t.Cleanup(func() { s.Close() })
 	}

@@ -891,19 +891,55 @@ static __always_inline int prefix6_in(__u32 list, __u32 plen, __u32 a0, __u32 a1
 	return EXACT_ABSENT;
 }
 
-// prefix4_probe is prefix4_in, a global function as prefix6_probe is.
-__attribute__((noinline)) int prefix4_probe(__u32 list, __u32 key)
+// PROBE_HASHED in a probe's which_len: the list's prefix hash map holds
+// entries.
+#define PROBE_HASHED (1 << 16)
+
+static __always_inline int live(struct entry *e, __u64 now);
+
+// prefix4_has reports whether list's prefix of length len (key, its
+// prefix4_key; addr, its masked address as the packet holds it) is held
+// and live: in the table, else, when hashed, in the prefix hash map. An
+// entry is in one of the two, so one the table holds expired is not looked
+// for in the map.
+static __always_inline int prefix4_has(__u32 which, __u32 hashed, __u32 len, __u32 key, __u32 addr)
 {
-	return prefix4_in(list & 1, key);
+	int found = prefix4_in(which, key);
+	if (found != EXACT_ABSENT || !hashed)
+		return found == EXACT_LIVE;
+	struct lpm_v4_key k = {.prefixlen = len, .addr = addr};
+	struct entry *e = which ? bpf_map_lookup_elem(&block_v4_lpm, &k) : bpf_map_lookup_elem(&allow_v4_lpm, &k);
+	return e && live(e, clock_now());
 }
 
-// prefix6_probe is prefix6_in for a list (0 allow, 1 block) in bits 8 and
-// up of which_len, the length below. A global function, as prefix_match
-// is: the verifier checks its probe once, not at every length of the loops
-// that call it (inlined there, it walked past a million instructions).
+// prefix4_probe is prefix4_has for a list (0 allow, 1 block) in bit 8 of
+// which_len, PROBE_HASHED and the length below: a global function as
+// prefix6_probe is.
+__attribute__((noinline)) int prefix4_probe(__u32 which_len, __u32 key, __u32 addr)
+{
+	return prefix4_has((which_len >> 8) & 1, which_len & PROBE_HASHED, which_len & 0xff, key, addr);
+}
+
+// prefix6_has is prefix4_has for IPv6.
+static __always_inline int prefix6_has(__u32 which, __u32 hashed, __u32 len, __u32 a0, __u32 a1, __u32 a2,
+				       __u32 a3)
+{
+	int found = prefix6_in(which, len, a0, a1, a2, a3);
+	if (found != EXACT_ABSENT || !hashed)
+		return found == EXACT_LIVE;
+	struct lpm_v6_key k = {.prefixlen = len, .addr = {a0, a1, a2, a3}};
+	struct entry *e = which ? bpf_map_lookup_elem(&block_v6_lpm, &k) : bpf_map_lookup_elem(&allow_v6_lpm, &k);
+	return e && live(e, clock_now());
+}
+
+// prefix6_probe is prefix6_has for a list (0 allow, 1 block) in bit 8 of
+// which_len, PROBE_HASHED and the length below. A global function, as
+// prefix_match is: the verifier checks its probe once, not at every length
+// of the loops that call it (inlined there, it walked past a million
+// instructions), and the loops see one outcome of two.
 __attribute__((noinline)) int prefix6_probe(__u32 which_len, __u32 a0, __u32 a1, __u32 a2, __u32 a3)
 {
-	return prefix6_in((which_len >> 8) & 1, which_len & 0xff, a0, a1, a2, a3);
+	return prefix6_has((which_len >> 8) & 1, which_len & PROBE_HASHED, which_len & 0xff, a0, a1, a2, a3);
 }
 
 // autoblock_marks lets a packet of a class without a rate limit (TCP other
@@ -1018,7 +1054,7 @@ static __always_inline void first_bits(__u32 n, __u32 *hi, __u32 *lo)
 // holds entries, in that map; an expired entry is as if absent, so the next
 // length decides. Each length is tried once: at most 32 lookups, paid only
 // by a source whose /16 holds that many lengths.
-static __always_inline int prefix_v4(void *prefix, __u32 which, __u32 addr, int hashed)
+static __always_inline int prefix_v4(__u32 which, __u32 addr, __u32 hashed)
 {
 	__u32 b = bpf_ntohl(addr) >> 16;
 	__u32 key = which * PLENS4_VALUES + b / PLENS4_PER_VALUE;
@@ -1027,28 +1063,21 @@ static __always_inline int prefix_v4(void *prefix, __u32 which, __u32 addr, int 
 		return 0;
 	__u64 mask = pl->mask[b % PLENS4_PER_VALUE];
 	__u32 host = bpf_ntohl(addr);
-	struct lpm_v4_key k;
+	__u32 probe = which << 8 | (hashed ? PROBE_HASHED : 0);
 
-	// The longest length is probed inline (most /16s hold one length),
+	// The longest length is looked up inline (most /16s hold one length),
 	// the others through the global prefix4_probe: inlined in the loop,
 	// the probe's branches took the verifier past a million
-	// instructions.
+	// instructions. The verifier knows i, so it walks the inline probe
+	// once.
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < 32 && mask; i++) {
 		__u32 len = 31 - low_bit(mask);
 		mask &= mask - 1;
-		int found = i == 0 ? prefix4_in(which, prefix4_key(host, len))
-				   : prefix4_probe(which, prefix4_key(host, len));
-		if (found == EXACT_LIVE)
-			return 1;
-		if (found == EXACT_EXPIRED || !hashed)
-			continue;
 		__u32 hi, lo;
 		first_bits(len + 32, &hi, &lo);
-		k.prefixlen = len;
-		k.addr = addr & lo;
-		struct entry *e = bpf_map_lookup_elem(prefix, &k);
-		if (e && live(e, clock_now()))
+		if (i == 0 ? prefix4_has(which, hashed, len, prefix4_key(host, len), addr & lo)
+			   : prefix4_probe(probe | len, prefix4_key(host, len), addr & lo))
 			return 1;
 	}
 	return 0;
@@ -1056,90 +1085,82 @@ static __always_inline int prefix_v4(void *prefix, __u32 which, __u32 addr, int 
 
 // prefix_v6 is prefix_v4 for IPv6: the lengths of 64 and longer first,
 // then the shorter ones, at most 128 lookups.
-static __always_inline int prefix_v6(void *prefix, __u32 which, const struct addr6 *a, int hashed)
+static __always_inline int prefix_v6(__u32 which, const struct addr6 *a, __u32 hashed)
 {
-	__u32 list = which << 8;
 	__u32 b = (bpf_ntohl(a->addr[0]) * 0x9E3779B1u) >> (32 - PLENS6_LOG);
 	__u32 key = which * PLENS6_VALUES + b / PLENS6_PER_VALUE;
 	struct plens6 *pl = bpf_map_lookup_elem(&prefix_lens_v6, &key);
 	if (!pl)
 		return 0;
 	__u64 mask = pl->mask[2 * (b % PLENS6_PER_VALUE)];
-	struct lpm_v6_key k;
+	__u32 probe = which << 8 | (hashed ? PROBE_HASHED : 0);
 	__u32 hi, lo;
 
-	k.addr[0] = a->addr[0];
-	k.addr[1] = a->addr[1];
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < 64 && mask; i++) {
 		__u32 len = 63 - low_bit(mask);
 		mask &= mask - 1;
 		first_bits(len, &hi, &lo);
-		k.prefixlen = 64 + len;
-		k.addr[2] = a->addr[2] & hi;
-		k.addr[3] = a->addr[3] & lo;
-		int found = prefix6_probe(list | k.prefixlen, k.addr[0], k.addr[1], k.addr[2], k.addr[3]);
-		if (found == EXACT_LIVE)
-			return 1;
-		if (found == EXACT_EXPIRED || !hashed)
-			continue;
-		struct entry *e = bpf_map_lookup_elem(prefix, &k);
-		if (e && live(e, clock_now()))
+		if (prefix6_probe(probe | (64 + len), a->addr[0], a->addr[1], a->addr[2] & hi, a->addr[3] & lo))
 			return 1;
 	}
 	mask = pl->mask[2 * (b % PLENS6_PER_VALUE) + 1];
-	k.addr[2] = 0;
-	k.addr[3] = 0;
+	// The shorter lengths' first is looked up inline, as in prefix_v4
+	// (peeling the longer ones' too took the verifier past its limit).
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < 64 && mask; i++) {
 		__u32 len = 63 - low_bit(mask);
 		mask &= mask - 1;
 		first_bits(len, &hi, &lo);
-		k.prefixlen = len;
-		k.addr[0] = a->addr[0] & hi;
-		k.addr[1] = a->addr[1] & lo;
-		int found = i == 0 ? prefix6_in(which, len, k.addr[0], k.addr[1], 0, 0)
-				   : prefix6_probe(list | len, k.addr[0], k.addr[1], 0, 0);
-		if (found == EXACT_LIVE)
-			return 1;
-		if (found == EXACT_EXPIRED || !hashed)
-			continue;
-		struct entry *e = bpf_map_lookup_elem(prefix, &k);
-		if (e && live(e, clock_now()))
+		if (i == 0 ? prefix6_has(which, hashed, len, a->addr[0] & hi, a->addr[1] & lo, 0, 0)
+			   : prefix6_probe(probe | len, a->addr[0] & hi, a->addr[1] & lo, 0, 0))
 			return 1;
 	}
 	return 0;
 }
 
 // prefix_match is the prefix lookup of list (0 allow, 1 block; 2 and 3 the
-// same for IPv6; PREFIX_HASHED added when the list's prefix hash map holds
-// entries) for a source, a4[0] alone for IPv4. A global function: the
+// same for IPv6) for a source, a4[0] alone for IPv4. A global function: the
 // verifier checks it once, on its own, where inlined it would walk its
 // loops again for every state the parser can reach them in (Linux 5.6).
-// The time is read only where an entry's expiry needs it.
-#define PREFIX_HASHED 0x100
-
+// It reads whether the list's prefix hash map holds entries itself: a
+// branch for it at the call doubled the main program's walk after it.
 __attribute__((noinline)) int prefix_match(__u32 list, __u32 a0, __u32 a1, __u32 a2, __u32 a3)
 {
-	int hashed = list & PREFIX_HASHED;
-	list &= ~PREFIX_HASHED;
+	__u32 zero = 0;
+	struct shield_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u32 presence = cfg ? cfg->presence : ~0u;
+	__u32 hashed;
+	switch (list) {
+	case PREFILTER_ALLOW_V4:
+		hashed = presence & HAS_ALLOW_V4_PREFIX_HASH;
+		break;
+	case PREFILTER_BLOCK_V4:
+		hashed = presence & HAS_BLOCK_V4_PREFIX_HASH;
+		break;
+	case PREFILTER_ALLOW_V6:
+		hashed = presence & HAS_ALLOW_V6_PREFIX_HASH;
+		break;
+	default:
+		hashed = presence & HAS_BLOCK_V6_PREFIX_HASH;
+	}
 	if (list == PREFILTER_ALLOW_V4)
-		return prefix_v4(&allow_v4_lpm, 0, a0, hashed);
+		return prefix_v4(0, a0, hashed);
 	if (list == PREFILTER_BLOCK_V4)
-		return prefix_v4(&block_v4_lpm, 1, a0, hashed);
+		return prefix_v4(1, a0, hashed);
 	struct addr6 a = {.addr = {a0, a1, a2, a3}};
 	if (list == PREFILTER_ALLOW_V6)
-		return prefix_v6(&allow_v6_lpm, 0, &a, hashed);
+		return prefix_v6(0, &a, hashed);
 	if (list == PREFILTER_BLOCK_V6)
-		return prefix_v6(&block_v6_lpm, 1, &a, hashed);
+		return prefix_v6(1, &a, hashed);
 	return 0;
 }
 
 // list_v4 returns REASON_PASSED when no live entry matches, else hit_exact or
 // hit_prefix.
 static __always_inline __u32 list_v4(void *exact, __u32 filter, __u32 presence,
-				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, __u32 has_prefix_hash,
-				     __u32 addr, __u32 hit_exact, __u32 hit_prefix)
+				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, __u32 addr,
+				     __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
@@ -1154,15 +1175,15 @@ static __always_inline __u32 list_v4(void *exact, __u32 filter, __u32 presence,
 		}
 	}
 	if ((presence & has_prefix) && may_match(filter, bpf_ntohl(addr) >> 16)) {
-		if (prefix_match(filter | ((presence & has_prefix_hash) ? PREFIX_HASHED : 0), addr, 0, 0, 0))
+		if (prefix_match(filter, addr, 0, 0, 0))
 			return hit_prefix;
 	}
 	return REASON_PASSED;
 }
 
 static __always_inline __u32 list_v6(void *exact, __u32 filter, __u32 presence,
-				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, __u32 has_prefix_hash,
-				     const struct addr6 *addr, __u32 hit_exact, __u32 hit_prefix)
+				     __u32 has_exact, __u32 has_hash, __u32 has_prefix, const struct addr6 *addr,
+				     __u32 hit_exact, __u32 hit_prefix)
 {
 	struct entry *e;
 
@@ -1178,8 +1199,7 @@ static __always_inline __u32 list_v6(void *exact, __u32 filter, __u32 presence,
 	}
 	if ((presence & has_prefix) &&
 	    (may_match_v6(filter, bucket_v6(addr->addr[0])) || may_match_long(filter, addr))) {
-		if (prefix_match(filter | ((presence & has_prefix_hash) ? PREFIX_HASHED : 0), addr->addr[0],
-				 addr->addr[1], addr->addr[2], addr->addr[3]))
+		if (prefix_match(filter, addr->addr[0], addr->addr[1], addr->addr[2], addr->addr[3]))
 			return hit_prefix;
 	}
 	return REASON_PASSED;
@@ -1556,12 +1576,12 @@ int aegis_xdp(struct xdp_md *ctx)
 		__u32 saddr = ip->saddr;
 
 		reason = list_v4(&allow_v4, PREFILTER_ALLOW_V4, cfg->presence, HAS_ALLOW_V4,
-				 HAS_ALLOW_V4_HASH, HAS_ALLOW_V4_PREFIX, HAS_ALLOW_V4_PREFIX_HASH, saddr, REASON_ALLOWLISTED,
+				 HAS_ALLOW_V4_HASH, HAS_ALLOW_V4_PREFIX, saddr, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
 		reason = list_v4(&block_v4, PREFILTER_BLOCK_V4, cfg->presence, HAS_BLOCK_V4,
-				 HAS_BLOCK_V4_HASH, HAS_BLOCK_V4_PREFIX, HAS_BLOCK_V4_PREFIX_HASH, saddr, REASON_BLOCKED_EXACT,
+				 HAS_BLOCK_V4_HASH, HAS_BLOCK_V4_PREFIX, saddr, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
@@ -1623,12 +1643,12 @@ int aegis_xdp(struct xdp_md *ctx)
 
 		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
 		reason = list_v6(&allow_v6, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
-				 HAS_ALLOW_V6_HASH, HAS_ALLOW_V6_PREFIX, HAS_ALLOW_V6_PREFIX_HASH, &src, REASON_ALLOWLISTED,
+				 HAS_ALLOW_V6_HASH, HAS_ALLOW_V6_PREFIX, &src, REASON_ALLOWLISTED,
 				 REASON_ALLOWLISTED);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
 		reason = list_v6(&block_v6, PREFILTER_BLOCK_V6, cfg->presence, HAS_BLOCK_V6,
-				 HAS_BLOCK_V6_HASH, HAS_BLOCK_V6_PREFIX, HAS_BLOCK_V6_PREFIX_HASH, &src, REASON_BLOCKED_EXACT,
+				 HAS_BLOCK_V6_HASH, HAS_BLOCK_V6_PREFIX, &src, REASON_BLOCKED_EXACT,
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
