@@ -29,16 +29,15 @@ func newTestShield(t testing.TB, st Settings) *Shield {
 }
 
 // newTestShieldWith is newTestShield with load options. With the default
-// options, or options that only shape the tables, a test gets a shield an
-// earlier test loaded with the same options and let go of, reset to what
-// Load leaves (reuse_test.go), where there is one.
+// options a test gets a shield an earlier test used, reset to what Load
+// leaves (reuse_test.go), where there is one.
 func newTestShieldWith(t testing.TB, opts Options, st Settings) *Shield {
 	t.Helper()
 	testutil.RequireRoot(t)
 	var s *Shield
-	key, reuse := reuseKey(t, opts)
+	reuse := reuseOK(t, opts)
 	if reuse {
-		s = reusedShield(key)
+		s = reusedShield()
 	}
 	if s == nil {
 		var err error
@@ -47,7 +46,7 @@ func newTestShieldWith(t testing.TB, opts Options, st Settings) *Shield {
 		}
 	}
 	if reuse {
-		t.Cleanup(func() { releaseShield(t, s, key) })
+		t.Cleanup(func() { releaseShield(t, s) })
 	} else {
 		t.Cleanup(func() { s.Close() })
 	}

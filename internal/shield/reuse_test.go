@@ -32,51 +32,35 @@ import (
 // options call Load, as before.
 var reusable struct {
 	sync.Mutex
-	free map[string][]*Shield // by reuseKey
+	free []*Shield
 }
 
-// reuseKey reports whether a shield loaded with opts for t may come from, and
-// go back to, the pool, and the pool's key for opts: tests (not benchmarks,
-// which measure a fresh load) with the default options, or with nothing but
-// the tables' shapes set (those a reset keeps). releaseShield also keeps out
-// a shield on perf events (a kernel without a ring buffer): a perf event
-// array's entries are its readers', which a reset does not undo.
-func reuseKey(t testing.TB, opts Options) (string, bool) {
-	if _, bench := t.(*testing.B); bench {
-		return "", false
-	}
-	shape := Options{noMmap: opts.noMmap, exactMasks: opts.exactMasks, prefixMasks: opts.prefixMasks}
-	if !reflect.DeepEqual(opts, shape) {
-		return "", false
-	}
-	masks := func(m *[4]uint32) string {
-		if m == nil {
-			return "default"
-		}
-		return fmt.Sprint(*m)
-	}
-	return fmt.Sprintf("mmap=%v exact=%s prefix=%s", !opts.noMmap, masks(opts.exactMasks), masks(opts.prefixMasks)), true
+// reuseOK reports whether a shield loaded with opts for t may come from, and
+// go back to, the pool: tests (not benchmarks, which measure a fresh load)
+// with the default options. releaseShield also keeps out a shield on perf
+// events (a kernel without a ring buffer): a perf event array's entries are
+// its readers', which a reset does not undo.
+func reuseOK(t testing.TB, opts Options) bool {
+	_, bench := t.(*testing.B)
+	return !bench && reflect.ValueOf(opts).IsZero()
 }
 
-// reusedShield takes a reset shield of the key's from the pool, or returns
-// nil.
-func reusedShield(key string) *Shield {
+// reusedShield takes a reset shield from the pool, or returns nil.
+func reusedShield() *Shield {
 	reusable.Lock()
 	defer reusable.Unlock()
-	free := reusable.free[key]
-	n := len(free)
+	n := len(reusable.free)
 	if n == 0 {
 		return nil
 	}
-	s := free[n-1]
-	reusable.free[key] = free[:n-1]
+	s := reusable.free[n-1]
+	reusable.free = reusable.free[:n-1]
 	return s
 }
 
-// releaseShield resets s and puts it in the pool under key, or closes it
-// when it cannot be reused: attached somewhere, closed by the test, on perf
-// events.
-func releaseShield(t testing.TB, s *Shield, key string) {
+// releaseShield resets s and puts it in the pool, or closes it when it
+// cannot be reused: attached somewhere, closed by the test, on perf events.
+func releaseShield(t testing.TB, s *Shield) {
 	if s.objs.AegisXdp.FD() < 0 {
 		return // closed by the test
 	}
@@ -91,10 +75,7 @@ func releaseShield(t testing.TB, s *Shield, key string) {
 	}
 	reusable.Lock()
 	defer reusable.Unlock()
-	if reusable.free == nil {
-		reusable.free = map[string][]*Shield{}
-	}
-	reusable.free[key] = append(reusable.free[key], s)
+	reusable.free = append(reusable.free, s)
 }
 
 // resetForReuse brings an unpinned, unattached shield back to the state
