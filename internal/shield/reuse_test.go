@@ -3,6 +3,7 @@
 package shield
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -239,24 +240,21 @@ func dumpMaps(t *testing.T, ms *shieldMaps) mapDump {
 		switch m.Type() {
 		case ebpf.PerfEventArray, ebpf.RingBuf:
 			return nil // not readable entry by entry
-		case ebpf.PerCPUArray:
-			for k := range m.MaxEntries() {
-				v := reflect.New(bytesOf(int(m.ValueSize()), 0).Type())
-				if err := m.Lookup(k, v.Interface()); err != nil {
-					return err
+		case ebpf.Array, ebpf.PerCPUArray:
+			return eachArrayValue(m, func(k uint32, v reflect.Value) {
+				if allZero(v) {
+					return
 				}
-				if !allZero(v.Elem()) {
-					entries[fmt.Sprint(k)] = fmt.Sprint(v.Elem().Interface())
+				if m.Type() == ebpf.Array {
+					entries[hex.EncodeToString(binary.NativeEndian.AppendUint32(nil, k))] = hex.EncodeToString(v.Bytes())
+				} else {
+					entries[fmt.Sprint(k)] = fmt.Sprint(v.Interface())
 				}
-			}
-			return nil
+			})
 		}
 		k, v := make([]byte, m.KeySize()), make([]byte, m.ValueSize())
 		it := m.Iterate()
 		for it.Next(&k, &v) {
-			if m.Type() == ebpf.Array && allZero(reflect.ValueOf(v)) {
-				continue
-			}
 			entries[hex.EncodeToString(k)] = hex.EncodeToString(v)
 		}
 		return it.Err()
@@ -267,8 +265,59 @@ func dumpMaps(t *testing.T, ms *shieldMaps) mapDump {
 	return out
 }
 
+// eachArrayValue calls fn with every index of an array map and its value:
+// the bytes of an array's value, or a per-CPU array's values as a slice of
+// byte arrays. It reads in batches: the tables are millions of entries,
+// and two syscalls an entry took minutes under emulation. Kernels before
+// 5.6 are read one entry at a time.
+func eachArrayValue(m *ebpf.Map, fn func(k uint32, v reflect.Value)) error {
+	size, ncpu := int(m.ValueSize()), 1
+	if m.Type() == ebpf.PerCPUArray {
+		ncpu = mustPossibleCPUs()
+	}
+	// A batch of about a MiB: some arrays are one value of megabytes.
+	batch := max(1, min(int(m.MaxEntries()), (1<<20)/(size*ncpu)))
+	keys := make([]uint32, batch)
+	values := bytesOf(size, batch*ncpu)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, values.Interface(), nil)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			break
+		}
+		for i := range n {
+			if ncpu == 1 {
+				fn(keys[i], values.Index(i).Slice(0, size))
+			} else {
+				fn(keys[i], values.Slice(i*ncpu, (i+1)*ncpu))
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for k := range m.MaxEntries() {
+		v := bytesOf(size, ncpu)
+		if err := m.Lookup(k, v.Interface()); err != nil {
+			return err
+		}
+		if ncpu == 1 {
+			fn(k, v.Index(0).Slice(0, size))
+		} else {
+			fn(k, v)
+		}
+	}
+	return nil
+}
+
 // allZero reports whether a slice (of bytes or of byte arrays) holds only zeros.
 func allZero(v reflect.Value) bool {
+	if v.Type().Elem().Kind() == reflect.Uint8 {
+		return !slices.ContainsFunc(v.Bytes(), func(b byte) bool { return b != 0 })
+	}
 	for i := range v.Len() {
 		if !v.Index(i).IsZero() {
 			return false
