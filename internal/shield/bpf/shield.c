@@ -1561,18 +1561,8 @@ int aegis_xdp(struct xdp_md *ctx)
 		void *next = pos + ip->ihl * 4;
 		if (next > data_end)
 			return verdict(cfg, REASON_MALFORMED, len);
-		l4proto = ip->protocol;
-		__u16 fo = bpf_ntohs(ip->frag_off);
-		frag_units = fo & 0x1fff;
-		if (frag_units) {
-			frag = FRAG_LATER;
-		} else {
-			l4 = next;
-			if (fo & 0x2000) {
-				frag = FRAG_FIRST;
-				l4_end = (pos - data) + bpf_ntohs(ip->tot_len);
-			}
-		}
+		// The lists need only the source: they are read before the
+		// fragment fields are, as for IPv6 below.
 		__u32 saddr = ip->saddr;
 
 		reason = list_v4(&allow_v4, PREFILTER_ALLOW_V4, cfg->presence, HAS_ALLOW_V4,
@@ -1585,12 +1575,40 @@ int aegis_xdp(struct xdp_md *ctx)
 				 REASON_BLOCKED_PREFIX);
 		if (reason != REASON_PASSED)
 			return verdict(cfg, reason, len);
+		l4proto = ip->protocol;
+		__u16 fo = bpf_ntohs(ip->frag_off);
+		frag_units = fo & 0x1fff;
+		if (frag_units) {
+			frag = FRAG_LATER;
+		} else {
+			l4 = next;
+			if (fo & 0x2000) {
+				frag = FRAG_FIRST;
+				l4_end = (pos - data) + bpf_ntohs(ip->tot_len);
+			}
+		}
 		src.addr[2] = bpf_htonl(0xffff);
 		src.addr[3] = saddr & cfg->v4_mask;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = pos;
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return verdict(cfg, REASON_MALFORMED, len);
+		// The lists need only the source, so they are read before the
+		// extension headers are walked: no verdict comes from that walk,
+		// and each way through it is a state the verifier would otherwise
+		// carry through both lists (their walk went from 677,000
+		// instructions to 269,000 with this order).
+		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
+		reason = list_v6(&allow_v6, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
+				 HAS_ALLOW_V6_HASH, HAS_ALLOW_V6_PREFIX, &src, REASON_ALLOWLISTED,
+				 REASON_ALLOWLISTED);
+		if (reason != REASON_PASSED)
+			return verdict(cfg, reason, len);
+		reason = list_v6(&block_v6, PREFILTER_BLOCK_V6, cfg->presence, HAS_BLOCK_V6,
+				 HAS_BLOCK_V6_HASH, HAS_BLOCK_V6_PREFIX, &src, REASON_BLOCKED_EXACT,
+				 REASON_BLOCKED_PREFIX);
+		if (reason != REASON_PASSED)
+			return verdict(cfg, reason, len);
 		l4proto = ip6->nexthdr;
 		void *next = ip6 + 1;
 
@@ -1641,17 +1659,6 @@ int aegis_xdp(struct xdp_md *ctx)
 			}
 		}
 
-		__builtin_memcpy(src.addr, ip6->saddr.in6_u.u6_addr32, sizeof(src.addr));
-		reason = list_v6(&allow_v6, PREFILTER_ALLOW_V6, cfg->presence, HAS_ALLOW_V6,
-				 HAS_ALLOW_V6_HASH, HAS_ALLOW_V6_PREFIX, &src, REASON_ALLOWLISTED,
-				 REASON_ALLOWLISTED);
-		if (reason != REASON_PASSED)
-			return verdict(cfg, reason, len);
-		reason = list_v6(&block_v6, PREFILTER_BLOCK_V6, cfg->presence, HAS_BLOCK_V6,
-				 HAS_BLOCK_V6_HASH, HAS_BLOCK_V6_PREFIX, &src, REASON_BLOCKED_EXACT,
-				 REASON_BLOCKED_PREFIX);
-		if (reason != REASON_PASSED)
-			return verdict(cfg, reason, len);
 		src.addr[0] &= cfg->v6_mask[0];
 		src.addr[1] &= cfg->v6_mask[1];
 		src.addr[2] &= cfg->v6_mask[2];
