@@ -23,9 +23,9 @@ import (
 )
 
 // Loading the shield is the kernel verifier's walk of the program (630,000
-// instructions): about half a second here and 3–6 s in a QEMU guest of the
-// kernel matrix, where most of the package's time went to the eighty loads
-// its tests made. newTestShield therefore reuses a shield an earlier test
+// instructions when this was written, 269,000 now): about half a second here
+// and 3–6 s in a QEMU guest of the kernel matrix, where most of the
+// package's time went to the eighty loads its tests made. newTestShield therefore reuses a shield an earlier test
 // let go of, once reset to what Load leaves: every map emptied, the ring
 // buffer drained, and Load's start-up steps (settings, prefilters, clock,
 // marks) run again on the same program. TestReusedShieldIsFresh holds the
