@@ -393,7 +393,11 @@ func TestSourceTableSameSourceFlood(t *testing.T) {
 	}
 	passed := c.Verdicts[ReasonPassed].Packets - before.Verdicts[ReasonPassed].Packets
 	dropped := c.Verdicts[ReasonRateUDP].Packets - before.Verdicts[ReasonRateUDP].Packets
-	burst := uint64(st.UDP.Burst) + 1
+	// The test's clock is frozen: the bucket admits its burst, and what
+	// found the way busy and would have passed. Those are not certain: a
+	// guest whose second CPU the host did not run meanwhile has none (seen
+	// in the 6.12 guest, where the bound burst + 1 failed).
+	burst := uint64(st.UDP.Burst)
 	t.Logf("passed %d (the burst allows %d), dropped %d", passed, burst, dropped)
 	if passed < burst {
 		t.Errorf("passed %d, less than the burst of %d", passed, burst)
