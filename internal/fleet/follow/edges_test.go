@@ -20,6 +20,9 @@ func TestEdgesReportAndWait(t *testing.T) {
 	b := fx.follow(nil, nil, func(o *Options) { o.Name = "edge-b" })
 	a.waitCaughtUp(t)
 	b.waitCaughtUp(t)
+	// WaitApplied waits for the edges that have reported: both must have
+	// before the change, or it may not wait for the one that had not.
+	waitReports(t, fx, 2)
 
 	env := fx.publish(block("198.51.100.0/24"))
 	e, err := fx.h.KV.Get(fx.ctx(), env.StoredKey)
@@ -88,14 +91,7 @@ func TestEdgeReportsCannotSpeakForOthers(t *testing.T) {
 	victim.waitCaughtUp(t)
 	// Its report is written after it caught up, not with it: waited for
 	// here, so the stop below cannot come first.
-	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
-		if reports, err := hub.Edges(fx.ctx(), fx.h.JS); err == nil && len(reports) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the victim never reported")
-		}
-	}
+	waitReports(t, fx, 1)
 	victim.stop() // its last report stays, behind
 	env := fx.publish(block("198.51.100.0/24"))
 	e, err := fx.h.KV.Get(fx.ctx(), env.StoredKey)
@@ -133,5 +129,19 @@ func TestEdgeReportsCannotSpeakForOthers(t *testing.T) {
 	}
 	if reports, err := hub.Edges(fx.ctx(), fx.h.JS); err != nil || len(reports) != 1 {
 		t.Fatalf("after the rollup: Edges = %+v, %v; want victim's report kept", reports, err)
+	}
+}
+
+// waitReports waits until n edges have reported to the hub. An edge writes
+// its report after it caught up, not at the same moment.
+func waitReports(t *testing.T, fx *fixture, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
+		if reports, err := hub.Edges(fx.ctx(), fx.h.JS); err == nil && len(reports) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d edges never reported", n)
+		}
 	}
 }
