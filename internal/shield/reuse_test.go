@@ -25,8 +25,8 @@ import (
 // Loading the shield is the kernel verifier's walk of the program (630,000
 // instructions when this was written, 269,000 now): about half a second here
 // and 3–6 s in a QEMU guest of the kernel matrix, where most of the
-// package's time went to the eighty loads its tests made. newTestShield therefore reuses a shield an earlier test
-// let go of, once reset to what Load leaves: every map emptied, the ring
+// package's time went to the eighty loads its tests made. newTestShield
+// therefore reuses a shield an earlier test let go of, once reset to what Load leaves: every map emptied, the ring
 // buffer drained, and Load's start-up steps (settings, prefilters, clock,
 // marks) run again on the same program. TestReusedShieldIsFresh holds the
 // reset to that. Tests of loading itself, of pinned maps and of other load
@@ -246,7 +246,8 @@ func dumpMaps(t *testing.T, ms *shieldMaps) mapDump {
 					return
 				}
 				if m.Type() == ebpf.Array {
-					entries[hex.EncodeToString(binary.NativeEndian.AppendUint32(nil, k))] = hex.EncodeToString(v.Bytes())
+					value := v.Index(0).Slice(0, v.Index(0).Len()).Bytes()
+					entries[hex.EncodeToString(binary.NativeEndian.AppendUint32(nil, k))] = hex.EncodeToString(value)
 				} else {
 					entries[fmt.Sprint(k)] = fmt.Sprint(v.Interface())
 				}
@@ -265,9 +266,8 @@ func dumpMaps(t *testing.T, ms *shieldMaps) mapDump {
 	return out
 }
 
-// eachArrayValue calls fn with every index of an array map and its value:
-// the bytes of an array's value, or a per-CPU array's values as a slice of
-// byte arrays. It reads in batches: the tables are millions of entries,
+// eachArrayValue calls fn with every index of an array map and its values,
+// one byte array per CPU for a per-CPU array, else one. It reads in batches: the tables are millions of entries,
 // and two syscalls an entry took minutes under emulation. Kernels before
 // 5.6 are read one entry at a time.
 func eachArrayValue(m *ebpf.Map, fn func(k uint32, v reflect.Value)) error {
@@ -286,11 +286,7 @@ func eachArrayValue(m *ebpf.Map, fn func(k uint32, v reflect.Value)) error {
 			break
 		}
 		for i := range n {
-			if ncpu == 1 {
-				fn(keys[i], values.Index(i).Slice(0, size))
-			} else {
-				fn(keys[i], values.Slice(i*ncpu, (i+1)*ncpu))
-			}
+			fn(keys[i], values.Slice(i*ncpu, (i+1)*ncpu))
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return nil
@@ -301,14 +297,14 @@ func eachArrayValue(m *ebpf.Map, fn func(k uint32, v reflect.Value)) error {
 	}
 	for k := range m.MaxEntries() {
 		v := bytesOf(size, ncpu)
-		if err := m.Lookup(k, v.Interface()); err != nil {
+		lookupInto := v.Interface()
+		if ncpu == 1 {
+			lookupInto = v.Index(0).Addr().Interface()
+		}
+		if err := m.Lookup(k, lookupInto); err != nil {
 			return err
 		}
-		if ncpu == 1 {
-			fn(k, v.Index(0).Slice(0, size))
-		} else {
-			fn(k, v)
-		}
+		fn(k, v)
 	}
 	return nil
 }
@@ -317,6 +313,14 @@ func eachArrayValue(m *ebpf.Map, fn func(k uint32, v reflect.Value)) error {
 func allZero(v reflect.Value) bool {
 	if v.Type().Elem().Kind() == reflect.Uint8 {
 		return !slices.ContainsFunc(v.Bytes(), func(b byte) bool { return b != 0 })
+	}
+	if v.Type().Elem().Kind() == reflect.Array {
+		for i := range v.Len() {
+			if !allZero(v.Index(i).Slice(0, v.Index(i).Len())) {
+				return false
+			}
+		}
+		return true
 	}
 	for i := range v.Len() {
 		if !v.Index(i).IsZero() {
