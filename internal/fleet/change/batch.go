@@ -102,20 +102,20 @@ func (t *tree) path(m, lo, hi int) [][sha256.Size]byte {
 
 // rootFromPath recomputes the root from a leaf and its audit path (RFC
 // 9162 §2.1.3.2), failing on a path that does not fit index and size.
-// hash computes an interior node from its children (nodeHash, or a
-// memoised nodeHash).
-func rootFromPath(leaf [sha256.Size]byte, b *Batch, hash func(l, r [sha256.Size]byte) [sha256.Size]byte) ([sha256.Size]byte, error) {
+// hash computes an interior node from its children, given the node's
+// depth in the path (nodeHash, or a session's memo of it).
+func rootFromPath(leaf [sha256.Size]byte, b *Batch, hash func(depth int, l, r [sha256.Size]byte) [sha256.Size]byte) ([sha256.Size]byte, error) {
 	if b.Size == 0 || b.Index >= b.Size {
 		return leaf, errors.New("batch index out of range")
 	}
 	fn, sn := uint64(b.Index), uint64(b.Size-1)
 	r := leaf
-	for _, p := range b.Path {
+	for depth, p := range b.Path {
 		if sn == 0 {
 			return leaf, errors.New("batch proof too long")
 		}
 		if fn&1 == 1 || fn == sn {
-			r = hash(p, r)
+			r = hash(depth, p, r)
 			if fn&1 == 0 {
 				for fn&1 == 0 && fn != 0 {
 					fn >>= 1
@@ -123,7 +123,7 @@ func rootFromPath(leaf [sha256.Size]byte, b *Batch, hash func(l, r [sha256.Size]
 				}
 			}
 		} else {
-			r = hash(r, p)
+			r = hash(depth, r, p)
 		}
 		fn >>= 1
 		sn >>= 1

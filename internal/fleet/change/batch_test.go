@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -104,6 +105,7 @@ func TestSignBatchForgeries(t *testing.T) {
 func BenchmarkCheckBatch(b *testing.B) {
 	pub, priv := newKey(b)
 	v, _ := NewVerifier(Policy{Operators: []ed25519.PublicKey{pub}})
+	s := v.Session() // as the follower checks a delivery
 	now := time.Now()
 	envs, err := SignBatch(batchOf(1000, now), priv)
 	if err != nil {
@@ -121,7 +123,7 @@ func BenchmarkCheckBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 		e.StoredKey = envs[i%len(envs)].StoredKey
-		if _, err := v.Check(e, now); err != nil {
+		if _, err := s.Check(e, now); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -340,4 +342,85 @@ func TestRememberedRootHoldsItsSignature(t *testing.T) {
 	if _, err := v.Check(envs[5], now); err != nil {
 		t.Fatalf("the genuine record: %v", err)
 	}
+}
+
+// TestSessionAnswersAsAFreshVerifier: a session reuses the proof nodes and
+// the batch signature of the records before, so the attack is a forged
+// record right after the genuine ones whose nodes it shares. Every record
+// of a stream mixing two batches (one of an unbalanced size) with forgeries
+// of each kind, in order and shuffled, gets from one session the answer a
+// verifier that never saw anything gives it, and every forgery is refused.
+func TestSessionAnswersAsAFreshVerifier(t *testing.T) {
+	pub, priv := newKey(t)
+	now := time.Now()
+	policy := Policy{Operators: []ed25519.PublicKey{pub}}
+	var genuine []Envelope
+	for _, n := range []int{300, 64} {
+		changes := batchOf(n, now)
+		for i := range changes {
+			changes[i] = block(fmt.Sprintf("10.%d.%d.%d/32", n%256, i/256, i%256), now)
+		}
+		envs, err := SignBatch(changes, priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		genuine = append(genuine, envs...)
+	}
+	clone := func(e Envelope) Envelope {
+		b := *e.Batch
+		b.Path = append([][32]byte(nil), b.Path...)
+		e.Batch = &b
+		e.Sig = append([]byte(nil), e.Sig...)
+		return e
+	}
+	type record struct {
+		env    Envelope
+		forged string
+	}
+	var stream []record
+	for i, g := range genuine {
+		stream = append(stream, record{env: g})
+		if i%7 != 3 {
+			continue
+		}
+		depth := i % len(g.Batch.Path)
+		next := genuine[(i+1)%len(genuine)]
+		for name, f := range map[string]func(e *Envelope){
+			"a path node flipped":   func(e *Envelope) { e.Batch.Path[depth][i%32] ^= 1 },
+			"the last node flipped": func(e *Envelope) { e.Batch.Path[len(e.Batch.Path)-1][0] ^= 0x80 },
+			"payload edited":        func(e *Envelope) { e.Payload = append(e.Payload[:len(e.Payload)-1:len(e.Payload)-1], ' ') },
+			"signature edited":      func(e *Envelope) { e.Sig[i%len(e.Sig)] ^= 1 },
+			"the next record's path": func(e *Envelope) {
+				e.Batch = clone(next).Batch
+			},
+			"index moved": func(e *Envelope) { e.Batch.Index ^= 1 },
+		} {
+			e := clone(g)
+			f(&e)
+			stream = append(stream, record{env: e, forged: name})
+		}
+	}
+	check := func(t *testing.T, stream []record) {
+		v, _ := NewVerifier(policy)
+		s := v.Session()
+		for i, r := range stream {
+			fresh, _ := NewVerifier(policy)
+			_, want := fresh.Check(r.env, now)
+			_, got := s.Check(r.env, now)
+			if ReasonOf(got) != ReasonOf(want) || (got == nil) != (want == nil) {
+				t.Fatalf("record %d (%q): session says %v, a fresh verifier %v", i, r.forged, got, want)
+			}
+			if r.forged != "" && got == nil {
+				t.Fatalf("record %d, forged (%s), passed", i, r.forged)
+			}
+			if r.forged == "" && got != nil {
+				t.Fatalf("record %d, genuine: %v", i, got)
+			}
+		}
+	}
+	t.Run("in order", func(t *testing.T) { check(t, stream) })
+	shuffled := append([]record(nil), stream...)
+	rng := rand.New(rand.NewPCG(1, 2))
+	rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	t.Run("shuffled", func(t *testing.T) { check(t, shuffled) })
 }

@@ -112,25 +112,68 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	roots map[rootKey]struct{}
-	nodes map[[2][sha256.Size]byte][sha256.Size]byte
+}
+
+// Session checks records for one goroutine. The records of a batch, taken
+// in their batch's order, share the upper nodes of their proofs: a session
+// keeps the node hash it last computed at each depth of a proof and reuses
+// it when the next record's pair of children there is the same (both
+// compared whole), and the batch signature that last verified. A batch's
+// records then cost about one node hash each and take no lock. What a
+// session reuses is only what gave the same answer before, so whether a
+// record verifies never depends on what was checked before it.
+type Session struct {
+	v        *Verifier
+	nodes    [maxProofDepth]pathNode
+	lastRoot rootKey
+	hasRoot  bool
+}
+
+type pathNode struct {
+	l, r, h [sha256.Size]byte
+	set     bool
+}
+
+// maxProofDepth bounds a proof's length: a batch's size is a uint32.
+const maxProofDepth = 32
+
+// Session starts a session on v.
+func (v *Verifier) Session() *Session { return &Session{v: v} }
+
+// Check is Verifier.Check, reusing what the session computed before.
+func (s *Session) Check(env Envelope, now time.Time) (Change, error) {
+	return s.v.check(env, now, s)
+}
+
+func (s *Session) nodeHash(depth int, l, r [sha256.Size]byte) [sha256.Size]byte {
+	if depth >= maxProofDepth { // rootFromPath refuses such a path first
+		return nodeHash(l, r)
+	}
+	n := &s.nodes[depth]
+	if !n.set || n.l != l || n.r != r {
+		n.l, n.r, n.h, n.set = l, r, nodeHash(l, r), true
+	}
+	return n.h
 }
 
 // verify checks env's signature: over the payload, or over the root its
 // batch proof leads to. Roots that verified are remembered (a bounded
-// set), so a batch's other records cost hashes, not signatures; and the
-// interior node hashes are memoised (nodeHash), so most of those hashes
-// are a lookup: the records of one batch share their upper paths. Both
-// only save recomputing what gave the same answer before (a remembered
-// root holds the exact signature bytes that verified), so whether a
-// record verifies never depends on what was seen before it.
-func (v *Verifier) verify(key ed25519.PublicKey, env Envelope) error {
+// set), so a batch's other records cost hashes, not signatures; a session
+// s, if given, also spares most of those hashes (Session). Both only save
+// recomputing what gave the same answer before (a remembered root holds
+// the exact signature bytes that verified).
+func (v *Verifier) verify(key ed25519.PublicKey, env Envelope, s *Session) error {
 	if env.Batch == nil {
 		if !ed25519.Verify(key, signedMessage(env.Payload), env.Sig) {
 			return fmt.Errorf("signature does not verify with key %s", env.KeyID)
 		}
 		return nil
 	}
-	root, err := rootFromPath(leafHash(env.Payload), env.Batch, v.nodeHash)
+	hash := func(_ int, l, r [sha256.Size]byte) [sha256.Size]byte { return nodeHash(l, r) }
+	if s != nil {
+		hash = s.nodeHash
+	}
+	root, err := rootFromPath(leafHash(env.Payload), env.Batch, hash)
 	if err != nil {
 		return err
 	}
@@ -138,49 +181,31 @@ func (v *Verifier) verify(key ed25519.PublicKey, env Envelope) error {
 		return fmt.Errorf("batch signature of %d bytes", len(env.Sig))
 	}
 	rk := rootKey{keyID: env.KeyID, size: env.Batch.Size, root: root, sig: [ed25519.SignatureSize]byte(env.Sig)}
+	if s != nil && s.hasRoot && s.lastRoot == rk {
+		return nil
+	}
 	v.mu.Lock()
 	_, ok := v.roots[rk]
 	v.mu.Unlock()
-	if ok {
-		return nil
+	if !ok {
+		if !ed25519.Verify(key, batchMessage(env.Batch.Size, root), env.Sig) {
+			return fmt.Errorf("batch signature does not verify with key %s", env.KeyID)
+		}
+		v.mu.Lock()
+		if len(v.roots) >= maxRoots {
+			clear(v.roots) // batches arrive together; an old root costs one verification again
+		}
+		v.roots[rk] = struct{}{}
+		v.mu.Unlock()
 	}
-	if !ed25519.Verify(key, batchMessage(env.Batch.Size, root), env.Sig) {
-		return fmt.Errorf("batch signature does not verify with key %s", env.KeyID)
+	if s != nil {
+		s.lastRoot, s.hasRoot = rk, true
 	}
-	v.mu.Lock()
-	if len(v.roots) >= maxRoots {
-		clear(v.roots) // batches arrive together; an old root costs one verification again
-	}
-	v.roots[rk] = struct{}{}
-	v.mu.Unlock()
 	return nil
 }
 
-// nodeHash is the package's nodeHash through the verifier's memo.
-func (v *Verifier) nodeHash(l, r [sha256.Size]byte) [sha256.Size]byte {
-	k := [2][sha256.Size]byte{l, r}
-	v.mu.Lock()
-	h, ok := v.nodes[k]
-	v.mu.Unlock()
-	if ok {
-		return h
-	}
-	h = nodeHash(l, r)
-	v.mu.Lock()
-	if len(v.nodes) >= maxNodes {
-		clear(v.nodes)
-	}
-	v.nodes[k] = h
-	v.mu.Unlock()
-	return h
-}
-
-// maxRoots bounds the verified batch roots a Verifier remembers, and
-// maxNodes its memo of node hashes (about 130 bytes each).
-const (
-	maxRoots = 4096
-	maxNodes = 1 << 14
-)
+// maxRoots bounds the verified batch roots a Verifier remembers.
+const maxRoots = 4096
 
 // rootKey is a verified batch signature: the signature is part of it, so
 // a record carrying a verified root with other signature bytes is checked
@@ -200,7 +225,7 @@ type trustedKey struct {
 // NewVerifier returns a verifier for p. A key may not be both an
 // operator's and the controller's: the controller's role would be lost.
 func NewVerifier(p Policy) (*Verifier, error) {
-	v := &Verifier{p: p, keys: map[string]trustedKey{}, roots: map[rootKey]struct{}{}, nodes: map[[2][sha256.Size]byte][sha256.Size]byte{}}
+	v := &Verifier{p: p, keys: map[string]trustedKey{}, roots: map[rootKey]struct{}{}}
 	v.SetManagement(p.Management)
 	if v.p.MaxTTL <= 0 {
 		v.p.MaxTTL = DefaultMaxTTL
@@ -240,11 +265,15 @@ func (v *Verifier) SetManagement(prefixes []netip.Prefix) {
 // record is refused with its change returned as well: it is authentic,
 // and still newer than the records of its key before it (see Expired).
 func (v *Verifier) Check(env Envelope, now time.Time) (Change, error) {
+	return v.check(env, now, nil)
+}
+
+func (v *Verifier) check(env Envelope, now time.Time, s *Session) (Change, error) {
 	tk, ok := v.keys[env.KeyID]
 	if !ok {
 		return Change{}, Refuse(ReasonUnknownKey, "key %s is not trusted", env.KeyID)
 	}
-	if err := v.verify(tk.key, env); err != nil {
+	if err := v.verify(tk.key, env, s); err != nil {
 		return Change{}, &Refusal{Reason: ReasonBadSignature, Err: err}
 	}
 	c, err := ParsePayload(env.Payload)

@@ -456,16 +456,19 @@ const (
 )
 
 // parallelFrom is the batch size from which records are verified on
-// several cores: a signature verification costs tens of microseconds.
+// several cores (a signature verification costs tens of microseconds),
+// and the run of consecutive records a core takes at a time.
 const parallelFrom = 64
 
 // verifyAll decodes and checks the records among entries (not the KV
-// markers), on up to GOMAXPROCS goroutines for a large batch. changes[i]
-// is entries[i]'s change if errs[i] is nil (a *change.Refusal
-// otherwise); a marker's is the zero Change.
+// markers), on up to GOMAXPROCS goroutines for a large batch, each taking
+// runs of consecutive entries with a session of its own (records of one
+// batch in order share most of their proofs). changes[i] is entries[i]'s
+// change if errs[i] is nil (a *change.Refusal otherwise); a marker's is
+// the zero Change.
 func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.Time) (changes []change.Change, errs []error) {
 	changes, errs = make([]change.Change, len(entries)), make([]error, len(entries))
-	one := func(i int) {
+	one := func(s *change.Session, i int) {
 		e := entries[i]
 		if e.Operation() != jetstream.KeyValuePut {
 			return
@@ -484,12 +487,13 @@ func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.T
 			return
 		}
 		env.StoredKey = e.Key()
-		changes[i], errs[i] = v.Check(env, now)
+		changes[i], errs[i] = s.Check(env, now)
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(entries)/parallelFrom+1)
 	if workers <= 1 {
+		s := v.Session()
 		for i := range entries {
-			one(i)
+			one(s, i)
 		}
 		return changes, errs
 	}
@@ -497,8 +501,15 @@ func verifyAll(v *change.Verifier, entries []jetstream.KeyValueEntry, now time.T
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(entries); i = int(next.Add(1) - 1) {
-				one(i)
+			s := v.Session()
+			for {
+				from := int(next.Add(parallelFrom) - parallelFrom)
+				if from >= len(entries) {
+					return
+				}
+				for i := from; i < min(from+parallelFrom, len(entries)); i++ {
+					one(s, i)
+				}
 			}
 		})
 	}

@@ -158,6 +158,12 @@ func (p *Publisher) PublishBatches(ctx context.Context, keys []string, batches <
 		}
 		collected <- err
 	}()
+	// The held records are weighed in the import's order, which is
+	// their batches' order when the import is published again.
+	var sess *change.Session
+	if p.trust != nil {
+		sess = p.trust.Session()
+	}
 	pubErr := next(func(env change.Envelope, c change.Change) error {
 		value := env.Encode()
 		h := current[c.Key]
@@ -166,7 +172,7 @@ func (p *Publisher) PublishBatches(ctx context.Context, keys []string, batches <
 				res.Same++
 				return nil
 			}
-			if old, ok := p.peek(c.Key, h.value); ok && !change.Newer(c, old) {
+			if old, ok := p.peek(c.Key, h.value, sess); ok && !change.Newer(c, old) {
 				res.Stale++
 				return nil
 			}

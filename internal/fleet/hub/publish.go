@@ -38,8 +38,10 @@ type Publisher struct {
 // a held record is read unverified (change.Peek). Call before use.
 func (p *Publisher) Trust(v *change.Verifier) { p.trust = v }
 
-// peek reads the record held under key as the publisher weighs it.
-func (p *Publisher) peek(key string, record []byte) (change.Change, bool) {
+// peek reads the record held under key as the publisher weighs it. s, if
+// not nil, is a session on the publisher's verifier for a run of records
+// (PublishBatches).
+func (p *Publisher) peek(key string, record []byte, s *change.Session) (change.Change, bool) {
 	if p.trust == nil {
 		return change.Peek(record)
 	}
@@ -48,7 +50,10 @@ func (p *Publisher) peek(key string, record []byte) (change.Change, bool) {
 		return change.Change{}, false
 	}
 	env.StoredKey = key
-	c, err := p.trust.Check(env, time.Now())
+	if s == nil {
+		s = p.trust.Session()
+	}
+	c, err := s.Check(env, time.Now())
 	return c, err == nil
 }
 
@@ -105,7 +110,7 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func
 		if allow != nil && (err == nil || errors.Is(err, jetstream.ErrKeyNotFound)) {
 			var held *change.Change
 			if err == nil {
-				if h, ok := p.peek(c.Key, cur.Value()); ok {
+				if h, ok := p.peek(c.Key, cur.Value(), nil); ok {
 					held = &h
 				}
 			}
@@ -126,7 +131,7 @@ func (p *Publisher) publish(ctx context.Context, env change.Envelope, allow func
 		case err != nil:
 			return 0, false, fmt.Errorf("reading %s: %w", c.Key, err)
 		}
-		if held, ok := p.peek(c.Key, cur.Value()); ok && !change.Newer(c, held) {
+		if held, ok := p.peek(c.Key, cur.Value(), nil); ok && !change.Newer(c, held) {
 			if change.SameRecord(cur.Value(), value) {
 				return cur.Revision(), true, nil // the same record: already published
 			}
