@@ -19,7 +19,8 @@
 #   - the same import to 3 real edges (shield maps, store, audit)
 #                                                    (node.TestFleetImportReachesRealEdges)
 #   - the same import as the operator runs it: `aegis fleet block import` and
-#     3 `aegis node` edges as processes, with each side's CPU
+#     3 `aegis node` edges as processes, with each side's CPU; then again
+#     with one Go scheduler thread per process (AEGIS_FLEET_GOMAXPROCS=1)
 #                                                    (cmd/aegis TestFleetImportReachesEdgeProcesses)
 #   - three-hub R3 cluster losing its leader         (hub.TestClusterSurvivesLeaderLoss)
 #   - an edge SIGKILLed during a stream              (cmd/aegis TestEdgeKilledDuringAStream)
@@ -46,5 +47,8 @@ run ./internal/fleet/follow TestManyEdgesReconnectAfterOutage
 run ./internal/fleet/follow TestImportReachesEdges
 run ./internal/node TestFleetImportReachesRealEdges
 run ./cmd/aegis TestFleetImportReachesEdgeProcesses
+# The same with one Go scheduler thread per process: the five processes
+# share two cores here (docs/BENCHMARKS.md gives both).
+AEGIS_FLEET_GOMAXPROCS=1 run ./cmd/aegis TestFleetImportReachesEdgeProcesses
 run ./internal/fleet/hub TestClusterSurvivesLeaderLoss
 run ./cmd/aegis TestEdgeKilledDuringAStream
