@@ -23,13 +23,13 @@ import (
 )
 
 // Loading the shield is the kernel verifier's walk of the program (630,000
-// instructions when this was written, 269,000 now): about half a second here
-// and 3–6 s in a QEMU guest of the kernel matrix, where most of the
+// instructions when this was written, 269,000 now): about half a second
+// here and 3–6 s in a QEMU guest of the kernel matrix, where most of the
 // package's time went to the eighty loads its tests made. newTestShield
-// therefore reuses a shield an earlier test let go of, once reset to what Load leaves: every map emptied, the ring
-// buffer drained, and Load's start-up steps (settings, prefilters, clock,
-// marks) run again on the same program. TestReusedShieldIsFresh holds the
-// reset to that. Tests of loading itself, of pinned maps and of other load
+// therefore reuses a shield an earlier test let go of, once reset to what
+// Load leaves: every map emptied, the ring buffer drained, and Load's
+// start-up steps (settings, prefilters, clock, marks) run again on the same
+// program. TestReusedShieldIsFresh holds the reset to that. Tests of loading itself, of pinned maps and of other load
 // options call Load, as before.
 var reusable struct {
 	sync.Mutex
@@ -267,8 +267,9 @@ func dumpMaps(t *testing.T, ms *shieldMaps) mapDump {
 }
 
 // eachArrayValue calls fn with every index of an array map and its values,
-// one byte array per CPU for a per-CPU array, else one. It reads in batches: the tables are millions of entries,
-// and two syscalls an entry took minutes under emulation. Kernels before
+// one byte array per CPU for a per-CPU array, else one. It reads in
+// batches: the tables are millions of entries, and two syscalls an entry
+// took minutes under emulation. Kernels before
 // 5.6 are read one entry at a time.
 func eachArrayValue(m *ebpf.Map, fn func(k uint32, v reflect.Value)) error {
 	size, ncpu := int(m.ValueSize()), 1

@@ -50,10 +50,11 @@ func (p *Publisher) peek(key string, record []byte, s *change.Session) (change.C
 		return change.Change{}, false
 	}
 	env.StoredKey = key
-	if s == nil {
-		s = p.trust.Session()
+	check := p.trust.Check
+	if s != nil {
+		check = s.Check
 	}
-	c, err := s.Check(env, time.Now())
+	c, err := check(env, time.Now())
 	return c, err == nil
 }
 
