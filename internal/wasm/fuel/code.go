@@ -62,8 +62,10 @@ type insertion struct {
 // rewriter instruments function bodies. It is reused across the functions
 // of a module so its slices are allocated once.
 type rewriter struct {
-	m         *module
-	fuelIndex uint32
+	m            *module
+	fuelIndex    uint32 // the fuel in hand
+	reserveIndex uint32 // the rest of the budget
+	refuelIndex  uint32 // the function the checks call
 
 	inserts     []insertion
 	frames      []frame
@@ -262,7 +264,7 @@ func (w *rewriter) walk(r *reader) error {
 				}
 			}
 		case 0x10: // call
-			f, err := r.u32()
+			f, err := w.m.funcIndex(r)
 			if err != nil {
 				return err
 			}
@@ -272,7 +274,14 @@ func (w *rewriter) walk(r *reader) error {
 				w.check(start)
 			}
 		case 0x11: // call_indirect typeidx tableidx
-			if err := u32s(r, 2); err != nil {
+			t, err := r.u32()
+			if err != nil {
+				return err
+			}
+			if int64(t) >= int64(len(w.m.typeParams)) {
+				return r.errorf("call_indirect type %d out of range", t)
+			}
+			if _, err := r.u32(); err != nil {
 				return err
 			}
 			w.check(start) // the callee may be an import
@@ -280,7 +289,21 @@ func (w *rewriter) walk(r *reader) error {
 			if _, err := parseValueTypes(r); err != nil {
 				return err
 			}
-		case 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26: // local.*, global.*, table.get/set
+		case 0x20, 0x21, 0x22: // local.get, local.set, local.tee
+			l, err := r.u32()
+			if err != nil {
+				return err
+			}
+			// The pass adds a local after these, so an index one past
+			// them would become valid.
+			if l >= w.fn.Locals {
+				return r.errorf("local %d out of range", l)
+			}
+		case 0x23, 0x24: // global.get, global.set
+			if _, err := w.m.globalIndex(r); err != nil {
+				return err
+			}
+		case 0x25, 0x26: // table.get, table.set
 			if _, err := r.u32(); err != nil {
 				return err
 			}
@@ -305,7 +328,7 @@ func (w *rewriter) walk(r *reader) error {
 			err = parseRefType(r)
 		case 0xd1: // ref.is_null
 		case 0xd2: // ref.func
-			_, err = r.u32()
+			_, err = w.m.funcIndex(r)
 		case 0xfc:
 			err = w.miscOp(r, start)
 		case 0xfd:
@@ -514,8 +537,11 @@ func (w *rewriter) emit(out []byte, ins insertion) []byte {
 	return out
 }
 
-// emitCheck appends: if fuel < 0 then unreachable.
+// emitCheck appends: if fuel < 0 then refuel (which traps if the reserve
+// cannot cover it).
 func (w *rewriter) emitCheck(out []byte) []byte {
-	out = appendU32(append(out, 0x23), w.fuelIndex)              // global.get
-	return append(out, 0x42, 0x00, 0x53, 0x04, 0x40, 0x00, 0x0b) // i64.const 0; i64.lt_s; if; unreachable; end
+	out = appendU32(append(out, 0x23), w.fuelIndex)   // global.get
+	out = append(out, 0x42, 0x00, 0x53, 0x04, 0x40)   // i64.const 0; i64.lt_s; if
+	out = appendU32(append(out, 0x10), w.refuelIndex) // call refuel
+	return append(out, 0x0b)                          // end
 }

@@ -143,3 +143,48 @@ func TestBulkOverBudgetDoesNotRun(t *testing.T) {
 		t.Fatalf("error %v, remaining %d", o.err, o.remaining)
 	}
 }
+
+// TestDividedBudgetMatchesWhole: a budget divided between the fuel in hand
+// and the reserve, however it is divided, gives what the whole budget in
+// hand gives: the same results, output, trap or return, and fuel left, and
+// no host function runs with the fuel in hand negative. The budgets are
+// what the call uses, one less and a half, so that the division is tried
+// where the fuel runs out as well as where it does not; a division with
+// little in hand makes the call refuel many times.
+func TestDividedBudgetMatchesWhole(t *testing.T) {
+	whole := newHost(t, wazero.NewRuntimeConfig())
+	instrumented := map[string][]byte{}
+	for _, v := range corpus {
+		if v.module == "program_go.wasm" {
+			continue // slow; covered by TestCorpus
+		}
+		bin, ok := instrumented[v.module]
+		if !ok {
+			bin = mustInstrument(t, readModule(t, v.module))
+			instrumented[v.module] = bin
+		}
+		probe := whole.call(t, bin, unlimited, v.fn, v.args...)
+		used := unlimited - probe.remaining
+		for _, budget := range []int64{used, used - 1, used / 2} {
+			want := whole.call(t, bin, budget, v.fn, v.args...)
+			for _, inHand := range []func(int64) int64{
+				func(int64) int64 { return 0 },
+				func(int64) int64 { return 1 },
+				func(b int64) int64 { return min(b, 7) },
+				func(b int64) int64 { return b / 3 },
+			} {
+				divided := newHost(t, wazero.NewRuntimeConfig())
+				divided.inHand = inHand
+				got := divided.call(t, bin, budget, v.fn, v.args...)
+				if (got.err == nil) != (want.err == nil) || got.remaining != want.remaining ||
+					got.stdout != want.stdout || fmt.Sprint(got.results) != fmt.Sprint(want.results) {
+					t.Fatalf("%s %s%v, budget %d with %d in hand: got %+v, whole budget %+v",
+						v.module, v.fn, v.args, budget, inHand(budget), got, want)
+				}
+				if divided.sawFuel && divided.lowest < 0 {
+					t.Fatalf("%s %s%v: a host function ran with %d fuel in hand", v.module, v.fn, v.args, divided.lowest)
+				}
+			}
+		}
+	}
+}

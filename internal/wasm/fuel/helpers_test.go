@@ -38,7 +38,10 @@ func mustInstrument(t testing.TB, bin []byte) []byte {
 // host is a wazero runtime with WASI and an "env" module whose tick
 // function counts calls and records the lowest fuel it saw.
 type host struct {
-	rt       wazero.Runtime
+	rt wazero.Runtime
+	// inHand, if set, is the part of a budget call puts in GlobalName;
+	// the rest goes to ReserveName. Unset: all of it in hand.
+	inHand   func(budget int64) int64
 	ticks    int
 	lowest   int64
 	sawFuel  bool
@@ -97,8 +100,14 @@ func (h *host) call(t testing.TB, bin []byte, budget int64, fn string, args ...u
 	}
 	defer m.Close(ctx)
 	g, _ := m.ExportedGlobal(GlobalName).(api.MutableGlobal)
+	reserve, _ := m.ExportedGlobal(ReserveName).(api.MutableGlobal)
 	if g != nil {
-		g.Set(uint64(budget))
+		inHand := budget
+		if h.inHand != nil {
+			inHand = h.inHand(budget)
+			reserve.Set(uint64(budget - inHand))
+		}
+		g.Set(uint64(inHand))
 	}
 	f := m.ExportedFunction(fn)
 	if f == nil {
@@ -111,9 +120,17 @@ func (h *host) call(t testing.TB, bin []byte, budget int64, fn string, args ...u
 	}
 	o.stdout = stdout.String()
 	if g != nil {
-		o.remaining = int64(g.Get())
+		o.remaining = int64(g.Get()) + int64(reserve.Get())
 	}
 	return o
+}
+
+// setBudget gives an instrumented module a budget the way a host should:
+// Split between the fuel in hand and the reserve.
+func setBudget(m api.Module, budget int64) {
+	inHand, reserve := Split(budget)
+	m.ExportedGlobal(GlobalName).(api.MutableGlobal).Set(uint64(inHand))
+	m.ExportedGlobal(ReserveName).(api.MutableGlobal).Set(uint64(reserve))
 }
 
 func writeFile(t testing.TB, path string, b []byte) {

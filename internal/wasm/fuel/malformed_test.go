@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 )
 
 func sec(id byte, payload ...byte) []byte {
@@ -77,7 +78,10 @@ func TestInstrumentRejects(t *testing.T) {
 		{"tail call", funcModule(0x12, 0x00, 0x0b), ErrUnsupported},
 		{"exception tag section", mod(sec(13, 0x00)), ErrUnsupported},
 		{"relaxed SIMD", funcModule(0xfd, 0x80, 0x02, 0x0b), ErrUnsupported},
+		{"exports the reserve's name", mod(sec(secExport, append([]byte{0x01}, exportEntry(ReserveName, 0x02, 0)...)...)), ErrUnsupported},
+		{"exports the refuel function's name", mod(sec(secExport, append([]byte{0x01}, exportEntry(RefuelName, 0x02, 0)...)...)), ErrUnsupported},
 	}
+	tests = append(tests, onePast...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := slices.Clone(tt.in)
@@ -90,6 +94,45 @@ func TestInstrumentRejects(t *testing.T) {
 				t.Fatal("Instrument modified its input")
 			}
 		})
+	}
+}
+
+// onePast are modules that name the index one past their own globals,
+// functions, locals or types: invalid as they are, but where the pass
+// appends its globals, the refuel function, a scratch local or a type, so
+// that the instrumented module would be valid and, for the globals, able
+// to set its own fuel.
+var onePast = []struct {
+	name string
+	in   []byte
+	want error
+}{
+	{"global.set one past the globals", funcModule(0x42, 0x7f, 0x24, 0x00, 0x0b), ErrMalformed},
+	{"global.get one past the globals", funcModule(0x23, 0x00, 0x1a, 0x0b), ErrMalformed},
+	{"global.get one past in a constant expression", mod(sec(secGlobal, 0x01, typeI64, 0x00, 0x23, 0x00, 0x0b)), ErrMalformed},
+	{"global export one past", mod(sec(secExport, 0x01, 0x01, 'g', 0x03, 0x00)), ErrMalformed},
+	{"call one past the functions", funcModule(0x10, 0x01, 0x0b), ErrMalformed},
+	{"ref.func one past the functions", funcModule(0xd2, 0x01, 0x1a, 0x0b), ErrMalformed},
+	{"function export one past", mod(sec(secType, 0x01, 0x60, 0x00, 0x00), sec(secFunction, 0x01, 0x00),
+		sec(secExport, 0x01, 0x01, 'f', 0x00, 0x01), sec(secCode, 0x01, 0x02, 0x00, 0x0b)), ErrMalformed},
+	{"element one past the functions", mod(sec(secType, 0x01, 0x60, 0x00, 0x00), sec(secFunction, 0x01, 0x00),
+		sec(secElement, 0x01, 0x03, 0x00, 0x01, 0x01), sec(secCode, 0x01, 0x02, 0x00, 0x0b)), ErrMalformed},
+	{"local one past the locals", funcModule(0x20, 0x00, 0x1a, 0x0b), ErrMalformed},
+	{"call_indirect type one past", mod(sec(secType, 0x01, 0x60, 0x00, 0x00), sec(secFunction, 0x01, 0x00),
+		sec(secTable, 0x01, typeFuncref, 0x00, 0x01),
+		sec(secCode, 0x01, 0x07, 0x00, 0x41, 0x00, 0x11, 0x01, 0x00, 0x0b)), ErrMalformed},
+}
+
+// TestOnePastIsInvalidInput checks that the onePast modules are invalid
+// before the pass, so refusing them refuses nothing a runtime would run.
+func TestOnePastIsInvalidInput(t *testing.T) {
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	for _, tt := range onePast {
+		if _, err := rt.CompileModule(ctx, tt.in); err == nil {
+			t.Errorf("%s: wazero compiles the input", tt.name)
+		}
 	}
 }
 
@@ -157,8 +200,10 @@ func TestCustomSections(t *testing.T) {
 	}
 }
 
-// TestEmptyModule: the global and export sections are created when absent
-// and the fuel global is readable and writable.
+// TestEmptyModule: the type, function, global, export and code sections
+// are created when absent, and refuel moves fuel from the reserve without
+// creating any: back to Slice in hand, or all the reserve, or a trap when
+// the reserve cannot cover what is overdrawn.
 func TestEmptyModule(t *testing.T) {
 	out := mustInstrument(t, slices.Clone(header))
 	ctx := context.Background()
@@ -168,9 +213,32 @@ func TestEmptyModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := m.ExportedGlobal(GlobalName)
-	if g == nil || g.Get() != 0 {
-		t.Fatalf("global %v", g)
+	g, ok1 := m.ExportedGlobal(GlobalName).(api.MutableGlobal)
+	reserve, ok2 := m.ExportedGlobal(ReserveName).(api.MutableGlobal)
+	refuel := m.ExportedFunction(RefuelName)
+	if !ok1 || !ok2 || refuel == nil || g.Get() != 0 || reserve.Get() != 0 {
+		t.Fatalf("globals %v %v, refuel %v", g, reserve, refuel)
+	}
+	tests := []struct {
+		inHand, reserve       int64
+		wantHand, wantReserve int64
+		traps                 bool
+	}{
+		{-5, 100, 95, 0, false},
+		{-5, 3 * Slice, Slice, 2*Slice - 5, false},
+		{10, 2 * Slice, Slice, Slice + 10, false},
+		{-5, 5, 0, 0, false},
+		{-5, 4, -1, 0, true},
+		{-1, 0, -1, 0, true},
+		{-(1 << 62), Slice, -(1 << 62) + Slice, 0, true}, // what an interrupt leaves
+	}
+	for _, tt := range tests {
+		g.Set(uint64(tt.inHand))
+		reserve.Set(uint64(tt.reserve))
+		_, err := refuel.Call(ctx)
+		if got, gotReserve := int64(g.Get()), int64(reserve.Get()); got != tt.wantHand || gotReserve != tt.wantReserve || (err != nil) != tt.traps {
+			t.Errorf("refuel with %d in hand and %d in reserve: %d and %d, error %v", tt.inHand, tt.reserve, got, gotReserve, err)
+		}
 	}
 }
 

@@ -61,6 +61,7 @@ type section struct {
 type module struct {
 	sections      []section
 	typeParams    []uint32 // param count per type index
+	voidType      int      // index of the first type [] -> [], or -1
 	funcTypes     []uint32 // type index per function index, imports first
 	importedFuncs uint32
 	globals       uint32 // imported plus defined
@@ -77,7 +78,7 @@ func parseModule(bin []byte) (*module, error) {
 	if !bytes.Equal(bin[4:8], header[4:]) {
 		return nil, fmt.Errorf("%w: unsupported version %x", ErrUnsupported, bin[4:8])
 	}
-	m := &module{definedGlobal: -1, export: -1, code: -1}
+	m := &module{definedGlobal: -1, export: -1, code: -1, voidType: -1}
 	r := &reader{buf: bin, pos: len(header)}
 	lastRank := 0
 	var funcCount uint32
@@ -131,7 +132,7 @@ func parseModule(bin []byte) (*module, error) {
 			err = m.parseGlobals(sr)
 		case secExport:
 			m.export = len(m.sections)
-			err = parseVector(sr, 3, parseExport)
+			err = parseVector(sr, 3, m.parseExport)
 		case secStart:
 			err = fmt.Errorf("%w: a start function would run before the host sets the budget", ErrUnsupported)
 		case secElement:
@@ -194,8 +195,12 @@ func (m *module) parseTypes(r *reader) error {
 		if err != nil {
 			return fmt.Errorf("type %d params: %w", i, err)
 		}
-		if _, err := parseValueTypes(r); err != nil {
+		results, err := parseValueTypes(r)
+		if err != nil {
 			return fmt.Errorf("type %d results: %w", i, err)
+		}
+		if params == 0 && results == 0 && m.voidType < 0 {
+			m.voidType = len(m.typeParams)
 		}
 		m.typeParams = append(m.typeParams, params)
 	}
@@ -375,7 +380,7 @@ func (m *module) parseGlobals(r *reader) error {
 		if err := parseMutability(r); err != nil {
 			return err
 		}
-		if err := parseConstExpr(r); err != nil {
+		if err := m.parseConstExpr(r); err != nil {
 			return fmt.Errorf("global %d: %w", i, err)
 		}
 		m.globals++
@@ -383,8 +388,31 @@ func (m *module) parseGlobals(r *reader) error {
 	return nil
 }
 
+// funcIndex reads a function index and refuses one past the module's
+// functions: the pass appends a function there, and an out-of-range
+// reference to it would turn an invalid module into a valid one with a
+// handle on its own meter.
+func (m *module) funcIndex(r *reader) (uint32, error) {
+	f, err := r.u32()
+	if err == nil && int64(f) >= int64(len(m.funcTypes)) {
+		err = fmt.Errorf("%w: function index %d out of range", ErrMalformed, f)
+	}
+	return f, err
+}
+
+// globalIndex reads a global index and refuses one past the module's
+// globals, where the pass appends the fuel: a module that sets the global
+// one past its own would otherwise set its fuel.
+func (m *module) globalIndex(r *reader) (uint32, error) {
+	g, err := r.u32()
+	if err == nil && g >= m.globals {
+		err = fmt.Errorf("%w: global index %d out of range", ErrMalformed, g)
+	}
+	return g, err
+}
+
 // parseConstExpr reads a Wasm 2.0 constant expression up to its end.
-func parseConstExpr(r *reader) error {
+func (m *module) parseConstExpr(r *reader) error {
 	for {
 		op, err := r.byte()
 		if err != nil {
@@ -401,8 +429,10 @@ func parseConstExpr(r *reader) error {
 			err = r.skip(4)
 		case 0x44:
 			err = r.skip(8)
-		case 0x23, 0xd2: // global.get, ref.func
-			_, err = r.u32()
+		case 0x23: // global.get
+			_, err = m.globalIndex(r)
+		case 0xd2: // ref.func
+			_, err = m.funcIndex(r)
 		case 0xd0: // ref.null
 			err = parseRefType(r)
 		case 0xfd: // v128.const
@@ -423,23 +453,30 @@ func parseConstExpr(r *reader) error {
 	}
 }
 
-func parseExport(r *reader) error {
+func (m *module) parseExport(r *reader) error {
 	name, err := r.name()
 	if err != nil {
 		return err
 	}
-	if name == GlobalName {
-		return fmt.Errorf("%w: the module already exports %q", ErrUnsupported, GlobalName)
+	switch name {
+	case GlobalName, ReserveName, RefuelName:
+		return fmt.Errorf("%w: the module already exports %q", ErrUnsupported, name)
 	}
 	kind, err := r.byte()
 	if err != nil {
 		return err
 	}
-	if kind > 3 {
+	switch kind {
+	case 0x00:
+		_, err = m.funcIndex(r)
+	case 0x03:
+		_, err = m.globalIndex(r)
+	case 0x01, 0x02:
+		_, err = r.u32()
+	default:
 		r.pos--
 		return r.errorf("unknown export kind 0x%x", kind)
 	}
-	_, err = r.u32()
 	return err
 }
 
@@ -460,7 +497,7 @@ func (m *module) parseElement(r *reader) error {
 		}
 	}
 	if active {
-		if err := parseConstExpr(r); err != nil {
+		if err := m.parseConstExpr(r); err != nil {
 			return err
 		}
 	}
@@ -478,9 +515,9 @@ func (m *module) parseElement(r *reader) error {
 			return err
 		}
 	}
-	item := parseConstExpr
+	item := m.parseConstExpr
 	if flags&4 == 0 {
-		item = func(r *reader) error { _, err := r.u32(); return err }
+		item = func(r *reader) error { _, err := m.funcIndex(r); return err }
 	}
 	return parseVector(r, 1, func(r *reader) error {
 		m.shape.ElementItems++
@@ -495,11 +532,11 @@ func (m *module) parseData(r *reader) error {
 	}
 	switch flags {
 	case 0:
-		err = parseConstExpr(r)
+		err = m.parseConstExpr(r)
 	case 1:
 	case 2:
 		if _, err = r.u32(); err == nil {
-			err = parseConstExpr(r)
+			err = m.parseConstExpr(r)
 		}
 	default:
 		return r.errorf("unknown data segment flags %d", flags)
