@@ -28,19 +28,29 @@ const (
 // bytesUnits is the fuel n moved bytes cost.
 func bytesUnits(n uint64) int64 { return int64(n >> hostBytesShift) }
 
-// charge takes units of fuel for a host call, and traps if the budget
-// cannot pay: the fuel global is then negative, which Serve reports as
-// fuel.
+// charge takes units of fuel for a host call, from the fuel in hand and
+// then the reserve, and traps if the two cannot pay: the fuel in hand is
+// then negative and the reserve empty, which Serve reports as fuel. Fuel
+// in hand already negative means interrupt ran: the call traps.
 func (st *instanceState) charge(fn string, units int64) {
 	st.mu.Lock()
 	if st.fuel == nil { // no request is running: nothing to pay from
 		st.mu.Unlock()
 		return
 	}
-	remaining := int64(st.fuel.Get())
-	if remaining >= 0 {
-		remaining -= units
-		st.fuel.Set(api.EncodeI64(remaining))
+	inHand, reserve := int64(st.fuel.Get()), int64(st.reserve.Get())
+	remaining := inHand
+	if inHand >= 0 {
+		remaining = inHand + reserve - units
+		if fromReserve := units - inHand; fromReserve > 0 && remaining >= 0 {
+			inHand, reserve = 0, reserve-fromReserve
+		} else if remaining >= 0 {
+			inHand -= units
+		} else {
+			inHand, reserve = remaining, 0
+		}
+		st.fuel.Set(api.EncodeI64(inHand))
+		st.reserve.Set(api.EncodeI64(reserve))
 	}
 	st.mu.Unlock()
 	if remaining < 0 {

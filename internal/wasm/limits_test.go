@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,52 @@ func TestLimitFailures(t *testing.T) {
 				t.Fatalf("stopped at the deadline after %d of %d fuel, want what it used", resp.FuelUsed, l.Fuel)
 			}
 			checkStillServing(t, e)
+		})
+	}
+}
+
+// TestDeadlineHoldsWhileCollectionsWait runs a loop and a loop-free call
+// tree against a deadline while another goroutine collects garbage without
+// pause. Go cannot preempt a module's native code, so a collection that
+// must stop the world waits for the module to leave it, and everything
+// else waits with it, the timer that interrupts the module included: the
+// module would run until its whole budget was gone. It leaves at every
+// refuel, so the deadline stops it with most of the budget unused. The
+// budget is ~30 s of CPU: if the deadline failed, the test would fail, not
+// hang.
+func TestDeadlineHoldsWhileCollectionsWait(t *testing.T) {
+	e := newTestEngine(t)
+	for _, fixture := range []string{"loop", "fib"} {
+		t.Run(fixture, func(t *testing.T) {
+			l := testLimits()
+			l.Fuel, l.Timeout = 1<<36, 50*time.Millisecond
+			m := compileFixture(t, e, "testdata/"+fixture+".wasm", l)
+			done := make(chan struct{})
+			collected := make(chan int)
+			go func() {
+				n := 0
+				for {
+					select {
+					case <-done:
+						collected <- n
+						return
+					default:
+						runtime.GC()
+						n++
+					}
+				}
+			}()
+			resp, _, err := serve(t, m, getRequest("/", ""), nil)
+			close(done)
+			n := <-collected
+			var we *Error
+			if !errors.As(err, &we) || we.Kind != KindTimeout {
+				t.Fatalf("got %v, %v; want a timeout", resp, err)
+			}
+			if resp.FuelUsed <= 0 || resp.FuelUsed >= l.Fuel/2 {
+				t.Fatalf("stopped after %d of %d fuel (%d collections meanwhile), want the deadline to stop it early", resp.FuelUsed, l.Fuel, n)
+			}
+			t.Logf("stopped at %s after %d fuel, %d collections meanwhile", resp.Duration, resp.FuelUsed, n)
 		})
 	}
 }

@@ -127,12 +127,17 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 	}
 	defer mod.Close(context.Background())
 	g, ok := mod.ExportedGlobal(fuelGlobalName).(api.MutableGlobal)
-	if !ok {
-		return nil, fmt.Errorf("serving %s: the instrumented module has no %s global", inv.Function, fuelGlobalName)
+	reserve, ok2 := mod.ExportedGlobal(reserveGlobalName).(api.MutableGlobal)
+	if !ok || !ok2 {
+		return nil, fmt.Errorf("serving %s: the instrumented module lacks the %s or %s global", inv.Function, fuelGlobalName, reserveGlobalName)
 	}
-	st.fuel = g
-	// The instance's set-up (tables, segments) comes out of the budget.
-	g.Set(api.EncodeI64(lim.Fuel - m.startFuel))
+	st.fuel, st.reserve = g, reserve
+	// The instance's set-up (tables, segments) comes out of the budget,
+	// which is handed over a slice at a time so that the guest leaves its
+	// native code now and then (see fuel.Slice).
+	inHand, rest := splitFuel(lim.Fuel - m.startFuel)
+	g.Set(api.EncodeI64(inHand))
+	reserve.Set(api.EncodeI64(rest))
 	stop := context.AfterFunc(ctx, func() {
 		st.mu.Lock()
 		st.timedOut = true
@@ -150,7 +155,7 @@ func (m *Module) Serve(ctx context.Context, inv Invocation) (*Response, error) {
 	// The deadline may pass with AfterFunc not yet run: a sleep that
 	// ended on ctx returns to a guest that then returns normally.
 	timedOut := st.timedOut || ctx.Err() != nil
-	remaining := int64(st.fuel.Get())
+	remaining := st.remaining()
 	used := remaining
 	if st.stopped && st.remainingAtStop >= 0 {
 		used = st.remainingAtStop
@@ -230,8 +235,9 @@ type instanceState struct {
 	// lastFetch is the last http_fetch answer, for http_fetch_result.
 	lastFetch []byte
 
-	mu       sync.Mutex // guards fuel against the interrupting goroutine
+	mu       sync.Mutex // guards the fuel globals against the interrupting goroutine
 	fuel     api.MutableGlobal
+	reserve  api.MutableGlobal
 	timedOut bool
 	finished bool
 	// remainingAtStop is the fuel left when interrupt first ran, so that
@@ -246,12 +252,22 @@ func (st *instanceState) stdinLeft() int { return st.stdin.Len() }
 // the guest keeps subtracting block costs from it.
 const stopFuel = -(int64(1) << 62)
 
-// interrupt makes the instance stop at its next fuel check. The guest
-// subtracts from the global with a read-modify-write, which overwrites a
-// store landing between its load and its store; in a hot loop that is
-// most of the time. So interrupt reads the global back and stores again
-// at once while it is not negative, and only checks now and then once it
-// is (the guest may be in a host call), until the call has returned.
+// remaining is the fuel left: in hand plus the reserve.
+func (st *instanceState) remaining() int64 {
+	return int64(st.fuel.Get()) + int64(st.reserve.Get())
+}
+
+// interrupt makes the instance stop at its next fuel check: it empties the
+// reserve and sets the fuel in hand negative, so the check calls refuel,
+// which traps. The guest subtracts from the fuel with a read-modify-write,
+// which overwrites a store landing between its load and its store (in a
+// hot loop that is most of the time), and refuel rewrites both globals.
+// So interrupt reads them back and stores again at once while the fuel is
+// not negative or the reserve not empty, and only checks now and then
+// once they are (the guest may be in a host call), until the call has
+// returned. The guest calls refuel at least once a slice, leaving its
+// native code, so this goroutine gets to run even while a collection
+// waits to stop the world.
 func (st *instanceState) interrupt() {
 	for {
 		st.mu.Lock()
@@ -259,12 +275,13 @@ func (st *instanceState) interrupt() {
 			st.mu.Unlock()
 			return
 		}
-		remaining := int64(st.fuel.Get())
+		remaining := st.remaining()
 		if !st.stopped {
 			st.stopped, st.remainingAtStop = true, remaining
 		}
-		stuck := remaining < 0
+		stuck := int64(st.fuel.Get()) < 0 && int64(st.reserve.Get()) <= 0
 		if !stuck {
+			st.reserve.Set(0)
 			st.fuel.Set(api.EncodeI64(stopFuel))
 		}
 		st.mu.Unlock()
