@@ -31,6 +31,12 @@ func TestCompileRefusesInvalidModules(t *testing.T) {
 		{"no memory export", readFixture(t, "testdata/invalid/no_memory.wasm"), nil, "does not export its memory"},
 		{"initial memory over the limit", readFixture(t, "testdata/invalid/big_memory.wasm"), nil, "needs 2000 memory pages"},
 		{"data segment out of bounds", readFixture(t, "testdata/invalid/data_oob.wasm"), nil, "does not instantiate"},
+		// A module naming the index where the fuel pass appends its
+		// globals and refuel function: invalid, and would be valid (with
+		// its own fuel in hand) once instrumented.
+		{"sets the global one past its own", commandModule(0x42, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x24, 0x00), nil, "global index 0 out of range"},
+		{"empties the reserve one further", commandModule(0x42, 0x00, 0x24, 0x01), nil, "global index 1 out of range"},
+		{"calls the function one past its own", commandModule(0x10, 0x01), nil, "function index 1 out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,6 +62,24 @@ func TestCompileRefusesInvalidModules(t *testing.T) {
 	if resp, _, err := serve(t, m, getRequest("/", ""), nil); err != nil || resp.Status != 200 {
 		t.Fatalf("hello after refusals: %v, %v", resp, err)
 	}
+}
+
+// commandModule is a WASI command with one function, _start, whose body
+// is code and then an endless loop, and a memory exported as "memory".
+func commandModule(code ...byte) []byte {
+	section := func(id byte, payload ...byte) []byte {
+		return append([]byte{id, byte(len(payload))}, payload...)
+	}
+	body := append(append([]byte{0x00}, code...), 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b) // loop br 0 end end
+	exports := []byte{0x02, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, 0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00}
+	return bytes.Join([][]byte{
+		wasmHeader,
+		section(1, 0x01, 0x60, 0x00, 0x00),
+		section(3, 0x01, 0x00),
+		section(5, 0x01, 0x00, 0x01),
+		section(7, exports...),
+		section(10, append([]byte{0x01, byte(len(body))}, body...)...),
+	}, nil)
 }
 
 func TestCompileRefusesBadLimits(t *testing.T) {
