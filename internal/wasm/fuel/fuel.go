@@ -25,7 +25,8 @@ const (
 // garbage collector stops the world waits for every running module to
 // leave it, and so do the timers that would interrupt the module: the
 // refuel call every Slice units is where it leaves. About a millisecond of
-// a tight loop here, against the ~100 ns a call to refuel costs.
+// a tight loop here, against the 0.3 to 0.5 µs a refuel costs (the trip
+// into Go and back, measured on this project's 2-core VM).
 const Slice = int64(1) << 20
 
 // Split divides a budget between the two globals: at most Slice in hand,
