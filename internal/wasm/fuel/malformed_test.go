@@ -225,6 +225,8 @@ func TestEmptyModule(t *testing.T) {
 		traps                 bool
 	}{
 		{-5, 100, 95, 0, false},
+		{-2 * Slice, 3 * Slice, Slice, 0, false}, // a bulk charge overdrew by more than a slice
+		{-2 * Slice, 2*Slice - 1, -1, 0, true},
 		{-5, 3 * Slice, Slice, 2*Slice - 5, false},
 		{10, 2 * Slice, Slice, Slice + 10, false},
 		{-5, 5, 0, 0, false},
