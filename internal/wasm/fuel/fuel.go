@@ -43,7 +43,7 @@ var (
 	ErrMalformed = errors.New("malformed wasm module")
 	// ErrUnsupported means the input may be valid WebAssembly but the pass
 	// does not handle it: features beyond Wasm 2.0, a start section, an
-	// export already named GlobalName.
+	// export already named GlobalName, ReserveName or RefuelName.
 	ErrUnsupported = errors.New("unsupported wasm module")
 )
 
