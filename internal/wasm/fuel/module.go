@@ -395,7 +395,7 @@ func (m *module) parseGlobals(r *reader) error {
 func (m *module) funcIndex(r *reader) (uint32, error) {
 	f, err := r.u32()
 	if err == nil && int64(f) >= int64(len(m.funcTypes)) {
-		err = fmt.Errorf("%w: function index %d out of range", ErrMalformed, f)
+		err = r.errorf("function index %d out of range", f)
 	}
 	return f, err
 }
@@ -406,7 +406,7 @@ func (m *module) funcIndex(r *reader) (uint32, error) {
 func (m *module) globalIndex(r *reader) (uint32, error) {
 	g, err := r.u32()
 	if err == nil && g >= m.globals {
-		err = fmt.Errorf("%w: global index %d out of range", ErrMalformed, g)
+		err = r.errorf("global index %d out of range", g)
 	}
 	return g, err
 }
