@@ -54,17 +54,13 @@ func TestRunawayEndsWithFuelTrap(t *testing.T) {
 // zero.
 func TestExactBudget(t *testing.T) {
 	h := newHost(t, wazero.NewRuntimeConfig())
-	instrumented := map[string][]byte{}
+	instrumented := instrumentedModules{}
 	for _, v := range corpus {
 		if v.module == "program_go.wasm" {
 			continue // slow; covered by TestCorpus
 		}
 		t.Run(fmt.Sprintf("%s/%s%v", v.module, v.fn, v.args), func(t *testing.T) {
-			bin, ok := instrumented[v.module]
-			if !ok {
-				bin = mustInstrument(t, readModule(t, v.module))
-				instrumented[v.module] = bin
-			}
+			bin := instrumented.get(t, v.module)
 			probe := h.call(t, bin, unlimited, v.fn, v.args...)
 			if probe.err != nil {
 				t.Skipf("traps regardless of fuel: %v", probe.err)
@@ -153,16 +149,12 @@ func TestBulkOverBudgetDoesNotRun(t *testing.T) {
 // little in hand makes the call refuel many times.
 func TestDividedBudgetMatchesWhole(t *testing.T) {
 	whole := newHost(t, wazero.NewRuntimeConfig())
-	instrumented := map[string][]byte{}
+	instrumented := instrumentedModules{}
 	for _, v := range corpus {
 		if v.module == "program_go.wasm" {
 			continue // slow; covered by TestCorpus
 		}
-		bin, ok := instrumented[v.module]
-		if !ok {
-			bin = mustInstrument(t, readModule(t, v.module))
-			instrumented[v.module] = bin
-		}
+		bin := instrumented.get(t, v.module)
 		probe := whole.call(t, bin, unlimited, v.fn, v.args...)
 		used := unlimited - probe.remaining
 		for _, budget := range []int64{used, used - 1, used / 2} {

@@ -35,6 +35,19 @@ func mustInstrument(t testing.TB, bin []byte) []byte {
 	return out
 }
 
+// instrumentedModules instruments each testdata module once.
+type instrumentedModules map[string][]byte
+
+func (c instrumentedModules) get(t testing.TB, name string) []byte {
+	t.Helper()
+	bin, ok := c[name]
+	if !ok {
+		bin = mustInstrument(t, readModule(t, name))
+		c[name] = bin
+	}
+	return bin
+}
+
 // host is a wazero runtime with WASI and an "env" module whose tick
 // function counts calls and records the lowest fuel it saw.
 type host struct {
