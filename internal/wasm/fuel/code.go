@@ -476,9 +476,18 @@ var simdReserved = func() (m [256]bool) {
 
 // simdOp reads the immediates of a 0xfd instruction.
 func simdOp(r *reader) error {
+	at := r.pos
 	sub, err := r.u32()
 	if err != nil {
 		return err
+	}
+	// wazero reads the opcode as one byte, not as the LEB128 the spec
+	// says: right for the minimal encoding (below 128 one byte; from 128 a
+	// second byte 0x01, which it then runs as a nop), but any longer one
+	// leaves it reading different instructions from the pass's, such as a
+	// global.set of the fuel hidden in what the pass takes for a memarg.
+	if n := r.pos - at; !(sub < 0x80 && n == 1) && !(sub < 0x100 && n == 2 && r.buf[at+1] == 0x01) && sub < 0x100 {
+		return fmt.Errorf("%w: opcode 0xfd %d in a %d-byte encoding (only the minimal one is read alike by the runtime) at offset %d", ErrUnsupported, sub, n, r.base+at)
 	}
 	switch {
 	case sub <= 11, sub == 92, sub == 93: // loads and stores

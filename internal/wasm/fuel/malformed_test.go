@@ -118,6 +118,12 @@ var onePast = []struct {
 	{"element one past the functions", mod(sec(secType, 0x01, 0x60, 0x00, 0x00), sec(secFunction, 0x01, 0x00),
 		sec(secElement, 0x01, 0x03, 0x00, 0x01, 0x01), sec(secCode, 0x01, 0x02, 0x00, 0x0b)), ErrMalformed},
 	{"local one past the locals", funcModule(0x20, 0x00, 0x1a, 0x0b), ErrMalformed},
+	// A SIMD opcode in an over-long encoding: the pass reads a load whose
+	// memarg is "$\x01", wazero reads opcode 0x84, unreachable, then
+	// global.set 1, the fuel's index once instrumented (found by
+	// FuzzInstrumentFunction). Variant: the same over a nop.
+	{"over-long SIMD opcode hiding a global.set", funcModule(0x41, 0x00, 0x00, 0xfd, 0x84, 0x00, 0x24, 0x01, 0x0b), ErrUnsupported},
+	{"over-long SIMD opcode hiding a nop", funcModule(0xfd, 0x8c, 0x80, 0x00, 0x0b), ErrUnsupported},
 	{"call_indirect type one past", mod(sec(secType, 0x01, 0x60, 0x00, 0x00), sec(secFunction, 0x01, 0x00),
 		sec(secTable, 0x01, typeFuncref, 0x00, 0x01),
 		sec(secCode, 0x01, 0x07, 0x00, 0x41, 0x00, 0x11, 0x01, 0x00, 0x0b)), ErrMalformed},
