@@ -184,6 +184,9 @@ func runTest(p plan, out *os.File) int {
 	// A test that leaves a child holding the output open must not hang the
 	// guest once the test itself has exited.
 	cmd.WaitDelay = 10 * time.Second
+	// Before the test writes anything, so the line stands alone: a guest
+	// that dies after it may have died in the test and is not retried.
+	fmt.Fprintln(out, startLine(p.Token))
 	err := cmd.Run()
 	if lw.last != '\n' && lw.n > 0 {
 		out.WriteString("\n")

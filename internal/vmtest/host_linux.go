@@ -85,6 +85,10 @@ var (
 	// ErrNoStatus means the guest ended without reporting the test's exit
 	// status: it crashed, hung or could not boot.
 	ErrNoStatus = errors.New("guest ended without reporting a status")
+	// ErrNotStarted comes with ErrNoStatus when the guest ended before it
+	// started the test binary (a crash at boot, as a 6.12 guest under TCG
+	// once had): the test did not run, so booting again is safe.
+	ErrNotStarted = errors.New("the test binary never started")
 	// ErrNotStatic means a binary meant for the guest is dynamically
 	// linked; build it with CGO_ENABLED=0.
 	ErrNotStatic = errors.New("binary is not statically linked (build with CGO_ENABLED=0)")
@@ -92,7 +96,8 @@ var (
 
 // Run boots the kernel with the test binary and returns the test's exit
 // status. An error means the guest could not report one (ErrNoStatus, with
-// the console copied to Stderr) or the run could not start.
+// the console copied to Stderr, and ErrNotStarted too if it ended before
+// the test binary started) or the run could not start.
 func Run(ctx context.Context, cfg Config) (int, error) {
 	cfg.defaults()
 	vmlinuz := filepath.Join(cfg.Kernel, "vmlinuz")
@@ -126,11 +131,11 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("starting %s: %w", cfg.QEMU, err)
 	}
-	status, found, copyErr := copyUntilMarker(cfg.Stdout, stdout, token)
+	got, copyErr := copyUntilMarker(cfg.Stdout, stdout, token)
 	waitErr := cmd.Wait()
 	switch {
-	case found:
-		return status, nil
+	case got.found:
+		return got.status, nil
 	case ctx.Err() != nil:
 		err = fmt.Errorf("%w: no status within %v", ErrNoStatus, cfg.Timeout)
 	case waitErr != nil:
@@ -139,6 +144,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		err = fmt.Errorf("%w: reading guest output: %v", ErrNoStatus, copyErr)
 	default:
 		err = ErrNoStatus
+	}
+	if !got.started {
+		err = fmt.Errorf("%w (%w)", err, ErrNotStarted)
 	}
 	if log, rerr := os.ReadFile(console); rerr == nil {
 		fmt.Fprintf(cfg.Stderr, "--- guest console (%s) ---\n%s--- end of guest console ---\n", cfg.Kernel, log)
@@ -195,26 +203,37 @@ func (cfg *Config) qemuArgs(vmlinuz, initrd, console string) []string {
 	}
 }
 
+// guestEnd is what the guest's output said of the test: whether it
+// started, and its status if it ended.
+type guestEnd struct {
+	started, found bool
+	status         int
+}
+
 // copyUntilMarker copies the guest's output to w, line by line, until the
-// marker line carrying token; it reports the status in the marker.
-func copyUntilMarker(w io.Writer, r io.Reader, token string) (status int, found bool, err error) {
+// marker line carrying token; it reports whether the start line came and
+// the status in the marker. Neither line is copied.
+func copyUntilMarker(w io.Writer, r io.Reader, token string) (end guestEnd, err error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, rerr := br.ReadString('\n')
-		if s, ok := parseMarker(strings.TrimRight(line, "\r\n"), token); ok && !found {
-			status, found = s, true
+		bare := strings.TrimRight(line, "\r\n")
+		if s, ok := parseMarker(bare, token); ok {
+			end.status, end.found = s, true
 			// Drain the rest (normally nothing) so QEMU never blocks.
 			_, rerr = io.Copy(io.Discard, br)
-			return status, found, rerr
+			return end, rerr
 		}
-		if _, werr := io.WriteString(w, line); werr != nil && err == nil {
+		if bare == startLine(token) && !end.started {
+			end.started = true
+		} else if _, werr := io.WriteString(w, line); werr != nil && err == nil {
 			err = werr
 		}
 		if rerr == io.EOF {
-			return 0, false, err
+			return end, err
 		}
 		if rerr != nil {
-			return 0, false, rerr
+			return end, rerr
 		}
 	}
 }

@@ -30,6 +30,13 @@ type plan struct {
 // "<prefix><token> <status>".
 const markerPrefix = "vmtest-exit:"
 
+// startPrefix starts the line the guest writes just before it starts the
+// test binary: "<prefix><token>". A guest that ends without it died
+// booting or preparing, not in the test, and may be booted again.
+const startPrefix = "vmtest-start:"
+
+func startLine(token string) string { return startPrefix + token }
+
 // Exit statuses the guest reports for its own failures, distinct from a
 // test binary's (1 for failed tests, 2 for a panic or bad flags).
 const (
