@@ -261,9 +261,12 @@ func (v *Verifier) SetManagement(prefixes []netip.Prefix) {
 
 // Check verifies env and returns its change, or a *Refusal. The order is
 // fixed so one record always gets the same reason: key, signature,
-// payload, storage key, role, time, breadth, management. An expired
-// record is refused with its change returned as well: it is authentic,
-// and still newer than the records of its key before it (see Expired).
+// payload, storage key, role, time, breadth, management. A record refused
+// for its content (Authentic: role, time, breadth, management) comes with
+// its change as well: a follower first orders it among its key's records,
+// so that an older one is a no-op rather than a refusal (nothing counted
+// or audited), and an expired put still supersedes the records of its key
+// before it.
 func (v *Verifier) Check(env Envelope, now time.Time) (Change, error) {
 	return v.check(env, now, nil)
 }
@@ -290,26 +293,26 @@ func (v *Verifier) check(env Envelope, now time.Time, s *Session) (Change, error
 		return Change{}, Refuse(ReasonKeyMismatch, "signed for key %q, stored under %q", c.Key, env.StoredKey)
 	}
 	if tk.role == roleController {
-		if err := v.controllerMay(c); err != nil {
-			return Change{}, &Refusal{Reason: ReasonRole, Err: err}
-		}
 		c.ByController = true
+		if err := v.controllerMay(c); err != nil {
+			return c, &Refusal{Reason: ReasonRole, Err: err}
+		}
 	}
 	skew := v.p.Skew.Nanoseconds()
 	if c.IssuedAt > now.UnixNano()+skew {
-		return Change{}, Refuse(ReasonFuture, "issued %s, beyond the skew of %s", time.Unix(0, c.IssuedAt).UTC().Format(time.RFC3339Nano), v.p.Skew)
+		return c, Refuse(ReasonFuture, "issued %s, beyond the skew of %s", time.Unix(0, c.IssuedAt).UTC().Format(time.RFC3339Nano), v.p.Skew)
 	}
 	if c.ExpiresAt != 0 && c.ExpiresAt < now.UnixNano()-skew {
 		return c, Refuse(ReasonExpired, "expired %s", time.Unix(0, c.ExpiresAt).UTC().Format(time.RFC3339Nano))
 	}
 	if c.Kind == KindList && c.Op == OpPut {
 		if min := v.broadest(c.List, c.Prefix.Addr().Is4()); c.Prefix.Bits() < min {
-			return Change{}, Refuse(ReasonTooBroad, "%s is broader than /%d", c.Prefix, min)
+			return c, Refuse(ReasonTooBroad, "%s is broader than /%d", c.Prefix, min)
 		}
 		if c.List == Blocklist {
 			for _, m := range *v.mgmt.Load() {
 				if m.Overlaps(c.Prefix) {
-					return Change{}, Refuse(ReasonManagement, "%s covers management address %s", c.Prefix, m)
+					return c, Refuse(ReasonManagement, "%s covers management address %s", c.Prefix, m)
 				}
 			}
 		}

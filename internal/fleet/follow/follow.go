@@ -536,7 +536,7 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 	// What was applied before, for every verified record, in one read.
 	keys := make([]string, 0, len(entries))
 	for i, e := range entries {
-		if e.Operation() == jetstream.KeyValuePut && (errs[i] == nil || expiredPut(changes[i], errs[i])) {
+		if e.Operation() == jetstream.KeyValuePut && change.Authentic(errs[i]) {
 			keys = append(keys, changes[i].Key)
 		}
 	}
@@ -566,6 +566,25 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 			// record nobody trusted signed does not keep an entry alive.
 			s.seen[e.Key()] = true
 		}
+		if !change.Authentic(err) {
+			s.refuse(e.Key(), e.Revision(), err)
+			continue
+		}
+		prev, ok := prevs[next], found[next]
+		next++
+		j, inBatch := index[c.Key]
+		// A replay or an older change is a no-op, whatever Check said of
+		// its content: an old record replayed from the bus, since
+		// expired or now over a management address, is neither counted
+		// nor audited.
+		if inBatch && !change.Newer(c, out[j]) {
+			ignored++
+			continue
+		}
+		if ok && c.IssuedAt <= prev.IssuedAt {
+			ignored++
+			continue
+		}
 		if err != nil {
 			s.refuse(e.Key(), e.Revision(), err)
 			if !expiredPut(c, err) {
@@ -575,17 +594,6 @@ func (s *run) process(entries []jetstream.KeyValueEntry) error {
 			// edge that missed its life ends where the others' expiry
 			// left them, with no entry, instead of keeping an older one.
 			c.Op, c.ExpiresAt = change.OpDelete, 0
-		}
-		prev, ok := prevs[next], found[next]
-		next++
-		j, inBatch := index[c.Key]
-		if inBatch && !change.Newer(c, out[j]) {
-			ignored++
-			continue
-		}
-		if ok && c.IssuedAt <= prev.IssuedAt {
-			ignored++ // a replay or an older change: no-op
-			continue
 		}
 		// Newest-wins alone would let the controller key shorten an
 		// operator's block and so lift it: its role is to add blocks. The

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -199,6 +200,13 @@ func (fx *fixture) follow(state *MemState, rec *Recorder, tweak func(*Options)) 
 	}()
 	fx.t.Cleanup(e.stop)
 	return e
+}
+
+// refused is what OnRefused was told so far, by reason.
+func (e *edge) refused() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.refusals)
 }
 
 func (e *edge) stop() {

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,13 +40,25 @@ func TestExpiredPutSupersedesOlderRecords(t *testing.T) {
 	held := fx.publish(other)
 	e2 := fx.follow(state, rec, nil)
 	e2.waitKeys(t, held.StoredKey)
+	before := e2.f.Status()
+	if before.Refused[change.ReasonExpired] != 1 {
+		t.Fatalf("refused %v, want the newer expired record counted", before.Refused)
+	}
+	// An older record, since expired, replayed onto the bus: a no-op, not
+	// a refusal (no count, no OnRefused, so no audit record).
+	refusals := len(e2.refused())
 	stale := other
 	stale.IssuedAt, stale.ExpiresAt = t0.UnixNano(), t0.Add(time.Hour).UnixNano()
 	fx.raw(held.StoredKey, fx.sign(stale, fx.opKey).Encode())
 	s := fx.sentinel(e2, 1)
 	e2.waitKeys(t, held.StoredKey, s)
-	if st := e2.f.Status(); st.Refused[change.ReasonExpired] != 2 {
-		t.Errorf("refused %v, want both expired records counted", st.Refused)
+	st := e2.f.Status()
+	if st.Refused[change.ReasonExpired] != 1 || st.Ignored != before.Ignored+1 {
+		t.Errorf("after an older expired record: refused %v, ignored %d (was %d); want it ignored, not refused",
+			st.Refused, st.Ignored, before.Ignored)
+	}
+	if got := e2.refused(); len(got) != refusals {
+		t.Errorf("the older expired record reached OnRefused: %v", got[refusals:])
 	}
 }
 
@@ -189,5 +202,56 @@ func TestBatchesAreBoundedInBytes(t *testing.T) {
 	}
 	if len(batches) < len(keys)/most {
 		t.Fatalf("%d batches for %d records", len(batches), len(keys))
+	}
+}
+
+// TestOlderRecordsAreNoOpsWhateverTheirContent: a record older than what
+// the edge applied for its key is a no-op even when Check would refuse its
+// content. Replayed onto the bus under a second operator's key, an old
+// block over a management address and one broader than the edge allows
+// change nothing and are neither counted nor reported; the same content
+// dated after what the edge applied is refused as before.
+func TestOlderRecordsAreNoOpsWhateverTheirContent(t *testing.T) {
+	fx := newFixture(t)
+	pub2, key2 := newKey(t)
+	fx.policy.Operators = append(fx.policy.Operators, pub2)
+	e := fx.follow(nil, nil, nil)
+	t0 := time.Now().Add(-time.Minute)
+
+	// What the edge holds for the two keys: signed deletes, which Check
+	// passes whatever their prefix.
+	overMgmt := block("192.0.2.0/24") // covers the fixture's 192.0.2.10
+	tooBroad := block("10.0.0.0/7")   // the fixture allows /8 at most
+	for _, c := range []change.Change{overMgmt, tooBroad} {
+		c.Op, c.IssuedAt = change.OpDelete, t0.UnixNano()
+		fx.publish(c)
+	}
+	fx.sentinel(e, 1)
+	before, refused := e.f.Status(), len(e.refused())
+
+	for _, c := range []change.Change{overMgmt, tooBroad} {
+		c.IssuedAt = t0.Add(-time.Hour).UnixNano()
+		fx.raw(keyOf(t, c), fx.sign(c, key2).Encode())
+	}
+	fx.sentinel(e, 2)
+	after := e.f.Status()
+	if got := e.refused(); len(got) != refused {
+		t.Errorf("older records reached OnRefused: %v", got[refused:])
+	}
+	if after.Ignored != before.Ignored+2 || len(after.Refused) != len(before.Refused) {
+		t.Errorf("ignored %d → %d, refused %v → %v; want the two older records ignored", before.Ignored, after.Ignored, before.Refused, after.Refused)
+	}
+
+	for _, c := range []change.Change{overMgmt, tooBroad} {
+		c.IssuedAt = time.Now().UnixNano()
+		fx.raw(keyOf(t, c), fx.sign(c, key2).Encode())
+	}
+	fx.sentinel(e, 3)
+	got := e.refused()
+	if want := []string{change.ReasonManagement, change.ReasonTooBroad}; !slices.Equal(got[refused:], want) {
+		t.Errorf("the same records dated later: refusals %v, want %v", got[refused:], want)
+	}
+	if held := e.rec.Entries(); len(held) != 3 {
+		t.Errorf("edge holds %v, want the three sentinels only", keysOf(held))
 	}
 }
