@@ -11,6 +11,11 @@ type Cursor struct {
 	// the binary form): an edge whose cursor says fewer passed over
 	// records it could not read, and reconciles fully once.
 	Forms int `json:"forms,omitempty"`
+	// Full, when set, says why the edge must reconcile fully before it
+	// trusts Seq again (tombstones it had not read were removed). It is
+	// saved so that a reconcile cut short, by an error or a crash, is done
+	// again; the cursor a full reconcile ends with clears it.
+	Full string `json:"full,omitempty"`
 }
 
 // RecordForms counts the stored forms of a record this build reads: 1

@@ -83,8 +83,9 @@ type Follower struct {
 	o   Options
 	log *slog.Logger
 
-	// forceFull makes the next session reconcile fully whatever the
-	// cursor says (only the Run goroutine uses it).
+	// forceFull makes sessions reconcile fully whatever the cursor says,
+	// until one completes (only the Run goroutine uses it). The cursor
+	// carries the same need across a restart (Cursor.Full).
 	forceFull string
 	// looks counts periodic reads of the stream (tests wait on it);
 	// fetches counts module fetches begun.
@@ -228,6 +229,8 @@ func needsFull(cur Cursor, v streamView) (bool, string) {
 		return true, "tombstones the edge has not seen were removed"
 	case cur.Forms < change.RecordForms:
 		return true, "an older build passed over records in a form it could not read"
+	case cur.Full != "":
+		return true, cur.Full
 	}
 	return false, ""
 }
@@ -258,8 +261,8 @@ func (f *Follower) session(ctx context.Context) error {
 		return fmt.Errorf("reading the fleet cursor: %w", err)
 	}
 	full, why := needsFull(cur, view)
-	if f.forceFull != "" {
-		full, why, f.forceFull = true, f.forceFull, ""
+	if !full && f.forceFull != "" {
+		full, why = true, f.forceFull
 	}
 	kv, err := js.KeyValue(ctx, hub.Bucket)
 	if err != nil {
@@ -408,7 +411,14 @@ func (f *Follower) session(ctx context.Context) error {
 					return fmt.Errorf("%w: %s", errRestart, why)
 				}
 				if missedCompaction(lastCur.Seq, lastWM, v.watermark) {
+					// Kept in memory and in the cursor until a full
+					// reconcile completes: one cut short is done again,
+					// after an error or a crash alike.
 					f.forceFull = "tombstones were removed while the edge was behind them"
+					cur.Full = f.forceFull
+					if err := s.apply(nil, cur, 0); err != nil {
+						return err
+					}
 					return fmt.Errorf("%w: %s", errRestart, f.forceFull)
 				}
 			} else if v.epoch != s.epoch {
@@ -737,7 +747,7 @@ func (s *run) caughtUp() error {
 		if err := s.apply(nil, cur, 0); err != nil {
 			return err
 		}
-		s.full, s.seen = false, nil
+		s.full, s.seen, f.forceFull = false, nil, ""
 		f.mu.Lock()
 		f.st.FullReconciles++
 		f.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,6 +165,12 @@ type edge struct {
 // ones when nil).
 func (fx *fixture) follow(state *MemState, rec *Recorder, tweak func(*Options)) *edge {
 	fx.t.Helper()
+	return fx.followPrepared(state, rec, tweak, nil)
+}
+
+// followPrepared is follow with prep run on the Follower before Run.
+func (fx *fixture) followPrepared(state *MemState, rec *Recorder, tweak func(*Options), prep func(*Follower)) *edge {
+	fx.t.Helper()
 	if state == nil {
 		state = NewMemState()
 	}
@@ -191,6 +198,9 @@ func (fx *fixture) follow(state *MemState, rec *Recorder, tweak func(*Options)) 
 	e.f, err = New(opts)
 	if err != nil {
 		fx.t.Fatal(err)
+	}
+	if prep != nil {
+		prep(e.f)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
@@ -772,5 +782,71 @@ func TestFollowerReconcilesOnceAfterUpgrade(t *testing.T) {
 	e3.waitCaughtUp(t)
 	if st := e3.f.Status(); st.FullReconciles != 0 {
 		t.Fatalf("second start after the upgrade: status %+v, want no full reconcile", st)
+	}
+}
+
+// TestReconcileCutShortIsDoneAgain: an edge whose cursor is past the
+// watermark but which never read a tombstone compaction removed must
+// reconcile fully, and a reconcile cut short (here by the applier's error;
+// a crash leaves the saved cursor just so) must be done again until it
+// completes: else the entry the hub deleted stays on the edge for good.
+// The need is held in memory (forceFull, after a look at the stream) and
+// in the saved cursor (Cursor.Full, across a restart).
+func TestReconcileCutShortIsDoneAgain(t *testing.T) {
+	for _, saved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("saved=%v", saved), func(t *testing.T) {
+			fx := newFixture(t)
+			state, rec := NewMemState(), NewRecorder()
+			e := fx.follow(state, rec, nil)
+			a, b := fx.publish(block("198.51.100.0/24")), fx.publish(block("198.51.101.0/24"))
+			e.waitKeys(t, a.StoredKey, b.StoredKey)
+			e.stop()
+			fx.publish(unblock("198.51.100.0/24"))
+			if n, err := hub.CompactTombstones(fx.ctx(), fx.h.JS, time.Now().Add(time.Minute)); err != nil || n != 1 {
+				t.Fatalf("CompactTombstones = %d, %v", n, err)
+			}
+			// The edge moved past the tombstone without reading it: its
+			// cursor alone asks for no reconcile.
+			st, err := fx.h.JS.Stream(fx.ctx(), hub.Stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := st.Info(fx.ctx())
+			if err != nil {
+				t.Fatal(err)
+			}
+			state.mu.Lock()
+			state.cur.Seq = info.State.LastSeq
+			if saved {
+				state.cur.Full = "tombstones were removed while the edge was behind them"
+			}
+			state.mu.Unlock()
+
+			// The first apply of the reconcile fails; the session ends and
+			// the next one must reconcile fully again.
+			var calls atomic.Int32
+			rec.Fail = func([]change.Change) error {
+				if calls.Add(1) == 1 {
+					return errors.New("the store is busy")
+				}
+				return nil
+			}
+			e2 := fx.followPrepared(state, rec, func(o *Options) { o.Retry = 20 * time.Millisecond }, func(f *Follower) {
+				if !saved {
+					// What the look at the stream that found the missed
+					// compaction leaves in memory.
+					f.forceFull = "tombstones were removed while the edge was behind them"
+				}
+			})
+			e2.waitKeys(t, b.StoredKey)
+			e2.waitCaughtUp(t)
+			if st := e2.f.Status(); calls.Load() < 2 || st.FullReconciles != 1 {
+				t.Errorf("applies %d, status %+v: want the reconcile failed once, then done", calls.Load(), st)
+			}
+			e2.stop()
+			if cur, _ := state.Cursor(); cur.Full != "" || e2.f.forceFull != "" {
+				t.Errorf("after the reconcile: cursor %+v, forceFull %q; want both cleared", cur, e2.f.forceFull)
+			}
+		})
 	}
 }
