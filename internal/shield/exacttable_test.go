@@ -156,6 +156,24 @@ func checkOverflow(t *testing.T, s *Shield, prefix bool) {
 			if _, got, _ := run(t, s, udpFrom(inside[6])); got != want {
 				t.Errorf("%s: %s in a freed way counted %s", name, inside[6], got)
 			}
+			// An entry the hash map holds, put again once a way is free,
+			// stays there: one copy (a second in the table, with another
+			// expiry, would leave the first to answer once it ended), its
+			// hits kept.
+			if err := s.DeleteRules(l, []netip.Prefix{rules[1].Prefix}); err != nil {
+				t.Fatal(err)
+			}
+			held := rules[4]
+			held.RuleID = 98
+			if err := s.PutRules(l, []Rule{held}); err != nil {
+				t.Fatal(err)
+			}
+			if table, hash := storedIn(t, s, l, v6, prefix); table != 3 || hash != 2 {
+				t.Errorf("%s: put again with a way free, %s is in the table %d, hash map %d times; want 3 and 2", name, held.Prefix, table, hash)
+			}
+			if got := hitsOf(t, s, l)[held.Prefix]; got.Hits != 1 || got.RuleID != 98 {
+				t.Errorf("%s: put again with a way free, %s has %d hits and rule %d, want 1 and 98", name, held.Prefix, got.Hits, got.RuleID)
+			}
 			checkFilterCounts(t, s)
 		}
 	}

@@ -22,11 +22,22 @@ var listSeed = flag.Uint64("shield.seed", 0, "run TestListsMatchTheReference wit
 // shorter and longer than /48, a whole family).
 var diffPool = []string{
 	"0.0.0.0/0", "198.16.0.0/12", "198.18.0.0/15", "198.18.0.0/16", "198.18.4.0/23",
-	"198.18.5.0/24", "198.18.5.128/25", "198.18.5.7", "198.18.5.128", "198.19.255.255",
-	"10.0.0.0/8", "10.1.0.0/16", "10.1.2.3",
+	"198.18.5.0/24", "198.18.5.128/25", "198.18.5.7", "198.18.5.8", "198.18.5.128", "198.19.255.255",
+	"10.0.0.0/8", "10.1.0.0/16", "10.1.2.3", "10.1.2.4", "203.0.113.9",
 	"2000::/3", "2001:db8::/32", "2001:db9::/32", "2001:db8:4::/46", "2001:db8:4::/47",
-	"2001:db8:5::/48", "2001:db8:5:1::/64", "2001:db8:5:1:8000::/65", "2001:db8:5:1::7",
-	"2001:db8:5:1:8000::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+	"2001:db8:5::/48", "2001:db8:5:1::/64", "2001:db8:5:1:8000::/65", "2001:db8:5:1::7", "2001:db8:5:1::8",
+	"2001:db8:5:1:8000::", "2001:db9::1", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+}
+
+// overflowPool is diffPool's exact addresses, more of each family than a
+// bucket has ways, with a few prefixes around them: with one bucket a list
+// (TestListsMatchTheReferenceOverflowing) exact entries overflow into the
+// hash maps and come back to a freed way.
+var overflowPool = []string{
+	"198.18.5.0/24", "198.18.5.7", "198.18.5.8", "198.18.5.128", "198.19.255.255",
+	"10.1.0.0/16", "10.1.2.3", "10.1.2.4", "203.0.113.9",
+	"2001:db8:5::/48", "2001:db8:5:1::7", "2001:db8:5:1::8", "2001:db8:5:1:8000::",
+	"2001:db9::1", "2001:db9::2", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
 }
 
 // diffKey names one list entry.
@@ -70,7 +81,7 @@ func TestListsMatchTheReference(t *testing.T) {
 		t.Run(fmt.Sprint(r.seed), func(t *testing.T) {
 			t.Logf("seed %d (again: go test -run TestListsMatchTheReference ./internal/shield -shield.seed=%d)", r.seed, r.seed)
 			emptyLists(t, s)
-			runListSequence(t, s, rand.New(rand.NewPCG(r.seed, r.seed)), r.steps)
+			runListSequence(t, s, rand.New(rand.NewPCG(r.seed, r.seed)), r.steps, diffPool, nil)
 		})
 	}
 }
@@ -81,17 +92,36 @@ func TestListsMatchTheReference(t *testing.T) {
 // takes, so each kind of entry is looked up in both places.
 func TestListsMatchTheReferenceOverflowing(t *testing.T) {
 	s := newTestShieldWith(t, Options{exactMasks: oneBucket, prefixMasks: oneBucket}, noLimits())
+	var hashed [2]int // the most exact entries of a family seen in the hash maps at once
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			emptyLists(t, s)
-			runListSequence(t, s, rand.New(rand.NewPCG(seed, seed)), 40)
+			runListSequence(t, s, rand.New(rand.NewPCG(seed, seed)), 40, diffPool, nil)
 		})
+		t.Run(fmt.Sprintf("exact-%d", seed), func(t *testing.T) {
+			emptyLists(t, s)
+			runListSequence(t, s, rand.New(rand.NewPCG(seed, seed)), 40, overflowPool, func() {
+				for fam, v6 := range []bool{false, true} {
+					for _, l := range []List{Allowlist, Blocklist} {
+						_, n := storedIn(t, s, l, v6, false)
+						hashed[fam] = max(hashed[fam], n)
+					}
+				}
+			})
+		})
+	}
+	t.Logf("exact entries in the hash maps at once, at most: IPv4 %d, IPv6 %d", hashed[0], hashed[1])
+	if hashed[0] == 0 || hashed[1] == 0 {
+		t.Errorf("exact entries never overflowed into the hash maps (IPv4 %d, IPv6 %d at most): the sequences test the tables alone", hashed[0], hashed[1])
 	}
 }
 
-func runListSequence(t *testing.T, s *Shield, rng *rand.Rand, steps int) {
-	pool := make([]netip.Prefix, len(diffPool))
-	for i, p := range diffPool {
+// runListSequence runs steps random steps over the prefixes of names on s,
+// checking it against the model after each; after, if not nil, runs then
+// too.
+func runListSequence(t *testing.T, s *Shield, rng *rand.Rand, steps int, names []string, after func()) {
+	pool := make([]netip.Prefix, len(names))
+	for i, p := range names {
 		pool[i] = mustPrefix(p)
 	}
 	probes := probeAddrs(pool, rng)
@@ -203,6 +233,9 @@ func runListSequence(t *testing.T, s *Shield, rng *rand.Rand, steps int) {
 		checkListModel(t, s, model)
 		checkFilterCounts(t, s)
 		classifyProbes(t, s, probes, model, now)
+		if after != nil {
+			after()
+		}
 		if t.Failed() {
 			t.FailNow() // the first divergence is the one to read
 		}
