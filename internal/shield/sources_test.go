@@ -146,6 +146,36 @@ func TestSourceTableFlood(t *testing.T) {
 	if _, ok, err := s.sources.get(v4Key(x)); err != nil || ok {
 		t.Errorf("X still in the table (%v, %v) after a fifth source came to a bucket of four blocks", ok, err)
 	}
+	wantBlocked(t, s, x, false) // what the eviction means: X's traffic passes again
+}
+
+// TestSourceTableEvictsABlockNearItsEnd is the bound's other case: near the
+// end of X's block, three sources of its bucket whose limiter state reaches
+// past that end (a burst ahead of now) make X's block the oldest way, and a
+// fourth source evicts it early, by less than a burst's length.
+func TestSourceTableEvictsABlockNearItsEnd(t *testing.T) {
+	s := newTestShield(t, autoBlockSettings()) // TTL 1 min; a burst of 5 at 5/s is 1 s
+	x := netip.MustParseAddr("198.51.100.7")
+	blockByFlood(t, s, x)
+	st, ok, err := s.sources.get(v4Key(x))
+	if err != nil || !ok {
+		t.Fatalf("X not in the table: %v, %v", ok, err)
+	}
+	if err := s.setClock(st.BlockedUntil - uint64(time.Second/2)); err != nil {
+		t.Fatal(err)
+	}
+	mates := bucketMates(sourceBucketOf(v4Key(x).Addr), 4, netip.MustParseAddr("172.16.0.0"))
+	for _, a := range mates[:3] {
+		for range 5 { // a whole burst: its state reaches 1 s ahead
+			passOnce(t, s, a)
+		}
+	}
+	wantBlocked(t, s, x, true)
+	passOnce(t, s, mates[3])
+	if _, ok, err := s.sources.get(v4Key(x)); err != nil || ok {
+		t.Errorf("X still in the table (%v, %v): its block, ending in 0.5 s, was not the oldest way", ok, err)
+	}
+	wantBlocked(t, s, x, false)
 }
 
 // TestSourceTableRace: packets of two innocent sources run on both CPUs
