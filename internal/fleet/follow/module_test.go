@@ -231,3 +231,33 @@ func TestRefusedFunctionsAreRetriedSparingly(t *testing.T) {
 		t.Errorf("four refused deploys counted %d times (OnRefused %d)", st.Refused[change.ReasonDigest], n)
 	}
 }
+
+// TestSwappedModuleIsRefused: a bus writer puts other bytes of the module's
+// exact size under its digest's name, with a meta that reads whole: only
+// the hash can tell, and the deploy is refused (digest) while what follows
+// is applied. Its variant, one byte changed at the end, as well.
+func TestSwappedModuleIsRefused(t *testing.T) {
+	module := []byte("\x00asm\x01\x00\x00\x00 the module the operator signed")
+	for name, swapped := range map[string][]byte{
+		"other bytes":   bytes.Repeat([]byte{'x'}, len(module)),
+		"one byte last": append(slices.Clone(module[:len(module)-1]), module[len(module)-1]^1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			fx := newFixture(t)
+			digest := digestOf(module)
+			if _, err := fx.h.Modules.PutBytes(fx.ctx(), digest, swapped); err != nil {
+				t.Fatal(err)
+			}
+			fn := fx.publish(deploy("hello", digest, int64(len(module))))
+			later := fx.publish(block("198.51.100.0/24"))
+			e := fx.follow(nil, nil, nil)
+			e.waitKeys(t, later.StoredKey)
+			if _, ok := e.rec.Entries()[fn.StoredKey]; ok {
+				t.Fatal("a module that does not hash to the signed digest was deployed")
+			}
+			if got := e.refused(); !slices.Contains(got, change.ReasonDigest) {
+				t.Errorf("refusals %v, want %s", got, change.ReasonDigest)
+			}
+		})
+	}
+}
