@@ -211,6 +211,11 @@ func TestCheckRefusals(t *testing.T) {
 		{"future within skew", sign(block("198.51.100.0/24", now.Add(30*time.Second)), opKey), ""},
 		{"expired", sign(withTTL(block("198.51.100.0/24", now.Add(-time.Hour)), 30*time.Minute), opKey), ReasonExpired},
 		{"expired within skew", sign(withTTL(block("198.51.100.0/24", now.Add(-time.Hour)), time.Hour-30*time.Second), opKey), ""},
+		// The edges of the skew: at it is inside, a nanosecond past it out.
+		{"issued at the skew", sign(block("198.51.100.0/24", now.Add(time.Minute)), opKey), ""},
+		{"issued a nanosecond past the skew", sign(block("198.51.100.0/24", now.Add(time.Minute+time.Nanosecond)), opKey), ReasonFuture},
+		{"expired at the skew", sign(withTTL(block("198.51.100.0/24", now.Add(-time.Hour)), time.Hour-time.Minute), opKey), ""},
+		{"expired a nanosecond past the skew", sign(withTTL(block("198.51.100.0/24", now.Add(-time.Hour)), time.Hour-time.Minute-time.Nanosecond), opKey), ReasonExpired},
 		{"too broad v4", sign(block("198.0.0.0/8", now), opKey), ReasonTooBroad},
 		{"too broad v6", sign(block("2001::/16", now), opKey), ReasonTooBroad},
 		{"too broad allow", sign(Change{Kind: KindList, Op: OpPut, List: Allowlist, Prefix: netip.MustParsePrefix("10.0.0.0/16"), IssuedAt: now.UnixNano()}, opKey), ReasonTooBroad},
@@ -237,12 +242,17 @@ func TestCheckRefusals(t *testing.T) {
 				json.Unmarshal(env.Payload, &c)
 				env.StoredKey = c.Key
 			}
-			_, err := v.Check(env, now)
+			c, err := v.Check(env, now)
 			if got := ReasonOf(err); got != tt.want {
 				t.Fatalf("Check: reason %q (%v), want %q", got, err, tt.want)
 			}
 			if err != nil && ReasonOf(err) == "" {
 				t.Fatalf("Check returned a non-refusal error: %v", err)
+			}
+			// An authentic record comes with its change, refused or not,
+			// for the follower to order before it judges (others with none).
+			if Authentic(err) != (c.Key == env.StoredKey && c.IssuedAt != 0) {
+				t.Errorf("Check returned change %q issued %d with %v (authentic %v)", c.Key, c.IssuedAt, err, Authentic(err))
 			}
 		})
 	}
