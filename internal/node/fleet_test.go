@@ -155,6 +155,57 @@ func TestEdgeFollowsTheFleet(t *testing.T) {
 	}
 }
 
+// TestFleetRefusesAFullList: a fleet block that would take the node's list
+// past its limit is refused (list_full), counted and reported with its
+// key; the entries that fit are applied, in store and kernel alike. The
+// refused record is recorded as decided, not retried: a later change is
+// applied and the count stays.
+func TestFleetRefusesAFullList(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Shield.Limits.IPv4 = 2
+	fx := newFleetFixture(t, &cfg)
+	n := runNode(t, cfg)
+	if _, err := n.Add(AddRequest{List: store.Blocklist, Targets: prefixes(t, "192.0.2.1")}); err != nil {
+		t.Fatal(err)
+	}
+	fits, over := fleetBlock("198.51.100.0/24", time.Hour), fleetBlock("198.51.101.0/24", time.Hour)
+	fx.publish(fits, nil)
+	fx.publish(over, nil)
+	overKey, err := fleetchange.KeyFor(over)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the second fleet block refused as the list is full", func() bool {
+		return metricValue(t, scrape(t, n), `aegis_fleet_rejected_total{reason="list_full"}`) == 1
+	})
+	stored, kernel := snapshot(t, n, store.Blocklist)
+	if want := []string{"192.0.2.1/32", "198.51.100.0/24"}; !slices.Equal(stored, want) || !slices.Equal(kernel, want) {
+		t.Errorf("store %v, kernel %v; want %v", stored, kernel, want)
+	}
+	st, err := n.FleetStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(st.RecentRefusals, func(r hub.Refusal) bool {
+		return r.Key == overKey && r.Reason == fleetchange.ReasonListFull
+	}) {
+		t.Errorf("recent refusals %+v lack %s (%s)", st.RecentRefusals, overKey, fleetchange.ReasonListFull)
+	}
+
+	// A change after it applies; the refused one is not tried again.
+	rate := fleetchange.Change{Kind: fleetchange.KindRate, Op: fleetchange.OpPut,
+		Rate: &fleetchange.Rate{Class: "udp", PPS: 7, Burst: 9}}
+	fx.publish(rate, nil)
+	testutil.WaitFor(t, "the change after the refusal", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.settings.UDP.PPS == 7
+	})
+	if got := metricValue(t, scrape(t, n), `aegis_fleet_rejected_total{reason="list_full"}`); got != 1 {
+		t.Errorf("list_full counted %v times, want once", got)
+	}
+}
+
 // TestEdgeEnforcesWhileTheHubIsAway: the store is the edge's offline copy.
 // A node restarted with the hub gone starts, enforces the fleet's entries
 // from its store and expires them on their absolute time.
