@@ -27,9 +27,11 @@ import (
 	"github.com/aegis-edge/aegis/internal/fleet/hub"
 	"github.com/aegis-edge/aegis/internal/functions"
 	"github.com/aegis-edge/aegis/internal/lists"
+	"github.com/aegis-edge/aegis/internal/netlab"
 	"github.com/aegis-edge/aegis/internal/shield"
 	"github.com/aegis-edge/aegis/internal/store"
 	"github.com/aegis-edge/aegis/internal/testutil"
+	"github.com/cilium/ebpf"
 )
 
 // fleetFixture is an embedded hub and an operator key the edge trusts.
@@ -107,6 +109,18 @@ func TestEdgeFollowsTheFleet(t *testing.T) {
 	}
 	if _, err := n.Add(AddRequest{List: store.Allowlist, Targets: prefixes(t, "198.51.100.9")}); err != nil {
 		t.Errorf("local allow inside a fleet block: %v", err)
+	}
+	// The escape hatch in the data path: the local allow wins over the
+	// fleet's block for its address, and only for it.
+	const xdpDrop, xdpPass = 1, 2
+	for src, want := range map[string]uint32{"198.51.100.9": xdpPass, "198.51.100.8": xdpDrop} {
+		ret, err := n.shield.Program().Run(&ebpf.RunOptions{Data: netlab.UDP4(src, "203.0.113.1").Bytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ret != want {
+			t.Errorf("a packet from %s: XDP action %d, want %d", src, ret, want)
+		}
 	}
 
 	// Refusals: an unknown key, a management address, a too broad prefix.
