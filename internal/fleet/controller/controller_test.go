@@ -93,7 +93,13 @@ func (fx *fixture) reporter(name string, now func() time.Time) *report.Reporter 
 
 func (fx *fixture) report(r *report.Reporter, prefix string) {
 	fx.t.Helper()
-	if err := r.Report(netip.MustParsePrefix(prefix), time.Now().Add(time.Hour)); err != nil {
+	fx.reportUntil(r, prefix, time.Now().Add(time.Hour))
+}
+
+// reportUntil is report of a block that ends at until.
+func (fx *fixture) reportUntil(r *report.Reporter, prefix string, until time.Time) {
+	fx.t.Helper()
+	if err := r.Report(netip.MustParsePrefix(prefix), until); err != nil {
 		fx.t.Fatal(err)
 	}
 	for r.Stats().Queued != 0 {
@@ -219,6 +225,33 @@ func TestReportsWiderThanTheWindow(t *testing.T) {
 	s := fx.handled(c, 3)
 	if s.Promotions != 0 || s.Ignored[IgnoredStale] != 1 {
 		t.Fatalf("stats %+v, want no promotion and one stale report", s)
+	}
+}
+
+// TestReportsDatedAheadOrOverDoNotCount: an edge whose clock (or whose
+// owner) dates its report an hour ahead keeps it in the window only until
+// the window has passed its arrival; a report of a block already over is
+// stale on arrival, though made within the window. Neither makes a
+// promotion with another edge's report.
+func TestReportsDatedAheadOrOverDoNotCount(t *testing.T) {
+	fx := newFixture(t)
+	c, _ := fx.controller(func(o *Options) { o.Window = 2 * time.Second })
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	fx.reportUntil(fx.reporter("edge1", ahead), "198.51.100.7/32", time.Now().Add(3*time.Hour))
+	fx.handled(c, 1)
+	time.Sleep(2100 * time.Millisecond) // past the window, counted from its arrival
+	fx.report(fx.reporter("edge2", nil), "198.51.100.7/32")
+	if s := fx.handled(c, 2); s.Promotions != 0 || len(s.Ignored) != 0 {
+		t.Fatalf("stats %+v: want both reports taken and no promotion (a report dated ahead stayed in the window)", s)
+	}
+
+	// Made a second ago, about a block that ended since.
+	before := func() time.Time { return time.Now().Add(-time.Second) }
+	fx.reportUntil(fx.reporter("edge3", before), "203.0.113.9/32", time.Now().Add(-time.Millisecond))
+	fx.report(fx.reporter("edge4", nil), "203.0.113.9/32")
+	s := fx.handled(c, 4)
+	if s.Promotions != 0 || s.Ignored[IgnoredStale] != 1 || len(s.Ignored) != 1 {
+		t.Fatalf("stats %+v: want the report of a block already over stale, and no promotion", s)
 	}
 }
 
