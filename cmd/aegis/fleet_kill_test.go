@@ -29,8 +29,12 @@ import (
 // TestEdgeKilledDuringAStream SIGKILLs an edge at random points while the
 // hub takes a stream of adds and removals, and restarts it each time.
 // Once the stream ends and the edge has caught up: its store holds exactly
-// the hub's live entries, its kernel maps exactly the store's, and its
-// audit log verifies.
+// the hub's live entries, list by list, its kernel maps exactly the
+// store's, the follower's own record of what it applied names exactly the
+// entries it holds, and its audit log verifies. The stream mixes single
+// records with batch-signed imports over both lists (applied in one store
+// transaction per list, the cursor in the last) and rate changes, so a
+// kill can land between the transactions of one batch.
 func TestEdgeKilledDuringAStream(t *testing.T) {
 	ctx := context.Background()
 	h := fleettest.NewHub(t)
@@ -57,9 +61,36 @@ func TestEdgeKilledDuringAStream(t *testing.T) {
 				c.Prefix = netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", (i-2)/256, (i-2)%256))
 				c.Op = change.OpDelete
 			}
+			envs := []change.Envelope{}
 			env, err := change.Sign(c, sk)
-			if err == nil {
-				_, err = pub.Publish(streamCtx, env)
+			envs = append(envs, env)
+			switch {
+			case err != nil:
+			case i%16 == 5: // an import over both lists, one signature
+				var batch []change.Change
+				for j := range 3 {
+					for _, l := range []change.List{change.Blocklist, change.Allowlist} {
+						octet := 16
+						if l == change.Allowlist {
+							octet = 17
+						}
+						batch = append(batch, change.Change{Kind: change.KindList, Op: change.OpPut, List: l,
+							Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(octet), byte(i / 16), byte(j)}), 32)})
+					}
+				}
+				var more []change.Envelope
+				more, err = change.SignImport(batch, sk)
+				envs = append(envs, more...)
+			case i%50 == 7:
+				var rate change.Envelope
+				rate, err = change.Sign(change.Change{Kind: change.KindRate, Op: change.OpPut,
+					Rate: &change.Rate{Class: "udp", PPS: uint32(1000 + i), Burst: 2000}}, sk)
+				envs = append(envs, rate)
+			}
+			for _, env := range envs {
+				if err == nil {
+					_, err = pub.Publish(streamCtx, env)
+				}
 			}
 			if err != nil && streamCtx.Err() == nil {
 				t.Errorf("publishing: %v", err)
@@ -95,8 +126,9 @@ func TestEdgeKilledDuringAStream(t *testing.T) {
 		return err == nil && st.CaughtUp && st.Cursor.Seq >= info.State.LastSeq
 	})
 
-	// The hub's live entries against the edge's store.
-	var hubLive []string
+	// The hub's live entries, by list, against the edge's store.
+	hubLive := map[lists.List][]string{}
+	var hubKeys []string
 	keys, err := h.KV.ListKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -110,11 +142,18 @@ func TestEdgeKilledDuringAStream(t *testing.T) {
 		if !ok {
 			t.Fatalf("record %s does not decode", k)
 		}
-		if c.Op == change.OpPut {
-			hubLive = append(hubLive, c.Prefix.String())
+		if c.Op != change.OpPut {
+			continue
+		}
+		hubKeys = append(hubKeys, k)
+		if c.Kind == change.KindList {
+			l := lists.Blocklist
+			if c.List == change.Allowlist {
+				l = lists.Allowlist
+			}
+			hubLive[l] = append(hubLive[l], c.Prefix.String())
 		}
 	}
-	slices.Sort(hubLive)
 	var edge []string
 	for _, e := range listJSON(t, sock).Entries {
 		if e.Origin != store.OriginFleet {
@@ -123,20 +162,25 @@ func TestEdgeKilledDuringAStream(t *testing.T) {
 		edge = append(edge, e.Prefix.String())
 	}
 	slices.Sort(edge)
-	if !slices.Equal(edge, hubLive) {
-		t.Fatalf("after %d changes and 4 kills the edge holds %d entries, the hub %d live", published, len(edge), len(hubLive))
+	slices.Sort(hubLive[lists.Blocklist])
+	if !slices.Equal(edge, hubLive[lists.Blocklist]) {
+		t.Fatalf("after %d changes and 4 kills the edge holds %d entries, the hub %d live", published, len(edge), len(hubLive[lists.Blocklist]))
+	}
+	if len(hubLive[lists.Allowlist]) == 0 {
+		t.Error("the stream published no import: the test did not cover batches")
 	}
 	if err := d.signal(syscall.SIGTERM); err != nil {
 		t.Logf("node exit: %v", err)
 	}
 
-	// The kernel maps against the store, read from the pins and the file.
+	// Each list's kernel map against the store, read from the pins and
+	// the file, and the follower's record against both.
 	st, err := store.Open(cfg.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, err := st.List(lists.Blocklist)
-	st.Close()
+	defer st.Close()
+	live, err := st.Fleet().Live()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,27 +188,45 @@ func TestEdgeKilledDuringAStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := sh.Rules(shield.List(lists.Blocklist))
-	sh.Close()
-	if err != nil {
-		t.Fatal(err)
+	defer sh.Close()
+	total := 0
+	for _, l := range []lists.List{lists.Blocklist, lists.Allowlist} {
+		stored, err := st.List(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules, err := sh.Rules(shield.List(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kernel, fromStore []string
+		for _, r := range rules {
+			kernel = append(kernel, r.Prefix.String())
+		}
+		for _, e := range stored {
+			fromStore = append(fromStore, e.Prefix.String())
+		}
+		slices.Sort(kernel)
+		slices.Sort(fromStore)
+		slices.Sort(hubLive[l])
+		if !slices.Equal(kernel, fromStore) || !slices.Equal(fromStore, hubLive[l]) {
+			t.Fatalf("%s: kernel %d entries, store %d, hub %d", l, len(kernel), len(fromStore), len(hubLive[l]))
+		}
+		total += len(fromStore)
 	}
-	var kernel, fromStore []string
-	for _, r := range rules {
-		kernel = append(kernel, r.Prefix.String())
+	var liveKeys []string
+	for k := range live {
+		liveKeys = append(liveKeys, k)
 	}
-	for _, e := range stored {
-		fromStore = append(fromStore, e.Prefix.String())
-	}
-	slices.Sort(kernel)
-	slices.Sort(fromStore)
-	if !slices.Equal(kernel, fromStore) || !slices.Equal(fromStore, hubLive) {
-		t.Fatalf("kernel %d entries, store %d, hub %d", len(kernel), len(fromStore), len(hubLive))
+	slices.Sort(liveKeys)
+	slices.Sort(hubKeys)
+	if !slices.Equal(liveKeys, hubKeys) {
+		t.Fatalf("the follower records %d keys as applied puts, the hub holds %d", len(liveKeys), len(hubKeys))
 	}
 	if code, out, stderr := cli("audit", "verify", "--dir", cfg.AuditDir(), "--anchor", cfg.AuditAnchor()); code != 0 {
 		t.Fatalf("audit verify after the kills: exit %d\n%s%s", code, out, stderr)
 	}
-	t.Logf("%d changes published across 4 kills; hub, store and kernel agree on %d entries", published, len(hubLive))
+	t.Logf("%d changes published across 4 kills; hub, store and kernel agree on %d entries", published, total)
 }
 
 // startHostDaemon execs this test binary as `aegis node` in the test's own
