@@ -52,8 +52,8 @@ func TestExpiryBoundary(t *testing.T) {
 		s := newTestShieldWith(t, opts, noLimits())
 		for _, tc := range []struct {
 			entry, inside string
-			fillers        []string // fill the entry's one bucket when overflowing
-			want           Reason
+			fillers       []string // fill the entry's one bucket when overflowing
+			want          Reason
 		}{
 			{"198.51.100.7/32", "198.51.100.7", []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"}, ReasonBlockedExact},
 			{"198.51.0.0/16", "198.51.9.9", []string{"10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16"}, ReasonBlockedPrefix},
