@@ -220,6 +220,63 @@ func TestFleetRefusesAFullList(t *testing.T) {
 	}
 }
 
+// TestEdgeReconcilesAfterMissedTombstones: an edge away while the hub
+// removed a block and a rate, then compacted those tombstones, cannot learn
+// of them by catching up. Restarted, it reconciles fully: the block leaves
+// store and kernel, the rate returns to the configuration's, an entry the
+// hub still holds stays, and each removal is audited as the reconcile's.
+func TestEdgeReconcilesAfterMissedTombstones(t *testing.T) {
+	cfg := testConfig(t)
+	fx := newFleetFixture(t, &cfg)
+	n := runNode(t, cfg)
+	udp := func(n *Node) shield.Bucket {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.settings.UDP
+	}
+	configured := udp(n)
+	gone, kept := fleetBlock("198.51.100.0/24", time.Hour), fleetBlock("198.51.101.0/24", time.Hour)
+	rate := fleetchange.Change{Kind: fleetchange.KindRate, Op: fleetchange.OpPut,
+		Rate: &fleetchange.Rate{Class: "udp", PPS: configured.PPS + 7, Burst: configured.Burst + 9}}
+	fx.publish(gone, nil)
+	fx.publish(kept, nil)
+	fx.publish(rate, nil)
+	testutil.WaitFor(t, "both fleet blocks and the rate", func() bool {
+		stored, _ := snapshot(t, n, store.Blocklist)
+		return len(stored) == 2 && udp(n).PPS == configured.PPS+7
+	})
+	n.Close()
+
+	del := gone
+	del.Op, del.IssuedAt, del.ExpiresAt, del.Reason = fleetchange.OpDelete, 0, 0, ""
+	fx.publish(del, nil)
+	fx.publish(fleetchange.Change{Kind: fleetchange.KindRate, Op: fleetchange.OpDelete, Rate: &fleetchange.Rate{Class: "udp"}}, nil)
+	if n, err := hub.CompactTombstones(context.Background(), fx.hub.JS, time.Now().Add(time.Minute)); err != nil || n != 2 {
+		t.Fatalf("CompactTombstones = %d, %v; want both tombstones removed", n, err)
+	}
+
+	n2 := runNode(t, cfg)
+	testutil.WaitFor(t, "the full reconcile to remove the block the hub no longer holds", func() bool {
+		stored, kernel := snapshot(t, n2, store.Blocklist)
+		return slices.Equal(stored, []string{"198.51.101.0/24"}) && slices.Equal(stored, kernel)
+	})
+	testutil.WaitFor(t, "the rate back to the configuration's", func() bool {
+		return udp(n2) == configured
+	})
+	if st, err := n2.FleetStatus(); err != nil || st.FullReconciles != 1 {
+		t.Errorf("fleet status %+v (%v): want one full reconcile", st, err)
+	}
+	var byReconcile []string
+	for _, r := range auditRecords(t, cfg.AuditDir()) {
+		if r.Actor == fleetActorPrefix+"reconcile" {
+			byReconcile = append(byReconcile, r.Op+" "+r.Target)
+		}
+	}
+	if len(byReconcile) != 2 || !slices.ContainsFunc(byReconcile, func(s string) bool { return strings.Contains(s, "198.51.100.0/24") }) {
+		t.Errorf("audit records by the reconcile: %q; want the block's removal and the rate's reset", byReconcile)
+	}
+}
+
 // TestEdgeEnforcesWhileTheHubIsAway: the store is the edge's offline copy.
 // A node restarted with the hub gone starts, enforces the fleet's entries
 // from its store and expires them on their absolute time.
