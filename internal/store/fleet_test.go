@@ -68,7 +68,8 @@ func TestApplyFleetIsOneTransaction(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	f := s.Fleet()
 	first := change.Change{Op: change.OpPut, Key: "list.block.192-0-2-1_32", IssuedAt: 5}
-	cur := change.Cursor{Epoch: "e1", Seq: 3}
+	// Full: the need for a full reconcile is saved with the cursor.
+	cur := change.Cursor{Epoch: "e1", Seq: 3, Full: "tombstones were removed"}
 	if _, err := s.ApplyFleet([]Entry{{List: Blocklist, Prefix: pfx("192.0.2.1"), Origin: OriginFleet}}, nil,
 		FleetCommit{Applied: []change.Change{first}, Cursor: cur}); err != nil {
 		t.Fatal(err)
