@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -481,6 +482,53 @@ func TestFleetWait(t *testing.T) {
 	}
 	if out := fx.ok("fleet", "edges"); !regexp.MustCompile(`edge-a\s+yes\s+1\s.*management=1`).MatchString(out) {
 		t.Errorf("edges with edge-a one change behind:\n%s", out)
+	}
+}
+
+// TestFleetWaitTrustsOnlyWhatItRead: --wait never claims every edge
+// applied a change from part of the edges' reports (a wait that ends while
+// the reports of a large fleet are still being read exits 1), and an
+// edge's freshness is the hub's time of its report, not the edge's clock
+// (an edge two minutes behind is still waited for and named).
+func TestFleetWaitTrustsOnlyWhatItRead(t *testing.T) {
+	fx := newFleetFixture(t)
+	edges, err := fx.h.JS.KeyValue(fx.ctx(), hub.EdgesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := fx.h.JS.Stream(fx.ctx(), hub.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 10)
+
+	// An edge whose clock is two minutes behind, at revision 0.
+	if err := hub.Report(fx.ctx(), edges, hub.EdgeReport{Name: "behind", Epoch: epoch, Reported: time.Now().Add(-2 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := fx.cli("fleet", "block", "add", "198.51.100.0/24", "--wait", "1s")
+	if code != 1 || !strings.Contains(errOut, "behind") {
+		t.Errorf("--wait with an edge whose clock is behind: exit %d, %q; want 1 naming it", code, errOut)
+	}
+
+	// 1,000 edges that applied everything, and the one that did not, read
+	// last: a wait too short to read them all must not pass. Waits of
+	// several lengths, so that some end while the reports are being read
+	// (the shortest may end before the reading starts: an error too).
+	for i := range 1000 {
+		r := hub.EdgeReport{Name: fmt.Sprintf("edge-%03d", i), Epoch: epoch, Seq: 1 << 40, CaughtUp: true}
+		if err := hub.Report(fx.ctx(), edges, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hub.Report(fx.ctx(), edges, hub.EdgeReport{Name: "zz-stuck", Epoch: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	for i, wait := range []string{"3ms", "10ms", "20ms", "40ms", "80ms", "160ms"} {
+		code, out, errOut := fx.cli("fleet", "block", "add", fmt.Sprintf("198.51.%d.0/24", 110+i), "--wait", wait)
+		if code != 1 || strings.Contains(out, "applied by every") {
+			t.Fatalf("--wait %s over 1,002 edges, one stuck: exit %d, %q %q; want 1", wait, code, out, errOut)
+		}
 	}
 }
 

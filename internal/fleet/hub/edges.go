@@ -34,7 +34,10 @@ type EdgeReport struct {
 	RecentRefusals []Refusal         `json:"recent_refusals,omitempty"`
 	FullReconciles uint64            `json:"full_reconciles"`
 	LastApplied    time.Time         `json:"last_applied,omitzero"`
-	Reported       time.Time         `json:"reported"`
+	// Reported is when the hub stored the report (the edge's own clock is
+	// not trusted for it: an edge behind would look gone, one ahead
+	// connected for ever).
+	Reported time.Time `json:"reported"`
 }
 
 // Refusal is a record an edge refused: its key, revision and reason.
@@ -52,6 +55,7 @@ func reportOf(e jetstream.KeyValueEntry) (EdgeReport, bool) {
 	if json.Unmarshal(e.Value(), &r) != nil || r.Name != e.Key() || ValidEdgeName(r.Name) != nil {
 		return EdgeReport{}, false
 	}
+	r.Reported = e.Created()
 	return r, true
 }
 
@@ -123,13 +127,19 @@ type Published struct {
 // `--wait`.
 func WaitApplied(ctx context.Context, js jetstream.JetStream, p Published, names []string, fresh time.Duration) (missing, refused []string, err error) {
 	rev := p.To
+	tooShort := func(err error) error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("the wait ended before the edges' reports could be read: %w", err)
+		}
+		return err
+	}
 	epoch, err := bucketEpoch(ctx, js)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, tooShort(err)
 	}
 	kv, err := js.KeyValue(ctx, EdgesBucket)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening %s: %w", EdgesBucket, err)
+		return nil, nil, tooShort(fmt.Errorf("opening %s: %w", EdgesBucket, err))
 	}
 	// The watch has its own context: ctx ending is the answer, not an error.
 	wctx, cancel := context.WithCancel(context.Background())
@@ -192,6 +202,11 @@ func WaitApplied(ctx context.Context, js jetstream.JetStream, p Published, names
 			}
 		case <-ctx.Done():
 			m, rf := answer()
+			if initial {
+				// Edges not read yet are not known to have applied: never
+				// "applied by every edge" from part of the list.
+				return m, rf, fmt.Errorf("the wait ended before every edge's report was read (%d read)", len(waiting))
+			}
 			return m, rf, nil
 		}
 	}
