@@ -558,6 +558,11 @@ func TestFleetBadInputPublishesNothing(t *testing.T) {
 		// The group's own setup keeps the root's: status finds the socket.
 		{"status socket", nil, []string{"--socket", filepath.Join(fx.dir, "none.sock"), "fleet", "status"}, 1, "none.sock"},
 		{"keygen exists", nil, []string{"fleet", "keygen", filepath.Join(fx.dir, "op")}, 1, "exists"},
+		// Rates every edge would refuse: published, they would replace a
+		// good record with one no edge applies.
+		{"rate burst 0", nil, []string{"fleet", "rate", "udp", "--pps", "100", "--burst", "0"}, 2, "burst"},
+		{"rate over the maximum", nil, []string{"fleet", "rate", "udp", "--pps", "200000000"}, 2, "at most"},
+		{"rate burst over the maximum", nil, []string{"fleet", "rate", "syn", "--pps", "10", "--burst", "100000001"}, 2, "at most"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			saved := fx.env

@@ -141,7 +141,12 @@ func rateCmd(short string, set func(*cobra.Command, admin.RateRequest) error) *c
 				return usageError{fmt.Errorf("--pps is required")}
 			}
 			if !cmd.Flags().Changed("burst") {
-				burst = 2 * pps
+				burst = shield.DefaultBurst(pps)
+			}
+			// Checked here too: a fleet rate is published, not sent to a
+			// node that would refuse it, and every edge would.
+			if err := (shield.Bucket{PPS: pps, Burst: burst}).Validate(); err != nil {
+				return usageError{fmt.Errorf("%s: %w", a[0], err)}
 			}
 			return set(cmd, admin.RateRequest{Class: a[0], PPS: pps, Burst: burst})
 		},

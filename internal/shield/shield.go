@@ -1,6 +1,7 @@
 package shield
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -148,6 +149,21 @@ type Settings struct {
 	LongChains      LongChains    `json:"long_header_chains"`
 }
 
+// Validate checks a rate limit against what the data path can express.
+func (b Bucket) Validate() error {
+	if b.PPS > MaxRate || b.Burst > MaxRate {
+		return fmt.Errorf("pps and burst must be at most %d", MaxRate)
+	}
+	if b.PPS > 0 && b.Burst == 0 {
+		return errors.New("burst must be at least 1 when pps is set")
+	}
+	return nil
+}
+
+// DefaultBurst is the burst of a rate limit given without one: two
+// seconds' worth, at most MaxRate.
+func DefaultBurst(pps uint32) uint32 { return uint32(min(2*uint64(pps), MaxRate)) }
+
 // Validate checks the settings against what the data path can express.
 func (s Settings) Validate() error {
 	if s.Mode != ModeEnforce && s.Mode != ModeMonitor {
@@ -157,11 +173,8 @@ func (s Settings) Validate() error {
 		name string
 		b    Bucket
 	}{{"syn", s.SYN}, {"udp", s.UDP}, {"icmp", s.ICMP}} {
-		if b.b.PPS > MaxRate || b.b.Burst > MaxRate {
-			return fmt.Errorf("%s: pps and burst must be at most %d", b.name, MaxRate)
-		}
-		if b.b.PPS > 0 && b.b.Burst == 0 {
-			return fmt.Errorf("%s: burst must be at least 1 when pps is set", b.name)
+		if err := b.b.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", b.name, err)
 		}
 	}
 	if s.IPv4PrefixLen < MinIPv4PrefixLen || s.IPv4PrefixLen > MaxIPv4PrefixLen {
