@@ -551,9 +551,6 @@ func newFleetFnDeployCmd(e *env, f *fleetFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(module) == 0 {
-				return errors.New("the module file is empty")
-			}
 			return pub.run(cmd, func(ctx context.Context, c *fleetConn, key ed25519.PrivateKey) (uint64, error) {
 				digest, err := c.pub.PutModule(ctx, module)
 				if err != nil {

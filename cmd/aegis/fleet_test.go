@@ -538,6 +538,23 @@ func TestFleetBadInputPublishesNothing(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	notWasm, module := filepath.Join(fx.dir, "hello.txt"), filepath.Join(fx.dir, "hello.wasm")
+	if err := os.WriteFile(notWasm, []byte("hello, not wasm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(module, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(fx.dir, "huge.wasm") // sparse: larger than any node takes
+	if err := os.WriteFile(huge, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, int64(config.MaxModuleSizeCeiling)+1); err != nil {
+		t.Fatal(err)
+	}
+	deploy := func(file string, flags ...string) []string {
+		return append([]string{"fleet", "fn", "deploy", "hello", file, "--route", "/hello"}, flags...)
+	}
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -563,6 +580,13 @@ func TestFleetBadInputPublishesNothing(t *testing.T) {
 		{"rate burst 0", nil, []string{"fleet", "rate", "udp", "--pps", "100", "--burst", "0"}, 2, "burst"},
 		{"rate over the maximum", nil, []string{"fleet", "rate", "udp", "--pps", "200000000"}, 2, "at most"},
 		{"rate burst over the maximum", nil, []string{"fleet", "rate", "syn", "--pps", "10", "--burst", "100000001"}, 2, "at most"},
+		// Functions every edge would refuse, checked before the module is
+		// stored or anything published.
+		{"fn not wasm", nil, deploy(notWasm), 1, "not a WebAssembly module"},
+		{"fn too large", nil, deploy(huge), 1, "over the"},
+		{"fn host with an escape", nil, deploy(module, "--allow-host", "api.example.com\x1b[2J"), 2, "allowed host"},
+		{"fn memory too large", nil, deploy(module, "--memory", "100TiB"), 2, "memory"},
+		{"fn timeout too long", nil, deploy(module, "--timeout", "9999h"), 2, "timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			saved := fx.env
@@ -582,6 +606,9 @@ func TestFleetBadInputPublishesNothing(t *testing.T) {
 	}
 	if got := fx.lastSeq(); got != 0 {
 		t.Errorf("the bucket is at revision %d after only refused commands, want 0", got)
+	}
+	if objs, err := fx.h.Modules.List(fx.ctx()); err == nil && len(objs) > 0 {
+		t.Errorf("the object store holds %d modules after only refused deploys", len(objs))
 	}
 }
 

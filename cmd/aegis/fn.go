@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -52,7 +53,7 @@ func fnDeployCmd(short, long string, deploy func(cmd *cobra.Command, name string
 			if err != nil {
 				return err
 			}
-			module, err := os.ReadFile(file)
+			module, err := readModule(file)
 			if err != nil {
 				return err
 			}
@@ -61,6 +62,27 @@ func fnDeployCmd(short, long string, deploy func(cmd *cobra.Command, name string
 	}
 	flags.register(cmd)
 	return cmd
+}
+
+// readModule reads a module file, refusing one larger than any node takes
+// before reading it, and bytes that are no WebAssembly module.
+func readModule(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > int64(config.MaxModuleSizeCeiling) {
+		return nil, fmt.Errorf("%s: the module is %d bytes, over the %s any node takes", file, st.Size(), config.MaxModuleSizeCeiling)
+	}
+	module, err := io.ReadAll(io.LimitReader(f, int64(config.MaxModuleSizeCeiling)+1))
+	if err != nil {
+		return nil, err
+	}
+	if err := functions.CheckModule(module); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return module, nil
 }
 
 // specFlags are the flags of deploying a function, locally and to the
@@ -113,6 +135,9 @@ func (f *specFlags) spec(cmd *cobra.Command, name string) (functions.Spec, error
 			return functions.Spec{}, usageError{fmt.Errorf("--memory: %w", err)}
 		}
 		spec.Memory = &sz
+	}
+	if err := spec.Check(); err != nil {
+		return functions.Spec{}, usageError{err}
 	}
 	return spec, nil
 }

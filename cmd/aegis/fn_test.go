@@ -53,10 +53,17 @@ func TestFnCommands(t *testing.T) {
 			t.Errorf("%v: exit %d (%s), want 2", a, code, stderr)
 		}
 	}
+	// Garbage is refused by the command itself; a module with the right
+	// header but a bad body by the node's validator.
 	notWasm := filepath.Join(t.TempDir(), "x.wasm")
 	os.WriteFile(notWasm, []byte("not a module"), 0o644)
-	if code, _, stderr := cli("--socket", sock, "fn", "deploy", "hello", notWasm, "--route", "/hello"); code != 1 || !strings.Contains(stderr, "invalid module") {
+	if code, _, stderr := cli("--socket", sock, "fn", "deploy", "hello", notWasm, "--route", "/hello"); code != 1 || !strings.Contains(stderr, "not a WebAssembly module") {
 		t.Fatalf("deploying garbage: exit %d, %q", code, stderr)
+	}
+	truncated := filepath.Join(t.TempDir(), "t.wasm")
+	os.WriteFile(truncated, []byte("\x00asm\x01\x00\x00\x00\x01"), 0o644) // a section cut short
+	if code, _, stderr := cli("--socket", sock, "fn", "deploy", "hello", truncated, "--route", "/hello"); code != 1 || !strings.Contains(stderr, "invalid module") {
+		t.Fatalf("deploying a truncated module: exit %d, %q", code, stderr)
 	}
 
 	code, out, stderr := cli("--socket", sock, "fn", "deploy", "hello", hello, "--route", "/hello", "--fuel", "100000", "--memory", "1MiB", "--timeout", "2s")

@@ -92,7 +92,7 @@ func defaultFunctions() Functions {
 }
 
 func (v *validator) functions(f Functions) {
-	v.sizeRange("functions.max_module_size", f.MaxModuleSize, 1<<10, 256<<20)
+	v.sizeRange("functions.max_module_size", f.MaxModuleSize, 1<<10, MaxModuleSizeCeiling)
 	v.intRange("functions.workers", f.Workers, 0, 1024)
 	v.durRange("functions.compile_timeout", f.CompileTimeout, 100*time.Millisecond, 10*time.Minute)
 	v.functionLimits("functions.defaults", f.Defaults)
@@ -117,6 +117,10 @@ func (v *validator) functionLimits(key string, l FunctionLimits) {
 	v.sizeRange(key+".kv_max_value", l.KVMaxValue, 0, 64<<20)
 	v.sizeRange(key+".kv_quota", l.KVQuota, 0, 1<<40)
 }
+
+// MaxModuleSizeCeiling is the largest functions.max_module_size: no node
+// takes a larger module.
+const MaxModuleSizeCeiling Size = 256 << 20
 
 // ValidateFunctionLimits checks per-function limits (as a deploy sets
 // them); errors name fields under prefix.

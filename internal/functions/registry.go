@@ -305,10 +305,56 @@ func WasmLimits(l config.FunctionLimits, maxModule config.Size) wasm.Limits {
 	}
 }
 
-// validAllowHost accepts host or host:port, lower-case, no scheme or path.
+// validAllowHost accepts host or host:port, lower-case, no scheme or path,
+// printable ASCII only (a host is printed back to operators).
 func validAllowHost(h string) error {
-	if h == "" || strings.ContainsAny(h, "/?#@ \t") || strings.ToLower(h) != h {
+	printable := !strings.ContainsFunc(h, func(r rune) bool { return r <= ' ' || r > '~' })
+	if h == "" || !printable || strings.ContainsAny(h, "/?#@") || strings.ToLower(h) != h {
 		return fmt.Errorf("allowed host %q: want a lower-case host or host:port, without scheme or path", h)
+	}
+	return nil
+}
+
+// Check checks what a spec says that no node's configuration changes: its
+// route, its allowed hosts, and each limit it sets within the bounds every
+// node takes. A deploy to the fleet is checked so before it is published:
+// every edge would refuse a spec that fails it.
+func (s Spec) Check() error {
+	if _, err := ParseRoute(s.Route); err != nil {
+		return err
+	}
+	for _, h := range s.AllowHosts {
+		if err := validAllowHost(h); err != nil {
+			return err
+		}
+	}
+	lim := config.Default().Functions.Defaults
+	if s.Fuel != nil {
+		lim.Fuel = *s.Fuel
+	}
+	if s.Timeout != nil {
+		lim.Timeout = *s.Timeout
+	}
+	if s.Memory != nil {
+		lim.Memory = *s.Memory
+	}
+	return config.ValidateFunctionLimits("", lim)
+}
+
+// wasmHeader begins every WebAssembly module of the version wazero runs.
+const wasmHeader = "\x00asm\x01\x00\x00\x00"
+
+// CheckModule checks what a module's bytes say before any node sees them:
+// not empty, within the largest size any node takes, and a WebAssembly
+// binary (its magic and version). A node still validates and compiles it.
+func CheckModule(module []byte) error {
+	switch {
+	case len(module) == 0:
+		return errors.New("the module is empty")
+	case int64(len(module)) > int64(config.MaxModuleSizeCeiling):
+		return fmt.Errorf("the module is %d bytes, over the %s any node takes", len(module), config.MaxModuleSizeCeiling)
+	case !strings.HasPrefix(string(module), wasmHeader):
+		return errors.New("not a WebAssembly module (no \\0asm version 1 header)")
 	}
 	return nil
 }
