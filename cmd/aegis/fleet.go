@@ -651,7 +651,13 @@ func newFleetFnLsCmd(e *env, f *fleetFlags) *cobra.Command {
 				if fn.Spec.Memory != nil {
 					memory = fn.Spec.Memory.String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%.12s\t%d\t%s\t%s\t%s\t%s\t%s\n", fn.Name, fn.Spec.Route, fn.Digest, fn.Size,
+				// A route is the signer's word: one no edge would take (a
+				// terminal escape, a line break) is not printed.
+				route := fn.Spec.Route
+				if _, err := functions.ParseRoute(route); err != nil {
+					route = "invalid"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%.12s\t%d\t%s\t%s\t%s\t%s\t%s\n", fn.Name, route, fn.Digest, fn.Size,
 					fuel, timeout, memory, fn.KeyID, fn.Issued.Local().Format(time.DateTime))
 			}
 			return tw.Flush()

@@ -984,3 +984,36 @@ func TestRefusalsPrintPlainReasons(t *testing.T) {
 		t.Fatalf("refusals = %q, want %q", got, want)
 	}
 }
+
+// TestFleetFnLsPrintsNoRecordText: a function record signed by a trusted
+// key whose route holds a terminal escape and a line that fakes a row is
+// listed with its route as invalid: nothing of it reaches the terminal.
+func TestFleetFnLsPrintsNoRecordText(t *testing.T) {
+	fx := newFleetFixture(t)
+	priv, err := keyfile.ReadPrivateKey(fx.env["AEGIS_FLEET_KEY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := "/e\x1b]0;pwned\x07\nFAKE   /fake   deadbeef"
+	spec, _ := json.Marshal(functions.Spec{Route: route})
+	sum := sha256.Sum256([]byte("m"))
+	env, err := change.Sign(change.Change{Kind: change.KindFunction, Op: change.OpPut,
+		Func: &change.Function{Name: "evil", Digest: hex.EncodeToString(sum[:]), Size: 1, Spec: spec}}, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := hub.NewPublisher(fx.ctx(), fx.h.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(fx.ctx(), env); err != nil {
+		t.Fatal(err)
+	}
+	out := fx.ok("fleet", "fn", "ls")
+	if strings.ContainsAny(out, "\x1b\x07") || strings.Contains(out, "FAKE") || !strings.Contains(out, "invalid") {
+		t.Errorf("fn ls printed the record's route:\n%q", out)
+	}
+	if lines := strings.Count(out, "\n"); lines != 2 {
+		t.Errorf("fn ls printed %d lines for one function, want a header and a row:\n%s", lines, out)
+	}
+}

@@ -36,6 +36,11 @@ func ParseRoute(s string) (Route, error) {
 	if strings.ContainsAny(p, "?#%\\ \t\r\n") {
 		return Route{}, fmt.Errorf("invalid route %q: the path may not contain '?', '#', '%%', '\\' or spaces", s)
 	}
+	// Printable ASCII only: a route is printed back to operators (a
+	// terminal escape in one would run in their terminal).
+	if strings.ContainsFunc(p, func(r rune) bool { return r < '!' || r > '~' }) {
+		return Route{}, fmt.Errorf("invalid route %q: the path may hold printable ASCII only", s)
+	}
 	for _, seg := range strings.Split(p, "/") {
 		if seg == "." || seg == ".." {
 			return Route{}, fmt.Errorf("invalid route %q: the path may not contain . or .. segments", s)

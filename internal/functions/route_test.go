@@ -18,7 +18,8 @@ func TestParseRoute(t *testing.T) {
 			t.Errorf("ParseRoute(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "hello", "example.com", "/a/../b", "/a/./b", "//a", "/a//b", "/a?b", "/a#b", "/a%2e", "exa mple.com/", "example.com:8080/", "*.example.com/", "-bad.com/", "[zz]/", "/a\\b"} {
+	for _, bad := range []string{"", "hello", "example.com", "/a/../b", "/a/./b", "//a", "/a//b", "/a?b", "/a#b", "/a%2e", "exa mple.com/", "example.com:8080/", "*.example.com/", "-bad.com/", "[zz]/", "/a\\b",
+		"/e\x1b]0;pwned\x07", "/a\x00b", "/a\x7fb", "/caf\u00e9", "/\u202eevil"} { // escapes, control, non-ASCII
 		if r, err := ParseRoute(bad); err == nil {
 			t.Errorf("ParseRoute(%q) = %+v, want an error", bad, r)
 		}
