@@ -216,6 +216,16 @@ func (v *validator) hub(h Hub) {
 			v.addf("hub.cluster.password", "routes need authentication: set it, or hub.cluster_tls with a ca (a server that joins a route writes past every user's permissions)")
 		}
 	}
+	if h.Cluster.Listen == "" {
+		// Without a cluster listener these would be ignored, and the hub
+		// run alone where the operator meant a cluster.
+		if h.Cluster.Name != "" {
+			v.addf("hub.cluster.name", "set without hub.cluster.listen")
+		}
+		if len(h.Cluster.Routes) > 0 {
+			v.addf("hub.cluster.routes", "set without hub.cluster.listen")
+		}
+	}
 	for i, r := range h.Cluster.Routes {
 		if u, err := url.Parse(r); err != nil || u.Scheme != "nats-route" && u.Scheme != "nats" || u.Host == "" {
 			v.addf(fmt.Sprintf("hub.cluster.routes[%d]", i), "must be nats-route://host:port, got %q", r)
@@ -223,6 +233,10 @@ func (v *validator) hub(h Hub) {
 	}
 	if h.Replicas != 1 && h.Replicas != 3 {
 		v.addf("hub.replicas", "must be 1 or 3, got %d", h.Replicas)
+	} else if h.Replicas == 3 && h.NATSURL == "" && h.Cluster.Listen == "" {
+		// One embedded server cannot hold three replicas: the hub would
+		// wait for peers that never come.
+		v.addf("hub.replicas", "3 needs a cluster: hub.cluster with three hubs, or hub.nats_url")
 	}
 	for i, k := range h.OperatorKeys {
 		v.absPath(fmt.Sprintf("hub.operator_keys[%d]", i), k)
