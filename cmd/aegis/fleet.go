@@ -279,10 +279,14 @@ func publishEach(ctx context.Context, c *fleetConn, key ed25519.PrivateKey, chan
 		envs[i] = env
 	}
 	var high uint64
-	for _, env := range envs {
+	for i, env := range envs {
 		c.published[env.StoredKey] = true
 		rev, err := c.pub.Publish(ctx, env)
 		if err != nil {
+			if i > 0 {
+				// Each change stands alone: say which went out.
+				return high, fmt.Errorf("%w (%d published before it, %s to %s)", err, i, envs[0].StoredKey, envs[i-1].StoredKey)
+			}
 			return high, err
 		}
 		high = max(high, rev)

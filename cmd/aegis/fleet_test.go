@@ -1017,3 +1017,34 @@ func TestFleetFnLsPrintsNoRecordText(t *testing.T) {
 		t.Errorf("fn ls printed %d lines for one function, want a header and a row:\n%s", lines, out)
 	}
 }
+
+// TestFleetAddSaysWhatWentOut: the hub holds a newer change for the second
+// of three targets; `fleet block add` stops there with exit 1 and says
+// which of its changes it had published.
+func TestFleetAddSaysWhatWentOut(t *testing.T) {
+	fx := newFleetFixture(t)
+	priv, err := keyfile.ReadPrivateKey(fx.env["AEGIS_FLEET_KEY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := change.Change{Kind: change.KindList, Op: change.OpDelete, List: change.Blocklist,
+		Prefix: netip.MustParsePrefix("198.51.101.0/24"), IssuedAt: time.Now().Add(time.Hour).UnixNano()}
+	env, err := change.Sign(newer, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := hub.NewPublisher(fx.ctx(), fx.h.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(fx.ctx(), env); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := fx.cli("fleet", "block", "add", "198.51.100.0/24", "198.51.101.0/24", "198.51.102.0/24")
+	if code != 1 || !strings.Contains(errOut, "1 published before it, list.block.198-51-100-0_24") {
+		t.Errorf("exit %d, %q; want 1 saying the first target was published", code, errOut)
+	}
+	if _, err := fx.h.KV.Get(fx.ctx(), "list.block.198-51-102-0_24"); err == nil {
+		t.Error("the target after the refused one was published")
+	}
+}
