@@ -43,6 +43,13 @@ func Generate() (ed25519.PublicKey, ed25519.PrivateKey, error) {
 // if either exists, it fails and leaves both as they were. Each file is
 // synced before GenerateFiles returns the public key.
 func GenerateFiles(name string) (ed25519.PublicKey, error) {
+	base := filepath.Base(name)
+	if strings.HasSuffix(name, "/") || base == "." || base == ".." || base == "/" {
+		return nil, fmt.Errorf("key name %q: want a file name such as ops or keys/ops (it writes NAME.key and NAME.pub)", name)
+	}
+	if ext := filepath.Ext(base); ext == ".key" || ext == ".pub" {
+		return nil, fmt.Errorf("key name %q: give it without %s (it writes NAME.key and NAME.pub)", name, ext)
+	}
 	pub, priv, err := Generate()
 	if err != nil {
 		return nil, err
@@ -177,6 +184,12 @@ func pemBlock(data []byte, typ string) ([]byte, error) {
 // It refuses a file that users other than its owner may read, as ssh
 // does: a signing key others could copy is no longer the operator's.
 func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
+	// Parsed first: a public key or another file given here is named for
+	// what it is, not told to chmod 600.
+	k, err := readKey(path, "private", ParsePrivateKey)
+	if err != nil {
+		return nil, err
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading private key: %w", err)
@@ -184,7 +197,7 @@ func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("%s: a private key readable or writable by others (mode %04o): chmod 600 it", path, perm)
 	}
-	return readKey(path, "private", ParsePrivateKey)
+	return k, nil
 }
 
 // ReadPublicKey reads a public key file (see MarshalPublicKey).
@@ -198,8 +211,20 @@ func ReadPublicKeyOrBase64(path string) (ed25519.PublicKey, error) {
 	return readKey(path, "public", ParsePublicKeyOrBase64)
 }
 
+// maxKeyFile bounds a key file: a PEM ed25519 key is about 120 bytes.
+const maxKeyFile = 4 << 10
+
 // readKey reads the key file at path with parse; errors name the file.
 func readKey[K ed25519.PrivateKey | ed25519.PublicKey](path, which string, parse func([]byte) (K, error)) (K, error) {
+	// A key is a small regular file: a directory or a FIFO (which would
+	// block the read for ever) is refused before anything is read.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s key: %w", which, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxKeyFile {
+		return nil, fmt.Errorf("%s: not a %s key file (a regular file of at most %d bytes)", path, which, maxKeyFile)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s key: %w", which, err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -112,6 +113,42 @@ func TestGenerateFiles(t *testing.T) {
 		if _, err := ReadPrivateKey(keyPath); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 			t.Errorf("ReadPrivateKey of a key with mode %04o: %v, want refused", mode, err)
 		}
+	}
+	// A public key given as the private one is named for what it is.
+	if _, err := ReadPrivateKey(pubPath); err == nil || strings.Contains(err.Error(), "chmod") {
+		t.Errorf("ReadPrivateKey of NAME.pub (mode 0644): %v, want the key's kind named, not chmod", err)
+	}
+}
+
+// TestKeyFilesThatAreNot: a directory, a FIFO (a read would block for
+// ever) and a large file are refused at once as key files; a key name
+// that is a directory or carries the extension is refused before
+// anything is written.
+func TestKeyFilesThatAreNot(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.key")
+	if err := os.WriteFile(big, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{dir, fifo, big} {
+		if _, err := ReadPrivateKey(path); err == nil || !strings.Contains(err.Error(), "not a private key file") {
+			t.Errorf("ReadPrivateKey(%s): %v, want refused as not a key file", path, err)
+		}
+		if _, err := ReadPublicKey(path); err == nil || !strings.Contains(err.Error(), "not a public key file") {
+			t.Errorf("ReadPublicKey(%s): %v, want refused as not a key file", path, err)
+		}
+	}
+	for _, name := range []string{dir + "/", filepath.Join(dir, "ops.key"), filepath.Join(dir, "ops.pub"), "."} {
+		if _, err := GenerateFiles(name); err == nil {
+			t.Errorf("GenerateFiles(%q) succeeded", name)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("refused names wrote files: %d entries in the directory, want the fifo and the big file", len(entries))
 	}
 }
 
