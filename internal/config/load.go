@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/aegis-edge/aegis/internal/shield"
 )
 
 // Load reads and parses the configuration file at path. An empty path
@@ -194,5 +196,5 @@ func (w *walker) defaultBurst(key string, b *Bucket) {
 	if !w.present[key+".pps"] || w.present[key+".burst"] {
 		return
 	}
-	b.Burst = uint32(min(2*uint64(b.PPS), MaxPPS))
+	b.Burst = shield.DefaultBurst(b.PPS)
 }
