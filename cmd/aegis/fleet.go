@@ -383,17 +383,23 @@ func newFleetListCmd(e *env, f *fleetFlags, list change.List) *cobra.Command {
 			}
 			return pub.run(cmd, func(ctx context.Context, c *fleetConn, key ed25519.PrivateKey) (uint64, error) {
 				var changes []change.Change
+				var absent []string
 				for _, p := range prefixes {
 					ch := change.Change{Kind: change.KindList, Op: change.OpDelete, List: list, Prefix: p}
 					if live, err := c.live(ctx, ch); err != nil {
 						return 0, err
 					} else if live {
 						changes = append(changes, ch)
+					} else {
+						absent = append(absent, p.String())
 					}
 				}
 				rev, err := publishEach(ctx, c, key, changes)
 				if err == nil {
 					fmt.Fprintf(e.stdout, "removed %d from the %s\n", len(changes), noun)
+					if len(absent) > 0 {
+						fmt.Fprintf(e.stdout, "not in the %s (nothing published for them): %s\n", noun, strings.Join(absent, ", "))
+					}
 				}
 				return rev, err
 			})

@@ -167,7 +167,7 @@ func TestFleetBlockAddRmLs(t *testing.T) {
 	}
 
 	out = fx.ok("fleet", "block", "rm", "198.51.100.0/24", "203.0.113.9")
-	if !strings.Contains(out, "removed 1 from the fleet blocklist") {
+	if !strings.Contains(out, "removed 1 from the fleet blocklist") || !strings.Contains(out, "not in the fleet blocklist (nothing published for them): 203.0.113.9/32") {
 		t.Errorf("rm printed %q", out)
 	}
 	if c := fx.record("list.block.198-51-100-0_24"); c.Op != change.OpDelete {
