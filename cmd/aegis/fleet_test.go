@@ -506,7 +506,9 @@ func TestFleetWaitTrustsOnlyWhatItRead(t *testing.T) {
 	if err := hub.Report(fx.ctx(), edges, hub.EdgeReport{Name: "behind", Epoch: epoch, Reported: time.Now().Add(-2 * time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut := fx.cli("fleet", "block", "add", "198.51.100.0/24", "--wait", "1s")
+	// Long enough to read one report on a busy machine: the edge never
+	// applies, so the wait always runs out.
+	code, _, errOut := fx.cli("fleet", "block", "add", "198.51.100.0/24", "--wait", "3s")
 	if code != 1 || !strings.Contains(errOut, "behind") {
 		t.Errorf("--wait with an edge whose clock is behind: exit %d, %q; want 1 naming it", code, errOut)
 	}

@@ -189,22 +189,20 @@ func TestFleetRefusesAFullList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, "the second fleet block refused as the list is full", func() bool {
-		return metricValue(t, scrape(t, n), `aegis_fleet_rejected_total{reason="list_full"}`) == 1
+	// The refusal is counted while the batch is applied, the status
+	// after: wait for each.
+	want := []string{"192.0.2.1/32", "198.51.100.0/24"}
+	testutil.WaitFor(t, "the second fleet block refused as the list is full, the first applied", func() bool {
+		stored, kernel := snapshot(t, n, store.Blocklist)
+		return metricValue(t, scrape(t, n), `aegis_fleet_rejected_total{reason="list_full"}`) == 1 &&
+			slices.Equal(stored, want) && slices.Equal(kernel, want)
 	})
-	stored, kernel := snapshot(t, n, store.Blocklist)
-	if want := []string{"192.0.2.1/32", "198.51.100.0/24"}; !slices.Equal(stored, want) || !slices.Equal(kernel, want) {
-		t.Errorf("store %v, kernel %v; want %v", stored, kernel, want)
-	}
-	st, err := n.FleetStatus()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.ContainsFunc(st.RecentRefusals, func(r hub.Refusal) bool {
-		return r.Key == overKey && r.Reason == fleetchange.ReasonListFull
-	}) {
-		t.Errorf("recent refusals %+v lack %s (%s)", st.RecentRefusals, overKey, fleetchange.ReasonListFull)
-	}
+	testutil.WaitFor(t, "the refusal in the status with its key", func() bool {
+		st, err := n.FleetStatus()
+		return err == nil && slices.ContainsFunc(st.RecentRefusals, func(r hub.Refusal) bool {
+			return r.Key == overKey && r.Reason == fleetchange.ReasonListFull
+		})
+	})
 
 	// A change after it applies; the refused one is not tried again.
 	rate := fleetchange.Change{Kind: fleetchange.KindRate, Op: fleetchange.OpPut,
@@ -263,9 +261,12 @@ func TestEdgeReconcilesAfterMissedTombstones(t *testing.T) {
 	testutil.WaitFor(t, "the rate back to the configuration's", func() bool {
 		return udp(n2) == configured
 	})
-	if st, err := n2.FleetStatus(); err != nil || st.FullReconciles != 1 {
-		t.Errorf("fleet status %+v (%v): want one full reconcile", st, err)
-	}
+	// The follower counts the reconcile once it has saved its cursor,
+	// after the node applied the removals.
+	testutil.WaitFor(t, "the status to count one full reconcile", func() bool {
+		st, err := n2.FleetStatus()
+		return err == nil && st.FullReconciles == 1
+	})
 	var byReconcile []string
 	for _, r := range auditRecords(t, cfg.AuditDir()) {
 		if r.Actor == fleetActorPrefix+"reconcile" {

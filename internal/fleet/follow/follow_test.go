@@ -285,6 +285,20 @@ func (e *edge) waitCaughtUp(t *testing.T) {
 	}
 }
 
+// waitIgnored waits until the follower has counted at least n records as
+// ignored: it counts a batch's once the batch is applied, after the
+// recorder holds its changes.
+func (e *edge) waitIgnored(t *testing.T, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for e.f.Status().Ignored < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower counted %d ignored, want at least %d: %+v", e.f.Status().Ignored, n, e.f.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestFollowerAppliesPublishedChanges(t *testing.T) {
 	fx := newFixture(t)
 	e := fx.follow(nil, nil, nil)
