@@ -255,16 +255,7 @@ func (r *Registry) prepare(ctx context.Context, fn store.Function, spec Spec, mo
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	lim := r.opts.Defaults
-	if spec.Fuel != nil {
-		lim.Fuel = *spec.Fuel
-	}
-	if spec.Timeout != nil {
-		lim.Timeout = *spec.Timeout
-	}
-	if spec.Memory != nil {
-		lim.Memory = *spec.Memory
-	}
+	lim := spec.limits(r.opts.Defaults)
 	if err := config.ValidateFunctionLimits("", lim); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.ReplaceAll(err.Error(), ".", ""))
 	}
@@ -328,17 +319,21 @@ func (s Spec) Check() error {
 			return err
 		}
 	}
-	lim := config.Default().Functions.Defaults
+	return config.ValidateFunctionLimits("", s.limits(config.Default().Functions.Defaults))
+}
+
+// limits is base with the limits the spec sets in its place.
+func (s Spec) limits(base config.FunctionLimits) config.FunctionLimits {
 	if s.Fuel != nil {
-		lim.Fuel = *s.Fuel
+		base.Fuel = *s.Fuel
 	}
 	if s.Timeout != nil {
-		lim.Timeout = *s.Timeout
+		base.Timeout = *s.Timeout
 	}
 	if s.Memory != nil {
-		lim.Memory = *s.Memory
+		base.Memory = *s.Memory
 	}
-	return config.ValidateFunctionLimits("", lim)
+	return base
 }
 
 // wasmHeader begins every WebAssembly module of the version wazero runs.
