@@ -285,6 +285,19 @@ func (e *edge) waitCaughtUp(t *testing.T) {
 	}
 }
 
+// heldThenStopped runs a follower until it holds a block of
+// 198.51.100.0/24 and one of second, and stops it: an edge gone away with
+// its state and recorder, for a test of what it finds when it comes back.
+func (fx *fixture) heldThenStopped(second string) (*MemState, *Recorder, change.Envelope, change.Envelope) {
+	fx.t.Helper()
+	state, rec := NewMemState(), NewRecorder()
+	e := fx.follow(state, rec, nil)
+	a, b := fx.publish(block("198.51.100.0/24")), fx.publish(block(second))
+	e.waitKeys(fx.t, a.StoredKey, b.StoredKey)
+	e.stop()
+	return state, rec, a, b
+}
+
 // waitIgnored waits until the follower has counted at least n records as
 // ignored: it counts a batch's once the batch is applied, after the
 // recorder holds its changes.
@@ -530,11 +543,7 @@ func TestFollowerCatchesUpAfterHubRestart(t *testing.T) {
 
 func TestFollowerReconcilesAfterTombstonesAreCompacted(t *testing.T) {
 	fx := newFixture(t)
-	state, rec := NewMemState(), NewRecorder()
-	e := fx.follow(state, rec, nil)
-	a, b := fx.publish(block("198.51.100.0/24")), fx.publish(block("2001:db8::/48"))
-	e.waitKeys(t, a.StoredKey, b.StoredKey)
-	e.stop()
+	state, rec, a, b := fx.heldThenStopped("2001:db8::/48")
 
 	fx.publish(unblock("198.51.100.0/24"))
 	c := fx.publish(block("198.51.102.0/24"))
@@ -810,11 +819,7 @@ func TestReconcileCutShortIsDoneAgain(t *testing.T) {
 	for _, saved := range []bool{false, true} {
 		t.Run(fmt.Sprintf("saved=%v", saved), func(t *testing.T) {
 			fx := newFixture(t)
-			state, rec := NewMemState(), NewRecorder()
-			e := fx.follow(state, rec, nil)
-			a, b := fx.publish(block("198.51.100.0/24")), fx.publish(block("198.51.101.0/24"))
-			e.waitKeys(t, a.StoredKey, b.StoredKey)
-			e.stop()
+			state, rec, _, b := fx.heldThenStopped("198.51.101.0/24")
 			fx.publish(unblock("198.51.100.0/24"))
 			if n, err := hub.CompactTombstones(fx.ctx(), fx.h.JS, time.Now().Add(time.Minute)); err != nil || n != 1 {
 				t.Fatalf("CompactTombstones = %d, %v", n, err)

@@ -149,11 +149,7 @@ func TestBatchingDoesNotChangeTheOutcome(t *testing.T) {
 // the hub dropped, instead of keeping it because bytes sit under its key.
 func TestForgedRecordDoesNotKeepAnEntry(t *testing.T) {
 	fx := newFixture(t)
-	state, rec := NewMemState(), NewRecorder()
-	e := fx.follow(state, rec, nil)
-	a, b := fx.publish(block("198.51.100.0/24")), fx.publish(block("198.51.101.0/24"))
-	e.waitKeys(t, a.StoredKey, b.StoredKey)
-	e.stop()
+	state, rec, a, b := fx.heldThenStopped("198.51.101.0/24")
 
 	_, stranger := newKey(t)
 	forged := block("198.51.100.0/24")
