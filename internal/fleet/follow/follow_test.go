@@ -298,15 +298,20 @@ func (fx *fixture) heldThenStopped(second string) (*MemState, *Recorder, change.
 	return state, rec, a, b
 }
 
-// waitIgnored waits until the follower has counted at least n records as
-// ignored: it counts a batch's once the batch is applied, after the
-// recorder holds its changes.
-func (e *edge) waitIgnored(t *testing.T, n uint64) {
+// waitCounts waits until the follower has counted at least applied
+// changes and ignored records, and returns its status: it counts a
+// batch's once the batch is applied, after the recorder holds its
+// changes, so a status read as soon as a sentinel arrives may lag.
+func (e *edge) waitCounts(t *testing.T, applied, ignored uint64) Status {
 	t.Helper()
 	deadline := time.Now().Add(patience)
-	for e.f.Status().Ignored < n {
+	for {
+		st := e.f.Status()
+		if st.Applied >= applied && st.Ignored >= ignored {
+			return st
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the follower counted %d ignored, want at least %d: %+v", e.f.Status().Ignored, n, e.f.Status())
+			t.Fatalf("the follower counted %d applied and %d ignored, want at least %d and %d: %+v", st.Applied, st.Ignored, applied, ignored, st)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -325,7 +330,7 @@ func TestFollowerAppliesPublishedChanges(t *testing.T) {
 	}
 	fx.publish(unblock("198.51.100.0/24"))
 	e.waitKeys(t, keyOf(t, b))
-	if st := e.f.Status(); st.Applied != 3 || st.FullReconciles != 1 || !st.Connected {
+	if st := e.waitCounts(t, 3, 0); st.Applied != 3 || st.FullReconciles != 1 || !st.Connected {
 		t.Fatalf("status %+v, want 3 applied after one (first-start) reconcile", st)
 	}
 }
@@ -452,6 +457,7 @@ func TestFollowerIgnoresReplaysOlderChangesAndUnsignedDeletes(t *testing.T) {
 	key := env.StoredKey
 	other := fx.publish(block("198.51.101.0/24"))
 	e.waitKeys(t, key, other.StoredKey)
+	e.waitCounts(t, 2, 0)
 
 	older := c
 	older.IssuedAt = now.Add(-time.Minute).UnixNano()
@@ -475,7 +481,7 @@ func TestFollowerIgnoresReplaysOlderChangesAndUnsignedDeletes(t *testing.T) {
 		}
 		want = append(want, fx.sentinel(e, i+1))
 		e.waitKeys(t, want...)
-		st := e.f.Status()
+		st := e.waitCounts(t, before.Applied+1, before.Ignored+1)
 		if st.Applied != before.Applied+1 || st.Ignored != before.Ignored+1 || len(st.Refused) != 0 {
 			t.Fatalf("%s: status %+v after %+v: want it ignored and only the sentinel applied", step.name, st, before)
 		}

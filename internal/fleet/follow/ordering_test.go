@@ -52,7 +52,7 @@ func TestExpiredPutSupersedesOlderRecords(t *testing.T) {
 	fx.raw(held.StoredKey, fx.sign(stale, fx.opKey).Encode())
 	s := fx.sentinel(e2, 1)
 	e2.waitKeys(t, held.StoredKey, s)
-	e2.waitIgnored(t, before.Ignored+1)
+	e2.waitCounts(t, 0, before.Ignored+1)
 	if st := e2.f.Status(); st.Refused[change.ReasonExpired] != 1 {
 		t.Errorf("after an older expired record: refused %v; want it ignored, not refused", st.Refused)
 	}
@@ -229,7 +229,7 @@ func TestOlderRecordsAreNoOpsWhateverTheirContent(t *testing.T) {
 		fx.raw(keyOf(t, c), fx.sign(c, key2).Encode())
 	}
 	fx.sentinel(e, 2)
-	e.waitIgnored(t, before.Ignored+2)
+	e.waitCounts(t, 0, before.Ignored+2)
 	if got := e.refused(); len(got) != refused {
 		t.Errorf("older records reached OnRefused: %v", got[refused:])
 	}
